@@ -1,0 +1,240 @@
+"""Calibration statistics, collected block by block.
+
+Wanda needs, per layer, the squared norm of every input feature over the
+calibration tokens; SparseGPT needs the Gram matrix ``X X^T``. Both are
+accumulated by forward pre-hooks (the shape of SparseGPT's ``add_batch``), on a
+shallow copy of the model so that the shared model never carries our hooks.
+
+:func:`sequential_prune` walks the transformer blocks in order. Block ``b`` gets
+the hidden states produced by the already-pruned blocks before it; inside the
+block every layer is pruned the moment its input is known, so later layers of
+the block (the attention output, the FFN down projection) see inputs from the
+pruned layers before them. All calibration samples go through a block as one
+batch, which keeps only the hidden states between blocks in memory, never every
+layer's activations. Layers that read the very same tensor (q/k/v, gate/up)
+share one set of statistics and, for SparseGPT, one factorisation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from .errors import PruneScopeError
+from .functional import shallow_copy
+
+
+@dataclass
+class InputStats:
+    """Running statistics of the inputs of one layer (or a group sharing one input)."""
+
+    d_in: int
+    want_gram: bool = False
+    n_tokens: int = 0
+    sq_sum: torch.Tensor = field(init=False)
+    gram: torch.Tensor | None = field(init=False, default=None)
+    cache: dict = field(default_factory=dict)  # derived objects shared by the group (e.g. SparseGPT's factor)
+
+    def __post_init__(self) -> None:
+        self.sq_sum = torch.zeros(self.d_in, dtype=torch.float64)
+        if self.want_gram:
+            self.gram = torch.zeros(self.d_in, self.d_in, dtype=torch.float32)
+
+    def add(self, x: torch.Tensor) -> None:
+        """Add a (tokens, d_in) batch of inputs."""
+        x = x.detach().reshape(-1, self.d_in).to(torch.float32)
+        self.n_tokens += x.shape[0]
+        self.sq_sum += (x * x).sum(dim=0).to(torch.float64)
+        if self.gram is not None:
+            self.gram += x.T @ x
+
+
+def merge_batches(batches: Sequence[dict], pad_id: int = 0) -> dict:
+    """Pad and concatenate model-input batches into one batch (right padding)."""
+    if not batches:
+        raise PruneScopeError("calibration needs at least one sample; the calibration set is empty")
+    width = max(b["input_ids"].shape[1] for b in batches)
+    ids, att = [], []
+    for b in batches:
+        x = b["input_ids"]
+        a = b.get("attention_mask", torch.ones_like(x))
+        pad = width - x.shape[1]
+        ids.append(torch.nn.functional.pad(x, (0, pad), value=pad_id))
+        att.append(torch.nn.functional.pad(a, (0, pad), value=0))
+    return {"input_ids": torch.cat(ids), "attention_mask": torch.cat(att)}
+
+
+class _Stop(Exception):
+    pass
+
+
+def _model_inputs(loaded, batch: dict) -> dict:
+    inputs = dict(batch)
+    if loaded.task == "causal-lm":
+        inputs["use_cache"] = False
+    return inputs
+
+
+def capture_first_block_inputs(loaded, model: nn.Module, blocks, batch: dict) -> tuple[tuple, dict]:
+    """Run the model up to its first transformer block and return that block's (args, kwargs)."""
+    captured: dict = {}
+
+    def hook(module, args, kwargs):
+        captured["args"], captured["kwargs"] = args, kwargs
+        raise _Stop
+
+    handle = blocks[0][1].register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        with torch.inference_mode():
+            model(**_model_inputs(loaded, batch))
+    except _Stop:
+        pass
+    finally:
+        handle.remove()
+    if "args" not in captured:
+        raise PruneScopeError("could not reach the first transformer block of this model during calibration")
+    return captured["args"], captured["kwargs"]
+
+
+def _block_output(out):
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+
+def _valid_tokens(x: torch.Tensor, token_mask: torch.Tensor | None) -> torch.Tensor:
+    """Drop padding positions from a (batch, seq, d) input when the mask fits it."""
+    if token_mask is not None and x.dim() == 3 and tuple(x.shape[:2]) == tuple(token_mask.shape):
+        return x[token_mask]
+    return x.reshape(-1, x.shape[-1])
+
+
+LayerPruner = Callable[[str, torch.Tensor, InputStats], tuple[torch.Tensor | None, torch.Tensor]]
+
+
+def sequential_prune(
+    loaded,
+    layers: Sequence[str],
+    calibration: Sequence[dict],
+    prune_layer: LayerPruner,
+    want_gram: bool = False,
+    progress=None,
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Walk the blocks in order, pruning each targeted layer once its input is known.
+
+    ``prune_layer(name, weight (d_out, d_in), stats) -> (new_weight or None, mask)``.
+    Returns ``(masks, new_weights)``; new_weights holds only layers whose
+    weights the pruner changed. The shared model is untouched.
+    """
+    from .models import layer_weight, transformer_blocks
+
+    model = shallow_copy(loaded.model)
+    blocks = transformer_blocks(model)
+    wanted = set(layers)
+    batch = merge_batches(calibration, pad_id=_pad_id(loaded))
+    token_mask = batch["attention_mask"].bool()
+    args, kwargs = capture_first_block_inputs(loaded, model, blocks, batch)
+    hidden = args[0]
+    rest = tuple(args[1:])
+    masks: dict[str, torch.Tensor] = {}
+    new_weights: dict[str, torch.Tensor] = {}
+    total = len(wanted)
+    done = 0
+    for prefix, block in blocks:
+        names = [n for n in layers if n.startswith(prefix + ".")]
+        handles = []
+        shared: dict[int, InputStats] = {}
+
+        def make_hook(name: str):
+            local = name[len(prefix) + 1 :]
+
+            def hook(module, inputs):
+                nonlocal done
+                x = inputs[0]
+                key = id(x)
+                if key not in shared:
+                    stats = InputStats(x.shape[-1], want_gram)
+                    stats.add(_valid_tokens(x, token_mask))
+                    shared[key] = stats
+                weight = layer_weight(model, name)
+                new_w, mask = prune_layer(name, weight, shared[key])
+                masks[name] = mask
+                if new_w is not None:
+                    new_weights[name] = new_w
+                _set_weight(model, block, local, name, (new_w if new_w is not None else weight) * mask)
+                done += 1
+                if progress is not None:
+                    progress(done, total, f"pruned {name}")
+
+            return hook
+
+        for name in names:
+            handles.append(block.get_submodule(name[len(prefix) + 1 :]).register_forward_pre_hook(make_hook(name)))
+        try:
+            with torch.inference_mode():
+                hidden = _block_output(block(hidden, *rest, **kwargs))
+        finally:
+            for h in handles:
+                h.remove()
+        if all(n in masks for n in wanted):
+            break  # later blocks hold no targeted layer: no need to run them
+    missing = [n for n in layers if n not in masks]
+    if missing:
+        raise PruneScopeError(f"these layers are not inside a transformer block, so calibration never reached them: {missing[:3]}")
+    return masks, new_weights
+
+
+def collect_input_stats(
+    loaded, layers: Sequence[str], calibration: Sequence[dict], want_gram: bool = False, progress=None
+) -> dict[str, InputStats]:
+    """One dense forward pass over the calibration set; input statistics for every layer.
+
+    Layers that read the same tensor get the same :class:`InputStats` object.
+    """
+    model = shallow_copy(loaded.model)
+    batch = merge_batches(calibration, pad_id=_pad_id(loaded))
+    token_mask = batch["attention_mask"].bool()
+    out: dict[str, InputStats] = {}
+    shared: dict[int, InputStats] = {}
+    handles = []
+
+    def make_hook(name: str):
+        def hook(module, inputs):
+            x = inputs[0]
+            if id(x) not in shared:
+                stats = InputStats(x.shape[-1], want_gram)
+                stats.add(_valid_tokens(x, token_mask))
+                shared[id(x)] = stats
+            out[name] = shared[id(x)]
+            if progress is not None:
+                progress(len(out), len(layers), f"statistics of {name}")
+
+        return hook
+
+    for name in layers:
+        handles.append(model.get_submodule(name).register_forward_pre_hook(make_hook(name)))
+    try:
+        with torch.inference_mode():
+            model(**_model_inputs(loaded, batch))
+    finally:
+        for h in handles:
+            h.remove()
+    missing = [n for n in layers if n not in out]
+    if missing:
+        raise PruneScopeError(f"calibration never reached these layers: {missing[:3]}")
+    return out
+
+
+def _pad_id(loaded) -> int:
+    tok = getattr(loaded, "tokenizer", None)
+    pad = getattr(tok, "pad_token_id", None)
+    return int(pad) if pad is not None else 0
+
+
+def _set_weight(model: nn.Module, block: nn.Module, local: str, name: str, weight_out_in: torch.Tensor) -> None:
+    """Put a (d_out, d_in) weight into the private copy's layer (Conv1D stores it transposed)."""
+    from .models import to_module_layout
+
+    module = block.get_submodule(local)
+    module._parameters["weight"] = nn.Parameter(to_module_layout(model, name, weight_out_in), requires_grad=False)

@@ -1,0 +1,339 @@
+"""Pure mask math: from scores to boolean masks, and facts about masks.
+
+A mask is a boolean tensor shaped like the (d_out, d_in) weight it applies to,
+``True`` where the weight is kept. A set of masks is ``dict[layer_name, mask]``.
+
+Rules shared by every function here:
+
+* the number of kept weights is exact: ``keep_count(N, s) = floor(N (1 - s))``
+  (with a tolerance for binary floating point, so 0.9 of 100 keeps 10, not 9);
+* ties at the threshold are broken by position: among equal scores the weight
+  with the lower flat index (row-major, layers in dict order) is kept;
+* a weight that is already exactly zero counts as pruned: when the weight is
+  given, its score becomes ``-inf`` so it is pruned before any non-zero weight.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Mapping
+
+import torch
+
+from .errors import PruneScopeError
+
+Masks = dict[str, torch.Tensor]
+
+_EPS = 1e-6
+
+
+# ---------------------------------------------------------------- parameters
+def validate_sparsity(sparsity: float) -> float:
+    """Return ``sparsity`` as a float in [0, 1), or raise a clear error."""
+    try:
+        value = float(sparsity)
+    except (TypeError, ValueError):
+        raise PruneScopeError(f"sparsity must be a number between 0 and 1, got {sparsity!r}") from None
+    if math.isnan(value) or not 0.0 <= value < 1.0:
+        raise PruneScopeError(
+            f"sparsity must be at least 0 and below 1 (0.5 removes half the weights), got {sparsity!r}"
+        )
+    return value
+
+
+def keep_count(total: int, sparsity: float) -> int:
+    """How many of ``total`` weights are kept at ``sparsity``: floor(total (1 - s))."""
+    return max(0, min(total, math.floor(total * (1.0 - sparsity) + _EPS)))
+
+
+@dataclass(frozen=True)
+class Granularity:
+    """Where the pruning threshold applies: one layer, all layers, one row, or N:M groups."""
+
+    kind: str  # "layer" | "global" | "row" | "nm"
+    n: int = 0
+    m: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.n}:{self.m}" if self.kind == "nm" else self.kind
+
+    @property
+    def is_nm(self) -> bool:
+        return self.kind == "nm"
+
+    @property
+    def fixed_sparsity(self) -> float | None:
+        """N:M patterns fix the sparsity at N/M; other granularities take any."""
+        return self.n / self.m if self.is_nm else None
+
+
+GRANULARITY_LABELS = {
+    "layer": "per-layer (each matrix keeps its top scores)",
+    "global": "global (one threshold over all targeted matrices)",
+    "row": "per-output-row (each row keeps its top scores)",
+    "2:4": "2:4 semi-structured (2 of every 4 inputs pruned)",
+    "4:8": "4:8 semi-structured (4 of every 8 inputs pruned)",
+}
+_NM = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
+
+
+def parse_granularity(text: str | Granularity) -> Granularity:
+    """Parse ``"layer"``, ``"global"``, ``"row"`` or ``"N:M"`` (N pruned of every M)."""
+    if isinstance(text, Granularity):
+        return text
+    word = str(text).strip().lower().replace("per-layer", "layer").replace("per-row", "row")
+    if word in ("layer", "global", "row"):
+        return Granularity(word)
+    match = _NM.match(word)
+    if match:
+        n, m = int(match.group(1)), int(match.group(2))
+        if m < 2 or n < 1 or n >= m:
+            raise PruneScopeError(
+                f"N:M pattern {text!r} is impossible: it prunes N of every M inputs, so it needs 1 <= N < M "
+                "(for example 2:4 or 4:8)"
+            )
+        return Granularity("nm", n, m)
+    raise PruneScopeError(
+        f"unknown granularity {text!r}: use layer, global, row, or an N:M pattern such as 2:4"
+    )
+
+
+# ---------------------------------------------------------------- scores -> masks
+def prepare_scores(scores: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Float copy of ``scores`` where NaN and already-zero weights score ``-inf``."""
+    out = scores.detach().to(torch.float32).clone()
+    out = torch.nan_to_num(out, nan=-math.inf)
+    if weight is not None:
+        out[weight.detach() == 0] = -math.inf
+    return out
+
+
+def topk_keep(flat: torch.Tensor, k: int) -> torch.Tensor:
+    """Boolean vector keeping exactly ``k`` largest entries of ``flat`` (ties: lower index kept)."""
+    n = flat.numel()
+    keep = torch.zeros(n, dtype=torch.bool, device=flat.device)
+    if k <= 0:
+        return keep
+    if k >= n:
+        return keep.fill_(True)
+    threshold = torch.kthvalue(flat.cpu() if flat.is_cuda else flat, n - k + 1).values.to(flat.device)
+    keep = flat > threshold
+    missing = k - int(keep.sum())
+    if missing > 0:
+        tied = torch.nonzero(flat == threshold).flatten()[:missing]
+        keep[tied] = True
+    return keep
+
+
+def layer_mask(scores: torch.Tensor, sparsity: float, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Keep the top ``floor(N (1-s))`` scores of one matrix."""
+    flat = prepare_scores(scores, weight).flatten()
+    return topk_keep(flat, keep_count(flat.numel(), sparsity)).view(scores.shape)
+
+
+def row_mask(scores: torch.Tensor, sparsity: float, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Keep the top ``floor(d_in (1-s))`` scores of every output row."""
+    prepared = prepare_scores(scores, weight)
+    k = keep_count(prepared.shape[1], sparsity)
+    order = torch.sort(prepared, dim=1, descending=True, stable=True).indices[:, :k]
+    mask = torch.zeros_like(prepared, dtype=torch.bool)
+    mask.scatter_(1, order, True)
+    return mask
+
+
+def nm_mask(scores: torch.Tensor, n: int, m: int, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """In every group of ``m`` consecutive inputs of a row, prune the ``n`` lowest scores."""
+    prepared = prepare_scores(scores, weight)
+    d_out, d_in = prepared.shape
+    if d_in % m:
+        raise PruneScopeError(f"an {n}:{m} pattern needs the input size to be a multiple of {m}; this layer has {d_in}")
+    groups = prepared.view(d_out, d_in // m, m)
+    order = torch.sort(groups, dim=2, descending=True, stable=True).indices[:, :, : m - n]
+    mask = torch.zeros_like(groups, dtype=torch.bool)
+    mask.scatter_(2, order, True)
+    return mask.view(d_out, d_in)
+
+
+def global_masks(
+    scores: Mapping[str, torch.Tensor], sparsity: float, weights: Mapping[str, torch.Tensor] | None = None
+) -> Masks:
+    """One threshold over all matrices together: exactly ``floor(N (1-s))`` kept in all."""
+    names = list(scores)
+    flats = [prepare_scores(scores[n], None if weights is None else weights[n]).flatten() for n in names]
+    keep = topk_keep(torch.cat(flats), keep_count(sum(f.numel() for f in flats), sparsity))
+    out, start = {}, 0
+    for name, flat in zip(names, flats):
+        out[name] = keep[start : start + flat.numel()].view(scores[name].shape)
+        start += flat.numel()
+    return out
+
+
+def compute_masks(
+    scores: Mapping[str, torch.Tensor],
+    sparsity: float,
+    granularity: str | Granularity,
+    weights: Mapping[str, torch.Tensor] | None = None,
+) -> Masks:
+    """Masks for every layer in ``scores`` at ``sparsity`` and ``granularity``.
+
+    For N:M the sparsity is fixed at N/M and ``sparsity`` is ignored.
+    """
+    g = parse_granularity(granularity)
+    if g.is_nm:
+        return {name: nm_mask(s, g.n, g.m, None if weights is None else weights[name]) for name, s in scores.items()}
+    sparsity = validate_sparsity(sparsity)
+    if g.kind == "global":
+        return global_masks(scores, sparsity, weights)
+    one = layer_mask if g.kind == "layer" else row_mask
+    return {name: one(s, sparsity, None if weights is None else weights[name]) for name, s in scores.items()}
+
+
+# ---------------------------------------------------------------- fast re-thresholding
+def descending_ranks(flat: torch.Tensor) -> torch.Tensor:
+    """Rank of each entry in descending order (0 = best), ties by lower index first.
+
+    ``ranks < k`` is then exactly the ``topk_keep(flat, k)`` mask, so a cached
+    ranking turns any later re-thresholding into one comparison per weight.
+    """
+    order = torch.sort(flat, descending=True, stable=True).indices
+    ranks = torch.empty_like(order, dtype=torch.int32)
+    ranks[order] = torch.arange(flat.numel(), dtype=torch.int32, device=flat.device)
+    return ranks
+
+
+class MaskRanker:
+    """Scores ranked once per granularity, so a mask at any sparsity is a comparison.
+
+    Built from the (prepared) scores of a set of layers; ``masks(s, g)`` gives the
+    same masks as ``compute_masks`` but in a few milliseconds per call.
+    """
+
+    def __init__(self, scores: Mapping[str, torch.Tensor], weights: Mapping[str, torch.Tensor] | None = None):
+        self.scores = {n: prepare_scores(s, None if weights is None else weights[n]) for n, s in scores.items()}
+        self._ranks: dict[str, object] = {}
+        self._nm: dict[tuple[int, int], Masks] = {}
+
+    def _layer_ranks(self) -> dict[str, torch.Tensor]:
+        if "layer" not in self._ranks:
+            self._ranks["layer"] = {n: descending_ranks(s.flatten()).view(s.shape) for n, s in self.scores.items()}
+        return self._ranks["layer"]  # type: ignore[return-value]
+
+    def _row_ranks(self) -> dict[str, torch.Tensor]:
+        if "row" not in self._ranks:
+            ranks = {}
+            for n, s in self.scores.items():
+                order = torch.sort(s, dim=1, descending=True, stable=True).indices
+                r = torch.empty_like(order, dtype=torch.int32)
+                r.scatter_(1, order, torch.arange(s.shape[1], dtype=torch.int32).expand_as(order).contiguous())
+                ranks[n] = r
+            self._ranks["row"] = ranks
+        return self._ranks["row"]  # type: ignore[return-value]
+
+    def _global_ranks(self) -> dict[str, torch.Tensor]:
+        if "global" not in self._ranks:
+            names = list(self.scores)
+            ranks = descending_ranks(torch.cat([self.scores[n].flatten() for n in names]))
+            out, start = {}, 0
+            for n in names:
+                size = self.scores[n].numel()
+                out[n] = ranks[start : start + size].view(self.scores[n].shape)
+                start += size
+            self._ranks["global"] = out
+        return self._ranks["global"]  # type: ignore[return-value]
+
+    def masks(self, sparsity: float, granularity: str | Granularity) -> Masks:
+        g = parse_granularity(granularity)
+        if g.is_nm:
+            key = (g.n, g.m)
+            if key not in self._nm:
+                self._nm[key] = {n: nm_mask(s, g.n, g.m) for n, s in self.scores.items()}
+            return self._nm[key]
+        sparsity = validate_sparsity(sparsity)
+        if g.kind == "layer":
+            return {n: r < keep_count(r.numel(), sparsity) for n, r in self._layer_ranks().items()}
+        if g.kind == "row":
+            return {n: r < keep_count(r.shape[1], sparsity) for n, r in self._row_ranks().items()}
+        ranks = self._global_ranks()
+        k = keep_count(sum(r.numel() for r in ranks.values()), sparsity)
+        return {n: r < k for n, r in ranks.items()}
+
+
+# ---------------------------------------------------------------- facts about masks
+def mask_sparsity(mask: torch.Tensor, weight: torch.Tensor | None = None) -> float:
+    """Fraction of pruned entries; with ``weight``, zeros of the weight count as pruned too."""
+    kept = mask if weight is None else (mask & (weight != 0))
+    return 1.0 - int(kept.sum()) / max(1, kept.numel())
+
+
+def overall_sparsity(masks: Mapping[str, torch.Tensor], weights: Mapping[str, torch.Tensor] | None = None) -> float:
+    """Pruned fraction over all masks together (weighted by size)."""
+    total = sum(m.numel() for m in masks.values())
+    kept = 0
+    for name, m in masks.items():
+        kept += int((m if weights is None else m & (weights[name] != 0)).sum())
+    return 1.0 - kept / max(1, total)
+
+
+def sparsity_table(masks: Mapping[str, torch.Tensor]) -> list[dict]:
+    """One row per layer: name, shape, parameters, kept, pruned, sparsity."""
+    rows = []
+    for name, m in masks.items():
+        kept = int(m.sum())
+        rows.append(
+            {
+                "layer": name,
+                "shape": tuple(m.shape),
+                "params": m.numel(),
+                "kept": kept,
+                "pruned": m.numel() - kept,
+                "sparsity": 1.0 - kept / max(1, m.numel()),
+            }
+        )
+    return rows
+
+
+def nm_violations(mask: torch.Tensor, n: int, m: int) -> int:
+    """Number of M-groups that keep more than M - N weights (0 means the mask is valid N:M)."""
+    d_out, d_in = mask.shape
+    if d_in % m:
+        return d_out * math.ceil(d_in / m)
+    kept = mask.view(d_out, d_in // m, m).sum(dim=2)
+    return int((kept > m - n).sum())
+
+
+def is_nm_valid(mask: torch.Tensor, n: int, m: int) -> bool:
+    """True when every group of ``m`` consecutive inputs of every row has at least ``n`` zeros."""
+    return nm_violations(mask, n, m) == 0
+
+
+def jaccard(a: torch.Tensor, b: torch.Tensor) -> float:
+    """|kept in both| / |kept in either| (1.0 when both keep nothing)."""
+    union = int((a | b).sum())
+    return 1.0 if union == 0 else int((a & b).sum()) / union
+
+
+def hamming(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Fraction of positions where the two masks disagree."""
+    return int((a ^ b).sum()) / max(1, a.numel())
+
+
+def mask_overlap(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> dict:
+    """Jaccard and Hamming per common layer and over all common layers together.
+
+    Returns ``{"per_layer": {name: {"jaccard", "hamming"}}, "overall": {"jaccard", "hamming"}}``.
+    """
+    common = [n for n in a if n in b]
+    if not common:
+        raise PruneScopeError("the two mask sets share no layer, so their overlap is undefined")
+    per_layer, inter, union, diff, total = {}, 0, 0, 0, 0
+    for name in common:
+        x, y = a[name], b[name]
+        if x.shape != y.shape:
+            raise PruneScopeError(f"layer {name}: mask shapes differ ({tuple(x.shape)} vs {tuple(y.shape)})")
+        i, u, d = int((x & y).sum()), int((x | y).sum()), int((x ^ y).sum())
+        per_layer[name] = {"jaccard": 1.0 if u == 0 else i / u, "hamming": d / max(1, x.numel())}
+        inter, union, diff, total = inter + i, union + u, diff + d, total + x.numel()
+    overall = {"jaccard": 1.0 if union == 0 else inter / union, "hamming": diff / max(1, total)}
+    return {"per_layer": per_layer, "overall": overall}

@@ -1,0 +1,138 @@
+"""The one registry of pruning methods.
+
+Each method registers itself under a name with :func:`register`. The CLI, the
+app's sidebar and the tests list and describe methods from here only, so adding
+a method is one module and no hand-kept list.
+
+A method is described by a :class:`Method` and run through its ``run``
+callable, which takes a :class:`PruneContext` and returns a
+:class:`pruning.prune.PruneResult`. Methods whose mask at any sparsity is a
+top-k of fixed scores also give ``scores``; callers cache those scores and
+re-threshold them on every slider move (see :class:`pruning.prune.ScoreCache`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from .errors import PruneScopeError
+
+ProgressFn = Optional[Callable[[int, int, str], None]]
+
+
+@dataclass(frozen=True)
+class Param:
+    """A user-tunable parameter of a method (drawn as a widget in the app, a flag in the CLI)."""
+
+    default: Any
+    help: str
+    choices: tuple | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+
+    def coerce(self, name: str, value: Any) -> Any:
+        """Convert ``value`` to the default's type and check its range, or raise a clear error."""
+        if value is None:
+            return self.default
+        kind = type(self.default)
+        try:
+            if kind is bool and isinstance(value, str):
+                out = value.strip().lower() in ("1", "true", "yes", "on")
+            else:
+                out = kind(value) if self.default is not None else value
+        except (TypeError, ValueError):
+            raise PruneScopeError(f"parameter {name}: {value!r} is not a valid {kind.__name__}") from None
+        if self.choices is not None and out not in self.choices:
+            raise PruneScopeError(f"parameter {name}: {out!r} is not one of {', '.join(map(str, self.choices))}")
+        if self.minimum is not None and out < self.minimum:
+            raise PruneScopeError(f"parameter {name}: {out!r} is below its minimum {self.minimum}")
+        if self.maximum is not None and out > self.maximum:
+            raise PruneScopeError(f"parameter {name}: {out!r} is above its maximum {self.maximum}")
+        return out
+
+
+@dataclass
+class PruneContext:
+    """Everything a method needs to prune one model once.
+
+    ``loaded`` is a :class:`pruning.models.LoadedModel` (never modified in place),
+    ``layers`` the layer names to prune, ``calibration`` a list of model-input
+    batches (dicts of tensors) or ``None``, ``params`` the method's parameters
+    after :meth:`Method.resolve_params`.
+    """
+
+    loaded: Any
+    layers: list[str]
+    sparsity: float
+    granularity: str
+    calibration: list | None = None
+    seed: int = 0
+    params: dict = field(default_factory=dict)
+    progress: ProgressFn = None
+    data: Any = None  # task data for methods that train or select (seed methods)
+
+    def report(self, done: int, total: int, message: str) -> None:
+        if self.progress is not None:
+            self.progress(done, total, message)
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    label: str
+    summary: str
+    run: Callable[[PruneContext], Any]
+    scores: Callable[[PruneContext], dict] | None = None
+    needs_calibration: bool = False
+    needs_training_data: bool = False
+    updates_weights: bool = False
+    family: str = "baseline"  # "baseline" | "seed"
+    granularities: tuple[str, ...] = ("layer", "global", "row", "2:4", "4:8")
+    params: dict[str, Param] = field(default_factory=dict)
+    reference: str = ""
+
+    @property
+    def score_based(self) -> bool:
+        """True when a mask at any sparsity is a top-k of scores computed once."""
+        return self.scores is not None
+
+    def resolve_params(self, given: dict | None) -> dict:
+        given = dict(given or {})
+        unknown = sorted(set(given) - set(self.params))
+        if unknown:
+            known = ", ".join(self.params) or "none"
+            raise PruneScopeError(f"method {self.name} has no parameter {', '.join(unknown)} (it takes: {known})")
+        return {k: p.coerce(k, given.get(k)) for k, p in self.params.items()}
+
+
+_METHODS: dict[str, Method] = {}
+
+
+def register(method: Method) -> Method:
+    """Add ``method`` to the registry (a later registration under the same name replaces it)."""
+    _METHODS[method.name] = method
+    return method
+
+
+def _load_builtin() -> None:
+    # Importing these modules registers their methods.
+    from . import methods  # noqa: F401
+
+    try:
+        from . import seeds  # noqa: F401
+    except ImportError:  # seed methods are optional while being developed
+        pass
+
+
+def all_methods(family: str | None = None) -> dict[str, Method]:
+    _load_builtin()
+    return {n: m for n, m in _METHODS.items() if family is None or m.family == family}
+
+
+def get_method(name: str) -> Method:
+    methods = all_methods()
+    key = str(name).strip().lower()
+    if key not in methods:
+        raise PruneScopeError(f"unknown method {name!r}; available: {', '.join(sorted(methods))}")
+    return methods[key]
