@@ -17,6 +17,7 @@ share one set of statistics and, for SparseGPT, one factorisation.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -103,6 +104,27 @@ def _block_output(out):
     return out[0] if isinstance(out, (tuple, list)) else out
 
 
+class _SharedInputs:
+    """Statistics keyed by the input tensor object itself, so q/k/v (or gate/up) share one.
+
+    Keyed by ``id`` and checked through a weak reference: an id can be reused once
+    a tensor is freed, and holding strong references would keep every activation.
+    """
+
+    def __init__(self, want_gram: bool, token_mask: torch.Tensor | None):
+        self.want_gram, self.token_mask = want_gram, token_mask
+        self._seen: dict[int, tuple[weakref.ref, InputStats]] = {}
+
+    def stats_for(self, x: torch.Tensor) -> InputStats:
+        entry = self._seen.get(id(x))
+        if entry is not None and entry[0]() is x:
+            return entry[1]
+        stats = InputStats(x.shape[-1], self.want_gram)
+        stats.add(_valid_tokens(x, self.token_mask))
+        self._seen[id(x)] = (weakref.ref(x), stats)
+        return stats
+
+
 def _valid_tokens(x: torch.Tensor, token_mask: torch.Tensor | None) -> torch.Tensor:
     """Drop padding positions from a (batch, seq, d) input when the mask fits it."""
     if token_mask is not None and x.dim() == 3 and tuple(x.shape[:2]) == tuple(token_mask.shape):
@@ -110,22 +132,63 @@ def _valid_tokens(x: torch.Tensor, token_mask: torch.Tensor | None) -> torch.Ten
     return x.reshape(-1, x.shape[-1])
 
 
-LayerPruner = Callable[[str, torch.Tensor, InputStats], tuple[torch.Tensor | None, torch.Tensor]]
+GroupPruner = Callable[[list[str], list[torch.Tensor], InputStats], list[tuple[torch.Tensor | None, torch.Tensor]]]
+
+
+def input_groups(block: nn.Module, args: tuple, kwargs: dict, token_mask=None) -> list[list[str]]:
+    """Local names of the block's linear layers, grouped by the input tensor they read.
+
+    Found by running the block once and watching which layers receive the very
+    same tensor: q/k/v form one group in attention, gate/up one in a LLaMA MLP.
+    """
+    order: list[str] = []
+    seen: dict[int, tuple[weakref.ref, list[str]]] = {}
+    handles = []
+
+    def make_hook(local: str):
+        def hook(module, inputs):
+            x = inputs[0]
+            entry = seen.get(id(x))
+            if entry is not None and entry[0]() is x:
+                entry[1].append(local)
+            else:
+                seen[id(x)] = (weakref.ref(x), [local])
+            order.append(local)
+
+        return hook
+
+    for local, module in block.named_modules():
+        if local and _is_linear(module):
+            handles.append(module.register_forward_pre_hook(make_hook(local)))
+    try:
+        with torch.inference_mode():
+            block(*args, **kwargs)
+    finally:
+        for h in handles:
+            h.remove()
+    groups = [members for _, members in seen.values()]
+    return sorted(groups, key=lambda g: order.index(g[0]))
+
+
+def _is_linear(module: nn.Module) -> bool:
+    return isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D"
 
 
 def sequential_prune(
     loaded,
     layers: Sequence[str],
     calibration: Sequence[dict],
-    prune_layer: LayerPruner,
+    prune_group: GroupPruner,
     want_gram: bool = False,
     progress=None,
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Walk the blocks in order, pruning each targeted layer once its input is known.
 
-    ``prune_layer(name, weight (d_out, d_in), stats) -> (new_weight or None, mask)``.
-    Returns ``(masks, new_weights)``; new_weights holds only layers whose
-    weights the pruner changed. The shared model is untouched.
+    ``prune_group(names, weights (d_out, d_in), stats) -> [(new_weight or None, mask)]``
+    is called once per set of layers that read the same input (q/k/v, gate/up),
+    so those can share statistics and work. Returns ``(masks, new_weights)``;
+    new_weights holds only layers whose weights the pruner changed. The shared
+    model is untouched.
     """
     from .models import layer_weight, transformer_blocks
 
@@ -134,38 +197,52 @@ def sequential_prune(
     wanted = set(layers)
     batch = merge_batches(calibration, pad_id=_pad_id(loaded))
     token_mask = batch["attention_mask"].bool()
+    if bool(token_mask.all()):
+        token_mask = None  # no padding: every position is a calibration token
     args, kwargs = capture_first_block_inputs(loaded, model, blocks, batch)
-    hidden = args[0]
-    rest = tuple(args[1:])
+    hidden, rest = args[0], tuple(args[1:])
+    groups_by_local = {}
+    for group in input_groups(blocks[0][1], args, kwargs):
+        for local in group:
+            groups_by_local[local] = group
     masks: dict[str, torch.Tensor] = {}
     new_weights: dict[str, torch.Tensor] = {}
     total = len(wanted)
-    done = 0
     for prefix, block in blocks:
         names = [n for n in layers if n.startswith(prefix + ".")]
+        if not names:
+            if all(n in masks for n in wanted):
+                break
+            with torch.inference_mode():
+                hidden = _block_output(block(hidden, *rest, **kwargs))
+            continue
+        shared = _SharedInputs(want_gram, token_mask)
+        pending: dict[str, tuple[InputStats, tuple]] = {}
         handles = []
-        shared: dict[int, InputStats] = {}
 
-        def make_hook(name: str):
+        def make_hook(name: str, prefix=prefix, block=block, shared=shared, pending=pending):
             local = name[len(prefix) + 1 :]
 
             def hook(module, inputs):
-                nonlocal done
-                x = inputs[0]
-                key = id(x)
-                if key not in shared:
-                    stats = InputStats(x.shape[-1], want_gram)
-                    stats.add(_valid_tokens(x, token_mask))
-                    shared[key] = stats
-                weight = layer_weight(model, name)
-                new_w, mask = prune_layer(name, weight, shared[key])
+                stats = shared.stats_for(inputs[0])
+                if name in pending and pending[name][0] is stats:
+                    new_w, mask = pending.pop(name)[1]
+                else:  # first of its group to run: prune the whole group now
+                    members = [prefix + "." + m for m in groups_by_local.get(local, [local])]
+                    members = [m for m in members if m in wanted and m not in masks] or [name]
+                    if name not in members:
+                        members = [name]
+                    outcome = prune_group(members, [layer_weight(model, m) for m in members], stats)
+                    for member, result in zip(members, outcome):
+                        pending[member] = (stats, result)
+                    new_w, mask = pending.pop(name)[1]
                 masks[name] = mask
                 if new_w is not None:
                     new_weights[name] = new_w
-                _set_weight(model, block, local, name, (new_w if new_w is not None else weight) * mask)
-                done += 1
+                base = new_w if new_w is not None else layer_weight(model, name)
+                _set_weight(model, block, local, name, base * mask)
                 if progress is not None:
-                    progress(done, total, f"pruned {name}")
+                    progress(len(masks), total, f"pruned {name}")
 
             return hook
 
@@ -196,17 +273,12 @@ def collect_input_stats(
     batch = merge_batches(calibration, pad_id=_pad_id(loaded))
     token_mask = batch["attention_mask"].bool()
     out: dict[str, InputStats] = {}
-    shared: dict[int, InputStats] = {}
+    shared = _SharedInputs(want_gram, token_mask)
     handles = []
 
     def make_hook(name: str):
         def hook(module, inputs):
-            x = inputs[0]
-            if id(x) not in shared:
-                stats = InputStats(x.shape[-1], want_gram)
-                stats.add(_valid_tokens(x, token_mask))
-                shared[id(x)] = stats
-            out[name] = shared[id(x)]
+            out[name] = shared.stats_for(inputs[0])
             if progress is not None:
                 progress(len(out), len(layers), f"statistics of {name}")
 

@@ -43,6 +43,14 @@ def validate_sparsity(sparsity: float) -> float:
     return value
 
 
+def _fraction(sparsity: float) -> float:
+    """Internal check: a fraction in [0, 1] (a layer may be pruned whole by a global threshold)."""
+    value = float(sparsity)
+    if math.isnan(value) or not 0.0 <= value <= 1.0:
+        raise PruneScopeError(f"sparsity must be between 0 and 1, got {sparsity!r}")
+    return value
+
+
 def keep_count(total: int, sparsity: float) -> int:
     """How many of ``total`` weights are kept at ``sparsity``: floor(total (1 - s))."""
     return max(0, min(total, math.floor(total * (1.0 - sparsity) + _EPS)))
@@ -103,27 +111,27 @@ def parse_granularity(text: str | Granularity) -> Granularity:
 # ---------------------------------------------------------------- scores -> masks
 def prepare_scores(scores: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
     """Float copy of ``scores`` where NaN and already-zero weights score ``-inf``."""
-    out = scores.detach().to(torch.float32).clone()
-    out = torch.nan_to_num(out, nan=-math.inf)
+    out = scores.detach().to(torch.float32)
     if weight is not None:
-        out[weight.detach() == 0] = -math.inf
-    return out
+        out = torch.where(weight.detach() != 0, out, -math.inf)
+    else:
+        out = out.clone()
+    return torch.nan_to_num_(out, nan=-math.inf)
 
 
 def topk_keep(flat: torch.Tensor, k: int) -> torch.Tensor:
     """Boolean vector keeping exactly ``k`` largest entries of ``flat`` (ties: lower index kept)."""
     n = flat.numel()
-    keep = torch.zeros(n, dtype=torch.bool, device=flat.device)
     if k <= 0:
-        return keep
+        return torch.zeros(n, dtype=torch.bool, device=flat.device)
     if k >= n:
-        return keep.fill_(True)
+        return torch.ones(n, dtype=torch.bool, device=flat.device)
     threshold = torch.kthvalue(flat.cpu() if flat.is_cuda else flat, n - k + 1).values.to(flat.device)
-    keep = flat > threshold
-    missing = k - int(keep.sum())
-    if missing > 0:
-        tied = torch.nonzero(flat == threshold).flatten()[:missing]
-        keep[tied] = True
+    keep = flat >= threshold
+    extra = int(keep.sum()) - k
+    if extra > 0:  # ties at the threshold: drop the highest-index tied entries
+        tied = torch.nonzero(flat == threshold).flatten()
+        keep[tied[tied.numel() - extra :]] = False
     return keep
 
 
@@ -183,7 +191,7 @@ def compute_masks(
     g = parse_granularity(granularity)
     if g.is_nm:
         return {name: nm_mask(s, g.n, g.m, None if weights is None else weights[name]) for name, s in scores.items()}
-    sparsity = validate_sparsity(sparsity)
+    sparsity = _fraction(sparsity)
     if g.kind == "global":
         return global_masks(scores, sparsity, weights)
     one = layer_mask if g.kind == "layer" else row_mask
@@ -250,7 +258,7 @@ class MaskRanker:
             if key not in self._nm:
                 self._nm[key] = {n: nm_mask(s, g.n, g.m) for n, s in self.scores.items()}
             return self._nm[key]
-        sparsity = validate_sparsity(sparsity)
+        sparsity = _fraction(sparsity)
         if g.kind == "layer":
             return {n: r < keep_count(r.numel(), sparsity) for n, r in self._layer_ranks().items()}
         if g.kind == "row":

@@ -82,11 +82,13 @@ def _wanda_run(ctx: PruneContext) -> PruneResult:
     sparsity = _layer_sparsities(ctx, lambda: _wanda_dense_scores(ctx))
     within = "layer" if ctx.granularity == "global" else ctx.granularity
 
-    def prune_layer(name: str, weight: torch.Tensor, stats: InputStats):
-        scores = wanda_scores(weight, stats.sq_sum)
-        return None, compute_masks({name: scores}, sparsity[name], within, {name: weight})[name]
+    def prune_group(names, weights, stats: InputStats):
+        return [
+            (None, compute_masks({n: wanda_scores(w, stats.sq_sum)}, sparsity[n], within, {n: w})[n])
+            for n, w in zip(names, weights)
+        ]
 
-    masks, _ = sequential_prune(ctx.loaded, ctx.layers, ctx.calibration, prune_layer, progress=ctx.progress)
+    masks, _ = sequential_prune(ctx.loaded, ctx.layers, ctx.calibration, prune_group, progress=ctx.progress)
     return PruneResult("wanda", ctx.sparsity, ctx.granularity, {n: masks[n] for n in ctx.layers})
 
 
@@ -123,12 +125,18 @@ def _sparsegpt_run(ctx: PruneContext) -> PruneResult:
     sparsity = _layer_sparsities(ctx, dense_scores)
     within = "layer" if ctx.granularity == "global" else ctx.granularity
 
-    def prune_layer(name: str, weight: torch.Tensor, stats: InputStats):
+    def prune_group(names, weights, stats: InputStats):
+        """Layers reading one input share U, so they are solved as one stacked matrix."""
         U, dead = _factor(stats, damp)
-        return sparsegpt_solve(weight, U, sparsity[name], within, dead=dead, blocksize=blocksize)
+        bounds = torch.tensor([0] + [w.shape[0] for w in weights]).cumsum(0).tolist()
+        segments = list(zip(bounds[:-1], bounds[1:]))
+        new, mask = sparsegpt_solve(
+            torch.cat(weights), U, [sparsity[n] for n in names], within, segments=segments, dead=dead, blocksize=blocksize
+        )
+        return [(new[a:b], mask[a:b]) for a, b in segments]
 
     masks, weights = sequential_prune(
-        ctx.loaded, ctx.layers, ctx.calibration, prune_layer, want_gram=True, progress=ctx.progress
+        ctx.loaded, ctx.layers, ctx.calibration, prune_group, want_gram=True, progress=ctx.progress
     )
     return PruneResult("sparsegpt", ctx.sparsity, ctx.granularity, masks, weights)
 

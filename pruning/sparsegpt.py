@@ -25,22 +25,22 @@ def hessian_inverse_factor(gram: torch.Tensor, n_tokens: int, damp: float = 0.01
 
     Returns ``(U, dead)`` where ``dead`` marks input features that were never
     active (their diagonal is set to 1, and their weights must be zeroed).
+    Computed in float32 like the reference; if the dampened Hessian is still not
+    positive definite, the dampening grows tenfold until it is.
     """
-    H = gram.to(torch.float64) * (2.0 / max(1, n_tokens))
+    H = gram.to(torch.float32) * (2.0 / max(1, n_tokens))
     dead = torch.diag(H) == 0
     H[dead, dead] = 1.0
-    H += damp * torch.mean(torch.diag(H)) * torch.eye(H.shape[0], dtype=H.dtype)
-    for attempt in range(5):
-        try:
-            L = torch.linalg.cholesky(H)
-            break
-        except torch.linalg.LinAlgError:  # not positive definite: dampen more
-            H += (10.0**attempt) * damp * torch.mean(torch.diag(H)) * torch.eye(H.shape[0], dtype=H.dtype)
-    else:  # pragma: no cover - only for pathological inputs
-        raise RuntimeError("SparseGPT: the Hessian could not be factorised even after extra dampening")
-    Hinv = torch.cholesky_inverse(L)
-    U = torch.linalg.cholesky(Hinv, upper=True)
-    return U.to(torch.float32), dead
+    eye = torch.eye(H.shape[0], dtype=H.dtype)
+    mean_diag = torch.mean(torch.diag(H))
+    for attempt in range(6):
+        L, info = torch.linalg.cholesky_ex(H + damp * (10.0**attempt) * mean_diag * eye)
+        if int(info) == 0:
+            Hinv = torch.cholesky_inverse(L)
+            U, info = torch.linalg.cholesky_ex(Hinv, upper=True)
+            if int(info) == 0:
+                return U, dead
+    raise RuntimeError("SparseGPT: the Hessian could not be factorised even after extra dampening")
 
 
 def _kept_before(column: int, width: int, rows: int, sparsity: float) -> int:

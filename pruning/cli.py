@@ -1,0 +1,349 @@
+"""``python -m pruning``: list, prune, sweep and probe sensitivity from the command line.
+
+Bad input ends with one line ``error: ...`` on stderr and exit status 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+from pathlib import Path
+
+from .errors import PruneScopeError
+
+EXIT_USAGE = 2
+
+
+def _progress_bar(desc: str):
+    """A progress callback drawing a tqdm bar (silent when stderr is not a terminal and CI is set)."""
+    from tqdm import tqdm
+
+    bar = None
+
+    def update(done: int, total: int, message: str) -> None:
+        nonlocal bar
+        if bar is None or bar.total != total:
+            if bar is not None:
+                bar.close()
+            bar = tqdm(total=total, desc=desc, unit="step", leave=False, dynamic_ncols=True)
+        bar.n = done
+        bar.set_postfix_str(message[:60], refresh=False)
+        bar.refresh()
+        if done >= total:
+            bar.close()
+            bar = None
+
+    return update
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise PruneScopeError(f"expected comma-separated numbers such as 0.3,0.5,0.7, got {text!r}") from None
+
+
+def _names(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def _load(args):
+    from .models import load_model
+
+    return load_model(
+        args.model,
+        gguf_file=getattr(args, "gguf_file", None),
+        trust_remote_code=getattr(args, "trust_remote_code", False),
+        progress=_progress_bar("loading model"),
+    )
+
+
+def _task_data(loaded, args):
+    """The evaluation data matching the model's task."""
+    from .data import load_classification, load_lm_text
+
+    source = getattr(args, "dataset", None)
+    if loaded.task == "causal-lm":
+        return load_lm_text(source or "rt-plots")
+    return load_classification(
+        source or "rotten-tomatoes",
+        text_column=getattr(args, "text_column", None),
+        label_column=getattr(args, "label_column", None),
+    )
+
+
+def _calibration(loaded, args):
+    from .data import calibration_batches
+
+    return calibration_batches(
+        loaded, getattr(args, "dataset", None), n_samples=args.calib, seq_len=args.calib_len, seed=args.seed
+    )
+
+
+def _method_params(pairs: list[str] | None) -> dict:
+    params = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise PruneScopeError(f"--param takes NAME=VALUE, got {pair!r}")
+        key, value = pair.split("=", 1)
+        params[key.strip()] = value.strip()
+    return params
+
+
+# ---------------------------------------------------------------- commands
+def cmd_models(args) -> int:
+    from .models import EMBEDDED_MODELS
+
+    print("Embedded defaults (work offline, from installed packages):")
+    for name, text in EMBEDDED_MODELS.items():
+        print(f"  {name:14s} {text}")
+    print("Also: any Hugging Face hub name (online), a local model folder, or a .gguf file.")
+    return 0
+
+
+def cmd_methods(args) -> int:
+    from .registry import all_methods
+
+    for m in all_methods().values():
+        flags = []
+        if m.needs_calibration:
+            flags.append("calibration")
+        if m.updates_weights:
+            flags.append("updates weights")
+        if m.needs_training_data:
+            flags.append("trains")
+        print(f"{m.name:10s} [{m.family}] {m.summary}" + (f" ({', '.join(flags)})" if flags else ""))
+        print(f"{'':10s} granularities: {', '.join(m.granularities)}")
+        for key, p in m.params.items():
+            print(f"{'':10s} --param {key}={p.default}  {p.help}")
+    return 0
+
+
+def cmd_layers(args) -> int:
+    from .models import prunable_layers
+
+    loaded = _load(args)
+    layers = prunable_layers(loaded.model, include=args.include, exclude=args.exclude)
+    total = 0
+    for info in layers:
+        print(f"{info.name:60s} {info.kind:7s} {str(tuple(info.shape)):>14s} {info.params:>10,d}")
+        total += info.params
+    print(f"{len(layers)} prunable layers, {total:,d} parameters")
+    return 0
+
+
+def cmd_prune(args) -> int:
+    from .io import build_report, save_masks, save_pruned_model, write_report
+    from .prune import layer_names, prune
+    from .registry import get_method
+
+    method = get_method(args.method)
+    loaded = _load(args)
+    names = layer_names(loaded, include=args.include, exclude=args.exclude)
+    data = _task_data(loaded, args) if (args.eval or method.needs_training_data) else None
+    calibration = _calibration(loaded, args) if method.needs_calibration else None
+    result = prune(
+        loaded,
+        args.method,
+        args.sparsity,
+        args.granularity,
+        layers=names,
+        calibration=calibration,
+        seed=args.seed,
+        progress=_progress_bar(f"{args.method}"),
+        data=data,
+        params=_method_params(args.param),
+    )
+    evaluation = None
+    if args.eval:
+        from .evaluate import evaluate
+
+        dense = evaluate(loaded, data, None, max_examples=args.eval_size)
+        pruned = evaluate(loaded, data, result.overrides(loaded), max_examples=args.eval_size)
+        evaluation = {"dense": dense, "pruned": pruned}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_masks(result.masks, out / "masks.safetensors")
+    report = build_report(result, loaded, evaluation)
+    write_report(report, out / "report.json")
+    if not args.no_model:
+        save_pruned_model(loaded, result, out / "model")
+    print(
+        f"{args.method} {result.granularity}: {report['overall_sparsity']:.4f} sparsity "
+        f"({report['total'] - report['kept']:,d} of {report['total']:,d} weights) in {result.seconds:.1f} s"
+    )
+    if evaluation:
+        d, p = evaluation["dense"], evaluation["pruned"]
+        print(f"{d['metric']}: dense {d['value']:.4f} -> pruned {p['value']:.4f} (n={p['n']})")
+    print(f"wrote {out}/report.json, {out}/masks.safetensors" + ("" if args.no_model else f", {out}/model/"))
+    return 0
+
+
+def _write_rows(rows: list[dict], out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix.lower() == ".json":
+        out.write_text(json.dumps(rows, indent=2))
+        return
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    with open(out, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def cmd_sweep(args) -> int:
+    from .registry import get_method
+    from .sweep import sparsity_ramp
+
+    methods = _names(args.methods)
+    for m in methods:
+        get_method(m)
+    loaded = _load(args)
+    data = _task_data(loaded, args)
+    calibration = _calibration(loaded, args) if any(get_method(m).needs_calibration for m in methods) else None
+    out = Path(args.out)
+    rows = sparsity_ramp(
+        loaded,
+        data,
+        methods,
+        _names(args.granularities),
+        _floats(args.sparsities),
+        calibration=calibration,
+        seed=args.seed,
+        max_examples=args.eval_size,
+        progress=_progress_bar("sweep"),
+        checkpoint=out.with_suffix(".partial.jsonl"),
+    )
+    _write_rows(rows, out)
+    _write_rows(rows, out.with_suffix(".json"))
+    out.with_suffix(".partial.jsonl").unlink(missing_ok=True)
+    for r in rows:
+        print(f"{r['method']:10s} {r['granularity']:7s} {r['sparsity']:.2f}  {r['metric']} {r['value']:.4f}")
+    print(f"wrote {out} and {out.with_suffix('.json')}")
+    return 0
+
+
+def cmd_sensitivity(args) -> int:
+    from .models import prunable_layers
+    from .registry import get_method
+    from .sweep import layer_sensitivity, suggest_allocation
+
+    get_method(args.method)
+    loaded = _load(args)
+    data = _task_data(loaded, args)
+    calibration = _calibration(loaded, args) if get_method(args.method).needs_calibration else None
+    layers = [i.name for i in prunable_layers(loaded.model, include=args.include, exclude=args.exclude)]
+    out = Path(args.out)
+    rows = layer_sensitivity(
+        loaded,
+        data,
+        args.method,
+        _floats(args.sparsities),
+        layers=layers,
+        calibration=calibration,
+        seed=args.seed,
+        max_examples=args.eval_size,
+        progress=_progress_bar("sensitivity"),
+        checkpoint=out.with_suffix(".partial.jsonl"),
+    )
+    _write_rows(rows, out)
+    params = {i.name: i.params for i in prunable_layers(loaded.model)}
+    target = _floats(args.sparsities)[-1]
+    allocation = suggest_allocation(rows, target, params)
+    out.with_suffix(".json").write_text(json.dumps({"rows": rows, "suggested_allocation": allocation}, indent=2))
+    out.with_suffix(".partial.jsonl").unlink(missing_ok=True)
+    worst = sorted((r for r in rows if r["layer"] != "-"), key=lambda r: -r["drop"])[:10]
+    for r in worst:
+        print(f"{r['layer']:60s} {r['sparsity']:.2f}  drop {r['drop']:+.4f}")
+    print(f"wrote {out} and {out.with_suffix('.json')}")
+    return 0
+
+
+# ---------------------------------------------------------------- parser
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="minilm-rt", help="minilm-rt, smollm2-135m, a hub name, a folder or a .gguf file")
+    p.add_argument("--gguf-file", help="GGUF file name inside a hub repo or folder")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow model code from the hub (off by default)")
+
+
+def _layer_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--include", help="regex: prune only layers whose name matches")
+    p.add_argument("--exclude", help="regex: skip layers whose name matches")
+
+
+def _data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", help="rotten-tomatoes, rt-plots, a CSV/TSV/JSONL/text file, or a hub name")
+    p.add_argument("--text-column")
+    p.add_argument("--label-column")
+    p.add_argument("--calib", type=int, default=16, help="calibration samples (default 16)")
+    p.add_argument("--calib-len", type=int, default=128, help="tokens per calibration sample for causal LMs")
+    p.add_argument("--eval-size", type=int, default=512, help="evaluation sentences / perplexity windows")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pruning", description="PruneScope: prune a transformer and see what it costs.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("models", help="list the embedded default models").set_defaults(func=cmd_models)
+    sub.add_parser("methods", help="list the pruning methods and their parameters").set_defaults(func=cmd_methods)
+
+    p = sub.add_parser("layers", help="list a model's prunable layers")
+    _model_args(p)
+    _layer_args(p)
+    p.set_defaults(func=cmd_layers)
+
+    p = sub.add_parser("prune", help="prune once; write the model, the masks and a JSON report")
+    _model_args(p)
+    _layer_args(p)
+    _data_args(p)
+    p.add_argument("--method", default="magnitude")
+    p.add_argument("--sparsity", type=float, default=0.5)
+    p.add_argument("--granularity", default="layer", help="layer, global, row, or N:M such as 2:4")
+    p.add_argument("--param", action="append", metavar="NAME=VALUE", help="a method parameter (see `methods`)")
+    p.add_argument("--eval", action="store_true", help="also evaluate dense and pruned")
+    p.add_argument("--no-model", action="store_true", help="write masks and report only")
+    p.add_argument("--out", default="out/prune")
+    p.set_defaults(func=cmd_prune)
+
+    p = sub.add_parser("sweep", help="metric vs sparsity for methods and granularities (CSV and JSON)")
+    _model_args(p)
+    _data_args(p)
+    p.add_argument("--methods", default="magnitude,wanda")
+    p.add_argument("--granularities", default="layer")
+    p.add_argument("--sparsities", default="0.3,0.5,0.7")
+    p.add_argument("--out", default="out/sweep.csv")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("sensitivity", help="prune one layer at a time; metric drop per layer (CSV and JSON)")
+    _model_args(p)
+    _layer_args(p)
+    _data_args(p)
+    p.add_argument("--method", default="magnitude")
+    p.add_argument("--sparsities", default="0.5")
+    p.add_argument("--out", default="out/sensitivity.csv")
+    p.set_defaults(func=cmd_sensitivity)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    threads = os.environ.get("PRUNESCOPE_THREADS")
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
+    try:
+        return args.func(args)
+    except PruneScopeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE

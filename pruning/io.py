@@ -1,0 +1,77 @@
+"""Saving what a pruning run produced: masks, a JSON report, and the pruned model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from .errors import PruneScopeError
+from .masks import overall_sparsity, sparsity_table
+
+
+def save_masks(masks: dict[str, torch.Tensor], path) -> None:
+    from safetensors.torch import save_file
+
+    save_file({n: m.to(torch.bool).contiguous() for n, m in masks.items()}, str(path))
+
+
+def load_masks(path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    if not Path(path).is_file():
+        raise PruneScopeError(f"no mask file at {path}")
+    return load_file(str(path))
+
+
+def build_report(result, loaded, evaluation: dict | None = None) -> dict:
+    """A JSON-able account of one run: settings, exact counts per layer, timing, metric."""
+    return {
+        "model": loaded.name,
+        "source": str(loaded.source),
+        "task": loaded.task,
+        "method": result.method,
+        "granularity": result.granularity,
+        "requested_sparsity": result.sparsity,
+        "overall_sparsity": overall_sparsity(result.masks),
+        "kept": int(sum(int(m.sum()) for m in result.masks.values())),
+        "total": int(sum(m.numel() for m in result.masks.values())),
+        "seconds": round(result.seconds, 3),
+        "seed": result.info.get("seed"),
+        "params": result.info.get("params", {}),
+        "calibration_samples": result.info.get("calibration_samples"),
+        "updates_weights": result.weights is not None,
+        "layers": [{**row, "shape": list(row["shape"])} for row in sparsity_table(result.masks)],
+        "evaluation": evaluation,
+    }
+
+
+def write_report(report: dict, path) -> None:
+    Path(path).write_text(json.dumps(report, indent=2, default=float))
+
+
+def read_report(path) -> dict:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise PruneScopeError(f"no report at {path}") from None
+    except json.JSONDecodeError as exc:
+        raise PruneScopeError(f"{path} is not a PruneScope report: {exc}") from None
+
+
+def save_pruned_model(loaded, result, folder) -> Path:
+    """Write a copy of the model with the pruned weights (safetensors) and its tokenizer.
+
+    The shared model is not changed: the weights go into a shallow copy whose
+    pruned layers hold new tensors.
+    """
+    from .functional import with_overrides
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model = with_overrides(loaded.model, result.overrides(loaded))
+    model.save_pretrained(str(folder), safe_serialization=True)
+    if loaded.tokenizer is not None:
+        loaded.tokenizer.save_pretrained(str(folder))
+    return folder

@@ -1,0 +1,203 @@
+"""Sparsity ramps and layer sensitivity: many prune-and-evaluate points, resumable.
+
+Every finished point is handed to ``on_point`` as it is computed (the app draws
+it at once) and, with ``checkpoint``, appended to a JSON-lines file: a rerun
+with the same file skips the points already there.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from .masks import parse_granularity
+from .prune import layer_names, mask_ranker, masked_overrides, prune
+from .registry import get_method
+
+
+def _load_checkpoint(path) -> list[dict]:
+    if path is None or not Path(path).exists():
+        return []
+    rows = []
+    for line in Path(path).read_text().splitlines():
+        line = line.strip()
+        if line:
+            rows.append(json.loads(line))
+    return rows
+
+
+def _append(path, row: dict) -> None:
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as fh:
+            fh.write(json.dumps(row) + "\n")
+
+
+def _eval(loaded, data, overrides, max_examples, split):
+    from .evaluate import evaluate
+
+    return evaluate(loaded, data, overrides=overrides, max_examples=max_examples, split=split)
+
+
+def ramp_points(methods: Sequence[str], granularities: Sequence[str], sparsities: Sequence[float]) -> list[tuple]:
+    """The (method, granularity, sparsity) points of a ramp; N:M patterns have one fixed point."""
+    points = []
+    for method in methods:
+        supported = get_method(method).granularities
+        for gran in granularities:
+            g = parse_granularity(gran)
+            if str(g) not in supported and not (g.is_nm and "2:4" in supported):
+                continue
+            if g.is_nm:
+                points.append((method, str(g), round(g.fixed_sparsity, 6)))
+            else:
+                points.extend((method, str(g), round(float(s), 6)) for s in sparsities)
+    return points
+
+
+def sparsity_ramp(
+    loaded,
+    data,
+    methods: Sequence[str],
+    granularities: Sequence[str] = ("layer",),
+    sparsities: Sequence[float] = (0.3, 0.5, 0.7),
+    calibration=None,
+    seed: int = 0,
+    max_examples: int | None = 512,
+    split: str = "test",
+    layers=None,
+    progress=None,
+    on_point=None,
+    done_rows: Iterable[dict] | None = None,
+    checkpoint=None,
+) -> list[dict]:
+    """Metric at each sparsity for each method and granularity, with the dense model first.
+
+    Rows: ``method, granularity, sparsity, metric, value, n, seconds, seed``
+    (the dense row has method ``"dense"``).
+    """
+    rows = list(done_rows or []) + _load_checkpoint(checkpoint)
+    done = {(r["method"], r["granularity"], round(float(r["sparsity"]), 6)) for r in rows}
+    points = [("dense", "-", 0.0)] + ramp_points(methods, granularities, sparsities)
+    todo = [p for p in points if p not in done]
+    for i, (method, gran, sparsity) in enumerate(todo):
+        if progress is not None:
+            progress(i, len(todo), f"{method} {gran} at {sparsity:.0%}")
+        if method == "dense":
+            overrides, seconds = None, 0.0
+        else:
+            result = prune(loaded, method, sparsity, gran, layers=layers, calibration=calibration, seed=seed)
+            overrides, seconds = result.overrides(loaded), result.seconds
+        ev = _eval(loaded, data, overrides, max_examples, split)
+        row = {
+            "method": method,
+            "granularity": gran,
+            "sparsity": sparsity,
+            "metric": ev["metric"],
+            "value": ev["value"],
+            "n": ev["n"],
+            "seconds": round(seconds, 3),
+            "seed": seed,
+        }
+        rows.append(row)
+        _append(checkpoint, row)
+        if on_point is not None:
+            on_point(row)
+    if progress is not None:
+        progress(len(todo), len(todo), "done")
+    return rows
+
+
+def layer_sensitivity(
+    loaded,
+    data,
+    method: str = "magnitude",
+    sparsities: Sequence[float] = (0.5,),
+    layers=None,
+    calibration=None,
+    seed: int = 0,
+    max_examples: int | None = 256,
+    split: str = "validation",
+    progress=None,
+    on_point=None,
+    done_rows: Iterable[dict] | None = None,
+    checkpoint=None,
+) -> list[dict]:
+    """Prune one layer at a time; the metric and its drop from dense for each layer and sparsity.
+
+    ``drop`` is the harm: dense minus pruned for accuracy, pruned minus dense for
+    perplexity, so a larger drop always means a more sensitive layer. For a
+    score-based method the scores are computed once; pruning a single layer
+    leaves its inputs dense, so the dense-input scores are the exact ones.
+    """
+    names = layer_names(loaded, layers)
+    rows = list(done_rows or []) + _load_checkpoint(checkpoint)
+    dense_rows = [r for r in rows if r["layer"] == "-"]
+    if dense_rows:
+        dense = dense_rows[0]
+    else:
+        ev = _eval(loaded, data, None, max_examples, split)
+        dense = {"layer": "-", "sparsity": 0.0, "metric": ev["metric"], "value": ev["value"], "drop": 0.0, "method": method}
+        rows.append(dense)
+        _append(checkpoint, dense)
+    higher_is_better = dense["metric"] == "accuracy"
+    done = {(r["layer"], round(float(r["sparsity"]), 6)) for r in rows}
+    m = get_method(method)
+    ranker = None
+    if m.score_based:
+        ranker = mask_ranker(loaded, method, names, calibration, seed)
+    todo = [(n, round(float(s), 6)) for n in names for s in sparsities if (n, round(float(s), 6)) not in done]
+    for i, (name, sparsity) in enumerate(todo):
+        if progress is not None:
+            progress(i, len(todo), f"{name} at {sparsity:.0%}")
+        if ranker is not None:
+            mask = ranker.masks(sparsity, "layer")[name]
+            overrides = masked_overrides(loaded, {name: mask})
+        else:
+            overrides = prune(loaded, method, sparsity, "layer", layers=[name], calibration=calibration, seed=seed).overrides(loaded)
+        ev = _eval(loaded, data, overrides, max_examples, split)
+        drop = dense["value"] - ev["value"] if higher_is_better else ev["value"] - dense["value"]
+        row = {"layer": name, "sparsity": sparsity, "metric": ev["metric"], "value": ev["value"], "drop": drop, "method": method}
+        rows.append(row)
+        _append(checkpoint, row)
+        if on_point is not None:
+            on_point(row)
+    if progress is not None:
+        progress(len(todo), len(todo), "done")
+    return rows
+
+
+def suggest_allocation(
+    rows: Sequence[dict], target_sparsity: float, layer_params: dict[str, int], strength: float = 0.1, max_sparsity: float = 0.95
+) -> dict[str, float]:
+    """Per-layer sparsities averaging ``target_sparsity`` (weighted by parameters), sensitive layers pruned less.
+
+    Each layer's sensitivity is its mean drop over the measured sparsities; the
+    z-scored sensitivity moves the layer's sparsity by up to ``strength`` per
+    standard deviation (the outlier-weighted rule of OWL, Yin et al. 2023), and a
+    common offset, found by bisection, restores the parameter-weighted target.
+    """
+    import statistics
+
+    per_layer: dict[str, list[float]] = {}
+    for r in rows:
+        if r["layer"] != "-" and r["layer"] in layer_params:
+            per_layer.setdefault(r["layer"], []).append(float(r["drop"]))
+    if not per_layer:
+        return {}
+    sens = {n: sum(v) / len(v) for n, v in per_layer.items()}
+    mean = statistics.fmean(sens.values())
+    std = statistics.pstdev(sens.values()) or 1.0
+    base = {n: target_sparsity - strength * (s - mean) / std for n, s in sens.items()}
+    total = sum(layer_params[n] for n in base)
+
+    def allocated(offset: float) -> dict[str, float]:
+        return {n: min(max_sparsity, max(0.0, b + offset)) for n, b in base.items()}
+
+    lo, hi = -1.0, 1.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        mean_s = sum(layer_params[n] * s for n, s in allocated(mid).items()) / total
+        lo, hi = (mid, hi) if mean_s < target_sparsity else (lo, mid)
+    return {n: round(s, 4) for n, s in allocated((lo + hi) / 2).items()}

@@ -1,0 +1,192 @@
+"""The registered one-shot methods on tiny random models: exact sparsity, Wanda by
+brute force, SparseGPT against magnitude, determinism, and the shared model untouched."""
+
+import copy
+import threading
+
+import pytest
+import torch
+
+from pruning.masks import is_nm_valid, keep_count, overall_sparsity
+from pruning.models import layer_weight, prunable_layers, transformer_blocks
+from pruning.prune import compute_scores, mask_ranker, prune
+from pruning.registry import all_methods, get_method
+
+ONE_SHOT = ["magnitude", "random", "wanda", "sparsegpt"]
+
+
+def _calibration(loaded, n=4, length=12, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    vocab = loaded.model.config.vocab_size
+    ids = torch.randint(5, vocab, (n, length), generator=g)
+    mask = torch.ones_like(ids)
+    mask[0, -3:] = 0  # one padded sample: padding must not count as calibration tokens
+    return [{"input_ids": ids, "attention_mask": mask}]
+
+
+def _checksum(model):
+    return sum(float(p.double().abs().sum()) for p in model.parameters())
+
+
+def test_registry_lists_the_baselines():
+    names = set(all_methods())
+    assert set(ONE_SHOT) <= names
+    assert get_method("sparsegpt").updates_weights and not get_method("wanda").updates_weights
+    assert get_method("wanda").score_based and not get_method("sparsegpt").score_based
+
+
+@pytest.mark.parametrize("fixture", ["tiny_bert", "tiny_llama", "tiny_gpt2"])
+@pytest.mark.parametrize("method", ONE_SHOT)
+@pytest.mark.parametrize("granularity", ["layer", "row", "global", "2:4"])
+def test_exact_sparsity_every_method_and_granularity(request, fixture, method, granularity):
+    loaded = request.getfixturevalue(fixture)
+    before = _checksum(loaded.model)
+    result = prune(loaded, method, 0.6, granularity, calibration=_calibration(loaded), seed=0)
+    shapes = {i.name: i.shape for i in prunable_layers(loaded.model)}
+    assert set(result.masks) == set(shapes)
+    if granularity == "layer":
+        for name, m in result.masks.items():
+            assert int(m.sum()) == keep_count(m.numel(), 0.6), name
+    elif granularity == "row":
+        for name, m in result.masks.items():
+            assert (m.sum(dim=1) == keep_count(m.shape[1], 0.6)).all(), name
+    elif granularity == "global":
+        total = sum(m.numel() for m in result.masks.values())
+        assert sum(int(m.sum()) for m in result.masks.values()) == keep_count(total, 0.6)
+    else:
+        assert all(is_nm_valid(m, 2, 4) for m in result.masks.values())
+        assert overall_sparsity(result.masks) == pytest.approx(0.5)
+    # the pruned weights really have the reported zeros
+    for name, w in result.pruned_weights(loaded).items():
+        assert int((w != 0).sum()) <= int(result.masks[name].sum())
+    assert _checksum(loaded.model) == before  # the shared model is never modified
+
+
+def test_same_seed_same_masks_other_seed_other_masks(tiny_bert):
+    a = prune(tiny_bert, "random", 0.5, seed=1)
+    b = prune(tiny_bert, "random", 0.5, seed=1)
+    c = prune(tiny_bert, "random", 0.5, seed=2)
+    assert all(torch.equal(a.masks[n], b.masks[n]) for n in a.masks)
+    assert not all(torch.equal(a.masks[n], c.masks[n]) for n in a.masks)
+    calib = _calibration(tiny_bert)
+    w1 = prune(tiny_bert, "wanda", 0.5, "row", calibration=calib)
+    w2 = prune(tiny_bert, "wanda", 0.5, "row", calibration=calib)
+    assert all(torch.equal(w1.masks[n], w2.masks[n]) for n in w1.masks)
+
+
+def _inputs_of(model, layer_name, batch, loaded):
+    """Brute force: run the whole (copied) model and record the valid tokens entering one layer."""
+    seen = {}
+
+    def hook(module, args):
+        seen["x"] = args[0].detach().clone()
+
+    handle = model.get_submodule(layer_name).register_forward_pre_hook(hook)
+    with torch.no_grad():
+        model(**batch, **({"use_cache": False} if loaded.task == "causal-lm" else {}))
+    handle.remove()
+    x = seen["x"]
+    return x[batch["attention_mask"].bool()]
+
+
+def _brute_force_row_mask(weight, x, sparsity):
+    """Wanda by loops: score each weight, then in every row keep the k best (ties: lower index)."""
+    d_out, d_in = weight.shape
+    norms = [float(torch.sqrt((x[:, j].double() ** 2).sum())) for j in range(d_in)]
+    k = keep_count(d_in, sparsity)
+    mask = torch.zeros(d_out, d_in, dtype=torch.bool)
+    for i in range(d_out):
+        scored = sorted(range(d_in), key=lambda j: (-abs(float(weight[i, j])) * norms[j], j))
+        for j in scored[:k]:
+            mask[i, j] = True
+    return mask
+
+
+@pytest.mark.parametrize("fixture", ["tiny_bert", "tiny_llama"])
+def test_wanda_equals_brute_force_including_the_sequential_walk(request, fixture):
+    loaded = request.getfixturevalue(fixture)
+    calib = _calibration(loaded)
+    result = prune(loaded, "wanda", 0.5, "row", calibration=calib)
+    blocks = transformer_blocks(loaded.model)
+    first, second = blocks[0][0], blocks[1][0]
+    names = [i.name for i in prunable_layers(loaded.model)]
+    # block 0, first layer: its input is the dense embedding output
+    layer0 = [n for n in names if n.startswith(first + ".")][0]
+    x0 = _inputs_of(copy.deepcopy(loaded.model), layer0, calib[0], loaded)
+    assert torch.equal(result.masks[layer0], _brute_force_row_mask(layer_weight(loaded.model, layer0), x0, 0.5))
+    # block 1, first layer: its input comes from block 0 with block 0 already pruned
+    pruned_copy = copy.deepcopy(loaded.model)
+    for name in names:
+        if name.startswith(first + "."):
+            module = pruned_copy.get_submodule(name)
+            module.weight.data = (layer_weight(loaded.model, name) * result.masks[name]).reshape(module.weight.shape)
+    layer1 = [n for n in names if n.startswith(second + ".")][0]
+    x1 = _inputs_of(pruned_copy, layer1, calib[0], loaded)
+    assert torch.equal(result.masks[layer1], _brute_force_row_mask(layer_weight(loaded.model, layer1), x1, 0.5))
+    dense_x1 = _inputs_of(copy.deepcopy(loaded.model), layer1, calib[0], loaded)
+    assert not torch.allclose(x1, dense_x1)  # the walk really fed pruned outputs forward
+
+
+@pytest.mark.parametrize("granularity", ["layer", "2:4"])
+def test_sparsegpt_reconstructs_a_real_layer_better_than_magnitude(tiny_llama, granularity):
+    calib = _calibration(tiny_llama, n=8, length=32)
+    name = [i.name for i in prunable_layers(tiny_llama.model)][0]  # first layer: dense inputs in both runs
+    sgpt = prune(tiny_llama, "sparsegpt", 0.5, granularity, layers=[name], calibration=calib)
+    mag = prune(tiny_llama, "magnitude", 0.5, granularity, layers=[name])
+    x = _inputs_of(copy.deepcopy(tiny_llama.model), name, calib[0], tiny_llama)
+    W = layer_weight(tiny_llama.model, name)
+
+    def err(w2):
+        return float(torch.linalg.norm(x @ W.T - x @ w2.T))
+
+    assert err(sgpt.pruned_weights(tiny_llama)[name]) < err(mag.pruned_weights(tiny_llama)[name])
+
+
+def test_ranker_gives_prune_masks_for_score_based_methods(tiny_bert):
+    ranker = mask_ranker(tiny_bert, "magnitude")
+    for s in (0.2, 0.5, 0.8):
+        for g in ("layer", "row", "global", "4:8"):
+            direct = prune(tiny_bert, "magnitude", s, g).masks
+            fast = ranker.masks(s, g)
+            assert all(torch.equal(direct[n], fast[n]) for n in direct)
+
+
+def test_wanda_dense_scores_match_the_walk_on_the_first_block(tiny_bert):
+    calib = _calibration(tiny_bert)
+    scores = compute_scores(tiny_bert, "wanda", calibration=calib)
+    walked = prune(tiny_bert, "wanda", 0.5, "layer", calibration=calib)
+    from pruning.masks import layer_mask
+
+    first = transformer_blocks(tiny_bert.model)[0][0]
+    name = [n for n in scores if n.startswith(first + ".")][0]
+    assert torch.equal(layer_mask(scores[name], 0.5, layer_weight(tiny_bert.model, name)), walked.masks[name])
+
+
+def test_two_threads_prune_and_evaluate_one_shared_model(tiny_bert):
+    from pruning.functional import with_overrides
+
+    batch = _calibration(tiny_bert)[0]
+    results, errors = {}, []
+    expected = {}
+    for method in ("magnitude", "random"):
+        r = prune(tiny_bert, method, 0.7, seed=3)
+        with torch.no_grad():
+            expected[method] = with_overrides(tiny_bert.model, r.overrides(tiny_bert))(**batch).logits
+
+    def work(method):
+        try:
+            for _ in range(5):
+                r = prune(tiny_bert, method, 0.7, seed=3)
+                with torch.no_grad():
+                    out = with_overrides(tiny_bert.model, r.overrides(tiny_bert))(**batch).logits
+                assert torch.equal(out, expected[method])
+            results[method] = True
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(m,)) for m in ("magnitude", "random")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and results == {"magnitude": True, "random": True}
