@@ -15,6 +15,7 @@ from pathlib import Path
 from .errors import PruneScopeError
 
 EXIT_USAGE = 2
+_OPEN_BARS: list = []  # closed before an error is printed, so the message gets a line of its own
 
 
 def _progress_bar(desc: str):
@@ -29,6 +30,7 @@ def _progress_bar(desc: str):
             if bar is not None:
                 bar.close()
             bar = tqdm(total=total, desc=desc, unit="step", leave=False, dynamic_ncols=True)
+            _OPEN_BARS.append(bar)
         bar.n = done
         bar.set_postfix_str(message[:60], refresh=False)
         bar.refresh()
@@ -135,12 +137,24 @@ def cmd_layers(args) -> int:
     return 0
 
 
+def _check_settings(sparsities: list[float], granularities: list[str]) -> None:
+    """Reject impossible settings before any model is loaded (loading can take minutes)."""
+    from .masks import parse_granularity, validate_sparsity
+
+    for s in sparsities:
+        validate_sparsity(s)
+    for g in granularities:
+        parse_granularity(g)
+
+
 def cmd_prune(args) -> int:
     from .io import build_report, save_masks, save_pruned_model, write_report
     from .prune import layer_names, prune
     from .registry import get_method
 
     method = get_method(args.method)
+    _check_settings([args.sparsity], [args.granularity])
+    method.resolve_params(_method_params(args.param))
     loaded = _load(args)
     names = layer_names(loaded, include=args.include, exclude=args.exclude)
     data = _task_data(loaded, args) if (args.eval or method.needs_training_data) else None
@@ -199,8 +213,11 @@ def cmd_sweep(args) -> int:
     from .sweep import sparsity_ramp
 
     methods = _names(args.methods)
+    if not methods:
+        raise PruneScopeError("--methods is empty: name at least one method (see `python -m pruning methods`)")
     for m in methods:
         get_method(m)
+    _check_settings(_floats(args.sparsities), _names(args.granularities))
     loaded = _load(args)
     data = _task_data(loaded, args)
     calibration = _calibration(loaded, args) if any(get_method(m).needs_calibration for m in methods) else None
@@ -232,6 +249,7 @@ def cmd_sensitivity(args) -> int:
     from .sweep import layer_sensitivity, suggest_allocation
 
     get_method(args.method)
+    _check_settings(_floats(args.sparsities), [])
     loaded = _load(args)
     data = _task_data(loaded, args)
     calibration = _calibration(loaded, args) if get_method(args.method).needs_calibration else None
@@ -339,11 +357,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except PruneScopeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail(f"error: {exc}", EXIT_USAGE)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        return _fail("interrupted", 130)
     except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail(f"error: {exc}", EXIT_USAGE)
+
+
+def _fail(message: str, code: int) -> int:
+    while _OPEN_BARS:
+        _OPEN_BARS.pop().close()
+    print(message, file=sys.stderr)
+    return code

@@ -1,0 +1,121 @@
+"""The command line as a user runs it: prune a saved tiny model, reload the result with
+transformers, read the report back; bad input gives one line and exit status 2."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from pruning.cli import main
+from pruning.io import load_masks, read_report
+from pruning.masks import keep_count
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory, tiny_bert):
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    tiny_bert.model.save_pretrained(folder)
+    tiny_bert.tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_csv(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "reviews.csv"
+    rows = [("a very good film", 1), ("awful and boring", 0), ("great fun", 1), ("the worst plot", 0)] * 8
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["text", "label"])
+        writer.writerows(rows)
+    return path
+
+
+@pytest.mark.parametrize("method,granularity", [("magnitude", "layer"), ("wanda", "row"), ("sparsegpt", "2:4")])
+def test_prune_writes_a_model_that_reloads_with_the_reported_zeros(tmp_path, tiny_folder, tiny_csv, method, granularity):
+    out = tmp_path / "run"
+    code = main(
+        ["prune", "--model", str(tiny_folder), "--method", method, "--sparsity", "0.6", "--granularity", granularity,
+         "--dataset", str(tiny_csv), "--calib", "8", "--eval", "--eval-size", "16", "--out", str(out)]
+    )
+    assert code == 0
+    report = read_report(out / "report.json")
+    masks = load_masks(out / "masks.safetensors")
+    assert report["kept"] == sum(int(m.sum()) for m in masks.values())
+    for layer in report["layers"]:
+        d_out, d_in = layer["shape"]
+        if granularity == "layer":
+            assert layer["kept"] == keep_count(d_out * d_in, 0.6)
+        elif granularity == "row":
+            assert layer["kept"] == d_out * keep_count(d_in, 0.6)
+            assert (masks[layer["layer"]].sum(dim=1) == keep_count(d_in, 0.6)).all()
+        else:
+            assert layer["kept"] == d_out * d_in // 2
+    from transformers import AutoModelForSequenceClassification
+
+    reloaded = AutoModelForSequenceClassification.from_pretrained(out / "model")
+    for layer in report["layers"]:
+        weight = reloaded.get_submodule(layer["layer"]).weight
+        assert int((weight != 0).sum()) <= layer["kept"]
+        assert torch.all(weight[~masks[layer["layer"]]] == 0)
+    assert report["evaluation"]["dense"]["metric"] == "accuracy"
+
+
+def _run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "pruning", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        (["prune", "--sparsity", "1.5"], "sparsity must be"),
+        (["prune", "--granularity", "3:2"], "impossible"),
+        (["prune", "--method", "nosuch"], "unknown method"),
+        (["layers", "--model", "/no/such/folder"], "could not load"),
+        (["layers", "--model", "someone/not-a-model"], "could not load"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args, expected):
+    proc = _run_cli(*args)
+    assert proc.returncode == 2
+    assert expected in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_folder_that_is_no_model(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    proc = _run_cli("layers", "--model", str(tmp_path))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+def test_csv_without_label_column_and_empty_dataset(tmp_path, tiny_folder):
+    no_label = tmp_path / "nolabel.csv"
+    no_label.write_text("text,score\nnice,3\nbad,1\n")
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    for path, words in ((no_label, "label"), (empty, "empty")):
+        code = main(["sweep", "--model", str(tiny_folder), "--methods", "magnitude", "--dataset", str(path),
+                     "--out", str(tmp_path / "s.csv")])
+        assert code == 2
+
+
+def test_sweep_and_sensitivity_write_csv_and_json(tmp_path, tiny_folder, tiny_csv):
+    out = tmp_path / "sweep.csv"
+    assert main(["sweep", "--model", str(tiny_folder), "--methods", "magnitude,random", "--granularities", "layer,2:4",
+                 "--sparsities", "0.25,0.5", "--dataset", str(tiny_csv), "--eval-size", "16", "--out", str(out)]) == 0
+    rows = json.loads(out.with_suffix(".json").read_text())
+    # dense + 2 methods x (2 sparsities per-layer + one 2:4 point)
+    assert len(rows) == 1 + 2 * 3
+    assert {r["method"] for r in rows} == {"dense", "magnitude", "random"}
+    sens = tmp_path / "sens.csv"
+    assert main(["sensitivity", "--model", str(tiny_folder), "--method", "magnitude", "--sparsities", "0.9",
+                 "--dataset", str(tiny_csv), "--eval-size", "16", "--out", str(sens)]) == 0
+    result = json.loads(sens.with_suffix(".json").read_text())
+    layers = [r for r in result["rows"] if r["layer"] != "-"]
+    assert len(layers) == 12  # 2 blocks x 6 linear layers of the tiny BERT
+    assert set(result["suggested_allocation"]) == {r["layer"] for r in layers}
