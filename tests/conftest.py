@@ -1,0 +1,147 @@
+"""Shared fixtures: tiny random models built from configs, with tiny offline tokenizers.
+
+``tiny_bert`` (BertForSequenceClassification, 2 labels), ``tiny_llama``
+(LlamaForCausalLM, grouped-query attention) and ``tiny_gpt2`` (GPT2LMHeadModel,
+Conv1D layers) are :class:`pruning.models.LoadedModel` objects, built once per
+session with fixed seeds. Tests must never modify them (evaluate through
+overrides). No downloads.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+WORDS = (
+    "the a an and or but not no very good bad great awful fine film movie story plot actor acting "
+    "funny boring dull fun love hate best worst is was it this that of to in on with for as by "
+    "i you he she they we my its one two some all more most less"
+).split()
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "integration: uses the real embedded default models (bounded in time)")
+
+
+def _wordpiece_tokenizer():
+    """A lower-casing BERT-style WordPiece tokenizer: specials, some words, characters, ##characters."""
+    from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
+    from tokenizers.models import WordPiece
+    from transformers import PreTrainedTokenizerFast
+
+    chars = list("abcdefghijklmnopqrstuvwxyz0123456789.,!?'-:;()\"")
+    vocab_list = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS + chars + ["##" + c for c in chars]
+    vocab = {t: i for i, t in enumerate(dict.fromkeys(vocab_list))}
+    tok = Tokenizer(WordPiece(vocab, unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=64,
+    )
+
+
+def _byte_tokenizer():
+    """A byte-level tokenizer (one token per UTF-8 byte, no merges) plus <eos>; any text encodes."""
+    from tokenizers import Tokenizer, decoders, pre_tokenizers
+    from tokenizers.models import BPE
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {c: i for i, c in enumerate(sorted(alphabet))}
+    vocab["<eos>"] = len(vocab)
+    tok = Tokenizer(BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<eos>", model_max_length=128)
+
+
+def _loaded(name, model, tokenizer, task, max_length):
+    from pruning.models import LoadedModel
+
+    model = model.float().eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return LoadedModel(name, model, tokenizer, task, max_length, f"tiny random {type(model).__name__}", {})
+
+
+@pytest.fixture(scope="session")
+def tiny_bert():
+    """BertForSequenceClassification: 2 blocks, hidden 32, FFN 64, 4 heads, 2 labels."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    tokenizer = _wordpiece_tokenizer()
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        num_labels=2,
+        id2label={0: "negative", 1: "positive"},
+        label2id={"negative": 0, "positive": 1},
+        pad_token_id=0,
+        architectures=["BertForSequenceClassification"],
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = BertForSequenceClassification(config)
+    return _loaded("tiny-bert", model, tokenizer, "classification", 64)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama():
+    """LlamaForCausalLM: 2 blocks, hidden 32, FFN 64, 4 heads / 2 key-value heads, byte vocabulary."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = _byte_tokenizer()
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        tie_word_embeddings=False,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
+        architectures=["LlamaForCausalLM"],
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = LlamaForCausalLM(config)
+    return _loaded("tiny-llama", model, tokenizer, "causal-lm", 128)
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2():
+    """GPT2LMHeadModel: 2 blocks of Conv1D layers, width 32, 4 heads, byte vocabulary."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    tokenizer = _byte_tokenizer()
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_embd=32,
+        n_layer=2,
+        n_head=4,
+        n_positions=128,
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        architectures=["GPT2LMHeadModel"],
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = GPT2LMHeadModel(config)
+    return _loaded("tiny-gpt2", model, tokenizer, "causal-lm", 128)
