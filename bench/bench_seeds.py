@@ -1,0 +1,237 @@
+"""Benchmark of the seed methods against their baselines at the same budget (embedded defaults).
+
+  randomized  minilm-rt accuracy at 70% and 90% (per-layer): magnitude one-shot vs randomized
+              with cheap selection (no training, same as magnitude's cost class); magnitude
+              mask fine-tuned for N steps vs randomized with early selection spending the
+              same N steps in all (K candidates x steps + final steps).
+  mgpp        minilm-rt accuracy at 70% and 90% (global): MGPP vs GMP, same schedule and steps.
+  sds         smollm2-135m perplexity and minilm-rt accuracy at 2:4 and 50% (per-layer):
+              one-shot SparseGPT / Wanda vs SDS started from it.
+
+Every number is printed with its evaluation size, seed and budget. Evaluation is on the
+test split (minilm-rt) or the WikiText-2 copy in ../shared/data (smollm2; the embedded
+rt-plots text when it is absent); selection and monitoring inside the methods only ever
+use the TRAINING data.
+
+    python bench/bench_seeds.py --quick              # reduced budgets and evaluation sets
+    python bench/bench_seeds.py --only sds --quick
+    python bench/bench_seeds.py                      # the full comparison (an hour or more on 2 cores)
+
+Writes bench/results/seeds[-ONLY][-quick].json and .md, updated after every row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pruning.data import calibration_batches, load_classification, load_lm_text  # noqa: E402
+from pruning.evaluate import evaluate, perplexity  # noqa: E402
+from pruning.models import load_model  # noqa: E402
+from pruning.prune import prune  # noqa: E402
+from pruning.seeds import training as T  # noqa: E402
+
+WIKITEXT = ROOT.parent / "shared" / "data" / "wikitext-2-raw" / "wiki.test.raw"
+
+
+class Table:
+    """Rows written to JSON and markdown after every addition (a long run keeps what it measured)."""
+
+    def __init__(self, args):
+        self.args = args
+        suffix = (f"-{args.only}" if args.only else "") + ("-quick" if args.quick else "")
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        self.json_path, self.md_path = out / f"seeds{suffix}.json", out / f"seeds{suffix}.md"
+        self.res = {"machine": machine(), "args": vars(args), "rows": []}
+
+    def add(self, **row):
+        self.res["rows"].append(row)
+        print(" | ".join(f"{k}={_fmt(v)}" for k, v in row.items()), flush=True)
+        self.json_path.write_text(json.dumps(self.res, indent=2, default=float))
+        self.md_path.write_text(self.markdown())
+
+    def markdown(self) -> str:
+        m = self.res["machine"]
+        lines = [
+            f"Machine: {m['cpu']}, {m['threads']} torch threads, torch {m['torch']}, Python {m['python']}. "
+            f"Arguments: {json.dumps(self.res['args'])}",
+            "",
+            "| section | model | method | granularity | sparsity | metric | value | eval size | seed | budget | seconds |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in self.res["rows"]:
+            lines.append(
+                f"| {r['section']} | {r['model']} | {r['method']} | {r['granularity']} | {_fmt(r['sparsity'])} | "
+                f"{r['metric']} | {_fmt(r['value'])} | {r['eval']} | {r['seed']} | {r['budget']} | {_fmt(r['seconds'])} |"
+            )
+        return "\n".join(lines) + "\n"
+
+
+def _fmt(v):
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def machine() -> dict:
+    cpu = "unknown"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "threads": torch.get_num_threads(), "python": platform.python_version(), "torch": torch.__version__}
+
+
+def timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+# ---------------------------------------------------------------- minilm-rt helpers
+class Classifier:
+    def __init__(self, args):
+        self.loaded = load_model("minilm-rt")
+        self.data = load_classification("rotten-tomatoes")
+        n_test = len(self.data.split("test")[0])
+        self.n_eval = min(args.eval_size or n_test, n_test)
+        self.eval = f"test n={self.n_eval}"
+        self.dense = self.accuracy(None)
+
+    def accuracy(self, result) -> float:
+        over = None if result is None else result.overrides(self.loaded)
+        return evaluate(self.loaded, self.data, over, max_examples=self.n_eval, split="test")["value"]
+
+
+def bench_randomized(args, table: Table, clf: Classifier):
+    seed = args.seed
+    k, steps, final = (3, 10, 30) if args.quick else (4, 30, 100)
+    params = {"k": k, "steps": steps, "final_steps": final, "eval_every": 5 if args.quick else 10, "randomness": args.randomness}
+    total = k * steps + final
+    task = T.task_data(clf.loaded, clf.data, holdout=256, batch_size=16, seed=seed)
+    common = {"section": "randomized", "model": "minilm-rt", "granularity": "layer", "metric": "accuracy", "eval": clf.eval, "seed": seed}
+    for s in args.sparsities:
+        mag, t = timed(lambda: prune(clf.loaded, "magnitude", s, "layer", seed=seed))
+        table.add(**common, method="magnitude one-shot", sparsity=s, value=clf.accuracy(mag), budget="no training", seconds=t)
+        cheap, t = timed(lambda: prune(clf.loaded, "randomized", s, "layer", data=clf.data, seed=seed, params={**params, "selection": "cheap"}))
+        table.add(
+            **common, method=f"randomized cheap (K={k}, r={args.randomness})", sparsity=s, value=clf.accuracy(cheap),
+            budget="no training; selection on 256 held-out train sentences", seconds=t,
+        )
+        ft, t = timed(lambda: T.finetune_masked(clf.loaded, mag.masks, task, total, method="magnitude+ft", seed=seed))
+        table.add(**common, method="magnitude + fine-tune", sparsity=s, value=clf.accuracy(ft), budget=f"{total} steps x 16", seconds=t)
+        early, t = timed(lambda: prune(clf.loaded, "randomized", s, "layer", data=clf.data, seed=seed, params={**params, "selection": "early"}))
+        table.add(
+            **common, method=f"randomized early (K={k}, r={args.randomness})", sparsity=s, value=clf.accuracy(early),
+            budget=f"{total} steps x 16 ({k}x{steps} + {final})", seconds=t,
+        )
+
+
+def bench_mgpp(args, table: Table, clf: Classifier):
+    seed = args.seed
+    params = {"steps": 60, "t0": 10, "t1": 40, "interval": 5, "history_points": 3} if args.quick else {"steps": 300, "t0": 50, "t1": 200, "interval": 10}
+    common = {"section": "mgpp", "model": "minilm-rt", "granularity": "global", "metric": "accuracy", "eval": clf.eval, "seed": seed}
+    budget = f"{params['steps']} steps x 16, t0={params['t0']}, t1={params['t1']}, every {params['interval']}"
+    for s in args.sparsities:
+        for method in ("gmp", "mgpp"):
+            result, t = timed(lambda: prune(clf.loaded, method, s, "global", data=clf.data, seed=seed, params=params))
+            table.add(**common, method=method, sparsity=s, value=clf.accuracy(result), budget=budget, seconds=t)
+
+
+def bench_sds_classifier(args, table: Table, clf: Classifier):
+    seed = args.seed
+    calib = calibration_batches(clf.loaded, None, n_samples=args.calib, seed=seed)
+    common = {"section": "sds", "model": "minilm-rt", "metric": "accuracy", "eval": clf.eval, "seed": seed}
+    for base in args.sds_bases:
+        for gran in ("2:4", "layer"):
+            one, t = timed(lambda: prune(clf.loaded, base, 0.5, gran, calibration=calib, seed=seed))
+            budget = f"calibration {args.calib} sentences"
+            table.add(**common, method=base, granularity=gran, sparsity=0.5, value=clf.accuracy(one), budget=budget, seconds=t)
+            sds, t = timed(lambda: prune(clf.loaded, "sds", 0.5, gran, calibration=calib, seed=seed, params={"base": base, "track_metric": False}))
+            table.add(
+                **common, method=f"sds from {base}", granularity=gran, sparsity=0.5, value=clf.accuracy(sds),
+                budget=f"{budget}; {sds.info['params']['iters']} dense + {sds.info['params']['adjust_iters']} adjust iterations",
+                seconds=t,
+            )
+
+
+def bench_sds_lm(args, table: Table):
+    seed = args.seed
+    loaded = load_model("smollm2-135m")
+    if WIKITEXT.exists():
+        text, name = load_lm_text(str(WIKITEXT)), "WikiText-2 test (shared copy)"
+    else:
+        text, name = load_lm_text("rt-plots"), "rt-plots eval text"
+    seq_len, windows = 512, args.windows
+    calib = calibration_batches(loaded, "rt-plots", n_samples=args.calib, seq_len=256, seed=seed)
+
+    def ppl(result):
+        return perplexity(loaded, text.eval_text, None if result is None else result.overrides(loaded), seq_len=seq_len, max_windows=windows)
+
+    common = {"section": "sds", "model": "smollm2-135m", "metric": "perplexity", "eval": f"{name}, {windows}x{seq_len} tokens", "seed": seed}
+    budget = f"calibration {args.calib}x256 tokens of rt-plots train text"
+    dense, t = timed(lambda: ppl(None))
+    table.add(**common, method="dense", granularity="-", sparsity=0.0, value=dense, budget="-", seconds=t)
+    for base in args.sds_bases:
+        for gran in ("2:4", "layer"):
+            one, t = timed(lambda: prune(loaded, base, 0.5, gran, calibration=calib, seed=seed))
+            table.add(**common, method=base, granularity=gran, sparsity=0.5, value=ppl(one), budget=budget, seconds=t)
+            sds, t = timed(lambda: prune(loaded, "sds", 0.5, gran, calibration=calib, seed=seed, params={"base": base, "track_metric": False}))
+            table.add(
+                **common, method=f"sds from {base}", granularity=gran, sparsity=0.5, value=ppl(sds),
+                budget=f"{budget}; {sds.info['params']['iters']} dense + {sds.info['params']['adjust_iters']} adjust iterations",
+                seconds=t,
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", choices=["randomized", "mgpp", "sds", "sds-lm", "sds-classifier"])
+    parser.add_argument("--quick", action="store_true", help="reduced budgets and evaluation sets")
+    parser.add_argument("--eval-size", type=int, default=None, help="minilm-rt test sentences (default: all)")
+    parser.add_argument("--windows", type=int, default=32, help="smollm2 perplexity windows of 512 tokens")
+    parser.add_argument("--calib", type=int, default=16, help="calibration samples")
+    parser.add_argument("--sparsities", default="0.7,0.9", help="sparsities of the randomized and MGPP comparisons")
+    parser.add_argument("--randomness", type=float, default=1e-4)
+    parser.add_argument("--sds-bases", default="sparsegpt,wanda")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    args = parser.parse_args()
+    args.sparsities = [float(x) for x in args.sparsities.split(",") if x.strip()]
+    args.sds_bases = [x.strip() for x in args.sds_bases.split(",") if x.strip()]
+    if args.quick:
+        args.eval_size = args.eval_size or 300
+        args.windows = min(args.windows, 8)
+    table = Table(args)
+    only = args.only
+    clf = None
+    if only in (None, "randomized", "mgpp", "sds", "sds-classifier"):
+        clf = Classifier(args)
+        table.add(
+            section="dense", model="minilm-rt", method="dense", granularity="-", sparsity=0.0, metric="accuracy",
+            value=clf.dense, eval=clf.eval, seed=args.seed, budget="-", seconds=0.0,
+        )
+    if only in (None, "sds", "sds-classifier"):
+        bench_sds_classifier(args, table, clf)
+    if only in (None, "mgpp"):
+        bench_mgpp(args, table, clf)
+    if only in (None, "randomized"):
+        bench_randomized(args, table, clf)
+    if only in (None, "sds", "sds-lm"):
+        bench_sds_lm(args, table)
+    print(table.markdown())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,385 @@
+"""What a layer's weights look like: histograms of kept and pruned weights, a
+Gaussian-mixture fit, the spike/slab crossing point, and a down-sampled picture
+of a mask. Also a small worked example (an 8x8 layer) for the app's Learn view.
+
+Everything here is NumPy (plus scikit-learn for the mixture fit) and pure: it
+takes arrays (NumPy or torch) and returns plain data the app turns into charts.
+Histograms are built in two steps so a sparsity slider stays fast: the bin of
+every weight is found once (:func:`bin_weights`), and each new mask only needs a
+``bincount`` (:func:`split_counts`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import PruneScopeError
+
+
+def to_numpy(values) -> np.ndarray:
+    """A float64 (or bool) NumPy array from a NumPy array, a torch tensor or a list."""
+    if hasattr(values, "detach"):  # torch tensor, without importing torch here
+        values = values.detach().cpu()
+        if str(values.dtype) == "torch.bool":
+            return values.numpy()
+        values = values.float().numpy()
+    arr = np.asarray(values)
+    return arr if arr.dtype == bool else arr.astype(np.float64, copy=False)
+
+
+def subsample(values, max_points: int = 20000, seed: int = 0) -> np.ndarray:
+    """At most ``max_points`` of the flattened ``values``, drawn without replacement (seeded)."""
+    flat = to_numpy(values).ravel()
+    if flat.size <= max_points:
+        return flat
+    rng = np.random.default_rng(seed)
+    return flat[rng.choice(flat.size, size=max_points, replace=False)]
+
+
+# ---------------------------------------------------------------- histograms
+@dataclass(frozen=True)
+class Binned:
+    """Every weight's histogram bin, found once; ``split_counts`` re-counts for any mask."""
+
+    edges: np.ndarray  # (bins + 1,)
+    index: np.ndarray  # bin of each weight, flattened, int32; -1 for exact zeros when zeros are hidden
+
+    @property
+    def bins(self) -> int:
+        return len(self.edges) - 1
+
+
+def bin_weights(values, bins: int = 80, limit: float | None = None, quantile: float = 1.0) -> Binned:
+    """Bin every weight into ``bins`` equal bins over ``[-limit, limit]``.
+
+    ``limit`` defaults to the ``quantile`` of the absolute weights (1.0: the
+    largest), so the histogram is symmetric around zero and the pruning
+    threshold ``+-t`` is easy to read. Weights beyond ``+-limit`` (a few
+    outliers when ``quantile < 1``) are counted in the outermost bins.
+    """
+    flat = to_numpy(values).ravel()
+    if flat.size == 0:
+        raise PruneScopeError("this layer has no weights to draw")
+    if bins < 1:
+        raise PruneScopeError(f"a histogram needs at least one bin, got {bins}")
+    if limit is None:
+        mags = np.abs(flat)
+        limit = float(np.max(mags) if quantile >= 1.0 else np.quantile(mags, quantile)) or 1.0
+    edges = np.linspace(-limit, limit, bins + 1)
+    index = np.clip(np.searchsorted(edges, flat, side="right") - 1, 0, bins - 1).astype(np.int32)
+    return Binned(edges, index)
+
+
+def split_counts(binned: Binned, kept=None, weights=None, hide_zeros: bool = False) -> dict[str, np.ndarray]:
+    """Per-bin counts of kept and pruned weights.
+
+    ``kept`` is the mask (True = kept; ``None`` means everything kept). With
+    ``hide_zeros`` the pruned weights are left out (a pruned model's zeros would
+    otherwise be one tall spike at 0); ``weights`` lets exact zeros that were
+    already zero in the weight be hidden too.
+    Returns ``{"left", "right", "kept", "pruned"}`` arrays of length ``bins``.
+    """
+    n = binned.bins
+    if kept is None:
+        kept_counts = np.bincount(binned.index, minlength=n)
+        pruned_counts = np.zeros(n, dtype=np.int64)
+    else:
+        keep = to_numpy(kept).ravel().astype(bool)
+        if keep.size != binned.index.size:
+            raise PruneScopeError(f"mask has {keep.size} entries but the layer has {binned.index.size} weights")
+        if weights is not None and hide_zeros:
+            keep = keep & (to_numpy(weights).ravel() != 0)
+        kept_counts = np.bincount(binned.index[keep], minlength=n)
+        pruned_counts = np.bincount(binned.index[~keep], minlength=n)
+    if hide_zeros:
+        pruned_counts = np.zeros(n, dtype=np.int64)
+    return {
+        "left": binned.edges[:-1],
+        "right": binned.edges[1:],
+        "kept": kept_counts.astype(np.int64),
+        "pruned": pruned_counts.astype(np.int64),
+    }
+
+
+def histogram(values, kept=None, bins: int = 80, hide_zeros: bool = False) -> dict[str, np.ndarray]:
+    """One-shot :func:`bin_weights` + :func:`split_counts`."""
+    return split_counts(bin_weights(values, bins), kept, values, hide_zeros)
+
+
+def equivalent_threshold(values, sparsity: float) -> float:
+    """The ``|w|`` below which a fraction ``sparsity`` of the weights lies.
+
+    For per-layer magnitude pruning this is exactly the pruning threshold; for
+    any other method it is the magnitude cut that would remove as many weights,
+    which shows how far that method strays from "small weights go".
+    """
+    flat = np.abs(to_numpy(values).ravel())
+    if flat.size == 0 or sparsity <= 0:
+        return 0.0
+    k = min(flat.size - 1, max(0, math.floor(flat.size * sparsity + 1e-6) - 1))
+    return float(np.partition(flat, k)[k])
+
+
+# ---------------------------------------------------------------- mixture of Gaussians
+@dataclass(frozen=True)
+class Component:
+    weight: float
+    mean: float
+    std: float
+
+
+@dataclass
+class MixtureFit:
+    """A 1-D Gaussian mixture fitted to weights: components sorted by std (narrowest first)."""
+
+    components: list[Component]
+    bic: dict[int, float] = field(default_factory=dict)  # BIC of every k tried
+    n_fitted: int = 0
+
+    @property
+    def k(self) -> int:
+        return len(self.components)
+
+    def density(self, x) -> np.ndarray:
+        """Per-component weighted densities at ``x``: shape (k, len(x))."""
+        x = np.asarray(x, dtype=np.float64)
+        return np.stack([c.weight * _normal_pdf(x, c.mean, c.std) for c in self.components])
+
+    def curves(self, x, scale: float = 1.0) -> list[dict]:
+        """Rows ``{x, component, density}`` for each component and the total, times ``scale``.
+
+        With ``scale = number of weights * bin width`` the curves are in
+        histogram counts and can be drawn over the histogram.
+        """
+        dens = self.density(x) * scale
+        rows = []
+        for i, c in enumerate(self.components):
+            label = f"component {i + 1} (std {c.std:.3g})"
+            rows.extend({"x": float(a), "component": label, "density": float(d)} for a, d in zip(x, dens[i]))
+        rows.extend({"x": float(a), "component": "mixture", "density": float(d)} for a, d in zip(x, dens.sum(axis=0)))
+        return rows
+
+
+def _normal_pdf(x, mean, std):
+    std = max(float(std), 1e-12)
+    return np.exp(-0.5 * ((x - mean) / std) ** 2) / (std * math.sqrt(2 * math.pi))
+
+
+def fit_gmm(values, k: int | str = "bic", seed: int = 0, max_points: int = 20000, k_max: int = 4) -> MixtureFit:
+    """Fit a 1-D Gaussian mixture (scikit-learn) to ``values``.
+
+    ``k`` is 1-4 components, or ``"bic"`` to try 1..``k_max`` and keep the lowest
+    BIC. At most ``max_points`` values are used (a seeded subsample).
+    """
+    from sklearn.mixture import GaussianMixture
+
+    if isinstance(k, str):
+        if k.lower() != "bic":
+            raise PruneScopeError(f"number of mixture components must be 1-{k_max} or 'bic', got {k!r}")
+        candidates = list(range(1, k_max + 1))
+    else:
+        if not 1 <= int(k) <= k_max:
+            raise PruneScopeError(f"number of mixture components must be 1-{k_max} or 'bic', got {k!r}")
+        candidates = [int(k)]
+    x = subsample(values, max_points, seed).reshape(-1, 1)
+    if x.shape[0] < 2 * max(candidates):
+        raise PruneScopeError(f"too few weights ({x.shape[0]}) to fit {max(candidates)} mixture components")
+    best, bics = None, {}
+    for n in candidates:
+        gm = GaussianMixture(n_components=n, covariance_type="full", random_state=seed, reg_covar=1e-10, max_iter=200)
+        gm.fit(x)
+        bics[n] = float(gm.bic(x))
+        if best is None or bics[n] < bics[best[0]]:
+            best = (n, gm)
+    gm = best[1]
+    comps = [
+        Component(float(w), float(m[0]), float(math.sqrt(c.ravel()[0])))
+        for w, m, c in zip(gm.weights_, gm.means_, gm.covariances_)
+    ]
+    comps.sort(key=lambda c: c.std)
+    return MixtureFit(comps, bics, int(x.shape[0]))
+
+
+# ---------------------------------------------------------------- spike and slab
+@dataclass(frozen=True)
+class SpikeSlab:
+    """Two zero-mean Gaussians: ``lam * N(0, v1)`` (slab) + ``(1 - lam) * N(0, v0)`` (spike), v0 < v1."""
+
+    lam: float
+    v0: float
+    v1: float
+
+    @property
+    def crossing(self) -> float | None:
+        return spike_slab_crossing(self.lam, self.v0, self.v1)
+
+
+def spike_slab_crossing(lam: float, v0: float, v1: float) -> float | None:
+    """``|w*|`` where a weight is equally likely under the spike and the slab (MGPP).
+
+    ``|w*| = sqrt(log(((1 - lam) / lam) * sqrt(v1 / v0)) / c2)`` with
+    ``c2 = (1/v0 - 1/v1) / 2``. ``None`` when the curves do not cross away from 0
+    (the slab dominates everywhere).
+    """
+    if not (0 < lam < 1) or v0 <= 0 or v1 <= 0:
+        raise PruneScopeError(f"spike/slab needs 0 < lam < 1 and positive variances, got lam={lam}, v0={v0}, v1={v1}")
+    if v0 > v1:
+        v0, v1, lam = v1, v0, 1 - lam
+    if v0 == v1:
+        return None
+    c2 = 0.5 * (1.0 / v0 - 1.0 / v1)
+    arg = math.log(((1.0 - lam) / lam) * math.sqrt(v1 / v0))
+    return math.sqrt(arg / c2) if arg > 0 else None
+
+
+def fit_spike_slab(values, seed: int = 0, max_points: int = 20000, iters: int = 200) -> SpikeSlab:
+    """EM fit of two zero-mean Gaussians (spike and slab) to ``values``."""
+    x2 = subsample(values, max_points, seed) ** 2
+    if x2.size < 4 or not np.any(x2 > 0):
+        raise PruneScopeError("too few non-zero weights to fit a spike and a slab")
+    var = float(np.mean(x2))
+    v0, v1, lam = var / 10.0, var * 2.0, 0.5
+    for _ in range(iters):
+        log_slab = math.log(lam) - 0.5 * math.log(v1) - x2 / (2 * v1)
+        log_spike = math.log(1 - lam) - 0.5 * math.log(v0) - x2 / (2 * v0)
+        r = 1.0 / (1.0 + np.exp(np.clip(log_spike - log_slab, -700, 700)))  # P(slab | w)
+        new_lam = float(np.clip(r.mean(), 1e-6, 1 - 1e-6))
+        new_v1 = float(np.sum(r * x2) / max(np.sum(r), 1e-12)) or var
+        new_v0 = float(np.sum((1 - r) * x2) / max(np.sum(1 - r), 1e-12)) or var * 1e-3
+        done = abs(new_lam - lam) < 1e-7 and abs(new_v0 - v0) <= 1e-9 * var and abs(new_v1 - v1) <= 1e-9 * var
+        lam, v0, v1 = new_lam, max(new_v0, 1e-20), max(new_v1, 1e-20)
+        if done:
+            break
+    if v0 > v1:
+        v0, v1, lam = v1, v0, 1 - lam
+    return SpikeSlab(lam, v0, v1)
+
+
+# ---------------------------------------------------------------- picture of a mask
+@dataclass(frozen=True)
+class MaskGrid:
+    """A mask down-sampled to at most ``rows x cols`` cells; each cell is the kept fraction of its block."""
+
+    kept: np.ndarray  # (rows, cols) float in [0, 1]
+    block: tuple[int, int]  # weights per cell: (rows of the layer, columns of the layer)
+    shape: tuple[int, int]  # the full mask's shape
+
+    def rows(self) -> list[dict]:
+        r, c = self.kept.shape
+        br, bc = self.block
+        return [
+            {
+                "row": i,
+                "col": j,
+                "out_from": i * br,
+                "in_from": j * bc,
+                "kept": float(self.kept[i, j]),
+            }
+            for i in range(r)
+            for j in range(c)
+        ]
+
+
+def mask_grid(mask, max_rows: int = 64, max_cols: int = 96) -> MaskGrid:
+    """Average a (d_out, d_in) mask over blocks so it fits ``max_rows x max_cols``.
+
+    Blocks are whole: a layer whose size is not a multiple of the block size
+    drops the last partial block (at most block - 1 rows or columns), which the
+    caller can say alongside the picture.
+    """
+    m = to_numpy(mask).astype(np.float64)
+    if m.ndim != 2:
+        raise PruneScopeError(f"a mask picture needs a 2-D mask, got shape {m.shape}")
+    d_out, d_in = m.shape
+    br, bc = max(1, math.ceil(d_out / max_rows)), max(1, math.ceil(d_in / max_cols))
+    r, c = max(1, d_out // br), max(1, d_in // bc)
+    blocks = m[: r * br, : c * bc].reshape(r, br, c, bc).mean(axis=(1, 3))
+    return MaskGrid(blocks, (br, bc), (d_out, d_in))
+
+
+# ---------------------------------------------------------------- a small worked example
+@dataclass(frozen=True)
+class ToyLayer:
+    """A small linear layer ``y = W x`` and inputs ``X`` (d_in x tokens) a person can read."""
+
+    weight: np.ndarray  # (d_out, d_in)
+    inputs: np.ndarray  # (d_in, tokens)
+
+    @property
+    def input_sq_sum(self) -> np.ndarray:
+        """Sum over tokens of ``x_j^2`` for every input feature ``j`` (Wanda's statistic)."""
+        return (self.inputs**2).sum(axis=1)
+
+
+def toy_layer(size: int = 8, tokens: int = 16, seed: int = 0, loud_inputs: int = 2) -> ToyLayer:
+    """A ``size x size`` weight with one-decimal values and inputs where ``loud_inputs`` features are large.
+
+    The loud features are what make Wanda disagree with magnitude: a small weight
+    on a loud input matters more than a larger weight on a quiet one.
+    """
+    rng = np.random.default_rng(seed)
+    weight = np.round(rng.normal(0.0, 1.0, size=(size, size)), 1)
+    scale = np.ones(size)
+    scale[rng.choice(size, size=min(loud_inputs, size), replace=False)] = 6.0
+    inputs = np.round(rng.normal(0.0, 1.0, size=(size, tokens)) * scale[:, None], 2)
+    return ToyLayer(weight, inputs)
+
+
+def output_error(weight, kept, inputs) -> float:
+    """Relative output error ``||W X - (M * W) X||_F / ||W X||_F`` of a pruned layer."""
+    w, m, x = to_numpy(weight), to_numpy(kept).astype(bool), to_numpy(inputs)
+    dense = w @ x
+    denom = float(np.linalg.norm(dense)) or 1.0
+    return float(np.linalg.norm(dense - (w * m) @ x)) / denom
+
+
+# ---------------------------------------------------------------- fast counts for live views
+# The app recounts every layer's mask on each slider move. NumPy's count_nonzero
+# on a bool array is bit-parallel and single-threaded, so it stays fast on a
+# busy 2-core machine where torch's threaded bool sum slows down badly. The
+# results match pruning.masks.sparsity_table / nm_violations / mask_overlap.
+def _bool(mask) -> np.ndarray:
+    arr = to_numpy(mask)
+    return arr if arr.dtype == bool else arr.astype(bool)
+
+
+def layer_counts(masks) -> list[dict]:
+    """One row per layer: ``layer, shape, params, kept, pruned, sparsity`` (as ``sparsity_table``)."""
+    rows = []
+    for name, m in masks.items():
+        arr = _bool(m)
+        kept = int(np.count_nonzero(arr))
+        rows.append(
+            {"layer": name, "shape": tuple(arr.shape), "params": arr.size, "kept": kept, "pruned": arr.size - kept, "sparsity": 1.0 - kept / max(1, arr.size)}
+        )
+    return rows
+
+
+def nm_violation_count(mask, n: int, m: int) -> int:
+    """Groups of ``m`` consecutive inputs keeping more than ``m - n`` weights (as ``pruning.masks.nm_violations``)."""
+    arr = _bool(mask)
+    d_out, d_in = arr.shape
+    if d_in % m:
+        return d_out * math.ceil(d_in / m)
+    kept = np.count_nonzero(arr.reshape(d_out, d_in // m, m), axis=2)
+    return int(np.count_nonzero(kept > m - n))
+
+
+def overlap(a, b) -> dict:
+    """Jaccard and Hamming per common layer and overall (as ``pruning.masks.mask_overlap``)."""
+    common = [n for n in a if n in b]
+    if not common:
+        raise PruneScopeError("the two mask sets share no layer, so their overlap is undefined")
+    per_layer, inter, union, diff, total = {}, 0, 0, 0, 0
+    for name in common:
+        x, y = _bool(a[name]), _bool(b[name])
+        if x.shape != y.shape:
+            raise PruneScopeError(f"layer {name}: mask shapes differ ({x.shape} vs {y.shape})")
+        i, u = int(np.count_nonzero(x & y)), int(np.count_nonzero(x | y))
+        d = u - i
+        per_layer[name] = {"jaccard": 1.0 if u == 0 else i / u, "hamming": d / max(1, x.size)}
+        inter, union, diff, total = inter + i, union + u, diff + d, total + x.size
+    return {"per_layer": per_layer, "overall": {"jaccard": 1.0 if union == 0 else inter / union, "hamming": diff / max(1, total)}}

@@ -1,0 +1,569 @@
+"""Randomized pruning mask generation and selection (Li, Gao, Lei, Xu; EMNLP Findings 2023).
+
+A deterministic criterion gives one mask. Here K masks are *sampled* around it and the
+best is chosen, by a cheap evaluation (the masked model on a held-out slice of the
+training data) or by early evaluation (a short fine-tune of each candidate).
+
+Generation, per matrix, as in the authors' public code:
+
+* sampling probabilities ``p_i = s_i^a / sum_j s_j^a`` (``s`` = any criterion's scores,
+  ``|w|`` in the paper; ``a = 5``);
+* ``R = max(floor((N - k) r), 1)`` rounds, each drawing ``k`` indices WITHOUT replacement
+  from ``p``; count how often each index was drawn; keep the ``k`` most drawn (ties
+  between equal counts: the higher score is kept, then the lower index - so exactly k).
+  Small ``r`` = few rounds = more random; large ``r`` = the deterministic top-k mask.
+
+Sampling without replacement is done with the Gumbel-top-k trick: the ``k`` largest of
+``log p_i + G_i`` (``G_i`` i.i.d. standard Gumbel, ``G = -log E`` with ``E ~ Exp(1)``)
+are distributed exactly as ``k`` sequential draws without replacement from ``p``
+(Vieira 2014; Kool, van Hoof & Welling 2019, "Stochastic Beams and Where to Find Them").
+It is computed as an exponential race: the ``k`` largest ``log(U_i) / p_i`` (= ``-E_i / p_i``,
+the same order as ``log p_i - log E_i``), one uniform draw and one log per entry and round;
+``p`` is normalized to its maximum in float64 first, so ``s^5`` does not underflow for any
+weight that has a real chance to be drawn. It is ``torch.multinomial(p, k, replacement=False)``
+without its per-row restrictions, and several times faster than it on million-entry rows. ``sampler="multinomial"`` uses
+torch.multinomial instead; ``tests/test_seeds.py`` checks both give the same inclusion
+frequencies.
+
+``PruneResult.info`` (for the app): ``chosen`` (index of the winner), ``selection_scores``
+(one per candidate: the held-out metric, or the mean of the last early evaluations),
+``candidate_jaccard`` (K x K), ``overlap_with_deterministic`` (Jaccard of each candidate
+with the criterion's own top-k mask), ``deterministic_metric``, ``held_out`` (where the
+selection data came from: always a held-out slice of the TRAINING split), ``budget``,
+and ``stages`` (the same per stage, plus ``candidate_metrics``, ``early_curves``,
+``weight_sample``). With ``selection="early"`` the result is a
+:class:`training.TrainedPruneResult` whose overrides carry every fine-tuned parameter.
+:func:`candidate_pool` is the no-training view: K candidates from cached scores with
+their cheap scores.
+
+Granularities: ``layer`` samples per matrix; ``row`` per output row (k per row);
+``N:M`` per group of M inputs (M - N drawn per group, every round); ``global`` takes
+each layer's budget from the deterministic global threshold and samples within the
+layer (so R stays per matrix, as in the paper).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import torch
+
+from ..errors import PruneScopeError
+from ..masks import Masks, compute_masks, keep_count, mask_overlap, parse_granularity, prepare_scores
+from ..registry import Method, Param, PruneContext, get_method, register
+from ..scores import _mix
+from . import training as T
+
+DEFAULT_RANDOMNESS = 1e-4
+
+
+# ---------------------------------------------------------------- pure generation
+def sampling_rounds(total: int, kept: int, randomness: float) -> int:
+    """``R = max(floor((N - k) r), 1)``: how many without-replacement draws are counted."""
+    return max(math.floor((total - kept) * float(randomness) + 1e-9), 1)
+
+
+def log_probabilities(scores: torch.Tensor, power: float = 5.0) -> torch.Tensor:
+    """``a log s`` (unnormalized ``log p``); non-positive or NaN scores get ``-inf`` (never drawn)."""
+    s = scores.detach().to(torch.float64)
+    out = torch.full_like(s, -math.inf)
+    ok = torch.isfinite(s) & (s > 0)
+    out[ok] = float(power) * torch.log(s[ok])
+    return out.to(torch.float32)
+
+
+def draw_counts(
+    log_p: torch.Tensor, k: int, rounds: int, generator: torch.Generator, sampler: str = "gumbel"
+) -> torch.Tensor:
+    """How often each entry of every row of ``log_p`` (groups x L) was among ``k`` draws
+    without replacement, over ``rounds`` rounds. Returns int32 counts of the same shape."""
+    groups, length = log_p.shape
+    counts = torch.zeros(groups, length, dtype=torch.int32)
+    if k <= 0 or rounds <= 0:
+        return counts
+    if k >= length:
+        return counts.fill_(rounds)
+    ones = torch.ones(groups, k, dtype=torch.int32)
+    if sampler == "multinomial":
+        p = torch.exp(log_p.double() - log_p.double().amax(dim=1, keepdim=True)).nan_to_num(0.0)
+        if int((p > 0).sum(dim=1).min()) < k:
+            raise PruneScopeError("multinomial sampling needs at least k entries with non-zero probability per group")
+        for _ in range(rounds):
+            idx = torch.multinomial(p, k, replacement=False, generator=generator)
+            counts.scatter_add_(1, idx, ones)
+        return counts
+    if sampler != "gumbel":
+        raise PruneScopeError(f"unknown sampler {sampler!r}: use gumbel or multinomial")
+    # Exponential race, the Gumbel-top-k trick without a second log: the k largest of
+    # log(U) / p = -E / p are the k smallest E / p, i.e. the k largest log p - log E.
+    inv_p = torch.exp(-(log_p.double() - log_p.double().amax(dim=1, keepdim=True))).to(torch.float32)  # 1/p, inf where p = 0
+    keys = torch.empty(groups, length, dtype=torch.float32)
+    for _ in range(rounds):
+        keys.uniform_(generator=generator).log_().mul_(inv_p)
+        idx = torch.topk(keys, k, dim=1, sorted=False).indices
+        counts.scatter_add_(1, idx, ones)
+    return counts
+
+
+def most_drawn(counts: torch.Tensor, scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Keep exactly ``k`` entries per row: most drawn first; equal counts -> higher score, then lower index."""
+    groups, length = counts.shape
+    order = torch.sort(scores, dim=1, descending=False, stable=True).indices  # ascending scores
+    rank = torch.empty_like(order)
+    rank.scatter_(1, order, torch.arange(length).expand(groups, length).contiguous())
+    # among equal scores the lower index has the lower ascending rank; flip so it wins
+    ties = torch.sort(scores, dim=1, descending=True, stable=True).indices
+    tie_rank = torch.empty_like(ties)
+    tie_rank.scatter_(1, ties, torch.arange(length).expand(groups, length).contiguous())
+    key = counts.to(torch.int64) * length + (length - 1 - tie_rank)
+    keep = torch.zeros(groups, length, dtype=torch.bool)
+    if k > 0:
+        keep.scatter_(1, torch.topk(key, min(k, length), dim=1).indices, True)
+    return keep
+
+
+def _groups(scores: torch.Tensor, kind: str, m: int) -> torch.Tensor:
+    """Reshape a (d_out, d_in) tensor into the rows that are sampled independently."""
+    if kind == "layer":
+        return scores.reshape(1, -1)
+    if kind == "row":
+        return scores.reshape(scores.shape[0], -1)
+    d_out, d_in = scores.shape
+    if d_in % m:
+        raise PruneScopeError(f"an N:{m} pattern needs the input size to be a multiple of {m}; this layer has {d_in}")
+    return scores.reshape(d_out * (d_in // m), m)
+
+
+def randomized_masks(
+    scores: torch.Tensor,
+    sparsity: float,
+    k_candidates: int,
+    randomness: float = DEFAULT_RANDOMNESS,
+    power: float = 5.0,
+    seed: int = 0,
+    nm: tuple[int, int] | None = None,
+    rows: bool = False,
+    weight: torch.Tensor | None = None,
+    keep: int | None = None,
+    sampler: str = "gumbel",
+    salt: str = "",
+) -> list[torch.Tensor]:
+    """``k_candidates`` randomized masks (bool, True = kept) for one (d_out, d_in) score matrix.
+
+    ``sparsity`` sets ``k = floor(N (1-s))`` kept per matrix (``rows=True``: per row;
+    ``nm=(N, M)``: M - N per group of M, sparsity ignored); ``keep`` overrides the
+    per-matrix count. Rounds ``R = max(floor((N_matrix - k_matrix) r), 1)``. Candidate
+    ``c`` is seeded from ``(seed, salt, c)``: same seed, same masks. Zero weights (given
+    ``weight``) and non-positive scores have probability 0.
+    """
+    if k_candidates < 1:
+        raise PruneScopeError("the number of candidate masks must be at least 1")
+    if scores.dim() != 2:
+        scores = scores.reshape(scores.shape[0], -1) if scores.dim() > 2 else scores.reshape(1, -1)
+    prepared = prepare_scores(scores, weight)
+    total = prepared.numel()
+    if nm is not None:
+        n, m = nm
+        kind, per_group = "nm", m - n
+        grouped = _groups(prepared, "nm", m)
+        kept_total = per_group * grouped.shape[0]
+    elif rows:
+        kind = "row"
+        grouped = _groups(prepared, "row", 0)
+        per_group = keep_count(grouped.shape[1], sparsity)
+        kept_total = per_group * grouped.shape[0]
+    else:
+        kind = "layer"
+        grouped = _groups(prepared, "layer", 0)
+        per_group = keep_count(total, sparsity) if keep is None else int(keep)
+        kept_total = per_group
+    rounds = sampling_rounds(total, kept_total, randomness)
+    log_p = log_probabilities(grouped, power)
+    out = []
+    for c in range(k_candidates):
+        g = torch.Generator().manual_seed(_mix(seed, f"{salt}/candidate{c}"))
+        counts = draw_counts(log_p, per_group, rounds, g, sampler)
+        out.append(most_drawn(counts, grouped, per_group).reshape(prepared.shape))
+    return out
+
+
+def randomized_candidates(
+    scores: Mapping[str, torch.Tensor],
+    sparsity: float,
+    granularity: str,
+    k_candidates: int,
+    randomness: float = DEFAULT_RANDOMNESS,
+    power: float = 5.0,
+    seed: int = 0,
+    weights: Mapping[str, torch.Tensor] | None = None,
+    sampler: str = "gumbel",
+    progress=None,
+) -> list[Masks]:
+    """K candidate mask sets over many layers at one granularity (see the module docstring)."""
+    g = parse_granularity(granularity)
+    per_layer: dict[str, list[torch.Tensor]] = {}
+    budgets = None
+    if g.kind == "global":
+        det = compute_masks(scores, sparsity, "global", weights)
+        budgets = {n: int(m.sum()) for n, m in det.items()}
+    names = list(scores)
+    for i, name in enumerate(names):
+        w = None if weights is None else weights[name]
+        per_layer[name] = randomized_masks(
+            scores[name],
+            sparsity,
+            k_candidates,
+            randomness,
+            power,
+            seed,
+            nm=(g.n, g.m) if g.is_nm else None,
+            rows=g.kind == "row",
+            weight=w,
+            keep=None if budgets is None else budgets[name],
+            sampler=sampler,
+            salt=name,
+        )
+        if progress is not None:
+            progress(i + 1, len(names), f"sampled {k_candidates} masks for {name}")
+    return [{n: per_layer[n][c] for n in names} for c in range(k_candidates)]
+
+
+def jaccard_matrix(mask_sets: Sequence[Masks]) -> list[list[float]]:
+    """Pairwise overall Jaccard similarity of mask sets (kept weights)."""
+    k = len(mask_sets)
+    out = [[1.0] * k for _ in range(k)]
+    for i in range(k):
+        for j in range(i + 1, k):
+            out[i][j] = out[j][i] = mask_overlap(mask_sets[i], mask_sets[j])["overall"]["jaccard"]
+    return out
+
+
+def stage_sparsities(target: float, stages: int, schedule: str = "") -> list[float]:
+    """Sparsity of each stage. ``schedule`` ("0.54,0.83,0.92,0.9375") is used as given (its
+    last value must be the target); else ``stages`` steps geometric in density:
+    ``1 - (1 - s)^(j / stages)`` (4 stages to 0.9375 give 0.5, 0.75, 0.875, 0.9375,
+    close to the paper's 0.54, 0.83, 0.92, 0.9375)."""
+    if schedule and schedule.strip():
+        try:
+            values = [float(x) for x in schedule.split(",") if x.strip()]
+        except ValueError:
+            raise PruneScopeError(f"schedule must be comma-separated sparsities, got {schedule!r}") from None
+        if any(b < a for a, b in zip(values, values[1:])) or not values:
+            raise PruneScopeError("the stage sparsities must rise")
+        if abs(values[-1] - target) > 1e-9:
+            raise PruneScopeError(f"the last stage sparsity ({values[-1]}) must equal the target sparsity ({target})")
+        return values
+    stages = max(1, int(stages))
+    density = 1.0 - float(target)
+    return [1.0 - density ** (j / stages) for j in range(1, stages + 1)][:-1] + [float(target)]
+
+
+# ---------------------------------------------------------------- cheap selection (no training)
+@dataclass
+class CandidatePool:
+    """K randomized candidates around a deterministic mask, each with a cheap selection score."""
+
+    sparsity: float
+    granularity: str
+    masks: list[Masks]
+    deterministic: Masks
+    scores: list[dict]  # held-out metric of each candidate (no training)
+    deterministic_score: dict
+    jaccard: list[list[float]]
+    overlap_with_deterministic: list[float]
+    rounds: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def chosen(self) -> int:
+        """Index of the best candidate: highest score, then lowest held-out loss, then lowest index."""
+        return max(range(len(self.scores)), key=lambda i: (self.scores[i]["score"], -self.scores[i]["loss"], -i))
+
+    def to_info(self) -> dict:
+        """JSON-able summary (no masks)."""
+        return {
+            "sparsity": self.sparsity,
+            "granularity": self.granularity,
+            "candidate_scores": [s["score"] for s in self.scores],
+            "candidate_metrics": self.scores,
+            "deterministic_metric": self.deterministic_score,
+            "jaccard": self.jaccard,
+            "overlap_with_deterministic": self.overlap_with_deterministic,
+            "chosen": self.chosen,
+            "rounds": self.rounds,
+        }
+
+
+def candidate_pool(
+    loaded,
+    scores: Mapping[str, torch.Tensor],
+    sparsity: float,
+    granularity: str = "layer",
+    k_candidates: int = 8,
+    randomness: float = DEFAULT_RANDOMNESS,
+    power: float = 5.0,
+    seed: int = 0,
+    data=None,
+    holdout: int = 256,
+    task=None,
+    base_model=None,
+    progress=None,
+) -> CandidatePool:
+    """The app's "Random candidates" view, without training: K masks from cached ``scores``
+    (any criterion), each scored on a held-out slice of the TRAINING data with no
+    fine-tuning, plus the deterministic mask's score, pairwise Jaccard, overlap with the
+    deterministic mask and the cheap choice. ``task`` (a :class:`training.TaskData`)
+    may be passed to reuse held-out batches; ``base_model`` defaults to the loaded model
+    (which is never modified)."""
+    g = parse_granularity(granularity)
+    sparsity = g.fixed_sparsity if g.is_nm else float(sparsity)
+    model = base_model if base_model is not None else loaded.model
+    weights = T.layer_weights(model, list(scores))
+    task = task if task is not None else T.task_data(loaded, data, holdout=holdout, seed=seed)
+    deterministic = compute_masks(scores, sparsity, str(g), weights)
+    masks = randomized_candidates(scores, sparsity, str(g), k_candidates, randomness, power, seed, weights)
+    total = k_candidates + 1
+    if progress is not None:
+        progress(0, total, "scoring the deterministic mask on held-out training data")
+    det_score = T.masked_metric(loaded, deterministic, task, base=model)
+    cand_scores = []
+    for i, m in enumerate(masks):
+        if progress is not None:
+            progress(i + 1, total, f"scoring candidate {i + 1} of {k_candidates}")
+        cand_scores.append(T.masked_metric(loaded, m, task, base=model))
+    rounds = {n: sampling_rounds(d.numel(), int(d.sum()), randomness) for n, d in deterministic.items()}
+    return CandidatePool(
+        sparsity=sparsity,
+        granularity=str(g),
+        masks=masks,
+        deterministic=deterministic,
+        scores=cand_scores,
+        deterministic_score=det_score,
+        jaccard=jaccard_matrix(masks),
+        overlap_with_deterministic=[mask_overlap(m, deterministic)["overall"]["jaccard"] for m in masks],
+        rounds=rounds,
+    )
+
+
+# ---------------------------------------------------------------- the method
+def base_scores(ctx: PruneContext, model, base: str, calibration) -> dict[str, torch.Tensor]:
+    """Scores of a registered score-based criterion, computed on ``model`` (a pruned/trained copy)."""
+    method = get_method(base)
+    if not method.score_based:
+        raise PruneScopeError(
+            f"randomized selection samples around a criterion's scores; {method.name} has none "
+            "(use magnitude, wanda or random)"
+        )
+    sub = PruneContext(
+        loaded=T.with_model(ctx.loaded, model),
+        layers=ctx.layers,
+        sparsity=ctx.sparsity,
+        granularity=ctx.granularity,
+        calibration=calibration,
+        seed=ctx.seed,
+        params=method.resolve_params({}),
+    )
+    was_training = model.training
+    model.eval()  # no dropout while statistics are collected
+    try:
+        with torch.no_grad():
+            return {n: s.detach().float() for n, s in method.scores(sub).items()}
+    finally:
+        model.train(was_training)
+
+
+def _calibration_for(ctx: PruneContext, base: str):
+    if not get_method(base).needs_calibration or ctx.calibration is not None:
+        return ctx.calibration
+    from ..data import calibration_batches
+
+    return calibration_batches(ctx.loaded, None, n_samples=16, seed=ctx.seed)
+
+
+def _early_evaluation(p, task, start_model, masks, teacher, tick, seed=0):
+    """Fine-tune a copy of ``start_model`` with ``masks`` fixed; score = mean of the last evaluations.
+
+    Every candidate sees the same minibatches and dropout draws (``seed``), so only the mask differs."""
+    import copy
+
+    task.restart(seed)
+    torch.manual_seed(seed)
+    model = copy.deepcopy(start_model)
+    bound = T.ModuleMasks(model, masks)
+    bound.apply_()
+    tuner = T.FineTuner(model, task, p["lr"], teacher=teacher, distill=p["distill"], temperature=p["temperature"])
+    curve, losses = [], []
+    every = max(1, int(p["eval_every"]))
+    for step in range(1, int(p["steps"]) + 1):
+        losses.append(tuner.step())
+        bound.apply_()
+        if step % every == 0 or step == int(p["steps"]):
+            ev = T.held_out_metric(model, task)
+            curve.append({"step": step, "score": ev["score"], "value": ev["value"], "loss": ev["loss"]})
+        tick(step)
+    last = curve[-max(1, int(p["n_last"])) :]
+    score = sum(c["score"] for c in last) / len(last)
+    return model, score, curve, losses
+
+
+def _randomized_run(ctx: PruneContext):
+    p = ctx.params
+    started = time.perf_counter()
+    g = parse_granularity(ctx.granularity)
+    selection = p["selection"]
+    schedule = [g.fixed_sparsity] if g.is_nm else stage_sparsities(ctx.sparsity, p["stages"], p["schedule"])
+    calibration = _calibration_for(ctx, p["base"])
+    task = T.task_data(ctx.loaded, ctx.data, holdout=p["holdout"], batch_size=p["batch_size"], seed=ctx.seed)
+    early = selection == "early"
+    teacher = ctx.loaded.model if (early and p["distill"] > 0) else None
+    model = T.trainable_copy(ctx.loaded) if early else ctx.loaded.model
+    sampler = T.WeightSampler({n: tuple(w.shape) for n, w in T.layer_weights(ctx.loaded.model, ctx.layers).items()}, 3000, ctx.seed)
+    steps_per_stage = p["k"] * (p["steps"] if early else 0) + (p["final_steps"] if early else 0)
+    total_units = max(1, len(schedule) * (p["k"] + 1 + steps_per_stage))
+    done = 0
+
+    def report(message):
+        ctx.report(min(done, total_units), total_units, message)
+
+    stages, chosen_masks, final_metric = [], None, None
+    for si, s in enumerate(schedule):
+        stage_seed = ctx.seed + 1000 * si
+        scores = base_scores(ctx, model, p["base"], calibration)
+        pool = candidate_pool(
+            ctx.loaded, scores, s, str(g), p["k"], p["randomness"], p["power"], stage_seed, task=task, base_model=model
+        )
+        done += p["k"] + 1
+        report(f"stage {si + 1}/{len(schedule)}: {p['k']} candidates at {s:.1%} scored")
+        stage = {"sparsity": s, **pool.to_info(), "selection": selection}
+        if not early:
+            chosen = pool.chosen
+            chosen_masks = pool.masks[chosen]
+            if len(schedule) > 1 and si < len(schedule) - 1:
+                # the next stage samples around the pruned model's weights (pruned ones score 0)
+                from ..functional import with_overrides
+
+                model = with_overrides(model, _mask_overrides(model, chosen_masks))
+            final_metric = pool.scores[chosen]
+        else:
+            best = None
+            early_scores, curves = [], []
+            for ci, masks in enumerate(pool.masks):
+                def tick(step, si=si, ci=ci):
+                    nonlocal done
+                    done += 1
+                    report(f"stage {si + 1}: early evaluation of candidate {ci + 1}/{p['k']}, step {step}")
+
+                trained, score, curve, _ = _early_evaluation(p, task, model, masks, teacher, tick, stage_seed)
+                report(f"stage {si + 1}: candidate {ci + 1}/{p['k']} early score {score:.4f}")
+                early_scores.append(score)
+                curves.append(curve)
+                if best is None or score > best[1]:
+                    best = (ci, score, trained)
+                else:
+                    del trained
+            chosen, _, model = best
+            chosen_masks = pool.masks[chosen]
+            task.restart(stage_seed + 1)  # the winner goes on with batches it has not seen in this order
+            bound = T.ModuleMasks(model, chosen_masks)
+            tuner = T.FineTuner(model, task, p["lr"], teacher=teacher, distill=p["distill"], temperature=p["temperature"])
+            final_curve = []
+            for step in range(1, int(p["final_steps"]) + 1):
+                loss = tuner.step()
+                bound.apply_()
+                done += 1
+                if step % max(1, int(p["eval_every"]) * 4) == 0:
+                    final_curve.append({"step": step, "loss": loss})
+                    report(f"stage {si + 1}: fine-tuning the winner, step {step}")
+            final_metric = T.held_out_metric(model, task)
+            stage.update(
+                {
+                    "early_scores": early_scores,
+                    "early_curves": curves,
+                    "selection_scores": early_scores,
+                    "chosen": chosen,
+                    "winner_after_fine_tuning": final_metric,
+                    "final_curve": final_curve,
+                }
+            )
+        if not early:
+            stage["selection_scores"] = stage["candidate_scores"]
+        stage["weight_sample"] = sampler.take(T.layer_weights(model, ctx.layers)) if early else []
+        stages.append(stage)
+
+    last = stages[-1]
+    info = {
+        "stages": stages,
+        "schedule": schedule,
+        "selection": selection,
+        "base": p["base"],
+        "chosen": last["chosen"],
+        "selection_scores": last["selection_scores"],
+        "candidate_jaccard": last["jaccard"],
+        "overlap_with_deterministic": last["overlap_with_deterministic"],
+        "deterministic_metric": last["deterministic_metric"],
+        "held_out": {"source": task.source, "examples": task.n_holdout, "split": "train (held-out slice)"},
+        "held_out_metric": final_metric,
+        "train_examples": task.n_train,
+        "budget": {
+            "stages": len(schedule),
+            "candidates": p["k"],
+            "steps_per_candidate": p["steps"] if early else 0,
+            "final_steps": p["final_steps"] if early else 0,
+            "batch_size": p["batch_size"],
+        },
+        "elapsed_s": time.perf_counter() - started,
+    }
+    if early:
+        return T.trained_result("randomized", ctx.loaded, model, chosen_masks, ctx.sparsity, ctx.granularity, info)
+    from ..prune import PruneResult
+
+    return PruneResult("randomized", ctx.sparsity, ctx.granularity, chosen_masks, None, info=info)
+
+
+def _mask_overrides(model, masks: Masks) -> dict:
+    from ..models import layer_weight, param_key, to_module_layout
+
+    out = {}
+    for name, m in masks.items():
+        w = layer_weight(model, name).detach().float() * m
+        out[param_key(model, name)] = to_module_layout(model, name, w).to(model.get_parameter(param_key(model, name)).dtype)
+    return out
+
+
+register(
+    Method(
+        name="randomized",
+        label="Randomized masks + selection",
+        summary="Sample K masks around a criterion's scores (p ~ score^a, counted over R draws without "
+        "replacement), then keep the one that does best on a held-out slice of the training data: "
+        "as is ('cheap') or after a short fine-tune of each ('early'). Stages raise the sparsity step by step.",
+        run=_randomized_run,
+        needs_training_data=True,
+        updates_weights=True,
+        family="seed",
+        params={
+            "base": Param("magnitude", "criterion whose scores are sampled around (any score-based method: magnitude, wanda, random)"),
+            "k": Param(4, "candidate masks per stage (8 in the paper)", minimum=1, maximum=64),
+            "randomness": Param(
+                DEFAULT_RANDOMNESS, "r: rounds R = max(floor((N - k) r), 1); smaller = more random (paper: 5e-5..3e-4)", minimum=0.0
+            ),
+            "power": Param(5.0, "a: sampling probability ~ score^a", minimum=0.0),
+            "selection": Param("early", "cheap: held-out metric with no training; early: short fine-tune of each candidate", choices=("cheap", "early")),
+            "steps": Param(30, "early evaluation: fine-tuning steps per candidate (one epoch in the paper)", minimum=1),
+            "eval_every": Param(10, "early evaluation: evaluate every this many steps", minimum=1),
+            "n_last": Param(2, "early evaluation: score = mean of the last this many evaluations", minimum=1),
+            "final_steps": Param(100, "fine-tuning steps of the winner of each stage", minimum=0),
+            "stages": Param(1, "stages of rising sparsity (4 in the paper), geometric in density", minimum=1, maximum=10),
+            "schedule": Param("", "explicit stage sparsities, e.g. 0.54,0.83,0.92,0.9375 (overrides stages)"),
+            "lr": Param(5e-5, "AdamW learning rate", minimum=0.0),
+            "batch_size": Param(16, "training batch size", minimum=1),
+            "distill": Param(0.0, "weight of logits distillation (KL to the dense model); 0 = off", minimum=0.0, maximum=1.0),
+            "temperature": Param(2.0, "distillation temperature", minimum=0.01),
+            "holdout": Param(256, "held-out examples of the TRAINING data used for selection", minimum=8),
+        },
+        reference="Li, Gao, Lei, Xu (EMNLP Findings 2023), Breaking through Deterministic Barriers: "
+        "Randomized Pruning Mask Generation and Selection",
+    )
+)

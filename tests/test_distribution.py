@@ -1,0 +1,131 @@
+"""pruning.distribution: histograms, mixture fits, spike/slab, mask pictures, the toy layer."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from pruning.distribution import (
+    bin_weights,
+    equivalent_threshold,
+    fit_gmm,
+    fit_spike_slab,
+    histogram,
+    mask_grid,
+    output_error,
+    spike_slab_crossing,
+    split_counts,
+    subsample,
+    toy_layer,
+)
+from pruning.errors import PruneScopeError
+
+
+def test_histogram_counts_kept_and_pruned_by_hand():
+    w = np.array([-1.0, -0.5, 0.0, 0.5, 1.0, 0.25])
+    kept = np.array([True, False, False, False, True, True])
+    h = histogram(w, kept, bins=4)  # edges -1, -0.5, 0, 0.5, 1
+    assert h["left"].tolist() == [-1.0, -0.5, 0.0, 0.5]
+    assert h["kept"].tolist() == [1, 0, 1, 1]  # -1 | . | 0.25 | 1 (the top edge joins the last bin)
+    assert h["pruned"].tolist() == [0, 1, 1, 1]  # -0.5 | 0 | 0.5
+    assert h["kept"].sum() + h["pruned"].sum() == w.size
+
+
+def test_hide_zeros_drops_pruned_and_already_zero_weights():
+    w = torch.tensor([[0.0, 0.3], [-0.3, 0.9]])
+    kept = torch.tensor([[True, False], [True, True]])
+    h = split_counts(bin_weights(w, bins=2), kept, w, hide_zeros=True)
+    assert h["pruned"].sum() == 0
+    assert h["kept"].sum() == 2  # the kept exact zero is hidden too
+
+
+def test_split_counts_rejects_wrong_mask_size():
+    with pytest.raises(PruneScopeError):
+        split_counts(bin_weights(np.ones(4), 2), np.ones(3, dtype=bool))
+
+
+def test_equivalent_threshold_is_the_magnitude_cut():
+    w = np.array([0.1, -0.2, 0.3, -0.4, 0.5, 0.6, -0.7, 0.8, 0.9, -1.0])
+    assert equivalent_threshold(w, 0.5) == pytest.approx(0.5)
+    assert equivalent_threshold(w, 0.0) == 0.0
+
+
+def test_fit_gmm_finds_two_components_by_bic():
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(0, 0.01, 6000), rng.normal(0, 0.2, 4000)])
+    fit = fit_gmm(x, "bic", seed=0, max_points=10000, k_max=3)
+    assert fit.k >= 2 and set(fit.bic) == {1, 2, 3}
+    assert fit.components[0].std == pytest.approx(0.01, rel=0.2)
+    assert fit.components[-1].std == pytest.approx(0.2, rel=0.2)
+    assert sum(c.weight for c in fit.components) == pytest.approx(1.0)
+    rows = fit.curves(np.linspace(-0.5, 0.5, 11), scale=100.0)
+    assert {r["component"] for r in rows} >= {"mixture"}
+
+
+def test_fit_gmm_rejects_bad_k():
+    with pytest.raises(PruneScopeError):
+        fit_gmm(np.zeros(100), 7)
+
+
+def test_spike_slab_crossing_formula_and_density_equality():
+    lam, v0, v1 = 0.1, 1e-4, 1e-2
+    w = spike_slab_crossing(lam, v0, v1)
+    slab = lam * math.exp(-(w**2) / (2 * v1)) / math.sqrt(v1)
+    spike = (1 - lam) * math.exp(-(w**2) / (2 * v0)) / math.sqrt(v0)
+    assert slab == pytest.approx(spike, rel=1e-9)
+    assert spike_slab_crossing(0.99, 1.0, 1.0001) is None
+
+
+def test_fit_spike_slab_recovers_variances():
+    rng = np.random.default_rng(1)
+    x = np.concatenate([rng.normal(0, 0.01, 7000), rng.normal(0, 0.3, 3000)])
+    ss = fit_spike_slab(x, seed=0)
+    assert ss.lam == pytest.approx(0.3, abs=0.05)
+    assert math.sqrt(ss.v0) == pytest.approx(0.01, rel=0.15)
+    assert math.sqrt(ss.v1) == pytest.approx(0.3, rel=0.15)
+    assert 0.01 < ss.crossing < 0.3
+
+
+def test_mask_grid_averages_blocks():
+    mask = torch.zeros(4, 8, dtype=torch.bool)
+    mask[:2, :4] = True
+    grid = mask_grid(mask, max_rows=2, max_cols=2)
+    assert grid.block == (2, 4)
+    assert grid.kept.tolist() == [[1.0, 0.0], [0.0, 0.0]]
+    assert len(grid.rows()) == 4
+
+
+def test_subsample_is_seeded_and_bounded():
+    x = np.arange(1000)
+    a, b = subsample(x, 10, seed=3), subsample(x, 10, seed=3)
+    assert a.tolist() == b.tolist() and len(a) == 10
+
+
+def test_toy_layer_and_output_error():
+    toy = toy_layer(8, 16, seed=0)
+    assert toy.weight.shape == (8, 8) and toy.inputs.shape == (8, 16)
+    assert output_error(toy.weight, np.ones((8, 8), bool), toy.inputs) == 0.0
+    assert output_error(toy.weight, np.zeros((8, 8), bool), toy.inputs) == pytest.approx(1.0)
+
+
+def test_fast_counts_match_pruning_masks():
+    from pruning.distribution import layer_counts, nm_violation_count, overlap
+    from pruning.masks import mask_overlap, nm_violations, sparsity_table
+
+    g = torch.Generator().manual_seed(0)
+    a = {"x": torch.rand(8, 16, generator=g) > 0.5, "y": torch.rand(4, 8, generator=g) > 0.3}
+    b = {"x": torch.rand(8, 16, generator=g) > 0.5, "y": torch.rand(4, 8, generator=g) > 0.6}
+    assert layer_counts(a) == sparsity_table(a)
+    for n, m in ((2, 4), (4, 8), (1, 3)):
+        assert nm_violation_count(a["x"], n, m) == nm_violations(a["x"], n, m)
+    fast, ref = overlap(a, b), mask_overlap(a, b)
+    assert fast["overall"] == pytest.approx(ref["overall"])
+    assert fast["per_layer"]["y"] == pytest.approx(ref["per_layer"]["y"])
+
+
+def test_bin_weights_quantile_range_puts_outliers_in_edge_bins():
+    w = np.concatenate([np.linspace(-1, 1, 999), [50.0]])
+    b = bin_weights(w, bins=10, quantile=0.99)
+    assert b.edges[-1] < 2 and b.index.max() == 9
+    assert split_counts(b)["kept"].sum() == 1000
