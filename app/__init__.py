@@ -1,0 +1,1 @@
+"""PruneScope's Streamlit front-end: shared UI code (sidebar, cached resources, chart builders)."""

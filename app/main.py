@@ -1,0 +1,31 @@
+"""PruneScope: `streamlit run app/main.py` (the README's launch command).
+
+Draws the sidebar (settings kept in session state across pages), then runs the
+page chosen in the navigation. One file per view in ``pages/``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # `streamlit run app/main.py` puts only app/ on the path
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st  # noqa: E402
+
+from app import sidebar  # noqa: E402
+from app.pages_index import PAGES, register  # noqa: E402
+
+st.set_page_config(page_title="PruneScope", page_icon="✂️", layout="wide")
+
+pages = [st.Page(str(ROOT / "pages" / p.file), title=p.title, icon=p.icon, url_path=p.url, default=(i == 0)) for i, p in enumerate(PAGES)]
+register(pages)
+navigation = st.navigation(pages, position="sidebar")
+# Page widgets (layer choice, toggles) keep their value when the user visits another page and comes back.
+for key in list(st.session_state):
+    if key.startswith("ps_") and key not in sidebar.NOT_ASSIGNABLE and not key.endswith(("_run", "_csv")):
+        st.session_state[key] = st.session_state[key]
+sidebar.render()
+navigation.run()

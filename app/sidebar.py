@@ -1,0 +1,140 @@
+"""The sidebar: model, dataset, method, granularity, sparsity, calibration, evaluation size, seed.
+
+It is drawn by ``app/main.py`` on every run, before the page, so its widgets
+(and their ``ps_*`` session-state keys) persist while the user moves between
+pages. It never loads anything: pages do, through ``app.resources``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from pathlib import Path
+
+import streamlit as st
+
+from . import state
+from .state import CUSTOM_NM, DATA_CHOICES, DATA_HUB, DATA_PATH, DATA_UPLOAD, GRANULARITIES, OTHER_MODEL
+
+MODEL_HELP = {
+    "minilm-rt": "all-MiniLM-L6 (22M parameters) fine-tuned on Rotten Tomatoes snippets on first use; metric: accuracy",
+    "smollm2-135m": "SmolLM2-135M-Instruct (from the embedded GGUF file); metric: perplexity",
+}
+
+
+NOT_ASSIGNABLE = {"ps_upload"}  # widgets whose value cannot be set through session state
+
+
+def _keep_valid(key: str, options) -> None:
+    """A stored choice that is no longer offered falls back to the first option."""
+    if st.session_state.get(key) not in options:
+        st.session_state[key] = options[0]
+
+
+def _save_upload(upload) -> str:
+    """Write an uploaded file to a content-addressed temporary path and return it."""
+    data = upload.getvalue()
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    folder = Path(tempfile.gettempdir()) / "prunescope-uploads" / digest
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / Path(upload.name).name
+    if not path.exists():
+        path.write_bytes(data)
+    return str(path)
+
+
+def _method_options() -> tuple[list[str], dict]:
+    try:
+        from pruning.registry import all_methods
+
+        methods = all_methods()
+    except Exception:  # noqa: BLE001 - the registry itself failing must not take the sidebar down
+        return ["magnitude"], {}
+    return list(methods), methods
+
+
+def render() -> state.Settings:
+    """Draw the sidebar and return this session's settings."""
+    state.init_defaults()
+    sb = st.sidebar
+    sb.markdown("### Settings")
+
+    models = state.model_choices()
+    _keep_valid("ps_model_choice", models)
+    sb.selectbox(
+        "Model",
+        models,
+        key="ps_model_choice",
+        help="The two embedded defaults need no download. Other: a hub name (needs internet), "
+        "a local folder saved with save_pretrained, or a .gguf file.",
+    )
+    choice = st.session_state["ps_model_choice"]
+    if choice in MODEL_HELP:
+        sb.caption(MODEL_HELP[choice])
+    if choice == OTHER_MODEL:
+        sb.text_input("Hub name, local folder or .gguf file", key="ps_model_text", placeholder="prajjwal1/bert-tiny or /path/to/folder")
+        sb.text_input("GGUF file inside that hub repo (optional)", key="ps_gguf_file")
+
+    _keep_valid("ps_data_choice", list(DATA_CHOICES))
+    sb.selectbox(
+        "Dataset",
+        DATA_CHOICES,
+        key="ps_data_choice",
+        help="Embedded: Rotten Tomatoes snippets for classifiers, Rotten Tomatoes plot summaries for language models.",
+    )
+    kind = st.session_state["ps_data_choice"]
+    if kind == DATA_PATH:
+        sb.text_input("CSV / TSV / JSONL file, text file or folder", key="ps_data_text", placeholder="/path/to/data.csv")
+    elif kind == DATA_HUB:
+        sb.text_input("Hub dataset name", key="ps_data_text", placeholder="glue/sst2")
+    elif kind == DATA_UPLOAD:
+        upload = sb.file_uploader("CSV, TSV, JSONL or text file", type=["csv", "tsv", "jsonl", "json", "txt", "raw"], key="ps_upload")
+        st.session_state["ps_upload_path"] = _save_upload(upload) if upload is not None else ""
+    if kind != state.DATA_EMBEDDED:
+        with sb.expander("Columns (found automatically when left empty)"):
+            st.text_input("Text column", key="ps_text_column")
+            st.text_input("Label column", key="ps_label_column")
+
+    names, methods = _method_options()
+    _keep_valid("ps_method", names)
+    sb.selectbox(
+        "Method",
+        names,
+        key="ps_method",
+        format_func=lambda n: methods[n].label if n in methods else n,
+        help="Score-based methods (magnitude, random, Wanda) re-threshold cached scores as the slider moves; "
+        "the others prune again for each setting.",
+    )
+    method = methods.get(st.session_state["ps_method"])
+    if method is not None:
+        sb.caption(method.summary)
+
+    from pruning.masks import GRANULARITY_LABELS
+
+    grans = list(GRANULARITIES) + [CUSTOM_NM]
+    _keep_valid("ps_granularity", grans)
+    sb.selectbox(
+        "Granularity",
+        grans,
+        key="ps_granularity",
+        format_func=lambda g: GRANULARITY_LABELS.get(g, "custom N:M pattern (type it below)"),
+    )
+    if st.session_state["ps_granularity"] == CUSTOM_NM:
+        sb.text_input("N:M pattern (N pruned of every M inputs)", key="ps_custom_nm")
+    sb.slider(
+        "Target sparsity",
+        min_value=state.SPARSITY_MIN,
+        max_value=state.SPARSITY_MAX,
+        step=state.SPARSITY_STEP,
+        key="ps_sparsity",
+        format="%.2f",
+        help="Fraction of the targeted weights set to zero. N:M patterns fix it at N/M.",
+    )
+    settings = state.current()
+    if ":" in settings.granularity:
+        sb.caption(f"An N:M pattern fixes the sparsity at N/M; the slider is ignored for {settings.granularity}.")
+    c1, c2 = sb.columns(2)
+    c1.number_input("Calibration samples", min_value=1, max_value=1024, step=8, key="ps_calibration", help="Sentences or text windows for Wanda and SparseGPT statistics.")
+    c2.number_input("Evaluation size", min_value=8, max_value=20000, step=64, key="ps_eval_size", help="Examples (classification) or text windows (perplexity) per evaluation.")
+    sb.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1, key="ps_seed")
+    return state.current()

@@ -1,0 +1,134 @@
+"""Session settings: what one browser session chose in the sidebar.
+
+Every widget of the sidebar stores its value under a ``ps_*`` key of
+``st.session_state``; :func:`current` reads them into a frozen
+:class:`Settings`. Nothing session-specific lives anywhere else, so two
+browser sessions never share a choice, a mask or a result: shared caches are
+keyed by the full settings that produced each entry (see ``app/resources.py``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import streamlit as st
+
+EMBEDDED_MODELS = ("minilm-rt", "smollm2-135m")
+OTHER_MODEL = "other (hub name, local folder or GGUF file)"
+TEST_MODEL_ENV = "PRUNESCOPE_TEST_MODEL"  # a local model folder the tests use instead of the default
+
+DATA_EMBEDDED = "embedded"
+DATA_PATH = "local file or folder"
+DATA_UPLOAD = "upload a file"
+DATA_HUB = "hub name"
+DATA_CHOICES = (DATA_EMBEDDED, DATA_PATH, DATA_UPLOAD, DATA_HUB)
+
+GRANULARITIES = ("layer", "global", "row", "2:4", "4:8")
+CUSTOM_NM = "custom N:M"
+
+SPARSITY_MIN, SPARSITY_MAX, SPARSITY_STEP = 0.0, 0.95, 0.05
+
+
+def _env_int(name: str, default: int) -> int:
+    try:
+        return int(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+def test_model_path() -> str | None:
+    """The tiny local model the tests point the app at, if any."""
+    path = os.environ.get(TEST_MODEL_ENV, "").strip()
+    return path or None
+
+
+def model_choices() -> list[str]:
+    test = test_model_path()
+    return ([test] if test else []) + list(EMBEDDED_MODELS) + [OTHER_MODEL]
+
+
+DEFAULTS = {
+    "ps_model_choice": None,  # filled by model_choices()[0]
+    "ps_model_text": "",
+    "ps_gguf_file": "",
+    "ps_data_choice": DATA_EMBEDDED,
+    "ps_data_text": "",
+    "ps_text_column": "",
+    "ps_label_column": "",
+    "ps_method": "magnitude",
+    "ps_granularity": "layer",
+    "ps_custom_nm": "2:4",
+    "ps_sparsity": 0.5,
+    "ps_calibration": 16,
+    "ps_eval_size": 256,
+    "ps_seed": 0,
+}
+
+
+def init_defaults() -> None:
+    """Put every sidebar key in session state once (widgets then keep them across pages)."""
+    defaults = dict(DEFAULTS)
+    defaults["ps_model_choice"] = model_choices()[0]
+    defaults["ps_eval_size"] = _env_int("PRUNESCOPE_EVAL_SIZE", DEFAULTS["ps_eval_size"])
+    defaults["ps_calibration"] = _env_int("PRUNESCOPE_CALIBRATION", DEFAULTS["ps_calibration"])
+    for key, value in defaults.items():
+        if key not in st.session_state:
+            st.session_state[key] = value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """One session's choices; hashable, so it can key shared caches."""
+
+    model: str  # embedded name, hub name, folder or .gguf path
+    gguf_file: str | None
+    data_kind: str  # one of DATA_CHOICES
+    data_source: str | None  # None = the embedded data for the model's task
+    text_column: str | None
+    label_column: str | None
+    method: str
+    granularity: str  # "layer" | "global" | "row" | "N:M"
+    sparsity: float
+    calibration: int
+    eval_size: int
+    seed: int
+
+    @property
+    def model_key(self) -> tuple:
+        return (self.model, self.gguf_file)
+
+    @property
+    def data_key(self) -> tuple:
+        return (self.data_source, self.text_column, self.label_column)
+
+
+def current() -> Settings:
+    """The settings of this session, from ``st.session_state``."""
+    init_defaults()
+    s = st.session_state
+    choice = s["ps_model_choice"]
+    model = s["ps_model_text"].strip() if choice == OTHER_MODEL else choice
+    gguf = s["ps_gguf_file"].strip() or None if choice == OTHER_MODEL else None
+    kind = s["ps_data_choice"]
+    if kind == DATA_EMBEDDED:
+        source = None
+    elif kind == DATA_UPLOAD:
+        source = s.get("ps_upload_path") or ""
+    else:
+        source = s["ps_data_text"].strip()
+    granularity = s["ps_custom_nm"].strip() if s["ps_granularity"] == CUSTOM_NM else s["ps_granularity"]
+    return Settings(
+        model=model,
+        gguf_file=gguf,
+        data_kind=kind,
+        data_source=source,
+        text_column=s["ps_text_column"].strip() or None,
+        label_column=s["ps_label_column"].strip() or None,
+        method=s["ps_method"],
+        granularity=granularity,
+        sparsity=round(float(s["ps_sparsity"]), 4),
+        calibration=int(s["ps_calibration"]),
+        eval_size=int(s["ps_eval_size"]),
+        seed=int(s["ps_seed"]),
+    )

@@ -1,0 +1,114 @@
+"""Small UI helpers shared by the pages: error handling in place, common headers."""
+
+from __future__ import annotations
+
+import os
+import traceback
+from typing import Callable
+
+import streamlit as st
+
+from pruning.errors import PruneScopeError
+
+from . import resources, sidebar, state
+
+
+def _missing_backend(exc: ImportError) -> str | None:
+    name = getattr(exc, "name", None) or ""
+    text = str(exc)
+    if name.startswith("pruning") or "pruning" in text:
+        return name or text
+    return None
+
+
+def guarded(body: Callable[[], None]) -> None:
+    """Run a page body; bad input shows ``st.error`` in place and the rest of the app keeps working."""
+    try:
+        profile_to = os.environ.get("PRUNESCOPE_PROFILE")
+        if profile_to:  # developer aid: cProfile of each page run, appended as text
+            _profiled(body, profile_to)
+        else:
+            body()
+    except PruneScopeError as exc:
+        st.error(str(exc))
+    except ImportError as exc:
+        missing = _missing_backend(exc)
+        if missing is None:
+            raise
+        st.info(f"This part of PruneScope is not available yet ({missing} is still being written).")
+    except Exception as exc:  # noqa: BLE001 - a clear message instead of a traceback, details folded away
+        st.error(f"Something went wrong: {type(exc).__name__}: {exc}")
+        with st.expander("Details"):
+            st.code("".join(traceback.format_exception(exc)), language="text")
+
+
+def default(key: str, value):
+    """Give a page widget its first value through session state (so it also persists across pages)."""
+    if key not in st.session_state:
+        st.session_state[key] = value
+    return st.session_state[key]
+
+
+def _profiled(body, path: str) -> None:
+    import cProfile
+    import io
+    import pstats
+
+    prof = cProfile.Profile()
+    prof.enable()
+    try:
+        body()
+    finally:
+        prof.disable()
+        out = io.StringIO()
+        pstats.Stats(prof, stream=out).sort_stats("cumulative").print_stats(40)
+        with open(path, "a") as fh:
+            fh.write(out.getvalue())
+
+
+def settings() -> state.Settings:
+    """This session's settings (the sidebar has been drawn by main.py; tests may run a page alone)."""
+    if "ps_method" not in st.session_state:
+        sidebar.render()
+    return state.current()
+
+
+def model(s: state.Settings):
+    """The loaded model, or an error in place and the page stops."""
+    return resources.loaded_model(s)
+
+
+def settings_line(s: state.Settings, loaded=None, extra: str = "") -> None:
+    """One caption with every setting that produced the numbers on the page."""
+    parts = [
+        f"model **{loaded.name if loaded is not None else s.model}**",
+        f"method **{s.method}**",
+        f"granularity **{s.granularity}**",
+        f"sparsity **{s.sparsity:.0%}**" if ":" not in s.granularity else "sparsity **fixed by N:M**",
+        f"calibration {s.calibration}",
+        f"evaluation size {s.eval_size}",
+        f"seed {s.seed}",
+    ]
+    st.caption(" · ".join(parts) + (f" · {extra}" if extra else ""))
+
+
+def links(*targets: tuple[str, str]) -> None:
+    """A row of links to other views (same session, so the sidebar settings stay)."""
+    from .pages_index import PAGES, page
+
+    icons = {p.url: p.icon for p in PAGES}
+    cols = st.columns(len(targets))
+    for col, (url, label) in zip(cols, targets):
+        col.page_link(page(url), label=label, icon=icons.get(url))
+
+
+def short_layer(name: str) -> str:
+    """A layer name without the common model prefix, for axis labels."""
+    for prefix in ("bert.encoder.layer.", "model.layers.", "transformer.h.", "encoder.layer.", "roberta.encoder.layer."):
+        if name.startswith(prefix):
+            return name[len(prefix) :]
+    return name
+
+
+def pct(x: float) -> str:
+    return f"{x:.1%}"

@@ -1,0 +1,103 @@
+"""Random candidates: K masks sampled around a criterion, their overlaps, their cheap scores, the chosen one."""
+
+import pandas as pd
+import streamlit as st
+
+from app import charts, resources, ui
+
+KIND = "candidates"
+RANDOMNESS = (5e-5, 8e-5, 1e-4, 3e-4, 1e-3, 1e-2)
+
+
+def render() -> None:
+    st.title("Random candidates")
+    st.markdown(
+        "A deterministic criterion gives one mask. The randomized method of Li et al. (2023) samples **K** masks around it: "
+        "each weight is drawn with probability proportional to score^a, the draw is repeated R times, and the k most drawn "
+        "weights are kept. Fewer rounds (small randomness knob r) means more random masks. Each candidate is then scored "
+        "cheaply, by the masked model's metric on a held-out slice of the training data (no training), and the best is chosen."
+    )
+    s = ui.settings()
+    try:
+        from pruning.seeds.randomized import candidate_pool
+    except ImportError:
+        st.info("Random candidates are not available yet: pruning.seeds.randomized (candidate_pool) is still being written.")
+        return
+    loaded = ui.model(s)
+    ui.settings_line(s, loaded)
+    bases = list(resources.score_methods())
+    c1, c2, c3, c4, c5 = st.columns([1.4, 1.6, 1, 1, 1])
+    ui.default("ps_cand_base", "magnitude" if "magnitude" in bases else bases[0])
+    ui.default("ps_cand_r", 1e-4)
+    ui.default("ps_cand_k", 4)  # the authors used 8; each candidate costs R top-k draws per layer
+    ui.default("ps_cand_a", 5.0)
+    ui.default("ps_cand_seed", int(s.seed))
+    ui.default("ps_cand_holdout", min(256, max(16, s.eval_size // 16 * 16)))
+    base = c1.selectbox("Base criterion", bases, key="ps_cand_base")
+    r = c2.select_slider("Randomness knob r", options=RANDOMNESS, key="ps_cand_r", format_func=lambda v: f"{v:g}", help="R = max(floor((N - k) r), 1) sampling rounds: larger r, more rounds, closer to the deterministic mask.")
+    k = c3.number_input("K candidates", min_value=2, max_value=32, key="ps_cand_k", help="The authors used K = 8. Each candidate costs R weighted draws per layer, so K = 4 keeps this view quick on a small CPU.")
+    power = c4.number_input("Power a", min_value=1.0, max_value=20.0, step=1.0, key="ps_cand_a")
+    seed = c5.number_input("Seed", min_value=0, max_value=2**31 - 1, key="ps_cand_seed")
+    holdout = st.slider("Held-out examples for selection", 16, 1024, step=16, key="ps_cand_holdout")
+    if loaded.task == "encoder":
+        st.warning("This model is a bare encoder: candidates need a task metric to be selected by.")
+        return
+    data = resources.task_data(s, loaded)
+    rk = resources.ranker(s, loaded, base)
+    from pruning.masks import parse_granularity
+
+    g = parse_granularity(s.granularity)
+    key = (s.model_key, s.data_key, base, str(g), s.sparsity if not g.is_nm else None, float(r), int(k), float(power), int(seed), int(holdout), s.calibration)
+
+    def work(job):
+        return candidate_pool(
+            loaded, rk.scores, s.sparsity, str(g), int(k), float(r), float(power), int(seed), data=data, holdout=int(holdout), progress=job.progress
+        )
+
+    job = resources.store().peek(KIND, key)
+    if st.button("Sample and score the candidates", type="primary", key="ps_cand_run"):
+        st.session_state["ps_cand_started"] = True  # from now on, new settings sample again by themselves
+    if job is None and not st.session_state.get("ps_cand_started"):
+        st.info(f"Press the button to sample {int(k)} masks and score each on {int(holdout)} held-out training examples (results are cached).")
+        return
+    pool = resources.run_job(KIND, key, f"Sampling {int(k)} candidates", work)
+    chosen = pool.chosen
+    names = [f"c{i + 1}" for i in range(len(pool.masks))]
+    metric = pool.scores[0]["metric"]
+    values = [sc["value"] for sc in pool.scores]
+    det = pool.deterministic_score["value"]
+
+    m1, m2, m3, m4 = st.columns(4)
+    m1.metric("Chosen candidate", names[chosen])
+    fmt = (lambda v: f"{v:.1%}") if metric == "accuracy" else (lambda v: f"{v:,.2f}")
+    diff = values[chosen] - det
+    m2.metric(
+        f"Its held-out {metric}",
+        fmt(values[chosen]),
+        delta=(f"{diff * 100:+.1f} points vs deterministic" if metric == "accuracy" else f"{diff:+,.2f} vs deterministic"),
+        delta_color="normal" if metric == "accuracy" else "inverse",
+    )
+    m3.metric(f"Deterministic {base} mask", fmt(det))
+    rounds = sorted(set(pool.rounds.values()))
+    m4.metric("Sampling rounds R", f"{rounds[0]:,}" if len(rounds) == 1 else f"{rounds[0]:,}-{rounds[-1]:,}", help="per layer")
+
+    left, right = st.columns([1, 1])
+    jac = [{"a": names[i], "b": names[j], "value": pool.jaccard[i][j]} for i in range(len(names)) for j in range(len(names))]
+    left.altair_chart(charts.overlap_matrix(pd.DataFrame(jac), title="candidate x candidate (all layers)"), width="stretch")
+    with right:
+        df = pd.DataFrame(
+            {"candidate": names, "score": values, "overlap": pool.overlap_with_deterministic, "chosen": [i == chosen for i in range(len(names))]}
+        )
+        st.altair_chart(charts.candidate_bars(df, "score", f"held-out {metric} (selection score)", ".4g"), width="stretch")
+        st.altair_chart(charts.candidate_bars(df, "overlap", "Jaccard overlap with the deterministic mask", ".3f"), width="stretch")
+    st.caption(
+        f"Chosen (red): the best held-out {metric}; the deterministic {base} mask scores {fmt(det)}. "
+        "The overlap with the deterministic mask shows how far the randomness knob moves the candidates away from it. "
+        "Selection uses held-out TRAINING data, never the test split; the early-evaluation fine-tune of each candidate "
+        "comes with the seed methods."
+    )
+    table = df.assign(**{f"held-out {metric}": values}).drop(columns=["score"])
+    st.dataframe(table, hide_index=True)
+
+
+ui.guarded(render)

@@ -1,0 +1,132 @@
+"""Masks: a layer's mask as a picture, per-layer sparsity, the N:M check, and overlaps between methods."""
+
+import itertools
+
+import pandas as pd
+import streamlit as st
+
+from app import charts, resources, ui
+from pruning.distribution import layer_counts, mask_grid, nm_violation_count, overlap, to_numpy
+
+WHOLE = "whole layer (block averages)"
+CORNER = "top-left corner, one cell per weight"
+
+
+def nm_table(masks: dict) -> pd.DataFrame:
+    rows = []
+    for name, m in masks.items():
+        row = {"layer": name}
+        for n, mm in ((2, 4), (4, 8)):
+            bad = nm_violation_count(m, n, mm)
+            groups = m.shape[0] * -(-m.shape[1] // mm)
+            row[f"{n}:{mm} valid"] = "yes" if bad == 0 else "no"
+            row[f"{n}:{mm} groups breaking it"] = f"{bad:,} of {groups:,}"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def render() -> None:
+    st.title("Masks")
+    s = ui.settings()
+    loaded = ui.model(s)
+    ui.settings_line(s, loaded)
+    names = [r.name for r in resources.layers(s, loaded)]
+    if st.session_state.get("ps_layer") not in names:
+        st.session_state["ps_layer"] = names[0]
+    c1, c2 = st.columns([3, 2])
+    layer = c1.selectbox("Layer", names, key="ps_layer")
+    view = c2.radio("Picture", [WHOLE, CORNER], key="ps_masks_view", horizontal=True)
+
+    mask_set = resources.masks(s, loaded)
+    mask = mask_set.masks[layer]
+    table = pd.DataFrame(layer_counts(mask_set.masks))
+    row = table.set_index("layer").loc[layer]
+    m1, m2, m3, m4 = st.columns(4)
+    m1.metric("Kept in this layer", f"{int(row['kept']):,}", help=f"of {int(row['params']):,}")
+    m2.metric("Layer sparsity", f"{row['sparsity']:.1%}")
+    m3.metric("Overall sparsity", f"{1 - table['kept'].sum() / table['params'].sum():.2%}")
+    bad24 = nm_violation_count(mask, 2, 4)
+    m4.metric("2:4 groups breaking the pattern", f"{bad24:,}", help="groups of 4 consecutive inputs of a row that keep more than 2 weights")
+
+    d_out, d_in = mask.shape
+    if view == WHOLE:
+        grid = resources.memo(("grid", layer, mask_set.key), lambda: mask_grid(mask, 64, 96))
+        br, bc = grid.block
+        cells = pd.DataFrame(grid.rows())
+        note = (
+            f"{d_out} x {d_in} mask shown as {grid.kept.shape[0]} x {grid.kept.shape[1]} cells; each cell is the fraction kept "
+            f"in a block of {br} x {bc} weights"
+            + (" (every weight is its own cell)." if br * bc == 1 else ".")
+        )
+        if grid.kept.shape[0] * br < d_out or grid.kept.shape[1] * bc < d_in:
+            note += f" The last {d_out - grid.kept.shape[0] * br} rows and {d_in - grid.kept.shape[1] * bc} columns do not fill a block and are not drawn."
+    else:
+        rows, cols = min(d_out, 32), min(d_in, 64)
+        corner = to_numpy(mask[:rows, :cols])
+        br = bc = 1
+        cells = pd.DataFrame(
+            [{"out_from": i, "in_from": j, "kept": float(corner[i, j])} for i in range(rows) for j in range(cols)]
+        )
+        note = f"The first {rows} output rows and {cols} input columns at full resolution: dark = kept, light = pruned. N:M groups run along a row."
+    st.altair_chart(charts.mask_heatmap(cells, br, bc, title=layer), width="stretch")
+    st.caption(note)
+
+    st.subheader("Sparsity per layer")
+    bars = table.assign(method=s.method)[["layer", "method", "sparsity"]]
+    bars["layer"] = bars["layer"].map(ui.short_layer)
+    st.altair_chart(charts.sparsity_bars(bars, target=mask_set.sparsity), width="stretch")
+
+    st.subheader("N:M check")
+    all24 = resources.memo(("nm-ok", 2, 4, mask_set.key), lambda: all(nm_violation_count(m, 2, 4) == 0 for m in mask_set.masks.values()))
+    all48 = resources.memo(("nm-ok", 4, 8, mask_set.key), lambda: all(nm_violation_count(m, 4, 8) == 0 for m in mask_set.masks.values()))
+    st.markdown(
+        f"Every layer is valid **2:4**: **{'yes' if all24 else 'no'}** · valid **4:8**: **{'yes' if all48 else 'no'}**. "
+        "A 2:4 mask prunes 2 of every 4 consecutive inputs of each row; only that exact pattern is accelerated by sparse tensor cores."
+    )
+    if st.toggle("Per-layer N:M check", key="ps_masks_nm_table"):
+        st.dataframe(resources.memo(("nm", mask_set.key), lambda: nm_table(mask_set.masks)), hide_index=True)
+
+    st.subheader("Overlap between methods at the same sparsity")
+    methods = list(resources.score_methods())
+    default = [m for m in dict.fromkeys([s.method, "magnitude", "wanda"]) if m in methods][:2]
+    options = methods + [m for m in [s.method] if m not in methods]
+    ui.default("ps_masks_methods", default)
+    st.session_state["ps_masks_methods"] = [m for m in st.session_state["ps_masks_methods"] if m in options]
+    chosen = st.multiselect(
+        "Methods to compare",
+        options,
+        key="ps_masks_methods",
+        help="Score-based methods are re-thresholded from cached scores; others are pruned once per setting.",
+    )
+    if len(chosen) < 2:
+        st.info("Choose at least two methods to compare their masks.")
+        return
+    sets = {m: mask_set if m == s.method else resources.masks(s, loaded, method=m) for m in chosen}
+
+    def overlaps():
+        pairs = {}
+        for a, b in itertools.combinations(chosen, 2):
+            pairs[(a, b)] = overlap(sets[a].masks, sets[b].masks)
+        return pairs
+
+    pairs = resources.memo(("overlap", tuple(sets[m].key for m in chosen)), overlaps)
+    overall, per_layer, this_layer = [], [], []
+    for m in chosen:
+        overall.append({"a": m, "b": m, "value": 1.0})
+        this_layer.append({"a": m, "b": m, "value": 1.0})
+    for (a, b), ov in pairs.items():
+        for x, y in ((a, b), (b, a)):
+            overall.append({"a": x, "b": y, "value": ov["overall"]["jaccard"]})
+            this_layer.append({"a": x, "b": y, "value": ov["per_layer"][layer]["jaccard"]})
+        per_layer.extend({"layer": ui.short_layer(n), "pair": f"{a} / {b}", "jaccard": v["jaccard"]} for n, v in ov["per_layer"].items())
+    left, right = st.columns(2)
+    left.altair_chart(charts.overlap_matrix(pd.DataFrame(overall), title="all layers together"), width="stretch")
+    right.altair_chart(charts.overlap_matrix(pd.DataFrame(this_layer), title=ui.short_layer(layer)), width="stretch")
+    st.altair_chart(charts.layer_overlap_lines(pd.DataFrame(per_layer)), width="stretch")
+    st.caption(
+        "Jaccard overlap = weights kept by both / weights kept by either (1 = the same mask). Two independent random masks "
+        f"at sparsity s overlap about (1-s)/(1+s) = {(1 - mask_set.sparsity) / (1 + mask_set.sparsity):.2f}."
+    )
+
+
+ui.guarded(render)

@@ -1,0 +1,118 @@
+"""Overview: the model's prunable layers, the dense metric, and what pruning with the current settings did."""
+
+import pandas as pd
+import streamlit as st
+
+from app import charts, resources, ui
+from pruning.distribution import layer_counts
+
+
+def why_zeros_cost_the_same(granularity: str) -> str:
+    text = (
+        "**Why the pruned model is not smaller or faster (yet).** The pruned weights are zeros stored in the same "
+        "dense tensors: every matrix keeps its shape (d_out x d_in, float32), so the file and the memory are as large "
+        "as before, and a dense matrix multiply does exactly the same work on a zero as on any other number. "
+        "Zeros pay off in only two ways: an **N:M pattern** (2:4) on hardware with sparse tensor cores "
+        "(NVIDIA Ampere and later run exactly-2:4 matrices up to about twice as fast and store them in about half "
+        "the space), or **structured removal**: deleting whole rows, columns, attention heads or layers so the "
+        "matrices themselves get smaller. Sparse storage formats help only at very high unstructured sparsity."
+    )
+    if granularity == "2:4":
+        text += " Your current mask *is* 2:4, the pattern those tensor cores accelerate."
+    elif ":" in granularity:
+        text += f" Your current mask is {granularity}: valid N:M, but only 2:4 is accelerated by today's tensor cores."
+    return text
+
+
+def render() -> None:
+    st.title("Overview")
+    s = ui.settings()
+    loaded = ui.model(s)
+    ui.settings_line(s, loaded)
+    table = resources.layers(s, loaded)
+    method = resources.method_info(s.method)
+    mask_set = resources.masks(s, loaded)
+    counts = layer_counts(mask_set.masks)
+    removed = sum(r["pruned"] for r in counts)
+    total = sum(r["params"] for r in counts)
+    achieved = removed / max(1, total)
+
+    data = resources.task_data(s, loaded)
+    dense = pruned = None
+    if data is not None:
+        dense = resources.evaluation(s, loaded, data)
+        pruned = resources.evaluation(s, loaded, data, mask_set)
+
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("Prunable layers", f"{len(table)}", help="nn.Linear / Conv1D matrices the methods target")
+    c2.metric("Weights removed", f"{removed:,}", help=f"of {total:,} weights in the targeted layers")
+    c3.metric("Overall sparsity", f"{achieved:.1%}")
+    if dense is not None and pruned is not None:
+        name = dense["metric"]
+        fmt = (lambda v: f"{v:.1%}") if name == "accuracy" else (lambda v: f"{v:,.2f}")
+        delta = pruned["value"] - dense["value"]
+        c4.metric(
+            f"{name} (dense {fmt(dense['value'])})",
+            fmt(pruned["value"]),
+            delta=(f"{delta * 100:+.1f} points" if name == "accuracy" else f"{delta:+,.2f}"),
+            delta_color="normal" if name == "accuracy" else "inverse",
+            help=f"on {pruned['n']} examples of {pruned.get('dataset', 'the dataset')}",
+        )
+    else:
+        c4.metric("Task metric", "n/a", help="a bare encoder has no task head to evaluate")
+
+    st.subheader("What pruning did")
+    sentences = [
+        f"**{method.label}** at **{s.granularity}** granularity set **{removed:,}** of the **{total:,}** weights "
+        f"in {len(table)} linear layers to zero ({achieved:.1%})."
+    ]
+    if dense is not None and pruned is not None:
+        name = dense["metric"]
+        if name == "accuracy":
+            sentences.append(
+                f"Accuracy on {pruned['n']} held-out sentences went from {dense['value']:.1%} to {pruned['value']:.1%} "
+                f"({(pruned['value'] - dense['value']) * 100:+.1f} points)."
+            )
+        else:
+            ratio = pruned["value"] / dense["value"] if dense["value"] else float("nan")
+            sentences.append(
+                f"Perplexity on {pruned['n']} text windows went from {dense['value']:,.2f} to {pruned['value']:,.2f} "
+                f"({ratio:.2f}x; lower is better)."
+            )
+    if method.updates_weights:
+        sentences.append("This method also changed the weights it kept, to make up for the ones it removed.")
+    st.markdown(" ".join(sentences))
+    st.info(why_zeros_cost_the_same(s.granularity))
+
+    st.subheader("Prunable layers")
+    ui.default("ps_overview_methods", list(dict.fromkeys([m for m in (s.method, "magnitude") if m in resources.score_methods()])))
+    compare = st.multiselect(
+        "Sparsity per method (same target and granularity)",
+        list(resources.score_methods()),
+        key="ps_overview_methods",
+        help="Per-layer sparsity differs between methods with global granularity, where one threshold spans all layers.",
+    )
+    rows = pd.DataFrame(
+        [{"layer": r.name, "kind": r.kind, "shape (d_out x d_in)": f"{r.shape[0]} x {r.shape[1]}", "parameters": r.params} for r in table]
+    )
+    current = {row["layer"]: row["sparsity"] for row in counts}
+    rows[f"sparsity: {s.method} (current)"] = rows["layer"].map(current)
+    for name in compare:
+        if name == s.method:
+            continue
+        other = resources.masks(s, loaded, method=name)
+        rows[f"sparsity: {name}"] = rows["layer"].map({r["layer"]: r["sparsity"] for r in layer_counts(other.masks)})
+    long = rows.melt(id_vars=["layer"], value_vars=[c for c in rows.columns if c.startswith("sparsity")], var_name="method", value_name="sparsity")
+    long["method"] = long["method"].str.replace("sparsity: ", "", regex=False)
+    long["layer"] = long["layer"].map(ui.short_layer)
+    st.altair_chart(charts.sparsity_bars(long, target=mask_set.sparsity), width="stretch")
+    config = {c: st.column_config.NumberColumn(format="percent") for c in rows.columns if c.startswith("sparsity")}
+    config["parameters"] = st.column_config.NumberColumn(format="localized")
+    st.dataframe(rows, hide_index=True, width="stretch", column_config=config)
+    st.caption(
+        f"Model source: {loaded.source}. Task: {loaded.task}. "
+        + (f"Evaluation: {dense['n']} examples of {dense.get('dataset', '')}." if dense else "")
+    )
+
+
+ui.guarded(render)

@@ -1,0 +1,113 @@
+"""Layer sensitivity: the metric drop when only one layer is pruned, and a per-layer sparsity allocation."""
+
+import pandas as pd
+import streamlit as st
+
+from app import charts, resources, sweeps, ui
+
+KIND = "sensitivity"
+
+
+def draw(box, rows: list, metric: str) -> None:
+    pts = [r for r in rows if r["layer"] != "-"]
+    if not pts:
+        box.info("Dense model evaluated; layers follow.")
+        return
+    df = pd.DataFrame(pts)
+    df["layer"] = df["layer"].map(ui.short_layer)
+    box.altair_chart(charts.sensitivity_heatmap(df, metric), width="stretch")
+
+
+def render() -> None:
+    st.title("Layer sensitivity")
+    s = ui.settings()
+    loaded = ui.model(s)
+    ui.settings_line(s, loaded)
+    methods = resources.score_methods()
+    from pruning.registry import all_methods
+
+    every = all_methods()
+    c1, c2 = st.columns([2, 3])
+    options = list(methods) + [m for m in every if m not in methods]
+    ui.default("ps_sens_method", s.method if s.method in options else options[0])
+    ui.default("ps_sens_sparsities", "0.5, 0.7, 0.9")
+    method = c1.selectbox(
+        "Method",
+        options,
+        format_func=lambda n: every[n].label,
+        key="ps_sens_method",
+        help="Score-based methods compute their scores once for all layers.",
+    )
+    text = c2.text_input("Sparsities of the one pruned layer", key="ps_sens_sparsities")
+    sparsities = sweeps.parse_sparsities(text)
+    data = resources.task_data(s, loaded)
+    if data is None:
+        st.warning("This model is a bare encoder: it has no task metric to measure sensitivity with.")
+        return
+    layer_rows = resources.layers(s, loaded)
+    key = (s.model_key, s.data_key, method, tuple(sparsities), s.calibration, s.seed, s.eval_size)
+    job = resources.store().peek(KIND, key)
+    st.caption(
+        f"{len(layer_rows)} layers x {len(sparsities)} sparsities = {len(layer_rows) * len(sparsities)} evaluations of "
+        f"{s.eval_size} examples each (validation split)."
+    )
+    run = st.button("Measure sensitivity", type="primary", key="ps_sens_run", disabled=job is not None and not job.done.is_set())
+    box = st.empty()
+    if job is None and not run:
+        box.info("Press **Measure sensitivity**: each layer is pruned alone and the model evaluated; results stay cached.")
+        return
+    if job is None:
+        calib = resources.calibration(s, loaded, data) if every[method].needs_calibration else None
+
+        def work(job):
+            from pruning.sweep import layer_sensitivity
+
+            return layer_sensitivity(
+                loaded,
+                data,
+                method,
+                sparsities,
+                calibration=calib,
+                seed=s.seed,
+                max_examples=s.eval_size,
+                progress=job.progress,
+                on_point=job.partial.append,
+            )
+
+        job = resources.store().get_or_start(KIND, key, "Layer sensitivity", work)
+    metric = "perplexity" if loaded.task == "causal-lm" else "accuracy"
+    rows = sweeps.follow(job, KIND, key, lambda r: draw(box, r, metric))
+    draw(box, rows, metric)
+    df = pd.DataFrame([r for r in rows if r["layer"] != "-"])
+    dense = [r for r in rows if r["layer"] == "-"][0]
+
+    st.subheader("Most sensitive layers")
+    if st.session_state.get("ps_sens_at") not in sparsities:
+        st.session_state["ps_sens_at"] = sparsities[-1]
+    at = st.select_slider("At sparsity", options=sparsities, key="ps_sens_at", format_func=lambda v: f"{v:.0%}")
+    one = df[df["sparsity"] == at].assign(layer=lambda d: d["layer"].map(ui.short_layer))
+    st.altair_chart(charts.sensitivity_bars(one, metric), width="stretch")
+    worst = one.sort_values("drop", ascending=False).head(3)
+    st.caption(
+        f"Dense {metric}: {dense['value']:.4g}. Most sensitive at {at:.0%}: "
+        + ", ".join(f"{r.layer} ({r.drop:+.3g})" for r in worst.itertuples())
+        + ". The drop is the harm: dense minus pruned accuracy, or pruned minus dense perplexity."
+    )
+
+    st.subheader("Suggested per-layer sparsity")
+    from pruning.sweep import suggest_allocation
+
+    params = {r.name: r.params for r in layer_rows}
+    target = s.sparsity if ":" not in s.granularity else 0.5
+    alloc = suggest_allocation(rows, target, params)
+    alloc_df = pd.DataFrame([{"layer": ui.short_layer(n), "sparsity": v} for n, v in alloc.items()])
+    st.altair_chart(charts.allocation_bars(alloc_df, target), width="stretch")
+    mean = sum(params[n] * v for n, v in alloc.items()) / max(1, sum(params[n] for n in alloc))
+    st.caption(
+        f"Sensitive layers are pruned less and robust ones more, so the parameter-weighted mean stays at the sidebar's "
+        f"target {target:.0%} (here {mean:.1%}); the dashed line is the uniform target. Move the sparsity slider to re-allocate."
+    )
+    st.download_button("Download CSV", df.to_csv(index=False).encode(), file_name="prunescope_sensitivity.csv", mime="text/csv", key="ps_sens_csv")
+
+
+ui.guarded(render)

@@ -1,0 +1,126 @@
+"""Weights: a layer's weight histogram, kept and pruned, with a fitted Gaussian mixture and the threshold."""
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from app import charts, resources, ui
+from pruning.distribution import equivalent_threshold, histogram, split_counts, to_numpy
+
+BINS = 80
+RANGE_QUANTILE = 0.9995  # the histogram spans +-(this quantile of |w|); rarer outliers go to the edge bins
+
+
+def histogram_columns(counts: dict, layer: str | None = None) -> dict:
+    """Long form of ``split_counts`` output as columns: one row per bin and status."""
+    n = len(counts["left"])
+    cols = {
+        "left": np.tile(counts["left"], 2),
+        "right": np.tile(counts["right"], 2),
+        "count": np.concatenate([counts["kept"], counts["pruned"]]),
+        "status": np.repeat(np.array(["kept", "pruned"], dtype=object), n),
+    }
+    if layer is not None:
+        cols["layer"] = np.full(2 * n, layer, dtype=object)
+    return cols
+
+
+def histogram_frame(counts: dict) -> pd.DataFrame:
+    return pd.DataFrame(histogram_columns(counts))
+
+
+def render() -> None:
+    st.title("Weights")
+    s = ui.settings()
+    loaded = ui.model(s)
+    ui.settings_line(s, loaded)
+    names = [r.name for r in resources.layers(s, loaded)]
+    if st.session_state.get("ps_layer") not in names:
+        st.session_state["ps_layer"] = names[0]
+    c1, c2, c3, c4 = st.columns([3, 1.3, 1.3, 1.3])
+    layer = c1.selectbox("Layer", names, key="ps_layer")
+    log_count = c2.radio("Count scale", ["linear", "log"], horizontal=True, key="ps_weights_scale") == "log"
+    hide_zeros = c3.toggle("Hide zeros", key="ps_weights_hide", help="After pruning, the pruned weights are zeros; hiding them shows what is left.")
+    k = c4.selectbox("Mixture components", ["bic", 1, 2, 3, 4], key="ps_weights_k", format_func=lambda v: "chosen by BIC" if v == "bic" else str(v))
+
+    mask_set = resources.masks(s, loaded)
+    mask = mask_set.masks[layer]
+    if mask_set.weights is not None and layer in mask_set.weights:
+        values, values_key = mask_set.weights[layer], f"updated:{mask_set.key}"
+        st.caption(f"{mask_set.method} changed the kept weights: the histogram shows the weights after its update.")
+    else:
+        values, values_key = resources.dense_weight(s, loaded, layer), "dense"
+
+    binned = resources.binned(s, loaded, layer, values_key, values, BINS, RANGE_QUANTILE)
+    counts = split_counts(binned, mask, values, hide_zeros=hide_zeros)
+    n_kept = int(np.count_nonzero(to_numpy(mask)))
+    layer_sparsity = 1 - n_kept / mask.numel()
+    threshold = resources.memo(("threshold", s.model_key, layer, values_key, round(layer_sparsity, 6)), lambda: equivalent_threshold(values, layer_sparsity))
+    fit = resources.mixture(s, loaded, layer, k, values_key, values)
+    spike = resources.spike_slab(s, loaded, layer, values_key, values)
+
+    m1, m2, m3, m4 = st.columns(4)
+    m1.metric("Pruned in this layer", f"{mask.numel() - n_kept:,}", help=f"of {mask.numel():,} weights")
+    m2.metric("Layer sparsity", f"{layer_sparsity:.1%}")
+    m3.metric("Magnitude threshold |w|", f"{threshold:.4g}", help="the |w| below which this share of weights lies: the exact cut of per-layer magnitude pruning")
+    m4.metric("Spike/slab crossing |w*|", "none" if spike.crossing is None else f"{spike.crossing:.4g}")
+
+    width = float(binned.edges[1] - binned.edges[0])
+    centers = np.linspace(binned.edges[0], binned.edges[-1], 241)
+    curves = pd.DataFrame(fit.curves(centers, scale=mask.numel() * width))
+    lines = [{"x": t, "label": "pruning threshold ±t"} for t in (-threshold, threshold)] if threshold > 0 else []
+    if spike.crossing is not None:
+        lines += [{"x": c, "label": "spike/slab crossing ±w*"} for c in (-spike.crossing, spike.crossing)]
+    chart = charts.weight_histogram(histogram_frame(counts), curves, pd.DataFrame(lines), log_count=log_count, title=layer)
+    st.altair_chart(chart, width="stretch")
+    st.caption(
+        f"{mask.numel():,} weights in {BINS} bins of width {width:.3g} over ±{binned.edges[-1]:.3g} "
+        f"(the {RANGE_QUANTILE:.2%} quantile of |w|; the rarer outliers are counted in the outermost bins). Blue: kept, orange: pruned"
+        + (" (hidden)" if hide_zeros else "")
+        + f". Curves: a {fit.k}-component Gaussian mixture fitted to {fit.n_fitted:,} sampled weights, in expected counts per bin. "
+        "The spike/slab crossing is where a weight is equally likely under the narrow (spike) and wide (slab) zero-mean "
+        "Gaussian of a two-component fit: MGPP's prior pushes weights inside it toward zero."
+    )
+
+    left, right = st.columns([1, 1])
+    with left:
+        st.markdown("**Mixture components**")
+        comp = pd.DataFrame([{"component": i + 1, "weight": c.weight, "mean": c.mean, "std": c.std} for i, c in enumerate(fit.components)])
+        st.dataframe(
+            comp,
+            hide_index=True,
+            column_config={
+                "weight": st.column_config.NumberColumn(format="%.3f"),
+                "mean": st.column_config.NumberColumn(format="%.2e"),
+                "std": st.column_config.NumberColumn(format="%.3e"),
+            },
+        )
+        if len(fit.bic) > 1:
+            st.caption("BIC by number of components (lower is better): " + ", ".join(f"{n}: {b:,.0f}" for n, b in fit.bic.items()))
+    with right:
+        st.markdown("**Spike and slab (two zero-mean Gaussians)**")
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {"part": "spike (narrow)", "weight": 1 - spike.lam, "std": spike.v0**0.5},
+                    {"part": "slab (wide)", "weight": spike.lam, "std": spike.v1**0.5},
+                ]
+            ),
+            hide_index=True,
+            column_config={"weight": st.column_config.NumberColumn(format="%.3f"), "std": st.column_config.NumberColumn(format="%.3e")},
+        )
+
+    st.subheader("All layers")
+    ui.default("ps_weights_grid", True)
+    if st.toggle("Show every layer (small multiples)", key="ps_weights_grid"):
+        parts = []
+        for name in names:
+            idx, sample = resources.small_sample(s, loaded, name)
+            kept = to_numpy(mask_set.masks[name]).ravel()[idx]
+            parts.append(histogram_columns(histogram(sample, kept, bins=30, hide_zeros=hide_zeros), ui.short_layer(name)))
+        grid = pd.DataFrame({c: np.concatenate([p[c] for p in parts]) for c in parts[0]})
+        st.altair_chart(charts.histogram_grid(grid), width="content")
+        st.caption("Each panel: a fixed random sample of 4,000 weights of the layer (all of them when smaller), kept and pruned.")
+
+
+ui.guarded(render)

@@ -1,0 +1,261 @@
+"""Every page under streamlit.testing.v1.AppTest: no exception, and the controls change what is shown.
+
+The app is pointed at a tiny random BERT classifier saved to a temporary folder
+(``PRUNESCOPE_TEST_MODEL``), so a page run takes well under a second once the
+shared store is warm. The store is process-wide, as in a real server: the
+two-session test relies on it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("streamlit.testing.v1")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+MAIN = str(Path(__file__).resolve().parent.parent / "app" / "main.py")
+TIMEOUT = 180
+
+
+@pytest.fixture(scope="module", autouse=True)
+def tiny_model_folder(tiny_bert, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny_bert_model")
+    tiny_bert.model.save_pretrained(folder)
+    tiny_bert.tokenizer.save_pretrained(folder)
+    old = {k: os.environ.get(k) for k in ("PRUNESCOPE_TEST_MODEL", "PRUNESCOPE_EVAL_SIZE", "PRUNESCOPE_CALIBRATION")}
+    os.environ.update(PRUNESCOPE_TEST_MODEL=str(folder), PRUNESCOPE_EVAL_SIZE="32", PRUNESCOPE_CALIBRATION="8")
+    yield folder
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def open_page(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(MAIN, default_timeout=TIMEOUT)
+    at.run()
+    if page is not None:
+        at.switch_page(f"../pages/{page}.py").run()
+    return at
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def metric(at: AppTest, label_start: str) -> str:
+    for m in at.metric:
+        if m.label.startswith(label_start):
+            return m.value
+    raise AssertionError(f"no metric {label_start!r}; have {[m.label for m in at.metric]}")
+
+
+def set_sparsity(at: AppTest, value: float) -> AppTest:
+    at.sidebar.slider(key="ps_sparsity").set_value(value).run()
+    return at
+
+
+# ---------------------------------------------------------------- every page
+def test_overview_numbers_follow_the_slider():
+    at = open_page()
+    assert_clean(at)
+    assert metric(at, "Prunable layers") == "12"
+    before = metric(at, "Weights removed")
+    set_sparsity(at, 0.8)
+    assert_clean(at)
+    assert metric(at, "Weights removed") != before
+    assert metric(at, "Overall sparsity").startswith("80")
+    assert any("Why the pruned model is not smaller" in i.value for i in at.info)
+
+
+def test_weights_slider_and_controls():
+    at = open_page("weights")
+    assert_clean(at)
+    before = metric(at, "Pruned in this layer")
+    set_sparsity(at, 0.3)
+    assert_clean(at)
+    assert metric(at, "Pruned in this layer") != before
+    assert metric(at, "Layer sparsity").startswith("30")
+    layers = at.selectbox(key="ps_layer")
+    first_threshold = metric(at, "Magnitude threshold")
+    layers.set_value(layers.options[-1]).run()
+    assert_clean(at)
+    assert metric(at, "Magnitude threshold") != first_threshold
+    at.toggle(key="ps_weights_hide").set_value(True).run()
+    at.selectbox(key="ps_weights_k").set_value(2).run()
+    assert_clean(at)
+    assert len(at.dataframe[0].value) == 2  # two mixture components
+
+
+def test_masks_slider_views_and_overlap():
+    at = open_page("masks")
+    assert_clean(at)
+    before = metric(at, "Kept in this layer")
+    set_sparsity(at, 0.9)
+    assert_clean(at)
+    assert metric(at, "Kept in this layer") != before
+    at.radio(key="ps_masks_view").set_value("top-left corner, one cell per weight").run()
+    assert_clean(at)
+    assert any("full resolution" in c.value for c in at.caption)
+    at.sidebar.selectbox(key="ps_granularity").set_value("2:4").run()
+    assert_clean(at)
+    assert metric(at, "2:4 groups breaking the pattern") == "0"
+    assert metric(at, "Layer sparsity") == "50.0%"
+
+
+def test_candidates_sample_score_and_choose():
+    at = open_page("candidates")
+    assert_clean(at)
+    if not at.button(key="ps_cand_run").value and any("not available yet" in i.value for i in at.info):
+        pytest.skip("pruning.seeds.randomized not available")
+    at.number_input(key="ps_cand_k").set_value(3)
+    at.slider(key="ps_cand_holdout").set_value(32)
+    at.button(key="ps_cand_run").click().run()
+    assert_clean(at)
+    assert metric(at, "Chosen candidate") in {"c1", "c2", "c3"}
+    assert len(at.dataframe[0].value) == 3
+    at.number_input(key="ps_cand_k").set_value(4).run()  # once started, new settings sample by themselves
+    assert_clean(at)
+    assert len(at.dataframe[0].value) == 4
+    set_sparsity(at, 0.8)
+    assert_clean(at)
+    assert len(at.dataframe[0].value) == 4
+
+
+def test_ramp_runs_and_reports_impossible_sparsity():
+    at = open_page("ramp")
+    assert_clean(at)
+    at.text_input(key="ps_ramp_sparsities").set_value("0.3, 0.6").run()
+    at.button(key="ps_ramp_run").click().run()
+    assert_clean(at)
+    table = at.dataframe[0].value
+    assert {"dense", "magnitude", "random"} <= set(table["method"])
+    assert len(table) == 1 + 2 * 2
+    at.text_input(key="ps_ramp_sparsities").set_value("0.5, 1.2").run()
+    assert not at.exception
+    assert any("impossible" in e.value for e in at.error)
+    assert at.sidebar.slider(key="ps_sparsity").value == 0.5  # the rest of the app still works
+
+
+def test_sensitivity_and_allocation_follow_the_slider():
+    at = open_page("sensitivity")
+    assert_clean(at)
+    at.text_input(key="ps_sens_sparsities").set_value("0.5, 0.9").run()
+    at.button(key="ps_sens_run").click().run()
+    assert_clean(at)
+    captions = [c.value for c in at.caption if "parameter-weighted mean" in c.value]
+    assert captions and "target 50%" in captions[0]
+    set_sparsity(at, 0.7)
+    assert_clean(at)
+    assert any("target 70%" in c.value for c in at.caption)
+
+
+def test_learn_small_matrix_is_live():
+    at = open_page("learn")
+    assert_clean(at)
+    assert metric(at, "Weights pruned") == "32 of 64"
+    assert len(at.get("page_link")) >= 6  # every term links to the view that shows it on the real model
+    set_sparsity(at, 0.25)
+    assert metric(at, "Weights pruned") == "16 of 64"
+    at.radio(key="ps_learn_pattern").set_value("2:4").run()
+    assert_clean(at)
+    assert metric(at, "Sparsity") == "50%"
+    errors = metric(at, "Output error")
+    at.radio(key="ps_learn_criterion").set_value("random").run()
+    assert metric(at, "Output error") != errors
+
+
+# ---------------------------------------------------------------- bad input keeps the app working
+def choose_other_model(at: AppTest, text: str) -> AppTest:
+    at.sidebar.selectbox(key="ps_model_choice").set_value("other (hub name, local folder or GGUF file)").run()
+    at.sidebar.text_input(key="ps_model_text").set_value(text).run()
+    return at
+
+
+@pytest.mark.parametrize("text", ["/no/such/folder", "not a model name!"])
+def test_unknown_model_shows_an_error_in_place(text):
+    at = choose_other_model(open_page("weights"), text)
+    assert not at.exception
+    assert at.error and "could not load" in at.error[0].value
+    at.switch_page("../pages/learn.py").run()  # a page without a model still works
+    assert_clean(at)
+
+
+def test_folder_that_is_no_model(tmp_path):
+    (tmp_path / "notes.txt").write_text("not a model")
+    at = choose_other_model(open_page("masks"), str(tmp_path))
+    assert not at.exception
+    assert at.error
+
+
+def test_csv_without_label_column_and_empty_text_file(tmp_path):
+    csv = tmp_path / "reviews.csv"
+    csv.write_text("text,stars_given\ngood film,5\nbad film,1\n")
+    at = open_page()
+    at.sidebar.selectbox(key="ps_data_choice").set_value("local file or folder").run()
+    at.sidebar.text_input(key="ps_data_text").set_value(str(csv)).run()
+    assert not at.exception
+    assert at.error and "label" in at.error[0].value.lower()
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    at.sidebar.text_input(key="ps_data_text").set_value(str(empty)).run()
+    assert not at.exception and at.error
+    at.sidebar.selectbox(key="ps_data_choice").set_value("embedded").run()
+    assert_clean(at)
+
+
+def test_impossible_nm_pattern():
+    at = open_page("masks")
+    at.sidebar.selectbox(key="ps_granularity").set_value("custom N:M").run()
+    at.sidebar.text_input(key="ps_custom_nm").set_value("3:2").run()
+    assert not at.exception
+    assert at.error and "impossible" in at.error[0].value
+    at.sidebar.text_input(key="ps_custom_nm").set_value("1:4").run()
+    assert_clean(at)
+    assert metric(at, "Layer sparsity") == "25.0%"
+
+
+def test_two_sessions_keep_their_own_masks():
+    a, b = open_page("masks"), open_page("masks")
+    set_sparsity(a, 0.2)
+    set_sparsity(b, 0.9)
+    a.run()  # a reruns after b changed its settings: it still sees its own masks
+    assert metric(a, "Layer sparsity") == "20.0%"
+    assert metric(b, "Layer sparsity") == "90.0%"
+    assert metric(a, "Kept in this layer") != metric(b, "Kept in this layer")
+
+
+def test_sidebar_settings_persist_across_pages():
+    at = open_page("weights")
+    set_sparsity(at, 0.65)
+    at.switch_page("../pages/masks.py").run()
+    assert at.sidebar.slider(key="ps_sparsity").value == 0.65
+    assert metric(at, "Layer sparsity") == "65.0%"
+
+
+def test_rethreshold_matches_the_mask_ranker(tiny_bert):
+    import torch
+
+    from app.resources import rethreshold
+    from pruning.masks import parse_granularity
+    from pruning.prune import mask_ranker
+
+    ranker = mask_ranker(tiny_bert, "magnitude")
+    for g in ("layer", "row", "global", "2:4"):
+        fast, ref = rethreshold(ranker, 0.6, parse_granularity(g)), ranker.masks(0.6, g)
+        assert set(fast) == set(ref) and all(torch.equal(fast[n], ref[n]) for n in ref), g
+
+
+def test_parse_sparsities():
+    from app.sweeps import parse_sparsities
+    from pruning.errors import PruneScopeError
+
+    assert parse_sparsities("0.5, 30%, 0.5,0.9") == [0.3, 0.5, 0.9]
+    for bad in ("1.0", "-0.1", "abc", " , "):
+        with pytest.raises(PruneScopeError):
+            parse_sparsities(bad)

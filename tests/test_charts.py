@@ -1,0 +1,125 @@
+"""Chart builders as pure functions: valid Vega-Lite, tooltips, axis titles with units."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from app import charts
+
+
+def spec(chart) -> dict:
+    return chart.to_dict()  # validates against the Vega-Lite schema
+
+
+def text_of(chart) -> str:
+    return json.dumps(spec(chart))
+
+
+def tooltips(chart) -> int:
+    return text_of(chart).count('"tooltip"')
+
+
+def hist_frame():
+    return pd.DataFrame(
+        {
+            "left": [-1.0, 0.0, -1.0, 0.0],
+            "right": [0.0, 1.0, 0.0, 1.0],
+            "count": [3, 4, 2, 0],
+            "status": ["kept", "kept", "pruned", "pruned"],
+        }
+    )
+
+
+def test_weight_histogram_layers_bars_curves_and_lines():
+    curves = pd.DataFrame({"x": [-1, 0, 1], "component": ["mixture"] * 3, "density": [1.0, 5.0, 1.0]})
+    lines = pd.DataFrame({"x": [-0.2, 0.2], "label": ["pruning threshold ±t"] * 2})
+    chart = charts.weight_histogram(hist_frame(), curves, lines, log_count=True, title="layer")
+    d = spec(chart)
+    assert len(d["layer"]) == 3
+    s = text_of(chart)
+    assert "weight value" in s and "log scale" in s and "symlog" in s
+    assert tooltips(chart) >= 3
+
+
+def test_weight_histogram_linear_without_extras():
+    s = text_of(charts.weight_histogram(hist_frame()))
+    assert "count (weights per bin)" in s and "symlog" not in s
+
+
+def test_builders_reject_missing_columns():
+    with pytest.raises(ValueError, match="needs columns"):
+        charts.weight_histogram(pd.DataFrame({"left": [0]}))
+    with pytest.raises(ValueError):
+        charts.ramp_chart(pd.DataFrame({"method": ["m"]}))
+
+
+def test_histogram_grid_facets_by_layer():
+    df = pd.concat([hist_frame().assign(layer="a"), hist_frame().assign(layer="b")])
+    d = spec(charts.histogram_grid(df, columns=2))
+    assert d["facet"]["field"] == "layer" and d["columns"] == 2
+
+
+def test_mask_heatmap_block_size_in_tooltip():
+    cells = pd.DataFrame({"out_from": [0, 0, 4, 4], "in_from": [0, 8, 0, 8], "kept": [1.0, 0.5, 0.0, 0.25]})
+    s = text_of(charts.mask_heatmap(cells, 4, 8))
+    assert "block of 4x8 weights" in s and "input column (d_in index)" in s and "output row (d_out index)" in s
+    one = text_of(charts.mask_heatmap(cells.assign(kept=[1.0, 0.0, 1.0, 0.0]), 1, 1))
+    assert "kept (weight)" in one
+
+
+def test_sparsity_bars_with_target_rule():
+    df = pd.DataFrame({"layer": ["a", "b"], "method": ["magnitude"] * 2, "sparsity": [0.4, 0.6]})
+    d = spec(charts.sparsity_bars(df, target=0.5))
+    assert len(d["layer"]) == 2
+    assert "% of the layer's weights removed" in text_of(charts.sparsity_bars(df))
+
+
+def test_overlap_matrix_writes_values():
+    df = pd.DataFrame({"a": ["x", "x", "y", "y"], "b": ["x", "y", "x", "y"], "value": [1, 0.3, 0.3, 1]})
+    s = text_of(charts.overlap_matrix(df, title="t"))
+    assert "Jaccard" in s and '"text"' in s
+
+
+def test_layer_overlap_and_candidate_bars():
+    df = pd.DataFrame({"layer": ["a", "b"], "pair": ["m / r"] * 2, "jaccard": [0.4, 0.5]})
+    assert "Jaccard overlap of kept weights (0-1)" in text_of(charts.layer_overlap_lines(df))
+    cand = pd.DataFrame({"candidate": ["c1", "c2"], "score": [0.8, 0.9], "chosen": [False, True]})
+    s = text_of(charts.candidate_bars(cand, "score", "held-out accuracy"))
+    assert "chosen" in s and "held-out accuracy" in s
+
+
+def test_ramp_chart_with_dense_reference_and_log_perplexity():
+    df = pd.DataFrame({"method": ["magnitude"] * 2, "granularity": ["layer"] * 2, "sparsity": [0.3, 0.5], "value": [0.8, 0.7]})
+    d = spec(charts.ramp_chart(df, dense=0.85, metric="accuracy"))
+    assert len(d["layer"]) == 2
+    s = text_of(charts.ramp_chart(df.assign(value=[20.0, 40.0]), dense=15.0, metric="perplexity"))
+    assert '"log"' in s and "perplexity (lower is better)" in s and "% of targeted weights removed" in s
+
+
+def test_sensitivity_charts():
+    df = pd.DataFrame({"layer": ["a", "b", "a", "b"], "sparsity": [0.5, 0.5, 0.9, 0.9], "drop": [0.01, 0.05, 0.1, 0.3]})
+    bars = spec(charts.sensitivity_bars(df[df.sparsity == 0.5]))
+    assert bars["encoding"]["y"]["sort"] == ["b", "a"]  # most sensitive first
+    assert "accuracy points lost" in text_of(charts.sensitivity_heatmap(df))
+    assert "perplexity added" in text_of(charts.sensitivity_heatmap(df, "perplexity"))
+    alloc = pd.DataFrame({"layer": ["a", "b"], "sparsity": [0.6, 0.4]})
+    assert tooltips(charts.allocation_bars(alloc, 0.5)) >= 2
+
+
+def test_learn_charts():
+    df = pd.DataFrame({"row": [0, 0, 1, 1], "col": [0, 1, 0, 1], "value": [0.5, -1.2, 0.1, 2.0], "kept": [True, False, True, True]})
+    s = text_of(charts.matrix_heatmap(df, "W", "weight"))
+    assert "input j" in s and "output i" in s
+    curve = pd.DataFrame({"criterion": ["magnitude"] * 2, "sparsity": [0.1, 0.5], "error": [0.01, 0.2]})
+    assert "relative output error" in text_of(charts.error_curve(curve, current=0.5))
+
+
+def test_stacked_puts_pruned_below_kept_per_bin_and_layer():
+    df = pd.concat([hist_frame().assign(layer="a"), hist_frame().assign(layer="b", count=[1, 1, 1, 1])])
+    out = charts._stacked(df, ["layer"])
+    a_first = out[(out.layer == "a") & (out.left == -1.0)].set_index("status")
+    assert (a_first.loc["pruned", "y0"], a_first.loc["pruned", "y1"]) == (0, 2)
+    assert (a_first.loc["kept", "y0"], a_first.loc["kept", "y1"]) == (2, 5)
+    b_second = out[(out.layer == "b") & (out.left == 0.0)].set_index("status")
+    assert b_second.loc["kept", "y1"] == 2
