@@ -273,12 +273,20 @@ class MaskRanker:
             return self._nm[key]
         sparsity = _fraction(sparsity)
         if g.kind == "layer":
-            return {n: r < keep_count(r.numel(), sparsity) for n, r in self._layer_ranks().items()}
+            return {n: _below(r, keep_count(r.numel(), sparsity)) for n, r in self._layer_ranks().items()}
         if g.kind == "row":
-            return {n: r < keep_count(r.shape[1], sparsity) for n, r in self._row_ranks().items()}
+            return {n: _below(r, keep_count(r.shape[1], sparsity)) for n, r in self._row_ranks().items()}
         ranks = self._global_ranks()
         k = keep_count(sum(r.numel() for r in ranks.values()), sparsity)
-        return {n: r < k for n, r in ranks.items()}
+        return {n: _below(r, k) for n, r in ranks.items()}
+
+
+def _below(ranks: torch.Tensor, k: int) -> torch.Tensor:
+    """``ranks < k``; on the CPU through numpy, which measured 5 ms against torch's 288 ms
+    for minilm-rt's 10.6M ranks on two busy cores (torch's threaded compare waits for them)."""
+    if ranks.device.type == "cpu":
+        return torch.from_numpy(ranks.numpy() < k)
+    return ranks < k
 
 
 # ---------------------------------------------------------------- facts about masks
