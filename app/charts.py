@@ -190,10 +190,10 @@ def sparsity_bars(df: pd.DataFrame, target: float | None = None) -> alt.Chart:
         alt.Chart(df)
         .mark_bar()
         .encode(
-            y=alt.Y("layer:N", sort=order, title="layer"),
+            y=alt.Y("layer:N", sort=order, title="layer", axis=alt.Axis(labelLimit=260, labelOverlap=False)),
             yOffset="method:N",
             x=alt.X("sparsity:Q", title="sparsity (% of the layer's weights removed)", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])),
-            color=alt.Color("method:N", title="method"),
+            color=alt.Color("method:N", title="method", scale=alt.Scale(scheme="tableau10")),
             tooltip=[alt.Tooltip("layer:N"), alt.Tooltip("method:N"), alt.Tooltip("sparsity:Q", format=".2%")],
         )
     )
@@ -220,14 +220,14 @@ def overlap_matrix(df: pd.DataFrame, title: str = "", value_title: str = "Jaccar
         color=alt.Color("value:Q", title=value_title, scale=alt.Scale(domain=[0, 1], scheme="viridis")),
         tooltip=[alt.Tooltip("a:N"), alt.Tooltip("b:N"), alt.Tooltip("value:Q", title=value_title, format=".3f")],
     )
-    size = max(160, 44 * len(order))
+    step = alt.Step(44 if len(order) <= 12 else 18)
     if len(order) > 12:  # too many cells to write in
-        return cells.properties(title=title, height=size)
+        return cells.properties(title=title, width=step, height=step)
     text = base.mark_text(fontSize=10).encode(
         text=alt.Text("value:Q", format=".2f"),
         color=alt.condition("datum.value > 0.6", alt.value("black"), alt.value("white")),
     )
-    return alt.layer(cells, text).properties(title=title, height=size)
+    return alt.layer(cells, text).properties(title=title, width=step, height=step)
 
 
 def layer_overlap_lines(df: pd.DataFrame) -> alt.Chart:
@@ -241,9 +241,9 @@ def layer_overlap_lines(df: pd.DataFrame) -> alt.Chart:
         alt.Chart(df)
         .mark_point(filled=True, size=50)
         .encode(
-            y=alt.Y("layer:N", sort=order, title="layer"),
+            y=alt.Y("layer:N", sort=order, title="layer", axis=alt.Axis(labelLimit=260, labelOverlap=False)),
             x=alt.X("jaccard:Q", title="Jaccard overlap of kept weights (0-1)", scale=alt.Scale(domain=[0, 1])),
-            color=alt.Color("pair:N", title="method pair"),
+            color=alt.Color("pair:N", title="method pair", scale=alt.Scale(scheme="tableau10")),
             tooltip=[alt.Tooltip("layer:N"), alt.Tooltip("pair:N"), alt.Tooltip("jaccard:Q", format=".3f")],
         )
         .properties(height=max(200, 14 * len(order)))
@@ -288,7 +288,7 @@ def ramp_chart(df: pd.DataFrame, dense: float | None = None, metric: str = "accu
         .encode(
             x=alt.X("sparsity:Q", title="sparsity (% of targeted weights removed)", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])),
             y=alt.Y("value:Q", title=title + (", log scale" if metric == "perplexity" else ""), scale=y_scale),
-            color=alt.Color("method:N", title="method"),
+            color=alt.Color("method:N", title="method", scale=alt.Scale(scheme="tableau10")),
             strokeDash=alt.StrokeDash("granularity:N", title="granularity"),
             tooltip=[
                 alt.Tooltip("method:N"),
@@ -321,7 +321,7 @@ def sensitivity_bars(df: pd.DataFrame, metric: str = "accuracy") -> alt.Chart:
         alt.Chart(df)
         .mark_bar()
         .encode(
-            y=alt.Y("layer:N", sort=order, title="layer (most sensitive first)"),
+            y=alt.Y("layer:N", sort=order, title="layer (most sensitive first)", axis=alt.Axis(labelLimit=260, labelOverlap=False)),
             x=alt.X("drop:Q", title=f"drop when only this layer is pruned ({unit})"),
             color=alt.Color("drop:Q", scale=alt.Scale(scheme="reds"), legend=None),
             tooltip=[alt.Tooltip("layer:N"), alt.Tooltip("drop:Q", title=unit, format=".4f")],
@@ -345,11 +345,11 @@ def sensitivity_heatmap(df: pd.DataFrame, metric: str = "accuracy") -> alt.Chart
         .mark_rect()
         .encode(
             x=alt.X("sparsity_label:O", sort=labels, title="sparsity of that one layer"),
-            y=alt.Y("layer:N", sort=order, title="layer"),
-            color=alt.Color("drop:Q", title=unit, scale=alt.Scale(scheme="reds")),
+            y=alt.Y("layer:N", sort=order, title="layer", axis=alt.Axis(labelLimit=260, labelOverlap=False)),
+            color=alt.Color("drop:Q", title=f"{unit} (below 0: better than dense)", scale=alt.Scale(scheme="redblue", reverse=True, domainMid=0)),
             tooltip=[alt.Tooltip("layer:N"), alt.Tooltip("sparsity:Q", format=".0%"), alt.Tooltip("drop:Q", title=unit, format=".4f")],
         )
-        .properties(height=max(200, 14 * len(order)))
+        .properties(height=max(200, 16 * len(order)))
     )
 
 
@@ -392,7 +392,7 @@ def matrix_heatmap(df: pd.DataFrame, title: str, value_title: str, fmt: str = ".
         text=alt.Text("value:Q", format=fmt),
         color=alt.condition("datum.kept", alt.value("black"), alt.value("#999999")),
     )
-    return alt.layer(cells, text).properties(title=title, width=260, height=260)
+    return alt.layer(cells, text).properties(title=title, width=alt.Step(34), height=alt.Step(30))
 
 
 def error_curve(df: pd.DataFrame, current: float | None = None) -> alt.Chart:
@@ -407,7 +407,7 @@ def error_curve(df: pd.DataFrame, current: float | None = None) -> alt.Chart:
         .encode(
             x=alt.X("sparsity:Q", title="sparsity (% of weights removed)", axis=alt.Axis(format="%")),
             y=alt.Y("error:Q", title="relative output error ||WX - W'X|| / ||WX||", axis=alt.Axis(format="%")),
-            color=alt.Color("criterion:N", title="criterion"),
+            color=alt.Color("criterion:N", title="criterion", scale=alt.Scale(scheme="tableau10")),
             tooltip=[alt.Tooltip("criterion:N"), alt.Tooltip("sparsity:Q", format=".0%"), alt.Tooltip("error:Q", format=".1%")],
         )
     )

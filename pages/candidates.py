@@ -83,7 +83,7 @@ def render() -> None:
 
     left, right = st.columns([1, 1])
     jac = [{"a": names[i], "b": names[j], "value": pool.jaccard[i][j]} for i in range(len(names)) for j in range(len(names))]
-    left.altair_chart(charts.overlap_matrix(pd.DataFrame(jac), title="candidate x candidate (all layers)"), width="stretch")
+    left.altair_chart(charts.overlap_matrix(pd.DataFrame(jac), title="candidate x candidate (all layers)"), width="content")
     with right:
         df = pd.DataFrame(
             {"candidate": names, "score": values, "overlap": pool.overlap_with_deterministic, "chosen": [i == chosen for i in range(len(names))]}

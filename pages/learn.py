@@ -63,7 +63,7 @@ def render() -> None:
     st.subheader("1. Weights W and the mask")
     left, right = st.columns(2)
     left.altair_chart(charts.matrix_heatmap(frame(toy.weight), "W (dense)", "weight"), width="content")
-    right.altair_chart(charts.matrix_heatmap(frame(toy.weight, mask), f"W after pruning ({criterion}, {pattern})", "weight"), width="content")
+    right.altair_chart(charts.matrix_heatmap(frame(toy.weight, mask), f"W pruned: {criterion}, {pattern}", "weight"), width="content")
     st.caption("Grey cells are pruned (set to zero). On the real model, the Weights view shows the histogram of kept and pruned weights and the Masks view the mask of a whole layer.")
     ui.links(("weights", "Weights: kept and pruned weights, threshold"), ("masks", "Masks: a whole layer's mask"))
 

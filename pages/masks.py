@@ -120,8 +120,8 @@ def render() -> None:
             this_layer.append({"a": x, "b": y, "value": ov["per_layer"][layer]["jaccard"]})
         per_layer.extend({"layer": ui.short_layer(n), "pair": f"{a} / {b}", "jaccard": v["jaccard"]} for n, v in ov["per_layer"].items())
     left, right = st.columns(2)
-    left.altair_chart(charts.overlap_matrix(pd.DataFrame(overall), title="all layers together"), width="stretch")
-    right.altair_chart(charts.overlap_matrix(pd.DataFrame(this_layer), title=ui.short_layer(layer)), width="stretch")
+    left.altair_chart(charts.overlap_matrix(pd.DataFrame(overall), title="all layers together"), width="content")
+    right.altair_chart(charts.overlap_matrix(pd.DataFrame(this_layer), title=ui.short_layer(layer)), width="content")
     st.altair_chart(charts.layer_overlap_lines(pd.DataFrame(per_layer)), width="stretch")
     st.caption(
         "Jaccard overlap = weights kept by both / weights kept by either (1 = the same mask). Two independent random masks "
