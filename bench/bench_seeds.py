@@ -116,7 +116,7 @@ class Classifier:
 
 def bench_randomized(args, table: Table, clf: Classifier):
     seed = args.seed
-    k, steps, final = (3, 10, 30) if args.quick else (4, 30, 100)
+    k, steps, final = (3, 10, 30) if args.quick else (4, 20, 80)
     params = {"k": k, "steps": steps, "final_steps": final, "eval_every": 5 if args.quick else 10, "randomness": args.randomness}
     total = k * steps + final
     task = T.task_data(clf.loaded, clf.data, holdout=256, batch_size=16, seed=seed)
@@ -140,7 +140,7 @@ def bench_randomized(args, table: Table, clf: Classifier):
 
 def bench_mgpp(args, table: Table, clf: Classifier):
     seed = args.seed
-    params = {"steps": 60, "t0": 10, "t1": 40, "interval": 5, "history_points": 3} if args.quick else {"steps": 300, "t0": 50, "t1": 200, "interval": 10}
+    params = {"steps": 60, "t0": 10, "t1": 40, "interval": 5, "history_points": 3} if args.quick else {"steps": 200, "t0": 30, "t1": 140, "interval": 10}
     common = {"section": "mgpp", "model": "minilm-rt", "granularity": "global", "metric": "accuracy", "eval": clf.eval, "seed": seed}
     budget = f"{params['steps']} steps x 16, t0={params['t0']}, t1={params['t1']}, every {params['interval']}"
     for s in args.sparsities:
@@ -149,16 +149,25 @@ def bench_mgpp(args, table: Table, clf: Classifier):
             table.add(**common, method=method, sparsity=s, value=clf.accuracy(result), budget=budget, seconds=t)
 
 
+def sds_params(args, base: str) -> dict:
+    params = {"base": base, "track_metric": False}
+    if args.sds_iters is not None:
+        params["iters"] = args.sds_iters
+    if args.sds_adjust_iters is not None:
+        params["adjust_iters"] = args.sds_adjust_iters
+    return params
+
+
 def bench_sds_classifier(args, table: Table, clf: Classifier):
     seed = args.seed
     calib = calibration_batches(clf.loaded, None, n_samples=args.calib, seed=seed)
     common = {"section": "sds", "model": "minilm-rt", "metric": "accuracy", "eval": clf.eval, "seed": seed}
     for base in args.sds_bases:
-        for gran in ("2:4", "layer"):
+        for gran in args.sds_granularities:
             one, t = timed(lambda: prune(clf.loaded, base, 0.5, gran, calibration=calib, seed=seed))
             budget = f"calibration {args.calib} sentences"
             table.add(**common, method=base, granularity=gran, sparsity=0.5, value=clf.accuracy(one), budget=budget, seconds=t)
-            sds, t = timed(lambda: prune(clf.loaded, "sds", 0.5, gran, calibration=calib, seed=seed, params={"base": base, "track_metric": False}))
+            sds, t = timed(lambda: prune(clf.loaded, "sds", 0.5, gran, calibration=calib, seed=seed, params=sds_params(args, base)))
             table.add(
                 **common, method=f"sds from {base}", granularity=gran, sparsity=0.5, value=clf.accuracy(sds),
                 budget=f"{budget}; {sds.info['params']['iters']} dense + {sds.info['params']['adjust_iters']} adjust iterations",
@@ -184,10 +193,10 @@ def bench_sds_lm(args, table: Table):
     dense, t = timed(lambda: ppl(None))
     table.add(**common, method="dense", granularity="-", sparsity=0.0, value=dense, budget="-", seconds=t)
     for base in args.sds_bases:
-        for gran in ("2:4", "layer"):
+        for gran in args.sds_granularities:
             one, t = timed(lambda: prune(loaded, base, 0.5, gran, calibration=calib, seed=seed))
             table.add(**common, method=base, granularity=gran, sparsity=0.5, value=ppl(one), budget=budget, seconds=t)
-            sds, t = timed(lambda: prune(loaded, "sds", 0.5, gran, calibration=calib, seed=seed, params={"base": base, "track_metric": False}))
+            sds, t = timed(lambda: prune(loaded, "sds", 0.5, gran, calibration=calib, seed=seed, params=sds_params(args, base)))
             table.add(
                 **common, method=f"sds from {base}", granularity=gran, sparsity=0.5, value=ppl(sds),
                 budget=f"{budget}; {sds.info['params']['iters']} dense + {sds.info['params']['adjust_iters']} adjust iterations",
@@ -205,11 +214,15 @@ def main() -> None:
     parser.add_argument("--sparsities", default="0.7,0.9", help="sparsities of the randomized and MGPP comparisons")
     parser.add_argument("--randomness", type=float, default=1e-4)
     parser.add_argument("--sds-bases", default="sparsegpt,wanda")
+    parser.add_argument("--sds-granularities", default="2:4,layer")
+    parser.add_argument("--sds-iters", type=int, default=None, help="dense-step iterations (default: the method's)")
+    parser.add_argument("--sds-adjust-iters", type=int, default=None, help="adjustment iterations (default: the method's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args()
     args.sparsities = [float(x) for x in args.sparsities.split(",") if x.strip()]
     args.sds_bases = [x.strip() for x in args.sds_bases.split(",") if x.strip()]
+    args.sds_granularities = [x.strip() for x in args.sds_granularities.split(",") if x.strip()]
     if args.quick:
         args.eval_size = args.eval_size or 300
         args.windows = min(args.windows, 8)

@@ -11,7 +11,7 @@ import random
 import pytest
 import torch
 
-from pruning.masks import is_nm_valid, keep_count, layer_mask, nm_mask, overall_sparsity, row_mask
+from pruning.masks import is_nm_valid, keep_count, layer_mask, nm_mask, overall_sparsity
 from pruning.seeds.mgpp import (
     crossing_point,
     cubic_sparsity,

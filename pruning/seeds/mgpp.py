@@ -61,8 +61,10 @@ def spike_posterior(w: torch.Tensor, lam: float, v0: float, v1: float) -> torch.
 
 def spike_slab_grad(w: torch.Tensor, lam: float, v0: float, v1: float, n: int) -> torch.Tensor:
     """Gradient of ``-(1/n) log pi(w)``: ``(w / n) (q / v0 + (1 - q) / v1)``."""
-    q = spike_posterior(w, lam, v0, v1)
-    return (w / float(n)) * (q / v0 + (1.0 - q) / v1)
+    c1, c2 = _constants(lam, v0, v1)
+    q = torch.sigmoid(-(c1 + c2 * w * w))
+    # q / v0 + (1 - q) / v1 = 1 / v1 + q (1 / v0 - 1 / v1) = 1 / v1 + 2 c2 q  (fewer passes over the weights)
+    return (w / float(n)) * (1.0 / v1 + (2.0 * c2) * q)
 
 
 def log_prior(w: torch.Tensor, lam: float, v0: float, v1: float) -> torch.Tensor:
@@ -218,9 +220,9 @@ def gradual_prune(ctx: PruneContext, prior: bool):
 
 def _params(prior: bool) -> dict:
     common = {
-        "steps": Param(300, "fine-tuning steps in all (6 epochs of SST-2 at batch 32 in the paper)", minimum=1),
-        "t0": Param(50, "step of the first pruning (1000 in the paper)", minimum=0),
-        "t1": Param(200, "step of the last pruning; the mask is frozen after it", minimum=0),
+        "steps": Param(200, "fine-tuning steps in all (6 epochs of SST-2 at batch 32 in the paper)", minimum=1),
+        "t0": Param(30, "step of the first pruning (1000 in the paper)", minimum=0),
+        "t1": Param(140, "step of the last pruning; the mask is frozen after it", minimum=0),
         "interval": Param(10, "steps between prunings from t0 to t1", minimum=1),
         "s_i": Param(0.3, "sparsity of the first pruning (cubic schedule from s_i to the target)", minimum=0.0, maximum=0.99),
         "lr": Param(5e-5, "AdamW learning rate (betas 0.9/0.98, eps 1e-6, no weight decay)", minimum=0.0),

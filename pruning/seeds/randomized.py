@@ -111,10 +111,7 @@ def draw_counts(
 def most_drawn(counts: torch.Tensor, scores: torch.Tensor, k: int) -> torch.Tensor:
     """Keep exactly ``k`` entries per row: most drawn first; equal counts -> higher score, then lower index."""
     groups, length = counts.shape
-    order = torch.sort(scores, dim=1, descending=False, stable=True).indices  # ascending scores
-    rank = torch.empty_like(order)
-    rank.scatter_(1, order, torch.arange(length).expand(groups, length).contiguous())
-    # among equal scores the lower index has the lower ascending rank; flip so it wins
+    # rank by descending score, ties by lower index first (0 = best); the key prefers smaller ranks
     ties = torch.sort(scores, dim=1, descending=True, stable=True).indices
     tie_rank = torch.empty_like(ties)
     tie_rank.scatter_(1, ties, torch.arange(length).expand(groups, length).contiguous())
@@ -167,16 +164,14 @@ def randomized_masks(
     total = prepared.numel()
     if nm is not None:
         n, m = nm
-        kind, per_group = "nm", m - n
+        per_group = m - n
         grouped = _groups(prepared, "nm", m)
         kept_total = per_group * grouped.shape[0]
     elif rows:
-        kind = "row"
         grouped = _groups(prepared, "row", 0)
         per_group = keep_count(grouped.shape[1], sparsity)
         kept_total = per_group * grouped.shape[0]
     else:
-        kind = "layer"
         grouped = _groups(prepared, "layer", 0)
         per_group = keep_count(total, sparsity) if keep is None else int(keep)
         kept_total = per_group
@@ -321,17 +316,24 @@ def candidate_pool(
     sparsity = g.fixed_sparsity if g.is_nm else float(sparsity)
     model = base_model if base_model is not None else loaded.model
     weights = T.layer_weights(model, list(scores))
-    task = task if task is not None else T.task_data(loaded, data, holdout=holdout, seed=seed)
+    if task is None:  # a causal LM is scored on held-out windows of its training text (16 examples ~ 1 window)
+        task = T.task_data(loaded, data, holdout=holdout, seed=seed, lm_sequences=1, lm_holdout=max(2, min(16, holdout // 16)))
     deterministic = compute_masks(scores, sparsity, str(g), weights)
-    masks = randomized_candidates(scores, sparsity, str(g), k_candidates, randomness, power, seed, weights)
-    total = k_candidates + 1
+    n_layers = len(scores)
+    total = n_layers + k_candidates + 1
+
+    def sampled(done, _total, message):
+        if progress is not None:
+            progress(done, total, message)
+
+    masks = randomized_candidates(scores, sparsity, str(g), k_candidates, randomness, power, seed, weights, progress=sampled)
     if progress is not None:
-        progress(0, total, "scoring the deterministic mask on held-out training data")
+        progress(n_layers, total, "scoring the deterministic mask on held-out training data")
     det_score = T.masked_metric(loaded, deterministic, task, base=model)
     cand_scores = []
     for i, m in enumerate(masks):
         if progress is not None:
-            progress(i + 1, total, f"scoring candidate {i + 1} of {k_candidates}")
+            progress(n_layers + i + 1, total, f"scoring candidate {i + 1} of {k_candidates}")
         cand_scores.append(T.masked_metric(loaded, m, task, base=model))
     rounds = {n: sampling_rounds(d.numel(), int(d.sum()), randomness) for n, d in deterministic.items()}
     return CandidatePool(
@@ -551,10 +553,10 @@ register(
             ),
             "power": Param(5.0, "a: sampling probability ~ score^a", minimum=0.0),
             "selection": Param("early", "cheap: held-out metric with no training; early: short fine-tune of each candidate", choices=("cheap", "early")),
-            "steps": Param(30, "early evaluation: fine-tuning steps per candidate (one epoch in the paper)", minimum=1),
+            "steps": Param(20, "early evaluation: fine-tuning steps per candidate (one epoch in the paper)", minimum=1),
             "eval_every": Param(10, "early evaluation: evaluate every this many steps", minimum=1),
             "n_last": Param(2, "early evaluation: score = mean of the last this many evaluations", minimum=1),
-            "final_steps": Param(100, "fine-tuning steps of the winner of each stage", minimum=0),
+            "final_steps": Param(80, "fine-tuning steps of the winner of each stage", minimum=0),
             "stages": Param(1, "stages of rising sparsity (4 in the paper), geometric in density", minimum=1, maximum=10),
             "schedule": Param("", "explicit stage sparsities, e.g. 0.54,0.83,0.92,0.9375 (overrides stages)"),
             "lr": Param(5e-5, "AdamW learning rate", minimum=0.0),

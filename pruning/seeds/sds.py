@@ -42,7 +42,6 @@ from typing import Mapping
 
 import torch
 
-from ..errors import PruneScopeError
 from ..masks import compute_masks, parse_granularity
 from ..registry import Method, Param, PruneContext, register
 from . import training as T
