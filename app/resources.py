@@ -273,36 +273,12 @@ def ranker(s: Settings, loaded, method_name: str):
         job.progress(0, 1, f"computing {m.label} scores")
         r = mask_ranker(loaded, method_name, calibration=calib, seed=s.seed, progress=job.progress)
         job.progress(1, 2, "ranking scores")
-        r._layer_ranks()  # rank once now, so the first slider move is already fast
+        r.masks(0.5, "layer")  # ranks the scores now, so the first slider move is already fast
         return r
 
     return run_job("ranker", key, f"Scoring every weight with {m.label}", build)
 
 
-def rethreshold(r, sparsity: float, g):
-    """``r.masks(sparsity, g)``, with the rank comparison done in NumPy.
-
-    Same masks as ``MaskRanker.masks`` (``rank < keep_count``), but torch's
-    threaded elementwise compare slows down by 10-60x on a busy 2-core machine,
-    while NumPy's single-threaded one takes ~5 ms for minilm-rt's 10.6M weights.
-    Falls back to ``r.masks`` if the ranker's cached ranks are not reachable.
-    TODO(lead): once MaskRanker.masks compares in NumPy itself, call it directly.
-    """
-    import torch
-
-    from pruning.masks import keep_count
-
-    if g.is_nm or not all(hasattr(r, a) for a in ("_layer_ranks", "_row_ranks", "_global_ranks")):
-        return r.masks(sparsity, g)
-    if g.kind == "layer":
-        ranks = r._layer_ranks()
-        return {n: torch.from_numpy(t.numpy() < keep_count(t.numel(), sparsity)) for n, t in ranks.items()}
-    if g.kind == "row":
-        ranks = r._row_ranks()
-        return {n: torch.from_numpy(t.numpy() < keep_count(t.shape[1], sparsity)) for n, t in ranks.items()}
-    ranks = r._global_ranks()
-    k = keep_count(sum(t.numel() for t in ranks.values()), sparsity)
-    return {n: torch.from_numpy(t.numpy() < k) for n, t in ranks.items()}
 
 
 @dataclass
@@ -340,7 +316,7 @@ def masks(s: Settings, loaded, method: str | None = None, sparsity: float | None
     ident = (s.model_key, s.data_key if (m.needs_calibration or m.needs_training_data) else None, s.calibration, s.seed)
     if m.score_based:
         r = ranker(s, loaded, method)
-        return MaskSet(method, sparsity, str(g), rethreshold(r, sparsity, g), ident=ident)
+        return MaskSet(method, sparsity, str(g), r.masks(sparsity, g), ident=ident)
     if m.needs_training_data and loaded.task == "encoder":
         raise PruneScopeError(f"{m.label} trains on the task, and this model has no task head")
     data = task_data(s, loaded) if (m.needs_calibration or m.needs_training_data) else None

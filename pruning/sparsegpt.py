@@ -143,10 +143,7 @@ def _block_keep(saliency: torch.Tensor, g: Granularity, sparsity: float, i1: int
     """Which weights of one column block to keep, apportioned so the layer total is exact."""
     rows = saliency.shape[0]
     if g.kind == "row":
-        k = keep_count(i2, sparsity) - keep_count(i1, sparsity) if i2 < cols else (
-            keep_count(cols, sparsity) - keep_count(i1, sparsity)
-        )
-        k = max(0, min(k, i2 - i1))
+        k = max(0, min(keep_count(i2, sparsity) - keep_count(i1, sparsity), i2 - i1))
         order = torch.sort(saliency, dim=1, descending=True, stable=True).indices[:, :k]
         keep = torch.zeros_like(saliency, dtype=torch.bool)
         keep.scatter_(1, order, True)

@@ -238,19 +238,6 @@ def test_sidebar_settings_persist_across_pages():
     assert metric(at, "Layer sparsity") == "65.0%"
 
 
-def test_rethreshold_matches_the_mask_ranker(tiny_bert):
-    import torch
-
-    from app.resources import rethreshold
-    from pruning.masks import parse_granularity
-    from pruning.prune import mask_ranker
-
-    ranker = mask_ranker(tiny_bert, "magnitude")
-    for g in ("layer", "row", "global", "2:4"):
-        fast, ref = rethreshold(ranker, 0.6, parse_granularity(g)), ranker.masks(0.6, g)
-        assert set(fast) == set(ref) and all(torch.equal(fast[n], ref[n]) for n in ref), g
-
-
 def test_parse_sparsities():
     from app.sweeps import parse_sparsities
     from pruning.errors import PruneScopeError
