@@ -44,6 +44,7 @@ def peak_rss_mb() -> float:
 
 
 def machine() -> dict:
+    """What the figures were measured on (bench_seeds.py uses it too)."""
     cpu = "unknown"
     try:
         for line in open("/proc/cpuinfo"):
@@ -54,7 +55,7 @@ def machine() -> dict:
         pass
     return {
         "cpu": cpu,
-        "cores": torch.get_num_threads(),
+        "threads": torch.get_num_threads(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "platform": platform.platform(),
@@ -172,7 +173,7 @@ def bench_smollm(args) -> dict:
 
 def to_markdown(res: dict) -> str:
     m = res["machine"]
-    lines = [f"Machine: {m['cpu']}, {m['cores']} threads, torch {m['torch']}, Python {m['python']}.", ""]
+    lines = [f"Machine: {m['cpu']}, {m['threads']} torch threads, torch {m['torch']}, Python {m['python']}.", ""]
     if "minilm" in res:
         r = res["minilm"]
         lines += [

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -34,6 +33,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench_engine import machine  # noqa: E402  (this folder is on sys.path when run as a script)
 from pruning.data import calibration_batches, load_classification, load_lm_text  # noqa: E402
 from pruning.evaluate import evaluate, perplexity  # noqa: E402
 from pruning.models import load_model  # noqa: E402
@@ -79,18 +79,6 @@ class Table:
 
 def _fmt(v):
     return f"{v:.4f}" if isinstance(v, float) else str(v)
-
-
-def machine() -> dict:
-    cpu = "unknown"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "threads": torch.get_num_threads(), "python": platform.python_version(), "torch": torch.__version__}
 
 
 def timed(fn):
