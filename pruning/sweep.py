@@ -34,6 +34,14 @@ def _append(path, row: dict) -> None:
             fh.write(json.dumps(row) + "\n")
 
 
+def _record(rows: list, row: dict, checkpoint, on_point) -> None:
+    """Keep a finished point: in the result, in the checkpoint file, and for the caller's callback."""
+    rows.append(row)
+    _append(checkpoint, row)
+    if on_point is not None:
+        on_point(row)
+
+
 def _eval(loaded, data, overrides, max_examples, split):
     from .evaluate import evaluate
 
@@ -100,10 +108,7 @@ def sparsity_ramp(
             "seconds": round(seconds, 3),
             "seed": seed,
         }
-        rows.append(row)
-        _append(checkpoint, row)
-        if on_point is not None:
-            on_point(row)
+        _record(rows, row, checkpoint, on_point)
     if progress is not None:
         progress(len(todo), len(todo), "done")
     return rows
@@ -159,10 +164,7 @@ def layer_sensitivity(
         ev = _eval(loaded, data, overrides, max_examples, split)
         drop = dense["value"] - ev["value"] if higher_is_better else ev["value"] - dense["value"]
         row = {"layer": name, "sparsity": sparsity, "metric": ev["metric"], "value": ev["value"], "drop": drop, "method": method}
-        rows.append(row)
-        _append(checkpoint, row)
-        if on_point is not None:
-            on_point(row)
+        _record(rows, row, checkpoint, on_point)
     if progress is not None:
         progress(len(todo), len(todo), "done")
     return rows
