@@ -15,6 +15,7 @@ use the TRAINING data.
 
     python bench/bench_seeds.py --quick              # reduced budgets and evaluation sets
     python bench/bench_seeds.py --only sds --quick
+    python bench/bench_seeds.py --only minilm         # every minilm-rt comparison, full budgets
     python bench/bench_seeds.py                      # the full comparison (an hour or more on 2 cores)
 
 Writes bench/results/seeds[-ONLY][-quick].json and .md, updated after every row.
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -52,7 +54,7 @@ class Table:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         self.json_path, self.md_path = out / f"seeds{suffix}.json", out / f"seeds{suffix}.md"
-        self.res = {"machine": machine(), "args": vars(args), "rows": []}
+        self.res = {"machine": machine(), "commit": _commit(), "args": vars(args), "rows": []}
 
     def add(self, **row):
         self.res["rows"].append(row)
@@ -64,7 +66,7 @@ class Table:
         m = self.res["machine"]
         lines = [
             f"Machine: {m['cpu']}, {m['threads']} torch threads, torch {m['torch']}, Python {m['python']}. "
-            f"Arguments: {json.dumps(self.res['args'])}",
+            f"Commit {self.res['commit']}. Arguments: {json.dumps(self.res['args'])}",
             "",
             "| section | model | method | granularity | sparsity | metric | value | eval size | seed | budget | seconds |",
             "|---|---|---|---|---|---|---|---|---|---|---|",
@@ -75,6 +77,14 @@ class Table:
                 f"{r['metric']} | {_fmt(r['value'])} | {r['eval']} | {r['seed']} | {r['budget']} | {_fmt(r['seconds'])} |"
             )
         return "\n".join(lines) + "\n"
+
+
+def _commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
 
 
 def _fmt(v):
@@ -194,7 +204,7 @@ def bench_sds_lm(args, table: Table):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=["randomized", "mgpp", "sds", "sds-lm", "sds-classifier"])
+    parser.add_argument("--only", choices=["randomized", "mgpp", "sds", "sds-lm", "sds-classifier", "minilm"])
     parser.add_argument("--quick", action="store_true", help="reduced budgets and evaluation sets")
     parser.add_argument("--eval-size", type=int, default=None, help="minilm-rt test sentences (default: all)")
     parser.add_argument("--windows", type=int, default=32, help="smollm2 perplexity windows of 512 tokens")
@@ -217,17 +227,17 @@ def main() -> None:
     table = Table(args)
     only = args.only
     clf = None
-    if only in (None, "randomized", "mgpp", "sds", "sds-classifier"):
+    if only in (None, "randomized", "mgpp", "sds", "sds-classifier", "minilm"):
         clf = Classifier(args)
         table.add(
             section="dense", model="minilm-rt", method="dense", granularity="-", sparsity=0.0, metric="accuracy",
             value=clf.dense, eval=clf.eval, seed=args.seed, budget="-", seconds=0.0,
         )
-    if only in (None, "sds", "sds-classifier"):
+    if only in (None, "sds", "sds-classifier", "minilm"):
         bench_sds_classifier(args, table, clf)
-    if only in (None, "mgpp"):
+    if only in (None, "mgpp", "minilm"):
         bench_mgpp(args, table, clf)
-    if only in (None, "randomized"):
+    if only in (None, "randomized", "minilm"):
         bench_randomized(args, table, clf)
     if only in (None, "sds", "sds-lm"):
         bench_sds_lm(args, table)
