@@ -76,7 +76,7 @@ def masked_overrides(loaded, masks: Mapping[str, torch.Tensor], weights: Mapping
     return out
 
 
-def _context(loaded, method, sparsity, granularity, layers, calibration, seed, progress, data, params):
+def _context(loaded, method, sparsity, granularity, layers, calibration, seed, progress, data, params, observe=None):
     g = parse_granularity(granularity)
     if str(g) not in method.granularities and not (g.is_nm and "2:4" in method.granularities):
         raise PruneScopeError(f"method {method.name} does not support granularity {g}; it supports {', '.join(method.granularities)}")
@@ -98,6 +98,7 @@ def _context(loaded, method, sparsity, granularity, layers, calibration, seed, p
         params=method.resolve_params(params),
         progress=progress,
         data=data,
+        observe=observe,
     )
 
 
@@ -112,10 +113,16 @@ def prune(
     progress=None,
     data=None,
     params: dict | None = None,
+    observe=None,
 ) -> PruneResult:
-    """Run ``method`` once. For N:M granularities the sparsity is N/M whatever ``sparsity`` says."""
+    """Run ``method`` once. For N:M granularities the sparsity is N/M whatever ``sparsity`` says.
+
+    ``observe(kind, entry)``, when given, receives the intermediate results of methods that
+    have them while they run: ``("history", snapshot)`` from MGPP/GMP, ``("step", stage)`` from
+    SDS (the same dicts that end up in ``info["history"]`` / ``info["steps"]``).
+    """
     m = get_method(method)
-    ctx = _context(loaded, m, sparsity, granularity, layers, calibration, seed, progress, data, params)
+    ctx = _context(loaded, m, sparsity, granularity, layers, calibration, seed, progress, data, params, observe)
     start = time.perf_counter()
     result = m.run(ctx)
     result.seconds = time.perf_counter() - start

@@ -19,6 +19,7 @@ from typing import Any, Callable, Optional
 from .errors import PruneScopeError
 
 ProgressFn = Optional[Callable[[int, int, str], None]]
+ObserveFn = Optional[Callable[[str, dict], None]]
 
 
 @dataclass(frozen=True)
@@ -71,10 +72,20 @@ class PruneContext:
     params: dict = field(default_factory=dict)
     progress: ProgressFn = None
     data: Any = None  # task data for methods that train or select (seed methods)
+    observe: ObserveFn = None  # receives intermediate results while the method runs (the app draws them live)
 
     def report(self, done: int, total: int, message: str) -> None:
         if self.progress is not None:
             self.progress(done, total, message)
+
+    def emit(self, kind: str, entry: dict) -> None:
+        """Hand an intermediate result (an MGPP snapshot, an SDS stage) to the observer, if any.
+
+        ``entry`` is the same dict the method also puts in its final ``info``; observers must
+        treat it as read-only.
+        """
+        if self.observe is not None:
+            self.observe(kind, entry)
 
 
 @dataclass(frozen=True)

@@ -326,9 +326,12 @@ def test_mgpp_and_gmp_end_to_end(tiny_bert, tiny_sentiment, method, granularity)
 
     before = _checksum(tiny_bert.model)
     params = {"steps": 6, "t0": 1, "t1": 4, "interval": 1, "history_points": 3, "holdout": 16, "batch_size": 8}
-    result = prune(tiny_bert, method, 0.8, granularity, data=tiny_sentiment, seed=0, params=params)
+    seen = []
+    result = prune(tiny_bert, method, 0.8, granularity, data=tiny_sentiment, seed=0, params=params, observe=lambda k, e: seen.append((k, e)))
     _check_exact(result, 0.8, granularity)
     hist = result.info["history"]
+    # the observer saw every snapshot as it was recorded, the very dicts of the final history
+    assert [k for k, _ in seen] == ["history"] * len(hist) and all(a is b for (_, a), b in zip(seen, hist))
     assert [h["step"] for h in hist][0] == 0 and hist[-1]["step"] == 6
     assert hist[-1]["sparsity"] >= 0.8 - 1e-9  # after t1 the mask is re-applied every step
     assert all(len(h["sample"]) > 0 for h in hist)
@@ -355,9 +358,15 @@ def test_sds_end_to_end(request, tiny_sentiment, tiny_text, fixture, base, granu
     data = tiny_sentiment if loaded.task == "classification" else tiny_text
     before = _checksum(loaded.model)
     params = {"base": base, "iters": 5, "adjust_iters": 5, "holdout": 16, "lm_holdout": 2}
-    result = prune(loaded, "sds", 0.6, granularity, calibration=_calibration(loaded), data=data, params=params)
+    seen = []
+    result = prune(loaded, "sds", 0.6, granularity, calibration=_calibration(loaded), data=data, params=params, observe=lambda k, e: seen.append((k, e)))
     _check_exact(result, 0.6, granularity)
     assert [s["stage"] for s in result.info["steps"]] == ["dense", "sparse", "dense step", "sparse again"]
+    assert [(k, e["stage"]) for k, e in seen] == [("step", s["stage"]) for s in result.info["steps"]]
+    # the sparse stages hold the target's zeros; the dense step has let the weights move again
+    zeros = {s["stage"]: s["zero_fraction"] for s in result.info["steps"]}
+    assert zeros["dense"] == 0.0 and zeros["sparse"] >= 0.6 - 1e-9 and zeros["sparse again"] >= 0.6 - 1e-9
+    assert zeros["dense step"] < zeros["sparse"]
     for layer in result.info["layers"].values():
         assert layer["objective_after"] <= layer["objective_before"]
         assert layer["relative_error_final"] <= layer["relative_error_sparse_again"] + 1e-9

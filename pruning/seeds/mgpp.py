@@ -107,12 +107,37 @@ def pruning_steps(t0: int, t1: int, interval: int) -> list[int]:
     return steps + [t1] if not steps or steps[-1] != t1 else steps
 
 
-# ---------------------------------------------------------------- the shared loop
-def _check_schedule(p: dict) -> None:
+def schedule_of(params: dict, sparsity: float, granularity: str) -> dict:
+    """The pruning schedule a run with these (resolved) parameters follows:
+    ``{"t0", "t1", "interval", "s_i", "s_f", "steps"}`` (``s_f`` is N/M for N:M patterns)."""
+    p = params
     if not 0 <= p["t0"] <= p["t1"] <= p["steps"]:
         raise PruneScopeError(
             f"the schedule needs 0 <= t0 <= t1 <= steps (got t0={p['t0']}, t1={p['t1']}, steps={p['steps']})"
         )
+    g = parse_granularity(granularity)
+    s_f = g.fixed_sparsity if g.is_nm else float(sparsity)
+    return {"t0": p["t0"], "t1": p["t1"], "interval": p["interval"], "s_i": min(p["s_i"], s_f), "s_f": s_f, "steps": p["steps"]}
+
+
+def schedule_curve(schedule: dict, lam: float | None = None) -> list[dict]:
+    """Every step's cubic target ``s_t``, the sparsity in force (set only at the pruning
+    steps, then held) and, for MGPP, ``lam_t / lam``: rows ``{step, series, value}``."""
+    t0, t1, steps = schedule["t0"], schedule["t1"], schedule["steps"]
+    prune_at = set(pruning_steps(t0, t1, schedule["interval"]))
+    rows, in_force = [], 0.0
+    for step in range(steps + 1):
+        cubic = cubic_sparsity(step, schedule["s_i"], schedule["s_f"], t0, t1)
+        if step in prune_at:
+            in_force = cubic
+        rows.append({"step": step, "series": "cubic target s_t", "value": cubic})
+        rows.append({"step": step, "series": "sparsity in force (pruned at t0, every interval, t1)", "value": in_force})
+        if lam is not None:
+            rows.append({"step": step, "series": "prior slab weight lam_t / lam", "value": lambda_at(step, lam, t0, t1) / lam})
+    return rows
+
+
+# ---------------------------------------------------------------- the shared loop
 
 
 def _history_steps(p: dict) -> set[int]:
@@ -125,11 +150,10 @@ def _history_steps(p: dict) -> set[int]:
 def gradual_prune(ctx: PruneContext, prior: bool):
     """Fine-tune a copy with the cubic magnitude-pruning schedule, with (MGPP) or without (GMP) the prior."""
     p = ctx.params
-    _check_schedule(p)
+    schedule = schedule_of(p, ctx.sparsity, ctx.granularity)
     started = time.perf_counter()
     g = parse_granularity(ctx.granularity)
-    s_f = g.fixed_sparsity if g.is_nm else ctx.sparsity
-    s_i = min(p["s_i"], s_f)
+    s_i, s_f = schedule["s_i"], schedule["s_f"]
     during = "row" if g.is_nm else str(g)  # N:M only at t1; intermediate steps prune each row
     task = T.task_data(ctx.loaded, ctx.data, holdout=p["holdout"], batch_size=p["batch_size"], seed=ctx.seed)
     n = int(p.get("n", 0)) or task.n_train
@@ -169,6 +193,7 @@ def gradual_prune(ctx: PruneContext, prior: bool):
                 "histogram": T.histogram(sample, 60, limit),
             }
         )
+        ctx.emit("history", history[-1])
         losses.clear()
 
     def add_prior(step: int):
@@ -206,7 +231,7 @@ def gradual_prune(ctx: PruneContext, prior: bool):
         masks = compute_masks({k: w.abs() for k, w in weights.items()}, s_f, str(g), weights)
     info = {
         "history": history,
-        "schedule": {"t0": p["t0"], "t1": p["t1"], "interval": p["interval"], "s_i": s_i, "s_f": s_f, "steps": p["steps"]},
+        "schedule": schedule,
         "prior": {"lam": lam, "v0": v0, "v1": v1, "n": n, "crossing_point_start": crossing_point(lam, v0, v1),
                   "crossing_point_end": crossing_point(lam * ALPHA_END, v0, v1)} if prior else None,
         "held_out": {"source": task.source, "examples": task.n_holdout, "split": "train (held-out slice)"},

@@ -218,6 +218,7 @@ def _sds_run(ctx: PruneContext):
         if task is not None:
             ev = T.held_out_metric(model, task)
             entry.update({"metric": ev["metric"], "value": ev["value"], "held_out_loss": ev["loss"]})
+        ctx.emit("step", entry)
         return entry
 
     steps = [snapshot("dense", dense, loaded.model)]
