@@ -1,0 +1,87 @@
+"""Plain data behind the Method steps view: schedules, histograms of snapshots, prior curves, SDS rows."""
+
+import math
+
+import numpy as np
+import pytest
+
+from pruning.seeds import views as V
+from pruning.seeds.mgpp import ALPHA_END, schedule_curve, schedule_of
+
+PARAMS = {"t0": 2, "t1": 8, "interval": 2, "s_i": 0.3, "steps": 12}
+
+
+def _series(rows, name):
+    return {r["step"]: r["value"] for r in rows if r["series"].startswith(name)}
+
+
+def test_schedule_of_fixes_nm_sparsity_and_rejects_a_bad_schedule():
+    assert schedule_of(PARAMS, 0.5, "layer") == {"t0": 2, "t1": 8, "interval": 2, "s_i": 0.3, "s_f": 0.5, "steps": 12}
+    assert schedule_of(PARAMS, 0.9, "2:4")["s_f"] == 0.5  # N:M fixes the sparsity
+    assert schedule_of(PARAMS, 0.2, "layer")["s_i"] == 0.2  # s_i never above the target
+    from pruning.errors import PruneScopeError
+
+    with pytest.raises(PruneScopeError, match="t0 <= t1 <= steps"):
+        schedule_of({**PARAMS, "t1": 20}, 0.5, "layer")
+
+
+def test_schedule_curve_by_hand():
+    rows = schedule_curve(schedule_of(PARAMS, 0.5, "layer"), lam=0.1)
+    cubic, force, lam = _series(rows, "cubic"), _series(rows, "sparsity in force"), _series(rows, "prior")
+    assert sorted(cubic) == list(range(13))
+    # before t0 nothing is pruned; at t0 the first pruning to s_i; from t1 on the target
+    assert force[0] == force[1] == 0.0 and force[2] == pytest.approx(0.3)
+    at4 = 0.5 + (0.3 - 0.5) * (1 - 2 / 6) ** 3  # s_f + (s_i - s_f)(1 - (t - t0)/(t1 - t0))^3 = 0.44074
+    assert cubic[4] == pytest.approx(at4) and force[4] == pytest.approx(at4)
+    assert force[5] == pytest.approx(at4)  # held between the pruning steps 4 and 6
+    assert cubic[5] > at4  # while the cubic curve moves on
+    assert force[8] == force[12] == pytest.approx(0.5)
+    assert lam[2] == pytest.approx(1.0) and lam[8] == pytest.approx(ALPHA_END) and lam[5] == pytest.approx(1 + (ALPHA_END - 1) * 0.5)
+    assert not _series(schedule_curve(schedule_of(PARAMS, 0.5, "layer")), "prior")  # GMP: no prior line
+
+
+def test_sample_histogram_counts_exact_zeros_as_pruned_and_clips_to_the_edges():
+    counts = V.sample_histogram([0.0, 0.0, 0.5, -0.5, 2.0, -3.0], limit=1.0, bins=4)
+    assert counts["pruned"].tolist() == [0, 0, 2, 0]  # the two zeros, in the bin that starts at 0
+    assert counts["kept"].tolist() == [1, 1, 0, 2]  # bins are [left, right): -3 (clipped) / -0.5 / 0.5 and 2 (clipped)
+    assert counts["left"].tolist() == [-1.0, -0.5, 0.0, 0.5]
+
+
+def test_common_limit_is_the_largest_quantile():
+    assert V.common_limit([[0.1, -0.4], [0.2, 0.3]], quantile=1.0) == pytest.approx(0.4)
+    assert V.common_limit([[], [0.0, 0.0]]) == 1.0  # nothing to scale by
+
+
+def test_prior_curves_integrate_to_the_component_weights():
+    x = np.linspace(-2, 2, 40001)
+    rows = V.prior_curves(0.3, 1e-3, 0.1, x, scale=10.0)
+    dx = x[1] - x[0]
+    slab = sum(r["density"] for r in rows if r["component"].startswith("prior slab")) * dx
+    spike = sum(r["density"] for r in rows if r["component"].startswith("prior spike")) * dx
+    assert slab == pytest.approx(0.3 * 10.0, rel=1e-3) and spike == pytest.approx(0.7 * 10.0, rel=1e-3)
+    assert 0.0 in V.curve_grid(0.1, 240)  # odd number of points: the spike at 0 is on the grid
+
+
+def test_nonzero_fit_ignores_zeros_and_needs_enough_weights():
+    rng = np.random.default_rng(0)
+    sample = np.concatenate([np.zeros(5000), rng.normal(0, 0.05, 3000)])
+    fit = V.nonzero_fit(sample, 1)
+    assert fit.n_fitted == 3000 and fit.components[0].std == pytest.approx(0.05, rel=0.05)
+    assert V.nonzero_fit([0.0] * 100 + [0.1] * 5, 2) is None
+
+
+def test_history_and_sds_rows():
+    history = [
+        {"step": 0, "target_sparsity": 0.0, "sparsity": 0.0, "loss": None, "metric": "accuracy", "value": 0.8, "held_out_loss": 0.5, "sample": [1.0]},
+        {"step": 5, "target_sparsity": 0.3, "sparsity": 0.25, "loss": 0.6, "metric": "accuracy", "value": 0.7, "held_out_loss": 0.55, "sample": [0.0]},
+    ]
+    assert "sample" not in V.history_rows(history)[0]
+    curves = V.training_curves(history)
+    assert {(r["step"], r["series"]) for r in curves} == {
+        (0, "held-out accuracy"), (0, "held-out loss"), (5, "held-out accuracy"), (5, "held-out loss"), (5, "training loss (mean since last snapshot)")}
+    assert V.reached_sparsity(history)[1] == {"step": 5, "series": "sparsity reached (exact zeros)", "value": 0.25}
+    layers = {"a": {"relative_error_first_sparse": 0.3, "relative_error_sparse_again": 0.2, "relative_error_final": 0.1, "adjusted": True}}
+    errors = V.sds_layer_errors(layers)
+    assert [(r["stage"], r["error"]) for r in errors] == [("first sparse", 0.3), ("sparse again (before adjustment)", 0.2), ("final", 0.1)]
+    stages = V.sds_stage_rows([{"stage": "dense", "zero_fraction": 0.0, "sample": []}])
+    assert stages[0]["stage"] == "dense" and stages[0]["value"] is None and math.isfinite(stages[0]["zero_fraction"])
