@@ -32,6 +32,34 @@ def metric_title(metric: str) -> str:
 
 
 # ---------------------------------------------------------------- Weights view
+def histogram_columns(counts: dict, layer: str | None = None) -> dict:
+    """Long form of ``pruning.distribution.split_counts`` output: one row per bin and status
+    (``left, right, count, status`` and, with ``layer``, a panel label)."""
+    import numpy as np
+
+    n = len(counts["left"])
+    cols = {
+        "left": np.tile(counts["left"], 2),
+        "right": np.tile(counts["right"], 2),
+        "count": np.concatenate([counts["kept"], counts["pruned"]]),
+        "status": np.repeat(np.array(["kept", "pruned"], dtype=object), n),
+    }
+    if layer is not None:
+        cols["layer"] = np.full(2 * n, layer, dtype=object)
+    return cols
+
+
+def histogram_frame(counts: dict) -> pd.DataFrame:
+    return pd.DataFrame(histogram_columns(counts))
+
+
+def concat_columns(parts: list[dict]) -> pd.DataFrame:
+    """One DataFrame from several ``histogram_columns`` dicts (small-multiple panels)."""
+    import numpy as np
+
+    return pd.DataFrame({c: np.concatenate([p[c] for p in parts]) for c in parts[0]})
+
+
 def _stacked(bins: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     """Add ``y0, y1``: pruned at the bottom of each bin, kept on top (bars with x and x2 need explicit y and y2)."""
     import numpy as np
@@ -60,15 +88,18 @@ def weight_histogram(
     lines: pd.DataFrame | None = None,
     log_count: bool = False,
     title: str = "",
+    y_max: float | None = None,
 ) -> alt.Chart:
     """Histogram of weights, kept and pruned in two colours, with optional mixture curves and vertical lines.
 
     ``bins``: ``left, right, count, status`` (status "kept" or "pruned").
     ``curves``: ``x, component, density`` (density in weights per bin).
     ``lines``: ``x, label`` (e.g. the pruning threshold and the spike/slab crossing).
+    ``y_max`` fixes the count axis (curves taller than it, such as a prior's narrow spike, are cut at the top).
     """
     _require(bins, ["left", "right", "count", "status"], "weight_histogram")
-    y_scale = alt.Scale(type="symlog") if log_count else alt.Scale()
+    domain = {"domain": [0, y_max], "clamp": True} if y_max else {}
+    y_scale = alt.Scale(type="symlog", **domain) if log_count else alt.Scale(**domain)
     y_title = "count (weights per bin, log scale)" if log_count else "count (weights per bin)"
     bars = (
         alt.Chart(_stacked(bins, []))
@@ -92,11 +123,11 @@ def weight_histogram(
         _require(curves, ["x", "component", "density"], "weight_histogram curves")
         layers.append(
             alt.Chart(curves)
-            .mark_line(strokeWidth=2)
+            .mark_line(strokeWidth=2, clip=bool(y_max))
             .encode(
                 x="x:Q",
                 y=alt.Y("density:Q", scale=y_scale),
-                strokeDash=alt.StrokeDash("component:N", title="Gaussian mixture"),
+                strokeDash=alt.StrokeDash("component:N", title="Gaussian mixture", legend=alt.Legend(labelLimit=340)),
                 detail="component:N",
                 color=alt.value("#333333"),
                 tooltip=[
@@ -121,10 +152,11 @@ def weight_histogram(
     return chart.properties(title=title, height=320) if title else chart.properties(height=320)
 
 
-def histogram_grid(bins: pd.DataFrame, columns: int = 6) -> alt.Chart:
-    """Small multiples: one kept/pruned histogram per layer.
+def histogram_grid(bins: pd.DataFrame, columns: int = 6, order: list | None = None, shared_x: bool = False) -> alt.Chart:
+    """Small multiples: one kept/pruned histogram per layer (or per training step: any label in ``layer``).
 
-    ``bins``: ``layer, left, right, count, status``.
+    ``bins``: ``layer, left, right, count, status``. ``order``: panel order (default: sorted labels).
+    ``shared_x``: one weight axis for every panel (to compare snapshots of the same weights).
     """
     _require(bins, ["layer", "left", "right", "count", "status"], "histogram_grid")
     return (
@@ -145,8 +177,8 @@ def histogram_grid(bins: pd.DataFrame, columns: int = 6) -> alt.Chart:
             ],
         )
         .properties(width=150, height=90)
-        .facet(facet=alt.Facet("layer:N", title=None, header=alt.Header(labelFontSize=10)), columns=columns)
-        .resolve_scale(x="independent", y="independent")
+        .facet(facet=alt.Facet("layer:N", title=None, sort=order or "ascending", header=alt.Header(labelFontSize=10)), columns=columns)
+        .resolve_scale(x="shared" if shared_x else "independent", y="independent")
     )
 
 
@@ -417,3 +449,97 @@ def error_curve(df: pd.DataFrame, current: float | None = None) -> alt.Chart:
         x="sparsity:Q", tooltip=[alt.Tooltip("sparsity:Q", title="current sparsity", format=".0%")]
     )
     return alt.layer(lines, rule).properties(height=260)
+
+
+# ---------------------------------------------------------------- Steps view (trained seed methods)
+def schedule_chart(curve: pd.DataFrame, reached: pd.DataFrame | None = None, marks: pd.DataFrame | None = None) -> alt.Chart:
+    """MGPP/GMP schedule over training steps: the cubic target, the sparsity in force, the prior's
+    weight, the sparsity measured at each snapshot, and rules at t0 and t1.
+
+    ``curve``: ``step, series, value`` (fractions 0-1); ``reached``: ``step, series, value`` (points);
+    ``marks``: ``step, label``.
+    """
+    _require(curve, ["step", "series", "value"], "schedule_chart")
+    color = alt.Color("series:N", title=None, scale=alt.Scale(range=["#1f77b4", "#d62728", "#2ca02c"]), legend=alt.Legend(orient="bottom", columns=2, labelLimit=400))
+    x = alt.X("step:Q", title="training step", axis=alt.Axis(format="d", tickMinStep=1))
+    y = alt.Y("value:Q", title="fraction (sparsity, or lam_t / lam)", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"))
+    tooltip = [alt.Tooltip("series:N"), alt.Tooltip("step:Q"), alt.Tooltip("value:Q", format=".1%")]
+    layers = [alt.Chart(curve).mark_line(strokeWidth=2).encode(x=x, y=y, color=color, tooltip=tooltip)]
+    if reached is not None and len(reached):
+        _require(reached, ["step", "series", "value"], "schedule_chart reached")
+        layers.append(
+            alt.Chart(reached)
+            .mark_point(size=80, filled=True, color="black")
+            .encode(x="step:Q", y=y, shape=alt.Shape("series:N", title=None, scale=alt.Scale(range=["diamond"]), legend=alt.Legend(orient="bottom")), tooltip=tooltip)
+        )
+    if marks is not None and len(marks):
+        _require(marks, ["step", "label"], "schedule_chart marks")
+        layers.append(
+            alt.Chart(marks).mark_rule(color="#888888", strokeDash=[4, 3]).encode(x="step:Q", tooltip=[alt.Tooltip("label:N"), alt.Tooltip("step:Q")])
+        )
+    return alt.layer(*layers).resolve_scale(color="independent").properties(height=300)
+
+
+def training_chart(df: pd.DataFrame) -> alt.Chart:
+    """Held-out metric and losses over training steps, one panel each.
+
+    ``df``: ``step, series, value, panel``.
+    """
+    _require(df, ["step", "series", "value", "panel"], "training_chart")
+    charts = []
+    for panel in dict.fromkeys(df["panel"]):
+        part = df[df["panel"] == panel]
+        title = metric_title(panel) if panel != "loss" else "loss (cross-entropy, nats)"
+        charts.append(
+            alt.Chart(part)
+            .mark_line(point=True)
+            .encode(
+                x=alt.X("step:Q", title="training step"),
+                y=alt.Y("value:Q", title=title, scale=alt.Scale(zero=False)),
+                color=alt.Color("series:N", title=None, legend=alt.Legend(orient="bottom", labelLimit=300)),
+                tooltip=[alt.Tooltip("series:N"), alt.Tooltip("step:Q"), alt.Tooltip("value:Q", format=".4g")],
+            )
+            .properties(width=340, height=240)
+        )
+    return alt.hconcat(*charts).resolve_scale(color="independent")
+
+
+def stage_bars(df: pd.DataFrame, metric: str, order: list | None = None) -> alt.Chart:
+    """The task metric after each stage of a method (SDS: dense, sparse, dense step, sparse again).
+
+    ``df``: ``stage, value``.
+    """
+    _require(df, ["stage", "value"], "stage_bars")
+    order = order or list(dict.fromkeys(df["stage"]))
+    return (
+        alt.Chart(df)
+        .mark_bar()
+        .encode(
+            x=alt.X("stage:N", sort=order, title="after stage", axis=alt.Axis(labelAngle=0)),
+            y=alt.Y("value:Q", title=metric_title(metric) + " on held-out training data", scale=alt.Scale(zero=metric != "accuracy")),
+            color=alt.Color("stage:N", sort=order, legend=None, scale=alt.Scale(scheme="tableau10")),
+            tooltip=[alt.Tooltip("stage:N"), alt.Tooltip("value:Q", title=metric, format=".4g")],
+        )
+        .properties(height=260)
+    )
+
+
+def layer_error_chart(df: pd.DataFrame, order: list | None = None) -> alt.Chart:
+    """Per-layer relative reconstruction error at each SDS stage (log scale).
+
+    ``df``: ``layer, stage, error``; ``order``: the layers in model order.
+    """
+    _require(df, ["layer", "stage", "error"], "layer_error_chart")
+    order = order or list(dict.fromkeys(df["layer"]))
+    data = df.assign(error=df["error"].clip(lower=1e-8))
+    return (
+        alt.Chart(data)
+        .mark_line(point=True, strokeWidth=1.5)
+        .encode(
+            x=alt.X("layer:N", sort=order, title="layer (model order)", axis=alt.Axis(labelAngle=-60, labelLimit=160, labelOverlap=True)),
+            y=alt.Y("error:Q", title="relative error ||W_d X - W X||^2 / ||W_d X||^2 (log)", scale=alt.Scale(type="log")),
+            color=alt.Color("stage:N", title="weights", legend=alt.Legend(orient="bottom", labelLimit=300)),
+            tooltip=[alt.Tooltip("layer:N"), alt.Tooltip("stage:N"), alt.Tooltip("error:Q", format=".3e")],
+        )
+        .properties(height=300)
+    )

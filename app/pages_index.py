@@ -18,6 +18,7 @@ PAGES = [
     PageSpec("weights.py", "Weights", ":material/bar_chart:", "weights"),
     PageSpec("masks.py", "Masks", ":material/grid_on:", "masks"),
     PageSpec("candidates.py", "Random candidates", ":material/casino:", "candidates"),
+    PageSpec("steps.py", "Method steps", ":material/timeline:", "steps"),
     PageSpec("ramp.py", "Sparsity ramp", ":material/trending_down:", "ramp"),
     PageSpec("sensitivity.py", "Layer sensitivity", ":material/tune:", "sensitivity"),
     PageSpec("learn.py", "Learn", ":material/school:", "learn"),

@@ -267,11 +267,12 @@ def ranker(s: Settings, loaded, method_name: str):
         calib = calibration(s, loaded, task_data(s, loaded))
     seed_part = None if method_name == "magnitude" else s.seed
     calib_part = (s.data_key, s.calibration, s.seed) if m.needs_calibration else None
-    key = (s.model_key, method_name, seed_part, calib_part)
+    params = s.params_for(method_name)
+    key = (s.model_key, method_name, seed_part, calib_part, tuple(sorted(params.items())))
 
     def build(job: Job):
         job.progress(0, 1, f"computing {m.label} scores")
-        r = mask_ranker(loaded, method_name, calibration=calib, seed=s.seed, progress=job.progress)
+        r = mask_ranker(loaded, method_name, calibration=calib, seed=s.seed, params=params, progress=job.progress)
         job.progress(1, 2, "ranking scores")
         r.masks(0.5, "layer")  # ranks the scores now, so the first slider move is already fast
         return r
@@ -279,6 +280,22 @@ def ranker(s: Settings, loaded, method_name: str):
     return run_job("ranker", key, f"Scoring every weight with {m.label}", build)
 
 
+
+
+def needs_start(method) -> bool:
+    """Methods that train or run several passes (the seed methods) take minutes on a small CPU:
+    they start when the user asks, after setting their budget, never on a slider move."""
+    return method.family == "seed" or method.needs_training_data
+
+
+class NotStarted(Exception):
+    """A slow method's result was asked for and nobody has started it yet; ``start()`` starts it
+    (as a shared background job). The page shows a button that calls it (see ``ui.guarded``)."""
+
+    def __init__(self, method, start: Callable[[], Job]):
+        super().__init__(f"{method.label} has not been run at these settings yet")
+        self.method = method
+        self.start = start
 
 
 @dataclass
@@ -291,6 +308,7 @@ class MaskSet:
     masks: dict
     weights: dict | None = None
     info: dict = field(default_factory=dict)
+    other: dict | None = None  # parameters a trained method fine-tuned besides the pruned layers (module layout)
 
     ident: tuple = ()  # everything that produced these masks (model, data, calibration, seed): a safe cache key
 
@@ -299,11 +317,15 @@ class MaskSet:
         return (self.method, self.granularity, round(self.sparsity, 6)) + self.ident
 
 
-def masks(s: Settings, loaded, method: str | None = None, sparsity: float | None = None, granularity: str | None = None) -> MaskSet:
+def masks(
+    s: Settings, loaded, method: str | None = None, sparsity: float | None = None, granularity: str | None = None, on_partial=None
+) -> MaskSet:
     """Masks for the session's settings (or the given overrides of them).
 
     Score-based methods re-threshold cached ranks (milliseconds); others run
-    ``pruning.prune.prune`` once per setting, as a cached job.
+    ``pruning.prune.prune`` once per setting, as a cached job. ``on_partial(entries)``
+    is called while such a job runs with what the method has reported so far
+    (MGPP/GMP snapshots, SDS stages), so a page can draw them live.
     """
     from pruning.masks import parse_granularity, validate_sparsity
 
@@ -313,7 +335,9 @@ def masks(s: Settings, loaded, method: str | None = None, sparsity: float | None
     m = method_info(method)
     if str(g) not in m.granularities and not (g.is_nm and "2:4" in m.granularities):
         raise PruneScopeError(f"{m.label} does not support granularity {g}; it supports {', '.join(m.granularities)}")
-    ident = (s.model_key, s.data_key if (m.needs_calibration or m.needs_training_data) else None, s.calibration, s.seed)
+    params = s.params_for(method)
+    param_part = tuple(sorted(params.items()))
+    ident = (s.model_key, s.data_key if (m.needs_calibration or m.needs_training_data) else None, s.calibration, s.seed, param_part)
     if m.score_based:
         r = ranker(s, loaded, method)
         return MaskSet(method, sparsity, str(g), r.masks(sparsity, g), ident=ident)
@@ -321,21 +345,35 @@ def masks(s: Settings, loaded, method: str | None = None, sparsity: float | None
         raise PruneScopeError(f"{m.label} trains on the task, and this model has no task head")
     data = task_data(s, loaded) if (m.needs_calibration or m.needs_training_data) else None
     calib = calibration(s, loaded, data) if m.needs_calibration else None
-    key = (s.model_key, s.data_key, method, str(g), round(sparsity, 6), s.calibration, s.seed)
+    key = (s.model_key, s.data_key, method, str(g), round(sparsity, 6), s.calibration, s.seed, param_part)
 
     def run(job: Job):
         from pruning.prune import prune
 
-        return prune(loaded, method, sparsity, str(g), calibration=calib, seed=s.seed, progress=job.progress, data=data)
+        def observe(kind: str, entry: dict) -> None:
+            job.partial.append(entry)
 
-    result = run_job("prune", key, f"Pruning with {m.label} at {sparsity:.0%} ({g})", run)
-    return MaskSet(method, sparsity, str(g), result.masks, result.weights, dict(result.info), ident)
+        return prune(
+            loaded, method, sparsity, str(g), calibration=calib, seed=s.seed, progress=job.progress, data=data, params=params, observe=observe
+        )
+
+    label = f"Pruning with {m.label} at {sparsity:.0%} ({g})"
+    if needs_start(m) and store().peek("prune", key) is None:
+        raise NotStarted(m, lambda: store().get_or_start("prune", key, label, run))
+    result = run_job("prune", key, label, run, on_partial)
+    other = dict(getattr(result, "other_params", None) or {}) or None
+    return MaskSet(method, sparsity, str(g), result.masks, result.weights, dict(result.info), other=other, ident=ident)
 
 
 def overrides(loaded, mask_set: MaskSet) -> dict:
+    """Overrides that evaluate the pruned model: masked (and updated) layers, plus whatever else a
+    trained method fine-tuned (biases, LayerNorms, the head)."""
     from pruning.prune import masked_overrides
 
-    return masked_overrides(loaded, mask_set.masks, mask_set.weights)
+    out = masked_overrides(loaded, mask_set.masks, mask_set.weights)
+    for key, value in (mask_set.other or {}).items():
+        out[key] = value.to(loaded.model.get_parameter(key).dtype)
+    return out
 
 
 def evaluation(s: Settings, loaded, data, mask_set: MaskSet | None = None) -> dict:

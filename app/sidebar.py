@@ -53,6 +53,42 @@ def _method_options() -> tuple[list[str], dict]:
     return list(methods), methods
 
 
+def param_widgets(method) -> None:
+    """One widget per registry parameter of ``method`` (keys ``ps_param_<method>_<name>``)."""
+    for name, param in method.params.items():
+        key = state.param_key(method.name, name)
+        if key not in st.session_state:
+            st.session_state[key] = param.default
+        label, help_text = name, param.help
+        if param.choices is not None:
+            st.selectbox(label, list(param.choices), key=key, help=help_text)
+        elif isinstance(param.default, bool):
+            st.checkbox(label, key=key, help=help_text)
+        elif isinstance(param.default, int):
+            lo = None if param.minimum is None else int(param.minimum)
+            hi = None if param.maximum is None else int(param.maximum)
+            st.number_input(label, min_value=lo, max_value=hi, step=1, key=key, help=help_text)
+        elif isinstance(param.default, float):
+            small = 0 < abs(param.default) < 1e-3
+            st.number_input(
+                label,
+                min_value=None if param.minimum is None else float(param.minimum),
+                max_value=None if param.maximum is None else float(param.maximum),
+                step=abs(param.default) / 10 if small else (abs(param.default) / 10 if param.default else 0.01),
+                format="%.2e" if small else "%.4g",
+                key=key,
+                help=help_text,
+            )
+        else:
+            st.text_input(label, key=key, help=help_text)
+    st.button("Reset to defaults", key=f"btn_param_reset_{method.name}", on_click=_reset_params, args=(method,))
+
+
+def _reset_params(method) -> None:
+    for name, param in method.params.items():
+        st.session_state[state.param_key(method.name, name)] = param.default
+
+
 def render() -> state.Settings:
     """Draw the sidebar and return this session's settings."""
     state.init_defaults()
@@ -108,6 +144,9 @@ def render() -> state.Settings:
     method = methods.get(st.session_state["ps_method"])
     if method is not None:
         sb.caption(method.summary)
+        if method.params:
+            with sb.expander(f"Parameters of {method.name}"):
+                param_widgets(method)
 
     from pruning.masks import GRANULARITY_LABELS
 

@@ -93,6 +93,11 @@ class Settings:
     calibration: int
     eval_size: int
     seed: int
+    params: tuple = ()  # (name, value) of the chosen method's parameters that differ from their defaults
+
+    def params_for(self, method: str) -> dict:
+        """The parameters set in the sidebar for ``method`` (only the chosen method has any)."""
+        return dict(self.params) if method == self.method else {}
 
     @property
     def model_key(self) -> tuple:
@@ -101,6 +106,27 @@ class Settings:
     @property
     def data_key(self) -> tuple:
         return (self.data_source, self.text_column, self.label_column)
+
+
+def param_key(method: str, name: str) -> str:
+    """Session-state key of one method parameter's widget."""
+    return f"ps_param_{method}_{name}"
+
+
+def method_params(method: str) -> tuple:
+    """``(name, value)`` pairs of ``method``'s parameters whose widgets differ from the defaults."""
+    try:
+        from pruning.registry import get_method
+
+        spec = get_method(method)
+    except Exception:  # noqa: BLE001 - an unknown method has no parameters to read
+        return ()
+    out = []
+    for name, param in spec.params.items():
+        value = st.session_state.get(param_key(method, name), param.default)
+        if value != param.default:
+            out.append((name, value))
+    return tuple(out)
 
 
 def current() -> Settings:
@@ -131,4 +157,5 @@ def current() -> Settings:
         calibration=int(s["ps_calibration"]),
         eval_size=int(s["ps_eval_size"]),
         seed=int(s["ps_seed"]),
+        params=method_params(s["ps_method"]),
     )

@@ -29,6 +29,8 @@ def guarded(body: Callable[[], None]) -> None:
             _profiled(body, profile_to)
         else:
             body()
+    except resources.NotStarted as exc:
+        start_button(exc)
     except PruneScopeError as exc:
         st.error(str(exc))
     except ImportError as exc:
@@ -40,6 +42,19 @@ def guarded(body: Callable[[], None]) -> None:
         st.error(f"Something went wrong: {type(exc).__name__}: {exc}")
         with st.expander("Details"):
             st.code("".join(traceback.format_exception(exc)), language="text")
+
+
+def start_button(exc) -> None:
+    """Say what a slow method will do and offer to run it (its parameters are in the sidebar)."""
+    m = exc.method
+    budget = ", ".join(f"{k}={v}" for k, v in state.current().params) or "its default budget"
+    st.info(
+        f"**{m.label}** {'trains a copy of the model' if m.needs_training_data else 'runs several passes over the model'}: "
+        f"minutes on a small CPU, so it starts only when you ask. It will run with {budget}; change that under "
+        f"**Parameters of {m.name}** in the sidebar first if you like. The run goes on in the background if you "
+        "leave this page, and its result is shared with every page and session at the same settings."
+    )
+    st.button(f"Run {m.label}", type="primary", key=f"btn_start_{m.name}", on_click=exc.start)
 
 
 def default(key: str, value):

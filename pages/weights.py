@@ -11,24 +11,6 @@ BINS = 80
 RANGE_QUANTILE = 0.9995  # the histogram spans +-(this quantile of |w|); rarer outliers go to the edge bins
 
 
-def histogram_columns(counts: dict, layer: str | None = None) -> dict:
-    """Long form of ``split_counts`` output as columns: one row per bin and status."""
-    n = len(counts["left"])
-    cols = {
-        "left": np.tile(counts["left"], 2),
-        "right": np.tile(counts["right"], 2),
-        "count": np.concatenate([counts["kept"], counts["pruned"]]),
-        "status": np.repeat(np.array(["kept", "pruned"], dtype=object), n),
-    }
-    if layer is not None:
-        cols["layer"] = np.full(2 * n, layer, dtype=object)
-    return cols
-
-
-def histogram_frame(counts: dict) -> pd.DataFrame:
-    return pd.DataFrame(histogram_columns(counts))
-
-
 def render() -> None:
     st.title("Weights")
     s = ui.settings()
@@ -71,7 +53,7 @@ def render() -> None:
     lines = [{"x": t, "label": "pruning threshold ±t"} for t in (-threshold, threshold)] if threshold > 0 else []
     if spike.crossing is not None:
         lines += [{"x": c, "label": "spike/slab crossing ±w*"} for c in (-spike.crossing, spike.crossing)]
-    chart = charts.weight_histogram(histogram_frame(counts), curves, pd.DataFrame(lines), log_count=log_count, title=layer)
+    chart = charts.weight_histogram(charts.histogram_frame(counts), curves, pd.DataFrame(lines), log_count=log_count, title=layer)
     st.altair_chart(chart, width="stretch")
     st.caption(
         f"{mask.numel():,} weights in {BINS} bins of width {width:.3g} over ±{binned.edges[-1]:.3g} "
@@ -117,8 +99,8 @@ def render() -> None:
         for name in names:
             idx, sample = resources.small_sample(s, loaded, name)
             kept = to_numpy(mask_set.masks[name]).ravel()[idx]
-            parts.append(histogram_columns(histogram(sample, kept, bins=30, hide_zeros=hide_zeros), ui.short_layer(name)))
-        grid = pd.DataFrame({c: np.concatenate([p[c] for p in parts]) for c in parts[0]})
+            parts.append(charts.histogram_columns(histogram(sample, kept, bins=30, hide_zeros=hide_zeros), ui.short_layer(name)))
+        grid = charts.concat_columns(parts)
         st.altair_chart(charts.histogram_grid(grid), width="content")
         st.caption("Each panel: a fixed random sample of 4,000 weights of the layer (all of them when smaller), kept and pruned.")
 

@@ -238,6 +238,73 @@ def test_sidebar_settings_persist_across_pages():
     assert metric(at, "Layer sparsity") == "65.0%"
 
 
+def _set_params(at: AppTest, method: str, params: dict) -> None:
+    for name, value in params.items():
+        at.session_state[f"ps_param_{method}_{name}"] = value
+
+
+MGPP_SMALL = {"steps": 8, "t0": 2, "t1": 6, "interval": 2, "history_points": 4, "holdout": 16, "batch_size": 4}
+
+
+def test_steps_page_offers_the_stepwise_methods():
+    at = open_page("steps")
+    assert_clean(at)
+    assert "prunes in one shot" in at.info[0].value
+    at.button(key="btn_steps_pick_gmp").click().run()
+    assert at.sidebar.selectbox(key="ps_method").value == "gmp"
+
+
+def test_mgpp_waits_for_run_then_shows_its_schedule_and_snapshots():
+    from app import resources
+
+    at = open_page("steps")
+    _set_params(at, "mgpp", MGPP_SMALL)
+    at.sidebar.selectbox(key="ps_method").set_value("mgpp").run()
+    assert_clean(at)
+    # nothing trains before the user asks: a Run button, no job in the shared store
+    assert [b.label for b in at.button if b.key == "btn_start_mgpp"] == ["Run MGPP (mixture Gaussian prior)"]
+    assert "steps=8" in at.info[0].value
+    jobs_before = dict(resources.store()._items.get("prune", {}))
+    assert not [k for k in jobs_before if "mgpp" in k]
+    at.button(key="btn_start_mgpp").click().run()
+    assert_clean(at)
+    assert metric(at, "Snapshot") == "step 8 of 8"
+    assert metric(at, "Sparsity (exact zeros)") == "50.0%"
+    # 4 evenly spaced snapshots (0, 8/3, 16/3, 8 rounded) plus t0 = 2 and t1 = 6
+    assert at.select_slider(key="ps_steps_snapshot").options == ["0", "2", "3", "5", "6", "8"]
+    at.select_slider(key="ps_steps_snapshot").set_value(2).run()
+    assert_clean(at)
+    # the Overview shows the same trained result (evaluated with its fine-tuned head), without a new run
+    at.switch_page("../pages/overview.py").run()
+    assert_clean(at)
+    assert metric(at, "Overall sparsity") == "50.0%"
+    # another budget is another result: the Run button comes back
+    _set_params(at, "mgpp", {**MGPP_SMALL, "steps": 10})
+    at.switch_page("../pages/steps.py").run()
+    assert [b.key for b in at.button if b.key == "btn_start_mgpp"] == ["btn_start_mgpp"]
+
+
+def test_sds_shows_each_stage_and_the_layer_errors():
+    at = open_page("steps")
+    _set_params(at, "sds", {"iters": 5, "adjust_iters": 3, "holdout": 16})
+    at.sidebar.selectbox(key="ps_method").set_value("sds").run()
+    at.button(key="btn_start_sds").click().run()
+    assert_clean(at)
+    assert metric(at, "dense") == "0.0% zeros"
+    assert metric(at, "sparse again") == "50.0% zeros"
+    assert metric(at, "Layers the soft-mask adjustment improved").endswith("of 12")
+    at.radio(key="ps_steps_stage").set_value("dense step").run()
+    assert_clean(at)
+
+
+def test_bad_method_parameter_is_a_message():
+    at = open_page("steps")
+    _set_params(at, "mgpp", {**MGPP_SMALL, "t1": 20})  # t1 after the last step
+    at.sidebar.selectbox(key="ps_method").set_value("mgpp").run()
+    assert not at.exception
+    assert at.error and "t0 <= t1 <= steps" in at.error[0].value
+
+
 def test_parse_sparsities():
     from app.sweeps import parse_sparsities
     from pruning.errors import PruneScopeError

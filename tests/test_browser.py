@@ -295,3 +295,37 @@ def test_two_sessions_never_see_each_others_masks(browser, app_url):
     assert_no_errors(b, "session b")
     a.context.close()
     b.context.close()
+
+
+def test_method_steps_runs_mgpp_on_a_budget_set_in_the_sidebar(browser, app_url, shot_dirs):
+    """A new user's path to MGPP: pick it on the Steps page, set a small budget in the sidebar,
+    press Run, and see the schedule and the snapshots (drawn live, then final)."""
+    only = [p for p in os.environ.get("PRUNESCOPE_SCREENSHOT_PAGES", "").split(",") if p]
+    if only and "steps" not in only:
+        pytest.skip("screenshots limited to other pages")
+    page = browser.new_page(viewport={"width": 1360, "height": 1000})
+    page.set_default_timeout(WAIT_MS)
+    page.goto(app_url + "/steps")
+    settled(page)
+    page.get_by_role("button", name="MGPP: fine-tune").click()
+    settled(page)
+    run = page.get_by_role("button", name="Run MGPP")
+    assert run.count() == 1, "a trained method must wait for the Run button"
+    assert page.locator('[data-testid="stVegaLiteChart"]').count() == 0
+    page.locator('[data-testid="stSidebar"]').get_by_text("Parameters of mgpp").click()
+    budget = {"t0": 10, "t1": 40, "interval": 5, "history_points": 6, "holdout": 128, "steps": 60} if REAL else {
+        "t0": 2, "t1": 8, "interval": 2, "history_points": 4, "holdout": 32, "steps": 12}
+    for label, value in budget.items():
+        box = page.locator('[data-testid="stSidebar"]').get_by_label(label, exact=True)
+        box.fill(str(value))
+        box.press("Enter")
+        settled(page)
+    run.click()
+    settled(page)
+    page.locator('[data-testid="stVegaLiteChart"]').first.wait_for(timeout=WAIT_MS)
+    assert_no_errors(page, "Method steps")
+    assert f"step {budget['steps']} of {budget['steps']}" in numbers(page)
+    assert page.locator('[data-testid="stVegaLiteChart"]').count() >= 3  # schedule, snapshot, grid (+ training)
+    page.get_by_role("heading", name="The same weights over training").scroll_into_view_if_needed()
+    screenshot(page, "steps", shot_dirs)
+    page.close()

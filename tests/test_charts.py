@@ -58,6 +58,42 @@ def test_histogram_grid_facets_by_layer():
     df = pd.concat([hist_frame().assign(layer="a"), hist_frame().assign(layer="b")])
     d = spec(charts.histogram_grid(df, columns=2))
     assert d["facet"]["field"] == "layer" and d["columns"] == 2
+    assert d["resolve"]["scale"]["x"] == "independent"
+
+
+def test_histogram_grid_in_step_order_on_one_axis():
+    df = pd.concat([hist_frame().assign(layer=f"step {n}") for n in (0, 20, 100)])
+    d = spec(charts.histogram_grid(df, order=["step 0", "step 20", "step 100"], shared_x=True))
+    assert d["facet"]["sort"] == ["step 0", "step 20", "step 100"]  # not "step 100" before "step 20"
+    assert d["resolve"]["scale"]["x"] == "shared"
+
+
+def test_weight_histogram_with_a_fixed_count_axis_clips_tall_curves():
+    curves = pd.DataFrame({"x": [-0.1, 0.0, 0.1], "component": ["prior spike"] * 3, "density": [0.0, 1e6, 0.0]})
+    d = spec(charts.weight_histogram(hist_frame(), curves, y_max=6.0))
+    assert d["layer"][0]["encoding"]["y"]["scale"] == {"domain": [0, 6.0], "clamp": True}
+    assert d["layer"][1]["mark"]["clip"] is True
+
+
+def test_steps_view_charts():
+    curve = pd.DataFrame({"step": [0, 1, 0, 1], "series": ["cubic target s_t"] * 2 + ["prior slab weight lam_t / lam"] * 2, "value": [0, 0.3, 1, 0.5]})
+    reached = pd.DataFrame({"step": [1], "series": ["sparsity reached (exact zeros)"], "value": [0.28]})
+    marks = pd.DataFrame({"step": [0, 1], "label": ["t0: first pruning", "t1: last pruning, mask frozen"]})
+    d = spec(charts.schedule_chart(curve, reached, marks))
+    assert len(d["layer"]) == 3 and "training step" in text_of(charts.schedule_chart(curve))
+    training = pd.DataFrame(
+        {"step": [0, 5, 0, 5], "series": ["held-out accuracy"] * 2 + ["held-out loss"] * 2, "value": [0.8, 0.7, 0.5, 0.6], "panel": ["accuracy"] * 2 + ["loss"] * 2}
+    )
+    d = spec(charts.training_chart(training))
+    assert len(d["hconcat"]) == 2 and "accuracy (fraction correct" in text_of(charts.training_chart(training))
+    stages = pd.DataFrame({"stage": ["dense", "sparse", "dense step", "sparse again"], "value": [30.0, 90.0, 40.0, 60.0]})
+    bars = spec(charts.stage_bars(stages, "perplexity"))
+    assert bars["encoding"]["x"]["sort"] == ["dense", "sparse", "dense step", "sparse again"]
+    errors = pd.DataFrame({"layer": ["q", "q", "k", "k"], "stage": ["first sparse", "final"] * 2, "error": [0.2, 0.0, 0.3, 0.1]})
+    d = spec(charts.layer_error_chart(errors))
+    assert d["encoding"]["y"]["scale"]["type"] == "log" and d["encoding"]["x"]["sort"] == ["q", "k"]
+    with pytest.raises(ValueError):
+        charts.layer_error_chart(errors.drop(columns=["error"]))
 
 
 def test_mask_heatmap_block_size_in_tooltip():

@@ -1,0 +1,225 @@
+"""Method steps: what the trained seed methods do over time, drawn while they run and after.
+
+MGPP and GMP: the cubic sparsity schedule, the same sample of weights at every snapshot
+(histogram, MGPP's two prior components, a fitted Gaussian mixture), the held-out metric
+and the losses. SDS: the weights and the metric after each of its three steps, and the
+per-layer reconstruction errors.
+"""
+
+import pandas as pd
+import streamlit as st
+
+from app import charts, resources, ui
+from pruning.seeds import views as V
+from pruning.seeds.mgpp import schedule_curve, schedule_of
+
+STEPWISE = {
+    "mgpp": "MGPP: fine-tune with the spike-and-slab prior while pruning",
+    "gmp": "GMP: the same schedule without the prior",
+    "sds": "SDS: sparse, dense, sparse again",
+}
+BINS, GRID_BINS = 60, 40
+MIXTURE_CHOICES = [2, 1, 3, 4, "bic"]
+
+
+def _choose(name: str) -> None:
+    st.session_state["ps_method"] = name
+
+
+def _intro() -> None:
+    st.markdown(
+        "Some methods do not prune in one shot. **MGPP** fine-tunes the model while a cubic schedule prunes "
+        "more and more of the smallest weights, and a spike-and-slab prior pulls unimportant weights towards zero "
+        "so that pruning them costs little; **GMP** is the same run without the prior. **SDS** prunes in one shot, "
+        "re-densifies every layer towards the dense layer's outputs, and prunes again. This view draws what each "
+        "step did, while the method runs and after."
+    )
+
+
+def render() -> None:
+    st.title("Method steps")
+    s = ui.settings()
+    if s.method not in STEPWISE:
+        _intro()
+        st.info(f"The method in the sidebar, **{s.method}**, prunes in one shot: it has no steps to show. Pick one that has:")
+        for col, (name, label) in zip(st.columns(len(STEPWISE)), STEPWISE.items()):
+            col.button(label, key=f"btn_steps_pick_{name}", on_click=_choose, args=(name,), width="stretch")
+        return
+    loaded = ui.model(s)
+    method = resources.method_info(s.method)
+    params = method.resolve_params(s.params_for(s.method))
+    changed = ", ".join(f"{k}={v}" for k, v in s.params) or "defaults"
+    ui.settings_line(s, loaded, extra=f"parameters: {changed} (sidebar, under the method)")
+    st.caption(method.summary + " Budget and schedule: the method's parameters in the sidebar.")
+    ui.default("ps_steps_k", 2)
+
+    gradual = s.method in ("mgpp", "gmp")
+    schedule = prior = None
+    if gradual:
+        schedule = schedule_of(params, s.sparsity, s.granularity)
+        prior = {k: params[k] for k in ("lam", "v0", "v1")} if s.method == "mgpp" else None
+    live = st.empty()
+
+    def draw_live(entries: list) -> None:
+        with live.container():
+            st.caption("Drawn live: each snapshot appears as the method records it.")
+            if not entries:
+                st.caption("Waiting for the first snapshot ...")
+            elif gradual:
+                draw_gradual(entries, schedule, prior, key=None, seed=s.seed)
+            else:
+                draw_sds(entries, None, key=None, seed=s.seed)
+
+    mask_set = resources.masks(s, loaded, on_partial=draw_live)
+    live.empty()
+    info = mask_set.info
+    if gradual:
+        draw_gradual(info["history"], info["schedule"], info.get("prior"), key=mask_set.key, seed=s.seed)
+    else:
+        draw_sds(info["steps"], info, key=mask_set.key, seed=s.seed)
+    ui.links(("overview", "Test-set metric of the result"), ("weights", "Every layer's weights"), ("masks", "The final masks"))
+
+
+# ---------------------------------------------------------------- MGPP / GMP
+def draw_gradual(history: list, schedule: dict, prior: dict | None, key, seed: int) -> None:
+    """Schedule, weight snapshots and training curves; ``key`` is None while the run is live (no widgets)."""
+    last = history[-1]
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("Snapshot", f"step {last['step']} of {schedule['steps']}")
+    c2.metric("Sparsity (exact zeros)", ui.pct(last["sparsity"]), help=f"target {schedule['s_f']:.1%}; the cubic schedule's value now: {last['target_sparsity']:.1%}")
+    metric = last.get("metric") or "metric"
+    value = last.get("value")
+    c3.metric(f"Held-out {metric}", "n/a" if value is None else (ui.pct(value) if metric == "accuracy" else f"{value:,.2f}"), help="on a held-out slice of the TRAINING data")
+    if prior is not None and last.get("crossing_point") is not None:
+        c4.metric("Prior crossing |w*|", f"{last['crossing_point']:.3g}", help="weights inside ±w* are more likely under the spike: the prior pulls them to zero")
+    else:
+        c4.metric("Training loss", "n/a" if last.get("loss") is None else f"{last['loss']:.3f}")
+
+    st.subheader("Sparsity schedule")
+    curve = pd.DataFrame(schedule_curve(schedule, prior["lam"] if prior else None))
+    reached = pd.DataFrame(V.reached_sparsity(history))
+    marks = pd.DataFrame([{"step": schedule["t0"], "label": "t0: first pruning"}, {"step": schedule["t1"], "label": "t1: last pruning, mask frozen"}])
+    st.altair_chart(charts.schedule_chart(curve, reached, marks), width="stretch")
+    st.caption(
+        f"Cubic schedule from s_i = {schedule['s_i']:.0%} at t0 = {schedule['t0']} to s_f = {schedule['s_f']:.0%} at t1 = {schedule['t1']}, "
+        f"pruning every {schedule['interval']} steps in between (magnitude pruning; pruned weights are zeroed and may grow back "
+        "until t1, then the mask is frozen). Diamonds: the share of exact zeros measured at each snapshot."
+        + (" The prior's slab weight lam is annealed linearly to 0.001 lam between t0 and t1, which widens ±w*." if prior else "")
+    )
+
+    st.subheader("The same weights over training")
+    limit = V.common_limit([h["sample"] for h in history])
+    steps = [h["step"] for h in history]
+    if key is None:
+        chosen = last
+    else:
+        if st.session_state.get("ps_steps_snapshot") not in steps:
+            st.session_state["ps_steps_snapshot"] = steps[-1]
+        c1, c2 = st.columns([3, 1])
+        step = c1.select_slider("Snapshot at step", options=steps, key="ps_steps_snapshot")
+        c2.selectbox("Mixture components", MIXTURE_CHOICES, key="ps_steps_k", format_func=lambda v: "chosen by BIC" if v == "bic" else str(v))
+        chosen = history[steps.index(step)]
+    k = st.session_state.get("ps_steps_k", 2)
+    lines = []
+    if prior is not None and chosen.get("crossing_point"):
+        lines = [{"x": x, "label": "prior crossing ±w*"} for x in (-chosen["crossing_point"], chosen["crossing_point"])]
+    prior_now = None if prior is None else {**prior, "lam": chosen.get("lambda") or prior["lam"]}
+    _snapshot_chart(chosen["sample"], limit, f"step {chosen['step']}", (key, chosen["step"]), k, seed, prior_now, lines)
+    parts = [charts.histogram_columns(V.sample_histogram(h["sample"], limit, GRID_BINS), f"step {h['step']}") for h in history]
+    st.altair_chart(charts.histogram_grid(charts.concat_columns(parts), columns=4, order=[f"step {x}" for x in steps], shared_x=True), width="content")
+    st.caption(
+        f"The same {len(last['sample']):,} randomly chosen targeted weights at every snapshot, on one axis (±{limit:.3g}; rarer values in the edge bins). "
+        "Orange: exactly zero (pruned). Curves: a Gaussian mixture fitted to the non-zero weights"
+        + (", and the prior's spike and slab (the spike, variance v0, is a near-vertical line at 0, cut at the top)" if prior else "")
+        + ", in expected counts per bin."
+    )
+
+    st.subheader("Training")
+    curves = pd.DataFrame(V.training_curves(history))
+    if len(curves):
+        st.altair_chart(charts.training_chart(curves), width="content")
+    with st.expander("Every snapshot as a table"):
+        st.dataframe(pd.DataFrame(V.history_rows(history)), hide_index=True, width="stretch")
+
+
+def _snapshot_chart(sample, limit: float, title: str, memo_key, k, seed: int, prior: dict | None, lines: list) -> None:
+    counts = V.sample_histogram(sample, limit, BINS)
+    width = 2 * limit / BINS
+    x = V.curve_grid(limit)
+    if memo_key[0] is None:  # live: not cached, the sample is still changing
+        fit = V.nonzero_fit(sample, k, seed)
+    else:
+        fit = resources.memo(("steps_fit",) + tuple(memo_key) + (k, seed), lambda: V.nonzero_fit(sample, k, seed))
+    rows = []
+    if fit is not None:
+        nonzero = int(sum(1 for v in sample if v != 0))
+        rows += [{**r, "component": f"fit: {r['component']}"} for r in fit.curves(x, scale=nonzero * width)]
+    if prior is not None:
+        rows += V.prior_curves(prior["lam"], prior["v0"], prior["v1"], x, scale=len(sample) * width)
+    kept_top = float(max(counts["kept"]))
+    y_max = 1.3 * kept_top if kept_top > 0 else float(max(counts["pruned"])) or 1.0
+    chart = charts.weight_histogram(charts.histogram_frame(counts), pd.DataFrame(rows), pd.DataFrame(lines), title=title, y_max=y_max)
+    st.altair_chart(chart, width="stretch")
+    zeros = int(sum(counts["pruned"]))
+    if zeros:
+        st.caption(f"{zeros:,} of the {len(sample):,} sampled weights are exactly zero: the orange bar at 0 is cut at the top so the rest stays readable.")
+
+
+# ---------------------------------------------------------------- SDS
+def draw_sds(steps: list, info: dict | None, key, seed: int) -> None:
+    """Weights and metric after each stage; with ``info`` (finished run) also the per-layer errors."""
+    rows = pd.DataFrame(V.sds_stage_rows(steps))
+    labels = list(rows["stage"])
+    c = st.columns(len(V.SDS_STAGES))
+    for col, r in zip(c, rows.to_dict("records")):
+        value = r["value"]
+        shown = "" if value is None else (f" · {ui.pct(value)}" if r["metric"] == "accuracy" else f" · ppl {value:,.1f}")
+        col.metric(r["stage"], f"{r['zero_fraction']:.1%} zeros", help=r["what"] + (f"; held-out {r['metric']}{shown}" if shown else ""))
+
+    st.subheader("Weights after each step")
+    limit = V.common_limit([x["sample"] for x in steps])
+    parts = [charts.histogram_columns(V.sample_histogram(x["sample"], limit, GRID_BINS), x["stage"]) for x in steps]
+    st.altair_chart(charts.histogram_grid(charts.concat_columns(parts), columns=4, order=labels, shared_x=True), width="content")
+    st.caption(
+        f"The same {len(steps[0]['sample']):,} randomly chosen targeted weights after each step, on one axis (±{limit:.3g}). "
+        "Orange: exactly zero. The dense step lets every weight move again (L1 keeps it sparse-friendly), so its panel has few zeros."
+    )
+    if key is not None:
+        ui.default("ps_steps_stage", labels[-1])
+        if st.session_state.get("ps_steps_stage") not in labels:
+            st.session_state["ps_steps_stage"] = labels[-1]
+        c1, c2 = st.columns([3, 1])
+        stage = c1.radio("Look closer at", labels, key="ps_steps_stage", horizontal=True)
+        c2.selectbox("Mixture components", MIXTURE_CHOICES, key="ps_steps_k", format_func=lambda v: "chosen by BIC" if v == "bic" else str(v))
+        chosen = steps[labels.index(stage)]
+        _snapshot_chart(chosen["sample"], limit, stage, (key, stage), st.session_state.get("ps_steps_k", 2), seed, None, [])
+
+    metric_rows = rows.dropna(subset=["value"])
+    st.subheader("Metric after each step")
+    if len(metric_rows):
+        metric = metric_rows["metric"].iloc[0]
+        st.altair_chart(charts.stage_bars(metric_rows[["stage", "value"]], metric, order=labels), width="stretch")
+        held = (info or {}).get("held_out") or {}
+        st.caption(f"Held-out slice of the TRAINING data ({held.get('examples', '?')} examples); the test-set figure of the final model is on the Overview.")
+    else:
+        st.caption("Not tracked in this run (parameter track_metric is off).")
+    st.dataframe(rows, hide_index=True, width="stretch", column_config={"zero_fraction": st.column_config.NumberColumn(format="percent")})
+
+    if info is None:
+        return
+    st.subheader("Per-layer reconstruction error")
+    n = len(info["layers"])
+    c1, c2 = st.columns(2)
+    c1.metric("Layers the soft-mask adjustment improved", f"{info['layers_adjusted']} of {n}", help="the others keep the re-pruned weights (the step is skipped)")
+    c2.metric("Layers where the second pruning beats the first", f"{info['layers_where_second_pruning_beats_first']} of {n}")
+    errors = pd.DataFrame(V.sds_layer_errors(info["layers"]))
+    errors["layer"] = errors["layer"].map(ui.short_layer)
+    st.altair_chart(charts.layer_error_chart(errors, order=[ui.short_layer(x) for x in info["layers"]]), width="stretch")
+    st.caption(
+        "Relative error of each layer's output against the dense layer, on the re-pruned model's inputs: after the first "
+        "one-shot pruning, after the second one (on the re-densified weights), and after the adjustment (final). "
+        "Lower is better; SDS helps where the second and final points sit below the first."
+    )
+
+
+ui.guarded(render)
