@@ -9,6 +9,8 @@ overrides). No downloads.
 
 from __future__ import annotations
 
+import random
+
 import pytest
 import torch
 
@@ -145,3 +147,33 @@ def tiny_gpt2():
         torch.manual_seed(0)
         model = GPT2LMHeadModel(config)
     return _loaded("tiny-gpt2", model, tokenizer, "causal-lm", 128)
+
+
+# ---------------------------------------------------------------- tiny task data (seed methods train on it)
+POS = "good great fine fun love best funny".split()
+NEG = "bad awful boring dull hate worst".split()
+
+
+@pytest.fixture(scope="session")
+def tiny_sentiment():
+    from pruning.data import ClassificationData
+
+    rng = random.Random(0)
+    texts, labels = [], []
+    for i in range(96):
+        y = i % 2
+        words = [rng.choice(POS if y else NEG)] + [rng.choice("the film was very it this a".split()) for _ in range(4)]
+        rng.shuffle(words)
+        texts.append(" ".join(words))
+        labels.append(y)
+    return ClassificationData("tiny-sentiment", {"train": (texts, labels)}, ["negative", "positive"])
+
+
+@pytest.fixture(scope="session")
+def tiny_text():
+    from pruning.data import LMText
+
+    rng = random.Random(0)
+    words = "the film was very good and the story was bad but the actor is great".split()
+    train = " ".join(rng.choice(words) for _ in range(600))
+    return LMText("tiny-text", train[:300], train)

@@ -313,3 +313,19 @@ def test_parse_sparsities():
     for bad in ("1.0", "-0.1", "abc", " , "):
         with pytest.raises(PruneScopeError):
             parse_sparsities(bad)
+
+
+def test_trained_results_are_evaluated_with_their_fine_tuned_parameters(tiny_bert, tiny_sentiment):
+    """A trained method fine-tunes biases, LayerNorms and the head too: the app's overrides must carry them."""
+    import torch
+
+    from app.resources import MaskSet, overrides
+    from pruning.prune import prune
+
+    params = {"steps": 3, "t0": 1, "t1": 2, "interval": 1, "history_points": 2, "holdout": 16, "batch_size": 4}
+    result = prune(tiny_bert, "gmp", 0.5, "layer", data=tiny_sentiment, params=params)
+    assert result.other_params  # the classifier head at least
+    mask_set = MaskSet("gmp", 0.5, "layer", result.masks, result.weights, other=result.other_params)
+    ours, reference = overrides(tiny_bert, mask_set), result.overrides(tiny_bert)
+    assert set(ours) == set(reference)
+    assert all(torch.equal(ours[k], reference[k]) for k in ours)
