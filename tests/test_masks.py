@@ -103,6 +103,21 @@ def test_nm_masks_are_valid_and_exact(n, m):
     assert overall_sparsity({"w": mask}) == pytest.approx(n / m)
 
 
+@pytest.mark.parametrize("n,m", [(1, 4), (2, 4), (3, 4), (1, 2), (4, 8), (5, 8)])
+def test_nm_masks_match_a_brute_force_ranking_with_many_ties(n, m):
+    g = torch.Generator().manual_seed(n * 10 + m)
+    scores = torch.randint(0, 3, (6, 4 * m), generator=g).float()  # three levels: ties everywhere
+    scores[0, :m] = float("nan")  # NaN scores rank below everything
+    expected = torch.zeros_like(scores, dtype=torch.bool)
+    for r in range(scores.shape[0]):
+        for start in range(0, scores.shape[1], m):
+            idx = list(range(start, start + m))
+            key = lambda j: (-(float("-inf") if torch.isnan(scores[r, j]) else float(scores[r, j])), j)  # noqa: E731
+            for j in sorted(idx, key=key)[: m - n]:
+                expected[r, j] = True
+    assert torch.equal(nm_mask(scores, n, m), expected)
+
+
 def test_nm_checker_finds_violations():
     mask = torch.tensor([[True, True, True, False, True, True, False, False]])
     assert nm_violations(mask, 2, 4) == 1
