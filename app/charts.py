@@ -454,13 +454,13 @@ def error_curve(df: pd.DataFrame, current: float | None = None) -> alt.Chart:
 # ---------------------------------------------------------------- Steps view (trained seed methods)
 def schedule_chart(curve: pd.DataFrame, reached: pd.DataFrame | None = None, marks: pd.DataFrame | None = None) -> alt.Chart:
     """MGPP/GMP schedule over training steps: the cubic target, the sparsity in force, the prior's
-    weight, the sparsity measured at each snapshot, and rules at t0 and t1.
+    weight, what was measured at each snapshot (black points, one shape per series), and rules at t0 and t1.
 
     ``curve``: ``step, series, value`` (fractions 0-1); ``reached``: ``step, series, value`` (points);
     ``marks``: ``step, label``.
     """
     _require(curve, ["step", "series", "value"], "schedule_chart")
-    color = alt.Color("series:N", title=None, scale=alt.Scale(range=["#1f77b4", "#d62728", "#2ca02c"]), legend=alt.Legend(orient="bottom", columns=2, labelLimit=400))
+    color = alt.Color("series:N", title=None, scale=alt.Scale(range=["#1f77b4", "#d62728", "#2ca02c"]), legend=alt.Legend(orient="top", columns=3, labelLimit=400))
     x = alt.X("step:Q", title="training step", axis=alt.Axis(format="d", tickMinStep=1))
     y = alt.Y("value:Q", title="fraction (sparsity, or lam_t / lam)", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"))
     tooltip = [alt.Tooltip("series:N"), alt.Tooltip("step:Q"), alt.Tooltip("value:Q", format=".1%")]
@@ -470,7 +470,12 @@ def schedule_chart(curve: pd.DataFrame, reached: pd.DataFrame | None = None, mar
         layers.append(
             alt.Chart(reached)
             .mark_point(size=80, filled=True, color="black")
-            .encode(x="step:Q", y=y, shape=alt.Shape("series:N", title=None, scale=alt.Scale(range=["diamond"]), legend=alt.Legend(orient="bottom")), tooltip=tooltip)
+            .encode(
+                x="step:Q",
+                y=y,
+                shape=alt.Shape("series:N", title=None, scale=alt.Scale(range=["diamond", "circle", "square"]), legend=alt.Legend(orient="bottom", labelLimit=400)),
+                tooltip=tooltip,
+            )
         )
     if marks is not None and len(marks):
         _require(marks, ["step", "label"], "schedule_chart marks")

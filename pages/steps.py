@@ -97,14 +97,21 @@ def draw_gradual(history: list, schedule: dict, prior: dict | None, key, seed: i
 
     st.subheader("Sparsity schedule")
     curve = pd.DataFrame(schedule_curve(schedule, prior["lam"] if prior else None))
-    reached = pd.DataFrame(V.reached_sparsity(history))
+    reached = pd.DataFrame(V.reached_sparsity(history) + V.spike_share(history))
     marks = pd.DataFrame([{"step": schedule["t0"], "label": "t0: first pruning"}, {"step": schedule["t1"], "label": "t1: last pruning, mask frozen"}])
     st.altair_chart(charts.schedule_chart(curve, reached, marks), width="stretch")
     st.caption(
         f"Cubic schedule from s_i = {schedule['s_i']:.0%} at t0 = {schedule['t0']} to s_f = {schedule['s_f']:.0%} at t1 = {schedule['t1']}, "
-        f"pruning every {schedule['interval']} steps in between (magnitude pruning; pruned weights are zeroed and may grow back "
-        "until t1, then the mask is frozen). Diamonds: the share of exact zeros measured at each snapshot."
-        + (" The prior's slab weight lam is annealed linearly to 0.001 lam between t0 and t1, which widens ±w*." if prior else "")
+        f"pruning every {schedule['interval']} steps in between (magnitude pruning at the sidebar's granularity; the paper prunes globally). Until t1 the pruned weights "
+        "are only zeroed: the next optimizer step moves them again, so the exact zeros measured at a snapshot (diamonds) fall back "
+        "between prunings; from t1 the mask is frozen and re-applied every step."
+        + (
+            " Circles: the share of the sampled weights inside the prior's spike (|w| < w*), where its pull towards zero is strong: "
+            "compare it with the diamonds to see how many regrowing weights the prior holds near zero. The slab weight lam is "
+            "annealed linearly to 0.001 lam between t0 and t1, which widens ±w*."
+            if prior
+            else ""
+        )
     )
 
     st.subheader("The same weights over training")

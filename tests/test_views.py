@@ -79,7 +79,10 @@ def test_history_and_sds_rows():
     curves = V.training_curves(history)
     assert {(r["step"], r["series"]) for r in curves} == {
         (0, "held-out accuracy"), (0, "held-out loss"), (5, "held-out accuracy"), (5, "held-out loss"), (5, "training loss (mean since last snapshot)")}
-    assert V.reached_sparsity(history)[1] == {"step": 5, "series": "sparsity reached (exact zeros)", "value": 0.25}
+    assert V.reached_sparsity(history)[1] == {"step": 5, "series": "exact zeros at the snapshot", "value": 0.25}
+    assert V.spike_share(history) == []  # GMP-like snapshots: no crossing point
+    mgpp = [{"step": 3, "crossing_point": 0.01, "sample": [0.0, 0.005, -0.009, 0.02, -0.5]}]
+    assert V.spike_share(mgpp) == [{"step": 3, "series": "inside the prior's spike |w| < w* (sampled weights)", "value": 0.6}]
     layers = {"a": {"relative_error_first_sparse": 0.3, "relative_error_sparse_again": 0.2, "relative_error_final": 0.1, "adjusted": True}}
     errors = V.sds_layer_errors(layers)
     assert [(r["stage"], r["error"]) for r in errors] == [("first sparse", 0.3), ("sparse again (before adjustment)", 0.2), ("final", 0.1)]

@@ -96,7 +96,21 @@ def training_curves(history: Sequence[dict]) -> list[dict]:
 def reached_sparsity(history: Sequence[dict]) -> list[dict]:
     """Rows ``{step, series, value}``: the exact-zero fraction measured at each snapshot (weights
     zeroed before ``t1`` may regrow, so it can sit below the target between prunings)."""
-    return [{"step": h["step"], "series": "sparsity reached (exact zeros)", "value": h["sparsity"]} for h in history]
+    return [{"step": h["step"], "series": "exact zeros at the snapshot", "value": h["sparsity"]} for h in history]
+
+
+def spike_share(history: Sequence[dict]) -> list[dict]:
+    """Rows ``{step, series, value}``: the share of the sampled weights inside MGPP's spike
+    (``|w| < w*`` at that step), exact zeros included. Between prunings the zeroed weights move
+    again; this shows how many the prior holds near zero (GMP snapshots have no ``w*``: no rows)."""
+    rows = []
+    for h in history:
+        w_star = h.get("crossing_point")
+        if w_star is None or not len(h.get("sample", ())):
+            continue
+        values = np.abs(np.asarray(h["sample"], dtype=np.float64))
+        rows.append({"step": h["step"], "series": "inside the prior's spike |w| < w* (sampled weights)", "value": float(np.mean(values < w_star))})
+    return rows
 
 
 def sds_stage_rows(steps: Sequence[dict]) -> list[dict]:
