@@ -516,17 +516,20 @@ def stage_bars(df: pd.DataFrame, metric: str, order: list | None = None) -> alt.
     """
     _require(df, ["stage", "value"], "stage_bars")
     order = order or list(dict.fromkeys(df["stage"]))
-    return (
-        alt.Chart(df)
-        .mark_bar()
-        .encode(
-            x=alt.X("stage:N", sort=order, title="after stage", axis=alt.Axis(labelAngle=0)),
-            y=alt.Y("value:Q", title=metric_title(metric) + " on held-out training data", scale=alt.Scale(zero=metric != "accuracy")),
-            color=alt.Color("stage:N", sort=order, legend=None, scale=alt.Scale(scheme="tableau10")),
-            tooltip=[alt.Tooltip("stage:N"), alt.Tooltip("value:Q", title=metric, format=".4g")],
-        )
-        .properties(height=260)
+    fmt = ".1%" if metric == "accuracy" else ",.2f"
+    base = alt.Chart(df).encode(
+        x=alt.X("stage:N", sort=order, title="after stage", axis=alt.Axis(labelAngle=0)),
+        y=alt.Y(
+            "value:Q",
+            title=metric_title(metric) + " on held-out training data",
+            scale=alt.Scale(domain=[0, 1]) if metric == "accuracy" else alt.Scale(zero=True),
+            axis=alt.Axis(format="%") if metric == "accuracy" else alt.Axis(),
+        ),
+        tooltip=[alt.Tooltip("stage:N"), alt.Tooltip("value:Q", title=metric, format=fmt)],
     )
+    bars = base.mark_bar().encode(color=alt.Color("stage:N", sort=order, legend=None, scale=alt.Scale(scheme="tableau10")))
+    labels = base.mark_text(dy=-8).encode(text=alt.Text("value:Q", format=fmt))
+    return alt.layer(bars, labels).properties(height=260)
 
 
 def layer_error_chart(df: pd.DataFrame, order: list | None = None) -> alt.Chart:
@@ -543,7 +546,7 @@ def layer_error_chart(df: pd.DataFrame, order: list | None = None) -> alt.Chart:
         .encode(
             x=alt.X("layer:N", sort=order, title="layer (model order)", axis=alt.Axis(labelAngle=-60, labelLimit=160, labelOverlap=True)),
             y=alt.Y("error:Q", title="relative error ||W_d X - W X||^2 / ||W_d X||^2 (log)", scale=alt.Scale(type="log")),
-            color=alt.Color("stage:N", title="weights", legend=alt.Legend(orient="bottom", labelLimit=300)),
+            color=alt.Color("stage:N", title="weights", legend=alt.Legend(orient="top", labelLimit=300)),
             tooltip=[alt.Tooltip("layer:N"), alt.Tooltip("stage:N"), alt.Tooltip("error:Q", format=".3e")],
         )
         .properties(height=300)

@@ -87,8 +87,11 @@ def test_steps_view_charts():
     d = spec(charts.training_chart(training))
     assert len(d["hconcat"]) == 2 and "accuracy (fraction correct" in text_of(charts.training_chart(training))
     stages = pd.DataFrame({"stage": ["dense", "sparse", "dense step", "sparse again"], "value": [30.0, 90.0, 40.0, 60.0]})
-    bars = spec(charts.stage_bars(stages, "perplexity"))
+    bars = spec(charts.stage_bars(stages, "perplexity"))["layer"][0]
     assert bars["encoding"]["x"]["sort"] == ["dense", "sparse", "dense step", "sparse again"]
+    assert bars["encoding"]["y"]["scale"] == {"zero": True}  # bars start at zero
+    acc = spec(charts.stage_bars(stages.assign(value=0.6), "accuracy"))["layer"][0]
+    assert acc["encoding"]["y"]["scale"] == {"domain": [0, 1]}  # equal values still draw visible bars
     errors = pd.DataFrame({"layer": ["q", "q", "k", "k"], "stage": ["first sparse", "final"] * 2, "error": [0.2, 0.0, 0.3, 0.1]})
     d = spec(charts.layer_error_chart(errors))
     assert d["encoding"]["y"]["scale"]["type"] == "log" and d["encoding"]["x"]["sort"] == ["q", "k"]
