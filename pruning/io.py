@@ -44,7 +44,23 @@ def build_report(result, loaded, evaluation: dict | None = None) -> dict:
         "updates_weights": result.weights is not None,
         "layers": [{**row, "shape": list(row["shape"])} for row in sparsity_table(result.masks)],
         "evaluation": evaluation,
+        **steps_summary(result.info),
     }
+
+
+def steps_summary(info: dict) -> dict:
+    """What a stepwise method recorded, without the weight samples: MGPP/GMP snapshots
+    (``history``) and SDS stages and per-layer errors (``stages``, ``layer_errors``)."""
+    from .seeds import views
+
+    out = {}
+    if info.get("history"):
+        out["history"] = views.history_rows(info["history"])
+        out["schedule"] = info.get("schedule")
+    if info.get("steps"):
+        out["stages"] = [{k: v for k, v in r.items() if k != "what"} for r in views.sds_stage_rows(info["steps"])]
+        out["layer_errors"] = info.get("layers")
+    return out
 
 
 def write_report(report: dict, path) -> None:

@@ -70,6 +70,28 @@ def _run_cli(*args):
     return subprocess.run([sys.executable, "-m", "pruning", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
+def test_trained_method_records_its_steps_in_the_report(tmp_path, tiny_folder, tiny_csv):
+    single = ["prune", "--model", str(tiny_folder), "--method", "gmp", "--dataset", str(tiny_csv), "--out", str(tmp_path / "x")]
+    assert main(single) == 2  # one file that is not named train: evaluation data only, said in one line
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("train.csv", "test.csv"):
+        (data / name).write_text(tiny_csv.read_text())
+    out = tmp_path / "gmp"
+    params = ["steps=4", "t0=1", "t1=3", "interval=1", "history_points=2", "holdout=8", "batch_size=4"]
+    args = ["prune", "--model", str(tiny_folder), "--method", "gmp", "--sparsity", "0.5", "--dataset", str(data),
+            "--out", str(out), "--no-model"]
+    for p in params:
+        args += ["--param", p]
+    assert main(args) == 0
+    report = read_report(out / "report.json")
+    # 2 evenly spaced snapshots (0 and 4) plus t0 = 1 and t1 = 3; no weight samples in the report
+    assert [h["step"] for h in report["history"]] == [0, 1, 3, 4]
+    assert "sample" not in report["history"][0]
+    assert report["history"][-1]["sparsity"] == pytest.approx(report["overall_sparsity"])
+    assert report["schedule"]["t1"] == 3
+
+
 @pytest.mark.parametrize(
     "args,expected",
     [

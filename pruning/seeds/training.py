@@ -231,7 +231,8 @@ def task_data(
     source = data.name
     if "train" not in data.splits:
         raise PruneScopeError(
-            f"this method fine-tunes and selects on training data, and dataset {data.name} has no train split"
+            f"this method fine-tunes and selects on training data, and dataset {data.name} has no train split: "
+            "give a folder with train and test files (e.g. train.csv and test.csv), or a file whose name says train"
         )
     texts, labels = data.splits["train"]
     mapping = label_mapping(data.label_names, loaded.model)
