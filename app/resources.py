@@ -292,9 +292,10 @@ class NotStarted(Exception):
     """A slow method's result was asked for and nobody has started it yet; ``start()`` starts it
     (as a shared background job). The page shows a button that calls it (see ``ui.guarded``)."""
 
-    def __init__(self, method, start: Callable[[], Job]):
+    def __init__(self, method, params: dict, start: Callable[[], Job]):
         super().__init__(f"{method.label} has not been run at these settings yet")
         self.method = method
+        self.params = params  # the parameters it will run with (those that differ from the defaults)
         self.start = start
 
 
@@ -359,7 +360,7 @@ def masks(
 
     label = f"Pruning with {m.label} at {sparsity:.0%} ({g})"
     if needs_start(m) and store().peek("prune", key) is None:
-        raise NotStarted(m, lambda: store().get_or_start("prune", key, label, run))
+        raise NotStarted(m, params, lambda: store().get_or_start("prune", key, label, run))
     result = run_job("prune", key, label, run, on_partial)
     other = dict(getattr(result, "other_params", None) or {}) or None
     return MaskSet(method, sparsity, str(g), result.masks, result.weights, dict(result.info), other=other, ident=ident)

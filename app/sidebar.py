@@ -74,7 +74,7 @@ def param_widgets(method) -> None:
                 label,
                 min_value=None if param.minimum is None else float(param.minimum),
                 max_value=None if param.maximum is None else float(param.maximum),
-                step=abs(param.default) / 10 if small else (abs(param.default) / 10 if param.default else 0.01),
+                step=abs(param.default) / 10 if param.default else 0.01,
                 format="%.2e" if small else "%.4g",
                 key=key,
                 help=help_text,

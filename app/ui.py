@@ -47,7 +47,7 @@ def guarded(body: Callable[[], None]) -> None:
 def start_button(exc) -> None:
     """Say what a slow method will do and offer to run it (its parameters are in the sidebar)."""
     m = exc.method
-    budget = ", ".join(f"{k}={v}" for k, v in state.current().params) or "its default budget"
+    budget = ", ".join(f"{k}={v}" for k, v in exc.params.items()) or "its default budget"
     st.info(
         f"**{m.label}** {'trains a copy of the model' if m.needs_training_data else 'runs several passes over the model'}: "
         f"minutes on a small CPU, so it starts only when you ask. It will run with {budget}; change that under "
