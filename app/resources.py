@@ -165,7 +165,7 @@ def wait_for(job: Job, kind: str, key, on_partial: Callable[[list], None] | None
         seen = -1
         while not job.done.wait(poll):
             elapsed = time.perf_counter() - job.started
-            bar.progress(job.fraction, text=f"{job.message} ({elapsed:.0f} s)")
+            bar.progress(job.fraction, text=f"{job.message} ({elapsed:.0f} s{remaining(elapsed, job.fraction)})")
             if on_partial is not None and len(job.partial) != seen:
                 seen = len(job.partial)
                 on_partial(list(job.partial))
@@ -174,6 +174,14 @@ def wait_for(job: Job, kind: str, key, on_partial: Callable[[list], None] | None
         store().forget(kind, key, job)
         raise job.error
     return job.value
+
+
+def remaining(elapsed: float, fraction: float) -> str:
+    """``", about 3 min left"`` from the time so far and the share done (nothing until 2% is done)."""
+    if fraction < 0.02 or fraction >= 1.0 or elapsed < 5:
+        return ""
+    left = elapsed * (1.0 - fraction) / fraction
+    return f", about {left:.0f} s left" if left < 90 else f", about {left / 60:.0f} min left"
 
 
 def run_job(kind: str, key, label: str, fn: Callable[[Job], Any], on_partial=None):
@@ -292,11 +300,13 @@ class NotStarted(Exception):
     """A slow method's result was asked for and nobody has started it yet; ``start()`` starts it
     (as a shared background job). The page shows a button that calls it (see ``ui.guarded``)."""
 
-    def __init__(self, method, params: dict, start: Callable[[], Job]):
+    def __init__(self, method, params: dict, start: Callable[[], Job], model_size: int = 0, task: str = ""):
         super().__init__(f"{method.label} has not been run at these settings yet")
         self.method = method
         self.params = params  # the parameters it will run with (those that differ from the defaults)
         self.start = start
+        self.model_size = model_size  # parameters of the model it will train or pass over
+        self.task = task
 
 
 @dataclass
@@ -360,7 +370,8 @@ def masks(
 
     label = f"Pruning with {m.label} at {sparsity:.0%} ({g})"
     if needs_start(m) and store().peek("prune", key) is None:
-        raise NotStarted(m, params, lambda: store().get_or_start("prune", key, label, run))
+        size = sum(p.numel() for p in loaded.model.parameters())
+        raise NotStarted(m, params, lambda: store().get_or_start("prune", key, label, run), model_size=size, task=loaded.task)
     result = run_job("prune", key, label, run, on_partial)
     other = dict(getattr(result, "other_params", None) or {}) or None
     return MaskSet(method, sparsity, str(g), result.masks, result.weights, dict(result.info), other=other, ident=ident)

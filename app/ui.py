@@ -54,6 +54,12 @@ def start_button(exc) -> None:
         f"**Parameters of {m.name}** in the sidebar first if you like. The run goes on in the background if you "
         "leave this page, and its result is shared with every page and session at the same settings."
     )
+    if m.needs_training_data and exc.model_size > 50_000_000:
+        st.warning(
+            f"This model has {exc.model_size / 1e6:.0f}M parameters: every training step costs several times a step on "
+            "minilm-rt (22M), so the default budget can take an hour or more on 2 CPU cores. Lower **steps** first; "
+            "the progress bar shows the time left once the run has started."
+        )
     st.button(f"Run {m.label}", type="primary", key=f"btn_start_{m.name}", on_click=exc.start)
 
 

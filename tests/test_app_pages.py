@@ -329,3 +329,12 @@ def test_trained_results_are_evaluated_with_their_fine_tuned_parameters(tiny_ber
     ours, reference = overrides(tiny_bert, mask_set), result.overrides(tiny_bert)
     assert set(ours) == set(reference)
     assert all(torch.equal(ours[k], reference[k]) for k in ours)
+
+
+def test_time_left_follows_the_share_done():
+    from app.resources import remaining
+
+    assert remaining(10.0, 0.01) == ""  # too early to say
+    assert remaining(10.0, 0.5) == ", about 10 s left"
+    assert remaining(60.0, 0.1) == ", about 9 min left"  # 540 s
+    assert remaining(60.0, 1.0) == ""
