@@ -284,8 +284,10 @@ def layer_overlap_lines(df: pd.DataFrame) -> alt.Chart:
 
 # ---------------------------------------------------------------- Random candidates view
 def candidate_bars(df: pd.DataFrame, value: str, value_title: str, fmt: str = ".3f") -> alt.Chart:
-    """One bar per candidate mask, the chosen one highlighted.
+    """One dot per candidate mask, the chosen one highlighted.
 
+    Dots, not bars: the axis is zoomed to the candidates' range (they often differ in the third
+    decimal), and a bar on a zoomed axis would exaggerate the differences.
     ``df``: ``candidate, <value>, chosen`` (chosen: bool).
     """
     _require(df, ["candidate", value, "chosen"], "candidate_bars")
@@ -294,7 +296,7 @@ def candidate_bars(df: pd.DataFrame, value: str, value_title: str, fmt: str = ".
     pad = (hi - lo) * 0.15 or abs(hi) * 0.01 or 0.01
     return (
         alt.Chart(data)
-        .mark_bar()
+        .mark_point(filled=True, size=160, opacity=1.0)
         .encode(
             x=alt.X("candidate:N", title="candidate mask", sort=list(data["candidate"])),
             y=alt.Y(f"{value}:Q", title=value_title, scale=alt.Scale(domain=[lo - pad, hi + pad], zero=False)),
@@ -550,4 +552,26 @@ def layer_error_chart(df: pd.DataFrame, order: list | None = None) -> alt.Chart:
             tooltip=[alt.Tooltip("layer:N"), alt.Tooltip("stage:N"), alt.Tooltip("error:Q", format=".3e")],
         )
         .properties(height=300)
+    )
+
+
+def early_curves_chart(df: pd.DataFrame, metric: str, n_last: int | None = None) -> alt.Chart:
+    """Held-out metric of each candidate during its early-evaluation fine-tune, the chosen one in red.
+
+    ``df``: ``candidate, step, value, chosen``.
+    """
+    _require(df, ["candidate", "step", "value", "chosen"], "early_curves_chart")
+    data = df.assign(role=df["chosen"].map({True: "chosen", False: "other"}))
+    return (
+        alt.Chart(data)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("step:Q", title="fine-tuning step of the candidate" + (f" (score = mean of the last {n_last} points)" if n_last else "")),
+            y=alt.Y("value:Q", title=metric_title(metric) + " on held-out training data", scale=alt.Scale(zero=False)),
+            color=alt.Color("role:N", scale=CHOSEN_SCALE, title=None),
+            detail="candidate:N",
+            strokeWidth=alt.condition("datum.chosen", alt.value(3), alt.value(1.5)),
+            tooltip=[alt.Tooltip("candidate:N"), alt.Tooltip("step:Q"), alt.Tooltip("value:Q", title=metric, format=".4g"), alt.Tooltip("role:N")],
+        )
+        .properties(height=280)
     )

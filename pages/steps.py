@@ -17,6 +17,7 @@ STEPWISE = {
     "mgpp": "MGPP: fine-tune with the spike-and-slab prior while pruning",
     "gmp": "GMP: the same schedule without the prior",
     "sds": "SDS: sparse, dense, sparse again",
+    "randomized": "Randomized: sample K masks, keep the best",
 }
 BINS, GRID_BINS = 60, 40
 MIXTURE_CHOICES = [2, 1, 3, 4, "bic"]
@@ -32,7 +33,8 @@ def _intro() -> None:
         "more and more of the smallest weights, and a spike-and-slab prior pulls unimportant weights towards zero "
         "so that pruning them costs little; **GMP** is the same run without the prior. **SDS** prunes in one shot, "
         "re-densifies every layer towards the dense layer's outputs, and prunes again. This view draws what each "
-        "step did, while the method runs and after."
+        "step did, while the method runs and after. **Randomized selection** samples K masks around a criterion and keeps "
+        "the one that does best on held-out training data, after a short fine-tune of each with early evaluation."
     )
 
 
@@ -67,6 +69,8 @@ def render() -> None:
                 st.caption("Waiting for the first snapshot ...")
             elif gradual:
                 draw_gradual(entries, schedule, prior, key=None, seed=s.seed)
+            elif s.method == "randomized":
+                draw_randomized(entries, None, params)
             else:
                 draw_sds(entries, None, key=None, seed=s.seed)
 
@@ -75,6 +79,8 @@ def render() -> None:
     info = mask_set.info
     if gradual:
         draw_gradual(info["history"], info["schedule"], info.get("prior"), key=mask_set.key, seed=s.seed)
+    elif s.method == "randomized":
+        draw_randomized(info["stages"], info, params)
     else:
         draw_sds(info["steps"], info, key=mask_set.key, seed=s.seed)
     ui.links(("overview", "Test-set metric of the result"), ("weights", "Every layer's weights"), ("masks", "The final masks"))
@@ -170,6 +176,47 @@ def _snapshot_chart(sample, limit: float, title: str, memo_key, k, seed: int, pr
     zeros = int(sum(counts["pruned"]))
     if zeros:
         st.caption(f"{zeros:,} of the {len(sample):,} sampled weights are exactly zero: the orange bar at 0 is cut at the top so the rest stays readable.")
+
+
+# ---------------------------------------------------------------- randomized selection
+def draw_randomized(stages: list, info: dict | None, params: dict) -> None:
+    """Per stage: each candidate's selection score and overlap with the deterministic mask, and
+    (early selection) its held-out metric during the short fine-tune."""
+    last = stages[-1]
+    det = last.get("deterministic_metric") or {}
+    metric = det.get("metric", "metric")
+    fmt = ui.pct if metric == "accuracy" else (lambda v: f"{v:,.2f}")
+    early = last.get("selection") == "early"
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("Stage", f"{len(stages)} of {len(info['schedule']) if info else '...'}", help="sparsity rises stage by stage, each starting from the previous winner")
+    c2.metric("Sparsity of this stage", ui.pct(last["sparsity"]))
+    c3.metric("Chosen candidate", f"c{last['chosen'] + 1} of {len(last.get('selection_scores') or [])}")
+    if early and last.get("winner_after_fine_tuning"):
+        c4.metric(f"Winner after fine-tuning ({metric})", fmt(last["winner_after_fine_tuning"]["value"]), help="held-out slice of the TRAINING data")
+    elif det.get("value") is not None:
+        c4.metric(f"Deterministic mask ({metric})", fmt(det["value"]), help="the criterion's own mask, no sampling, no training")
+    for i, stage in enumerate(stages):
+        if len(stages) > 1:
+            st.subheader(f"Stage {i + 1}: {stage['sparsity']:.1%} sparsity")
+        rows = pd.DataFrame(V.candidate_rows(stage))
+        left, right = st.columns(2)
+        title = "early-evaluation score (mean of the last evaluations)" if stage.get("selection") == "early" else f"held-out {metric}, no training"
+        left.altair_chart(charts.candidate_bars(rows, "score", title, ".4g"), width="stretch")
+        if rows["overlap"].notna().all():
+            right.altair_chart(charts.candidate_bars(rows, "overlap", "Jaccard overlap with the deterministic mask", ".3f"), width="stretch")
+        curves = pd.DataFrame(V.early_curve_rows(stage))
+        if len(curves):
+            st.altair_chart(charts.early_curves_chart(curves, metric, params.get("n_last")), width="stretch")
+    st.caption(
+        "Each candidate is a mask sampled around the base criterion's scores (the Random candidates view shows the sampling). "
+        + (
+            f"Early selection fine-tunes every candidate for {params.get('steps')} steps with its mask fixed, evaluates it every "
+            f"{params.get('eval_every')} steps on held-out TRAINING data and scores it by the mean of the last {params.get('n_last')} "
+            f"evaluations; the winner (red) is then fine-tuned for {params.get('final_steps')} more steps."
+            if early
+            else "Cheap selection scores each candidate's masked model on held-out TRAINING data without any training; the best (red) is kept."
+        )
+    )
 
 
 # ---------------------------------------------------------------- SDS

@@ -119,7 +119,8 @@ def prune(
 
     ``observe(kind, entry)``, when given, receives the intermediate results of methods that
     have them while they run: ``("history", snapshot)`` from MGPP/GMP, ``("step", stage)`` from
-    SDS (the same dicts that end up in ``info["history"]`` / ``info["steps"]``).
+    SDS, ``("stage", stage)`` from randomized selection (the same dicts that end up in
+    ``info["history"]`` / ``info["steps"]`` / ``info["stages"]``).
     """
     m = get_method(method)
     ctx = _context(loaded, m, sparsity, granularity, layers, calibration, seed, progress, data, params, observe)

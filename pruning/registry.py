@@ -79,7 +79,7 @@ class PruneContext:
             self.progress(done, total, message)
 
     def emit(self, kind: str, entry: dict) -> None:
-        """Hand an intermediate result (an MGPP snapshot, an SDS stage) to the observer, if any.
+        """Hand an intermediate result (an MGPP snapshot, an SDS step, a randomized stage) to the observer, if any.
 
         ``entry`` is the same dict the method also puts in its final ``info``; observers must
         treat it as read-only.

@@ -297,6 +297,18 @@ def test_sds_shows_each_stage_and_the_layer_errors():
     assert_clean(at)
 
 
+def test_randomized_selection_shows_each_stage_and_the_chosen_candidate():
+    at = open_page("steps")
+    _set_params(at, "randomized", {"k": 3, "steps": 4, "eval_every": 2, "final_steps": 4, "holdout": 16, "batch_size": 4, "stages": 2})
+    at.sidebar.selectbox(key="ps_method").set_value("randomized").run()
+    at.button(key="btn_start_randomized").click().run()
+    assert_clean(at)
+    assert metric(at, "Stage") == "2 of 2"
+    assert metric(at, "Sparsity of this stage") == "50.0%"
+    assert metric(at, "Chosen candidate").endswith("of 3")
+    assert [h.value for h in at.subheader][:2] == ["Stage 1: 29.3% sparsity", "Stage 2: 50.0% sparsity"]
+
+
 def test_bad_method_parameter_is_a_message():
     at = open_page("steps")
     _set_params(at, "mgpp", {**MGPP_SMALL, "t1": 20})  # t1 after the last step

@@ -97,6 +97,9 @@ def test_steps_view_charts():
     assert d["encoding"]["y"]["scale"]["type"] == "log" and d["encoding"]["x"]["sort"] == ["q", "k"]
     with pytest.raises(ValueError):
         charts.layer_error_chart(errors.drop(columns=["error"]))
+    curves = pd.DataFrame({"candidate": ["c1", "c1", "c2", "c2"], "step": [2, 4, 2, 4], "value": [0.6, 0.7, 0.75, 0.8], "chosen": [False, False, True, True]})
+    d = spec(charts.early_curves_chart(curves, "accuracy", n_last=2))
+    assert d["encoding"]["detail"]["field"] == "candidate" and "mean of the last 2" in d["encoding"]["x"]["title"]
 
 
 def test_mask_heatmap_block_size_in_tooltip():
@@ -126,6 +129,10 @@ def test_layer_overlap_and_candidate_bars():
     cand = pd.DataFrame({"candidate": ["c1", "c2"], "score": [0.8, 0.9], "chosen": [False, True]})
     s = text_of(charts.candidate_bars(cand, "score", "held-out accuracy"))
     assert "chosen" in s and "held-out accuracy" in s
+    # equal scores (a tiny model) still get a visible axis around them
+    same = spec(charts.candidate_bars(cand.assign(score=0.5625), "score", "held-out accuracy"))
+    lo, hi = same["encoding"]["y"]["scale"]["domain"]
+    assert lo < 0.5625 < hi and same["mark"]["type"] == "point"
 
 
 def test_ramp_chart_with_dense_reference_and_log_perplexity():

@@ -272,9 +272,11 @@ def test_randomized_multi_stage_nests_masks(tiny_bert, tiny_sentiment):
     from pruning.prune import prune
 
     params = {"k": 2, "selection": "cheap", "stages": 2, "holdout": 16, "base": "magnitude"}
-    result = prune(tiny_bert, "randomized", 0.8, "layer", data=tiny_sentiment, params=params)
+    seen = []
+    result = prune(tiny_bert, "randomized", 0.8, "layer", data=tiny_sentiment, params=params, observe=lambda k, e: seen.append((k, e)))
     assert [round(s, 4) for s in result.info["schedule"]] == [round(1 - 0.2**0.5, 4), 0.8]
     _check_exact(result, 0.8, "layer")
+    assert [k for k, _ in seen] == ["stage", "stage"] and all(a is b for (_, a), b in zip(seen, result.info["stages"]))
 
 
 def test_candidate_pool_for_the_app(tiny_bert, tiny_sentiment):

@@ -88,3 +88,18 @@ def test_history_and_sds_rows():
     assert [(r["stage"], r["error"]) for r in errors] == [("first sparse", 0.3), ("sparse again (before adjustment)", 0.2), ("final", 0.1)]
     stages = V.sds_stage_rows([{"stage": "dense", "zero_fraction": 0.0, "sample": []}])
     assert stages[0]["stage"] == "dense" and stages[0]["value"] is None and math.isfinite(stages[0]["zero_fraction"])
+
+
+def test_candidate_and_early_curve_rows():
+    stage = {
+        "selection_scores": [0.7, 0.8], "overlap_with_deterministic": [0.9, 0.95], "chosen": 1,
+        "early_curves": [[{"step": 2, "value": 0.6}, {"step": 4, "value": 0.7}], [{"step": 2, "value": 0.75}, {"step": 4, "value": 0.8}]],
+    }
+    assert V.candidate_rows(stage) == [
+        {"candidate": "c1", "score": 0.7, "overlap": 0.9, "chosen": False},
+        {"candidate": "c2", "score": 0.8, "overlap": 0.95, "chosen": True},
+    ]
+    rows = V.early_curve_rows(stage)
+    assert [(r["candidate"], r["step"], r["chosen"]) for r in rows] == [("c1", 2, False), ("c1", 4, False), ("c2", 2, True), ("c2", 4, True)]
+    assert V.early_curve_rows({"candidate_scores": [0.5], "chosen": 0}) == []  # cheap selection: no fine-tune
+    assert V.candidate_rows({"candidate_scores": [0.5], "chosen": 0})[0]["chosen"] is True

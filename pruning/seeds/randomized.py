@@ -493,6 +493,7 @@ def _randomized_run(ctx: PruneContext):
             stage["selection_scores"] = stage["candidate_scores"]
         stage["weight_sample"] = sampler.take(T.layer_weights(model, ctx.layers)) if early else []
         stages.append(stage)
+        ctx.emit("stage", stage)
 
     last = stages[-1]
     info = {

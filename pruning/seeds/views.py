@@ -140,3 +140,24 @@ def sds_layer_errors(layers: dict) -> list[dict]:
         ):
             rows.append({"layer": name, "stage": stage, "error": float(v[key]), "adjusted": bool(v["adjusted"])})
     return rows
+
+
+def candidate_rows(stage: dict) -> list[dict]:
+    """One row per candidate of a randomized-selection stage: ``candidate`` (c1, c2, ...),
+    ``score`` (what selection compared: the early-evaluation score, or the cheap held-out metric),
+    ``overlap`` (Jaccard with the deterministic mask) and ``chosen``."""
+    scores = stage.get("selection_scores") or stage.get("candidate_scores") or []
+    overlaps = stage.get("overlap_with_deterministic") or [None] * len(scores)
+    return [
+        {"candidate": f"c{i + 1}", "score": float(v), "overlap": overlaps[i], "chosen": i == stage.get("chosen")}
+        for i, v in enumerate(scores)
+    ]
+
+
+def early_curve_rows(stage: dict) -> list[dict]:
+    """The held-out metric of every candidate during its early-evaluation fine-tune:
+    rows ``{candidate, step, value, chosen}`` (none for cheap selection)."""
+    rows = []
+    for i, curve in enumerate(stage.get("early_curves") or []):
+        rows.extend({"candidate": f"c{i + 1}", "step": c["step"], "value": c["value"], "chosen": i == stage.get("chosen")} for c in curve)
+    return rows
