@@ -93,8 +93,8 @@ def render() -> None:
     st.caption(
         f"Chosen (red): the best held-out {metric}; the deterministic {base} mask scores {fmt(det)}. "
         "The overlap with the deterministic mask shows how far the randomness knob moves the candidates away from it. "
-        "Selection uses held-out TRAINING data, never the test split; the early-evaluation fine-tune of each candidate "
-        "comes with the seed methods."
+        "Selection uses held-out TRAINING data, never the test split. Selection after a short fine-tune of each candidate "
+        "(early evaluation) is the randomized method in the sidebar; the Method steps view draws its candidates' curves."
     )
     table = df.assign(**{f"held-out {metric}": values}).drop(columns=["score"])
     st.dataframe(table, hide_index=True)
