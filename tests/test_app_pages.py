@@ -284,12 +284,18 @@ def test_mgpp_waits_for_run_then_shows_its_schedule_and_snapshots():
     assert [b.key for b in at.button if b.key == "btn_start_mgpp"] == ["btn_start_mgpp"]
 
 
-def test_sds_shows_each_stage_and_the_layer_errors():
+def _run_on_steps_page(method: str, params: dict) -> AppTest:
+    """Open Method steps, set the method's parameters, choose it in the sidebar and press Run."""
     at = open_page("steps")
-    _set_params(at, "sds", {"iters": 5, "adjust_iters": 3, "holdout": 16})
-    at.sidebar.selectbox(key="ps_method").set_value("sds").run()
-    at.button(key="btn_start_sds").click().run()
+    _set_params(at, method, params)
+    at.sidebar.selectbox(key="ps_method").set_value(method).run()
+    at.button(key=f"btn_start_{method}").click().run()
     assert_clean(at)
+    return at
+
+
+def test_sds_shows_each_stage_and_the_layer_errors():
+    at = _run_on_steps_page("sds", {"iters": 5, "adjust_iters": 3, "holdout": 16})
     assert metric(at, "dense") == "0.0% zeros"
     assert metric(at, "sparse again") == "50.0% zeros"
     assert metric(at, "Layers the soft-mask adjustment improved").endswith("of 12")
@@ -298,11 +304,7 @@ def test_sds_shows_each_stage_and_the_layer_errors():
 
 
 def test_randomized_selection_shows_each_stage_and_the_chosen_candidate():
-    at = open_page("steps")
-    _set_params(at, "randomized", {"k": 3, "steps": 4, "eval_every": 2, "final_steps": 4, "holdout": 16, "batch_size": 4, "stages": 2})
-    at.sidebar.selectbox(key="ps_method").set_value("randomized").run()
-    at.button(key="btn_start_randomized").click().run()
-    assert_clean(at)
+    at = _run_on_steps_page("randomized", {"k": 3, "steps": 4, "eval_every": 2, "final_steps": 4, "holdout": 16, "batch_size": 4, "stages": 2})
     assert metric(at, "Stage") == "2 of 2"
     assert metric(at, "Sparsity of this stage") == "50.0%"
     assert metric(at, "Chosen candidate").endswith("of 3")
