@@ -50,10 +50,16 @@ def build_report(result, loaded, evaluation: dict | None = None) -> dict:
 
 def steps_summary(info: dict) -> dict:
     """What a stepwise method recorded, without the weight samples: MGPP/GMP snapshots
-    (``history``) and SDS stages and per-layer errors (``stages``, ``layer_errors``)."""
+    (``history``), SDS stages and per-layer errors (``stages``, ``layer_errors``), and the
+    candidates of each randomized-selection stage (``selection``)."""
     from .seeds import views
 
     out = {}
+    if info.get("stages") and info.get("selection"):
+        out["selection"] = [
+            {"sparsity": st["sparsity"], "rule": st.get("selection"), "candidates": views.candidate_rows(st), "early_curves": st.get("early_curves")}
+            for st in info["stages"]
+        ]
     if info.get("history"):
         out["history"] = views.history_rows(info["history"])
         out["schedule"] = info.get("schedule")

@@ -141,3 +141,14 @@ def test_sweep_and_sensitivity_write_csv_and_json(tmp_path, tiny_folder, tiny_cs
     layers = [r for r in result["rows"] if r["layer"] != "-"]
     assert len(layers) == 12  # 2 blocks x 6 linear layers of the tiny BERT
     assert set(result["suggested_allocation"]) == {r["layer"] for r in layers}
+
+
+def test_report_summarises_randomized_selection_without_weight_samples():
+    from pruning.io import steps_summary
+
+    stage = {"sparsity": 0.5, "selection": "early", "selection_scores": [0.6, 0.7], "overlap_with_deterministic": [0.9, 0.8],
+             "chosen": 1, "early_curves": [[{"step": 2, "value": 0.6}], [{"step": 2, "value": 0.7}]], "weight_sample": [0.1] * 3000}
+    out = steps_summary({"stages": [stage], "selection": "early"})
+    assert [c["chosen"] for c in out["selection"][0]["candidates"]] == [False, True]
+    assert "weight_sample" not in json.dumps(out)
+    assert steps_summary({}) == {}

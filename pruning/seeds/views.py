@@ -1,9 +1,9 @@
 """Plain data for drawing what the trained seed methods did, step by step.
 
-The app's Steps view (and anyone reading a ``PruneResult.info``) turns MGPP/GMP
-snapshots (``info["history"]``) and SDS stages (``info["steps"]``, ``info["layers"]``)
-into tidy rows here; the page only makes DataFrames and charts of them. NumPy only,
-no torch, no Streamlit.
+The app's Method steps view, the CLI report (and anyone reading a ``PruneResult.info``)
+turn MGPP/GMP snapshots (``info["history"]``), SDS stages (``info["steps"]``,
+``info["layers"]``) and randomized-selection stages (``info["stages"]``) into tidy rows
+here; the page only makes DataFrames and charts of them. NumPy only, no torch, no Streamlit.
 
 The weight samples in the snapshots are the same weights every time (a fixed random
 sample of the targeted layers), so histograms of successive snapshots show the same
