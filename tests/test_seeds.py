@@ -255,8 +255,10 @@ def test_randomized_end_to_end(tiny_bert, tiny_sentiment, selection, granularity
 
     before = _checksum(tiny_bert.model)
     params = {"k": 3, "selection": selection, "steps": 2, "eval_every": 1, "final_steps": 2, "holdout": 16, "batch_size": 8}
-    result = prune(tiny_bert, "randomized", 0.7, granularity, data=tiny_sentiment, seed=0, params=params)
+    ticks = []
+    result = prune(tiny_bert, "randomized", 0.7, granularity, data=tiny_sentiment, seed=0, params=params, progress=lambda d, t, m: ticks.append((d, t)))
     _check_exact(result, 0.7, granularity)
+    assert ticks[-1][0] == ticks[-1][1]  # the progress bar ends full
     info = result.info
     assert len(info["selection_scores"]) == 3 and 0 <= info["chosen"] < 3
     assert len(info["candidate_jaccard"]) == 3 and len(info["overlap_with_deterministic"]) == 3
@@ -330,8 +332,12 @@ def test_sds_end_to_end(request, tiny_sentiment, tiny_text, fixture, base, granu
     data = tiny_sentiment if loaded.task == "classification" else tiny_text
     before = _checksum(loaded.model)
     params = {"base": base, "iters": 5, "adjust_iters": 5, "holdout": 16, "lm_holdout": 2}
-    seen = []
-    result = prune(loaded, "sds", 0.6, granularity, calibration=_calibration(loaded), data=data, params=params, observe=lambda k, e: seen.append((k, e)))
+    seen, ticks = [], []
+    result = prune(
+        loaded, "sds", 0.6, granularity, calibration=_calibration(loaded), data=data, params=params,
+        observe=lambda k, e: seen.append((k, e)), progress=lambda done, total, msg: ticks.append((done, total)),
+    )
+    assert ticks[-1][0] == ticks[-1][1]  # the progress bar ends full
     _check_exact(result, 0.6, granularity)
     assert [s["stage"] for s in result.info["steps"]] == ["dense", "sparse", "dense step", "sparse again"]
     assert [(k, e["stage"]) for k, e in seen] == [("step", s["stage"]) for s in result.info["steps"]]

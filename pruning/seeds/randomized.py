@@ -479,6 +479,7 @@ def _randomized_run(ctx: PruneContext):
                     final_curve.append({"step": step, "loss": loss})
                     report(f"stage {si + 1}: fine-tuning the winner, step {step}")
             final_metric = T.held_out_metric(model, task)
+            report(f"stage {si + 1}/{len(schedule)}: winner fine-tuned, held-out {final_metric['metric']} {final_metric['value']:.4g}")
             stage.update(
                 {
                     "early_scores": early_scores,

@@ -198,7 +198,7 @@ def _sds_run(ctx: PruneContext):
     p = ctx.params
     started = time.perf_counter()
     loaded, layers, calib = ctx.loaded, ctx.layers, ctx.calibration
-    total = 4 * len(layers) + 4
+    total = 2 * len(layers) + 4  # one-shot, statistics, a dense step per layer, one-shot, statistics, an adjustment per layer
     done = 0
 
     def tick(msg):
