@@ -350,3 +350,16 @@ def test_sds_end_to_end(request, tiny_sentiment, tiny_text, fixture, base, granu
         assert layer["objective_after"] <= layer["objective_before"]
         assert layer["relative_error_final"] <= layer["relative_error_sparse_again"] + 1e-9
     assert _checksum(loaded.model) == before
+
+
+def test_sds_on_a_bare_encoder_runs_without_a_tracked_metric(tiny_bert):
+    """A bare encoder has no task head: SDS still prunes it (it needs only calibration inputs)
+    and simply records no metric per stage."""
+    import dataclasses
+
+    from pruning.prune import prune
+
+    encoder = dataclasses.replace(tiny_bert, model=tiny_bert.model.bert, task="encoder")
+    result = prune(encoder, "sds", 0.5, "layer", calibration=_calibration(encoder), params={"iters": 3, "adjust_iters": 2})
+    _check_exact(result, 0.5, "layer")
+    assert all("value" not in s for s in result.info["steps"]) and result.info["held_out"] is None

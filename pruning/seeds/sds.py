@@ -209,7 +209,7 @@ def _sds_run(ctx: PruneContext):
     dense = T.layer_weights(loaded.model, layers)
     sampler = T.WeightSampler({n: tuple(w.shape) for n, w in dense.items()}, 3000, ctx.seed)
     task = None
-    if p["track_metric"]:
+    if p["track_metric"] and loaded.task in (T.CAUSAL, "classification"):  # a bare encoder has no metric to track
         task = T.task_data(loaded, ctx.data, holdout=p["holdout"], seed=ctx.seed + 7, lm_sequences=1, lm_holdout=p["lm_holdout"])
 
     def snapshot(stage: str, weights: Mapping[str, torch.Tensor], model) -> dict:
