@@ -311,6 +311,28 @@ def test_randomized_selection_shows_each_stage_and_the_chosen_candidate():
     assert [h.value for h in at.subheader][:2] == ["Stage 1: 29.3% sparsity", "Stage 2: 50.0% sparsity"]
 
 
+def test_snapshots_are_drawn_while_mgpp_runs(monkeypatch):
+    """A run long enough for the page to poll it: the live drawing of partial snapshots must not
+    fail (an error there would surface as the page's error), and the final view follows."""
+    from app import resources
+
+    calls = []
+    original = resources.wait_for
+
+    def counting_wait_for(job, kind, key, on_partial=None, poll=0.2):
+        if on_partial is not None:
+            def spy(entries):
+                calls.append(len(entries))
+                on_partial(entries)
+            return original(job, kind, key, spy, poll=0.05)
+        return original(job, kind, key, on_partial, poll)
+
+    monkeypatch.setattr(resources, "wait_for", counting_wait_for)
+    at = _run_on_steps_page("gmp", {**MGPP_SMALL, "steps": 60, "t1": 50, "history_points": 12, "holdout": 64})
+    assert metric(at, "Snapshot") == "step 60 of 60"
+    assert calls and calls[-1] >= 1  # drawn live with at least one snapshot
+
+
 def test_bad_method_parameter_is_a_message():
     at = open_page("steps")
     _set_params(at, "mgpp", {**MGPP_SMALL, "t1": 20})  # t1 after the last step
