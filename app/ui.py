@@ -123,6 +123,13 @@ def links(*targets: tuple[str, str]) -> None:
         col.page_link(page(url), label=label, icon=icons.get(url))
 
 
+def layer_picker(container, names: list[str]) -> str:
+    """The layer select box the Weights and Masks views share (one ``ps_layer`` choice for both)."""
+    if st.session_state.get("ps_layer") not in names:
+        st.session_state["ps_layer"] = names[0]
+    return container.selectbox("Layer", names, key="ps_layer")
+
+
 def short_layer(name: str) -> str:
     """A layer name without the common model prefix, for axis labels."""
     for prefix in ("bert.encoder.layer.", "model.layers.", "transformer.h.", "encoder.layer.", "roberta.encoder.layer."):

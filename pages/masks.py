@@ -31,10 +31,8 @@ def render() -> None:
     loaded = ui.model(s)
     ui.settings_line(s, loaded)
     names = [r.name for r in resources.layers(s, loaded)]
-    if st.session_state.get("ps_layer") not in names:
-        st.session_state["ps_layer"] = names[0]
     c1, c2 = st.columns([3, 2])
-    layer = c1.selectbox("Layer", names, key="ps_layer")
+    layer = ui.layer_picker(c1, names)
     view = c2.radio("Picture", [WHOLE, CORNER], key="ps_masks_view", horizontal=True)
 
     mask_set = resources.masks(s, loaded)

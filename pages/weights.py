@@ -17,10 +17,8 @@ def render() -> None:
     loaded = ui.model(s)
     ui.settings_line(s, loaded)
     names = [r.name for r in resources.layers(s, loaded)]
-    if st.session_state.get("ps_layer") not in names:
-        st.session_state["ps_layer"] = names[0]
     c1, c2, c3, c4 = st.columns([3, 1.3, 1.3, 1.3])
-    layer = c1.selectbox("Layer", names, key="ps_layer")
+    layer = ui.layer_picker(c1, names)
     log_count = c2.radio("Count scale", ["linear", "log"], horizontal=True, key="ps_weights_scale") == "log"
     hide_zeros = c3.toggle("Hide zeros", key="ps_weights_hide", help="After pruning, the pruned weights are zeros; hiding them shows what is left.")
     k = c4.selectbox("Mixture components", ["bic", 1, 2, 3, 4], key="ps_weights_k", format_func=lambda v: "chosen by BIC" if v == "bic" else str(v))
