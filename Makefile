@@ -1,17 +1,19 @@
 # The two commands a new user needs (each does its own set-up first):
 #   make app    launch PruneScope in the browser on the embedded default
 #   make test   run the whole test suite (CI runs exactly this)
-PYTHON ?= python3
+# Everything runs in the project environment that scripts/setup.sh creates.
+VENV ?= .venv
+PY := $(VENV)/bin/python
 
 .PHONY: app test setup bench
 app:
-	@scripts/setup.sh
-	$(PYTHON) -m streamlit run app/main.py
+	@VENV=$(VENV) scripts/setup.sh
+	$(PY) -m streamlit run app/main.py
 
 test:
-	@scripts/setup.sh --dev
-	$(PYTHON) -m pytest
+	@VENV=$(VENV) scripts/setup.sh --dev
+	$(PY) -m pytest
 
 bench:
-	@scripts/setup.sh
-	$(PYTHON) bench/bench_engine.py
+	@VENV=$(VENV) scripts/setup.sh
+	$(PY) bench/bench_engine.py

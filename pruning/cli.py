@@ -106,6 +106,34 @@ def cmd_models(args) -> int:
     return 0
 
 
+def _line_progress(what: str):
+    """A progress callback printing a plain line per 10% (readable in CI logs, unlike a tqdm bar)."""
+    shown = {"last": -1}
+
+    def update(done: int, total: int, message: str) -> None:
+        tenth = int(10 * done / max(total, 1))
+        if tenth != shown["last"]:
+            shown["last"] = tenth
+            print(f"  {what}: {100 * done // max(total, 1):3d}%  {message}", flush=True)
+
+    return update
+
+
+def cmd_prepare(args) -> int:
+    """Build the embedded defaults now (minilm-rt's fine-tune, SmolLM2's float32 copy)."""
+    import time
+
+    from .models import EMBEDDED_MODELS, load_model
+
+    names = args.models or list(EMBEDDED_MODELS)
+    for name in names:
+        start = time.perf_counter()
+        print(f"prepare: {name}", flush=True)
+        load_model(name, progress=_line_progress(name))
+        print(f"prepare: {name} ready in {time.perf_counter() - start:.0f} s", flush=True)
+    return 0
+
+
 def cmd_methods(args) -> int:
     from .registry import all_methods
 
@@ -307,6 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("models", help="list the embedded default models").set_defaults(func=cmd_models)
     sub.add_parser("methods", help="list the pruning methods and their parameters").set_defaults(func=cmd_methods)
+    p = sub.add_parser("prepare", help="build the embedded default models into the user cache now, with progress")
+    p.add_argument("models", nargs="*", help="which defaults (all when none is named)")
+    p.set_defaults(func=cmd_prepare)
 
     p = sub.add_parser("layers", help="list a model's prunable layers")
     _model_args(p)
