@@ -11,10 +11,11 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
-KEPT_COLOR = "#1f77b4"
-PRUNED_COLOR = "#ff7f0e"
-STATUS_SCALE = alt.Scale(domain=["kept", "pruned"], range=[KEPT_COLOR, PRUNED_COLOR])
-CHOSEN_SCALE = alt.Scale(domain=["chosen", "other"], range=["#d62728", "#9ecae1"])
+from .style import method_color, KEPT_COLOR, NEUTRAL_COLOR, SERIES_RANGE, PRUNED_COLOR, HARM_DOMAIN, HARM_MID, harm_unit, KEPT_FRACTION_SCALE, PRIOR_THRESHOLD, ACCENT_COLOR, CHOSEN_SCALE, DENSE_COLOR, STATUS_SCALE, count_axis, line_scales, method_scale, metric_title, shown_value
+
+
+_LEGEND = alt.Legend(orient="bottom", direction="vertical", labelLimit=0, titleLimit=0)  # below the plot: never cut at narrow widths
+_SMALL_LEGEND = alt.Legend(orient="bottom", direction="horizontal", titleLimit=0, gradientLength=120)
 
 
 def _require(df: pd.DataFrame, columns: list[str], what: str) -> None:
@@ -23,12 +24,9 @@ def _require(df: pd.DataFrame, columns: list[str], what: str) -> None:
         raise ValueError(f"{what} needs columns {missing}; got {list(df.columns)}")
 
 
-def metric_title(metric: str) -> str:
-    """Axis title with the unit of a task metric."""
-    return {
-        "accuracy": "accuracy (fraction correct, higher is better)",
-        "perplexity": "perplexity (lower is better)",
-    }.get(metric, metric)
+def _in_points(df: pd.DataFrame, metric: str, column: str = "value") -> pd.DataFrame:
+    """``df`` with ``column`` in the unit the views show (accuracy fractions become points)."""
+    return df.assign(**{column: df[column].map(lambda v: shown_value(metric, v))}) if metric == "accuracy" else df
 
 
 # ---------------------------------------------------------------- Weights view
@@ -98,18 +96,21 @@ def weight_histogram(
     ``y_max`` fixes the count axis (curves taller than it, such as a prior's narrow spike, are cut at the top).
     """
     _require(bins, ["left", "right", "count", "status"], "weight_histogram")
-    domain = {"domain": [0, y_max], "clamp": True} if y_max else {}
-    y_scale = alt.Scale(type="symlog", **domain) if log_count else alt.Scale(**domain)
+    stacked = _stacked(bins, [])
+    top = float(y_max or (stacked["y1"].max() if len(stacked) else 1.0))
     y_title = "count (weights per bin, log scale)" if log_count else "count (weights per bin)"
+    y_enc = count_axis(top, log_count, y_title)
+    if y_max:
+        y_enc["scale"] = alt.Scale(type=y_enc["scale"].type, domain=[0, y_max], clamp=True)
     bars = (
-        alt.Chart(_stacked(bins, []))
-        .mark_bar(opacity=0.85)
+        alt.Chart(stacked)
+        .mark_bar(opacity=0.9)
         .encode(
             x=alt.X("left:Q", title="weight value", scale=alt.Scale(zero=False)),
             x2="right:Q",
-            y=alt.Y("y1:Q", title=y_title, scale=y_scale),
+            y=alt.Y("y1:Q", **y_enc),
             y2="y0:Q",
-            color=alt.Color("status:N", scale=STATUS_SCALE, title="weight"),
+            color=alt.Color("status:N", scale=STATUS_SCALE, title="weight", legend=_LEGEND),
             tooltip=[
                 alt.Tooltip("left:Q", title="from", format=".4f"),
                 alt.Tooltip("right:Q", title="to", format=".4f"),
@@ -126,8 +127,8 @@ def weight_histogram(
             .mark_line(strokeWidth=2, clip=bool(y_max))
             .encode(
                 x="x:Q",
-                y=alt.Y("density:Q", scale=y_scale),
-                strokeDash=alt.StrokeDash("component:N", title="Gaussian mixture", legend=alt.Legend(labelLimit=340)),
+                y=alt.Y("density:Q", scale=y_enc["scale"]),
+                strokeDash=alt.StrokeDash("component:N", title="Gaussian curves", legend=_LEGEND),
                 detail="component:N",
                 color=alt.value("#333333"),
                 tooltip=[
@@ -139,47 +140,98 @@ def weight_histogram(
         )
     if lines is not None and len(lines):
         _require(lines, ["x", "label"], "weight_histogram lines")
+        color, dash = line_scales(list(lines["label"]))
         layers.append(
             alt.Chart(lines)
             .mark_rule(strokeWidth=2)
             .encode(
                 x="x:Q",
-                color=alt.Color("label:N", title="line", scale=alt.Scale(range=["#d62728", "#2ca02c", "#9467bd"])),
+                color=alt.Color("label:N", title="line", scale=color, legend=_LEGEND),
+                strokeDash=alt.StrokeDash("label:N", scale=dash, legend=None),
                 tooltip=[alt.Tooltip("label:N"), alt.Tooltip("x:Q", title="weight value", format=".5f")],
             )
         )
-    chart = alt.layer(*layers).resolve_scale(color="independent")
+    chart = alt.layer(*layers).resolve_scale(color="independent", strokeDash="independent")
     return chart.properties(title=title, height=320) if title else chart.properties(height=320)
 
 
-def histogram_grid(bins: pd.DataFrame, columns: int = 6, order: list | None = None, shared_x: bool = False) -> alt.Chart:
-    """Small multiples: one kept/pruned histogram per layer (or per training step: any label in ``layer``).
+def histogram_panel(bins: pd.DataFrame, title: str, width: int = 190, height: int = 100) -> alt.Chart:
+    """One small kept/pruned histogram (a panel of the all-layers small multiples; the page lays the
+    panels out in a wrapping row, so they fill any width).
 
-    ``bins``: ``layer, left, right, count, status``. ``order``: panel order (default: sorted labels).
-    ``shared_x``: one weight axis for every panel (to compare snapshots of the same weights).
+    ``bins``: ``left, right, count, status``.
     """
-    _require(bins, ["layer", "left", "right", "count", "status"], "histogram_grid")
+    _require(bins, ["left", "right", "count", "status"], "histogram_panel")
     return (
-        alt.Chart(_stacked(bins, ["layer"]))
+        alt.Chart(_stacked(bins, []))
         .mark_bar()
         .encode(
-            x=alt.X("left:Q", title="weight value"),
+            x=alt.X("left:Q", title=None, axis=alt.Axis(tickCount=3, format="~g")),
             x2="right:Q",
-            y=alt.Y("y1:Q", title="count (sampled weights)"),
+            y=alt.Y("y1:Q", title=None, axis=alt.Axis(tickCount=3, format="~s")),
             y2="y0:Q",
-            color=alt.Color("status:N", scale=STATUS_SCALE, title="weight"),
+            color=alt.Color("status:N", scale=STATUS_SCALE, legend=None),
             tooltip=[
-                alt.Tooltip("layer:N"),
                 alt.Tooltip("left:Q", title="from", format=".4f"),
                 alt.Tooltip("right:Q", title="to", format=".4f"),
                 alt.Tooltip("status:N"),
                 alt.Tooltip("count:Q", format=","),
             ],
         )
-        .properties(width=150, height=90)
-        .facet(facet=alt.Facet("layer:N", title=None, sort=order or "ascending", header=alt.Header(labelFontSize=10)), columns=columns)
-        .resolve_scale(x="shared" if shared_x else "independent", y="independent")
+        .properties(title=alt.TitleParams(title, fontSize=11, limit=width), width=width, height=height)
     )
+
+
+def ridgeline(bins: pd.DataFrame, order: list, spike: float | None = None, overlap: float = 1.6) -> alt.Chart:
+    """Stacked histograms over time (TensorBoard style): one ridge per snapshot or stage, top to
+    bottom in ``order``, kept weights filled blue and exact zeros grey, all on one weight axis.
+
+    ``bins``: ``step, left, right, count, status`` (``step`` a label in ``order``). Each ridge is
+    scaled to its own tallest kept bin, so the zeros of a pruned snapshot do not flatten the rest
+    (their bar is cut at the ridge height). ``spike``: MGPP's prior threshold w*; the band
+    ``|w| < w*`` (the prior's spike) is shaded with its edges drawn.
+    """
+    _require(bins, ["step", "left", "right", "count", "status"], "ridgeline")
+    data = bins.copy()
+    tops = data[data["status"] == "kept"].groupby("step")["count"].max()
+    data["height"] = (data["count"] / data["step"].map(tops).replace(0, 1)).clip(upper=overlap)
+    data["row"] = data["step"].map({label: i for i, label in enumerate(order)})
+    data["y0"] = -data["row"].astype(float)
+    data["y1"] = data["y0"] + data["height"] * 0.9
+    ticks = alt.Axis(values=[-float(i) for i in range(len(order))], labelExpr=_label_expr(order), title=None, grid=True)
+    y = alt.Y("y0:Q", axis=ticks, scale=alt.Scale(domain=[-(len(order) - 1) - 0.1, 1.0 + 0.9 * overlap - 0.9], nice=False))
+    bars = (
+        alt.Chart(data)
+        .mark_rect(opacity=0.85)
+        .encode(
+            x=alt.X("left:Q", title="weight value (the same sampled weights at every step)"),
+            x2="right:Q",
+            y=y,
+            y2="y1:Q",
+            color=alt.Color("status:N", scale=STATUS_SCALE, title="weight", legend=_LEGEND),
+            tooltip=[alt.Tooltip("step:N", title="when"), alt.Tooltip("left:Q", title="from", format=".4f"),
+                     alt.Tooltip("right:Q", title="to", format=".4f"), alt.Tooltip("status:N"), alt.Tooltip("count:Q", format=",")],
+        )
+    )
+    layers = [bars]
+    if spike:
+        band = pd.DataFrame({"x": [-spike], "x2": [spike], "label": ["prior's spike |w| < w*"]})
+        layers.insert(0, alt.Chart(band).mark_rect(color="#9467bd", opacity=0.15).encode(x="x:Q", x2="x2:Q", tooltip=[alt.Tooltip("label:N")]))
+        edges = pd.DataFrame({"x": [-spike, spike], "label": [PRIOR_THRESHOLD] * 2})
+        color, dash = line_scales([PRIOR_THRESHOLD])
+        layers.append(
+            alt.Chart(edges).mark_rule(strokeWidth=1.5).encode(
+                x="x:Q", color=alt.Color("label:N", scale=color, title="line", legend=_LEGEND),
+                strokeDash=alt.StrokeDash("label:N", scale=dash, legend=None), tooltip=[alt.Tooltip("label:N"), alt.Tooltip("x:Q", format=".3g")]
+            )
+        )
+    return alt.layer(*layers).resolve_scale(color="independent").properties(height=max(160, 46 * len(order)))
+
+
+def _label_expr(order: list) -> str:
+    """A Vega label expression that names ridge ``i`` (drawn at y = -i) by ``order[i]``."""
+    names = ", ".join("'" + str(x).replace("'", "") + "'" for x in order)
+    return f"[{names}][-round(datum.value)] || ''"
 
 
 # ---------------------------------------------------------------- Masks view
@@ -200,7 +252,7 @@ def mask_heatmap(cells: pd.DataFrame, block_rows: int, block_cols: int, title: s
             x2="in_to:Q",
             y=alt.Y("out_from:Q", title="output row (d_out index)", scale=alt.Scale(reverse=True, nice=False)),
             y2="out_to:Q",
-            color=alt.Color("kept:Q", title="fraction kept", scale=alt.Scale(domain=[0, 1], scheme="blues")),
+            color=alt.Color("kept:Q", title="fraction kept", scale=KEPT_FRACTION_SCALE, legend=alt.Legend(format="%", orient="bottom", titleLimit=0)),
             tooltip=[
                 alt.Tooltip("out_from:Q", title="first output row"),
                 alt.Tooltip("in_from:Q", title="first input column"),
@@ -225,13 +277,13 @@ def sparsity_bars(df: pd.DataFrame, target: float | None = None) -> alt.Chart:
             y=alt.Y("layer:N", sort=order, title="layer", axis=alt.Axis(labelLimit=260, labelOverlap=False)),
             yOffset="method:N",
             x=alt.X("sparsity:Q", title="sparsity (% of the layer's weights removed)", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])),
-            color=alt.Color("method:N", title="method", scale=alt.Scale(scheme="tableau10")),
+            color=alt.Color("method:N", title="method", scale=method_scale(df["method"]), legend=_LEGEND),
             tooltip=[alt.Tooltip("layer:N"), alt.Tooltip("method:N"), alt.Tooltip("sparsity:Q", format=".2%")],
         )
     )
     if target is None:
         return bars.properties(height=max(200, 14 * len(order)))
-    rule = alt.Chart(pd.DataFrame({"target": [target]})).mark_rule(color="#d62728", strokeDash=[4, 3]).encode(
+    rule = alt.Chart(pd.DataFrame({"target": [target]})).mark_rule(color=ACCENT_COLOR, strokeDash=[4, 3]).encode(
         x="target:Q", tooltip=[alt.Tooltip("target:Q", title="target sparsity", format=".0%")]
     )
     return alt.layer(bars, rule).properties(height=max(200, 14 * len(order)))
@@ -245,21 +297,22 @@ def overlap_matrix(df: pd.DataFrame, title: str = "", value_title: str = "Jaccar
     _require(df, ["a", "b", "value"], "overlap_matrix")
     order = list(dict.fromkeys(list(df["a"]) + list(df["b"])))
     base = alt.Chart(df).encode(
-        x=alt.X("b:N", sort=order, title=None),
-        y=alt.Y("a:N", sort=order, title=None),
+        x=alt.X("b:N", sort=order, title=None, axis=alt.Axis(labelAngle=-30 if len(order) > 4 else 0, labelLimit=0, orient="top")),
+        y=alt.Y("a:N", sort=order, title=None, axis=alt.Axis(labelLimit=0)),
     )
+    legend = alt.Legend(orient="bottom", direction="horizontal", titleLimit=0, gradientLength=160)
     cells = base.mark_rect().encode(
-        color=alt.Color("value:Q", title=value_title, scale=alt.Scale(domain=[0, 1], scheme="viridis")),
+        color=alt.Color("value:Q", title=value_title, scale=alt.Scale(domain=[0, 1], scheme="viridis"), legend=legend),
         tooltip=[alt.Tooltip("a:N"), alt.Tooltip("b:N"), alt.Tooltip("value:Q", title=value_title, format=".3f")],
     )
-    step = alt.Step(44 if len(order) <= 12 else 18)
+    height = max(160, min(480, 56 * len(order)))
     if len(order) > 12:  # too many cells to write in
-        return cells.properties(title=title, width=step, height=step)
-    text = base.mark_text(fontSize=10).encode(
+        return cells.properties(title=title, height=height)
+    text = base.mark_text(fontSize=12).encode(
         text=alt.Text("value:Q", format=".2f"),
         color=alt.condition("datum.value > 0.6", alt.value("black"), alt.value("white")),
     )
-    return alt.layer(cells, text).properties(title=title, width=step, height=step)
+    return alt.layer(cells, text).properties(title=title, height=height)
 
 
 def layer_overlap_lines(df: pd.DataFrame) -> alt.Chart:
@@ -275,7 +328,8 @@ def layer_overlap_lines(df: pd.DataFrame) -> alt.Chart:
         .encode(
             y=alt.Y("layer:N", sort=order, title="layer", axis=alt.Axis(labelLimit=260, labelOverlap=False)),
             x=alt.X("jaccard:Q", title="Jaccard overlap of kept weights (0-1)", scale=alt.Scale(domain=[0, 1])),
-            color=alt.Color("pair:N", title="method pair", scale=alt.Scale(scheme="tableau10")),
+            shape=alt.Shape("pair:N", title="method pair", legend=_LEGEND),
+            color=alt.value("#333333"),
             tooltip=[alt.Tooltip("layer:N"), alt.Tooltip("pair:N"), alt.Tooltip("jaccard:Q", format=".3f")],
         )
         .properties(height=max(200, 14 * len(order)))
@@ -283,14 +337,17 @@ def layer_overlap_lines(df: pd.DataFrame) -> alt.Chart:
 
 
 # ---------------------------------------------------------------- Random candidates view
-def candidate_bars(df: pd.DataFrame, value: str, value_title: str, fmt: str = ".3f") -> alt.Chart:
+def candidate_bars(df: pd.DataFrame, value: str, value_title: str, fmt: str = ".3f", metric: str | None = None) -> alt.Chart:
     """One dot per candidate mask, the chosen one highlighted.
 
     Dots, not bars: the axis is zoomed to the candidates' range (they often differ in the third
     decimal), and a bar on a zoomed axis would exaggerate the differences.
-    ``df``: ``candidate, <value>, chosen`` (chosen: bool).
+    ``df``: ``candidate, <value>, chosen`` (chosen: bool). With ``metric="accuracy"`` the values
+    (fractions) are drawn in points.
     """
     _require(df, ["candidate", value, "chosen"], "candidate_bars")
+    if metric == "accuracy":
+        df, value_title, fmt = _in_points(df, metric, value), f"{value_title} (points)", ".2f"
     data = df.assign(role=df["chosen"].map({True: "chosen", False: "other"}))
     lo, hi = float(data[value].min()), float(data[value].max())
     pad = (hi - lo) * 0.15 or abs(hi) * 0.01 or 0.01
@@ -300,7 +357,7 @@ def candidate_bars(df: pd.DataFrame, value: str, value_title: str, fmt: str = ".
         .encode(
             x=alt.X("candidate:N", title="candidate mask", sort=list(data["candidate"])),
             y=alt.Y(f"{value}:Q", title=value_title, scale=alt.Scale(domain=[lo - pad, hi + pad], zero=False)),
-            color=alt.Color("role:N", scale=CHOSEN_SCALE, title=None),
+            color=alt.Color("role:N", scale=CHOSEN_SCALE, title=None, legend=_LEGEND),
             tooltip=[alt.Tooltip("candidate:N"), alt.Tooltip(f"{value}:Q", title=value_title, format=fmt), alt.Tooltip("role:N")],
         )
         .properties(height=260)
@@ -315,6 +372,7 @@ def ramp_chart(df: pd.DataFrame, dense: float | None = None, metric: str = "accu
     """
     _require(df, ["method", "granularity", "sparsity", "value"], "ramp_chart")
     title = metric_title(metric)
+    df = _in_points(df, metric)
     y_scale = alt.Scale(type="log") if metric == "perplexity" else alt.Scale(zero=False)
     lines = (
         alt.Chart(df)
@@ -322,8 +380,8 @@ def ramp_chart(df: pd.DataFrame, dense: float | None = None, metric: str = "accu
         .encode(
             x=alt.X("sparsity:Q", title="sparsity (% of targeted weights removed)", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])),
             y=alt.Y("value:Q", title=title + (", log scale" if metric == "perplexity" else ""), scale=y_scale),
-            color=alt.Color("method:N", title="method", scale=alt.Scale(scheme="tableau10")),
-            strokeDash=alt.StrokeDash("granularity:N", title="granularity"),
+            color=alt.Color("method:N", title="method", scale=method_scale(df["method"]), legend=_LEGEND),
+            strokeDash=alt.StrokeDash("granularity:N", title="granularity", legend=_LEGEND),
             tooltip=[
                 alt.Tooltip("method:N"),
                 alt.Tooltip("granularity:N"),
@@ -335,53 +393,73 @@ def ramp_chart(df: pd.DataFrame, dense: float | None = None, metric: str = "accu
     if dense is None:
         return lines.properties(height=380)
     rule = (
-        alt.Chart(pd.DataFrame({"value": [dense], "label": ["dense model"]}))
-        .mark_rule(color="black", strokeDash=[6, 4])
+        alt.Chart(pd.DataFrame({"value": [shown_value(metric, dense)], "label": ["dense model"]}))
+        .mark_rule(color=DENSE_COLOR, strokeDash=[6, 4])
         .encode(y="value:Q", tooltip=[alt.Tooltip("label:N"), alt.Tooltip("value:Q", title=metric, format=".4g")])
     )
     return alt.layer(lines, rule).properties(height=380)
 
 
 # ---------------------------------------------------------------- Layer sensitivity view
-def sensitivity_bars(df: pd.DataFrame, metric: str = "accuracy") -> alt.Chart:
-    """Metric drop when only one layer is pruned, most sensitive first.
+def _harm_frame(df: pd.DataFrame, metric: str, dense: float | None) -> pd.DataFrame:
+    """``df`` with ``harm`` in the one unit of each metric: accuracy points lost (``drop`` is a
+    fraction), or the perplexity ratio to dense (``drop`` is pruned - dense, so it needs ``dense``)."""
+    if metric == "accuracy":
+        return df.assign(harm=df["drop"] * 100.0)
+    if dense:
+        return df.assign(harm=(df["drop"] + dense) / dense)
+    return df.assign(harm=df["drop"])
 
-    ``df``: ``layer, drop`` (harm: positive = worse than dense).
+
+def sensitivity_bars(df: pd.DataFrame, metric: str = "accuracy", dense: float | None = None) -> alt.Chart:
+    """Harm when only one layer is pruned, most sensitive first.
+
+    ``df``: ``layer, drop`` (positive = worse than dense: accuracy fraction lost, or perplexity added).
+    Drawn in accuracy points lost, or as the perplexity ratio to ``dense``.
     """
     _require(df, ["layer", "drop"], "sensitivity_bars")
-    order = list(df.sort_values("drop", ascending=False)["layer"])
-    unit = "accuracy points lost" if metric == "accuracy" else "perplexity added"
+    data = _harm_frame(df, metric, dense)
+    order = list(data.sort_values("harm", ascending=False)["layer"])
+    unit = harm_unit(metric) if metric == "accuracy" or dense else "perplexity added"
+    base = 1.0 if metric != "accuracy" and dense else 0.0
     return (
-        alt.Chart(df)
+        alt.Chart(data)
         .mark_bar()
         .encode(
             y=alt.Y("layer:N", sort=order, title="layer (most sensitive first)", axis=alt.Axis(labelLimit=260, labelOverlap=False)),
-            x=alt.X("drop:Q", title=f"drop when only this layer is pruned ({unit})"),
-            color=alt.Color("drop:Q", scale=alt.Scale(scheme="reds"), legend=None),
-            tooltip=[alt.Tooltip("layer:N"), alt.Tooltip("drop:Q", title=unit, format=".4f")],
+            x=alt.X("harm:Q", title=unit, scale=alt.Scale(zero=not base)),
+            x2=alt.datum(base),
+            color=alt.value(ACCENT_COLOR),
+            tooltip=[alt.Tooltip("layer:N"), alt.Tooltip("harm:Q", title=unit, format=".3f")],
         )
         .properties(height=max(200, 14 * len(order)))
     )
 
 
-def sensitivity_heatmap(df: pd.DataFrame, metric: str = "accuracy") -> alt.Chart:
-    """Layer x sparsity heatmap of the metric drop.
+def sensitivity_heatmap(df: pd.DataFrame, metric: str = "accuracy", dense: float | None = None) -> alt.Chart:
+    """Layer x sparsity heatmap of the harm, on a colour scale fixed up front (``style.HARM_DOMAIN``):
+    it does not change while the points arrive.
 
-    ``df``: ``layer, sparsity, drop``.
+    ``df``: ``layer, sparsity, drop`` (as in :func:`sensitivity_bars`).
     """
     _require(df, ["layer", "sparsity", "drop"], "sensitivity_heatmap")
     order = list(dict.fromkeys(df["layer"]))
-    unit = "accuracy points lost" if metric == "accuracy" else "perplexity added"
-    data = df.assign(sparsity_label=(df["sparsity"] * 100).round().astype(int).astype(str) + "%")
+    data = _harm_frame(df, metric, dense)
+    data = data.assign(sparsity_label=(data["sparsity"] * 100).round().astype(int).astype(str) + "%")
     labels = list(dict.fromkeys(data.sort_values("sparsity")["sparsity_label"]))
+    kind = "accuracy" if metric == "accuracy" else "perplexity"
+    unit = harm_unit(kind)
+    scale = alt.Scale(scheme="redblue", reverse=True, domain=HARM_DOMAIN[kind], domainMid=HARM_MID[kind], clamp=True,
+                      type="linear" if kind == "accuracy" else "log")
+    legend = alt.Legend(orient="bottom", direction="horizontal", titleLimit=0, gradientLength=220)
     return (
         alt.Chart(data)
         .mark_rect()
         .encode(
-            x=alt.X("sparsity_label:O", sort=labels, title="sparsity of that one layer"),
+            x=alt.X("sparsity_label:O", sort=labels, title="sparsity of that one layer", axis=alt.Axis(labelAngle=0)),
             y=alt.Y("layer:N", sort=order, title="layer", axis=alt.Axis(labelLimit=260, labelOverlap=False)),
-            color=alt.Color("drop:Q", title=f"{unit} (below 0: better than dense)", scale=alt.Scale(scheme="redblue", reverse=True, domainMid=0)),
-            tooltip=[alt.Tooltip("layer:N"), alt.Tooltip("sparsity:Q", format=".0%"), alt.Tooltip("drop:Q", title=unit, format=".4f")],
+            color=alt.Color("harm:Q", title=f"{unit} (blue: better than dense)", scale=scale, legend=legend),
+            tooltip=[alt.Tooltip("layer:N"), alt.Tooltip("sparsity:Q", format=".0%"), alt.Tooltip("harm:Q", title=unit, format=".3f")],
         )
         .properties(height=max(200, 16 * len(order)))
     )
@@ -414,7 +492,7 @@ def matrix_heatmap(df: pd.DataFrame, title: str, value_title: str, fmt: str = ".
         y=alt.Y("row:O", title="output i"),
     )
     cells = base.mark_rect(stroke="white").encode(
-        color=alt.condition("datum.kept", alt.Color("value:Q", title=value_title, scale=scale), alt.value("#dddddd")),
+        color=alt.condition("datum.kept", alt.Color("value:Q", title=value_title, scale=scale, legend=_SMALL_LEGEND), alt.value(PRUNED_COLOR)),
         tooltip=[
             alt.Tooltip("row:O", title="row i"),
             alt.Tooltip("col:O", title="column j"),
@@ -424,9 +502,9 @@ def matrix_heatmap(df: pd.DataFrame, title: str, value_title: str, fmt: str = ".
     )
     text = base.mark_text(fontSize=10).encode(
         text=alt.Text("value:Q", format=fmt),
-        color=alt.condition("datum.kept", alt.value("black"), alt.value("#999999")),
+        color=alt.condition("datum.kept", alt.value("black"), alt.value("#555555")),
     )
-    return alt.layer(cells, text).properties(title=title, width=alt.Step(34), height=alt.Step(30))
+    return alt.layer(cells, text).properties(title=title, width=alt.Step(30), height=alt.Step(28))
 
 
 def error_curve(df: pd.DataFrame, current: float | None = None) -> alt.Chart:
@@ -441,13 +519,13 @@ def error_curve(df: pd.DataFrame, current: float | None = None) -> alt.Chart:
         .encode(
             x=alt.X("sparsity:Q", title="sparsity (% of weights removed)", axis=alt.Axis(format="%")),
             y=alt.Y("error:Q", title="relative output error ||WX - W'X|| / ||WX||", axis=alt.Axis(format="%")),
-            color=alt.Color("criterion:N", title="criterion", scale=alt.Scale(scheme="tableau10")),
+            color=alt.Color("criterion:N", title="criterion", scale=method_scale(df["criterion"]), legend=_LEGEND),
             tooltip=[alt.Tooltip("criterion:N"), alt.Tooltip("sparsity:Q", format=".0%"), alt.Tooltip("error:Q", format=".1%")],
         )
     )
     if current is None:
         return lines.properties(height=260)
-    rule = alt.Chart(pd.DataFrame({"sparsity": [current]})).mark_rule(color="#d62728", strokeDash=[4, 3]).encode(
+    rule = alt.Chart(pd.DataFrame({"sparsity": [current]})).mark_rule(color=ACCENT_COLOR, strokeDash=[4, 3]).encode(
         x="sparsity:Q", tooltip=[alt.Tooltip("sparsity:Q", title="current sparsity", format=".0%")]
     )
     return alt.layer(lines, rule).properties(height=260)
@@ -462,7 +540,7 @@ def schedule_chart(curve: pd.DataFrame, reached: pd.DataFrame | None = None, mar
     ``marks``: ``step, label``.
     """
     _require(curve, ["step", "series", "value"], "schedule_chart")
-    color = alt.Color("series:N", title=None, scale=alt.Scale(range=["#1f77b4", "#d62728", "#2ca02c"]), legend=alt.Legend(orient="top", columns=3, labelLimit=400))
+    color = alt.Color("series:N", title=None, scale=alt.Scale(range=SERIES_RANGE), legend=_LEGEND)
     x = alt.X("step:Q", title="training step", axis=alt.Axis(format="d", tickMinStep=1))
     y = alt.Y("value:Q", title="fraction (sparsity, or lam_t / lam)", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"))
     tooltip = [alt.Tooltip("series:N"), alt.Tooltip("step:Q"), alt.Tooltip("value:Q", format=".1%")]
@@ -475,7 +553,7 @@ def schedule_chart(curve: pd.DataFrame, reached: pd.DataFrame | None = None, mar
             .encode(
                 x="step:Q",
                 y=y,
-                shape=alt.Shape("series:N", title=None, scale=alt.Scale(range=["diamond", "circle", "square"]), legend=alt.Legend(orient="bottom", labelLimit=400)),
+                shape=alt.Shape("series:N", title=None, scale=alt.Scale(range=["diamond", "circle", "square"]), legend=_LEGEND),
                 tooltip=tooltip,
             )
         )
@@ -487,15 +565,16 @@ def schedule_chart(curve: pd.DataFrame, reached: pd.DataFrame | None = None, mar
     return alt.layer(*layers).resolve_scale(color="independent").properties(height=300)
 
 
-def training_chart(df: pd.DataFrame) -> alt.Chart:
-    """Held-out metric and losses over training steps, one panel each.
+def training_charts(df: pd.DataFrame) -> list[alt.Chart]:
+    """Held-out metric and losses over training steps, one chart per panel (the page puts them side
+    by side in columns, so each fits its column's width).
 
-    ``df``: ``step, series, value, panel``.
+    ``df``: ``step, series, value, panel`` (``panel`` "accuracy", "perplexity" or "loss").
     """
-    _require(df, ["step", "series", "value", "panel"], "training_chart")
+    _require(df, ["step", "series", "value", "panel"], "training_charts")
     charts = []
     for panel in dict.fromkeys(df["panel"]):
-        part = df[df["panel"] == panel]
+        part = _in_points(df[df["panel"] == panel], panel)
         title = metric_title(panel) if panel != "loss" else "loss (cross-entropy, nats)"
         charts.append(
             alt.Chart(part)
@@ -503,12 +582,12 @@ def training_chart(df: pd.DataFrame) -> alt.Chart:
             .encode(
                 x=alt.X("step:Q", title="training step"),
                 y=alt.Y("value:Q", title=title, scale=alt.Scale(zero=False)),
-                color=alt.Color("series:N", title=None, legend=alt.Legend(orient="bottom", labelLimit=300)),
+                color=alt.Color("series:N", title=None, scale=alt.Scale(range=SERIES_RANGE), legend=_LEGEND),
                 tooltip=[alt.Tooltip("series:N"), alt.Tooltip("step:Q"), alt.Tooltip("value:Q", format=".4g")],
             )
-            .properties(width=340, height=240)
+            .properties(height=240)
         )
-    return alt.hconcat(*charts).resolve_scale(color="independent")
+    return charts
 
 
 def stage_bars(df: pd.DataFrame, metric: str, order: list | None = None) -> alt.Chart:
@@ -518,18 +597,18 @@ def stage_bars(df: pd.DataFrame, metric: str, order: list | None = None) -> alt.
     """
     _require(df, ["stage", "value"], "stage_bars")
     order = order or list(dict.fromkeys(df["stage"]))
-    fmt = ".1%" if metric == "accuracy" else ",.2f"
+    fmt = ".1f" if metric == "accuracy" else ",.2f"
+    df = _in_points(df, metric)
     base = alt.Chart(df).encode(
         x=alt.X("stage:N", sort=order, title="after stage", axis=alt.Axis(labelAngle=0)),
         y=alt.Y(
             "value:Q",
             title=metric_title(metric) + " on held-out training data",
-            scale=alt.Scale(domain=[0, 1]) if metric == "accuracy" else alt.Scale(zero=True),
-            axis=alt.Axis(format="%") if metric == "accuracy" else alt.Axis(),
+            scale=alt.Scale(domain=[0, 100]) if metric == "accuracy" else alt.Scale(zero=True),
         ),
         tooltip=[alt.Tooltip("stage:N"), alt.Tooltip("value:Q", title=metric, format=fmt)],
     )
-    bars = base.mark_bar().encode(color=alt.Color("stage:N", sort=order, legend=None, scale=alt.Scale(scheme="tableau10")))
+    bars = base.mark_bar(color=NEUTRAL_COLOR)
     labels = base.mark_text(dy=-8).encode(text=alt.Text("value:Q", format=fmt))
     return alt.layer(bars, labels).properties(height=260)
 
@@ -548,7 +627,7 @@ def layer_error_chart(df: pd.DataFrame, order: list | None = None) -> alt.Chart:
         .encode(
             x=alt.X("layer:N", sort=order, title="layer (model order)", axis=alt.Axis(labelAngle=-60, labelLimit=160, labelOverlap=True)),
             y=alt.Y("error:Q", title="relative error ||W_d X - W X||^2 / ||W_d X||^2 (log)", scale=alt.Scale(type="log")),
-            color=alt.Color("stage:N", title="weights", legend=alt.Legend(orient="top", labelLimit=300)),
+            color=alt.Color("stage:N", title="weights", scale=alt.Scale(range=["#888888", "#333333", ACCENT_COLOR]), legend=_LEGEND),
             tooltip=[alt.Tooltip("layer:N"), alt.Tooltip("stage:N"), alt.Tooltip("error:Q", format=".3e")],
         )
         .properties(height=300)
@@ -561,17 +640,117 @@ def early_curves_chart(df: pd.DataFrame, metric: str, n_last: int | None = None)
     ``df``: ``candidate, step, value, chosen``.
     """
     _require(df, ["candidate", "step", "value", "chosen"], "early_curves_chart")
-    data = df.assign(role=df["chosen"].map({True: "chosen", False: "other"}))
+    data = _in_points(df, metric).assign(role=df["chosen"].map({True: "chosen", False: "other"}))
     return (
         alt.Chart(data)
         .mark_line(point=True)
         .encode(
             x=alt.X("step:Q", title="fine-tuning step of the candidate" + (f" (score = mean of the last {n_last} points)" if n_last else "")),
             y=alt.Y("value:Q", title=metric_title(metric) + " on held-out training data", scale=alt.Scale(zero=False)),
-            color=alt.Color("role:N", scale=CHOSEN_SCALE, title=None),
+            color=alt.Color("role:N", scale=CHOSEN_SCALE, title=None, legend=_LEGEND),
             detail="candidate:N",
             strokeWidth=alt.condition("datum.chosen", alt.value(3), alt.value(1.5)),
             tooltip=[alt.Tooltip("candidate:N"), alt.Tooltip("step:Q"), alt.Tooltip("value:Q", title=metric, format=".4g"), alt.Tooltip("role:N")],
         )
         .properties(height=280)
+    )
+
+
+# ---------------------------------------------------------------- the score picture (Weights view)
+_POW10 = "format(pow(10, datum.value), '.2~g')"
+
+
+def score_plane(cells: pd.DataFrame, boundary: pd.DataFrame | None = None, method: str = "") -> alt.Chart:
+    """|W_ij| against the input-feature norm ||X_j||, both on log axes: each cell coloured by the
+    share of its weights that is kept (grey = all pruned, blue = all kept), fainter where it holds
+    few weights; ``boundary`` (the score threshold's curve) drawn in red.
+
+    ``cells``: ``x0, x1, y0, y1`` (log10 edges), ``count``, ``kept``, ``kept_fraction``;
+    ``boundary``: ``x, y`` (log10).
+    """
+    _require(cells, ["x0", "x1", "y0", "y1", "count", "kept_fraction"], "score_plane")
+    axis_x = alt.Axis(labelExpr=_POW10, tickMinStep=0.5, title="input-feature norm ||X_j|| over the calibration tokens (log)")
+    axis_y = alt.Axis(labelExpr=_POW10, tickMinStep=0.5, title="weight magnitude |W_ij| (log)")
+    rects = (
+        alt.Chart(cells)
+        .mark_rect()
+        .encode(
+            x=alt.X("x0:Q", axis=axis_x, scale=alt.Scale(zero=False, nice=False)),
+            x2="x1:Q",
+            y=alt.Y("y0:Q", axis=axis_y, scale=alt.Scale(zero=False, nice=False)),
+            y2="y1:Q",
+            color=alt.Color("kept_fraction:Q", title="share of the cell's weights kept", scale=KEPT_FRACTION_SCALE,
+                            legend=alt.Legend(format="%", orient="bottom", direction="horizontal", titleLimit=0, gradientLength=160)),
+            opacity=alt.Opacity("count:Q", scale=alt.Scale(type="log", range=[0.35, 1.0]), legend=None),
+            tooltip=[
+                alt.Tooltip("count:Q", title="weights in the cell", format=","),
+                alt.Tooltip("kept_fraction:Q", title="kept", format=".0%"),
+            ],
+        )
+    )
+    layers = [rects]
+    if boundary is not None and len(boundary):
+        _require(boundary, ["x", "y"], "score_plane boundary")
+        label = f"{method} score = threshold t" if method else "score = threshold t"
+        layers.append(
+            alt.Chart(boundary.assign(label=label))
+            .mark_line(color=ACCENT_COLOR, strokeWidth=2.5)
+            .encode(x="x:Q", y="y:Q", tooltip=[alt.Tooltip("label:N", title="boundary")])
+        )
+    return alt.layer(*layers).properties(height=340)
+
+
+def score_histogram(bins: pd.DataFrame, threshold: float, method: str = "") -> alt.Chart:
+    """The layer's scores on a log axis, kept and pruned stacked, with the threshold in red.
+
+    ``bins``: ``left, right, count, status`` (score units).
+    """
+    _require(bins, ["left", "right", "count", "status"], "score_histogram")
+    stacked = _stacked(bins[bins["left"] > 0], [])
+    top = float(stacked["y1"].max()) if len(stacked) else 1.0
+    bars = (
+        alt.Chart(stacked)
+        .mark_bar()
+        .encode(
+            x=alt.X("left:Q", title=f"{method} score (log)".strip(), scale=alt.Scale(type="log"), axis=alt.Axis(format="~g")),
+            x2="right:Q",
+            y=alt.Y("y1:Q", **count_axis(top, False, "count (weights per bin)")),
+            y2="y0:Q",
+            color=alt.Color("status:N", scale=STATUS_SCALE, title="weight", legend=_LEGEND),
+            tooltip=[alt.Tooltip("left:Q", title="from", format=".3g"), alt.Tooltip("right:Q", title="to", format=".3g"),
+                     alt.Tooltip("status:N"), alt.Tooltip("count:Q", format=",")],
+        )
+    )
+    if threshold <= 0:
+        return bars.properties(height=260)
+    rule = alt.Chart(pd.DataFrame({"x": [threshold], "label": ["threshold t"]})).mark_rule(color=ACCENT_COLOR, strokeWidth=2).encode(
+        x="x:Q", tooltip=[alt.Tooltip("label:N"), alt.Tooltip("x:Q", title="score", format=".4g")]
+    )
+    return alt.layer(bars, rule).properties(height=260)
+
+
+# ---------------------------------------------------------------- where two masks disagree (Masks view)
+AGREEMENT = ("kept by both", "kept by A only", "kept by B only", "pruned by both")
+
+
+def agreement_picture(cells: pd.DataFrame, a: str, b: str, title: str = "") -> alt.Chart:
+    """One weight per cell, coloured by which of two masks keeps it (A = method ``a``, B = method ``b``):
+    kept by both in the kept blue, pruned by both in the pruned grey, kept by one only in that method's colour.
+
+    ``cells``: ``row, col, agreement`` (one of ``AGREEMENT``).
+    """
+    _require(cells, ["row", "col", "agreement"], "agreement_picture")
+    names = {"kept by A only": f"kept by {a} only", "kept by B only": f"kept by {b} only"}
+    data = cells.assign(label=cells["agreement"].map(lambda v: names.get(v, v)))
+    scale = alt.Scale(domain=[names.get(d, d) for d in AGREEMENT], range=[KEPT_COLOR, method_color(a), method_color(b), PRUNED_COLOR])
+    return (
+        alt.Chart(data)
+        .mark_rect()
+        .encode(
+            x=alt.X("col:O", title="input column", axis=alt.Axis(values=list(range(0, int(cells["col"].max()) + 1, 8)), labelAngle=0)),
+            y=alt.Y("row:O", title="output row", axis=alt.Axis(values=list(range(0, int(cells["row"].max()) + 1, 8)))),
+            color=alt.Color("label:N", title=None, scale=scale, legend=_LEGEND),
+            tooltip=[alt.Tooltip("row:O", title="output row"), alt.Tooltip("col:O", title="input column"), alt.Tooltip("label:N", title="weight")],
+        )
+        .properties(title=title, height=300)
     )

@@ -451,3 +451,20 @@ def small_sample(s: Settings, loaded, layer: str, n: int = 4000):
         return idx, w[idx]
 
     return memo(("sample", s.model_key, layer, n), build)
+
+
+def input_norms(s: Settings, loaded) -> dict:
+    """``||X_j||`` of every input feature of every prunable layer, over the session's calibration
+    set through the dense model (what Wanda multiplies |W| by), as NumPy arrays; a cached job."""
+    from pruning.calibration import input_feature_norms
+    from pruning.distribution import to_numpy
+
+    calib = calibration(s, loaded, task_data(s, loaded))
+    names = [r.name for r in layers(s, loaded)]
+    key = (s.model_key, s.data_key, s.calibration, s.seed)
+
+    def build(job: Job):
+        job.progress(0, 1, "one forward pass over the calibration set")
+        return {n: to_numpy(v) for n, v in input_feature_norms(loaded, names, calib, progress=job.progress).items()}
+
+    return run_job("calibration", ("input-norms",) + key, "Measuring the input-feature norms ||X_j||", build)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from . import state
+from . import state, urls
 from .state import CUSTOM_NM, DATA_CHOICES, DATA_HUB, DATA_PATH, DATA_UPLOAD, GRANULARITIES, OTHER_MODEL
 
 MODEL_HELP = {
@@ -54,34 +54,46 @@ def _method_options() -> tuple[list[str], dict]:
 
 
 def param_widgets(method) -> None:
-    """One widget per registry parameter of ``method`` (keys ``ps_param_<method>_<name>``)."""
-    for name, param in method.params.items():
-        key = state.param_key(method.name, name)
-        if key not in st.session_state:
-            st.session_state[key] = param.default
-        label, help_text = name, param.help
-        if param.choices is not None:
-            st.selectbox(label, list(param.choices), key=key, help=help_text)
-        elif isinstance(param.default, bool):
-            st.checkbox(label, key=key, help=help_text)
-        elif isinstance(param.default, int):
-            lo = None if param.minimum is None else int(param.minimum)
-            hi = None if param.maximum is None else int(param.maximum)
-            st.number_input(label, min_value=lo, max_value=hi, step=1, key=key, help=help_text)
-        elif isinstance(param.default, float):
-            small = 0 < abs(param.default) < 1e-3
-            st.number_input(
-                label,
-                min_value=None if param.minimum is None else float(param.minimum),
-                max_value=None if param.maximum is None else float(param.maximum),
-                step=abs(param.default) / 10 if param.default else 0.01,
-                format="%.2e" if small else "%.4g",
-                key=key,
-                help=help_text,
-            )
-        else:
-            st.text_input(label, key=key, help=help_text)
+    """One widget per registry parameter of ``method`` (keys ``ps_param_<method>_<name>``): the short
+    "budget" group first, the "advanced" rest behind a toggle."""
+    budget = {n: p for n, p in method.params.items() if p.group == "budget"}
+    advanced = {n: p for n, p in method.params.items() if p.group != "budget"}
+    if budget:
+        st.caption("Budget: how long a run takes")
+        for name, param in budget.items():
+            _param_widget(method, name, param)
+    if advanced and (not budget or st.toggle(f"Advanced ({len(advanced)} more)", key=f"ps_param_adv_{method.name}")):
+        for name, param in advanced.items():
+            _param_widget(method, name, param)
     st.button("Reset to defaults", key=f"btn_param_reset_{method.name}", on_click=_reset_params, args=(method,))
+
+
+def _param_widget(method, name: str, param) -> None:
+    key = state.param_key(method.name, name)
+    if key not in st.session_state:
+        st.session_state[key] = param.default
+    label, help_text = name, param.help
+    if param.choices is not None:
+        st.selectbox(label, list(param.choices), key=key, help=help_text)
+    elif isinstance(param.default, bool):
+        st.checkbox(label, key=key, help=help_text)
+    elif isinstance(param.default, int):
+        lo = None if param.minimum is None else int(param.minimum)
+        hi = None if param.maximum is None else int(param.maximum)
+        st.number_input(label, min_value=lo, max_value=hi, step=1, key=key, help=help_text)
+    elif isinstance(param.default, float):
+        small = 0 < abs(param.default) < 1e-3
+        st.number_input(
+            label,
+            min_value=None if param.minimum is None else float(param.minimum),
+            max_value=None if param.maximum is None else float(param.maximum),
+            step=abs(param.default) / 10 if param.default else 0.01,
+            format="%.2e" if small else "%.4g",
+            key=key,
+            help=help_text,
+        )
+    else:
+        st.text_input(label, key=key, help=help_text)
 
 
 def _reset_params(method) -> None:
@@ -91,9 +103,12 @@ def _reset_params(method) -> None:
 
 def render() -> state.Settings:
     """Draw the sidebar and return this session's settings."""
+    urls.read_once()
     state.init_defaults()
     sb = st.sidebar
     sb.markdown("### Settings")
+    for problem in st.session_state.get(urls.PROBLEMS, []):
+        sb.warning(problem)
 
     models = state.model_choices()
     _keep_valid("ps_model_choice", models)
@@ -176,4 +191,6 @@ def render() -> state.Settings:
     c1.number_input("Calibration samples", min_value=1, max_value=1024, step=8, key="ps_calibration", help="Sentences or text windows for Wanda and SparseGPT statistics.")
     c2.number_input("Evaluation size", min_value=8, max_value=20000, step=64, key="ps_eval_size", help="Examples (classification) or text windows (perplexity) per evaluation.")
     sb.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1, key="ps_seed")
-    return state.current()
+    settings = state.current()
+    urls.write(settings)
+    return settings

@@ -130,6 +130,17 @@ def layer_picker(container, names: list[str]) -> str:
     return container.selectbox("Layer", names, key="ps_layer")
 
 
+def wrap_row():
+    """A row that wraps: fixed-size pictures placed in it sit side by side on a wide window and
+    one under the other on a narrow one, so none runs past the window."""
+    return st.container(horizontal=True, wrap=True, gap="medium")
+
+
+def tile(row, width: int):
+    """A fixed-width cell of a :func:`wrap_row` (a chart drawn in it with ``width="stretch"`` fills it)."""
+    return row.container(width=width)
+
+
 def short_layer(name: str) -> str:
     """A layer name without the common model prefix, for axis labels."""
     for prefix in ("bert.encoder.layer.", "model.layers.", "transformer.h.", "encoder.layer.", "roberta.encoder.layer."):

@@ -83,12 +83,12 @@ def render() -> None:
 
     left, right = st.columns([1, 1])
     jac = [{"a": names[i], "b": names[j], "value": pool.jaccard[i][j]} for i in range(len(names)) for j in range(len(names))]
-    left.altair_chart(charts.overlap_matrix(pd.DataFrame(jac), title="candidate x candidate (all layers)"), width="content")
+    left.altair_chart(charts.overlap_matrix(pd.DataFrame(jac), title="candidate x candidate (all layers)"), width="stretch")
     with right:
         df = pd.DataFrame(
             {"candidate": names, "score": values, "overlap": pool.overlap_with_deterministic, "chosen": [i == chosen for i in range(len(names))]}
         )
-        st.altair_chart(charts.candidate_bars(df, "score", f"held-out {metric} (selection score)", ".4g"), width="stretch")
+        st.altair_chart(charts.candidate_bars(df, "score", f"held-out {metric} (selection score)", ".4g", metric=metric), width="stretch")
         st.altair_chart(charts.candidate_bars(df, "overlap", "Jaccard overlap with the deterministic mask", ".3f"), width="stretch")
     st.caption(
         f"Chosen (red): the best held-out {metric}; the deterministic {base} mask scores {fmt(det)}. "

@@ -62,8 +62,8 @@ def render() -> None:
 
     st.subheader("1. Weights W and the mask")
     left, right = st.columns(2)
-    left.altair_chart(charts.matrix_heatmap(frame(toy.weight), "W (dense)", "weight"), width="content")
-    right.altair_chart(charts.matrix_heatmap(frame(toy.weight, mask), f"W pruned: {criterion}, {pattern}", "weight"), width="content")
+    left.altair_chart(charts.matrix_heatmap(frame(toy.weight), "W (dense)", "weight"), width="stretch")
+    right.altair_chart(charts.matrix_heatmap(frame(toy.weight, mask), f"W pruned: {criterion}, {pattern}", "weight"), width="stretch")
     st.caption("Grey cells are pruned (set to zero). On the real model, the Weights view shows the histogram of kept and pruned weights and the Masks view the mask of a whole layer.")
     ui.links(("weights", "Weights: kept and pruned weights, threshold"), ("masks", "Masks: a whole layer's mask"))
 
@@ -77,7 +77,7 @@ def render() -> None:
     for col, name in zip(cols, CRITERIA):
         col.altair_chart(
             charts.matrix_heatmap(frame(scores[name].numpy(), masks[name]), name, "score", fmt=".2f", scheme="greens", domain_mid=None),
-            width="content",
+            width="stretch",
         )
         col.caption(f"{notes[name]} Output error {errors[name]:.1%}.")
     norms = pd.DataFrame({"input j": range(8), "||X_j|| (norm over 16 tokens)": toy.input_sq_sum**0.5})

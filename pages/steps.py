@@ -201,7 +201,7 @@ def draw_randomized(stages: list, info: dict | None, params: dict) -> None:
         rows = pd.DataFrame(V.candidate_rows(stage))
         left, right = st.columns(2)
         title = "early-evaluation score (mean of the last evaluations)" if stage.get("selection") == "early" else f"held-out {metric}, no training"
-        left.altair_chart(charts.candidate_bars(rows, "score", title, ".4g"), width="stretch")
+        left.altair_chart(charts.candidate_bars(rows, "score", title, ".4g", metric=metric), width="stretch")
         if rows["overlap"].notna().all():
             right.altair_chart(charts.candidate_bars(rows, "overlap", "Jaccard overlap with the deterministic mask", ".3f"), width="stretch")
         curves = pd.DataFrame(V.early_curve_rows(stage))

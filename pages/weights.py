@@ -4,10 +4,14 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import charts, resources, ui
-from pruning.distribution import equivalent_threshold, histogram, split_counts, to_numpy
+from app import charts, resources, style, ui
+from pruning.distribution import SCORE_POWERS, equivalent_threshold, histogram, score_picture, split_counts, to_numpy
+from pruning.models import block_role_order, layer_role
 
 BINS = 80
+GRID_ON_UP_TO = 48  # layers; a bigger model (SmolLM2: 210) shows the small multiples only when asked, a few blocks at a time
+BLOCKS_PER_PAGE = 4
+PANEL_WIDTH = 190
 RANGE_QUANTILE = 0.9995  # the histogram spans +-(this quantile of |w|); rarer outliers go to the edge bins
 
 
@@ -43,23 +47,29 @@ def render() -> None:
     m1.metric("Pruned in this layer", f"{mask.numel() - n_kept:,}", help=f"of {mask.numel():,} weights")
     m2.metric("Layer sparsity", f"{layer_sparsity:.1%}")
     m3.metric("Magnitude threshold |w|", f"{threshold:.4g}", help="the |w| below which this share of weights lies: the exact cut of per-layer magnitude pruning")
-    m4.metric("Spike/slab crossing |w*|", "none" if spike.crossing is None else f"{spike.crossing:.4g}")
+    m4.metric(
+        "Mixture crossing w_gmm",
+        "none" if spike.crossing is None else f"{spike.crossing:.4g}",
+        help="where the spike and slab of a two-Gaussian mixture FITTED to these weights are equally likely "
+        "(not MGPP's prior threshold w*, which comes from the prior's fixed lam, v0, v1: see Method steps)",
+    )
 
     width = float(binned.edges[1] - binned.edges[0])
     centers = np.linspace(binned.edges[0], binned.edges[-1], 241)
     curves = pd.DataFrame(fit.curves(centers, scale=mask.numel() * width))
-    lines = [{"x": t, "label": "pruning threshold ±t"} for t in (-threshold, threshold)] if threshold > 0 else []
+    lines = [{"x": t, "label": style.THRESHOLD} for t in (-threshold, threshold)] if threshold > 0 else []
     if spike.crossing is not None:
-        lines += [{"x": c, "label": "spike/slab crossing ±w*"} for c in (-spike.crossing, spike.crossing)]
+        lines += [{"x": c, "label": style.MIXTURE_CROSSING} for c in (-spike.crossing, spike.crossing)]
     chart = charts.weight_histogram(charts.histogram_frame(counts), curves, pd.DataFrame(lines), log_count=log_count, title=layer)
     st.altair_chart(chart, width="stretch")
     st.caption(
         f"{mask.numel():,} weights in {BINS} bins of width {width:.3g} over ±{binned.edges[-1]:.3g} "
-        f"(the {RANGE_QUANTILE:.2%} quantile of |w|; the rarer outliers are counted in the outermost bins). Blue: kept, orange: pruned"
+        f"(the {RANGE_QUANTILE:.2%} quantile of |w|; the rarer outliers are counted in the outermost bins). Blue: kept, grey: pruned"
         + (" (hidden)" if hide_zeros else "")
         + f". Curves: a {fit.k}-component Gaussian mixture fitted to {fit.n_fitted:,} sampled weights, in expected counts per bin. "
-        "The spike/slab crossing is where a weight is equally likely under the narrow (spike) and wide (slab) zero-mean "
-        "Gaussian of a two-component fit: MGPP's prior pushes weights inside it toward zero."
+        "The mixture crossing ±w_gmm is where a weight is equally likely under the narrow (spike) and wide (slab) zero-mean "
+        "Gaussian of a two-component fit to these weights; MGPP's prior threshold ±w* (Method steps) is the same idea for the "
+        "prior's fixed parameters, usually far narrower."
     )
 
     left, right = st.columns([1, 1])
@@ -90,17 +100,75 @@ def render() -> None:
             column_config={"weight": st.column_config.NumberColumn(format="%.3f"), "std": st.column_config.NumberColumn(format="%.3e")},
         )
 
+    score_section(s, loaded, layer)
+    small_multiples(s, loaded, mask_set, hide_zeros)
+
+
+def small_multiples(s, loaded, mask_set, hide_zeros: bool) -> None:
+    """Every layer's histogram, in block order and by role, as panels that wrap to the window's width."""
     st.subheader("All layers")
-    ui.default("ps_weights_grid", True)
-    if st.toggle("Show every layer (small multiples)", key="ps_weights_grid"):
-        parts = []
-        for name in names:
-            idx, sample = resources.small_sample(s, loaded, name)
-            kept = to_numpy(mask_set.masks[name]).ravel()[idx]
-            parts.append(charts.histogram_columns(histogram(sample, kept, bins=30, hide_zeros=hide_zeros), ui.short_layer(name)))
-        grid = charts.concat_columns(parts)
-        st.altair_chart(charts.histogram_grid(grid), width="content")
-        st.caption("Each panel: a fixed random sample of 4,000 weights of the layer (all of them when smaller), kept and pruned.")
+    rows = block_role_order(resources.layers(s, loaded))
+    ui.default("ps_weights_grid", len(rows) <= GRID_ON_UP_TO)
+    if not st.toggle(f"Show every layer (small multiples, {len(rows)} layers)", key="ps_weights_grid"):
+        return
+    blocks = sorted({r.block for r in rows if r.block is not None})
+    if len(rows) > GRID_ON_UP_TO and blocks:
+        starts = blocks[::BLOCKS_PER_PAGE]
+        labels = {b: f"blocks {b}-{min(b + BLOCKS_PER_PAGE - 1, blocks[-1])}" for b in starts}
+        if st.session_state.get("ps_weights_grid_page") not in starts:
+            st.session_state["ps_weights_grid_page"] = starts[0]
+        first = st.select_slider("Blocks", options=starts, format_func=labels.get, key="ps_weights_grid_page")
+        rows = [r for r in rows if r.block is not None and first <= r.block < first + BLOCKS_PER_PAGE]
+    row = ui.wrap_row()
+    for r in rows:
+        idx, sample = resources.small_sample(s, loaded, r.name)
+        kept = to_numpy(mask_set.masks[r.name]).ravel()[idx]
+        bins = charts.histogram_frame(histogram(sample, kept, bins=30, hide_zeros=hide_zeros))
+        title = f"block {r.block} · {layer_role(r.name)[1]}" if r.block is not None else ui.short_layer(r.name)
+        ui.tile(row, PANEL_WIDTH + 60).altair_chart(charts.histogram_panel(bins, title, width=PANEL_WIDTH), width="content")
+    st.caption(
+        "Each panel: a fixed random sample of 4,000 weights of the layer (all of them when smaller), kept (blue) and pruned (grey); "
+        "blocks in order, and inside a block q, k, v, attention out, FFN in, FFN out. Each panel has its own axes."
+    )
+
+
+def score_section(s, loaded, layer: str) -> None:
+    """The score picture: |W| against ||X_j|| with the kept/pruned boundary, and the score histogram."""
+    st.subheader("Why these weights: the score picture")
+    methods = list(resources.score_methods())
+    ui.default("ps_weights_score_method", s.method if s.method in methods else ("wanda" if "wanda" in methods else methods[0]))
+    c1, c2 = st.columns([1, 2])
+    method = c1.selectbox("Criterion", methods, key="ps_weights_score_method", help="any score-based method, at the sidebar's sparsity and granularity")
+    ui.default("ps_weights_score_on", True)
+    if not st.toggle("Show the score picture", key="ps_weights_score_on"):
+        return
+    norms = resources.input_norms(s, loaded)
+    mask_set = resources.masks(s, loaded, method=method)
+    scores = resources.ranker(s, loaded, method).scores[layer]
+    weight = resources.dense_weight(s, loaded, layer)
+    pic = resources.memo(
+        ("score-picture", layer, mask_set.key),
+        lambda: score_picture(weight, norms[layer], mask_set.masks[layer], scores, SCORE_POWERS.get(method)),
+    )
+    c2.caption(
+        f"{pic.kept_small_loud:,} weights below the layer's median |W| are kept by {method} because their input is louder than the median: "
+        "magnitude would drop them." if method == "wanda" else f"Threshold t = {pic.threshold:.4g} on the {method} score."
+    )
+    left, right = st.columns([3, 2])
+    boundary = pd.DataFrame(pic.boundary)
+    left.altair_chart(charts.score_plane(pd.DataFrame(pic.cells), boundary if len(boundary) else None, method), width="stretch")
+    hist = charts.histogram_frame({k: np.asarray(v) for k, v in pic.scores.items()})
+    right.altair_chart(charts.score_histogram(hist, pic.threshold, method), width="stretch")
+    cut = "" if s.granularity == "layer" else f" With {s.granularity} granularity the cut is not one number per layer: the line is the layer's equivalent cut."
+    st.caption(SCORE_NOTES.get(method, "") + cut + " Input norms from the dense model over the sidebar's calibration set; zero weights left out.")
+
+
+SCORE_NOTES = {
+    "magnitude": "Magnitude's score is |W| alone: the boundary is a horizontal line, and the input norm plays no part.",
+    "wanda": "Wanda's score is |W| x ||X_j||: the boundary |W| = t / ||X_j|| slopes down, so on loud inputs (right) "
+    "small weights are kept and on quiet inputs (left) larger ones are pruned.",
+    "random": "Random scores ignore both |W| and ||X_j||: kept and pruned weights mix everywhere, and there is no boundary to draw.",
+}
 
 
 ui.guarded(render)

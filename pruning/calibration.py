@@ -310,3 +310,10 @@ def _set_weight(model: nn.Module, block: nn.Module, local: str, name: str, weigh
 
     module = block.get_submodule(local)
     module._parameters["weight"] = nn.Parameter(to_module_layout(model, name, weight_out_in), requires_grad=False)
+
+
+def input_feature_norms(loaded, layers: Sequence[str], calibration: Sequence[dict], progress=None) -> dict[str, torch.Tensor]:
+    """``||X_j||_2`` of every input feature ``j`` of each layer over the calibration tokens (dense
+    model, one forward pass): the factor Wanda multiplies ``|W_ij|`` by. Float32, shape ``(d_in,)``."""
+    stats = collect_input_stats(loaded, layers, calibration, progress=progress)
+    return {n: stats[n].sq_sum.clamp_min(0).sqrt().to(torch.float32) for n in layers}

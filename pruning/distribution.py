@@ -383,3 +383,93 @@ def overlap(a, b) -> dict:
         per_layer[name] = {"jaccard": 1.0 if u == 0 else i / u, "hamming": d / max(1, x.size)}
         inter, union, diff, total = inter + i, union + u, diff + d, total + x.size
     return {"per_layer": per_layer, "overall": {"jaccard": 1.0 if union == 0 else inter / union, "hamming": diff / max(1, total)}}
+
+
+# ---------------------------------------------------------------- the score picture: |W| against ||X_j||
+SCORE_POWERS = {"magnitude": 0.0, "wanda": 1.0}  # score = |W| * ||X_j||^power; random has no boundary in this plane
+
+
+@dataclass(frozen=True)
+class ScorePicture:
+    """What a score-based criterion keeps, on the plane of ``|W_ij|`` (y) against ``||X_j||`` (x).
+
+    ``cells``: one dict per non-empty 2-D bin (log10 edges ``x0, x1, y0, y1``; ``count``, ``kept``,
+    ``kept_fraction``). ``scores``: per log10-score bin ``left, right, kept, pruned``.
+    ``threshold``: the score cut at this layer's sparsity; ``boundary``: rows ``{x, y}`` (log10) of
+    ``score == threshold`` in the plane (empty when the score does not depend on |W| and ||X|| alone).
+    """
+
+    cells: list[dict]
+    scores: dict[str, np.ndarray]
+    threshold: float
+    boundary: list[dict]
+    kept_small_loud: int  # kept weights below the median |W| whose input norm is above the median ||X_j||
+
+
+def _log_edges(values: np.ndarray, bins: int) -> np.ndarray:
+    pos = values[values > 0]
+    lo, hi = (np.log10(pos.min()), np.log10(pos.max())) if pos.size else (-1.0, 0.0)
+    if hi - lo < 1e-9:
+        lo, hi = lo - 0.5, hi + 0.5
+    return np.linspace(lo, hi, bins + 1)
+
+
+def _bin_of(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    logs = np.log10(np.where(values > 0, values, 10.0 ** edges[0]))
+    return np.clip(np.searchsorted(edges, logs, side="right") - 1, 0, len(edges) - 2)
+
+
+def score_picture(weight, input_norm, kept, scores, power: float | None, bins: int = 40) -> ScorePicture:
+    """Bin a layer's weights by ``log10 |W_ij|`` and ``log10 ||X_j||`` (kept share per cell) and its
+    scores by ``log10 score`` (kept and pruned counts), with the layer's score threshold and, for
+    ``score = |W| ||X||^power``, the boundary ``|W| = t / ||X||^power``. Zero weights are left out."""
+    w = np.abs(to_numpy(weight))
+    x = np.broadcast_to(to_numpy(input_norm).reshape(1, -1), w.shape)
+    keep = to_numpy(kept).astype(bool)
+    sc = to_numpy(scores)
+    if w.shape != keep.shape or w.shape != sc.shape or x.shape[1] != w.shape[1]:
+        raise PruneScopeError(f"weight {w.shape}, mask {keep.shape}, scores {sc.shape} and {x.shape[1]} input norms do not match")
+    live = (w > 0) & np.isfinite(sc)
+    w, x, keep, sc = w[live], x[live], keep[live], sc[live]
+    xe, ye = _log_edges(x, bins), _log_edges(w, bins)
+    cell = _bin_of(x, xe) * bins + _bin_of(w, ye)
+    count = np.bincount(cell, minlength=bins * bins)
+    kept_count = np.bincount(cell[keep], minlength=bins * bins)
+    cells = [
+        {"x0": xe[c // bins], "x1": xe[c // bins + 1], "y0": ye[c % bins], "y1": ye[c % bins + 1],
+         "count": int(count[c]), "kept": int(kept_count[c]), "kept_fraction": kept_count[c] / count[c]}
+        for c in np.flatnonzero(count)
+    ]
+    sparsity = 1.0 - keep.sum() / max(1, keep.size)
+    threshold = equivalent_threshold(sc, sparsity) if keep.size else 0.0
+    se = _log_edges(sc, 60)
+    sb = _bin_of(sc, se)
+    hist = {"left": 10.0 ** se[:-1], "right": 10.0 ** se[1:], "kept": np.bincount(sb[keep], minlength=60),
+            "pruned": np.bincount(sb[~keep], minlength=60)}
+    boundary = []
+    if power is not None and threshold > 0:
+        xs = np.linspace(xe[0], xe[-1], 50)
+        ys = np.log10(threshold) - power * xs
+        boundary = [{"x": float(a), "y": float(b)} for a, b in zip(xs, ys) if ye[0] <= b <= ye[-1]]
+    small_loud = int(np.sum(keep & (w < np.median(w)) & (x > np.median(x)))) if w.size else 0
+    return ScorePicture(cells, hist, float(threshold), boundary, small_loud)
+
+
+# ---------------------------------------------------------------- where two masks disagree
+AGREEMENT = ("kept by both", "kept by A only", "kept by B only", "pruned by both")
+
+
+def agreement(a, b, rows: int = 32, cols: int = 64) -> dict:
+    """Two masks of one layer compared weight by weight: ``counts`` of each :data:`AGREEMENT` class
+    (A = the first mask), the Jaccard overlap of the kept weights, and ``cells``: the top-left
+    ``rows x cols`` corner at full resolution, one dict ``{row, col, agreement}`` per weight."""
+    ma, mb = to_numpy(a).astype(bool), to_numpy(b).astype(bool)
+    if ma.shape != mb.shape:
+        raise PruneScopeError(f"the two masks differ in shape: {ma.shape} and {mb.shape}")
+    classes = np.where(ma & mb, 0, np.where(ma, 1, np.where(mb, 2, 3)))
+    found = np.bincount(classes.ravel(), minlength=4)
+    counts = {name: int(found[i]) for i, name in enumerate(AGREEMENT)}
+    union = int(found[:3].sum())
+    corner = classes[:rows, :cols]
+    cells = [{"row": i, "col": j, "agreement": AGREEMENT[int(corner[i, j])]} for i in range(corner.shape[0]) for j in range(corner.shape[1])]
+    return {"counts": counts, "jaccard": counts["kept by both"] / union if union else 1.0, "cells": cells}

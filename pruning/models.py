@@ -554,3 +554,33 @@ def load_model(
         info["label_names"] = _label_names(model)
     _report(progress, 1, 1, f"{shown} loaded")
     return LoadedModel(shown, model, tokenizer, task, _max_length(model, tokenizer), source, info)
+
+
+# The roles of a block's matrices, in the order a reader expects them (checked in this order, first match wins).
+LAYER_ROLES = (
+    ("q", re.compile(r"(query|q_proj|\.q_lin|\.q)$")),
+    ("k", re.compile(r"(key|k_proj|\.k_lin|\.k)$")),
+    ("v", re.compile(r"(value|v_proj|\.v_lin|\.v)$")),
+    ("qkv", re.compile(r"(c_attn|qkv_proj|query_key_value|Wqkv)$")),
+    ("attention out", re.compile(r"(attention\.output\.dense|o_proj|out_proj|attn\.c_proj|\.out_lin)$")),
+    ("FFN gate", re.compile(r"gate_proj$")),
+    ("FFN in", re.compile(r"(intermediate\.dense|up_proj|fc1|c_fc|lin1|fc_in|dense_h_to_4h)$")),
+    ("FFN out", re.compile(r"(output\.dense|down_proj|fc2|mlp\.c_proj|lin2|fc_out|dense_4h_to_h)$")),
+)
+
+
+def layer_role(name: str) -> tuple[int, str]:
+    """``(rank, role)`` of a layer inside its block: q, k, v, attention out, FFN in, FFN out
+    (rank ``len(LAYER_ROLES)`` and role "other" for a name none of them matches)."""
+    for rank, (role, pattern) in enumerate(LAYER_ROLES):
+        if pattern.search(name):
+            return rank, role
+    return len(LAYER_ROLES), "other"
+
+
+def block_role_order(layers) -> list:
+    """``layers`` (LayerInfo-like: ``name`` and ``block``) sorted by block, then by :func:`layer_role`
+    (model order breaks ties)."""
+    indexed = list(enumerate(layers))
+    indexed.sort(key=lambda t: (t[1].block if t[1].block is not None else -1, layer_role(t[1].name)[0], t[0]))
+    return [layer for _, layer in indexed]

@@ -31,6 +31,7 @@ class Param:
     choices: tuple | None = None
     minimum: float | None = None
     maximum: float | None = None
+    group: str = "advanced"  # "budget": the few that set how long a run takes (shown first); "advanced": the rest
 
     def coerce(self, name: str, value: Any) -> Any:
         """Convert ``value`` to the default's type and check its range, or raise a clear error."""

@@ -8,6 +8,7 @@ two-session test relies on it.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -55,6 +56,11 @@ def metric(at: AppTest, label_start: str) -> str:
     raise AssertionError(f"no metric {label_start!r}; have {[m.label for m in at.metric]}")
 
 
+def chart_specs(at: AppTest) -> list[str]:
+    """The Vega-Lite spec (JSON text) of every chart on the page, in order."""
+    return [e.proto.spec for e in at.get("vega_lite_chart")]
+
+
 def set_sparsity(at: AppTest, value: float) -> AppTest:
     at.sidebar.slider(key="ps_sparsity").set_value(value).run()
     return at
@@ -90,6 +96,28 @@ def test_weights_slider_and_controls():
     at.selectbox(key="ps_weights_k").set_value(2).run()
     assert_clean(at)
     assert len(at.dataframe[0].value) == 2  # two mixture components
+
+
+def test_weights_score_picture_for_every_score_method():
+    at = open_page("weights")
+    assert_clean(at)
+    for method in ("magnitude", "wanda", "random"):
+        at.selectbox(key="ps_weights_score_method").set_value(method).run()
+        assert_clean(at)
+        specs = "".join(chart_specs(at))
+        assert "input-feature norm ||X_j||" in specs and f"{method} score (log)" in specs
+        assert ('"title": "boundary"' in specs) == (method != "random")  # random has no boundary in the plane
+    assert any("because their input is louder" in c.value for c in at.caption) is False  # random chosen last
+    at.selectbox(key="ps_weights_score_method").set_value("wanda").run()
+    assert any("because their input is louder than the median" in c.value for c in at.caption)
+
+
+def test_weights_small_multiples_in_block_and_role_order():
+    at = open_page("weights")
+    assert at.toggle(key="ps_weights_grid").value  # 12 layers: on by default
+    titles = [json.loads(spec).get("title") for spec in chart_specs(at)]
+    titles = [t["text"] for t in titles if isinstance(t, dict) and t.get("text", "").startswith("block ")]
+    assert titles == [f"block {b} · {r}" for b in (0, 1) for r in ("q", "k", "v", "attention out", "FFN in", "FFN out")]
 
 
 def test_masks_slider_views_and_overlap():

@@ -107,17 +107,32 @@ def pruning_steps(t0: int, t1: int, interval: int) -> list[int]:
     return steps + [t1] if not steps or steps[-1] != t1 else steps
 
 
+def schedule_step(value: float, steps: int) -> int:
+    """A schedule point as a step: a value below 1 is a fraction of the budget (``0.15`` of 200 steps
+    is step 30), a value of 1 or more an absolute step (``30`` is step 30)."""
+    value = float(value)
+    if value < 0:
+        raise PruneScopeError(f"a schedule point cannot be negative (got {value})")
+    return int(round(value * steps)) if value < 1 else int(round(value))
+
+
 def schedule_of(params: dict, sparsity: float, granularity: str) -> dict:
     """The pruning schedule a run with these (resolved) parameters follows:
-    ``{"t0", "t1", "interval", "s_i", "s_f", "steps"}`` (``s_f`` is N/M for N:M patterns)."""
-    p = params
-    if not 0 <= p["t0"] <= p["t1"] <= p["steps"]:
+    ``{"t0", "t1", "interval", "s_i", "s_f", "steps"}`` in steps (``s_f`` is N/M for N:M patterns).
+
+    ``t0``, ``t1`` and ``interval`` below 1 are fractions of ``steps`` (the defaults), so the
+    schedule scales with any budget; absolute steps must fit the budget."""
+    p, steps = params, int(params["steps"])
+    t0, t1 = schedule_step(p["t0"], steps), schedule_step(p["t1"], steps)
+    interval = max(1, schedule_step(p["interval"], steps))
+    if not 0 <= t0 <= t1 <= steps:
         raise PruneScopeError(
-            f"the schedule needs 0 <= t0 <= t1 <= steps (got t0={p['t0']}, t1={p['t1']}, steps={p['steps']})"
+            f"the schedule needs 0 <= t0 <= t1 <= steps (got t0={t0}, t1={t1}, steps={steps}); "
+            "give t0 and t1 as fractions of the steps (below 1) to scale them with any budget"
         )
     g = parse_granularity(granularity)
     s_f = g.fixed_sparsity if g.is_nm else float(sparsity)
-    return {"t0": p["t0"], "t1": p["t1"], "interval": p["interval"], "s_i": min(p["s_i"], s_f), "s_f": s_f, "steps": p["steps"]}
+    return {"t0": t0, "t1": t1, "interval": interval, "s_i": min(p["s_i"], s_f), "s_f": s_f, "steps": steps}
 
 
 def schedule_curve(schedule: dict, lam: float | None = None) -> list[dict]:
@@ -149,8 +164,8 @@ def _history_steps(p: dict) -> set[int]:
 
 def gradual_prune(ctx: PruneContext, prior: bool):
     """Fine-tune a copy with the cubic magnitude-pruning schedule, with (MGPP) or without (GMP) the prior."""
-    p = ctx.params
-    schedule = schedule_of(p, ctx.sparsity, ctx.granularity)
+    schedule = schedule_of(ctx.params, ctx.sparsity, ctx.granularity)
+    p = {**ctx.params, **{k: schedule[k] for k in ("t0", "t1", "interval", "steps")}}  # in steps from here on
     started = time.perf_counter()
     g = parse_granularity(ctx.granularity)
     s_i, s_f = schedule["s_i"], schedule["s_f"]
@@ -245,13 +260,13 @@ def gradual_prune(ctx: PruneContext, prior: bool):
 
 def _params(prior: bool) -> dict:
     common = {
-        "steps": Param(200, "fine-tuning steps in all (6 epochs of SST-2 at batch 32 in the paper)", minimum=1),
-        "t0": Param(30, "step of the first pruning (1000 in the paper)", minimum=0),
-        "t1": Param(140, "step of the last pruning; the mask is frozen after it", minimum=0),
-        "interval": Param(10, "steps between prunings from t0 to t1", minimum=1),
+        "steps": Param(200, "fine-tuning steps in all (6 epochs of SST-2 at batch 32 in the paper)", minimum=1, group="budget"),
+        "batch_size": Param(16, "training batch size (32 in the paper)", minimum=1, group="budget"),
+        "t0": Param(0.15, "first pruning: a fraction of the steps (below 1) or a step number (1 and above); 1000 steps in the paper", minimum=0.0),
+        "t1": Param(0.7, "last pruning, after which the mask is frozen: a fraction of the steps (below 1) or a step number", minimum=0.0),
+        "interval": Param(0.05, "between prunings from t0 to t1: a fraction of the steps (below 1) or a number of steps", minimum=0.0),
         "s_i": Param(0.3, "sparsity of the first pruning (cubic schedule from s_i to the target)", minimum=0.0, maximum=0.99),
         "lr": Param(5e-5, "AdamW learning rate (betas 0.9/0.98, eps 1e-6, no weight decay)", minimum=0.0),
-        "batch_size": Param(16, "training batch size (32 in the paper)", minimum=1),
         "history_points": Param(8, "how many snapshots of the weights and metric to record", minimum=2, maximum=100),
         "holdout": Param(256, "held-out examples of the TRAINING data used to monitor the metric", minimum=8),
     }

@@ -161,3 +161,17 @@ def early_curve_rows(stage: dict) -> list[dict]:
     for i, curve in enumerate(stage.get("early_curves") or []):
         rows.extend({"candidate": f"c{i + 1}", "step": c["step"], "value": c["value"], "chosen": i == stage.get("chosen")} for c in curve)
     return rows
+
+
+def ridge_rows(snapshots: Sequence[tuple[str, Sequence[float]]], limit: float, bins: int = 60) -> list[dict]:
+    """Stacked histograms over time: for each ``(label, sample)`` in order, one row per bin and
+    status ``{step, left, right, count, status}`` (exact zeros are "pruned"), all on ``+-limit``."""
+    rows = []
+    for label, sample in snapshots:
+        counts = sample_histogram(sample, limit, bins)
+        for status in ("kept", "pruned"):
+            rows.extend(
+                {"step": label, "left": float(a), "right": float(b), "count": int(c), "status": status}
+                for a, b, c in zip(counts["left"], counts["right"], counts[status])
+            )
+    return rows
