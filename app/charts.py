@@ -92,7 +92,7 @@ def weight_histogram(
 
     ``bins``: ``left, right, count, status`` (status "kept" or "pruned").
     ``curves``: ``x, component, density`` (density in weights per bin).
-    ``lines``: ``x, label`` (e.g. the pruning threshold and the spike/slab crossing).
+    ``lines``: ``x, label`` (e.g. the pruning threshold and the mixture crossing w_gmm).
     ``y_max`` fixes the count axis (curves taller than it, such as a prior's narrow spike, are cut at the top).
     """
     _require(bins, ["left", "right", "count", "status"], "weight_histogram")

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from app import charts, resources, ui
-from pruning.distribution import layer_counts, mask_grid, nm_violation_count, overlap, to_numpy
+from pruning.distribution import AGREEMENT, agreement, layer_counts, mask_grid, nm_violation_count, overlap, to_numpy
 
 WHOLE = "whole layer (block averages)"
 CORNER = "top-left corner, one cell per weight"
@@ -117,13 +117,42 @@ def render() -> None:
             overall.append({"a": x, "b": y, "value": ov["overall"]["jaccard"]})
             this_layer.append({"a": x, "b": y, "value": ov["per_layer"][layer]["jaccard"]})
         per_layer.extend({"layer": ui.short_layer(n), "pair": f"{a} / {b}", "jaccard": v["jaccard"]} for n, v in ov["per_layer"].items())
-    left, right = st.columns(2)
-    left.altair_chart(charts.overlap_matrix(pd.DataFrame(overall), title="all layers together"), width="content")
-    right.altair_chart(charts.overlap_matrix(pd.DataFrame(this_layer), title=ui.short_layer(layer)), width="content")
+    side = max(300, 90 * len(chosen) + 140)
+    row = ui.wrap_row()
+    ui.tile(row, side).altair_chart(charts.overlap_matrix(pd.DataFrame(overall), title="all layers together"), width="stretch")
+    ui.tile(row, side).altair_chart(charts.overlap_matrix(pd.DataFrame(this_layer), title=ui.short_layer(layer)), width="stretch")
     st.altair_chart(charts.layer_overlap_lines(pd.DataFrame(per_layer)), width="stretch")
     st.caption(
         "Jaccard overlap = weights kept by both / weights kept by either (1 = the same mask). Two independent random masks "
         f"at sparsity s overlap about (1-s)/(1+s) = {(1 - mask_set.sparsity) / (1 + mask_set.sparsity):.2f}."
+    )
+    disagreement(sets, chosen, layer)
+
+
+def disagreement(sets: dict, chosen: list, layer: str) -> None:
+    """For one layer and two of the compared methods: which weights both keep, one keeps, neither keeps."""
+    st.subheader("Where two masks disagree")
+    c1, c2 = st.columns(2)
+    if st.session_state.get("ps_masks_a") not in chosen:
+        st.session_state["ps_masks_a"] = chosen[0]
+    a = c1.selectbox("Mask A", chosen, key="ps_masks_a")
+    others = [m for m in chosen if m != a]
+    if st.session_state.get("ps_masks_b") not in others:
+        st.session_state["ps_masks_b"] = others[0]
+    b = c2.selectbox("Mask B", others, key="ps_masks_b")
+    found = resources.memo(("agreement", layer, sets[a].key, sets[b].key), lambda: agreement(sets[a].masks[layer], sets[b].masks[layer]))
+    counts = found["counts"]
+    total = sum(counts.values())
+    row = ui.wrap_row()
+    row.metric("Jaccard overlap", f"{found['jaccard']:.3f}", help="kept by both / kept by either", width="content")
+    for name in AGREEMENT:
+        label = name.replace("A only", f"{a} only").replace("B only", f"{b} only")
+        row.metric(label, f"{counts[name] / total:.1%}", help=f"{counts[name]:,} of {total:,} weights", width="content")
+    st.altair_chart(charts.agreement_picture(pd.DataFrame(found["cells"]), a, b, title=f"{ui.short_layer(layer)}: top-left corner"), width="stretch")
+    st.caption(
+        "One cell per weight of the layer's top-left corner (32 output rows x 64 input columns). Blue: kept by both, grey: pruned by both, "
+        f"and in each method's own colour the weights only that method keeps. The Jaccard number is "
+        f"both / (both + {a} only + {b} only) over the whole layer."
     )
 
 

@@ -9,7 +9,7 @@ per-layer reconstruction errors.
 import pandas as pd
 import streamlit as st
 
-from app import charts, resources, ui
+from app import charts, resources, style, ui
 from pruning.seeds import views as V
 from pruning.seeds.mgpp import schedule_curve, schedule_of
 
@@ -96,8 +96,13 @@ def draw_gradual(history: list, schedule: dict, prior: dict | None, key, seed: i
     metric = last.get("metric") or "metric"
     value = last.get("value")
     c3.metric(f"Held-out {metric}", "n/a" if value is None else (ui.pct(value) if metric == "accuracy" else f"{value:,.2f}"), help="on a held-out slice of the TRAINING data")
-    if prior is not None and last.get("crossing_point") is not None:
-        c4.metric("Prior crossing |w*|", f"{last['crossing_point']:.3g}", help="weights inside ±w* are more likely under the spike: the prior pulls them to zero")
+    if prior is not None and last.get("prior_threshold") is not None:
+        c4.metric(
+            "Prior threshold w*",
+            f"{last['prior_threshold']:.3g}",
+            help="from the prior's own lam_t, v0, v1: weights inside ±w* are more likely under the spike, and the prior pulls them to zero "
+            "(not the mixture crossing w_gmm of the Weights view, which is fitted to the weights)",
+        )
     else:
         c4.metric("Training loss", "n/a" if last.get("loss") is None else f"{last['loss']:.3f}")
 
@@ -112,7 +117,7 @@ def draw_gradual(history: list, schedule: dict, prior: dict | None, key, seed: i
         "are only zeroed: the next optimizer step moves them again, so the exact zeros measured at a snapshot (diamonds) fall back "
         "between prunings; from t1 the mask is frozen and re-applied every step."
         + (
-            " Circles: the share of the sampled weights inside the prior's spike (|w| < w*), where its pull towards zero is strong: "
+            " Circles: the share of the sampled weights inside the prior's spike (|w| < w*, the prior threshold), where its pull towards zero is strong: "
             "compare it with the diamonds to see how many regrowing weights the prior holds near zero. The slab weight lam is "
             "annealed linearly to 0.001 lam between t0 and t1, which widens ±w*."
             if prior
@@ -134,15 +139,20 @@ def draw_gradual(history: list, schedule: dict, prior: dict | None, key, seed: i
         chosen = history[steps.index(step)]
     k = st.session_state.get("ps_steps_k", 2)
     lines = []
-    if prior is not None and chosen.get("crossing_point"):
-        lines = [{"x": x, "label": "prior crossing ±w*"} for x in (-chosen["crossing_point"], chosen["crossing_point"])]
+    if prior is not None and chosen.get("prior_threshold"):
+        lines = [{"x": x, "label": style.PRIOR_THRESHOLD} for x in (-chosen["prior_threshold"], chosen["prior_threshold"])]
     prior_now = None if prior is None else {**prior, "lam": chosen.get("lambda") or prior["lam"]}
     _snapshot_chart(chosen["sample"], limit, f"step {chosen['step']}", (key, chosen["step"]), k, seed, prior_now, lines)
-    parts = [charts.histogram_columns(V.sample_histogram(h["sample"], limit, GRID_BINS), f"step {h['step']}") for h in history]
-    st.altair_chart(charts.histogram_grid(charts.concat_columns(parts), columns=4, order=[f"step {x}" for x in steps], shared_x=True), width="content")
+    labels = [f"step {h['step']}" for h in history]
+    ridges = pd.DataFrame(V.ridge_rows([(x, h["sample"]) for x, h in zip(labels, history)], limit, GRID_BINS))
+    spike = last.get("prior_threshold") if prior is not None else None
+    st.altair_chart(charts.ridgeline(ridges, labels, spike=spike), width="stretch")
     st.caption(
-        f"The same {len(last['sample']):,} randomly chosen targeted weights at every snapshot, on one axis (±{limit:.3g}; rarer values in the edge bins). "
-        "Orange: exactly zero (pruned). Curves: a Gaussian mixture fitted to the non-zero weights"
+        f"Stacked histograms over training (first snapshot on top): the same {len(last['sample']):,} randomly chosen targeted weights at every "
+        f"snapshot, on one axis (±{limit:.3g}; rarer values in the edge bins), each ridge scaled to its own tallest bar of kept weights. "
+        "Grey: exactly zero (pruned), its bar cut at the ridge's height."
+        + (f" Shaded: the prior's spike |w| < w* at the last snapshot (w* = {spike:.3g})." if spike else "")
+        + " Above, the snapshot you pick: curves of a Gaussian mixture fitted to the non-zero weights"
         + (", and the prior's spike and slab (the spike, variance v0, is a near-vertical line at 0, cut at the top)" if prior else "")
         + ", in expected counts per bin."
     )
@@ -150,7 +160,8 @@ def draw_gradual(history: list, schedule: dict, prior: dict | None, key, seed: i
     st.subheader("Training")
     curves = pd.DataFrame(V.training_curves(history))
     if len(curves):
-        st.altair_chart(charts.training_chart(curves), width="content")
+        for col, chart in zip(st.columns(2), charts.training_charts(curves)):
+            col.altair_chart(chart, width="stretch")
     with st.expander("Every snapshot as a table"):
         st.dataframe(pd.DataFrame(V.history_rows(history)), hide_index=True, width="stretch")
 
@@ -175,7 +186,7 @@ def _snapshot_chart(sample, limit: float, title: str, memo_key, k, seed: int, pr
     st.altair_chart(chart, width="stretch")
     zeros = int(sum(counts["pruned"]))
     if zeros:
-        st.caption(f"{zeros:,} of the {len(sample):,} sampled weights are exactly zero: the orange bar at 0 is cut at the top so the rest stays readable.")
+        st.caption(f"{zeros:,} of the {len(sample):,} sampled weights are exactly zero: the grey bar at 0 is cut at the top so the rest stays readable.")
 
 
 # ---------------------------------------------------------------- randomized selection
@@ -232,11 +243,12 @@ def draw_sds(steps: list, info: dict | None, key, seed: int) -> None:
 
     st.subheader("Weights after each step")
     limit = V.common_limit([x["sample"] for x in steps])
-    parts = [charts.histogram_columns(V.sample_histogram(x["sample"], limit, GRID_BINS), x["stage"]) for x in steps]
-    st.altair_chart(charts.histogram_grid(charts.concat_columns(parts), columns=4, order=labels, shared_x=True), width="content")
+    ridges = pd.DataFrame(V.ridge_rows([(x["stage"], x["sample"]) for x in steps], limit, GRID_BINS))
+    st.altair_chart(charts.ridgeline(ridges, labels), width="stretch")
     st.caption(
-        f"The same {len(steps[0]['sample']):,} randomly chosen targeted weights after each step, on one axis (±{limit:.3g}). "
-        "Orange: exactly zero. The dense step lets every weight move again (L1 keeps it sparse-friendly), so its panel has few zeros."
+        f"Stacked histograms, one ridge per step (top to bottom): the same {len(steps[0]['sample']):,} randomly chosen targeted weights "
+        f"after each step, on one axis (±{limit:.3g}), each ridge scaled to its own tallest bar of kept weights. "
+        "Grey: exactly zero. The dense step lets every weight move again (L1 keeps it sparse-friendly), so its ridge has few zeros."
     )
     if key is not None:
         ui.default("ps_steps_stage", labels[-1])

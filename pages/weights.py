@@ -49,7 +49,7 @@ def render() -> None:
     m3.metric("Magnitude threshold |w|", f"{threshold:.4g}", help="the |w| below which this share of weights lies: the exact cut of per-layer magnitude pruning")
     m4.metric(
         "Mixture crossing w_gmm",
-        "none" if spike.crossing is None else f"{spike.crossing:.4g}",
+        "none" if spike.w_gmm is None else f"{spike.w_gmm:.4g}",
         help="where the spike and slab of a two-Gaussian mixture FITTED to these weights are equally likely "
         "(not MGPP's prior threshold w*, which comes from the prior's fixed lam, v0, v1: see Method steps)",
     )
@@ -58,8 +58,8 @@ def render() -> None:
     centers = np.linspace(binned.edges[0], binned.edges[-1], 241)
     curves = pd.DataFrame(fit.curves(centers, scale=mask.numel() * width))
     lines = [{"x": t, "label": style.THRESHOLD} for t in (-threshold, threshold)] if threshold > 0 else []
-    if spike.crossing is not None:
-        lines += [{"x": c, "label": style.MIXTURE_CROSSING} for c in (-spike.crossing, spike.crossing)]
+    if spike.w_gmm is not None:
+        lines += [{"x": c, "label": style.MIXTURE_CROSSING} for c in (-spike.w_gmm, spike.w_gmm)]
     chart = charts.weight_histogram(charts.histogram_frame(counts), curves, pd.DataFrame(lines), log_count=log_count, title=layer)
     st.altair_chart(chart, width="stretch")
     st.caption(

@@ -1,5 +1,5 @@
 """What a layer's weights look like: histograms of kept and pruned weights, a
-Gaussian-mixture fit, the spike/slab crossing point, and a down-sampled picture
+Gaussian-mixture fit, the mixture crossing w_gmm, and a down-sampled picture
 of a mask. Also a small worked example (an 8x8 layer) for the app's Learn view.
 
 Everything here is NumPy (plus scikit-learn for the mixture fit) and pure: it
@@ -213,14 +213,16 @@ class SpikeSlab:
     v1: float
 
     @property
-    def crossing(self) -> float | None:
-        return spike_slab_crossing(self.lam, self.v0, self.v1)
+    def w_gmm(self) -> float | None:
+        """The mixture crossing of this FITTED spike and slab (not MGPP's prior threshold w*)."""
+        return mixture_crossing(self.lam, self.v0, self.v1)
 
 
-def spike_slab_crossing(lam: float, v0: float, v1: float) -> float | None:
-    """``|w*|`` where a weight is equally likely under the spike and the slab (MGPP).
+def mixture_crossing(lam: float, v0: float, v1: float) -> float | None:
+    """The mixture crossing ``w_gmm``: where a weight is equally likely under the spike and the slab
+    of a two-Gaussian zero-mean mixture (the same formula as MGPP's prior threshold w*, applied to a fit).
 
-    ``|w*| = sqrt(log(((1 - lam) / lam) * sqrt(v1 / v0)) / c2)`` with
+    ``w_gmm = sqrt(log(((1 - lam) / lam) * sqrt(v1 / v0)) / c2)`` with
     ``c2 = (1/v0 - 1/v1) / 2``. ``None`` when the curves do not cross away from 0
     (the slab dominates everywhere).
     """
@@ -403,7 +405,7 @@ class ScorePicture:
     scores: dict[str, np.ndarray]
     threshold: float
     boundary: list[dict]
-    kept_small_loud: int  # kept weights below the median |W| whose input norm is above the median ||X_j||
+    kept_small_loud: int  # kept weights below the median |W| whose input feature is louder than the median feature
 
 
 def _log_edges(values: np.ndarray, bins: int) -> np.ndarray:
@@ -423,12 +425,12 @@ def score_picture(weight, input_norm, kept, scores, power: float | None, bins: i
     """Bin a layer's weights by ``log10 |W_ij|`` and ``log10 ||X_j||`` (kept share per cell) and its
     scores by ``log10 score`` (kept and pruned counts), with the layer's score threshold and, for
     ``score = |W| ||X||^power``, the boundary ``|W| = t / ||X||^power``. Zero weights are left out."""
-    w = np.abs(to_numpy(weight))
-    x = np.broadcast_to(to_numpy(input_norm).reshape(1, -1), w.shape)
+    w, norms = np.abs(to_numpy(weight)), to_numpy(input_norm).ravel()
     keep = to_numpy(kept).astype(bool)
     sc = to_numpy(scores)
-    if w.shape != keep.shape or w.shape != sc.shape or x.shape[1] != w.shape[1]:
-        raise PruneScopeError(f"weight {w.shape}, mask {keep.shape}, scores {sc.shape} and {x.shape[1]} input norms do not match")
+    if w.ndim != 2 or w.shape != keep.shape or w.shape != sc.shape or norms.size != w.shape[1]:
+        raise PruneScopeError(f"weight {w.shape}, mask {keep.shape}, scores {sc.shape} and {norms.size} input norms do not match")
+    x = np.broadcast_to(norms.reshape(1, -1), w.shape)
     live = (w > 0) & np.isfinite(sc)
     w, x, keep, sc = w[live], x[live], keep[live], sc[live]
     xe, ye = _log_edges(x, bins), _log_edges(w, bins)
@@ -451,7 +453,8 @@ def score_picture(weight, input_norm, kept, scores, power: float | None, bins: i
         xs = np.linspace(xe[0], xe[-1], 50)
         ys = np.log10(threshold) - power * xs
         boundary = [{"x": float(a), "y": float(b)} for a, b in zip(xs, ys) if ye[0] <= b <= ye[-1]]
-    small_loud = int(np.sum(keep & (w < np.median(w)) & (x > np.median(x)))) if w.size else 0
+    loud = float(np.median(norms))
+    small_loud = int(np.sum(keep & (w < np.median(w)) & (x > loud))) if w.size else 0
     return ScorePicture(cells, hist, float(threshold), boundary, small_loud)
 
 

@@ -136,6 +136,21 @@ def test_masks_slider_views_and_overlap():
     assert metric(at, "Layer sparsity") == "50.0%"
 
 
+def test_masks_disagreement_picture_beside_the_jaccard_number():
+    at = open_page("masks")
+    assert_clean(at)
+    assert at.selectbox(key="ps_masks_a").value == "magnitude" and at.selectbox(key="ps_masks_b").value == "wanda"
+    jaccard = float(metric(at, "Jaccard overlap"))
+    both = float(metric(at, "kept by both").rstrip("%"))
+    a_only = float(metric(at, "kept by magnitude only").rstrip("%"))
+    b_only = float(metric(at, "kept by wanda only").rstrip("%"))
+    neither = float(metric(at, "pruned by both").rstrip("%"))
+    assert abs(both + a_only + b_only + neither - 100) < 0.3
+    assert abs(jaccard - both / (both + a_only + b_only)) < 0.01  # the number and the shares agree
+    assert abs(both + a_only - 50) < 0.1 and abs(both + b_only - 50) < 0.1  # each mask keeps 50% of the layer
+    assert any('"kept by magnitude only"' in spec for spec in chart_specs(at))
+
+
 def test_candidates_sample_score_and_choose():
     at = open_page("candidates")
     assert_clean(at)
@@ -359,6 +374,50 @@ def test_snapshots_are_drawn_while_mgpp_runs(monkeypatch):
     at = _run_on_steps_page("gmp", {**MGPP_SMALL, "steps": 60, "t1": 50, "history_points": 12, "holdout": 64})
     assert metric(at, "Snapshot") == "step 60 of 60"
     assert calls and calls[-1] >= 1  # drawn live with at least one snapshot
+
+
+@pytest.mark.parametrize("method", ["gmp", "mgpp"])
+def test_gradual_pruning_runs_on_a_budget_of_one_step_with_the_default_schedule(method):
+    at = _run_on_steps_page(method, {"steps": 1, "holdout": 16, "batch_size": 4})
+    assert metric(at, "Snapshot") == "step 1 of 1"
+    assert metric(at, "Sparsity (exact zeros)") == "50.0%"
+    ridge = [spec for spec in chart_specs(at) if "[-round(datum.value)]" in spec]  # the stacked histograms over time
+    assert len(ridge) == 1 and ("prior threshold" in json.loads(ridge[0]).__repr__()) == (method == "mgpp")
+
+
+def test_method_parameters_in_a_budget_group_and_an_advanced_group():
+    at = open_page("steps")
+    at.sidebar.selectbox(key="ps_method").set_value("mgpp").run()
+    shown = [n.key for n in at.sidebar.number_input if n.key.startswith("ps_param_mgpp_")]
+    assert shown == ["ps_param_mgpp_steps", "ps_param_mgpp_batch_size"]  # the short budget group
+    at.sidebar.toggle(key="ps_param_adv_mgpp").set_value(True).run()
+    shown = [n.key for n in at.sidebar.number_input if n.key.startswith("ps_param_mgpp_")]
+    assert len(shown) == 13 and shown[2:4] == ["ps_param_mgpp_t0", "ps_param_mgpp_t1"]
+
+
+def test_a_view_opens_from_a_url_with_settings():
+    at = AppTest.from_file(MAIN, default_timeout=TIMEOUT)
+    at.query_params.update({"method": "wanda", "sparsity": "0.7", "granularity": "layer", "seed": "3"})
+    at.run()
+    at.switch_page("../pages/weights.py").run()
+    assert_clean(at)
+    assert at.sidebar.selectbox(key="ps_method").value == "wanda"
+    assert at.sidebar.number_input(key="ps_seed").value == 3
+    assert metric(at, "Layer sparsity") == "70.0%"
+    set_sparsity(at, 0.4)  # the address follows the sidebar, so it can be shared
+    assert at.query_params["sparsity"] == "0.4" and at.query_params["method"] == "wanda"
+
+
+def test_bad_values_in_the_url_are_named_and_the_defaults_kept():
+    at = AppTest.from_file(MAIN, default_timeout=TIMEOUT)
+    at.query_params.update({"method": "nonsense", "sparsity": "1.5", "granularity": "3:2", "seed": "x"})
+    at.run()
+    assert not at.exception
+    warnings = " ".join(w.value for w in at.sidebar.warning)
+    for key in ("method='nonsense'", "sparsity='1.5'", "granularity='3:2'", "seed='x'"):
+        assert key in warnings
+    assert at.sidebar.selectbox(key="ps_method").value == "magnitude"
+    assert at.sidebar.slider(key="ps_sparsity").value == 0.5
 
 
 def test_bad_method_parameter_is_a_message():

@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from app import charts
+from app import charts, style
 
 
 def spec(chart) -> dict:
@@ -13,7 +13,7 @@ def spec(chart) -> dict:
 
 
 def text_of(chart) -> str:
-    return json.dumps(spec(chart))
+    return json.dumps(spec(chart), ensure_ascii=False)
 
 
 def tooltips(chart) -> int:
@@ -54,18 +54,26 @@ def test_builders_reject_missing_columns():
         charts.ramp_chart(pd.DataFrame({"method": ["m"]}))
 
 
-def test_histogram_grid_facets_by_layer():
-    df = pd.concat([hist_frame().assign(layer="a"), hist_frame().assign(layer="b")])
-    d = spec(charts.histogram_grid(df, columns=2))
-    assert d["facet"]["field"] == "layer" and d["columns"] == 2
-    assert d["resolve"]["scale"]["x"] == "independent"
+def test_histogram_panel_is_one_small_chart_with_its_title():
+    d = spec(charts.histogram_panel(hist_frame(), "block 0 · q", width=150))
+    assert d["width"] == 150 and d["title"]["text"] == "block 0 · q"
+    assert d["encoding"]["color"]["scale"]["range"] == [style.KEPT_COLOR, style.PRUNED_COLOR]
 
 
-def test_histogram_grid_in_step_order_on_one_axis():
-    df = pd.concat([hist_frame().assign(layer=f"step {n}") for n in (0, 20, 100)])
-    d = spec(charts.histogram_grid(df, order=["step 0", "step 20", "step 100"], shared_x=True))
-    assert d["facet"]["sort"] == ["step 0", "step 20", "step 100"]  # not "step 100" before "step 20"
-    assert d["resolve"]["scale"]["x"] == "shared"
+def test_ridgeline_stacks_snapshots_in_order_each_scaled_to_its_kept_peak():
+    rows = pd.concat([hist_frame().assign(step="step 0"), hist_frame().assign(step="step 10", count=[4, 2, 9, 0])])
+    chart = charts.ridgeline(rows, ["step 0", "step 10"], spike=0.25)
+    d = spec(chart)
+    bars = next(layer for layer in d["layer"] if layer["mark"]["type"] == "rect" and "y2" in layer["encoding"])
+    data = pd.DataFrame(d["datasets"][bars["data"]["name"]])
+    first = data[data.step == "step 0"].set_index(["left", "status"])
+    # step 0: tallest kept bin is 4, so 3 kept -> 0.75 of a ridge (x 0.9 spacing), baseline y = 0
+    assert first.loc[(-1.0, "kept"), "y0"] == 0 and first.loc[(-1.0, "kept"), "y1"] == pytest.approx(0.9 * 3 / 4)
+    second = data[data.step == "step 10"].set_index(["left", "status"])
+    # step 10 is the second ridge (baseline -1); its 9 zeros are cut at 1.6 ridge heights
+    assert second.loc[(-1.0, "pruned"), "y0"] == -1 and second.loc[(-1.0, "pruned"), "y1"] == pytest.approx(-1 + 0.9 * 1.6)
+    assert "prior threshold ±w*" in text_of(chart)
+    assert "[-round(datum.value)]" in bars["encoding"]["y"]["axis"]["labelExpr"]
 
 
 def test_weight_histogram_with_a_fixed_count_axis_clips_tall_curves():
@@ -84,14 +92,15 @@ def test_steps_view_charts():
     training = pd.DataFrame(
         {"step": [0, 5, 0, 5], "series": ["held-out accuracy"] * 2 + ["held-out loss"] * 2, "value": [0.8, 0.7, 0.5, 0.6], "panel": ["accuracy"] * 2 + ["loss"] * 2}
     )
-    d = spec(charts.training_chart(training))
-    assert len(d["hconcat"]) == 2 and "accuracy (fraction correct" in text_of(charts.training_chart(training))
+    panels = charts.training_charts(training)
+    assert len(panels) == 2 and "accuracy (points" in text_of(panels[0])
+    assert pd.DataFrame(spec(panels[0])["datasets"].popitem()[1])["value"].tolist() == [80.0, 70.0]  # fractions drawn as points
     stages = pd.DataFrame({"stage": ["dense", "sparse", "dense step", "sparse again"], "value": [30.0, 90.0, 40.0, 60.0]})
     bars = spec(charts.stage_bars(stages, "perplexity"))["layer"][0]
     assert bars["encoding"]["x"]["sort"] == ["dense", "sparse", "dense step", "sparse again"]
     assert bars["encoding"]["y"]["scale"] == {"zero": True}  # bars start at zero
     acc = spec(charts.stage_bars(stages.assign(value=0.6), "accuracy"))["layer"][0]
-    assert acc["encoding"]["y"]["scale"] == {"domain": [0, 1]}  # equal values still draw visible bars
+    assert acc["encoding"]["y"]["scale"] == {"domain": [0, 100]}  # accuracy in points; equal values still draw visible bars
     errors = pd.DataFrame({"layer": ["q", "q", "k", "k"], "stage": ["first sparse", "final"] * 2, "error": [0.2, 0.0, 0.3, 0.1]})
     d = spec(charts.layer_error_chart(errors))
     assert d["encoding"]["y"]["scale"]["type"] == "log" and d["encoding"]["x"]["sort"] == ["q", "k"]
@@ -147,8 +156,13 @@ def test_sensitivity_charts():
     df = pd.DataFrame({"layer": ["a", "b", "a", "b"], "sparsity": [0.5, 0.5, 0.9, 0.9], "drop": [0.01, 0.05, 0.1, 0.3]})
     bars = spec(charts.sensitivity_bars(df[df.sparsity == 0.5]))
     assert bars["encoding"]["y"]["sort"] == ["b", "a"]  # most sensitive first
-    assert "accuracy points lost" in text_of(charts.sensitivity_heatmap(df))
-    assert "perplexity added" in text_of(charts.sensitivity_heatmap(df, "perplexity"))
+    assert pd.DataFrame(bars["datasets"].popitem()[1])["harm"].tolist() == pytest.approx([1.0, 5.0])  # fractions -> points
+    heat = spec(charts.sensitivity_heatmap(df))
+    assert "accuracy points lost" in json.dumps(heat)
+    assert heat["encoding"]["color"]["scale"]["domain"] == style.HARM_DOMAIN["accuracy"]  # fixed before any point arrives
+    ppl = spec(charts.sensitivity_heatmap(df.assign(drop=[5.0, 10.0, 20.0, 40.0]), "perplexity", dense=20.0))
+    assert pd.DataFrame(ppl["datasets"].popitem()[1])["harm"].tolist() == pytest.approx([1.25, 1.5, 2.0, 3.0])  # ratio to dense
+    assert "perplexity ratio to dense" in json.dumps(ppl) and ppl["encoding"]["color"]["scale"]["type"] == "log"
     alloc = pd.DataFrame({"layer": ["a", "b"], "sparsity": [0.6, 0.4]})
     assert tooltips(charts.allocation_bars(alloc, 0.5)) >= 2
 
@@ -169,3 +183,43 @@ def test_stacked_puts_pruned_below_kept_per_bin_and_layer():
     assert (a_first.loc["kept", "y0"], a_first.loc["kept", "y1"]) == (2, 5)
     b_second = out[(out.layer == "b") & (out.left == 0.0)].set_index("status")
     assert b_second.loc["kept", "y1"] == 2
+
+
+def test_one_colour_per_method_in_every_chart():
+    ramp = pd.DataFrame({"method": ["wanda", "magnitude"], "granularity": ["layer"] * 2, "sparsity": [0.5, 0.5], "value": [0.8, 0.7]})
+    bars = pd.DataFrame({"layer": ["a", "a"], "method": ["magnitude", "wanda"], "sparsity": [0.5, 0.5]})
+    curve = pd.DataFrame({"criterion": ["random", "wanda"], "sparsity": [0.5, 0.5], "error": [0.3, 0.1]})
+    for chart in (charts.ramp_chart(ramp), charts.sparsity_bars(bars), charts.error_curve(curve)):
+        scale = json.dumps(spec(chart))
+        for name in ("wanda", "magnitude", "random"):
+            if f'"{name}"' in scale:
+                assert style.METHOD_COLORS[name] in scale
+    used = list(style.METHOD_COLORS.values())
+    assert len(set(used)) == len(used)  # no two methods share a colour
+    assert not {style.KEPT_COLOR, style.PRUNED_COLOR, style.ACCENT_COLOR} & set(used)  # nor the kept/pruned pair or the accent
+
+
+def test_log_count_axis_has_readable_ticks():
+    assert style.log_ticks(8000) == [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000]
+    axis = style.count_axis(8000, True, "count")
+    assert axis["axis"].values == [0, 1, 10, 100, 1000]  # too many with 2 and 5: decades only
+    assert style.count_axis(40, True, "count")["axis"].values == [0, 1, 2, 5, 10, 20]
+
+
+def test_score_plane_and_histogram():
+    cells = pd.DataFrame({"x0": [0.0], "x1": [0.5], "y0": [-2.0], "y1": [-1.5], "count": [10], "kept": [4], "kept_fraction": [0.4]})
+    plane = charts.score_plane(cells, pd.DataFrame({"x": [0.0, 0.5], "y": [-1.0, -1.5]}), "wanda")
+    d = spec(plane)
+    assert len(d["layer"]) == 2 and "pow(10, datum.value)" in json.dumps(d)
+    assert len(spec(charts.score_plane(cells))["layer"]) == 1  # no boundary: nothing drawn for it
+    hist = pd.DataFrame({"left": [0.1, 1.0, 0.1, 1.0], "right": [1.0, 10.0, 1.0, 10.0], "count": [1, 5, 7, 0], "status": ["kept", "kept", "pruned", "pruned"]})
+    h = spec(charts.score_histogram(hist, 1.0, "wanda"))
+    assert h["layer"][0]["encoding"]["x"]["scale"]["type"] == "log" and "wanda score (log)" in json.dumps(h)
+
+
+def test_agreement_picture_colours_each_method_only_in_its_own_colour():
+    cells = pd.DataFrame({"row": [0, 0, 1, 1], "col": [0, 1, 0, 1], "agreement": ["kept by both", "kept by A only", "kept by B only", "pruned by both"]})
+    d = spec(charts.agreement_picture(cells, "magnitude", "wanda"))
+    scale = d["encoding"]["color"]["scale"]
+    assert scale["domain"] == ["kept by both", "kept by magnitude only", "kept by wanda only", "pruned by both"]
+    assert scale["range"] == [style.KEPT_COLOR, style.METHOD_COLORS["magnitude"], style.METHOD_COLORS["wanda"], style.PRUNED_COLOR]

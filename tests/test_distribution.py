@@ -14,7 +14,7 @@ from pruning.distribution import (
     histogram,
     mask_grid,
     output_error,
-    spike_slab_crossing,
+    mixture_crossing,
     split_counts,
     subsample,
     toy_layer,
@@ -68,13 +68,13 @@ def test_fit_gmm_rejects_bad_k():
         fit_gmm(np.zeros(100), 7)
 
 
-def test_spike_slab_crossing_formula_and_density_equality():
+def test_mixture_crossing_formula_and_density_equality():
     lam, v0, v1 = 0.1, 1e-4, 1e-2
-    w = spike_slab_crossing(lam, v0, v1)
+    w = mixture_crossing(lam, v0, v1)
     slab = lam * math.exp(-(w**2) / (2 * v1)) / math.sqrt(v1)
     spike = (1 - lam) * math.exp(-(w**2) / (2 * v0)) / math.sqrt(v0)
     assert slab == pytest.approx(spike, rel=1e-9)
-    assert spike_slab_crossing(0.99, 1.0, 1.0001) is None
+    assert mixture_crossing(0.99, 1.0, 1.0001) is None
 
 
 def test_fit_spike_slab_recovers_variances():
@@ -84,7 +84,7 @@ def test_fit_spike_slab_recovers_variances():
     assert ss.lam == pytest.approx(0.3, abs=0.05)
     assert math.sqrt(ss.v0) == pytest.approx(0.01, rel=0.15)
     assert math.sqrt(ss.v1) == pytest.approx(0.3, rel=0.15)
-    assert 0.01 < ss.crossing < 0.3
+    assert 0.01 < ss.w_gmm < 0.3
 
 
 def test_mask_grid_averages_blocks():
@@ -129,3 +129,51 @@ def test_bin_weights_quantile_range_puts_outliers_in_edge_bins():
     b = bin_weights(w, bins=10, quantile=0.99)
     assert b.edges[-1] < 2 and b.index.max() == 9
     assert split_counts(b)["kept"].sum() == 1000
+
+
+def test_score_picture_for_wanda_by_hand():
+    from pruning.distribution import score_picture
+
+    # two input columns: column 0 quiet (norm 1), column 1 loud (norm 100)
+    weight = np.array([[0.5, 0.01], [0.2, 0.02], [0.0, 0.3]])
+    norms = np.array([1.0, 100.0])
+    scores = np.abs(weight) * norms  # [[0.5, 1], [0.2, 2], [0, 30]]
+    kept = np.array([[False, True], [False, True], [False, True]])  # the 3 best scores: the loud column
+    pic = score_picture(weight, norms, kept, scores, power=1.0, bins=2)
+    assert sum(c["count"] for c in pic.cells) == 5  # the zero weight is left out
+    assert sum(c["kept"] for c in pic.cells) == 3
+    # 2 of 5 pruned (the zero weight is not counted); the layer cut is the score with 40% of the scores below it
+    assert pic.threshold == pytest.approx(0.5)
+    # on the plane the Wanda boundary is log|W| = log t - log||X||: slope -1
+    xs, ys = [b["x"] for b in pic.boundary], [b["y"] for b in pic.boundary]
+    assert all(abs((y - np.log10(0.5)) + x) < 1e-9 for x, y in zip(xs, ys))
+    # kept below the median |W| (0.2) on a louder-than-median input: 0.01 and 0.02
+    assert pic.kept_small_loud == 2
+    assert int(pic.scores["kept"].sum()) == 3 and int(pic.scores["pruned"].sum()) == 2
+
+
+def test_score_picture_magnitude_boundary_is_flat_and_random_has_none():
+    from pruning.distribution import score_picture
+
+    rng = np.random.default_rng(0)
+    weight = rng.normal(size=(8, 6))
+    norms = rng.uniform(0.5, 5, size=6)
+    kept = np.abs(weight) >= np.quantile(np.abs(weight), 0.5)
+    flat = score_picture(weight, norms, kept, np.abs(weight), power=0.0)
+    assert len({round(b["y"], 12) for b in flat.boundary}) == 1
+    assert score_picture(weight, norms, kept, rng.uniform(size=(8, 6)), power=None).boundary == []
+    with pytest.raises(PruneScopeError, match="do not match"):
+        score_picture(weight, norms[:5], kept, np.abs(weight), power=0.0)
+
+
+def test_agreement_of_two_masks_by_hand():
+    from pruning.distribution import agreement
+
+    a = np.array([[1, 1, 0, 0], [1, 0, 1, 0]], dtype=bool)
+    b = np.array([[1, 0, 1, 0], [1, 0, 0, 1]], dtype=bool)
+    out = agreement(a, b, rows=2, cols=2)
+    assert out["counts"] == {"kept by both": 2, "kept by A only": 2, "kept by B only": 2, "pruned by both": 2}
+    assert out["jaccard"] == pytest.approx(2 / 6)
+    assert [c["agreement"] for c in out["cells"]] == ["kept by both", "kept by A only", "kept by both", "pruned by both"]
+    with pytest.raises(PruneScopeError, match="differ in shape"):
+        agreement(a, b[:, :3])

@@ -261,3 +261,23 @@ def test_bucketed_training_batches_cover_every_sentence_once():
     assert sorted(i for batch in a for i in batch) == list(range(1000))
     padded = sum(len(batch) * max(lengths[i] for i in batch) for batch in a)
     assert padded < 1.1 * sum(lengths)
+
+
+def test_layers_sort_by_block_then_role_not_alphabetically():
+    from types import SimpleNamespace
+
+    from pruning.models import block_role_order, layer_role
+
+    names = [
+        "bert.encoder.layer.1.attention.output.dense", "bert.encoder.layer.0.output.dense",
+        "bert.encoder.layer.0.attention.self.value", "bert.encoder.layer.0.intermediate.dense",
+        "bert.encoder.layer.0.attention.self.query", "bert.encoder.layer.0.attention.output.dense",
+        "bert.encoder.layer.0.attention.self.key",
+    ]
+    rows = [SimpleNamespace(name=n, block=int(n.split(".")[3])) for n in names]
+    ordered = [layer_role(r.name)[1] + f" {r.block}" for r in block_role_order(rows)]
+    assert ordered == ["q 0", "k 0", "v 0", "attention out 0", "FFN in 0", "FFN out 0", "attention out 1"]
+    llama = ["model.layers.0.mlp.down_proj", "model.layers.0.self_attn.o_proj", "model.layers.0.mlp.up_proj", "model.layers.0.mlp.gate_proj",
+             "model.layers.0.self_attn.q_proj"]
+    assert [layer_role(n)[1] for n in sorted(llama, key=lambda n: layer_role(n)[0])] == ["q", "attention out", "FFN gate", "FFN in", "FFN out"]
+    assert layer_role("something.else") == (len(__import__("pruning.models").models.LAYER_ROLES), "other")

@@ -12,7 +12,7 @@ import torch
 
 from pruning.masks import is_nm_valid, keep_count, layer_mask, nm_mask, overall_sparsity
 from pruning.seeds.mgpp import (
-    crossing_point,
+    prior_threshold,
     cubic_sparsity,
     lambda_at,
     log_prior,
@@ -39,7 +39,7 @@ def test_spike_slab_grad_is_the_autograd_gradient_of_minus_log_prior_over_n(v0):
     g = torch.Generator().manual_seed(0)
     # weights in the spike (|w| ~ sqrt(v0)), near the crossing point and in the slab
     w = torch.cat([torch.randn(50, generator=g, dtype=torch.float64) * math.sqrt(v0),
-                   torch.randn(50, generator=g, dtype=torch.float64) * crossing_point(lam, v0, v1),
+                   torch.randn(50, generator=g, dtype=torch.float64) * prior_threshold(lam, v0, v1),
                    torch.randn(50, generator=g, dtype=torch.float64) * 0.1])
     w.requires_grad_(True)
     (-(1.0 / n) * log_prior(w, lam, v0, v1)).sum().backward()
@@ -47,9 +47,9 @@ def test_spike_slab_grad_is_the_autograd_gradient_of_minus_log_prior_over_n(v0):
     assert torch.allclose(ours, w.grad, rtol=1e-6, atol=1e-12)
 
 
-def test_spike_posterior_is_one_half_at_the_crossing_point_and_stable():
+def test_spike_posterior_is_one_half_at_the_prior_threshold_and_stable():
     lam, v0, v1 = 0.1, 1e-9, 0.1
-    c = crossing_point(lam, v0, v1)
+    c = prior_threshold(lam, v0, v1)
     assert 1e-5 < c < 1e-3  # sqrt(log(9 * 1e4) / (0.5 (1e9 - 10))) = 1.51e-4
     assert c == pytest.approx(math.sqrt(math.log(9 * 1e4) / (0.5 * (1e9 - 10))))
     assert float(spike_posterior(torch.tensor(c, dtype=torch.float64), lam, v0, v1)) == pytest.approx(0.5)

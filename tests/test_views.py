@@ -81,7 +81,7 @@ def test_history_and_sds_rows():
         (0, "held-out accuracy"), (0, "held-out loss"), (5, "held-out accuracy"), (5, "held-out loss"), (5, "training loss (mean since last snapshot)")}
     assert V.reached_sparsity(history)[1] == {"step": 5, "series": "exact zeros at the snapshot", "value": 0.25}
     assert V.spike_share(history) == []  # GMP-like snapshots: no crossing point
-    mgpp = [{"step": 3, "crossing_point": 0.01, "sample": [0.0, 0.005, -0.009, 0.02, -0.5]}]
+    mgpp = [{"step": 3, "prior_threshold": 0.01, "sample": [0.0, 0.005, -0.009, 0.02, -0.5]}]
     assert V.spike_share(mgpp) == [{"step": 3, "series": "inside the prior's spike |w| < w* (sampled weights)", "value": 0.6}]
     layers = {"a": {"relative_error_first_sparse": 0.3, "relative_error_sparse_again": 0.2, "relative_error_final": 0.1, "adjusted": True}}
     errors = V.sds_layer_errors(layers)
@@ -103,3 +103,34 @@ def test_candidate_and_early_curve_rows():
     assert [(r["candidate"], r["step"], r["chosen"]) for r in rows] == [("c1", 2, False), ("c1", 4, False), ("c2", 2, True), ("c2", 4, True)]
     assert V.early_curve_rows({"candidate_scores": [0.5], "chosen": 0}) == []  # cheap selection: no fine-tune
     assert V.candidate_rows({"candidate_scores": [0.5], "chosen": 0})[0]["chosen"] is True
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3, 5, 10, 200])
+def test_default_schedule_scales_with_any_budget(steps):
+    """The defaults (t0, t1, interval as fractions) give a valid schedule for every budget the sidebar allows."""
+    from pruning.registry import get_method
+
+    params = get_method("mgpp").resolve_params({"steps": steps})
+    s = schedule_of(params, 0.5, "layer")
+    assert 0 <= s["t0"] <= s["t1"] <= s["steps"] == steps and s["interval"] >= 1
+    assert s["t0"] == round(0.15 * steps) and s["t1"] == round(0.7 * steps)
+    rows = schedule_curve(s, lam=0.1)
+    assert _series(rows, "sparsity in force")[steps] == pytest.approx(0.5 if s["t1"] <= steps else 0.0)
+
+
+def test_schedule_points_are_fractions_below_one_and_steps_from_one():
+    from pruning.seeds.mgpp import schedule_step
+
+    assert schedule_step(0.15, 200) == 30 and schedule_step(0.7, 200) == 140 and schedule_step(0.05, 200) == 10
+    assert schedule_step(30, 200) == 30 and schedule_step(1, 200) == 1 and schedule_step(0, 200) == 0
+    assert schedule_of({**PARAMS, "t0": 0.25, "t1": 0.5, "interval": 0.25}, 0.5, "layer")[("t0")] == 3  # 0.25 of 12
+    assert schedule_of({**PARAMS, "t0": 0.25, "t1": 0.5, "interval": 0.25}, 0.5, "layer")["interval"] == 3
+
+
+def test_ridge_rows_one_histogram_per_snapshot_in_order():
+    rows = V.ridge_rows([("step 0", [0.5, -0.5, 0.25]), ("step 5", [0.0, 0.0, 0.5])], limit=1.0, bins=4)
+    assert [r["step"] for r in rows[::8]] == ["step 0", "step 5"]
+    first = {(r["left"], r["status"]): r["count"] for r in rows if r["step"] == "step 0"}
+    assert first[(-0.5, "kept")] == 1 and first[(0.0, "kept")] == 1 and first[(0.5, "kept")] == 1  # 0.5 falls in [0.5, 1]; 0.25 in [0, 0.5]
+    later = {(r["left"], r["status"]): r["count"] for r in rows if r["step"] == "step 5"}
+    assert later[(0.0, "pruned")] == 2 and later[(0.5, "kept")] == 1 and sum(later.values()) == 3

@@ -5,7 +5,7 @@ During fine-tuning a spike-and-slab prior ``pi(w) = lam N(0, v1) + (1 - lam) N(0
 alone; gradual magnitude pruning on a cubic schedule then removes what collapsed.
 
 The arithmetic is in pure functions (:func:`spike_posterior`, :func:`spike_slab_grad`,
-:func:`log_prior`, :func:`crossing_point`, :func:`lambda_at`, :func:`cubic_sparsity`);
+:func:`log_prior`, :func:`prior_threshold`, :func:`lambda_at`, :func:`cubic_sparsity`);
 :func:`gradual_prune` is the thin training loop both methods share:
 
 * AdamW (betas 0.9/0.98, eps 1e-6, no weight decay) on a COPY of the model;
@@ -20,10 +20,10 @@ GMP (``gmp``) is exactly the same loop, schedule and budget without the prior.
 
 ``PruneResult.info["history"]`` (for the app): one entry per snapshot step with ``step``,
 ``target_sparsity``, ``sparsity`` (exact zeros among targeted weights), ``lambda`` and
-``crossing_point`` (MGPP), ``loss`` (mean training loss since the previous snapshot),
+``prior_threshold`` (MGPP), ``loss`` (mean training loss since the previous snapshot),
 ``metric``/``value``/``held_out_loss`` (held-out slice of the TRAINING data), ``sample``
 (the same 3,000 targeted weights every time) and ``histogram`` (fixed symmetric bins).
-``info["prior"]`` has the crossing points at the start and the end of the annealing.
+``info["prior"]`` has the prior threshold w* at the start and the end of the annealing.
 The result is a :class:`training.TrainedPruneResult` (overrides carry every fine-tuned parameter).
 """
 
@@ -75,9 +75,10 @@ def log_prior(w: torch.Tensor, lam: float, v0: float, v1: float) -> torch.Tensor
     return torch.logaddexp(slab, spike)
 
 
-def crossing_point(lam: float, v0: float, v1: float) -> float:
-    """``|w*| = sqrt(log(((1-lam)/lam) sqrt(v1/v0)) / c2)``: equally likely under spike and slab
-    (0 when the slab dominates everywhere)."""
+def prior_threshold(lam: float, v0: float, v1: float) -> float:
+    """The prior threshold ``w* = sqrt(log(((1-lam)/lam) sqrt(v1/v0)) / c2)``: where a weight is equally
+    likely under the PRIOR's spike and slab (0 when the slab dominates everywhere). Not the mixture
+    crossing ``w_gmm`` of :mod:`pruning.distribution`, which comes from a fit to the weights."""
     c1, c2 = _constants(lam, v0, v1)
     return math.sqrt(max(0.0, -c1) / c2)
 
@@ -199,7 +200,7 @@ def gradual_prune(ctx: PruneContext, prior: bool):
                 "target_sparsity": target,
                 "sparsity": T.exact_zero_fraction(model, ctx.layers),
                 "lambda": lam_t if prior else None,
-                "crossing_point": crossing_point(lam_t, v0, v1) if prior else None,
+                "prior_threshold": prior_threshold(lam_t, v0, v1) if prior else None,
                 "loss": sum(losses) / len(losses) if losses else None,
                 "metric": ev["metric"],
                 "value": ev["value"],
@@ -247,8 +248,8 @@ def gradual_prune(ctx: PruneContext, prior: bool):
     info = {
         "history": history,
         "schedule": schedule,
-        "prior": {"lam": lam, "v0": v0, "v1": v1, "n": n, "crossing_point_start": crossing_point(lam, v0, v1),
-                  "crossing_point_end": crossing_point(lam * ALPHA_END, v0, v1)} if prior else None,
+        "prior": {"lam": lam, "v0": v0, "v1": v1, "n": n, "prior_threshold_start": prior_threshold(lam, v0, v1),
+                  "prior_threshold_end": prior_threshold(lam * ALPHA_END, v0, v1)} if prior else None,
         "held_out": {"source": task.source, "examples": task.n_holdout, "split": "train (held-out slice)"},
         "held_out_metric": {k: history[-1][k] for k in ("metric", "value", "held_out_loss")},
         "train_examples": task.n_train,

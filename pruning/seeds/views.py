@@ -75,8 +75,8 @@ def curve_grid(limit: float, points: int = 241) -> np.ndarray:
 
 def history_rows(history: Sequence[dict]) -> list[dict]:
     """The scalar part of MGPP/GMP snapshots: ``step, target_sparsity, sparsity, lambda,
-    crossing_point, loss, metric, value, held_out_loss`` (no samples)."""
-    keys = ("step", "target_sparsity", "sparsity", "lambda", "crossing_point", "loss", "metric", "value", "held_out_loss")
+    prior_threshold, loss, metric, value, held_out_loss`` (no samples)."""
+    keys = ("step", "target_sparsity", "sparsity", "lambda", "prior_threshold", "loss", "metric", "value", "held_out_loss")
     return [{k: h.get(k) for k in keys} for h in history]
 
 
@@ -105,7 +105,7 @@ def spike_share(history: Sequence[dict]) -> list[dict]:
     again; this shows how many the prior holds near zero (GMP snapshots have no ``w*``: no rows)."""
     rows = []
     for h in history:
-        w_star = h.get("crossing_point")
+        w_star = h.get("prior_threshold")
         if w_star is None or not len(h.get("sample", ())):
             continue
         values = np.abs(np.asarray(h["sample"], dtype=np.float64))
