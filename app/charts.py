@@ -15,6 +15,7 @@ from .style import method_color, KEPT_COLOR, NEUTRAL_COLOR, SERIES_RANGE, PRUNED
 
 
 _LEGEND = alt.Legend(orient="bottom", direction="vertical", labelLimit=0, titleLimit=0)  # below the plot: never cut at narrow widths
+LEGEND_SPACE = 110  # px: Streamlit fits the whole chart, legends included, into its height; this keeps the plot itself tall
 _SMALL_LEGEND = alt.Legend(orient="bottom", direction="horizontal", titleLimit=0, gradientLength=120)
 
 
@@ -152,7 +153,8 @@ def weight_histogram(
             )
         )
     chart = alt.layer(*layers).resolve_scale(color="independent", strokeDash="independent")
-    return chart.properties(title=title, height=320) if title else chart.properties(height=320)
+    height = 320 + LEGEND_SPACE
+    return chart.properties(title=title, height=height) if title else chart.properties(height=height)
 
 
 def histogram_panel(bins: pd.DataFrame, title: str, width: int = 190, height: int = 100) -> alt.Chart:
@@ -225,7 +227,7 @@ def ridgeline(bins: pd.DataFrame, order: list, spike: float | None = None, overl
                 strokeDash=alt.StrokeDash("label:N", scale=dash, legend=None), tooltip=[alt.Tooltip("label:N"), alt.Tooltip("x:Q", format=".3g")]
             )
         )
-    return alt.layer(*layers).resolve_scale(color="independent").properties(height=max(160, 46 * len(order)))
+    return alt.layer(*layers).resolve_scale(color="independent").properties(height=max(160, 46 * len(order)) + LEGEND_SPACE)
 
 
 def _label_expr(order: list) -> str:
@@ -259,7 +261,7 @@ def mask_heatmap(cells: pd.DataFrame, block_rows: int, block_cols: int, title: s
                 alt.Tooltip("kept:Q", title=f"kept ({unit})", format=".0%"),
             ],
         )
-        .properties(title=title, height=360)
+        .properties(title=title, height=360 + LEGEND_SPACE)
     )
 
 
@@ -282,11 +284,11 @@ def sparsity_bars(df: pd.DataFrame, target: float | None = None) -> alt.Chart:
         )
     )
     if target is None:
-        return bars.properties(height=max(200, 14 * len(order)))
+        return bars.properties(height=max(200, 18 * len(order)) + LEGEND_SPACE)
     rule = alt.Chart(pd.DataFrame({"target": [target]})).mark_rule(color=ACCENT_COLOR, strokeDash=[4, 3]).encode(
         x="target:Q", tooltip=[alt.Tooltip("target:Q", title="target sparsity", format=".0%")]
     )
-    return alt.layer(bars, rule).properties(height=max(200, 14 * len(order)))
+    return alt.layer(bars, rule).properties(height=max(200, 18 * len(order)) + LEGEND_SPACE)
 
 
 def overlap_matrix(df: pd.DataFrame, title: str = "", value_title: str = "Jaccard overlap of kept weights") -> alt.Chart:
@@ -305,7 +307,7 @@ def overlap_matrix(df: pd.DataFrame, title: str = "", value_title: str = "Jaccar
         color=alt.Color("value:Q", title=value_title, scale=alt.Scale(domain=[0, 1], scheme="viridis"), legend=legend),
         tooltip=[alt.Tooltip("a:N"), alt.Tooltip("b:N"), alt.Tooltip("value:Q", title=value_title, format=".3f")],
     )
-    height = max(160, min(480, 56 * len(order)))
+    height = max(120, min(480, 56 * len(order))) + LEGEND_SPACE + 40  # + the labels on top
     if len(order) > 12:  # too many cells to write in
         return cells.properties(title=title, height=height)
     text = base.mark_text(fontSize=12).encode(
@@ -332,7 +334,7 @@ def layer_overlap_lines(df: pd.DataFrame) -> alt.Chart:
             color=alt.value("#333333"),
             tooltip=[alt.Tooltip("layer:N"), alt.Tooltip("pair:N"), alt.Tooltip("jaccard:Q", format=".3f")],
         )
-        .properties(height=max(200, 14 * len(order)))
+        .properties(height=max(200, 18 * len(order)) + LEGEND_SPACE)
     )
 
 
@@ -360,7 +362,7 @@ def candidate_bars(df: pd.DataFrame, value: str, value_title: str, fmt: str = ".
             color=alt.Color("role:N", scale=CHOSEN_SCALE, title=None, legend=_LEGEND),
             tooltip=[alt.Tooltip("candidate:N"), alt.Tooltip(f"{value}:Q", title=value_title, format=fmt), alt.Tooltip("role:N")],
         )
-        .properties(height=260)
+        .properties(height=260 + LEGEND_SPACE)
     )
 
 
@@ -391,13 +393,13 @@ def ramp_chart(df: pd.DataFrame, dense: float | None = None, metric: str = "accu
         )
     )
     if dense is None:
-        return lines.properties(height=380)
+        return lines.properties(height=380 + LEGEND_SPACE)
     rule = (
         alt.Chart(pd.DataFrame({"value": [shown_value(metric, dense)], "label": ["dense model"]}))
         .mark_rule(color=DENSE_COLOR, strokeDash=[6, 4])
         .encode(y="value:Q", tooltip=[alt.Tooltip("label:N"), alt.Tooltip("value:Q", title=metric, format=".4g")])
     )
-    return alt.layer(lines, rule).properties(height=380)
+    return alt.layer(lines, rule).properties(height=380 + LEGEND_SPACE)
 
 
 # ---------------------------------------------------------------- Layer sensitivity view
@@ -432,7 +434,7 @@ def sensitivity_bars(df: pd.DataFrame, metric: str = "accuracy", dense: float | 
             color=alt.value(ACCENT_COLOR),
             tooltip=[alt.Tooltip("layer:N"), alt.Tooltip("harm:Q", title=unit, format=".3f")],
         )
-        .properties(height=max(200, 14 * len(order)))
+        .properties(height=max(200, 18 * len(order)))
     )
 
 
@@ -461,7 +463,7 @@ def sensitivity_heatmap(df: pd.DataFrame, metric: str = "accuracy", dense: float
             color=alt.Color("harm:Q", title=f"{unit} (blue: better than dense)", scale=scale, legend=legend),
             tooltip=[alt.Tooltip("layer:N"), alt.Tooltip("sparsity:Q", format=".0%"), alt.Tooltip("harm:Q", title=unit, format=".3f")],
         )
-        .properties(height=max(200, 16 * len(order)))
+        .properties(height=max(200, 18 * len(order)) + LEGEND_SPACE)
     )
 
 
@@ -524,11 +526,11 @@ def error_curve(df: pd.DataFrame, current: float | None = None) -> alt.Chart:
         )
     )
     if current is None:
-        return lines.properties(height=260)
+        return lines.properties(height=260 + LEGEND_SPACE)
     rule = alt.Chart(pd.DataFrame({"sparsity": [current]})).mark_rule(color=ACCENT_COLOR, strokeDash=[4, 3]).encode(
         x="sparsity:Q", tooltip=[alt.Tooltip("sparsity:Q", title="current sparsity", format=".0%")]
     )
-    return alt.layer(lines, rule).properties(height=260)
+    return alt.layer(lines, rule).properties(height=260 + LEGEND_SPACE)
 
 
 # ---------------------------------------------------------------- Steps view (trained seed methods)
@@ -562,7 +564,7 @@ def schedule_chart(curve: pd.DataFrame, reached: pd.DataFrame | None = None, mar
         layers.append(
             alt.Chart(marks).mark_rule(color="#888888", strokeDash=[4, 3]).encode(x="step:Q", tooltip=[alt.Tooltip("label:N"), alt.Tooltip("step:Q")])
         )
-    return alt.layer(*layers).resolve_scale(color="independent").properties(height=300)
+    return alt.layer(*layers).resolve_scale(color="independent").properties(height=300 + 2 * LEGEND_SPACE)
 
 
 def training_charts(df: pd.DataFrame) -> list[alt.Chart]:
@@ -585,7 +587,7 @@ def training_charts(df: pd.DataFrame) -> list[alt.Chart]:
                 color=alt.Color("series:N", title=None, scale=alt.Scale(range=SERIES_RANGE), legend=_LEGEND),
                 tooltip=[alt.Tooltip("series:N"), alt.Tooltip("step:Q"), alt.Tooltip("value:Q", format=".4g")],
             )
-            .properties(height=240)
+            .properties(height=240 + LEGEND_SPACE)
         )
     return charts
 
@@ -630,7 +632,7 @@ def layer_error_chart(df: pd.DataFrame, order: list | None = None) -> alt.Chart:
             color=alt.Color("stage:N", title="weights", scale=alt.Scale(range=["#888888", "#333333", ACCENT_COLOR]), legend=_LEGEND),
             tooltip=[alt.Tooltip("layer:N"), alt.Tooltip("stage:N"), alt.Tooltip("error:Q", format=".3e")],
         )
-        .properties(height=300)
+        .properties(height=300 + LEGEND_SPACE)
     )
 
 
@@ -652,7 +654,7 @@ def early_curves_chart(df: pd.DataFrame, metric: str, n_last: int | None = None)
             strokeWidth=alt.condition("datum.chosen", alt.value(3), alt.value(1.5)),
             tooltip=[alt.Tooltip("candidate:N"), alt.Tooltip("step:Q"), alt.Tooltip("value:Q", title=metric, format=".4g"), alt.Tooltip("role:N")],
         )
-        .properties(height=280)
+        .properties(height=280 + LEGEND_SPACE)
     )
 
 
@@ -697,7 +699,7 @@ def score_plane(cells: pd.DataFrame, boundary: pd.DataFrame | None = None, metho
             .mark_line(color=ACCENT_COLOR, strokeWidth=2.5)
             .encode(x="x:Q", y="y:Q", tooltip=[alt.Tooltip("label:N", title="boundary")])
         )
-    return alt.layer(*layers).properties(height=340)
+    return alt.layer(*layers).properties(height=340 + LEGEND_SPACE)
 
 
 def score_histogram(bins: pd.DataFrame, threshold: float, method: str = "") -> alt.Chart:
@@ -722,11 +724,11 @@ def score_histogram(bins: pd.DataFrame, threshold: float, method: str = "") -> a
         )
     )
     if threshold <= 0:
-        return bars.properties(height=260)
+        return bars.properties(height=260 + LEGEND_SPACE)
     rule = alt.Chart(pd.DataFrame({"x": [threshold], "label": ["threshold t"]})).mark_rule(color=ACCENT_COLOR, strokeWidth=2).encode(
         x="x:Q", tooltip=[alt.Tooltip("label:N"), alt.Tooltip("x:Q", title="score", format=".4g")]
     )
-    return alt.layer(bars, rule).properties(height=260)
+    return alt.layer(bars, rule).properties(height=260 + LEGEND_SPACE)
 
 
 # ---------------------------------------------------------------- where two masks disagree (Masks view)
@@ -752,5 +754,5 @@ def agreement_picture(cells: pd.DataFrame, a: str, b: str, title: str = "") -> a
             color=alt.Color("label:N", title=None, scale=scale, legend=_LEGEND),
             tooltip=[alt.Tooltip("row:O", title="output row"), alt.Tooltip("col:O", title="input column"), alt.Tooltip("label:N", title="weight")],
         )
-        .properties(title=title, height=300)
+        .properties(title=title, height=320 + LEGEND_SPACE)
     )

@@ -87,6 +87,11 @@ def shown_value(metric: str, value: float) -> float:
     return 100.0 * value if metric == "accuracy" else value
 
 
+def metric_text(metric: str, value: float) -> str:
+    """A metric value as the views write it: accuracy in points ("82.5%"), perplexity as a value ("29.92")."""
+    return f"{shown_value(metric, value):.1f}%" if metric == "accuracy" else f"{value:,.2f}"
+
+
 def harm_unit(metric: str) -> str:
     """The unit of "how much worse than dense": accuracy points lost, or the perplexity ratio."""
     return "accuracy points lost" if metric == "accuracy" else "perplexity ratio to dense (x)"

@@ -141,6 +141,13 @@ def tile(row, width: int):
     return row.container(width=width)
 
 
+def metric_row(n: int) -> list:
+    """``n`` cells for ``st.metric`` in a row that wraps, each as wide as its metric: on a narrow
+    window the numbers move to the next line instead of being cut."""
+    row = wrap_row()
+    return [row.container(width="content") for _ in range(n)]
+
+
 def short_layer(name: str) -> str:
     """A layer name without the common model prefix, for axis labels."""
     for prefix in ("bert.encoder.layer.", "model.layers.", "transformer.h.", "encoder.layer.", "roberta.encoder.layer."):

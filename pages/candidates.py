@@ -67,7 +67,7 @@ def render() -> None:
     values = [sc["value"] for sc in pool.scores]
     det = pool.deterministic_score["value"]
 
-    m1, m2, m3, m4 = st.columns(4)
+    m1, m2, m3, m4 = ui.metric_row(4)
     m1.metric("Chosen candidate", names[chosen])
     fmt = (lambda v: f"{v:.1%}") if metric == "accuracy" else (lambda v: f"{v:,.2f}")
     diff = values[chosen] - det

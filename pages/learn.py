@@ -10,6 +10,7 @@ from pruning.masks import compute_masks
 from pruning.scores import magnitude_scores, random_scores, wanda_scores
 
 CRITERIA = ("magnitude", "wanda", "random")
+MATRIX_WIDTH = 330  # px: an 8x8 matrix with its numbers readable; the row wraps on a narrow window
 PATTERNS = {"per-layer": "layer", "per-row": "row", "2:4": "2:4", "4:8": "4:8"}
 
 
@@ -53,7 +54,7 @@ def render() -> None:
     mask = masks[criterion]
     shown_sparsity = 1 - mask.sum() / mask.size
 
-    m1, m2, m3, m4 = st.columns(4)
+    m1, m2, m3, m4 = ui.metric_row(4)
     m1.metric("Weights pruned", f"{int(mask.size - mask.sum())} of {mask.size}")
     m2.metric("Sparsity", f"{shown_sparsity:.0%}", help="N:M patterns fix it at N/M" if ":" in granularity else None)
     m3.metric(f"Output error ({criterion})", f"{errors[criterion]:.1%}", help="||W X - (M * W) X|| / ||W X|| over the 16 tokens")
@@ -61,14 +62,15 @@ def render() -> None:
     m4.metric("Best criterion here", best, help=", ".join(f"{k}: {v:.1%}" for k, v in errors.items()))
 
     st.subheader("1. Weights W and the mask")
-    left, right = st.columns(2)
-    left.altair_chart(charts.matrix_heatmap(frame(toy.weight), "W (dense)", "weight"), width="stretch")
-    right.altair_chart(charts.matrix_heatmap(frame(toy.weight, mask), f"W pruned: {criterion}, {pattern}", "weight"), width="stretch")
+    row = ui.wrap_row()
+    ui.tile(row, MATRIX_WIDTH).altair_chart(charts.matrix_heatmap(frame(toy.weight), "W (dense)", "weight"), width="stretch")
+    ui.tile(row, MATRIX_WIDTH).altair_chart(charts.matrix_heatmap(frame(toy.weight, mask), f"W pruned: {criterion}, {pattern}", "weight"), width="stretch")
     st.caption("Grey cells are pruned (set to zero). On the real model, the Weights view shows the histogram of kept and pruned weights and the Masks view the mask of a whole layer.")
     ui.links(("weights", "Weights: kept and pruned weights, threshold"), ("masks", "Masks: a whole layer's mask"))
 
     st.subheader("2. Scores of each criterion")
-    cols = st.columns(3)
+    row = ui.wrap_row()
+    cols = [ui.tile(row, MATRIX_WIDTH) for _ in CRITERIA]
     notes = {
         "magnitude": "|W_ij|: big weights matter.",
         "wanda": "|W_ij| x ||X_j||: a weight on a loud input matters more.",

@@ -39,7 +39,7 @@ def render() -> None:
     mask = mask_set.masks[layer]
     table = pd.DataFrame(layer_counts(mask_set.masks))
     row = table.set_index("layer").loc[layer]
-    m1, m2, m3, m4 = st.columns(4)
+    m1, m2, m3, m4 = ui.metric_row(4)
     m1.metric("Kept in this layer", f"{int(row['kept']):,}", help=f"of {int(row['params']):,}")
     m2.metric("Layer sparsity", f"{row['sparsity']:.1%}")
     m3.metric("Overall sparsity", f"{1 - table['kept'].sum() / table['params'].sum():.2%}")

@@ -43,7 +43,7 @@ def render() -> None:
         dense = resources.evaluation(s, loaded, data)
         pruned = resources.evaluation(s, loaded, data, mask_set)
 
-    c1, c2, c3, c4 = st.columns(4)
+    c1, c2, c3, c4 = ui.metric_row(4)
     c1.metric("Prunable layers", f"{len(table)}", help="nn.Linear / Conv1D matrices the methods target")
     c2.metric("Weights removed", f"{removed:,}", help=f"of {total:,} weights in the targeted layers")
     c3.metric("Overall sparsity", f"{achieved:.1%}")

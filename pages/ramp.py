@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from app import charts, resources, sweeps, ui
+from app import charts, resources, style, sweeps, ui
 from app.state import GRANULARITIES
 
 KIND = "sweep"
@@ -21,7 +21,7 @@ def draw(box, rows: list, metric_hint: str = "accuracy") -> None:
     if len(points):
         box.altair_chart(charts.ramp_chart(points, dense_value, metric), width="stretch")
     else:
-        box.info(f"Dense model: {metric} {dense_value:.4g}. The pruned points follow.")
+        box.info(f"Dense model: {metric} {style.metric_text(metric, dense_value)}. The pruned points follow.")
 
 
 def render() -> None:

@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from app import charts, resources, sweeps, ui
+from app import charts, resources, style, sweeps, ui
 
 KIND = "sensitivity"
 
@@ -15,7 +15,13 @@ def draw(box, rows: list, metric: str) -> None:
         return
     df = pd.DataFrame(pts)
     df["layer"] = df["layer"].map(ui.short_layer)
-    box.altair_chart(charts.sensitivity_heatmap(df, metric), width="stretch")
+    dense = next((r["value"] for r in rows if r["layer"] == "-"), None)
+    box.altair_chart(charts.sensitivity_heatmap(df, metric, dense), width="stretch")
+
+
+def _harm_text(metric: str, drop: float, dense: float) -> str:
+    """One layer's harm in the unit of its metric (``drop``: accuracy fraction lost, or perplexity added)."""
+    return f"{drop * 100:+.1f} points" if metric == "accuracy" else f"{(drop + dense) / dense:.2f}x"
 
 
 def render() -> None:
@@ -86,12 +92,12 @@ def render() -> None:
         st.session_state["ps_sens_at"] = sparsities[-1]
     at = st.select_slider("At sparsity", options=sparsities, key="ps_sens_at", format_func=lambda v: f"{v:.0%}")
     one = df[df["sparsity"] == at].assign(layer=lambda d: d["layer"].map(ui.short_layer))
-    st.altair_chart(charts.sensitivity_bars(one, metric), width="stretch")
+    st.altair_chart(charts.sensitivity_bars(one, metric, dense["value"]), width="stretch")
     worst = one.sort_values("drop", ascending=False).head(3)
     st.caption(
-        f"Dense {metric}: {dense['value']:.4g}. Most sensitive at {at:.0%}: "
-        + ", ".join(f"{r.layer} ({r.drop:+.3g})" for r in worst.itertuples())
-        + ". The drop is the harm: dense minus pruned accuracy, or pruned minus dense perplexity."
+        f"Dense {metric}: {style.metric_text(metric, dense['value'])}. Most sensitive at {at:.0%}: "
+        + ", ".join(f"{r.layer} ({_harm_text(metric, r.drop, dense['value'])})" for r in worst.itertuples())
+        + ". The harm is in accuracy points lost, or the perplexity as a ratio to the dense model's."
     )
 
     st.subheader("Suggested per-layer sparsity")

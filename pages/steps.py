@@ -90,7 +90,7 @@ def render() -> None:
 def draw_gradual(history: list, schedule: dict, prior: dict | None, key, seed: int) -> None:
     """Schedule, weight snapshots and training curves; ``key`` is None while the run is live (no widgets)."""
     last = history[-1]
-    c1, c2, c3, c4 = st.columns(4)
+    c1, c2, c3, c4 = ui.metric_row(4)
     c1.metric("Snapshot", f"step {last['step']} of {schedule['steps']}")
     c2.metric("Sparsity (exact zeros)", ui.pct(last["sparsity"]), help=f"target {schedule['s_f']:.1%}; the cubic schedule's value now: {last['target_sparsity']:.1%}")
     metric = last.get("metric") or "metric"
@@ -198,7 +198,7 @@ def draw_randomized(stages: list, info: dict | None, params: dict) -> None:
     metric = det.get("metric", "metric")
     fmt = ui.pct if metric == "accuracy" else (lambda v: f"{v:,.2f}")
     early = last.get("selection") == "early"
-    c1, c2, c3, c4 = st.columns(4)
+    c1, c2, c3, c4 = ui.metric_row(4)
     c1.metric("Stage", f"{len(stages)} of {len(info['schedule']) if info else '...'}", help="sparsity rises stage by stage, each starting from the previous winner")
     c2.metric("Sparsity of this stage", ui.pct(last["sparsity"]))
     c3.metric("Chosen candidate", f"c{last['chosen'] + 1} of {len(last.get('selection_scores') or [])}")
@@ -235,7 +235,7 @@ def draw_sds(steps: list, info: dict | None, key, seed: int) -> None:
     """Weights and metric after each stage; with ``info`` (finished run) also the per-layer errors."""
     rows = pd.DataFrame(V.sds_stage_rows(steps))
     labels = list(rows["stage"])
-    c = st.columns(len(V.SDS_STAGES))
+    c = ui.metric_row(len(V.SDS_STAGES))
     for col, r in zip(c, rows.to_dict("records")):
         value = r["value"]
         shown = "" if value is None else (f" · {ui.pct(value)}" if r["metric"] == "accuracy" else f" · ppl {value:,.1f}")
@@ -275,7 +275,7 @@ def draw_sds(steps: list, info: dict | None, key, seed: int) -> None:
         return
     st.subheader("Per-layer reconstruction error")
     n = len(info["layers"])
-    c1, c2 = st.columns(2)
+    c1, c2 = ui.metric_row(2)
     c1.metric("Layers the soft-mask adjustment improved", f"{info['layers_adjusted']} of {n}", help="the others keep the re-pruned weights (the step is skipped)")
     c2.metric("Layers where the second pruning beats the first", f"{info['layers_where_second_pruning_beats_first']} of {n}")
     errors = pd.DataFrame(V.sds_layer_errors(info["layers"]))

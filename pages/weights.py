@@ -43,7 +43,7 @@ def render() -> None:
     fit = resources.mixture(s, loaded, layer, k, values_key, values)
     spike = resources.spike_slab(s, loaded, layer, values_key, values)
 
-    m1, m2, m3, m4 = st.columns(4)
+    m1, m2, m3, m4 = ui.metric_row(4)
     m1.metric("Pruned in this layer", f"{mask.numel() - n_kept:,}", help=f"of {mask.numel():,} weights")
     m2.metric("Layer sparsity", f"{layer_sparsity:.1%}")
     m3.metric("Magnitude threshold |w|", f"{threshold:.4g}", help="the |w| below which this share of weights lies: the exact cut of per-layer magnitude pruning")
@@ -125,7 +125,7 @@ def small_multiples(s, loaded, mask_set, hide_zeros: bool) -> None:
         kept = to_numpy(mask_set.masks[r.name]).ravel()[idx]
         bins = charts.histogram_frame(histogram(sample, kept, bins=30, hide_zeros=hide_zeros))
         title = f"block {r.block} · {layer_role(r.name)[1]}" if r.block is not None else ui.short_layer(r.name)
-        ui.tile(row, PANEL_WIDTH + 60).altair_chart(charts.histogram_panel(bins, title, width=PANEL_WIDTH), width="content")
+        ui.tile(row, PANEL_WIDTH + 45).altair_chart(charts.histogram_panel(bins, title, width=PANEL_WIDTH), width="content")
     st.caption(
         "Each panel: a fixed random sample of 4,000 weights of the layer (all of them when smaller), kept (blue) and pruned (grey); "
         "blocks in order, and inside a block q, k, v, attention out, FFN in, FFN out. Each panel has its own axes."
