@@ -16,6 +16,7 @@ from .style import method_color, KEPT_COLOR, NEUTRAL_COLOR, SERIES_RANGE, PRUNED
 
 _LEGEND = alt.Legend(orient="bottom", direction="vertical", labelLimit=0, titleLimit=0)  # below the plot: never cut at narrow widths
 LEGEND_SPACE = 110  # px: Streamlit fits the whole chart, legends included, into its height; this keeps the plot itself tall
+_TOP_LEGEND = alt.Legend(orient="top", direction="vertical", labelLimit=0, titleLimit=0)  # a third legend above: three side by side do not fit 800 px
 _SMALL_LEGEND = alt.Legend(orient="bottom", direction="horizontal", titleLimit=0, gradientLength=120)
 
 
@@ -147,7 +148,7 @@ def weight_histogram(
             .mark_rule(strokeWidth=2)
             .encode(
                 x="x:Q",
-                color=alt.Color("label:N", title="line", scale=color, legend=_LEGEND),
+                color=alt.Color("label:N", title="line", scale=color, legend=_TOP_LEGEND),
                 strokeDash=alt.StrokeDash("label:N", scale=dash, legend=None),
                 tooltip=[alt.Tooltip("label:N"), alt.Tooltip("x:Q", title="weight value", format=".5f")],
             )
@@ -555,7 +556,7 @@ def schedule_chart(curve: pd.DataFrame, reached: pd.DataFrame | None = None, mar
             .encode(
                 x="step:Q",
                 y=y,
-                shape=alt.Shape("series:N", title=None, scale=alt.Scale(range=["diamond", "circle", "square"]), legend=_LEGEND),
+                shape=alt.Shape("series:N", title=None, scale=alt.Scale(range=["diamond", "circle", "square"]), legend=_TOP_LEGEND),
                 tooltip=tooltip,
             )
         )
@@ -583,7 +584,7 @@ def training_charts(df: pd.DataFrame) -> list[alt.Chart]:
             .mark_line(point=True)
             .encode(
                 x=alt.X("step:Q", title="training step"),
-                y=alt.Y("value:Q", title=title, scale=alt.Scale(zero=False)),
+                y=alt.Y("value:Q", title=title, scale=alt.Scale(zero=False), axis=alt.Axis(format=",.4~g")),
                 color=alt.Color("series:N", title=None, scale=alt.Scale(range=SERIES_RANGE), legend=_LEGEND),
                 tooltip=[alt.Tooltip("series:N"), alt.Tooltip("step:Q"), alt.Tooltip("value:Q", format=".4g")],
             )

@@ -118,9 +118,9 @@ def links(*targets: tuple[str, str]) -> None:
     from .pages_index import PAGES, page
 
     icons = {p.url: p.icon for p in PAGES}
-    cols = st.columns(len(targets))
-    for col, (url, label) in zip(cols, targets):
-        col.page_link(page(url), label=label, icon=icons.get(url))
+    row = wrap_row()  # each link as wide as its label, wrapping on a narrow window
+    for url, label in targets:
+        row.page_link(page(url), label=label, icon=icons.get(url))
 
 
 def layer_picker(container, names: list[str]) -> str:

@@ -26,7 +26,8 @@ def render() -> None:
     loaded = ui.model(s)
     ui.settings_line(s, loaded)
     bases = list(resources.score_methods())
-    c1, c2, c3, c4, c5 = st.columns([1.4, 1.6, 1, 1, 1])
+    controls = ui.wrap_row()
+    c1, c2, c3, c4, c5 = (ui.tile(controls, w) for w in (200, 230, 150, 150, 150))
     ui.default("ps_cand_base", "magnitude" if "magnitude" in bases else bases[0])
     ui.default("ps_cand_r", 1e-4)
     ui.default("ps_cand_k", 4)  # the authors used 8; each candidate costs R top-k draws per layer
@@ -81,15 +82,16 @@ def render() -> None:
     rounds = sorted(set(pool.rounds.values()))
     m4.metric("Sampling rounds R", f"{rounds[0]:,}" if len(rounds) == 1 else f"{rounds[0]:,}-{rounds[-1]:,}", help="per layer")
 
-    left, right = st.columns([1, 1])
+    row = ui.wrap_row()
+    left, right = ui.tile(row, 420), ui.tile(row, 440)
     jac = [{"a": names[i], "b": names[j], "value": pool.jaccard[i][j]} for i in range(len(names)) for j in range(len(names))]
     left.altair_chart(charts.overlap_matrix(pd.DataFrame(jac), title="candidate x candidate (all layers)"), width="stretch")
     with right:
         df = pd.DataFrame(
             {"candidate": names, "score": values, "overlap": pool.overlap_with_deterministic, "chosen": [i == chosen for i in range(len(names))]}
         )
-        st.altair_chart(charts.candidate_bars(df, "score", f"held-out {metric} (selection score)", ".4g", metric=metric), width="stretch")
-        st.altair_chart(charts.candidate_bars(df, "overlap", "Jaccard overlap with the deterministic mask", ".3f"), width="stretch")
+        st.altair_chart(charts.candidate_bars(df, "score", f"held-out {metric}", ".4g", metric=metric), width="stretch")
+        st.altair_chart(charts.candidate_bars(df, "overlap", "overlap with the deterministic mask", ".3f"), width="stretch")
     st.caption(
         f"Chosen (red): the best held-out {metric}; the deterministic {base} mask scores {fmt(det)}. "
         "The overlap with the deterministic mask shows how far the randomness knob moves the candidates away from it. "

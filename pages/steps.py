@@ -160,8 +160,9 @@ def draw_gradual(history: list, schedule: dict, prior: dict | None, key, seed: i
     st.subheader("Training")
     curves = pd.DataFrame(V.training_curves(history))
     if len(curves):
-        for col, chart in zip(st.columns(2), charts.training_charts(curves)):
-            col.altair_chart(chart, width="stretch")
+        row = ui.wrap_row()
+        for chart in charts.training_charts(curves):
+            ui.tile(row, 460).altair_chart(chart, width="stretch")
     with st.expander("Every snapshot as a table"):
         st.dataframe(pd.DataFrame(V.history_rows(history)), hide_index=True, width="stretch")
 
@@ -210,11 +211,12 @@ def draw_randomized(stages: list, info: dict | None, params: dict) -> None:
         if len(stages) > 1:
             st.subheader(f"Stage {i + 1}: {stage['sparsity']:.1%} sparsity")
         rows = pd.DataFrame(V.candidate_rows(stage))
-        left, right = st.columns(2)
-        title = "early-evaluation score (mean of the last evaluations)" if stage.get("selection") == "early" else f"held-out {metric}, no training"
+        row = ui.wrap_row()
+        left, right = ui.tile(row, 440), ui.tile(row, 440)
+        title = "early-evaluation score" if stage.get("selection") == "early" else f"held-out {metric}, no training"
         left.altair_chart(charts.candidate_bars(rows, "score", title, ".4g", metric=metric), width="stretch")
         if rows["overlap"].notna().all():
-            right.altair_chart(charts.candidate_bars(rows, "overlap", "Jaccard overlap with the deterministic mask", ".3f"), width="stretch")
+            right.altair_chart(charts.candidate_bars(rows, "overlap", "overlap with the deterministic mask", ".3f"), width="stretch")
         curves = pd.DataFrame(V.early_curve_rows(stage))
         if len(curves):
             st.altair_chart(charts.early_curves_chart(curves, metric, params.get("n_last")), width="stretch")

@@ -21,7 +21,8 @@ def render() -> None:
     loaded = ui.model(s)
     ui.settings_line(s, loaded)
     names = [r.name for r in resources.layers(s, loaded)]
-    c1, c2, c3, c4 = st.columns([3, 1.3, 1.3, 1.3])
+    controls = ui.wrap_row()
+    c1, c2, c3, c4 = (ui.tile(controls, w) for w in (420, 170, 140, 190))
     layer = ui.layer_picker(c1, names)
     log_count = c2.radio("Count scale", ["linear", "log"], horizontal=True, key="ps_weights_scale") == "log"
     hide_zeros = c3.toggle("Hide zeros", key="ps_weights_hide", help="After pruning, the pruned weights are zeros; hiding them shows what is left.")
@@ -154,7 +155,8 @@ def score_section(s, loaded, layer: str) -> None:
         f"{pic.kept_small_loud:,} weights below the layer's median |W| are kept by {method} because their input is louder than the median: "
         "magnitude would drop them." if method == "wanda" else f"Threshold t = {pic.threshold:.4g} on the {method} score."
     )
-    left, right = st.columns([3, 2])
+    row = ui.wrap_row()
+    left, right = ui.tile(row, 560), ui.tile(row, 380)
     boundary = pd.DataFrame(pic.boundary)
     left.altair_chart(charts.score_plane(pd.DataFrame(pic.cells), boundary if len(boundary) else None, method), width="stretch")
     hist = charts.histogram_frame({k: np.asarray(v) for k, v in pic.scores.items()})

@@ -372,10 +372,13 @@ def test_no_chart_runs_past_the_window(browser, app_url, width):
     for path, button in VIEWS:
         page.goto(f"{app_url}/{path}")
         settled(page)
-        if button:
+        if button and page.get_by_role("button", name=button).count():  # not there once an earlier width ran it
             page.get_by_role("button", name=button).first.click()
             settled(page)
-        page.locator('[data-testid="stVegaLiteChart"]').first.wait_for(timeout=WAIT_MS)
+        try:
+            page.locator('[data-testid="stVegaLiteChart"]').first.wait_for(timeout=WAIT_MS)
+        except Exception:  # noqa: BLE001 - say which view and what it shows instead
+            raise AssertionError(f"{path} at {width} px: no chart; the page shows {page.locator('[data-testid=stMain]').inner_text()[:600]!r}") from None
         page.wait_for_timeout(500)  # let Vega lay out at the container's width
         assert_no_errors(page, path)
         charts = page.locator('[data-testid="stVegaLiteChart"]').count()
@@ -392,8 +395,8 @@ def test_a_view_opens_from_a_url_with_its_settings(browser, app_url):
     settled(page)
     assert page.locator("h1", has_text="Weights").count() == 1
     assert float(slider(page).input_value()) == pytest.approx(0.7)
-    assert "Wanda" in page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').nth(2).inner_text()
-    assert "Layer sparsity\n70.0%" in page.locator('[data-testid="stMetric"]').all_inner_texts()
+    assert "method wanda" in numbers(page)  # the settings line under the title
+    assert any(t.startswith("Layer sparsity") and t.endswith("70.0%") for t in page.locator('[data-testid="stMetric"]').all_inner_texts())
     move_slider(page, "ArrowLeft", 1)  # the address follows the sidebar
     settled(page)
     page.wait_for_function("() => location.search.includes('sparsity=0.65')")
