@@ -59,11 +59,13 @@ def keep_count(total: int, sparsity: float) -> int:
 
 @dataclass(frozen=True)
 class Granularity:
-    """Where the pruning threshold applies: one layer, all layers, one row, or N:M groups."""
+    """Where the pruning threshold applies: one layer, all layers, one row, N:M groups, or a
+    given sparsity per layer (``allocated``: ``allocation`` holds sorted ``(layer, sparsity)`` pairs)."""
 
-    kind: str  # "layer" | "global" | "row" | "nm"
+    kind: str  # "layer" | "global" | "row" | "nm" | "allocated"
     n: int = 0
     m: int = 0
+    allocation: tuple[tuple[str, float], ...] = ()
 
     def __str__(self) -> str:
         return f"{self.n}:{self.m}" if self.kind == "nm" else self.kind
@@ -73,9 +75,35 @@ class Granularity:
         return self.kind == "nm"
 
     @property
+    def is_allocated(self) -> bool:
+        return self.kind == "allocated"
+
+    @property
     def fixed_sparsity(self) -> float | None:
         """N:M patterns fix the sparsity at N/M; other granularities take any."""
         return self.n / self.m if self.is_nm else None
+
+    @property
+    def allocation_dict(self) -> dict[str, float]:
+        return dict(self.allocation)
+
+    @property
+    def within_layer(self) -> "Granularity":
+        """The granularity that prunes one layer alone: global and allocated become per-layer."""
+        return Granularity("layer") if self.kind in ("global", "allocated") else self
+
+
+def allocated(allocation: Mapping[str, float]) -> Granularity:
+    """The ``allocated`` granularity for ``{layer: sparsity}`` (every value in [0, 1))."""
+    if not allocation:
+        raise PruneScopeError("the allocation is empty: give at least one layer and its sparsity")
+    pairs = []
+    for name, value in allocation.items():
+        try:
+            pairs.append((str(name), validate_sparsity(value)))
+        except PruneScopeError:
+            raise PruneScopeError(f"allocation for layer {name}: sparsity must be at least 0 and below 1, got {value!r}") from None
+    return Granularity("allocated", allocation=tuple(sorted(pairs)))
 
 
 GRANULARITY_LABELS = {
@@ -84,6 +112,7 @@ GRANULARITY_LABELS = {
     "row": "per-output-row (each row keeps its top scores)",
     "2:4": "2:4 semi-structured (2 of every 4 inputs pruned)",
     "4:8": "4:8 semi-structured (4 of every 8 inputs pruned)",
+    "allocated": "allocated (each listed layer at its own sparsity)",
 }
 _NM = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
 
@@ -95,6 +124,8 @@ def parse_granularity(text: str | Granularity) -> Granularity:
     word = str(text).strip().lower().replace("per-layer", "layer").replace("per-row", "row")
     if word in ("layer", "global", "row"):
         return Granularity(word)
+    if word == "allocated":
+        raise PruneScopeError("granularity 'allocated' needs an allocation {layer: sparsity} (e.g. --allocation FILE.json)")
     match = _NM.match(word)
     if match:
         n, m = int(match.group(1)), int(match.group(2))
@@ -216,11 +247,15 @@ def compute_masks(
 ) -> Masks:
     """Masks for every layer in ``scores`` at ``sparsity`` and ``granularity``.
 
-    For N:M the sparsity is fixed at N/M and ``sparsity`` is ignored.
+    For N:M the sparsity is fixed at N/M and ``sparsity`` is ignored; ``allocated`` prunes each
+    listed layer at its own sparsity (unlisted layers stay whole) and ignores it too.
     """
     g = parse_granularity(granularity)
     if g.is_nm:
         return {name: nm_mask(s, g.n, g.m, None if weights is None else weights[name]) for name, s in scores.items()}
+    if g.is_allocated:
+        alloc = g.allocation_dict
+        return {n: layer_mask(s, alloc.get(n, 0.0), None if weights is None else weights[n]) for n, s in scores.items()}
     sparsity = _fraction(sparsity)
     if g.kind == "global":
         return global_masks(scores, sparsity, weights)
@@ -288,6 +323,9 @@ class MaskRanker:
             if key not in self._nm:
                 self._nm[key] = {n: nm_mask(s, g.n, g.m) for n, s in self.scores.items()}
             return self._nm[key]
+        if g.is_allocated:
+            alloc = g.allocation_dict
+            return {n: _below(r, keep_count(r.numel(), alloc.get(n, 0.0))) for n, r in self._layer_ranks().items()}
         sparsity = _fraction(sparsity)
         if g.kind == "layer":
             return {n: _below(r, keep_count(r.numel(), sparsity)) for n, r in self._layer_ranks().items()}

@@ -240,7 +240,7 @@ def gradual_prune(ctx: PruneContext, prior: bool):
         "budget": {"steps": p["steps"], "batch_size": p["batch_size"], "lr": p["lr"]},
         "elapsed_s": time.perf_counter() - started,
     }
-    return T.trained_result(name, ctx.loaded, model, masks, ctx.sparsity, ctx.granularity, info)
+    return T.trained_result(name, ctx.loaded, model, masks, ctx.sparsity, str(ctx.granularity), info)
 
 
 def _params(prior: bool) -> dict:
@@ -280,6 +280,8 @@ register(
         updates_weights=True,
         family="seed",
         granularities=GRANULARITIES,
+        granularity="global",
+        steps_view="schedule",
         params=_params(True),
         reference="Zhang, Sun, Liang: Mixture Gaussian prior pruning (MGPP) of large pretrained transformers",
     )
@@ -294,6 +296,8 @@ register(
         updates_weights=True,
         family="seed",
         granularities=GRANULARITIES,
+        granularity="global",
+        steps_view="schedule",
         params=_params(False),
         reference="Zhu & Gupta 2017, To prune, or not to prune (the schedule MGPP uses)",
     )

@@ -54,6 +54,7 @@ import torch
 from ..errors import PruneScopeError
 from ..masks import Masks, compute_masks, keep_count, mask_overlap, parse_granularity, prepare_scores
 from ..registry import Method, Param, PruneContext, get_method, register
+from ..request import MAX_SEED
 from ..scores import _mix
 from . import training as T
 
@@ -294,14 +295,8 @@ class CandidatePool:
 def candidate_pool(
     loaded,
     scores: Mapping[str, torch.Tensor],
-    sparsity: float,
-    granularity: str = "layer",
-    k_candidates: int = 8,
-    randomness: float = DEFAULT_RANDOMNESS,
-    power: float = 5.0,
-    seed: int = 0,
+    request,
     data=None,
-    holdout: int = 256,
     task=None,
     base_model=None,
     progress=None,
@@ -309,14 +304,20 @@ def candidate_pool(
     """The app's "Random candidates" view, without training: K masks from cached ``scores``
     (any criterion), each scored on a held-out slice of the TRAINING data with no
     fine-tuning, plus the deterministic mask's score, pairwise Jaccard, overlap with the
-    deterministic mask and the cheap choice. ``task`` (a :class:`training.TaskData`)
-    may be passed to reuse held-out batches; ``base_model`` defaults to the loaded model
-    (which is never modified)."""
-    g = parse_granularity(granularity)
-    sparsity = g.fixed_sparsity if g.is_nm else float(sparsity)
+    deterministic mask and the cheap choice.
+
+    ``request`` is a ``randomized`` :class:`pruning.request.PruneRequest`: its sparsity,
+    granularity, seed and parameters ``k``, ``randomness``, ``power``, ``holdout`` are used.
+    ``task`` (a :class:`training.TaskData`) may be passed to reuse held-out batches (else it
+    is built from ``data``, or the request's dataset); ``base_model`` defaults to the loaded
+    model (which is never modified)."""
+    g, sparsity, seed, p = request.granularity, request.sparsity, request.seed, request.param_dict
+    k_candidates, randomness, power = p["k"], p["randomness"], p["power"]
     model = base_model if base_model is not None else loaded.model
     weights = T.layer_weights(model, list(scores))
     if task is None:  # a causal LM is scored on held-out windows of its training text (16 examples ~ 1 window)
+        data = data if data is not None else request.dataset
+        holdout = p["holdout"]
         task = T.task_data(loaded, data, holdout=holdout, seed=seed, lm_sequences=1, lm_holdout=max(2, min(16, holdout // 16)))
     deterministic = compute_masks(scores, sparsity, str(g), weights)
     n_layers = len(scores)
@@ -358,15 +359,7 @@ def base_scores(ctx: PruneContext, model, base: str, calibration) -> dict[str, t
             f"randomized selection samples around a criterion's scores; {method.name} has none "
             "(use magnitude, wanda or random)"
         )
-    sub = PruneContext(
-        loaded=T.with_model(ctx.loaded, model),
-        layers=ctx.layers,
-        sparsity=ctx.sparsity,
-        granularity=ctx.granularity,
-        calibration=calibration,
-        seed=ctx.seed,
-        params=method.resolve_params({}),
-    )
+    sub = PruneContext(T.with_model(ctx.loaded, model), ctx.request.replace(method=method.name), ctx.layers, calibration)
     was_training = model.training
     model.eval()  # no dropout while statistics are collected
     try:
@@ -379,9 +372,9 @@ def base_scores(ctx: PruneContext, model, base: str, calibration) -> dict[str, t
 def _calibration_for(ctx: PruneContext, base: str):
     if not get_method(base).needs_calibration or ctx.calibration is not None:
         return ctx.calibration
-    from ..data import calibration_batches
+    from ..prune import calibration_for
 
-    return calibration_batches(ctx.loaded, None, n_samples=16, seed=ctx.seed)
+    return calibration_for(ctx.loaded, ctx.request)
 
 
 def _early_evaluation(p, task, start_model, masks, teacher, tick, seed=0):
@@ -433,9 +426,8 @@ def _randomized_run(ctx: PruneContext):
     for si, s in enumerate(schedule):
         stage_seed = ctx.seed + 1000 * si
         scores = base_scores(ctx, model, p["base"], calibration)
-        pool = candidate_pool(
-            ctx.loaded, scores, s, str(g), p["k"], p["randomness"], p["power"], stage_seed, task=task, base_model=model
-        )
+        stage_request = ctx.request.replace(sparsity=s, seed=stage_seed % (MAX_SEED + 1))
+        pool = candidate_pool(ctx.loaded, scores, stage_request, task=task, base_model=model)
         done += p["k"] + 1
         report(f"stage {si + 1}/{len(schedule)}: {p['k']} candidates at {s:.1%} scored")
         stage = {"sparsity": s, **pool.to_info(), "selection": selection}
@@ -520,10 +512,10 @@ def _randomized_run(ctx: PruneContext):
         "elapsed_s": time.perf_counter() - started,
     }
     if early:
-        return T.trained_result("randomized", ctx.loaded, model, chosen_masks, ctx.sparsity, ctx.granularity, info)
+        return T.trained_result("randomized", ctx.loaded, model, chosen_masks, ctx.sparsity, str(ctx.granularity), info)
     from ..prune import PruneResult
 
-    return PruneResult("randomized", ctx.sparsity, ctx.granularity, chosen_masks, None, info=info)
+    return PruneResult("randomized", ctx.sparsity, str(ctx.granularity), chosen_masks, None, info=info)
 
 
 def _mask_overrides(model, masks: Masks) -> dict:
@@ -547,6 +539,9 @@ register(
         needs_training_data=True,
         updates_weights=True,
         family="seed",
+        granularities=("layer", "global", "row", "2:4", "4:8"),
+        granularity="layer",
+        steps_view="candidates",
         params={
             "base": Param("magnitude", "criterion whose scores are sampled around (any score-based method: magnitude, wanda, random)"),
             "k": Param(4, "candidate masks per stage (8 in the paper)", minimum=1, maximum=64),

@@ -43,7 +43,7 @@ from typing import Mapping
 import torch
 
 from ..masks import compute_masks, parse_granularity
-from ..registry import Method, Param, PruneContext, register
+from ..registry import Method, Param, PruneContext, get_method, register
 from . import training as T
 
 
@@ -223,7 +223,8 @@ def _sds_run(ctx: PruneContext):
 
     steps = [snapshot("dense", dense, loaded.model)]
     # 1. sparse
-    r1 = prune(loaded, p["base"], ctx.sparsity, ctx.granularity, layers=layers, calibration=calib, seed=ctx.seed)
+    base = ctx.request.replace(method=p["base"], layers=tuple(layers))
+    r1 = prune(loaded, base, calibration=calib)
     W1 = r1.pruned_weights(loaded)
     sparse_model = with_overrides(loaded.model, r1.overrides(loaded))
     steps.append(snapshot("sparse", W1, sparse_model))
@@ -254,7 +255,7 @@ def _sds_run(ctx: PruneContext):
     mid_loaded = T.with_model(loaded, mid_model)
     steps.append(snapshot("dense step", W_mid, mid_model))
     # 3. sparse again: the same one-shot method, then the soft-mask adjustment
-    r2 = prune(mid_loaded, p["base"], ctx.sparsity, ctx.granularity, layers=layers, calibration=calib, seed=ctx.seed)
+    r2 = prune(mid_loaded, base, calibration=calib)
     W2 = r2.pruned_weights(mid_loaded)
     tick("second one-shot pruning done")
     re_model = with_overrides(loaded.model, _overrides(loaded.model, W2))
@@ -295,7 +296,7 @@ def _sds_run(ctx: PruneContext):
     }
     from ..prune import PruneResult
 
-    return PruneResult("sds", ctx.sparsity, ctx.granularity, final_m, final_w, info=info)
+    return PruneResult("sds", ctx.sparsity, str(ctx.granularity), final_m, final_w, info=info)
 
 
 register(
@@ -309,6 +310,9 @@ register(
         needs_calibration=True,
         updates_weights=True,
         family="seed",
+        granularities=("layer", "global", "row", "2:4", "4:8"),
+        granularity=lambda params: get_method(params["base"]).default_granularity,
+        steps_view="stages",
         params={
             "base": Param("sparsegpt", "the one-shot method used for both sparse steps", choices=("sparsegpt", "wanda")),
             "l1": Param(1e-3, "L1 weight of the dense step, relative (x mean diag(G) x mean|W|)", minimum=0.0),
