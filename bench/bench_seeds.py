@@ -43,7 +43,7 @@ from pruning.prune import prune  # noqa: E402
 from pruning.request import PruneRequest  # noqa: E402
 
 R = PruneRequest.make
-from pruning.seeds import training as T  # noqa: E402
+from pruning import training as T  # noqa: E402
 
 WIKITEXT = ROOT.parent / "shared" / "data" / "wikitext-2-raw" / "wiki.test.raw"
 

@@ -360,31 +360,35 @@ def overall_sparsity(masks: Mapping[str, torch.Tensor], weights: Mapping[str, to
     return 1.0 - kept / max(1, total)
 
 
+# Counting runs on every slider move. NumPy's count_nonzero on a bool array is bit-parallel
+# and single-threaded, so it stays fast on a busy 2-core machine where torch's threaded bool
+# sum slows down badly.
+def _as_bool(mask) -> np.ndarray:
+    arr = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
+    return arr if arr.dtype == bool else arr.astype(bool)
+
+
 def sparsity_table(masks: Mapping[str, torch.Tensor]) -> list[dict]:
-    """One row per layer: name, shape, parameters, kept, pruned, sparsity."""
+    """One row per layer: ``layer, shape, params, kept, pruned, sparsity``."""
     rows = []
     for name, m in masks.items():
-        kept = int(m.sum())
+        arr = _as_bool(m)
+        kept = int(np.count_nonzero(arr))
         rows.append(
-            {
-                "layer": name,
-                "shape": tuple(m.shape),
-                "params": m.numel(),
-                "kept": kept,
-                "pruned": m.numel() - kept,
-                "sparsity": 1.0 - kept / max(1, m.numel()),
-            }
+            {"layer": name, "shape": tuple(arr.shape), "params": arr.size, "kept": kept, "pruned": arr.size - kept,
+             "sparsity": 1.0 - kept / max(1, arr.size)}
         )
     return rows
 
 
 def nm_violations(mask: torch.Tensor, n: int, m: int) -> int:
     """Number of M-groups that keep more than M - N weights (0 means the mask is valid N:M)."""
-    d_out, d_in = mask.shape
+    arr = _as_bool(mask)
+    d_out, d_in = arr.shape
     if d_in % m:
         return d_out * math.ceil(d_in / m)
-    kept = mask.view(d_out, d_in // m, m).sum(dim=2)
-    return int((kept > m - n).sum())
+    kept = np.count_nonzero(arr.reshape(d_out, d_in // m, m), axis=2)
+    return int(np.count_nonzero(kept > m - n))
 
 
 def is_nm_valid(mask: torch.Tensor, n: int, m: int) -> bool:
@@ -413,11 +417,12 @@ def mask_overlap(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -
         raise PruneScopeError("the two mask sets share no layer, so their overlap is undefined")
     per_layer, inter, union, diff, total = {}, 0, 0, 0, 0
     for name in common:
-        x, y = a[name], b[name]
+        x, y = _as_bool(a[name]), _as_bool(b[name])
         if x.shape != y.shape:
             raise PruneScopeError(f"layer {name}: mask shapes differ ({tuple(x.shape)} vs {tuple(y.shape)})")
-        i, u, d = int((x & y).sum()), int((x | y).sum()), int((x ^ y).sum())
-        per_layer[name] = {"jaccard": 1.0 if u == 0 else i / u, "hamming": d / max(1, x.numel())}
-        inter, union, diff, total = inter + i, union + u, diff + d, total + x.numel()
+        i, u = int(np.count_nonzero(x & y)), int(np.count_nonzero(x | y))
+        d = u - i
+        per_layer[name] = {"jaccard": 1.0 if u == 0 else i / u, "hamming": d / max(1, x.size)}
+        inter, union, diff, total = inter + i, union + u, diff + d, total + x.size
     overall = {"jaccard": 1.0 if union == 0 else inter / union, "hamming": diff / max(1, total)}
     return {"per_layer": per_layer, "overall": overall}
