@@ -124,10 +124,9 @@ def run_view(ans: jobs.Answer, button: str, key: str, idle: str, draw=None, stal
     settings. With ``stale=True`` this session's last result at other settings comes back instead,
     marked out of date, until the user runs again.
     """
-    running = ans.job is not None and ans.job.running
-    run = st.button(button, type="primary", key=key, disabled=running)
+    run = st.button(button, type="primary", key=key, disabled=not ans.not_started and ans.job.running)
     box = st.empty()
-    job = ans.start() if ans.job is None and run else ans.job
+    job = ans.start() if ans.not_started and run else ans.job
     if job is None:
         if stale and ans.previous is not None:
             box.warning(f"Settings changed: press **{button}** again. Shown below: the result at the previous settings.")

@@ -11,17 +11,13 @@ errors. "candidates" (randomized selection): per stage, each candidate's score a
 import pandas as pd
 import streamlit as st
 
-from app import charts, resources, ui
+from app import charts, resources, sidebar, ui
 from pruning.seeds import views as V
 from pruning.seeds.mgpp import schedule_curve, schedule_of
 
 BINS, GRID_BINS = 60, 40
 MIXTURE_CHOICES = [2, 1, 3, 4, "bic"]
 PRIOR = ("lam", "v0", "v1")  # a method with these parameters fine-tunes with a spike-and-slab prior
-
-
-def _choose(name: str) -> None:
-    st.session_state["ps_method"] = name
 
 
 def stepwise_methods() -> dict:
@@ -42,7 +38,7 @@ def pick_one(s) -> None:
     st.info(f"The method in the sidebar, **{s.method}**, prunes in one shot: it has no steps to show. Pick one that has:")
     methods = stepwise_methods()
     for col, (name, m) in zip(st.columns(len(methods)), methods.items()):
-        col.button(m.label, key=f"btn_steps_pick_{name}", on_click=_choose, args=(name,), help=m.summary, width="stretch")
+        col.button(m.label, key=f"btn_steps_pick_{name}", on_click=sidebar.choose_method, args=(name,), help=m.summary, width="stretch")
 
 
 def render() -> None:

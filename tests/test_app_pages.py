@@ -254,6 +254,7 @@ def test_steps_page_offers_the_stepwise_methods():
     assert "prunes in one shot" in at.info[0].value
     at.button(key="btn_steps_pick_gmp").click().run()
     assert at.sidebar.selectbox(key="ps_method").value == "gmp"
+    assert at.sidebar.selectbox(key="ps_granularity").value == "global"  # GMP's paper prunes globally
 
 
 def test_mgpp_waits_for_run_then_shows_its_schedule_and_snapshots():
@@ -543,9 +544,8 @@ def test_an_impossible_setting_is_an_error_in_the_sidebar_and_the_page():
 def test_a_criterion_registered_in_a_test_is_a_sidebar_choice(monkeypatch):
     """The sidebar half of "add a criterion": one score function and one register call, and the app offers it."""
     from pruning import registry
-    from pruning.masks import compute_masks
+    from pruning.methods import _score_method
     from pruning.models import layer_weight
-    from pruning.prune import PruneResult
 
     monkeypatch.setattr(registry, "_METHODS", dict(registry.all_methods()))  # the registration ends with the test
 
@@ -556,11 +556,10 @@ def test_a_criterion_registered_in_a_test_is_a_sidebar_choice(monkeypatch):
             out[name] = w.sum(dim=0, keepdim=True).expand_as(w).clone()
         return out
 
-    def run(ctx):
-        masks = compute_masks(column_scores(ctx), ctx.sparsity, ctx.granularity)
-        return PruneResult("toycolumns", ctx.sparsity, str(ctx.granularity), masks)
-
-    registry.register(registry.Method("toycolumns", "Toy column norm", "Prunes whole input columns of small total |W|.", run, scores=column_scores))
+    registry.register(
+        registry.Method("toycolumns", "Toy column norm", "Prunes whole input columns of small total |W|.",
+                        run=_score_method("toycolumns", column_scores), scores=column_scores)
+    )
     at = open_page("masks")
     assert "Toy column norm" in at.sidebar.selectbox(key="ps_method").options
     at.sidebar.selectbox(key="ps_method").set_value("toycolumns").run()
