@@ -317,6 +317,7 @@ class MaskRanker:
         return self._ranks["global"]  # type: ignore[return-value]
 
     def masks(self, sparsity: float, granularity: str | Granularity) -> Masks:
+        """Masks at ``sparsity`` (checked where the request was made) and ``granularity``."""
         g = parse_granularity(granularity)
         if g.is_nm:
             key = (g.n, g.m)
@@ -326,7 +327,6 @@ class MaskRanker:
         if g.is_allocated:
             alloc = g.allocation_dict
             return {n: _below(r, keep_count(r.numel(), alloc.get(n, 0.0))) for n, r in self._layer_ranks().items()}
-        sparsity = _fraction(sparsity)
         if g.kind == "layer":
             return {n: _below(r, keep_count(r.numel(), sparsity)) for n, r in self._layer_ranks().items()}
         if g.kind == "row":

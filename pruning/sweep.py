@@ -53,7 +53,7 @@ def ramp_points(
 ) -> list[PruneRequest]:
     """The requests of a ramp: each given request (a method with its parameters, data and seed) at
     every granularity it supports (``None``: its own granularity) and every sparsity; N:M patterns
-    have one fixed point."""
+    and allocations have one fixed point (an allocation's at the request's sparsity)."""
     points = []
     for request in requests:
         supported = request.method_info.granularities
@@ -61,7 +61,7 @@ def ramp_points(
             g = parse_granularity(gran)
             if str(g) not in supported and not (g.is_nm and "2:4" in supported):
                 continue
-            if g.is_nm:
+            if g.is_nm or g.is_allocated:
                 points.append(request.replace(granularity=g))
             else:
                 points.extend(request.replace(granularity=g, sparsity=round(float(s), 6)) for s in sparsities)

@@ -129,6 +129,17 @@ def test_ramp_passes_each_requests_parameters_and_data_to_prune(tiny_bert, monke
     assert [(r["granularity"], r["sparsity"]) for r in rows[1:]] == [("layer", 0.3), ("2:4", 0.5)]
 
 
+def test_ramp_keeps_an_allocation_as_one_point_beside_uniform_ones():
+    from pruning.sweep import ramp_points
+
+    allocated = R("magnitude", 0.4, allocation={"a": 0.2, "b": 0.6})
+    points = ramp_points([allocated, R("wanda")], None, [0.3, 0.5])
+    assert [(r.method, str(r.granularity), r.sparsity) for r in points] == [
+        ("magnitude", "allocated", 0.4), ("wanda", "row", 0.3), ("wanda", "row", 0.5)
+    ]
+    assert points[0].granularity.allocation_dict == {"a": 0.2, "b": 0.6}
+
+
 def test_sensitivity_of_an_nm_pattern_uses_its_own_sparsity(tiny_bert):
     from pruning.sweep import layer_sensitivity
 
