@@ -167,3 +167,12 @@ def test_a_toy_criterion_is_one_function_and_one_register_call(tiny_bert, monkey
     mask = next(iter(result.masks.values()))
     assert mask[: mask.shape[0] // 2].all() and not mask[mask.shape[0] // 2 :].any()
     assert get_method("toyrows").default_granularity == "layer"
+
+
+def test_each_method_says_how_its_steps_are_shown():
+    from pruning.registry import all_methods
+
+    views = {n: m.steps_view for n, m in all_methods().items()}
+    assert {n: v for n, v in views.items() if n in ("mgpp", "gmp", "sds", "randomized", "magnitude", "wanda")} == {
+        "mgpp": "schedule", "gmp": "schedule", "sds": "stages", "randomized": "candidates", "magnitude": None, "wanda": None
+    }
