@@ -123,23 +123,7 @@ def weight_histogram(
     )
     layers: list[alt.Chart] = [bars]
     if curves is not None and len(curves):
-        _require(curves, ["x", "component", "density"], "weight_histogram curves")
-        layers.append(
-            alt.Chart(curves)
-            .mark_line(strokeWidth=2, clip=bool(y_max))
-            .encode(
-                x="x:Q",
-                y=alt.Y("density:Q", scale=y_enc["scale"]),
-                strokeDash=alt.StrokeDash("component:N", title="Gaussian curves", legend=_LEGEND),
-                detail="component:N",
-                color=alt.value("#333333"),
-                tooltip=[
-                    alt.Tooltip("component:N"),
-                    alt.Tooltip("x:Q", title="weight", format=".4f"),
-                    alt.Tooltip("density:Q", title="expected count per bin", format=",.1f"),
-                ],
-            )
-        )
+        layers.append(_mixture_curves(curves, y_enc["scale"], clip=bool(y_max)))
     if lines is not None and len(lines):
         _require(lines, ["x", "label"], "weight_histogram lines")
         color, dash = line_scales(list(lines["label"]))
@@ -156,6 +140,27 @@ def weight_histogram(
     chart = alt.layer(*layers).resolve_scale(color="independent", strokeDash="independent")
     height = 320 + LEGEND_SPACE
     return chart.properties(title=title, height=height) if title else chart.properties(height=height)
+
+
+def _mixture_curves(curves: pd.DataFrame, y_scale, clip: bool) -> alt.Chart:
+    """The dashed curves of a mixture's components (``x, component, density``) over a weight histogram."""
+    _require(curves, ["x", "component", "density"], "weight_histogram curves")
+    return (
+        alt.Chart(curves)
+        .mark_line(strokeWidth=2, clip=clip)
+        .encode(
+            x="x:Q",
+            y=alt.Y("density:Q", scale=y_scale),
+            strokeDash=alt.StrokeDash("component:N", title="Gaussian curves", legend=_LEGEND),
+            detail="component:N",
+            color=alt.value("#333333"),
+            tooltip=[
+                alt.Tooltip("component:N"),
+                alt.Tooltip("x:Q", title="weight", format=".4f"),
+                alt.Tooltip("density:Q", title="expected count per bin", format=",.1f"),
+            ],
+        )
+    )
 
 
 def histogram_panel(bins: pd.DataFrame, title: str, width: int = 190, height: int = 100) -> alt.Chart:

@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from app import charts, resources, style, ui
-from pruning.distribution import SCORE_POWERS, equivalent_threshold, histogram, score_picture, split_counts, to_numpy
+from pruning.distribution import SCORE_POWERS, histogram, score_picture, split_counts, to_numpy
 from pruning.models import block_role_order, layer_role
 
 BINS = 80
@@ -16,10 +16,7 @@ RANGE_QUANTILE = 0.9995  # the histogram spans +-(this quantile of |w|); rarer o
 
 
 def render() -> None:
-    st.title("Weights")
-    s = ui.settings()
-    loaded = ui.model(s)
-    ui.settings_line(s, loaded)
+    s, loaded = ui.opening("Weights")
     names = [r.name for r in resources.layers(s, loaded)]
     controls = ui.wrap_row()
     c1, c2, c3, c4 = (ui.tile(controls, w) for w in (420, 170, 140, 190))
@@ -30,17 +27,15 @@ def render() -> None:
 
     mask_set = resources.masks(s, loaded)
     mask = mask_set.masks[layer]
-    if mask_set.weights is not None and layer in mask_set.weights:
-        values, values_key = mask_set.weights[layer], f"updated:{mask_set.key}"
+    values, values_key = resources.layer_values(s, loaded, mask_set, layer)
+    if values_key != "dense":
         st.caption(f"{mask_set.method} changed the kept weights: the histogram shows the weights after its update.")
-    else:
-        values, values_key = resources.dense_weight(s, loaded, layer), "dense"
 
     binned = resources.binned(s, loaded, layer, values_key, values, BINS, RANGE_QUANTILE)
     counts = split_counts(binned, mask, values, hide_zeros=hide_zeros)
     n_kept = int(np.count_nonzero(to_numpy(mask)))
     layer_sparsity = 1 - n_kept / mask.numel()
-    threshold = resources.memo(("threshold", s.model_key, layer, values_key, round(layer_sparsity, 6)), lambda: equivalent_threshold(values, layer_sparsity))
+    threshold = resources.threshold(s, layer, values_key, values, layer_sparsity)
     fit = resources.mixture(s, loaded, layer, k, values_key, values)
     spike = resources.spike_slab(s, loaded, layer, values_key, values)
 
@@ -55,16 +50,24 @@ def render() -> None:
         "(not MGPP's prior threshold w*, which comes from the prior's fixed lam, v0, v1: see Method steps)",
     )
 
+    draw_histogram(layer, binned, counts, mask.numel(), fit, spike, threshold, log_count, hide_zeros)
+    fit_tables(fit, spike)
+    score_section(s, loaded, layer)
+    small_multiples(s, loaded, mask_set, hide_zeros)
+
+
+def draw_histogram(layer: str, binned, counts, n: int, fit, spike, threshold: float, log_count: bool, hide_zeros: bool) -> None:
+    """The layer's histogram, kept and pruned, with the mixture's curves, the threshold and the mixture crossing w_gmm."""
     width = float(binned.edges[1] - binned.edges[0])
     centers = np.linspace(binned.edges[0], binned.edges[-1], 241)
-    curves = pd.DataFrame(fit.curves(centers, scale=mask.numel() * width))
+    curves = pd.DataFrame(fit.curves(centers, scale=n * width))
     lines = [{"x": t, "label": style.THRESHOLD} for t in (-threshold, threshold)] if threshold > 0 else []
     if spike.w_gmm is not None:
         lines += [{"x": c, "label": style.MIXTURE_CROSSING} for c in (-spike.w_gmm, spike.w_gmm)]
     chart = charts.weight_histogram(charts.histogram_frame(counts), curves, pd.DataFrame(lines), log_count=log_count, title=layer)
     st.altair_chart(chart, width="stretch")
     st.caption(
-        f"{mask.numel():,} weights in {BINS} bins of width {width:.3g} over ±{binned.edges[-1]:.3g} "
+        f"{n:,} weights in {BINS} bins of width {width:.3g} over ±{binned.edges[-1]:.3g} "
         f"(the {RANGE_QUANTILE:.2%} quantile of |w|; the rarer outliers are counted in the outermost bins). Blue: kept, grey: pruned"
         + (" (hidden)" if hide_zeros else "")
         + f". Curves: a {fit.k}-component Gaussian mixture fitted to {fit.n_fitted:,} sampled weights, in expected counts per bin. "
@@ -73,6 +76,9 @@ def render() -> None:
         "prior's fixed parameters, usually far narrower."
     )
 
+
+def fit_tables(fit, spike) -> None:
+    """The mixture's components (and BIC) beside the spike-and-slab fit."""
     left, right = st.columns([1, 1])
     with left:
         st.markdown("**Mixture components**")
@@ -100,9 +106,6 @@ def render() -> None:
             hide_index=True,
             column_config={"weight": st.column_config.NumberColumn(format="%.3f"), "std": st.column_config.NumberColumn(format="%.3e")},
         )
-
-    score_section(s, loaded, layer)
-    small_multiples(s, loaded, mask_set, hide_zeros)
 
 
 def small_multiples(s, loaded, mask_set, hide_zeros: bool) -> None:
@@ -147,9 +150,8 @@ def score_section(s, loaded, layer: str) -> None:
     mask_set = resources.masks(s, loaded, method=method)
     scores = resources.ranker(s, loaded, method).scores[layer]
     weight = resources.dense_weight(s, loaded, layer)
-    pic = resources.memo(
-        ("score-picture", layer, mask_set.key),
-        lambda: score_picture(weight, norms[layer], mask_set.masks[layer], scores, SCORE_POWERS.get(method)),
+    pic = resources.of_masks(
+        mask_set, f"score picture {layer}", lambda: score_picture(weight, norms[layer], mask_set.masks[layer], scores, SCORE_POWERS.get(method))
     )
     c2.caption(
         f"{pic.kept_small_loud:,} weights below the layer's median |W| are kept by {method} because their input is louder than the median: "

@@ -338,55 +338,6 @@ def output_error(weight, kept, inputs) -> float:
     return float(np.linalg.norm(dense - (w * m) @ x)) / denom
 
 
-# ---------------------------------------------------------------- fast counts for live views
-# The app recounts every layer's mask on each slider move. NumPy's count_nonzero
-# on a bool array is bit-parallel and single-threaded, so it stays fast on a
-# busy 2-core machine where torch's threaded bool sum slows down badly. The
-# results match pruning.masks.sparsity_table / nm_violations / mask_overlap.
-def _bool(mask) -> np.ndarray:
-    arr = to_numpy(mask)
-    return arr if arr.dtype == bool else arr.astype(bool)
-
-
-def layer_counts(masks) -> list[dict]:
-    """One row per layer: ``layer, shape, params, kept, pruned, sparsity`` (as ``sparsity_table``)."""
-    rows = []
-    for name, m in masks.items():
-        arr = _bool(m)
-        kept = int(np.count_nonzero(arr))
-        rows.append(
-            {"layer": name, "shape": tuple(arr.shape), "params": arr.size, "kept": kept, "pruned": arr.size - kept, "sparsity": 1.0 - kept / max(1, arr.size)}
-        )
-    return rows
-
-
-def nm_violation_count(mask, n: int, m: int) -> int:
-    """Groups of ``m`` consecutive inputs keeping more than ``m - n`` weights (as ``pruning.masks.nm_violations``)."""
-    arr = _bool(mask)
-    d_out, d_in = arr.shape
-    if d_in % m:
-        return d_out * math.ceil(d_in / m)
-    kept = np.count_nonzero(arr.reshape(d_out, d_in // m, m), axis=2)
-    return int(np.count_nonzero(kept > m - n))
-
-
-def overlap(a, b) -> dict:
-    """Jaccard and Hamming per common layer and overall (as ``pruning.masks.mask_overlap``)."""
-    common = [n for n in a if n in b]
-    if not common:
-        raise PruneScopeError("the two mask sets share no layer, so their overlap is undefined")
-    per_layer, inter, union, diff, total = {}, 0, 0, 0, 0
-    for name in common:
-        x, y = _bool(a[name]), _bool(b[name])
-        if x.shape != y.shape:
-            raise PruneScopeError(f"layer {name}: mask shapes differ ({x.shape} vs {y.shape})")
-        i, u = int(np.count_nonzero(x & y)), int(np.count_nonzero(x | y))
-        d = u - i
-        per_layer[name] = {"jaccard": 1.0 if u == 0 else i / u, "hamming": d / max(1, x.size)}
-        inter, union, diff, total = inter + i, union + u, diff + d, total + x.size
-    return {"per_layer": per_layer, "overall": {"jaccard": 1.0 if union == 0 else inter / union, "hamming": diff / max(1, total)}}
-
-
 # ---------------------------------------------------------------- the score picture: |W| against ||X_j||
 SCORE_POWERS = {"magnitude": 0.0, "wanda": 1.0}  # score = |W| * ||X_j||^power; random has no boundary in this plane
 
