@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import torch
 
@@ -186,6 +186,11 @@ class _Run:
     def name(self) -> str:
         return "mgpp" if self.prior is not None else "gmp"
 
+    @property
+    def p(self) -> dict:
+        """The run's parameters with ``t0``, ``t1``, ``interval`` and ``steps`` in steps (fractions resolved)."""
+        return {**self.ctx.params, **{k: self.schedule[k] for k in ("t0", "t1", "interval", "steps")}}
+
 
 def _start(ctx: PruneContext, prior: bool) -> _Run:
     """A trainable copy, its data, optimizer and weight sampler; the prior's constants checked."""
@@ -204,7 +209,7 @@ def _start(ctx: PruneContext, prior: bool) -> _Run:
 
 def _record(run: _Run, step: int, target: float) -> None:
     """One snapshot: sparsity reached, prior at this step, losses, held-out metric, weight sample."""
-    layers, p = run.ctx.layers, run.ctx.params
+    layers, p = run.ctx.layers, run.p
     sample = run.sampler.take(T.layer_weights(run.model, layers))
     if run.limit is None:
         run.limit = max(1e-8, max((abs(x) for x in sample), default=1.0))
@@ -231,7 +236,7 @@ def _record(run: _Run, step: int, target: float) -> None:
 
 def _prior_hook(run: _Run, step: int):
     """The gradient of the prior at this step's ``lam_t``, added to every targeted weight's gradient."""
-    p, c = run.ctx.params, run.prior
+    p, c = run.p, run.prior
     lam_t = lambda_at(step, c["lam"], p["t0"], p["t1"])
     targets = T.targeted_parameters(run.model, run.ctx.layers)
 
@@ -251,7 +256,7 @@ def _magnitude_prune(run: _Run, sparsity: float, granularity) -> dict:
 
 def _prune_step(run: _Run, step: int) -> float:
     """Magnitude pruning to the cubic target; zeroed weights may regrow until ``t1``, then the mask is frozen."""
-    p, g, s = run.ctx.params, run.ctx.granularity, run.schedule
+    p, g, s = run.p, run.ctx.granularity, run.schedule
     target = cubic_sparsity(step, s["s_i"], s["s_f"], p["t0"], p["t1"])
     final = step >= p["t1"]
     run.masks = _magnitude_prune(run, target, g if final else ("row" if g.is_nm else g))  # N:M only at t1
@@ -263,7 +268,7 @@ def _prune_step(run: _Run, step: int) -> float:
 
 
 def _info(run: _Run, started: float) -> dict:
-    p, c, task = run.ctx.params, run.prior, run.task
+    p, c, task = run.p, run.prior, run.task
     prior = None
     if c is not None:
         prior = {**c, "prior_threshold_start": prior_threshold(c["lam"], c["v0"], c["v1"]),
@@ -283,10 +288,8 @@ def _info(run: _Run, started: float) -> dict:
 def gradual_prune(ctx: PruneContext, prior: bool):
     """Fine-tune a copy with the cubic magnitude-pruning schedule, with (MGPP) or without (GMP) the prior."""
     started = time.perf_counter()
-    schedule = schedule_of(ctx.params, ctx.sparsity, ctx.granularity)
-    ctx = replace(ctx, params={**ctx.params, **{k: schedule[k] for k in ("t0", "t1", "interval", "steps")}})  # in steps from here on
     run = _start(ctx, prior)
-    p = ctx.params
+    p = run.p  # t0, t1, interval and steps in steps from here on
     prune_at, record_at = set(pruning_steps(p["t0"], p["t1"], p["interval"])), _history_steps(p)
     _record(run, 0, 0.0)
     target = 0.0
