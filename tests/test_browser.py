@@ -406,3 +406,22 @@ def test_a_view_opens_from_a_url_with_its_settings(browser, app_url):
     assert "method='nonsense'" in warnings and "sparsity='7'" in warnings
     assert_no_errors(page, "masks from a bad URL")
     page.context.close()
+
+
+def test_score_picture_of_wanda(browser, app_url, shot_dirs):
+    """The Weights view's score picture for Wanda (also a README screenshot): |W| against ||X_j|| with the boundary."""
+    only = [p for p in os.environ.get("PRUNESCOPE_SCREENSHOT_PAGES", "").split(",") if p]
+    if only and "score" not in only:
+        pytest.skip("screenshots limited to other pages")
+    page = browser.new_context(viewport={"width": 1360, "height": 900}).new_page()
+    page.set_default_timeout(WAIT_MS)
+    page.goto(f"{app_url}/weights?method=wanda&sparsity=0.5")
+    settled(page)
+    heading = page.get_by_role("heading", name="Why these weights: the score picture")
+    heading.wait_for()
+    assert_no_errors(page, "score picture")
+    assert page.get_by_text("because their input is louder than the median").count() == 1
+    heading.scroll_into_view_if_needed()
+    page.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').scrollBy(0, -20)")
+    screenshot(page, "score", shot_dirs)
+    page.context.close()
