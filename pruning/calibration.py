@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from .errors import PruneScopeError
+from .devices import onload_each, onloaded
 from .functional import shallow_copy
 
 
@@ -34,21 +35,24 @@ class InputStats:
 
     d_in: int
     want_gram: bool = False
+    device: torch.device | str = "cpu"  # where the inputs arrive (the statistics stay there)
     n_tokens: int = 0
     sq_sum: torch.Tensor = field(init=False)
     gram: torch.Tensor | None = field(init=False, default=None)
     cache: dict = field(default_factory=dict)  # derived objects shared by the group (e.g. SparseGPT's factor)
 
     def __post_init__(self) -> None:
-        self.sq_sum = torch.zeros(self.d_in, dtype=torch.float64)
+        from .devices import stats_dtype
+
+        self.sq_sum = torch.zeros(self.d_in, dtype=stats_dtype(self.device), device=self.device)
         if self.want_gram:
-            self.gram = torch.zeros(self.d_in, self.d_in, dtype=torch.float32)
+            self.gram = torch.zeros(self.d_in, self.d_in, dtype=torch.float32, device=self.device)
 
     def add(self, x: torch.Tensor) -> None:
         """Add a (tokens, d_in) batch of inputs."""
         x = x.detach().reshape(-1, self.d_in).to(torch.float32)
         self.n_tokens += x.shape[0]
-        self.sq_sum += (x * x).sum(dim=0).to(torch.float64)
+        self.sq_sum += (x * x).sum(dim=0).to(self.sq_sum.dtype)
         if self.gram is not None:
             self.gram += x.T @ x
 
@@ -100,6 +104,15 @@ def capture_first_block_inputs(loaded, model: nn.Module, blocks, batch: dict) ->
     return captured["args"], captured["kwargs"]
 
 
+def _first_block_inputs(loaded, model: nn.Module, blocks, batch: dict, place) -> tuple[tuple, dict]:
+    """The first block's (args, kwargs), computed on the placement's device with only the
+    modules outside the blocks (embeddings, rotary tables) onloaded there."""
+    from .devices import outside_blocks, to_device
+
+    with onloaded(outside_blocks(model, blocks), place):
+        return capture_first_block_inputs(loaded, model, blocks, to_device(batch, place.torch_device))
+
+
 def _block_output(out):
     return out[0] if isinstance(out, (tuple, list)) else out
 
@@ -119,7 +132,7 @@ class _SharedInputs:
         entry = self._seen.get(id(x))
         if entry is not None and entry[0]() is x:
             return entry[1]
-        stats = InputStats(x.shape[-1], self.want_gram)
+        stats = InputStats(x.shape[-1], self.want_gram, x.device)
         stats.add(_valid_tokens(x, self.token_mask))
         self._seen[id(x)] = (weakref.ref(x), stats)
         return stats
@@ -190,25 +203,29 @@ def sequential_prune(
     new_weights holds only layers whose weights the pruner changed. The shared
     model is untouched.
     """
+    from .devices import placement_of, private_copy
     from .models import layer_weight, transformer_blocks
 
-    model = shallow_copy(loaded.model)
+    place = placement_of(loaded)
+    model = private_copy(loaded.model)
     blocks = transformer_blocks(model)
     wanted = set(layers)
     batch = merge_batches(calibration, pad_id=_pad_id(loaded))
-    token_mask = batch["attention_mask"].bool()
+    token_mask = batch["attention_mask"].bool().to(place.torch_device)
     if bool(token_mask.all()):
         token_mask = None  # no padding: every position is a calibration token
-    args, kwargs = capture_first_block_inputs(loaded, model, blocks, batch)
+    args, kwargs = _first_block_inputs(loaded, model, blocks, batch, place)
     hidden, rest = args[0], tuple(args[1:])
     groups_by_local = {}
-    for group in input_groups(blocks[0][1], args, kwargs):
+    with onloaded(list(blocks[0][1].modules()), place):
+        first_groups = input_groups(blocks[0][1], args, kwargs)
+    for group in first_groups:
         for local in group:
             groups_by_local[local] = group
     masks: dict[str, torch.Tensor] = {}
     new_weights: dict[str, torch.Tensor] = {}
     total = len(wanted)
-    for prefix, block in blocks:
+    for prefix, block in onload_each(blocks, place):  # one block on the device at a time
         names = [n for n in layers if n.startswith(prefix + ".")]
         if not names:
             if all(n in masks for n in wanted):
@@ -236,9 +253,9 @@ def sequential_prune(
                     for member, result in zip(members, outcome):
                         pending[member] = (stats, result)
                     new_w, mask = pending.pop(name)[1]
-                masks[name] = mask
+                masks[name] = mask.cpu()  # results live in host memory (no copy on the CPU)
                 if new_w is not None:
-                    new_weights[name] = new_w
+                    new_weights[name] = new_w.to("cpu", place.torch_dtype)
                 base = new_w if new_w is not None else layer_weight(model, name)
                 _set_weight(model, block, local, name, base * mask)
                 if progress is not None:
@@ -267,8 +284,13 @@ def collect_input_stats(
 ) -> dict[str, InputStats]:
     """One dense forward pass over the calibration set; input statistics for every layer.
 
-    Layers that read the same tensor get the same :class:`InputStats` object.
+    Layers that read the same tensor get the same :class:`InputStats` object. Off the plain
+    CPU path (another device or dtype, an offloaded model) the pass goes block by block.
     """
+    from .devices import runs_in_place
+
+    if not runs_in_place(loaded):
+        return _stats_by_blocks(loaded, layers, calibration, want_gram, progress)
     model = shallow_copy(loaded.model)
     batch = merge_batches(calibration, pad_id=_pad_id(loaded))
     token_mask = batch["attention_mask"].bool()
@@ -295,6 +317,21 @@ def collect_input_stats(
     missing = [n for n in layers if n not in out]
     if missing:
         raise PruneScopeError(f"calibration never reached these layers: {missing[:3]}")
+    return out
+
+
+def _stats_by_blocks(loaded, layers, calibration, want_gram: bool, progress) -> dict[str, InputStats]:
+    """:func:`collect_input_stats` through the block walk with nothing pruned; statistics in host memory."""
+    out: dict[str, InputStats] = {}
+
+    def record(names, weights, stats: InputStats):
+        if torch.device(stats.device).type != "cpu":
+            stats.sq_sum, stats.device = stats.sq_sum.cpu(), "cpu"
+            stats.gram = None if stats.gram is None else stats.gram.cpu()
+        out.update((n, stats) for n in names)
+        return [(None, torch.ones_like(w, dtype=torch.bool)) for w in weights]
+
+    sequential_prune(loaded, layers, calibration, record, want_gram=want_gram, progress=progress)
     return out
 
 

@@ -8,6 +8,7 @@ from typing import Mapping
 
 import torch
 
+from .devices import peak_memory, placement_of
 from .errors import PruneScopeError
 from .masks import MaskRanker, compute_masks, overall_sparsity, parse_granularity, validate_sparsity
 from .registry import PruneContext, get_method
@@ -125,8 +126,10 @@ def prune(
     m = get_method(method)
     ctx = _context(loaded, m, sparsity, granularity, layers, calibration, seed, progress, data, params, observe)
     start = time.perf_counter()
-    result = m.run(ctx)
+    with peak_memory(placement_of(loaded)) as resources:
+        result = m.run(ctx)
     result.seconds = time.perf_counter() - start
+    result.info.setdefault("resources", resources)
     result.info.setdefault("params", ctx.params)
     result.info.setdefault("seed", ctx.seed)
     if ctx.calibration is not None:
