@@ -29,6 +29,9 @@ from .devices import onload_each, onloaded
 from .functional import shallow_copy
 
 
+STATS_CHUNK = 16384  # tokens per float32 slice when statistics accumulate (one slice at the CPU defaults)
+
+
 @dataclass
 class InputStats:
     """Running statistics of the inputs of one layer (or a group sharing one input)."""
@@ -49,12 +52,15 @@ class InputStats:
             self.gram = torch.zeros(self.d_in, self.d_in, dtype=torch.float32, device=self.device)
 
     def add(self, x: torch.Tensor) -> None:
-        """Add a (tokens, d_in) batch of inputs."""
-        x = x.detach().reshape(-1, self.d_in).to(torch.float32)
+        """Add a (tokens, d_in) batch of inputs, in float32 slices of at most ``STATS_CHUNK`` tokens
+        (a paper-size calibration set in one float32 copy would take gigabytes of device memory)."""
+        x = x.detach().reshape(-1, self.d_in)
         self.n_tokens += x.shape[0]
-        self.sq_sum += (x * x).sum(dim=0).to(self.sq_sum.dtype)
-        if self.gram is not None:
-            self.gram += x.T @ x
+        for part in x.split(STATS_CHUNK):
+            part = part.to(torch.float32)
+            self.sq_sum += (part * part).sum(dim=0).to(self.sq_sum.dtype)
+            if self.gram is not None:
+                self.gram += part.T @ part
 
 
 def merge_batches(batches: Sequence[dict], pad_id: int = 0) -> dict:
@@ -346,4 +352,5 @@ def _set_weight(model: nn.Module, block: nn.Module, local: str, name: str, weigh
     from .models import to_module_layout
 
     module = block.get_submodule(local)
-    module._parameters["weight"] = nn.Parameter(to_module_layout(model, name, weight_out_in), requires_grad=False)
+    value = to_module_layout(model, name, weight_out_in).to(module.weight.dtype)  # SparseGPT solves in float32
+    module._parameters["weight"] = nn.Parameter(value, requires_grad=False)

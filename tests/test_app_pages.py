@@ -374,3 +374,21 @@ def test_time_left_follows_the_share_done():
     assert remaining(10.0, 0.5) == ", about 10 s left"
     assert remaining(60.0, 0.1) == ", about 9 min left"  # 540 s
     assert remaining(60.0, 1.0) == ""
+
+
+def test_device_choice_lists_only_existing_devices_and_a_missing_one_is_an_error(monkeypatch):
+    import torch
+
+    from pruning import devices
+
+    at = open_page("overview")
+    assert at.sidebar.selectbox(key="ps_device").options == ["auto"] + devices.available_devices()
+    # a device that is listed but cannot be used (a GPU gone away): one st.error, no traceback
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(devices, "available_devices", lambda: ["cpu", "cuda:0"])
+    at.run()
+    at.sidebar.selectbox(key="ps_device").set_value("cuda:0").run()
+    assert not at.exception
+    assert at.error and "CUDA is not available" in at.error[0].value
+    at.sidebar.selectbox(key="ps_device").set_value("cpu").run()
+    assert_clean(at)
