@@ -24,8 +24,8 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from .devices import onload_each, onloaded, outside_blocks, placement_of, private_copy, runs_in_place, stats_dtype, to_device
 from .errors import PruneScopeError
-from .devices import onload_each, onloaded
 from .functional import shallow_copy
 
 
@@ -45,8 +45,6 @@ class InputStats:
     cache: dict = field(default_factory=dict)  # derived objects shared by the group (e.g. SparseGPT's factor)
 
     def __post_init__(self) -> None:
-        from .devices import stats_dtype
-
         self.sq_sum = torch.zeros(self.d_in, dtype=stats_dtype(self.device), device=self.device)
         if self.want_gram:
             self.gram = torch.zeros(self.d_in, self.d_in, dtype=torch.float32, device=self.device)
@@ -113,8 +111,6 @@ def capture_first_block_inputs(loaded, model: nn.Module, blocks, batch: dict) ->
 def _first_block_inputs(loaded, model: nn.Module, blocks, batch: dict, place) -> tuple[tuple, dict]:
     """The first block's (args, kwargs), computed on the placement's device with only the
     modules outside the blocks (embeddings, rotary tables) onloaded there."""
-    from .devices import outside_blocks, to_device
-
     with onloaded(outside_blocks(model, blocks), place):
         return capture_first_block_inputs(loaded, model, blocks, to_device(batch, place.torch_device))
 
@@ -209,7 +205,6 @@ def sequential_prune(
     new_weights holds only layers whose weights the pruner changed. The shared
     model is untouched.
     """
-    from .devices import placement_of, private_copy
     from .models import layer_weight, transformer_blocks
 
     place = placement_of(loaded)
@@ -293,8 +288,6 @@ def collect_input_stats(
     Layers that read the same tensor get the same :class:`InputStats` object. Off the plain
     CPU path (another device or dtype, an offloaded model) the pass goes block by block.
     """
-    from .devices import runs_in_place
-
     if not runs_in_place(loaded):
         return _stats_by_blocks(loaded, layers, calibration, want_gram, progress)
     model = shallow_copy(loaded.model)

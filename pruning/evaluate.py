@@ -24,7 +24,7 @@ from typing import Callable, Mapping, Sequence
 import torch
 from torch.func import functional_call
 
-from .devices import placement_of
+from .devices import placement_of, with_placement
 from .errors import PruneScopeError
 
 DEFAULT_PPL_SEQ_LEN = 512
@@ -291,8 +291,10 @@ def evaluate(
     max_examples: int | None = None,
     split: str = "test",
     progress=None,
+    placement=None,
 ) -> dict:
-    """The task's metric for ``loaded`` with ``overrides``.
+    """The task's metric for ``loaded`` with ``overrides`` (on ``placement``'s device when given,
+    else where ``loaded`` was loaded for).
 
     Classification: ``accuracy`` on ``data.split(split)`` (``data`` a
     :class:`pruning.data.ClassificationData` or a source name; default
@@ -302,6 +304,8 @@ def evaluate(
     """
     from .data import ClassificationData, LMText, load_classification, load_lm_text
 
+    if placement is not None:
+        loaded = with_placement(loaded, placement)
     if loaded.task == "classification":
         if isinstance(data, LMText):
             raise PruneScopeError("a classification model needs labelled sentences, not plain text")

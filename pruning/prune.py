@@ -8,7 +8,7 @@ from typing import Mapping
 
 import torch
 
-from .devices import peak_memory, placement_of
+from .devices import peak_memory, placement_of, with_placement
 from .errors import PruneScopeError
 from .masks import MaskRanker, compute_masks, overall_sparsity, parse_granularity, validate_sparsity
 from .registry import PruneContext, get_method
@@ -115,14 +115,18 @@ def prune(
     data=None,
     params: dict | None = None,
     observe=None,
+    placement=None,
 ) -> PruneResult:
     """Run ``method`` once. For N:M granularities the sparsity is N/M whatever ``sparsity`` says.
 
     ``observe(kind, entry)``, when given, receives the intermediate results of methods that
     have them while they run: ``("history", snapshot)`` from MGPP/GMP, ``("step", stage)`` from
     SDS, ``("stage", stage)`` from randomized selection (the same dicts that end up in
-    ``info["history"]`` / ``info["steps"]`` / ``info["stages"]``).
+    ``info["history"]`` / ``info["steps"]`` / ``info["stages"]``). ``placement`` (a
+    :class:`pruning.devices.Placement`) runs it elsewhere than where ``loaded`` was loaded for.
     """
+    if placement is not None:
+        loaded = with_placement(loaded, placement)
     m = get_method(method)
     ctx = _context(loaded, m, sparsity, granularity, layers, calibration, seed, progress, data, params, observe)
     start = time.perf_counter()

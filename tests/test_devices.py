@@ -19,9 +19,10 @@ from torch import nn
 
 from pruning import devices
 from pruning.devices import Placement, onloaded, parse_dtype, parse_max_memory, private_copy, resolve_device, with_placement
-from pruning.errors import PruneScopeError
 from pruning.cli import main
-from pruning.evaluate import perplexity
+from pruning.data import LMText
+from pruning.errors import PruneScopeError
+from pruning.evaluate import evaluate, perplexity
 from pruning.io import read_report
 from pruning.models import load_model
 from pruning.prune import prune
@@ -160,10 +161,9 @@ def test_the_plain_cpu_path_is_recognised(tiny_llama):
 # ---------------------------------------------------------------- offload, bfloat16 and dispatched evaluation
 @pytest.fixture(scope="module")
 def llama_folder(tmp_path_factory, tiny_llama):
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    tiny_llama.model.save_pretrained(folder)
-    tiny_llama.tokenizer.save_pretrained(folder)
-    return folder
+    from conftest import saved_folder
+
+    return saved_folder(tmp_path_factory, tiny_llama, "tiny-llama")
 
 
 @pytest.fixture(scope="module")
@@ -335,3 +335,11 @@ def test_gpu_bench_runs_on_the_cpu_with_a_tiny_shape(tmp_path):
     assert [(r["shape"], r["method"], r["blocks"]) for r in rows] == [("tiny", "wanda", 2), ("tiny", "sparsegpt", 2)]
     assert all(r["seconds"] > 0 and r["calibration"] == "2 x 16" for r in rows)
     assert "| tiny |" in out.with_suffix(".md").read_text()
+
+
+def test_prune_and_evaluate_take_a_placement(plain, calibration):
+    result = prune(plain, "wanda", 0.5, calibration=calibration, placement=Placement("cpu", "bfloat16"))
+    assert result.info["resources"]["dtype"] == "bfloat16" and plain.placement.dtype == "float32"
+    text = LMText("t", TEXT, TEXT)
+    squeezed = Placement.make("cpu", max_memory="cpu=20KB")
+    assert evaluate(plain, text, placement=squeezed)["value"] == evaluate(plain, text)["value"]
