@@ -344,9 +344,9 @@ def dispatched_runner(model: nn.Module, overrides: Mapping[str, torch.Tensor], p
         import tempfile
         import weakref
 
-        folder = placement.offload_folder or tempfile.mkdtemp(prefix="prunescope-eval-offload-")
-        if not placement.offload_folder:
-            weakref.finalize(copy, shutil.rmtree, folder, True)
+        # always a fresh folder: accelerate reuses (stale) weights from one that holds an index
+        folder = tempfile.mkdtemp(prefix="prunescope-eval-offload-", dir=placement.offload_folder)
+        weakref.finalize(copy, shutil.rmtree, folder, True)
     dispatch_model(copy, device_map, main_device=device, offload_dir=folder, force_hooks=True)
     return lambda **inputs: copy(**inputs)
 
@@ -392,11 +392,11 @@ def _rehooked_copy(model: nn.Module, overrides: Mapping[str, torch.Tensor]):
     for key, value in overrides.items():
         owner_name, _, attr = key.rpartition(".")
         owner = copy.get_submodule(owner_name) if owner_name else copy
-        hook = owner.__dict__.get("_hf_hook")
-        if owner._parameters[attr].device.type == "meta" and getattr(hook, "weights_map", None) is not None:
-            hook.weights_map = _Overlay(hook.weights_map, {attr: value})
-        else:
-            owner._parameters[attr] = nn.Parameter(value.detach(), requires_grad=False)
+        hook, current = owner.__dict__.get("_hf_hook"), owner._parameters[attr]
+        if current.device.type == "meta" and getattr(hook, "weights_map", None) is not None:
+            hook.weights_map = _Overlay(hook.weights_map, {attr: value})  # read when the hook loads the module
+        else:  # a module accelerate keeps on its device: the pruned weight goes there
+            owner._parameters[attr] = nn.Parameter(value.detach().to(current.device), requires_grad=False)
     return lambda **inputs: copy(**inputs)
 
 

@@ -209,11 +209,12 @@ def test_forced_offload_evaluates_like_the_plain_model(plain, offloaded, calibra
     assert perplexity(offloaded, TEXT, result.overrides(offloaded)) == pruned
 
 
-def test_dispatched_evaluation_matches_and_leaves_the_shared_model_alone(plain, calibration):
-    """A tiny max_memory sends evaluation through accelerate's dispatch (to disk) on a private copy."""
+def test_dispatched_evaluation_matches_and_leaves_the_shared_model_alone(plain, calibration, tmp_path):
+    """A tiny max_memory sends evaluation through accelerate's dispatch (to disk) on a private copy;
+    the dense run first and the pruned one after, in the same offload folder, never mix."""
     result = prune(plain, "sparsegpt", 0.5, calibration=calibration)
     before = {n: (p, p.data_ptr()) for n, p in plain.model.named_parameters()}
-    squeezed = with_placement(plain, Placement.make("cpu", max_memory="cpu=20KB"))
+    squeezed = with_placement(plain, Placement.make("cpu", max_memory="cpu=20KB", offload_folder=str(tmp_path)))
     assert devices.needs_dispatch(squeezed.model, squeezed.placement)
     assert perplexity(squeezed, TEXT) == perplexity(plain, TEXT)
     assert perplexity(squeezed, TEXT, result.overrides(plain)) == perplexity(plain, TEXT, result.overrides(plain))
