@@ -344,3 +344,18 @@ def test_prune_and_evaluate_take_a_placement(plain, calibration):
     text = LMText("t", TEXT, TEXT)
     squeezed = Placement.make("cpu", max_memory="cpu=20KB")
     assert evaluate(plain, text, placement=squeezed)["value"] == evaluate(plain, text)["value"]
+
+
+@pytest.mark.parametrize("fixture", ["tiny_gpt2", "tiny_bert"])
+def test_forced_offload_of_conv1d_and_encoder_models(request, tmp_path_factory, fixture):
+    """GPT-2's Conv1D layers (stored transposed, tied embeddings) and a BERT classifier offload too."""
+    from conftest import saved_folder
+
+    folder = saved_folder(tmp_path_factory, request.getfixturevalue(fixture), fixture)
+    ids = torch.randint(5, 60, (4, 12), generator=torch.Generator().manual_seed(0))
+    calib = [{"input_ids": ids, "attention_mask": torch.ones_like(ids)}]
+    plain = load_model(str(folder), device="cpu")
+    offloaded = load_model(str(folder), placement=Placement.make("cpu", max_memory="cpu=20KB", offload_folder=str(tmp_path_factory.mktemp("off"))))
+    for method in ("wanda", "sparsegpt"):
+        a, b = prune(plain, method, 0.5, calibration=calib), prune(offloaded, method, 0.5, calibration=calib)
+        assert all(torch.equal(a.masks[n], b.masks[n]) for n in a.masks), method
