@@ -98,9 +98,8 @@ def block_clock(loaded: LoadedModel, device: str):
     return progress, stamps
 
 
-def run_one(shape: str, method: str, placement: Placement, n: int, length: int, granularity: str) -> dict:
-    loaded = build_model(shape, placement.torch_dtype)
-    loaded.placement = placement
+def run_one(loaded: LoadedModel, shape: str, method: str, n: int, length: int, granularity: str) -> dict:
+    placement = loaded.placement
     calib = calibration(SHAPES[shape][5], n, length)
     progress, stamps = block_clock(loaded, placement.device)
     _sync(placement.device)
@@ -171,8 +170,10 @@ def main(argv=None) -> int:
     for shape in [s.strip() for s in args.shapes.split(",") if s.strip()]:
         if shape not in SHAPES:
             parser.error(f"unknown shape {shape!r}: use {', '.join(SHAPES)}")
+        loaded = build_model(shape, placement.torch_dtype)  # once per shape: pruning never changes it
+        loaded.placement = placement
         for method in [m.strip() for m in args.methods.split(",") if m.strip()]:
-            row = run_one(shape, method, placement, args.calib, args.calib_len, args.granularity)
+            row = run_one(loaded, shape, method, args.calib, args.calib_len, args.granularity)
             print(json.dumps(row), flush=True)
             rows.append(row)
     info = machine(placement.device)
