@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 from pruning.devices import Placement, host_peak_mb  # noqa: E402
 from pruning.models import LoadedModel, prunable_layers  # noqa: E402
 from pruning.prune import prune  # noqa: E402
+from pruning.request import PruneRequest  # noqa: E402
 
 # name -> (hidden, intermediate, layers, heads, key-value heads, vocabulary, tied embeddings)
 SHAPES = {
@@ -104,7 +105,7 @@ def run_one(loaded: LoadedModel, shape: str, method: str, n: int, length: int, g
     progress, stamps = block_clock(loaded, placement.device)
     _sync(placement.device)
     start = time.perf_counter()
-    result = prune(loaded, method, 0.5, granularity, calibration=calib, progress=progress)
+    result = prune(loaded, PruneRequest.make(method, 0.5, granularity), calibration=calib, progress=progress)
     _sync(placement.device)
     total = time.perf_counter() - start
     per_block = [b - a for a, b in zip(stamps, stamps[1:])]

@@ -25,7 +25,13 @@ from pruning.errors import PruneScopeError
 from pruning.evaluate import evaluate, perplexity
 from pruning.io import read_report
 from pruning.models import load_model
-from pruning.prune import prune
+from pruning.prune import prune as prune_request
+from pruning.request import PruneRequest
+
+def prune(loaded, method: str, sparsity: float, granularity: str = "layer", **kwargs):
+    """``pruning.prune.prune`` of one method at one sparsity and granularity (the rest as given)."""
+    return prune_request(loaded, PruneRequest.make(method, sparsity, granularity), **kwargs)
+
 
 TEXT = "the film was very good and the story was bad but the actor is great " * 12
 
