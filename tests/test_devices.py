@@ -365,3 +365,49 @@ def test_forced_offload_of_conv1d_and_encoder_models(request, tmp_path_factory, 
     for method in ("wanda", "sparsegpt"):
         a, b = prune(plain, method, 0.5, calibration=calib), prune(offloaded, method, 0.5, calibration=calib)
         assert all(torch.equal(a.masks[n], b.masks[n]) for n in a.masks), method
+
+
+def test_blocks_are_onloaded_one_at_a_time(plain, calibration, monkeypatch):
+    """With a placement that needs copies (bfloat16), at most one set of copies is alive at any time,
+    and every block of the model gets its turn."""
+    import contextlib
+
+    from pruning import calibration as calib_module
+
+    real, alive, seen = devices.onloaded, [0], []
+
+    @contextlib.contextmanager
+    def counting(modules, placement):
+        modules = list(modules)
+        with real(modules, placement):
+            alive[0] += 1
+            seen.append((alive[0], len(modules)))
+            try:
+                yield
+            finally:
+                alive[0] -= 1
+
+    monkeypatch.setattr(devices, "onloaded", counting)
+    monkeypatch.setattr(calib_module, "onloaded", counting)
+    prune(plain, "wanda", 0.5, calibration=calibration, placement=Placement("cpu", "bfloat16"))
+    assert max(depth for depth, _ in seen) == 1
+    blocks = len(plain.model.model.layers)
+    assert len(seen) == 1 + 1 + blocks  # outside the blocks, block 0's grouping pass, then each block
+
+
+@cuda_only
+def test_peak_device_memory_is_about_one_block_not_the_model():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from pruning.models import LoadedModel
+
+    config = LlamaConfig(vocab_size=256, hidden_size=256, intermediate_size=1024, num_hidden_layers=16,
+                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=128)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = LlamaForCausalLM(config).eval().requires_grad_(False)
+    loaded = LoadedModel("mid", model, None, "causal-lm", 128, "random", placement=Placement.make("cuda"))
+    ids = torch.randint(0, 256, (2, 32), generator=torch.Generator().manual_seed(0))
+    result = prune(loaded, "wanda", 0.5, calibration=[{"input_ids": ids}])
+    model_mb = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20  # 16 blocks of 4 MB
+    assert result.info["resources"]["peak_device_memory_mb"] < 0.25 * model_mb
