@@ -235,8 +235,10 @@ def _short(exc: BaseException) -> str:
 def _prepare(model: nn.Module, dtype: torch.dtype = torch.float32) -> nn.Module:
     """Eval mode, ``dtype`` (float32 unless a placement asks for less), no gradients.
 
-    Runs on a model nobody else holds yet, so converting it in place is safe."""
-    if any(p.is_floating_point() and p.dtype != dtype for p in model.parameters()):
+    Runs on a model nobody else holds yet, so converting it in place is safe. A model accelerate
+    dispatched (``max_memory``) was loaded in ``dtype`` and cannot be moved: it is left as loaded."""
+    dispatched = getattr(model, "hf_device_map", None) is not None
+    if not dispatched and any(p.is_floating_point() and p.dtype != dtype for p in model.parameters()):
         model = model.to(dtype)
     model = model.eval()
     for p in model.parameters():
@@ -339,7 +341,7 @@ def _from_pretrained(
 
 
 def _offload_folder(place) -> str:
-    """The placement's offload folder, or a fresh temporary one (kept while the process runs)."""
+    """The placement's offload folder, or a fresh temporary one (left in the temporary folder)."""
     if place.offload_folder:
         return place.offload_folder
     import tempfile
