@@ -31,7 +31,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pruning.devices import Placement, host_peak_mb  # noqa: E402
+from pruning.devices import Placement, host_peak_mb, reset_device_peak  # noqa: E402
 from pruning.models import LoadedModel, prunable_layers  # noqa: E402
 from pruning.prune import prune  # noqa: E402
 from pruning.request import PruneRequest  # noqa: E402
@@ -104,6 +104,7 @@ def run_one(loaded: LoadedModel, shape: str, method: str, n: int, length: int, g
     calib = calibration(SHAPES[shape][5], n, length)
     progress, stamps = block_clock(loaded, placement.device)
     _sync(placement.device)
+    reset_device_peak(placement)  # this run's own peak
     start = time.perf_counter()
     result = prune(loaded, PruneRequest.make(method, 0.5, granularity), calibration=calib, progress=progress)
     _sync(placement.device)

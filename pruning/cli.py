@@ -210,7 +210,11 @@ def cmd_prune(args) -> int:
     request = _request(args, args.method, allocation=_allocation(args.allocation))  # every check before loading
     loaded = _load(args)
     data = _task_data(loaded, args) if (args.eval or request.method_info.needs_training_data) else None
-    result = prune(loaded, request, calibration=_calibration(loaded, request), data=data, progress=_progress_bar(args.method))
+    calibration = _calibration(loaded, request)
+    from .devices import reset_device_peak
+
+    reset_device_peak(loaded.placement)  # the entry point may: report.json gets this run's own peak
+    result = prune(loaded, request, calibration=calibration, data=data, progress=_progress_bar(args.method))
     evaluation = None
     if args.eval:
         from .evaluate import evaluate

@@ -283,14 +283,20 @@ def host_peak_mb() -> float:
     return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
 
 
+def reset_device_peak(placement: Placement) -> None:
+    """Start CUDA's peak-memory count afresh. Process-wide state: entry points (the CLI, a bench)
+    call it before a run, engine calls never do (two runs in two threads would reset each other)."""
+    if placement.torch_device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(placement.torch_device)
+
+
 @contextlib.contextmanager
 def peak_memory(placement: Placement):
     """Measure a run: yields a dict that holds, on exit, the device, the dtype, the peak device
-    memory (CUDA's ``max_memory_allocated`` since the start; ``None`` elsewhere) and the host peak."""
+    memory (CUDA's ``max_memory_allocated`` since the last :func:`reset_device_peak`, so the run's
+    own peak when an entry point reset it first; ``None`` off CUDA) and the process's host peak."""
     out: dict = {"device": placement.device, "dtype": placement.dtype}
     cuda = placement.torch_device.type == "cuda"
-    if cuda:
-        torch.cuda.reset_peak_memory_stats(placement.torch_device)
     try:
         yield out
     finally:

@@ -408,6 +408,16 @@ def test_peak_device_memory_is_about_one_block_not_the_model():
         model = LlamaForCausalLM(config).eval().requires_grad_(False)
     loaded = LoadedModel("mid", model, None, "causal-lm", 128, "random", placement=Placement.make("cuda"))
     ids = torch.randint(0, 256, (2, 32), generator=torch.Generator().manual_seed(0))
+    devices.reset_device_peak(loaded.placement)  # as an entry point does
     result = prune(loaded, "wanda", 0.5, calibration=[{"input_ids": ids}])
     model_mb = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20  # 16 blocks of 4 MB
     assert result.info["resources"]["peak_device_memory_mb"] < 0.25 * model_mb
+
+
+@cuda_only
+def test_measuring_memory_leaves_cuda_state_alone(plain, calibration, monkeypatch):
+    """Engine calls never reset CUDA's peak count (process-wide state); only entry points do."""
+    resets = []
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda *a, **k: resets.append(a))
+    result = prune(plain, "wanda", 0.5, calibration=calibration, placement=Placement.make("cuda"))
+    assert resets == [] and result.info["resources"]["peak_device_memory_mb"] > 0
