@@ -55,12 +55,19 @@ def _names(text: str) -> list[str]:
 def _load(args):
     from .models import load_model
 
-    return load_model(
+    loaded = load_model(
         args.model,
         gguf_file=getattr(args, "gguf_file", None),
         trust_remote_code=getattr(args, "trust_remote_code", False),
         progress=_progress_bar("loading model"),
     )
+    if loaded.info.get("rebuilt"):
+        print(f"note: the cached {loaded.name} was built again: {loaded.info['rebuilt']}", file=sys.stderr)
+    return loaded
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
 
 
 def _task_data(loaded, args):
@@ -176,13 +183,23 @@ def _check_settings(sparsities: list[float], granularities: list[str]) -> None:
 
 
 def cmd_prune(args) -> int:
-    from .io import build_report, save_masks, save_pruned_model, write_report
-    from .prune import layer_names, prune
+    from .outputs import claim
     from .registry import get_method
 
     method = get_method(args.method)
     _check_settings([args.sparsity], [args.granularity])
     method.resolve_params(_method_params(args.param))
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise PruneScopeError(f"--out {out} is a file; give a folder for the run")
+    with claim(out, overwrite=args.overwrite) as held:  # before any work: writable, not taken, not occupied
+        return _prune(args, method, held)
+
+
+def _prune(args, method, held) -> int:
+    from .prune import layer_names, prune
+    from .runs import write_run
+
     loaded = _load(args)
     names = layer_names(loaded, include=args.include, exclude=args.exclude)
     data = _task_data(loaded, args) if (args.eval or method.needs_training_data) else None
@@ -206,13 +223,9 @@ def cmd_prune(args) -> int:
         dense = evaluate(loaded, data, None, max_examples=args.eval_size)
         pruned = evaluate(loaded, data, result.overrides(loaded), max_examples=args.eval_size)
         evaluation = {"dense": dense, "pruned": pruned}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    save_masks(result.masks, out / "masks.safetensors")
-    report = build_report(result, loaded, evaluation)
-    write_report(report, out / "report.json")
-    if not args.no_model:
-        save_pruned_model(loaded, result, out / "model")
+    out = held.targets[0]
+    with held.folder() as tmp:  # the whole run appears in one rename
+        report = write_run(tmp, loaded, result, evaluation, with_model=not args.no_model)
     print(
         f"{args.method} {result.granularity}: {report['overall_sparsity']:.4f} sparsity "
         f"({report['total'] - report['kept']:,d} of {report['total']:,d} weights) in {result.seconds:.1f} s"
@@ -236,9 +249,23 @@ def _write_rows(rows: list[dict], out: Path) -> None:
         writer.writerows(rows)
 
 
+def _table_outputs(args):
+    """Claim a sweep's or sensitivity run's CSV and JSON (before any work)."""
+    from .outputs import claim
+
+    out = Path(args.out)
+    return claim(out, out.with_suffix(".json"), overwrite=args.overwrite)
+
+
+def _checkpoint(args, loaded, kind: str, required: tuple, **extra):
+    from .outputs import resume_checkpoint, run_header
+
+    path = Path(args.out).with_suffix(".partial.jsonl")
+    return resume_checkpoint(path, run_header(args, loaded, kind, **extra), required, args.overwrite, _warn)
+
+
 def cmd_sweep(args) -> int:
     from .registry import get_method
-    from .sweep import sparsity_ramp
 
     methods = _names(args.methods)
     if not methods:
@@ -246,7 +273,16 @@ def cmd_sweep(args) -> int:
     for m in methods:
         get_method(m)
     _check_settings(_floats(args.sparsities), _names(args.granularities))
+    with _table_outputs(args) as held:
+        return _sweep(args, methods, held)
+
+
+def _sweep(args, methods, held) -> int:
+    from .registry import get_method
+    from .sweep import sparsity_ramp
+
     loaded = _load(args)
+    checkpoint = _checkpoint(args, loaded, "sweep", ("method", "granularity", "metric"))
     data = _task_data(loaded, args)
     calibration = _calibration(loaded, args) if any(get_method(m).needs_calibration for m in methods) else None
     out = Path(args.out)
@@ -260,11 +296,12 @@ def cmd_sweep(args) -> int:
         seed=args.seed,
         max_examples=args.eval_size,
         progress=_progress_bar("sweep"),
-        checkpoint=out.with_suffix(".partial.jsonl"),
+        checkpoint=checkpoint,
     )
-    _write_rows(rows, out)
-    _write_rows(rows, out.with_suffix(".json"))
-    out.with_suffix(".partial.jsonl").unlink(missing_ok=True)
+    for target in (out.with_suffix(".json"), out):  # each file whole, in one rename
+        with held.file(target) as tmp:
+            _write_rows(rows, tmp)
+    checkpoint.remove()
     for r in rows:
         print(f"{r['method']:10s} {r['granularity']:7s} {r['sparsity']:.2f}  {r['metric']} {r['value']:.4f}")
     print(f"wrote {out} and {out.with_suffix('.json')}")
@@ -272,13 +309,21 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_sensitivity(args) -> int:
+    from .registry import get_method
+
+    get_method(args.method)
+    _check_settings(_floats(args.sparsities), [])
+    with _table_outputs(args) as held:
+        return _sensitivity(args, held)
+
+
+def _sensitivity(args, held) -> int:
     from .models import prunable_layers
     from .registry import get_method
     from .sweep import layer_sensitivity, suggest_allocation
 
-    get_method(args.method)
-    _check_settings(_floats(args.sparsities), [])
     loaded = _load(args)
+    checkpoint = _checkpoint(args, loaded, "sensitivity", ("layer", "drop", "metric"), method=args.method, params=_method_params(getattr(args, "param", None)))
     data = _task_data(loaded, args)
     calibration = _calibration(loaded, args) if get_method(args.method).needs_calibration else None
     layers = [i.name for i in prunable_layers(loaded.model, include=args.include, exclude=args.exclude)]
@@ -293,14 +338,16 @@ def cmd_sensitivity(args) -> int:
         seed=args.seed,
         max_examples=args.eval_size,
         progress=_progress_bar("sensitivity"),
-        checkpoint=out.with_suffix(".partial.jsonl"),
+        checkpoint=checkpoint,
     )
-    _write_rows(rows, out)
     params = {i.name: i.params for i in prunable_layers(loaded.model)}
     target = _floats(args.sparsities)[-1]
     allocation = suggest_allocation(rows, target, params)
-    out.with_suffix(".json").write_text(json.dumps({"rows": rows, "suggested_allocation": allocation}, indent=2))
-    out.with_suffix(".partial.jsonl").unlink(missing_ok=True)
+    with held.file(out.with_suffix(".json")) as tmp:
+        tmp.write_text(json.dumps({"rows": rows, "suggested_allocation": allocation}, indent=2))
+    with held.file(out) as tmp:
+        _write_rows(rows, tmp)
+    checkpoint.remove()
     worst = sorted((r for r in rows if r["layer"] != "-"), key=lambda r: -r["drop"])[:10]
     for r in worst:
         print(f"{r['layer']:60s} {r['sparsity']:.2f}  drop {r['drop']:+.4f}")
@@ -330,6 +377,12 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
 
 
+def _overwrite_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace an existing output whole (and start a checkpointed run afresh)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pruning", description="PruneScope: prune a transformer and see what it costs.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -355,6 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval", action="store_true", help="also evaluate dense and pruned")
     p.add_argument("--no-model", action="store_true", help="write masks and report only")
     p.add_argument("--out", default="out/prune")
+    _overwrite_arg(p)
     p.set_defaults(func=cmd_prune)
 
     p = sub.add_parser("sweep", help="metric vs sparsity for methods and granularities (CSV and JSON)")
@@ -364,6 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--granularities", default="layer")
     p.add_argument("--sparsities", default="0.3,0.5,0.7")
     p.add_argument("--out", default="out/sweep.csv")
+    _overwrite_arg(p)
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("sensitivity", help="prune one layer at a time; metric drop per layer (CSV and JSON)")
@@ -373,6 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="magnitude")
     p.add_argument("--sparsities", default="0.5")
     p.add_argument("--out", default="out/sensitivity.csv")
+    _overwrite_arg(p)
     p.set_defaults(func=cmd_sensitivity)
     return parser
 
