@@ -62,7 +62,7 @@ def _load(args):
         progress=_progress_bar("loading model"),
     )
     if loaded.info.get("rebuilt"):
-        print(f"note: the cached {loaded.name} was built again: {loaded.info['rebuilt']}", file=sys.stderr)
+        print(f"note: built the cached {loaded.name} now: {loaded.info['rebuilt']}", file=sys.stderr)
     return loaded
 
 

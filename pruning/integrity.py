@@ -73,7 +73,7 @@ def problem(folder: Path) -> str | None:
     """Why ``folder`` cannot be trusted (None when every file matches its recorded hash)."""
     folder = Path(folder)
     if not folder.is_dir():
-        return "it is not built yet"
+        return "it was not built yet"
     try:
         recorded = json.loads((folder / MANIFEST).read_text())["sha256"]
     except (OSError, ValueError, KeyError, TypeError):
