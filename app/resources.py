@@ -34,7 +34,7 @@ import streamlit as st
 
 from pruning.errors import PruneScopeError
 
-from .state import DATA_EMBEDDED, Settings
+from .state import DATA_EMBEDDED, DATA_PATH, Settings
 
 # How many entries of each kind the store keeps (least recently used goes first).
 LIMITS = {
@@ -48,6 +48,7 @@ LIMITS = {
     "sensitivity": 16,
     "candidates": 16,
     "memo": 256,
+    "run": 4,
 }
 
 
@@ -195,6 +196,12 @@ def loaded_model(s: Settings):
     if not s.model:
         raise PruneScopeError("type a hub model name, a local model folder or a .gguf file in the sidebar")
     from pruning.models import load_model
+    from pruning.roots import check_allowed, looks_like_path
+
+    from .state import model_choices
+
+    if s.model not in model_choices() and looks_like_path(s.model):  # typed into the browser
+        check_allowed(s.model, "model")
 
     def load(job: Job):
         return load_model(s.model, gguf_file=s.gguf_file, progress=job.progress)
@@ -212,6 +219,10 @@ def task_data(s: Settings, loaded):
     if s.data_kind != DATA_EMBEDDED and not s.data_source:
         raise PruneScopeError("choose a dataset in the sidebar: a file path, an uploaded file or a hub name")
     from pruning import data as D
+    from pruning.roots import check_allowed
+
+    if s.data_kind == DATA_PATH:  # typed into the browser
+        check_allowed(s.data_source, "dataset")
 
     def load(job: Job):
         job.progress(0, 1, "reading")
@@ -262,7 +273,9 @@ def dense_weight(s: Settings, loaded, layer: str):
 def method_info(name: str):
     from pruning.registry import get_method
 
-    return get_method(name)
+    from . import runs
+
+    return runs.method_spec(name) if runs.is_run(name) else get_method(name)
 
 
 def ranker(s: Settings, loaded, method_name: str):
@@ -341,6 +354,10 @@ def masks(
     from pruning.masks import parse_granularity, validate_sparsity
 
     method = method or s.method
+    from . import runs
+
+    if runs.is_run(method):  # an opened run folder: its saved masks, whatever the sliders say
+        return runs.mask_set(s, loaded, method)
     g = parse_granularity(granularity or s.granularity)
     sparsity = g.fixed_sparsity if g.is_nm else validate_sparsity(s.sparsity if sparsity is None else sparsity)
     m = method_info(method)

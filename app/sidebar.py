@@ -13,7 +13,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from . import state
+from . import runs, state
 from .state import CUSTOM_NM, DATA_CHOICES, DATA_HUB, DATA_PATH, DATA_UPLOAD, GRANULARITIES, OTHER_MODEL
 
 MODEL_HELP = {
@@ -132,12 +132,13 @@ def render() -> state.Settings:
             st.text_input("Label column", key="ps_label_column")
 
     names, methods = _method_options()
+    names += runs.opened()  # run folders opened in the Runs view
     _keep_valid("ps_method", names)
     sb.selectbox(
         "Method",
         names,
         key="ps_method",
-        format_func=lambda n: methods[n].label if n in methods else n,
+        format_func=lambda n: methods[n].label if n in methods else runs.label(n) if runs.is_run(n) else n,
         help="Score-based methods (magnitude, random, Wanda) re-threshold cached scores as the slider moves; "
         "the others prune again for each setting.",
     )

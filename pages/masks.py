@@ -5,7 +5,7 @@ import itertools
 import pandas as pd
 import streamlit as st
 
-from app import charts, resources, ui
+from app import charts, downloads, resources, ui
 from pruning.distribution import layer_counts, mask_grid, nm_violation_count, overlap, to_numpy
 
 WHOLE = "whole layer (block averages)"
@@ -74,6 +74,8 @@ def render() -> None:
     bars["layer"] = bars["layer"].map(ui.short_layer)
     st.altair_chart(charts.sparsity_bars(bars, target=mask_set.sparsity), width="stretch")
 
+    downloads.mask_set_buttons(st, loaded, mask_set, key="masks")
+
     st.subheader("N:M check")
     all24 = resources.memo(("nm-ok", 2, 4, mask_set.key), lambda: all(nm_violation_count(m, 2, 4) == 0 for m in mask_set.masks.values()))
     all48 = resources.memo(("nm-ok", 4, 8, mask_set.key), lambda: all(nm_violation_count(m, 4, 8) == 0 for m in mask_set.masks.values()))
@@ -121,6 +123,7 @@ def render() -> None:
     left.altair_chart(charts.overlap_matrix(pd.DataFrame(overall), title="all layers together"), width="content")
     right.altair_chart(charts.overlap_matrix(pd.DataFrame(this_layer), title=ui.short_layer(layer)), width="content")
     st.altair_chart(charts.layer_overlap_lines(pd.DataFrame(per_layer)), width="stretch")
+    downloads.table_button(st, pd.DataFrame(per_layer), "prunescope_overlap.csv", key="masks_overlap", label="Download the overlaps (CSV)")
     st.caption(
         "Jaccard overlap = weights kept by both / weights kept by either (1 = the same mask). Two independent random masks "
         f"at sparsity s overlap about (1-s)/(1+s) = {(1 - mask_set.sparsity) / (1 + mask_set.sparsity):.2f}."

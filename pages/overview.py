@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from app import charts, resources, ui
+from app import charts, downloads, resources, ui
 from pruning.distribution import layer_counts
 
 
@@ -63,7 +63,7 @@ def render() -> None:
 
     st.subheader("What pruning did")
     sentences = [
-        f"**{method.label}** at **{s.granularity}** granularity set **{removed:,}** of the **{total:,}** weights "
+        f"**{method.label}** at **{mask_set.granularity}** granularity set **{removed:,}** of the **{total:,}** weights "
         f"in {len(table)} linear layers to zero ({achieved:.1%})."
     ]
     if dense is not None and pruned is not None:
@@ -109,6 +109,8 @@ def render() -> None:
     config = {c: st.column_config.NumberColumn(format="percent") for c in rows.columns if c.startswith("sparsity")}
     config["parameters"] = st.column_config.NumberColumn(format="localized")
     st.dataframe(rows, hide_index=True, width="stretch", column_config=config)
+    downloads.table_button(st, rows, "prunescope_layers.csv", key="overview_layers", label="Download this table (CSV)")
+    downloads.mask_set_buttons(st, loaded, mask_set, {"dense": dense, "pruned": pruned} if dense else None, key="overview")
     st.caption(
         f"Model source: {loaded.source}. Task: {loaded.task}. "
         + (f"Evaluation: {dense['n']} examples of {dense.get('dataset', '')}." if dense else "")

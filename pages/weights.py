@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import charts, resources, ui
+from app import charts, downloads, resources, ui
 from pruning.distribution import equivalent_threshold, histogram, split_counts, to_numpy
 
 BINS = 80
@@ -89,6 +89,8 @@ def render() -> None:
             hide_index=True,
             column_config={"weight": st.column_config.NumberColumn(format="%.3f"), "std": st.column_config.NumberColumn(format="%.3e")},
         )
+
+    downloads.mask_set_buttons(st, loaded, mask_set, key="weights")
 
     st.subheader("All layers")
     ui.default("ps_weights_grid", True)

@@ -355,6 +355,25 @@ def _sensitivity(args, held) -> int:
     return 0
 
 
+def cmd_show(args) -> int:
+    """Read a run folder back (from ``prune`` or the app's downloads), check it against the model, compare two."""
+    from .runs import compare_masks, open_run
+
+    loaded = _load(args)
+    run = open_run(args.run, loaded)
+    r = run.report
+    print(
+        f"{run.folder}: {r.get('method')} {r.get('granularity')} on {r.get('model')}, {r.get('overall_sparsity', 0):.4f} sparsity "
+        f"({r.get('total', 0) - r.get('kept', 0):,d} of {r.get('total', 0):,d} weights pruned)"
+    )
+    pruned = len(run.masks) - len(run.untouched)
+    print(f"masks match {loaded.name}: {pruned} layers pruned, {len(run.untouched)} untouched, {len(run.weights or {})} with updated weights")
+    if args.against:
+        total = compare_masks(run.masks, open_run(args.against, loaded).masks)[-1]
+        print(f"kept by both {total['both']:,d}, by A only {total['A only']:,d}, by B only {total['B only']:,d}; Jaccard {total['jaccard']:.4f}")
+    return 0
+
+
 # ---------------------------------------------------------------- parser
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="minilm-rt", help="minilm-rt, smollm2-135m, a hub name, a folder or a .gguf file")
@@ -410,6 +429,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="out/prune")
     _overwrite_arg(p)
     p.set_defaults(func=cmd_prune)
+
+    p = sub.add_parser("show", help="read a run folder back, check its masks against the model, and compare it with another")
+    p.add_argument("run", help="a folder written by prune (or the app's masks.safetensors + report.json)")
+    p.add_argument("--against", help="a second run folder: weights kept by both, by one only")
+    _model_args(p)
+    p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("sweep", help="metric vs sparsity for methods and granularities (CSV and JSON)")
     _model_args(p)

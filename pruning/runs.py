@@ -209,3 +209,22 @@ def compare_masks(a: dict, b: dict) -> list[dict]:
 def _overlap_row(name: str, weights: int, both: int, a_only: int, b_only: int) -> dict:
     union = both + a_only + b_only
     return {"layer": name, "weights": weights, "both": both, "A only": a_only, "B only": b_only, "jaccard": both / union if union else 1.0}
+
+
+def metric_difference(a: dict, b: dict) -> dict:
+    """B minus A for two evaluations on the same examples, with a paired interval when one can be computed.
+
+    The interval needs per-example results of both evaluations (``ci_low`` and
+    ``ci_high`` stay None without them).
+    """
+    if a.get("metric") != b.get("metric") or a.get("n") != b.get("n"):
+        raise PruneScopeError("the two evaluations are not on the same examples with the same metric, so they cannot be paired")
+    return {
+        "metric": a["metric"],
+        "n": a["n"],
+        "a": a["value"],
+        "b": b["value"],
+        "difference": b["value"] - a["value"],
+        "ci_low": None,
+        "ci_high": None,
+    }
