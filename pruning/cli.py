@@ -223,6 +223,8 @@ def _prune(args, method, held) -> int:
         dense = evaluate(loaded, data, None, max_examples=args.eval_size)
         pruned = evaluate(loaded, data, result.overrides(loaded), max_examples=args.eval_size)
         evaluation = {"dense": dense, "pruned": pruned}
+        if pruned["n"] < args.eval_size:  # evaluation runs in batches: a larger request is capped, never held at once
+            print(f"note: --eval-size {args.eval_size} capped at the {pruned['n']} examples the evaluation data has", file=sys.stderr)
     out = held.targets[0]
     with held.folder() as tmp:  # the whole run appears in one rename
         report = write_run(tmp, loaded, result, evaluation, with_model=not args.no_model)

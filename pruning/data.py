@@ -588,6 +588,9 @@ def calibration_batches(
     rng = random.Random(int(seed))
     tokenizer = loaded.tokenizer
     seq_len = min(seq_len, int(getattr(loaded, "max_length", seq_len) or seq_len))
+    from .budget import check_calibration
+
+    check_calibration(loaded, n_samples, seq_len)  # before any token is made
     if loaded.task == "causal-lm":
         if isinstance(data_source, ClassificationData):  # its training sentences as running text
             texts = data_source.splits["train"][0] if "train" in data_source.splits else data_source.split("validation")[0]
