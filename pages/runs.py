@@ -39,6 +39,8 @@ def _show_run(s, loaded, folder) -> None:
     notes = [f"Masks checked against **{loaded.name}**: every layer name, shape and dtype matches."]
     if run.untouched:
         notes.append(f"{len(run.untouched)} layers were not pruned by this run (kept whole).")
+    if r.get("updates_weights") and not run.weights:
+        notes.append("The method changed the kept weights, but the folder has no `model/`: the views apply the masks to the dense weights.")
     if r.get("model") != loaded.name:
         notes.append(f"It was made on **{r.get('model')}**; the sidebar's model has the same layers.")
     st.markdown(" ".join(notes))
@@ -107,7 +109,7 @@ def render() -> None:
     st.subheader("Open a run")
     c1, c2 = st.columns([3, 1])
     pick = c1.selectbox("Run", names, key="ps_runs_pick")
-    if c2.button("Open", type="primary", key="btn_runs_open"):
+    if c2.button("Open run", type="primary", key="btn_runs_open"):
         runs.load(s, loaded, root / pick)  # checked here: a wrong file is a message, never a method choice
         if runs.value_of(root / pick) not in runs.opened():
             runs.remember(root / pick)
