@@ -97,6 +97,8 @@ def ensure_cached(target: Path, build: Callable[[Path], None], what: str, progre
     PruneScope before manifests existed) gets one now instead of a rebuild.
     """
     target = Path(target)
+    if progress is not None and target.is_dir():
+        progress(0, 1, f"checking the cached {what} against its recorded content hashes")
     reason = problem(target)
     if reason is None:
         return None

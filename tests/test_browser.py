@@ -354,9 +354,8 @@ def test_method_steps_runs_mgpp_on_a_budget_set_in_the_sidebar(browser, app_url,
 def metric_value(page, label: str) -> str:
     metrics = page.locator('[data-testid="stMetric"]')
     for i in range(metrics.count()):
-        text = metrics.nth(i).inner_text()
-        if text.startswith(label):
-            return text.split("\n")[1]
+        if metrics.nth(i).locator('[data-testid="stMetricLabel"]').inner_text().strip().startswith(label):
+            return metrics.nth(i).locator('[data-testid="stMetricValue"]').inner_text().strip()
     raise AssertionError(f"no metric {label!r}")
 
 

@@ -34,6 +34,13 @@ def test_masks_are_checked_against_the_model(tiny_bert):
             check_masks(masks, tiny_bert)
 
 
+def test_a_mask_file_that_is_not_safetensors_is_a_clear_message(tmp_path, tiny_bert, tiny_folder):
+    assert main(["prune", "--model", str(tiny_folder), "--no-model", "--out", str(tmp_path / "run")]) == 0
+    (tmp_path / "run" / "masks.safetensors").write_bytes(b"these are not masks")
+    with pytest.raises(PruneScopeError, match="is not a safetensors mask file"):
+        open_run(tmp_path / "run", tiny_bert)
+
+
 def test_a_sparsegpt_run_reads_back_with_its_updated_weights(tmp_path, tiny_bert, tiny_folder, tiny_csv):
     from pruning.evaluate import evaluate
     from pruning.prune import masked_overrides
