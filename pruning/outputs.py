@@ -84,6 +84,7 @@ def resume_checkpoint(path, header: dict, required: tuple[str, ...], overwrite: 
     """The checkpoint of a sweep or sensitivity run, checked against ``header`` (see :mod:`pruning.checkpoint`)."""
     from .checkpoint import Checkpoint
 
+    clear_orphans(path)  # the caller holds the output's claim, so no other run is rewriting this checkpoint
     ckpt = Checkpoint(path, header, required, warn)
     ckpt.begin(overwrite)
     return ckpt
