@@ -15,6 +15,7 @@ import streamlit as st
 from pruning.errors import PruneScopeError
 
 from . import resources
+from .jobs import store
 
 PREFIX = "run:"
 OPENED = "ps_runs_opened"  # method values of the runs opened in this session
@@ -60,10 +61,10 @@ def load(s, loaded, folder):
 
     folder = check_allowed(str(folder), "run")
     key = (s.model_key, str(folder), _stamp(folder))
-    hit, run = resources.store().get("run", key)
+    hit, run = store().get("run", key)
     if not hit:
         run = open_run(folder, loaded)
-        resources.store().put("run", key, run)
+        store().put("run", key, run)
     return run
 
 

@@ -6,8 +6,6 @@ import streamlit as st
 from app import charts, downloads, resources, sweeps, ui
 from app.state import GRANULARITIES
 
-KIND = "sweep"
-
 
 def draw(box, rows: list, metric_hint: str = "accuracy") -> None:
     if not rows:
@@ -25,10 +23,7 @@ def draw(box, rows: list, metric_hint: str = "accuracy") -> None:
 
 
 def render() -> None:
-    st.title("Sparsity ramp")
-    s = ui.settings()
-    loaded = ui.model(s)
-    ui.settings_line(s, loaded)
+    s, loaded = ui.opening("Sparsity ramp")
     from pruning.registry import all_methods
 
     methods = all_methods()
@@ -57,45 +52,20 @@ def render() -> None:
     if data is None:
         st.warning("This model is a bare encoder: it has no task metric to sweep.")
         return
-    key = (s.model_key, s.data_key, tuple(chosen), tuple(grans), tuple(sparsities), s.calibration, s.seed, s.eval_size)
-    job = resources.store().peek(KIND, key)
     expensive = [methods[m].label for m in chosen if not methods[m].score_based]
     st.caption(
         f"{len(sparsities)} sparsities x {len(chosen)} methods x {len(grans)} granularities, each pruned and evaluated on "
         f"{s.eval_size} examples." + (f" {', '.join(expensive)} prune from scratch at every point (slower)." if expensive else "")
     )
-    run = st.button("Run the ramp", type="primary", key="ps_ramp_run", disabled=job is not None and not job.done.is_set())
-    box = st.empty()
-    if job is None and not run:
-        box.info("Press **Run the ramp**: points appear on the chart as they are computed, and stay cached for this model and these settings.")
-        return
+    ans = resources.ramp(s, loaded, data, chosen, grans, sparsities)
+    idle = "Press **Run the ramp**: points appear on the chart as they are computed, and stay cached for this model and these settings."
+    job, _ = ui.run_view(ans, "Run the ramp", "ps_ramp_run", idle, draw=draw)
     if job is None:
-        needs_calib = any(methods[m].needs_calibration for m in chosen)
-        calib = resources.calibration(s, loaded, data) if needs_calib else None
-
-        def work(job):
-            from pruning.sweep import sparsity_ramp
-
-            return sparsity_ramp(
-                loaded,
-                data,
-                chosen,
-                grans,
-                sparsities,
-                calibration=calib,
-                seed=s.seed,
-                max_examples=s.eval_size,
-                progress=job.progress,
-                on_point=job.partial.append,
-            )
-
-        job = resources.store().get_or_start(KIND, key, "Sparsity ramp", work)
-    rows = sweeps.follow(job, KIND, key, lambda r: draw(box, r))
-    draw(box, rows)
-    df = pd.DataFrame(rows)
+        return
+    df = pd.DataFrame(job.value)
     st.dataframe(df, hide_index=True, width="stretch")
     downloads.table_button(st, df, "prunescope_ramp.csv", key="ramp_csv")
-    downloads.json_button(st, rows, "prunescope_ramp.json", key="ramp_json", label="Download JSON")
+    downloads.json_button(st, job.value, "prunescope_ramp.json", key="ramp_json", label="Download JSON")
     st.caption(f"Computed in {job.seconds:.1f} s. Dense model as the dashed reference line.")
 
 

@@ -67,7 +67,7 @@ def _compare(s, loaded, root, names: list) -> None:
     b = c2.selectbox("Run B", names, key="ps_runs_b")
     set_a = runs.mask_set(s, loaded, runs.value_of(root / a))
     set_b = runs.mask_set(s, loaded, runs.value_of(root / b))
-    rows = resources.memo(("run-compare", set_a.key, set_b.key), lambda: compare_masks(set_a.masks, set_b.masks))
+    rows = resources.of_masks((set_a, set_b), "run comparison", lambda: compare_masks(set_a.masks, set_b.masks))
     total = rows[-1]
     m1, m2, m3, m4 = st.columns(4)
     m1.metric("Kept by both", f"{total['both']:,}")
@@ -90,9 +90,7 @@ def _compare(s, loaded, root, names: list) -> None:
 
 
 def render() -> None:
-    st.title("Runs")
-    s = ui.settings()
-    loaded = ui.model(s)
+    s, loaded = ui.opening("Runs")
     from pruning.runs import list_runs, runs_dir
 
     root = _root(str(runs_dir()))

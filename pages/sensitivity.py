@@ -5,9 +5,6 @@ import streamlit as st
 
 from app import charts, downloads, resources, sweeps, ui
 
-KIND = "sensitivity"
-
-
 def draw(box, rows: list, metric: str) -> None:
     pts = [r for r in rows if r["layer"] != "-"]
     if not pts:
@@ -19,10 +16,7 @@ def draw(box, rows: list, metric: str) -> None:
 
 
 def render() -> None:
-    st.title("Layer sensitivity")
-    s = ui.settings()
-    loaded = ui.model(s)
-    ui.settings_line(s, loaded)
+    s, loaded = ui.opening("Layer sensitivity")
     methods = resources.score_methods()
     from pruning.registry import all_methods
 
@@ -45,39 +39,20 @@ def render() -> None:
         st.warning("This model is a bare encoder: it has no task metric to measure sensitivity with.")
         return
     layer_rows = resources.layers(s, loaded)
-    key = (s.model_key, s.data_key, method, tuple(sparsities), s.calibration, s.seed, s.eval_size)
-    job = resources.store().peek(KIND, key)
     st.caption(
         f"{len(layer_rows)} layers x {len(sparsities)} sparsities = {len(layer_rows) * len(sparsities)} evaluations of "
         f"{s.eval_size} examples each (validation split)."
     )
-    run = st.button("Measure sensitivity", type="primary", key="ps_sens_run", disabled=job is not None and not job.done.is_set())
-    box = st.empty()
-    if job is None and not run:
-        box.info("Press **Measure sensitivity**: each layer is pruned alone and the model evaluated; results stay cached.")
-        return
-    if job is None:
-        calib = resources.calibration(s, loaded, data) if every[method].needs_calibration else None
-
-        def work(job):
-            from pruning.sweep import layer_sensitivity
-
-            return layer_sensitivity(
-                loaded,
-                data,
-                method,
-                sparsities,
-                calibration=calib,
-                seed=s.seed,
-                max_examples=s.eval_size,
-                progress=job.progress,
-                on_point=job.partial.append,
-            )
-
-        job = resources.store().get_or_start(KIND, key, "Layer sensitivity", work)
     metric = "perplexity" if loaded.task == "causal-lm" else "accuracy"
-    rows = sweeps.follow(job, KIND, key, lambda r: draw(box, r, metric))
-    draw(box, rows, metric)
+    ans = resources.sensitivity(s, loaded, data, method, sparsities)
+    idle = "Press **Measure sensitivity**: each layer is pruned alone and the model evaluated; results stay cached."
+    job, _ = ui.run_view(ans, "Measure sensitivity", "ps_sens_run", idle, draw=lambda box, r: draw(box, r, metric))
+    if job is not None:
+        results(s, job.value, sparsities, metric, layer_rows)
+
+
+def results(s, rows: list, sparsities: list, metric: str, layer_rows) -> None:
+    """The most sensitive layers at a chosen sparsity and the suggested per-layer allocation."""
     df = pd.DataFrame([r for r in rows if r["layer"] != "-"])
     dense = [r for r in rows if r["layer"] == "-"][0]
 
@@ -98,7 +73,7 @@ def render() -> None:
     from pruning.sweep import suggest_allocation
 
     params = {r.name: r.params for r in layer_rows}
-    target = s.sparsity if ":" not in s.granularity else 0.5
+    target = s.request.sparsity  # N/M for an N:M pattern
     alloc = suggest_allocation(rows, target, params)
     alloc_df = pd.DataFrame([{"layer": ui.short_layer(n), "sparsity": v} for n, v in alloc.items()])
     st.altair_chart(charts.allocation_bars(alloc_df, target), width="stretch")

@@ -174,6 +174,60 @@ def _is_linear(module: nn.Module) -> bool:
     return isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D"
 
 
+@dataclass
+class _Walk:
+    """What a sequential walk shares across blocks: the private model copy, the targets, the pruner and the results."""
+
+    model: nn.Module
+    layers: Sequence[str]
+    prune_group: GroupPruner
+    groups_by_local: dict
+    progress: object
+    masks: dict = field(default_factory=dict)
+    new_weights: dict = field(default_factory=dict)
+
+    @property
+    def finished(self) -> bool:
+        return all(n in self.masks for n in self.layers)
+
+    def group_of(self, prefix: str, local: str, name: str) -> list[str]:
+        """The not yet pruned targeted layers of ``name``'s input group (at least ``name``)."""
+        members = [prefix + "." + m for m in self.groups_by_local.get(local, [local])]
+        members = [m for m in members if m in self.layers and m not in self.masks] or [name]
+        return members if name in members else [name]
+
+    def keep(self, block: nn.Module, prefix: str, name: str, new_w, mask) -> None:
+        """Record a layer's result and put its pruned weight into the private copy."""
+        from .models import layer_weight
+
+        self.masks[name] = mask
+        if new_w is not None:
+            self.new_weights[name] = new_w
+        base = new_w if new_w is not None else layer_weight(self.model, name)
+        _set_weight(self.model, block, name[len(prefix) + 1 :], name, base * mask)
+        if self.progress is not None:
+            self.progress(len(self.masks), len(set(self.layers)), f"pruned {name}")
+
+
+def _pruning_hook(walk: _Walk, block: nn.Module, prefix: str, name: str, shared, pending: dict):
+    """A forward pre-hook that prunes ``name``'s input group the first time one of its members runs."""
+    from .models import layer_weight
+
+    local = name[len(prefix) + 1 :]
+
+    def hook(module, inputs):
+        stats = shared.stats_for(inputs[0])
+        if not (name in pending and pending[name][0] is stats):  # first of its group to run: prune the group now
+            members = walk.group_of(prefix, local, name)
+            outcome = walk.prune_group(members, [layer_weight(walk.model, m) for m in members], stats)
+            for member, result in zip(members, outcome):
+                pending[member] = (stats, result)
+        new_w, mask = pending.pop(name)[1]
+        walk.keep(block, prefix, name, new_w, mask)
+
+    return hook
+
+
 def sequential_prune(
     loaded,
     layers: Sequence[str],
@@ -190,76 +244,39 @@ def sequential_prune(
     new_weights holds only layers whose weights the pruner changed. The shared
     model is untouched.
     """
-    from .models import layer_weight, transformer_blocks
+    from .models import transformer_blocks
 
     model = shallow_copy(loaded.model)
     blocks = transformer_blocks(model)
-    wanted = set(layers)
     batch = merge_batches(calibration, pad_id=_pad_id(loaded))
     token_mask = batch["attention_mask"].bool()
     if bool(token_mask.all()):
         token_mask = None  # no padding: every position is a calibration token
     args, kwargs = capture_first_block_inputs(loaded, model, blocks, batch)
     hidden, rest = args[0], tuple(args[1:])
-    groups_by_local = {}
-    for group in input_groups(blocks[0][1], args, kwargs):
-        for local in group:
-            groups_by_local[local] = group
-    masks: dict[str, torch.Tensor] = {}
-    new_weights: dict[str, torch.Tensor] = {}
-    total = len(wanted)
+    groups_by_local = {local: group for group in input_groups(blocks[0][1], args, kwargs) for local in group}
+    walk = _Walk(model, list(dict.fromkeys(layers)), prune_group, groups_by_local, progress)
     for prefix, block in blocks:
         names = [n for n in layers if n.startswith(prefix + ".")]
-        if not names:
-            if all(n in masks for n in wanted):
-                break
-            with torch.inference_mode():
-                hidden = _block_output(block(hidden, *rest, **kwargs))
-            continue
-        shared = _SharedInputs(want_gram, token_mask)
-        pending: dict[str, tuple[InputStats, tuple]] = {}
-        handles = []
-
-        def make_hook(name: str, prefix=prefix, block=block, shared=shared, pending=pending):
-            local = name[len(prefix) + 1 :]
-
-            def hook(module, inputs):
-                stats = shared.stats_for(inputs[0])
-                if name in pending and pending[name][0] is stats:
-                    new_w, mask = pending.pop(name)[1]
-                else:  # first of its group to run: prune the whole group now
-                    members = [prefix + "." + m for m in groups_by_local.get(local, [local])]
-                    members = [m for m in members if m in wanted and m not in masks] or [name]
-                    if name not in members:
-                        members = [name]
-                    outcome = prune_group(members, [layer_weight(model, m) for m in members], stats)
-                    for member, result in zip(members, outcome):
-                        pending[member] = (stats, result)
-                    new_w, mask = pending.pop(name)[1]
-                masks[name] = mask
-                if new_w is not None:
-                    new_weights[name] = new_w
-                base = new_w if new_w is not None else layer_weight(model, name)
-                _set_weight(model, block, local, name, base * mask)
-                if progress is not None:
-                    progress(len(masks), total, f"pruned {name}")
-
-            return hook
-
-        for name in names:
-            handles.append(block.get_submodule(name[len(prefix) + 1 :]).register_forward_pre_hook(make_hook(name)))
+        if not names and walk.finished:
+            break
+        shared, pending = _SharedInputs(want_gram, token_mask), {}
+        handles = [
+            block.get_submodule(n[len(prefix) + 1 :]).register_forward_pre_hook(_pruning_hook(walk, block, prefix, n, shared, pending))
+            for n in names
+        ]
         try:
             with torch.inference_mode():
                 hidden = _block_output(block(hidden, *rest, **kwargs))
         finally:
             for h in handles:
                 h.remove()
-        if all(n in masks for n in wanted):
+        if walk.finished:
             break  # later blocks hold no targeted layer: no need to run them
-    missing = [n for n in layers if n not in masks]
+    missing = [n for n in layers if n not in walk.masks]
     if missing:
         raise PruneScopeError(f"these layers are not inside a transformer block, so calibration never reached them: {missing[:3]}")
-    return masks, new_weights
+    return walk.masks, walk.new_weights
 
 
 def collect_input_stats(

@@ -27,7 +27,7 @@ def _score_method(name: str, scores_fn):
 
     def run(ctx: PruneContext) -> PruneResult:
         masks = compute_masks(scores_fn(ctx), ctx.sparsity, ctx.granularity, _weights(ctx))
-        return PruneResult(name, ctx.sparsity, ctx.granularity, masks)
+        return PruneResult(name, ctx.sparsity, str(ctx.granularity), masks)
 
     return run
 
@@ -71,8 +71,11 @@ def _wanda_dense_scores(ctx: PruneContext) -> dict[str, torch.Tensor]:
 
 
 def _layer_sparsities(ctx: PruneContext, dense_scores) -> dict[str, float]:
-    """Per-layer sparsity: the requested one, or for global the share a global threshold leaves."""
-    if ctx.granularity != "global":
+    """Per-layer sparsity: the requested one, the allocated one, or for global the share a global
+    threshold leaves."""
+    if ctx.granularity.is_allocated:
+        return ctx.granularity.allocation_dict
+    if ctx.granularity.kind != "global":
         return {n: ctx.sparsity for n in ctx.layers}
     masks = global_masks(dense_scores(), ctx.sparsity, _weights(ctx))
     return {n: 1.0 - int(m.sum()) / m.numel() for n, m in masks.items()}
@@ -80,7 +83,7 @@ def _layer_sparsities(ctx: PruneContext, dense_scores) -> dict[str, float]:
 
 def _wanda_run(ctx: PruneContext) -> PruneResult:
     sparsity = _layer_sparsities(ctx, lambda: _wanda_dense_scores(ctx))
-    within = "layer" if ctx.granularity == "global" else ctx.granularity
+    within = ctx.granularity.within_layer
 
     def prune_group(names, weights, stats: InputStats):
         return [
@@ -89,7 +92,7 @@ def _wanda_run(ctx: PruneContext) -> PruneResult:
         ]
 
     masks, _ = sequential_prune(ctx.loaded, ctx.layers, ctx.calibration, prune_group, progress=ctx.progress)
-    return PruneResult("wanda", ctx.sparsity, ctx.granularity, {n: masks[n] for n in ctx.layers})
+    return PruneResult("wanda", ctx.sparsity, str(ctx.granularity), {n: masks[n] for n in ctx.layers})
 
 
 register(
@@ -101,6 +104,7 @@ register(
         run=_wanda_run,
         scores=_wanda_dense_scores,
         needs_calibration=True,
+        granularity="row",
         reference="Sun et al. 2023, A Simple and Effective Pruning Approach for LLMs",
     )
 )
@@ -123,7 +127,7 @@ def _sparsegpt_run(ctx: PruneContext) -> PruneResult:
         return out
 
     sparsity = _layer_sparsities(ctx, dense_scores)
-    within = "layer" if ctx.granularity == "global" else ctx.granularity
+    within = ctx.granularity.within_layer
 
     def prune_group(names, weights, stats: InputStats):
         """Layers reading one input share U, so they are solved as one stacked matrix."""
@@ -138,7 +142,7 @@ def _sparsegpt_run(ctx: PruneContext) -> PruneResult:
     masks, weights = sequential_prune(
         ctx.loaded, ctx.layers, ctx.calibration, prune_group, want_gram=True, progress=ctx.progress
     )
-    return PruneResult("sparsegpt", ctx.sparsity, ctx.granularity, masks, weights)
+    return PruneResult("sparsegpt", ctx.sparsity, str(ctx.granularity), masks, weights)
 
 
 def _factor(stats: InputStats, damp: float):

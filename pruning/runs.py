@@ -33,23 +33,24 @@ def runs_dir() -> Path:
 
 
 # ---------------------------------------------------------------- writing
-def run_files(loaded, result, evaluation: dict | None = None) -> dict[str, bytes]:
+def run_files(loaded, result, evaluation: dict | None = None, request=None) -> dict[str, bytes]:
     """The bytes of ``masks.safetensors`` and ``report.json`` for one pruning result.
 
     ``result`` is a :class:`pruning.prune.PruneResult` or anything with the same
-    fields (``method, granularity, sparsity, masks, weights, seconds, info``).
+    fields (``method, granularity, sparsity, masks, weights, seconds, info``);
+    ``request`` the :class:`pruning.request.PruneRequest` that made it, if known.
     """
     from safetensors.torch import save
 
     masks = {n: m.to(torch.bool).contiguous() for n, m in result.masks.items()}
-    report = build_report(result, loaded, evaluation)
+    report = build_report(result, loaded, evaluation, request)
     return {MASKS_FILE: save(masks), REPORT_FILE: json.dumps(report, indent=2, default=float).encode()}
 
 
-def write_run(folder, loaded, result, evaluation: dict | None = None, with_model: bool = True) -> dict:
+def write_run(folder, loaded, result, evaluation: dict | None = None, request=None, with_model: bool = True) -> dict:
     """Write a whole run into ``folder`` (a fresh temporary folder: see :mod:`pruning.outputs`); return the report."""
     folder = Path(folder)
-    files = run_files(loaded, result, evaluation)
+    files = run_files(loaded, result, evaluation, request)
     for name, data in files.items():
         (folder / name).write_bytes(data)
     if with_model:

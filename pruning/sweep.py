@@ -12,7 +12,7 @@ from typing import Iterable, Sequence
 from .checkpoint import as_checkpoint
 from .masks import parse_granularity
 from .prune import layer_names, mask_ranker, masked_overrides, prune
-from .registry import get_method
+from .request import PruneRequest
 
 
 def _load_checkpoint(checkpoint) -> list[dict]:
@@ -40,66 +40,67 @@ def _eval(loaded, data, overrides, max_examples, split):
     return evaluate(loaded, data, overrides=overrides, max_examples=max_examples, split=split)
 
 
-def ramp_points(methods: Sequence[str], granularities: Sequence[str], sparsities: Sequence[float]) -> list[tuple]:
-    """The (method, granularity, sparsity) points of a ramp; N:M patterns have one fixed point."""
+def ramp_points(
+    requests: Sequence[PruneRequest], granularities: Sequence[str] | None, sparsities: Sequence[float]
+) -> list[PruneRequest]:
+    """The requests of a ramp: each given request (a method with its parameters, data and seed) at
+    every granularity it supports (``None``: its own granularity) and every sparsity; N:M patterns
+    and allocations have one fixed point (an allocation's at the request's sparsity)."""
     points = []
-    for method in methods:
-        supported = get_method(method).granularities
-        for gran in granularities:
+    for request in requests:
+        supported = request.method_info.granularities
+        for gran in granularities or [request.granularity]:
             g = parse_granularity(gran)
             if str(g) not in supported and not (g.is_nm and "2:4" in supported):
                 continue
-            if g.is_nm:
-                points.append((method, str(g), round(g.fixed_sparsity, 6)))
+            if g.is_nm or g.is_allocated:
+                points.append(request.replace(granularity=g))
             else:
-                points.extend((method, str(g), round(float(s), 6)) for s in sparsities)
+                points.extend(request.replace(granularity=g, sparsity=round(float(s), 6)) for s in sparsities)
     return points
+
+
+def _point(request: PruneRequest | None) -> tuple:
+    if request is None:
+        return ("dense", "-", 0.0)
+    return (request.method, str(request.granularity), round(request.sparsity, 6))
 
 
 def sparsity_ramp(
     loaded,
     data,
-    methods: Sequence[str],
-    granularities: Sequence[str] = ("layer",),
+    requests: Sequence[PruneRequest],
+    granularities: Sequence[str] | None = None,
     sparsities: Sequence[float] = (0.3, 0.5, 0.7),
     calibration=None,
-    seed: int = 0,
     max_examples: int | None = 512,
     split: str = "test",
-    layers=None,
     progress=None,
     on_point=None,
     done_rows: Iterable[dict] | None = None,
     checkpoint=None,
 ) -> list[dict]:
-    """Metric at each sparsity for each method and granularity, with the dense model first.
+    """Metric at each sparsity for each request's method and each granularity, with the dense model first.
 
-    Rows: ``method, granularity, sparsity, metric, value, n, seconds, seed``
-    (the dense row has method ``"dense"``).
+    Each point prunes with its request's parameters, layers and seed, and with ``data`` as the
+    task data of methods that train. Rows: ``method, granularity, sparsity, metric, value, n,
+    seconds, seed`` (the dense row has method ``"dense"``).
     """
     rows = list(done_rows or []) + _load_checkpoint(checkpoint)
     done = {(r["method"], r["granularity"], round(float(r["sparsity"]), 6)) for r in rows}
-    points = [("dense", "-", 0.0)] + ramp_points(methods, granularities, sparsities)
-    todo = [p for p in points if p not in done]
-    for i, (method, gran, sparsity) in enumerate(todo):
+    todo = [p for p in [None] + ramp_points(requests, granularities, sparsities) if _point(p) not in done]
+    seed = requests[0].seed if requests else 0
+    for i, request in enumerate(todo):
+        method, gran, sparsity = _point(request)
         if progress is not None:
             progress(i, len(todo), f"{method} {gran} at {sparsity:.0%}")
-        if method == "dense":
-            overrides, seconds = None, 0.0
-        else:
-            result = prune(loaded, method, sparsity, gran, layers=layers, calibration=calibration, seed=seed)
-            overrides, seconds = result.overrides(loaded), result.seconds
+        overrides, seconds = None, 0.0
+        if request is not None:
+            result = prune(loaded, request, calibration=calibration if request.method_info.needs_calibration else None, data=data)
+            overrides, seconds, seed = result.overrides(loaded), result.seconds, request.seed
         ev = _eval(loaded, data, overrides, max_examples, split)
-        row = {
-            "method": method,
-            "granularity": gran,
-            "sparsity": sparsity,
-            "metric": ev["metric"],
-            "value": ev["value"],
-            "n": ev["n"],
-            "seconds": round(seconds, 3),
-            "seed": seed,
-        }
+        row = {"method": method, "granularity": gran, "sparsity": sparsity, "metric": ev["metric"], "value": ev["value"],
+               "n": ev["n"], "seconds": round(seconds, 3), "seed": seed}
         _record(rows, row, checkpoint, on_point)
     if progress is not None:
         progress(len(todo), len(todo), "done")
@@ -109,11 +110,9 @@ def sparsity_ramp(
 def layer_sensitivity(
     loaded,
     data,
-    method: str = "magnitude",
+    request: PruneRequest,
     sparsities: Sequence[float] = (0.5,),
-    layers=None,
     calibration=None,
-    seed: int = 0,
     max_examples: int | None = 256,
     split: str = "validation",
     progress=None,
@@ -123,12 +122,19 @@ def layer_sensitivity(
 ) -> list[dict]:
     """Prune one layer at a time; the metric and its drop from dense for each layer and sparsity.
 
+    ``request`` gives the method, its parameters, the seed and the layers; each layer is pruned
+    alone at the request's granularity within one layer (per layer for global and allocated,
+    or per row, or its N:M pattern, which fixes the only sparsity at N/M: 0.25 for 1:4).
     ``drop`` is the harm: dense minus pruned for accuracy, pruned minus dense for
     perplexity, so a larger drop always means a more sensitive layer. For a
     score-based method the scores are computed once; pruning a single layer
     leaves its inputs dense, so the dense-input scores are the exact ones.
     """
-    names = layer_names(loaded, layers)
+    method = request.method
+    names = layer_names(loaded, request.layers, request.include, request.exclude)
+    within = request.granularity.within_layer
+    if within.is_nm:
+        sparsities = [within.fixed_sparsity]
     rows = list(done_rows or []) + _load_checkpoint(checkpoint)
     dense_rows = [r for r in rows if r["layer"] == "-"]
     if dense_rows:
@@ -140,19 +146,19 @@ def layer_sensitivity(
         _append(checkpoint, dense)
     higher_is_better = dense["metric"] == "accuracy"
     done = {(r["layer"], round(float(r["sparsity"]), 6)) for r in rows}
-    m = get_method(method)
     ranker = None
-    if m.score_based:
-        ranker = mask_ranker(loaded, method, names, calibration, seed)
+    if request.method_info.score_based:
+        ranker = mask_ranker(loaded, request.replace(layers=tuple(names)), calibration)
     todo = [(n, round(float(s), 6)) for n in names for s in sparsities if (n, round(float(s), 6)) not in done]
     for i, (name, sparsity) in enumerate(todo):
         if progress is not None:
             progress(i, len(todo), f"{name} at {sparsity:.0%}")
         if ranker is not None:
-            mask = ranker.masks(sparsity, "layer")[name]
+            mask = ranker.masks(sparsity, within)[name]
             overrides = masked_overrides(loaded, {name: mask})
         else:
-            overrides = prune(loaded, method, sparsity, "layer", layers=[name], calibration=calibration, seed=seed).overrides(loaded)
+            one = request.replace(granularity=within, sparsity=sparsity, layers=(name,))
+            overrides = prune(loaded, one, calibration=calibration, data=data).overrides(loaded)
         ev = _eval(loaded, data, overrides, max_examples, split)
         drop = dense["value"] - ev["value"] if higher_is_better else ev["value"] - dense["value"]
         row = {"layer": name, "sparsity": sparsity, "metric": ev["metric"], "value": ev["value"], "drop": drop, "method": method}

@@ -59,8 +59,9 @@ def test_a_sparsegpt_run_reads_back_with_its_updated_weights(tmp_path, tiny_bert
 def test_an_app_download_is_a_run_the_cli_reads(tmp_path, tiny_bert, tiny_folder, capsys):
     from app import downloads, resources
     from pruning.prune import prune
+    from pruning.request import PruneRequest
 
-    result = prune(tiny_bert, "magnitude", 0.6, "row")
+    result = prune(tiny_bert, PruneRequest.make("magnitude", 0.6, "row"))
     mask_set = resources.MaskSet("magnitude", 0.6, "row", result.masks, ident=("roundtrip",))
     folder = tmp_path / "from-the-app"
     folder.mkdir()
