@@ -21,6 +21,7 @@ from .errors import PruneScopeError
 from .paths import atomic_dir, build_lock, clear_orphans
 
 MANIFEST = "prunescope-integrity.json"
+NOT_BUILT = "it was not built yet"  # the reason for a first build (any other reason is a rebuild)
 CHUNK = 4 << 20
 SAMPLE = 4096  # elements per tensor that enter the weights fingerprint besides its sums
 
@@ -73,7 +74,7 @@ def problem(folder: Path) -> str | None:
     """Why ``folder`` cannot be trusted (None when every file matches its recorded hash)."""
     folder = Path(folder)
     if not folder.is_dir():
-        return "it was not built yet"
+        return NOT_BUILT
     try:
         recorded = json.loads((folder / MANIFEST).read_text())["sha256"]
     except (OSError, ValueError, KeyError, TypeError):

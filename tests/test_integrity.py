@@ -76,7 +76,7 @@ def test_both_defaults_rebuild_a_damaged_cache(name, tmp_path, monkeypatch, tiny
         build = save_tiny(tiny_llama, builds)
         monkeypatch.setattr(models, "build_smollm2_copy", lambda folder, progress=None: build(folder))
     first = models.load_model(name)
-    assert first.info.get("rebuilt") == "it was not built yet" and len(builds) == 1
+    assert first.info.get("rebuilt") == integrity.NOT_BUILT and len(builds) == 1
     assert "rebuilt" not in models.load_model(name).info and len(builds) == 1
     folder = next(p for p in tmp_path.iterdir() if p.is_dir())
     damage(folder / "model.safetensors")
