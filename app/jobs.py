@@ -52,6 +52,7 @@ LIMITS = {
     "sensitivity": 16,
     "candidates": 16,
     "memo": 256,
+    "run": 4,
 }
 
 

