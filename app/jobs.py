@@ -53,6 +53,7 @@ LIMITS = {
     "sensitivity": 16,
     "candidates": 16,
     "memo": 256,
+    "run": 4,
 }
 
 

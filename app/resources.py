@@ -22,7 +22,7 @@ from typing import Any, Callable
 from pruning.errors import PruneScopeError
 
 from .jobs import Answer, Job, NotStarted, answer, memo, result
-from .state import DATA_EMBEDDED, Settings
+from .state import DATA_EMBEDDED, DATA_PATH, Settings
 
 
 # ---------------------------------------------------------------- model and data
@@ -30,12 +30,22 @@ def loaded_model(s: Settings):
     """The LoadedModel for the session's model choice (loading or fine-tuning it on first use)."""
     if not s.model:
         raise PruneScopeError("type a hub model name, a local model folder or a .gguf file in the sidebar")
+    from pruning.devices import Placement, with_placement
     from pruning.models import load_model
+    from pruning.roots import check_allowed, looks_like_path
+
+    from .state import model_choices
+
+    if s.model not in model_choices() and looks_like_path(s.model):  # typed into the browser
+        check_allowed(s.model, "model")
+
+    placement = Placement.make(s.device)  # a device this machine lacks is refused here, as st.error
 
     def load(job: Job):
-        return load_model(s.model, gguf_file=s.gguf_file, progress=job.progress)
+        return load_model(s.model, gguf_file=s.gguf_file, progress=job.progress, device="cpu")
 
-    return result("model", s.model_key, f"Loading {s.model} (the first use of minilm-rt fine-tunes it: a few minutes)", load)
+    shared = result("model", s.model_key, f"Loading {s.model} (the first use of minilm-rt fine-tunes it: a few minutes)", load)
+    return with_placement(shared, placement)  # this session's device; the shared model is the same object
 
 
 def task_data(s: Settings, loaded):
@@ -48,6 +58,10 @@ def task_data(s: Settings, loaded):
     if s.data_kind != DATA_EMBEDDED and not s.data_source:
         raise PruneScopeError("choose a dataset in the sidebar: a file path, an uploaded file or a hub name")
     from pruning import data as D
+    from pruning.roots import check_allowed
+
+    if s.data_kind == DATA_PATH:  # typed into the browser
+        check_allowed(s.data_source, "dataset")
 
     def load(job: Job):
         job.progress(0, 1, "reading")
@@ -100,7 +114,9 @@ def dense_weight(s: Settings, loaded, layer: str):
 def method_info(name: str):
     from pruning.registry import get_method
 
-    return get_method(name)
+    from . import runs
+
+    return runs.method_spec(name) if runs.is_run(name) else get_method(name)
 
 
 def request_for(s: Settings, method: str | None = None):
@@ -162,6 +178,10 @@ def masks(s: Settings, loaded, method: str | None = None, on_partial=None) -> Ma
     is called while such a job runs with what the method has reported so far
     (MGPP/GMP snapshots, SDS stages), so a page can draw them live.
     """
+    from . import runs
+
+    if runs.is_run(method or s.method):  # an opened run folder: its saved masks, whatever the sliders say
+        return runs.mask_set(s, loaded, method or s.method)
     req = request_for(s, method)
     m = req.method_info
     ident = (s.model_key, s.data_key, req.key)

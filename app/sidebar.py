@@ -15,7 +15,7 @@ import streamlit as st
 
 from pruning.errors import PruneScopeError
 
-from . import state, urls
+from . import runs, state, urls
 from .state import CUSTOM_NM, DATA_CHOICES, DATA_HUB, DATA_PATH, DATA_UPLOAD, GRANULARITIES, OTHER_MODEL
 
 MODEL_HELP = {
@@ -119,6 +119,7 @@ def render() -> state.Settings:
     c1.number_input("Calibration samples", min_value=1, max_value=1024, step=8, key="ps_calibration", help="Sentences or text windows for Wanda and SparseGPT statistics.")
     c2.number_input("Evaluation size", min_value=8, max_value=20000, step=64, key="ps_eval_size", help="Examples (classification) or text windows (perplexity) per evaluation.")
     sb.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1, key="ps_seed")
+    device_section(sb)
     settings = state.current()
     urls.write(settings)
     try:
@@ -129,6 +130,15 @@ def render() -> state.Settings:
         if request.granularity.is_nm:
             sb.caption(f"An N:M pattern fixes the sparsity at N/M; the slider is ignored for {request.granularity}.")
     return settings
+
+
+def device_section(sb) -> None:
+    from pruning.devices import available_devices
+
+    devices = ["auto"] + available_devices()
+    _keep_valid("ps_device", devices)
+    sb.selectbox("Device", devices, key="ps_device", help="Where pruning and evaluation run (auto: the GPU when there is one). "
+                 "The model stays in host memory; one block at a time goes to the device.")
 
 
 def model_section(sb) -> None:
@@ -194,13 +204,14 @@ def _paper_granularity() -> None:
 
 def method_section(sb) -> None:
     names, methods = _method_options()
+    names += runs.opened()  # run folders opened in the Runs view
     _keep_valid("ps_method", names)
     sb.selectbox(
         "Method",
         names,
         key="ps_method",
         on_change=_paper_granularity,
-        format_func=lambda n: methods[n].label if n in methods else n,
+        format_func=lambda n: methods[n].label if n in methods else runs.label(n) if runs.is_run(n) else n,
         help="Score-based methods (magnitude, random, Wanda) re-threshold cached scores as the slider moves; "
         "the others prune again for each setting. Choosing a method sets the granularity its paper uses.",
     )

@@ -64,6 +64,7 @@ DEFAULTS = {
     "ps_calibration": 16,
     "ps_eval_size": 256,
     "ps_seed": 0,
+    "ps_device": "auto",
 }
 
 
@@ -95,6 +96,7 @@ class Settings:
     eval_size: int
     seed: int
     params: tuple = ()  # (name, value) of the chosen method's parameters that differ from their defaults
+    device: str = "auto"  # where pruning and evaluation run; results do not depend on it, so no cache key holds it
 
     def params_for(self, method: str) -> dict:
         """The parameters set in the sidebar for ``method`` (only the chosen method has any)."""
@@ -119,8 +121,11 @@ class Settings:
 def _request(s: Settings):
     from pruning.request import PruneRequest
 
+    from .runs import is_run
+
+    method = "magnitude" if is_run(s.method) else s.method  # an opened run: the request carries only the other settings
     return PruneRequest.make(
-        s.method, s.sparsity, s.granularity, dict(s.params), dataset=s.data_source or None, calib_samples=s.calibration, seed=s.seed
+        method, s.sparsity, s.granularity, dict(s.params), dataset=s.data_source or None, calib_samples=s.calibration, seed=s.seed
     )
 
 
@@ -174,4 +179,5 @@ def current() -> Settings:
         eval_size=int(s["ps_eval_size"]),
         seed=int(s["ps_seed"]),
         params=method_params(s["ps_method"]),
+        device=s["ps_device"],
     )

@@ -10,6 +10,7 @@ from typing import Callable
 import streamlit as st
 
 from pruning.errors import PruneScopeError
+from pruning.integrity import NOT_BUILT
 
 from . import jobs, resources, sidebar, state
 
@@ -112,6 +113,9 @@ def opening(title: str, intro: str = "", extra: str = ""):
     s = settings()
     loaded = resources.loaded_model(s)
     settings_line(s, loaded, extra)
+    rebuilt = loaded.info.get("rebuilt")
+    if rebuilt and rebuilt != NOT_BUILT:  # a damaged cache was built again on this load: say why
+        st.warning(f"The cached {loaded.name} was built again when it was loaded: {rebuilt}.")
     return s, loaded
 
 

@@ -5,7 +5,7 @@ import itertools
 import pandas as pd
 import streamlit as st
 
-from app import charts, resources, ui
+from app import charts, downloads, resources, ui
 from pruning.distribution import AGREEMENT, agreement, mask_grid, to_numpy
 from pruning.masks import mask_overlap, nm_violations, sparsity_table
 
@@ -52,6 +52,7 @@ def render() -> None:
     bars = table.assign(method=s.method)[["layer", "method", "sparsity"]]
     bars["layer"] = bars["layer"].map(ui.short_layer)
     st.altair_chart(charts.sparsity_bars(bars, target=mask_set.sparsity), width="stretch")
+    downloads.mask_set_buttons(st, loaded, mask_set, key="masks")
     nm_check(mask_set)
     compare(s, loaded, mask_set, layer)
 
@@ -134,6 +135,7 @@ def compare(s, loaded, mask_set, layer: str) -> None:
     ui.tile(row, side).altair_chart(charts.overlap_matrix(pd.DataFrame(overall), title="all layers together"), width="stretch")
     ui.tile(row, side).altair_chart(charts.overlap_matrix(pd.DataFrame(this_layer), title=ui.short_layer(layer)), width="stretch")
     st.altair_chart(charts.layer_overlap_lines(pd.DataFrame(per_layer)), width="stretch")
+    downloads.table_button(st, pd.DataFrame(per_layer), "prunescope_overlap.csv", key="masks_overlap", label="Download the overlaps (CSV)")
     st.caption(
         "Jaccard overlap = weights kept by both / weights kept by either (1 = the same mask). Two independent random masks "
         f"at sparsity s overlap about (1-s)/(1+s) = {(1 - mask_set.sparsity) / (1 + mask_set.sparsity):.2f}."

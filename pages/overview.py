@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from app import charts, resources, ui
+from app import charts, downloads, resources, ui
 from pruning.masks import sparsity_table
 
 
@@ -46,6 +46,7 @@ def render() -> None:
     st.markdown(" ".join(what_pruning_did(s, method, table, removed, total, achieved, dense, pruned)))
     st.info(why_zeros_cost_the_same(s.request.granularity))
     layers_table(s, loaded, table, counts, mask_set)
+    downloads.mask_set_buttons(st, loaded, mask_set, {"dense": dense, "pruned": pruned} if dense else None, key="overview")
     st.caption(
         f"Model source: {loaded.source}. Task: {loaded.task}. "
         + (f"Evaluation: {dense['n']} examples of {dense.get('dataset', '')}." if dense else "")
@@ -124,6 +125,7 @@ def layers_table(s, loaded, table, counts, mask_set) -> None:
     config = {c: st.column_config.NumberColumn(format="percent") for c in rows.columns if c.startswith("sparsity")}
     config["parameters"] = st.column_config.NumberColumn(format="localized")
     st.dataframe(rows, hide_index=True, width="stretch", column_config=config)
+    downloads.table_button(st, rows, "prunescope_layers.csv", key="overview_layers", label="Download this table (CSV)")
 
 
 ui.guarded(render)

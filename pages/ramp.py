@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from app import charts, resources, style, sweeps, ui
+from app import charts, downloads, resources, style, sweeps, ui
 from app.state import GRANULARITIES
 
 
@@ -64,7 +64,8 @@ def render() -> None:
         return
     df = pd.DataFrame(job.value)
     st.dataframe(df, hide_index=True, width="stretch")
-    st.download_button("Download CSV", df.to_csv(index=False).encode(), file_name="prunescope_ramp.csv", mime="text/csv", key="ps_ramp_csv")
+    downloads.table_button(st, df, "prunescope_ramp.csv", key="ramp_csv")
+    downloads.json_button(st, job.value, "prunescope_ramp.json", key="ramp_json", label="Download JSON")
     st.caption(f"Computed in {job.seconds:.1f} s. Dense model as the dashed reference line.")
 
 

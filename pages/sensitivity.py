@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from app import charts, resources, style, sweeps, ui
+from app import charts, downloads, resources, style, sweeps, ui
 
 def draw(box, rows: list, metric: str) -> None:
     pts = [r for r in rows if r["layer"] != "-"]
@@ -88,7 +88,8 @@ def results(s, rows: list, sparsities: list, metric: str, layer_rows) -> None:
         f"Sensitive layers are pruned less and robust ones more, so the parameter-weighted mean stays at the sidebar's "
         f"target {target:.0%} (here {mean:.1%}); the dashed line is the uniform target. Move the sparsity slider to re-allocate."
     )
-    st.download_button("Download CSV", df.to_csv(index=False).encode(), file_name="prunescope_sensitivity.csv", mime="text/csv", key="ps_sens_csv")
+    downloads.table_button(st, pd.DataFrame(rows), "prunescope_sensitivity.csv", key="sens_csv")  # with the dense row, as the CLI writes it
+    downloads.json_button(st, {"rows": rows, "suggested_allocation": alloc}, "prunescope_sensitivity.json", key="sens_json", label="Download rows and allocation (JSON)")
 
 
 ui.guarded(render)

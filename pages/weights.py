@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import charts, resources, style, ui
+from app import charts, downloads, resources, style, ui
 from pruning.distribution import SCORE_POWERS, histogram, score_picture, split_counts, to_numpy
 from pruning.models import block_role_order, layer_role
 
@@ -110,6 +110,8 @@ def fit_tables(fit, spike) -> None:
 
 def small_multiples(s, loaded, mask_set, hide_zeros: bool) -> None:
     """Every layer's histogram, in block order and by role, as panels that wrap to the window's width."""
+    downloads.mask_set_buttons(st, loaded, mask_set, key="weights")
+
     st.subheader("All layers")
     rows = block_role_order(resources.layers(s, loaded))
     ui.default("ps_weights_grid", len(rows) <= GRID_ON_UP_TO)

@@ -52,15 +52,30 @@ def _names(text: str) -> list[str]:
     return [x.strip() for x in text.split(",") if x.strip()]
 
 
+def _placement(args):
+    """The --device/--dtype/--max-memory/--offload-folder choice, checked before anything loads."""
+    from .devices import Placement
+
+    return Placement.make(args.device, args.dtype, args.max_memory, args.offload_folder)
+
+
 def _load(args):
     from .models import load_model
 
-    return load_model(
+    loaded = load_model(
         args.model,
         gguf_file=getattr(args, "gguf_file", None),
         trust_remote_code=getattr(args, "trust_remote_code", False),
         progress=_progress_bar("loading model"),
+        placement=_placement(args),
     )
+    if loaded.info.get("rebuilt"):
+        print(f"note: built the cached {loaded.name} now: {loaded.info['rebuilt']}", file=sys.stderr)
+    return loaded
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
 
 
 def _task_data(loaded, args):
@@ -196,13 +211,27 @@ def cmd_layers(args) -> int:
 
 
 def cmd_prune(args) -> int:
-    from .io import build_report, save_masks, save_pruned_model, write_report
-    from .prune import prune
+    from .outputs import claim
 
     request = _request(args, args.method, allocation=_allocation(args.allocation))  # every check before loading
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise PruneScopeError(f"--out {out} is a file; give a folder for the run")
+    with claim(out, overwrite=args.overwrite) as held:  # before any work: writable, not taken, not occupied
+        return _prune(args, request, held)
+
+
+def _prune(args, request, held) -> int:
+    from .prune import prune
+    from .runs import write_run
+
     loaded = _load(args)
     data = _task_data(loaded, args) if (args.eval or request.method_info.needs_training_data) else None
-    result = prune(loaded, request, calibration=_calibration(loaded, request), data=data, progress=_progress_bar(args.method))
+    calibration = _calibration(loaded, request)
+    from .devices import reset_device_peak
+
+    reset_device_peak(loaded.placement)  # the entry point may: report.json gets this run's own peak
+    result = prune(loaded, request, calibration=calibration, data=data, progress=_progress_bar(args.method))
     evaluation = None
     if args.eval:
         from .evaluate import evaluate
@@ -210,13 +239,11 @@ def cmd_prune(args) -> int:
         dense = evaluate(loaded, data, None, max_examples=args.eval_size)
         pruned = evaluate(loaded, data, result.overrides(loaded), max_examples=args.eval_size)
         evaluation = {"dense": dense, "pruned": pruned}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    save_masks(result.masks, out / "masks.safetensors")
-    report = build_report(result, loaded, evaluation, request)
-    write_report(report, out / "report.json")
-    if not args.no_model:
-        save_pruned_model(loaded, result, out / "model")
+        if pruned["n"] < args.eval_size:  # evaluation runs in batches: a larger request is capped, never held at once
+            print(f"note: --eval-size {args.eval_size} capped at the {pruned['n']} examples the evaluation data has", file=sys.stderr)
+    out = held.targets[0]
+    with held.folder() as tmp:  # the whole run appears in one rename
+        report = write_run(tmp, loaded, result, evaluation, request, with_model=not args.no_model)
     print(
         f"{args.method} {result.granularity}: {report['overall_sparsity']:.4f} sparsity "
         f"({report['total'] - report['kept']:,d} of {report['total']:,d} weights) in {result.seconds:.1f} s"
@@ -240,8 +267,23 @@ def _write_rows(rows: list[dict], out: Path) -> None:
         writer.writerows(rows)
 
 
+def _table_outputs(args):
+    """Claim a sweep's or sensitivity run's CSV and JSON (before any work)."""
+    from .outputs import claim
+
+    out = Path(args.out)
+    return claim(out, out.with_suffix(".json"), overwrite=args.overwrite)
+
+
+def _checkpoint(args, loaded, kind: str, required: tuple, **extra):
+    from .outputs import resume_checkpoint, run_header
+
+    path = Path(args.out).with_suffix(".partial.jsonl")
+    return resume_checkpoint(path, run_header(args, loaded, kind, **extra), required, args.overwrite, _warn)
+
+
 def cmd_sweep(args) -> int:
-    from .sweep import ramp_points, sparsity_ramp
+    from .sweep import ramp_points
 
     methods = _names(args.methods)
     if not methods:
@@ -249,7 +291,15 @@ def cmd_sweep(args) -> int:
     requests = [_request(args, m) for m in methods]
     granularities = _names(args.granularities) if args.granularities else None
     ramp_points(requests, granularities, _floats(args.sparsities))  # every point checked before loading
+    with _table_outputs(args) as held:
+        return _sweep(args, requests, granularities, held)
+
+
+def _sweep(args, requests, granularities, held) -> int:
+    from .sweep import sparsity_ramp
+
     loaded = _load(args)
+    checkpoint = _checkpoint(args, loaded, "sweep", ("method", "granularity", "metric"))
     data = _task_data(loaded, args)
     calibration = next((_calibration(loaded, r) for r in requests if r.method_info.needs_calibration), None)
     out = Path(args.out)
@@ -262,11 +312,12 @@ def cmd_sweep(args) -> int:
         calibration=calibration,
         max_examples=args.eval_size,
         progress=_progress_bar("sweep"),
-        checkpoint=out.with_suffix(".partial.jsonl"),
+        checkpoint=checkpoint,
     )
-    _write_rows(rows, out)
-    _write_rows(rows, out.with_suffix(".json"))
-    out.with_suffix(".partial.jsonl").unlink(missing_ok=True)
+    for target in (out.with_suffix(".json"), out):  # each file whole, in one rename
+        with held.file(target) as tmp:
+            _write_rows(rows, tmp)
+    checkpoint.remove()
     for r in rows:
         print(f"{r['method']:10s} {r['granularity']:7s} {r['sparsity']:.2f}  {r['metric']} {r['value']:.4f}")
     print(f"wrote {out} and {out.with_suffix('.json')}")
@@ -274,14 +325,20 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_sensitivity(args) -> int:
-    from .models import prunable_layers
-    from .sweep import layer_sensitivity, suggest_allocation
-
     sparsities = _floats(args.sparsities)
     request = _request(args, args.method, sparsity=sparsities[-1] if sparsities else None)
     for s in sparsities:
         request.replace(sparsity=s)  # every sparsity checked before loading
+    with _table_outputs(args) as held:
+        return _sensitivity(args, request, sparsities, held)
+
+
+def _sensitivity(args, request, sparsities, held) -> int:
+    from .models import prunable_layers
+    from .sweep import layer_sensitivity, suggest_allocation
+
     loaded = _load(args)
+    checkpoint = _checkpoint(args, loaded, "sensitivity", ("layer", "drop", "metric"), method=args.method, params=_method_params(getattr(args, "param", None)))
     data = _task_data(loaded, args)
     out = Path(args.out)
     rows = layer_sensitivity(
@@ -292,17 +349,38 @@ def cmd_sensitivity(args) -> int:
         calibration=_calibration(loaded, request),
         max_examples=args.eval_size,
         progress=_progress_bar("sensitivity"),
-        checkpoint=out.with_suffix(".partial.jsonl"),
+        checkpoint=checkpoint,
     )
-    _write_rows(rows, out)
     params = {i.name: i.params for i in prunable_layers(loaded.model)}
     allocation = suggest_allocation(rows, request.sparsity, params)
-    out.with_suffix(".json").write_text(json.dumps({"rows": rows, "suggested_allocation": allocation}, indent=2))
-    out.with_suffix(".partial.jsonl").unlink(missing_ok=True)
+    with held.file(out.with_suffix(".json")) as tmp:
+        tmp.write_text(json.dumps({"rows": rows, "suggested_allocation": allocation}, indent=2))
+    with held.file(out) as tmp:
+        _write_rows(rows, tmp)
+    checkpoint.remove()
     worst = sorted((r for r in rows if r["layer"] != "-"), key=lambda r: -r["drop"])[:10]
     for r in worst:
         print(f"{r['layer']:60s} {r['sparsity']:.2f}  drop {r['drop']:+.4f}")
     print(f"wrote {out} and {out.with_suffix('.json')}")
+    return 0
+
+
+def cmd_show(args) -> int:
+    """Read a run folder back (from ``prune`` or the app's downloads), check it against the model, compare two."""
+    from .runs import compare_masks, open_run
+
+    loaded = _load(args)
+    run = open_run(args.run, loaded)
+    r = run.report
+    print(
+        f"{run.folder}: {r.get('method')} {r.get('granularity')} on {r.get('model')}, {r.get('overall_sparsity', 0):.4f} sparsity "
+        f"({r.get('total', 0) - r.get('kept', 0):,d} of {r.get('total', 0):,d} weights pruned)"
+    )
+    pruned = len(run.masks) - len(run.untouched)
+    print(f"masks match {loaded.name}: {pruned} layers pruned, {len(run.untouched)} untouched, {len(run.weights or {})} with updated weights")
+    if args.against:
+        total = compare_masks(run.masks, open_run(args.against, loaded).masks)[-1]
+        print(f"kept by both {total['both']:,d}, by A only {total['A only']:,d}, by B only {total['B only']:,d}; Jaccard {total['jaccard']:.4f}")
     return 0
 
 
@@ -311,6 +389,12 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="minilm-rt", help="minilm-rt, smollm2-135m, a hub name, a folder or a .gguf file")
     p.add_argument("--gguf-file", help="GGUF file name inside a hub repo or folder")
     p.add_argument("--trust-remote-code", action="store_true", help="allow model code from the hub (off by default)")
+    from .devices import DEVICE_HELP, DTYPES
+
+    p.add_argument("--device", default="auto", help=f"where pruning and evaluation run: {DEVICE_HELP}")
+    p.add_argument("--dtype", default="float32", help=f"storage dtype: {', '.join(DTYPES)} (statistics stay float32)")
+    p.add_argument("--max-memory", help="memory limits for accelerate, e.g. cpu=64GiB,cuda:0=20GiB; what does not fit is offloaded to disk")
+    p.add_argument("--offload-folder", help="folder for weights offloaded to disk (default: a temporary folder)")
 
 
 def _layer_args(p: argparse.ArgumentParser) -> None:
@@ -326,6 +410,12 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calib-len", type=int, default=128, help="tokens per calibration sample for causal LMs")
     p.add_argument("--eval-size", type=int, default=512, help="evaluation sentences / perplexity windows")
     p.add_argument("--seed", type=int, default=0)
+
+
+def _overwrite_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace an existing output whole (and start a checkpointed run afresh)"
+    )
 
 
 def _granularity_arg(p: argparse.ArgumentParser) -> None:
@@ -358,7 +448,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval", action="store_true", help="also evaluate dense and pruned")
     p.add_argument("--no-model", action="store_true", help="write masks and report only")
     p.add_argument("--out", default="out/prune")
+    _overwrite_arg(p)
     p.set_defaults(func=cmd_prune)
+
+    p = sub.add_parser("show", help="read a run folder back, check its masks against the model, and compare it with another")
+    p.add_argument("run", help="a folder written by prune (or the app's masks.safetensors + report.json)")
+    p.add_argument("--against", help="a second run folder: weights kept by both, by one only")
+    _model_args(p)
+    p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("sweep", help="metric vs sparsity for methods and granularities (CSV and JSON)")
     _model_args(p)
@@ -367,6 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--granularities", help="comma-separated; default: each method's own (see `methods`)")
     p.add_argument("--sparsities", default="0.3,0.5,0.7")
     p.add_argument("--out", default="out/sweep.csv")
+    _overwrite_arg(p)
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("sensitivity", help="prune one layer at a time; metric drop per layer (CSV and JSON)")
@@ -377,6 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
     _granularity_arg(p)
     p.add_argument("--sparsities", default="0.5")
     p.add_argument("--out", default="out/sensitivity.csv")
+    _overwrite_arg(p)
     p.set_defaults(func=cmd_sensitivity)
     return parser
 

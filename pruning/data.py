@@ -170,20 +170,47 @@ def _read_table(path: Path) -> tuple[list[str], list[dict]]:
             return columns, rows
         with open(path, encoding="utf-8", newline="") as fh:
             if suffix == ".tsv":
-                reader = csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
+                delimiter = "\t"
             else:
                 sample = fh.read(8192)
                 fh.seek(0)
                 delimiter = "\t" if sample.count("\t") > sample.count(",") else ","
-                quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-                reader = csv.DictReader(fh, delimiter=delimiter, quoting=quoting)
-            rows = list(reader)
-            columns = [c for c in (reader.fieldnames or [])]
-            return columns, rows
+            quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+            return _delimited_rows(csv.reader(fh, delimiter=delimiter, quoting=quoting), path)
     except PruneScopeError:
         raise
     except (UnicodeDecodeError, json.JSONDecodeError, csv.Error) as exc:
         raise PruneScopeError(f"could not read {path}: {exc}") from None
+
+
+def _delimited_rows(reader, path: Path) -> tuple[list[str], list[dict]]:
+    """Header and rows of a CSV/TSV reader; a row with another number of fields than the header is an error with its line."""
+    header: list[str] | None = None
+    rows = []
+    for fields in reader:
+        if not fields:
+            continue
+        if header is None:
+            header = fields
+            continue
+        if len(fields) != len(header):
+            raise PruneScopeError(
+                f"{path}, line {reader.line_num}: this row has {len(fields)} fields but the header has {len(header)}; "
+                "every row needs the same number of columns (a text with an unquoted comma or tab?)"
+            )
+        rows.append(dict(zip(header, fields)))
+    return header or [], rows
+
+
+_COLUMN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,39}")
+
+
+def _shown_columns(columns: Sequence[str]) -> str:
+    """The column names for a message, but never a file's content: a header-less file's first row is data."""
+    names = [str(c) for c in columns]
+    if names and all(_COLUMN_NAME.fullmatch(n) for n in names):
+        return ", ".join(names)
+    return f"{len(names)} columns whose first row does not look like a header of names"
 
 
 def _is_number(value) -> bool:
@@ -196,7 +223,7 @@ def _is_number(value) -> bool:
 
 def detect_columns(columns: Sequence[str], rows: Sequence[dict], text_column=None, label_column=None, where="") -> tuple[str, str]:
     """The (text, label) column names: as given, else found by common names."""
-    shown = ", ".join(map(str, columns)) or "none"
+    shown = _shown_columns(columns) if columns else "none"
     lower = {str(c).lower(): c for c in columns}
     if label_column is not None:
         if label_column not in columns:
@@ -561,6 +588,9 @@ def calibration_batches(
     rng = random.Random(int(seed))
     tokenizer = loaded.tokenizer
     seq_len = min(seq_len, int(getattr(loaded, "max_length", seq_len) or seq_len))
+    from .budget import check_calibration
+
+    check_calibration(loaded, n_samples, seq_len)  # before any token is made
     if loaded.task == "causal-lm":
         if isinstance(data_source, ClassificationData):  # its training sentences as running text
             texts = data_source.splits["train"][0] if "train" in data_source.splits else data_source.split("validation")[0]

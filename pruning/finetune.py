@@ -7,7 +7,8 @@ seeded recipe in :data:`RECIPE` (one epoch; a few minutes on 2 CPU cores).
 The result is saved (safetensors, tokenizer, ``prunescope.json`` with the
 validation and test accuracy) to ``<cache>/minilm-rt-v2``, written to a
 temporary folder and renamed, so an interrupted run leaves nothing half-made.
-Later calls find the folder and return at once.
+Later calls check the folder's recorded content hashes and return; a damaged
+folder is trained again.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from pathlib import Path
 
 import torch
 
-from .errors import PruneScopeError
 
 MINILM_RT_DIR = "minilm-rt-v2"
 REPORT_FILE = "prunescope.json"
@@ -65,27 +65,19 @@ def read_training_report(folder: Path) -> dict:
         return {}
 
 
-def ensure_minilm_rt(progress=None, cache_dir: str | Path | None = None) -> Path:
-    """The folder of the fine-tuned minilm-rt classifier, training it first if needed.
+def ensure_minilm_rt(progress=None, cache_dir: str | Path | None = None) -> tuple[Path, str | None]:
+    """The folder of the fine-tuned minilm-rt classifier, and why it was (re)trained now (None if it was not).
 
-    ``progress(done, total, message)`` is called once per training step. The
-    number of torch threads is left to the caller.
+    Trains it when missing, and again when its files no longer match the content
+    hashes recorded when it was made (:mod:`pruning.integrity`). ``progress(done,
+    total, message)`` is called once per training step. The number of torch
+    threads is left to the caller.
     """
-    target = minilm_rt_dir(cache_dir)
-    if is_complete(target):
-        return target
-    from .paths import atomic_dir, build_lock, clear_orphans
+    from .integrity import ensure_cached
 
-    try:
-        with build_lock(target):
-            if is_complete(target):  # another thread or process finished it meanwhile
-                return target
-            clear_orphans(target)
-            with atomic_dir(target) as tmp:
-                train_minilm_rt(tmp, progress=progress)
-    except OSError as exc:
-        raise PruneScopeError(f"could not write the minilm-rt classifier to {target.parent}: {exc}") from None
-    return target
+    target = minilm_rt_dir(cache_dir)
+    reason = ensure_cached(target, lambda tmp: train_minilm_rt(tmp, progress=progress), "minilm-rt classifier", progress, is_complete)
+    return target, reason
 
 
 def _linear_warmup(step: int, total: int, warmup: int) -> float:

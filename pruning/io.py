@@ -7,14 +7,9 @@ from pathlib import Path
 
 import torch
 
+from .devices import placement_of
 from .errors import PruneScopeError
 from .masks import overall_sparsity, sparsity_table
-
-
-def save_masks(masks: dict[str, torch.Tensor], path) -> None:
-    from safetensors.torch import save_file
-
-    save_file({n: m.to(torch.bool).contiguous() for n, m in masks.items()}, str(path))
 
 
 def load_masks(path) -> dict[str, torch.Tensor]:
@@ -48,6 +43,8 @@ def build_report(result, loaded, evaluation: dict | None = None, request=None) -
         "updates_weights": result.weights is not None,
         "layers": [{**row, "shape": list(row["shape"])} for row in sparsity_table(result.masks)],
         "evaluation": evaluation,
+        "placement": placement_of(loaded).summary(),
+        "resources": result.info.get("resources"),  # device, dtype, peak device and host memory
         **steps_summary(result.info),
         **extra,
     }
@@ -72,10 +69,6 @@ def steps_summary(info: dict) -> dict:
         out["stages"] = [{k: v for k, v in r.items() if k != "what"} for r in views.sds_stage_rows(info["steps"])]
         out["layer_errors"] = info.get("layers")
     return out
-
-
-def write_report(report: dict, path) -> None:
-    Path(path).write_text(json.dumps(report, indent=2, default=float))
 
 
 def read_report(path) -> dict:

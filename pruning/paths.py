@@ -79,62 +79,124 @@ _THREAD_LOCKS_GUARD = threading.Lock()
 
 
 @contextlib.contextmanager
-def build_lock(target: Path):
+def build_lock(target: Path, wait: bool = True):
     """Hold a lock for building ``target``: one thread and one process at a time.
 
     Uses a lock file beside the target (``fcntl.flock`` where available), so a
-    second process waits for the first and then finds the finished folder.
+    second process waits for the first and then finds the finished folder. With
+    ``wait=False`` a lock held elsewhere raises :class:`PruneScopeError` at once,
+    naming the process that holds it (its pid is written in the lock file).
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     with _THREAD_LOCKS_GUARD:
         lock = _THREAD_LOCKS.setdefault(str(target.resolve()), threading.Lock())
-    with lock:
+    if not lock.acquire(blocking=wait):
+        raise PruneScopeError(f"another run in this process is writing {target}; wait for it or choose another output")
+    try:
         try:
             import fcntl
         except ImportError:  # pragma: no cover - Windows: the thread lock only
             yield
             return
-        with open(target.parent / f".{target.name}.lock", "w") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
+        with open(target.parent / f".{target.name}.lock", "a+") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                fh.seek(0)
+                holder = fh.read().strip() or "unknown"
+                raise PruneScopeError(
+                    f"another run (pid {holder}) is writing {target}; wait for it to finish or choose another output"
+                ) from None
+            fh.seek(0)
+            fh.truncate()
+            fh.write(str(os.getpid()))
+            fh.flush()
             try:
                 yield
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
+    finally:
+        lock.release()
 
 
-def clear_orphans(target: Path) -> None:
-    """Remove temporary folders an interrupted build of ``target`` left behind.
+def clear_orphans(target: Path) -> list[Path]:
+    """Remove what an interrupted write of ``target`` left behind; return what was removed.
 
     Call it only while holding :func:`build_lock` for ``target``: then no other
-    build of it is running, so every ``.<name>.tmp-*`` folder is an orphan.
+    write of it is running, so every ``.<name>.tmp-<pid>-*`` folder or file (and
+    a ``.<name>.old-<pid>`` copy an interrupted replacement kept) is an orphan.
     """
     target = Path(target)
-    for tmp in target.parent.glob(f".{target.name}.tmp-*"):
-        shutil.rmtree(tmp, ignore_errors=True)
+    removed = []
+    for pattern in (f".{target.name}.tmp-*", f".{target.name}.old-*"):
+        for leftover in target.parent.glob(pattern):
+            if leftover.is_dir() and not leftover.is_symlink():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
+            removed.append(leftover)
+    return removed
+
+
+def _tmp_prefix(target: Path) -> str:
+    """Temporary siblings are named ``.<name>.tmp-<pid>-<random>``: recognisable, and whose they were."""
+    return f".{target.name}.tmp-{os.getpid()}-"
+
+
+def _put_in_place(tmp: Path, target: Path, replace: bool) -> None:
+    """Rename ``tmp`` to ``target``; with ``replace`` an existing ``target`` is swapped out whole first."""
+    if replace and target.is_dir() and not target.is_symlink():
+        old = target.parent / f".{target.name}.old-{os.getpid()}"
+        os.rename(target, old)
+        os.rename(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)
+    elif replace:
+        os.replace(tmp, target)
+    else:
+        os.rename(tmp, target)
 
 
 @contextlib.contextmanager
-def atomic_dir(target: Path):
+def atomic_dir(target: Path, replace: bool = False):
     """Yield a fresh temporary folder beside ``target``; on success rename it to ``target``.
 
     If the block raises (or is interrupted) the temporary folder is removed, so
     ``target`` is either absent or complete. If ``target`` appeared meanwhile it
-    is kept and the new folder is discarded.
+    is kept and the new folder is discarded, unless ``replace`` is true: then the
+    old ``target`` is replaced whole.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(target), dir=target.parent))
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; give it the usual folder mode
     try:
         yield tmp
         try:
-            os.rename(tmp, target)
+            _put_in_place(tmp, target, replace)
         except OSError:
             if not target.exists():
                 raise
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_file(target: Path):
+    """Yield a temporary file path beside ``target`` (same suffix); on success it replaces ``target`` in one rename."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=_tmp_prefix(target), suffix=target.suffix, dir=target.parent)
+    os.close(fd)
+    tmp = Path(name)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -7,31 +7,23 @@ with the same file skips the points already there.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Iterable, Sequence
 
+from .checkpoint import as_checkpoint
 from .masks import parse_granularity
 from .prune import layer_names, mask_ranker, masked_overrides, prune
 from .request import PruneRequest
 
 
-def _load_checkpoint(path) -> list[dict]:
-    if path is None or not Path(path).exists():
-        return []
-    rows = []
-    for line in Path(path).read_text().splitlines():
-        line = line.strip()
-        if line:
-            rows.append(json.loads(line))
-    return rows
+def _load_checkpoint(checkpoint) -> list[dict]:
+    """The points a checkpoint (a :class:`pruning.checkpoint.Checkpoint` or a path) already holds."""
+    ckpt = as_checkpoint(checkpoint)
+    return [] if ckpt is None else ckpt.rows()
 
 
-def _append(path, row: dict) -> None:
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a") as fh:
-            fh.write(json.dumps(row) + "\n")
+def _append(checkpoint, row: dict) -> None:
+    if checkpoint is not None:
+        as_checkpoint(checkpoint).append(row)
 
 
 def _record(rows: list, row: dict, checkpoint, on_point) -> None:

@@ -66,6 +66,14 @@ def _byte_tokenizer():
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<eos>", model_max_length=128)
 
 
+def saved_folder(tmp_path_factory, loaded, name: str):
+    """``loaded`` written with save_pretrained (model and tokenizer) into a fresh temporary folder."""
+    folder = tmp_path_factory.mktemp(name)
+    loaded.model.save_pretrained(folder)
+    loaded.tokenizer.save_pretrained(folder)
+    return folder
+
+
 def _loaded(name, model, tokenizer, task, max_length):
     from pruning.models import LoadedModel
 
@@ -147,6 +155,29 @@ def tiny_gpt2():
         torch.manual_seed(0)
         model = GPT2LMHeadModel(config)
     return _loaded("tiny-gpt2", model, tokenizer, "causal-lm", 128)
+
+
+@pytest.fixture(scope="session")
+def tiny_folder(tmp_path_factory, tiny_bert):
+    """The tiny BERT saved as a model folder (what a user passes as --model)."""
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    tiny_bert.model.save_pretrained(folder)
+    tiny_bert.tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_csv(tmp_path_factory):
+    """32 labelled review snippets in a CSV file with text and label columns."""
+    import csv
+
+    path = tmp_path_factory.mktemp("data") / "reviews.csv"
+    rows = [("a very good film", 1), ("awful and boring", 0), ("great fun", 1), ("the worst plot", 0)] * 8
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["text", "label"])
+        writer.writerows(rows)
+    return path
 
 
 # ---------------------------------------------------------------- tiny task data (seed methods train on it)

@@ -27,8 +27,11 @@ def tiny_model_folder(tiny_bert, tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny_bert_model")
     tiny_bert.model.save_pretrained(folder)
     tiny_bert.tokenizer.save_pretrained(folder)
-    old = {k: os.environ.get(k) for k in ("PRUNESCOPE_TEST_MODEL", "PRUNESCOPE_EVAL_SIZE", "PRUNESCOPE_CALIBRATION")}
+    env = ("PRUNESCOPE_TEST_MODEL", "PRUNESCOPE_EVAL_SIZE", "PRUNESCOPE_CALIBRATION", "PRUNESCOPE_DATA_DIRS", "PRUNESCOPE_RUNS_DIR")
+    old = {k: os.environ.get(k) for k in env}
     os.environ.update(PRUNESCOPE_TEST_MODEL=str(folder), PRUNESCOPE_EVAL_SIZE="32", PRUNESCOPE_CALIBRATION="8")
+    # the tests type paths under pytest's temporary folder: an allowed root, as PRUNESCOPE_DATA_DIRS makes it
+    os.environ.update(PRUNESCOPE_DATA_DIRS=str(tmp_path_factory.getbasetemp()), PRUNESCOPE_RUNS_DIR=str(tmp_path_factory.mktemp("runs")))
     yield folder
     for k, v in old.items():
         if v is None:
@@ -222,11 +225,11 @@ def choose_other_model(at: AppTest, text: str) -> AppTest:
     return at
 
 
-@pytest.mark.parametrize("text", ["/no/such/folder", "not a model name!"])
-def test_unknown_model_shows_an_error_in_place(text):
+@pytest.mark.parametrize("text,expected", [("/no/such/folder", "outside the folders this app may read"), ("not a model name!", "could not load")])
+def test_unknown_model_shows_an_error_in_place(text, expected):
     at = choose_other_model(open_page("weights"), text)
     assert not at.exception
-    assert at.error and "could not load" in at.error[0].value
+    assert at.error and expected in at.error[0].value
     at.switch_page("../pages/learn.py").run()  # a page without a model still works
     assert_clean(at)
 
@@ -467,6 +470,72 @@ def test_time_left_follows_the_share_done():
     assert remaining(60.0, 1.0) == ""
 
 
+# ---------------------------------------------------------------- runs made by the CLI, opened in the app
+@pytest.fixture(scope="module")
+def cli_runs(tiny_model_folder, tiny_csv):
+    """Two runs written by ``python -m pruning prune`` into the runs directory, and one with a wrong mask file."""
+    import torch
+    from safetensors.torch import save_file
+
+    from pruning.cli import main
+
+    root = Path(os.environ["PRUNESCOPE_RUNS_DIR"])
+    for name, method in (("mag50", "magnitude"), ("rand50", "random")):
+        assert main(["prune", "--model", str(tiny_model_folder), "--method", method, "--sparsity", "0.5", "--dataset", str(tiny_csv),
+                     "--eval", "--eval-size", "16", "--out", str(root / name)]) == 0
+    bad = root / "wrong"
+    bad.mkdir()
+    (bad / "report.json").write_text((root / "mag50" / "report.json").read_text())
+    save_file({"bert.encoder.layer.0.attention.self.query": torch.ones(5, 7, dtype=torch.bool)}, str(bad / "masks.safetensors"))
+    return root
+
+
+def test_runs_view_opens_a_cli_run_and_shows_it_in_every_view(cli_runs):
+    from pruning.io import read_report
+
+    at = open_page("runs")
+    assert_clean(at)
+    at.selectbox(key="ps_runs_pick").set_value("mag50").run()
+    at.button(key="btn_runs_open").click().run()
+    assert_clean(at)
+    report = read_report(cli_runs / "mag50" / "report.json")
+    assert metric(at, "Overall sparsity") == f"{report['overall_sparsity']:.2%}"
+    assert "mag50" in " ".join(map(str, at.sidebar.selectbox(key="ps_method").options))
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert "Download masks.safetensors" in labels and "Download report.json" in labels
+    at.button(key="btn_runs_use").click().run()
+    assert at.session_state["ps_method"].endswith("mag50")
+    at.switch_page("../pages/overview.py").run()
+    assert_clean(at)
+    assert metric(at, "Weights removed") == f"{report['total'] - report['kept']:,}"
+    for page in ("weights", "masks"):
+        at.switch_page(f"../pages/{page}.py").run()
+        assert_clean(at)
+
+
+def test_a_wrong_mask_file_is_a_clear_message(cli_runs):
+    at = open_page("runs")
+    at.selectbox(key="ps_runs_pick").set_value("wrong").run()
+    at.button(key="btn_runs_open").click().run()
+    assert not at.exception
+    assert at.error and "has shape (5, 7)" in at.error[0].value and "another model" in at.error[0].value
+
+
+def test_two_runs_compare_side_by_side(cli_runs):
+    from pruning.io import load_masks
+
+    a, b = load_masks(cli_runs / "mag50" / "masks.safetensors"), load_masks(cli_runs / "rand50" / "masks.safetensors")
+    both = sum(int((a[n] & b[n]).sum()) for n in a)
+    a_only = sum(int((a[n] & ~b[n]).sum()) for n in a)
+    at = open_page("runs")
+    at.selectbox(key="ps_runs_a").set_value("mag50").run()
+    at.selectbox(key="ps_runs_b").set_value("rand50").run()
+    assert_clean(at)
+    assert metric(at, "Kept by both") == f"{both:,}"
+    assert metric(at, "Kept by A only") == f"{a_only:,}"
+    assert any("B minus A" in m.value for m in at.markdown)
+
+
 # ---------------------------------------------------------------- jobs: Stop, one job per kind and session, Run buttons
 def _held_until_stopped(job):
     """A job that reports progress (so a stop is noticed) until it is stopped, for at most 60 s."""
@@ -653,3 +722,21 @@ def test_a_criterion_registered_in_a_test_is_a_sidebar_choice(monkeypatch):
     assert_clean(at)
     assert metric(at, "Layer sparsity") == "50.0%"
     assert any("method **toycolumns**" in c.value for c in at.main.caption)  # the settings line of the page
+
+
+def test_device_choice_lists_only_existing_devices_and_a_missing_one_is_an_error(monkeypatch):
+    import torch
+
+    from pruning import devices
+
+    at = open_page("overview")
+    assert at.sidebar.selectbox(key="ps_device").options == ["auto"] + devices.available_devices()
+    # a device that is listed but cannot be used (a GPU gone away): one st.error, no traceback
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(devices, "available_devices", lambda: ["cpu", "cuda:0"])
+    at.run()
+    at.sidebar.selectbox(key="ps_device").set_value("cuda:0").run()
+    assert not at.exception
+    assert at.error and "CUDA is not available" in at.error[0].value
+    at.sidebar.selectbox(key="ps_device").set_value("cpu").run()
+    assert_clean(at)

@@ -67,15 +67,35 @@ def chromium_path():
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory, request):
+def app_model(tmp_path_factory, request) -> str:
+    """The model the app opens first: the tiny BERT saved by the test, or minilm-rt for screenshots."""
+    if REAL:
+        return "minilm-rt"
+    tiny = request.getfixturevalue("tiny_bert")
+    folder = tmp_path_factory.mktemp("browser_tiny_bert")
+    tiny.model.save_pretrained(folder)
+    tiny.tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def runs_root(tmp_path_factory, app_model) -> Path:
+    """Two runs made headless by the CLI (as on another machine), for the Runs view to open and compare."""
+    root = tmp_path_factory.mktemp("runs")
+    for name, method in (("mag50", "magnitude"), ("rand50", "random")):
+        proc = subprocess.run([sys.executable, "-m", "pruning", "prune", "--model", app_model, "--method", method, "--sparsity", "0.5",
+                               "--no-model", "--out", str(root / name)], cwd=ROOT, capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    return root
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory, app_model, runs_root):
     env = dict(os.environ)
     env.pop("PRUNESCOPE_PROFILE", None)
+    env["PRUNESCOPE_RUNS_DIR"] = str(runs_root)
     if not REAL:
-        tiny = request.getfixturevalue("tiny_bert")
-        folder = tmp_path_factory.mktemp("browser_tiny_bert")
-        tiny.model.save_pretrained(folder)
-        tiny.tokenizer.save_pretrained(folder)
-        env.update(PRUNESCOPE_TEST_MODEL=str(folder), PRUNESCOPE_EVAL_SIZE="32", PRUNESCOPE_CALIBRATION="8")
+        env.update(PRUNESCOPE_TEST_MODEL=app_model, PRUNESCOPE_EVAL_SIZE="32", PRUNESCOPE_CALIBRATION="8")
     else:
         env.setdefault("PRUNESCOPE_EVAL_SIZE", "64")
     port = _free_port()
@@ -425,3 +445,39 @@ def test_score_picture_of_wanda(browser, app_url, shot_dirs):
     page.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').scrollBy(0, -20)")
     screenshot(page, "score", shot_dirs)
     page.context.close()
+
+
+def metric_value(page, label: str) -> str:
+    metrics = page.locator('[data-testid="stMetric"]')
+    for i in range(metrics.count()):
+        if metrics.nth(i).locator('[data-testid="stMetricLabel"]').inner_text().strip().startswith(label):
+            return metrics.nth(i).locator('[data-testid="stMetricValue"]').inner_text().strip()
+    raise AssertionError(f"no metric {label!r}")
+
+
+def test_a_cli_run_opens_in_every_view_and_two_runs_compare(browser, app_url, runs_root):
+    """A run made headless (here by the CLI, as on a GPU box) is opened in the browser, shown by the
+    Overview as the sidebar's method, and compared with a second run."""
+    from pruning.io import load_masks, read_report
+
+    report = read_report(runs_root / "mag50" / "report.json")
+    a, b = (load_masks(runs_root / n / "masks.safetensors") for n in ("mag50", "rand50"))
+    both = sum(int((a[n] & b[n]).sum()) for n in a)
+    page = browser.new_page(viewport={"width": 1360, "height": 1000})
+    page.set_default_timeout(WAIT_MS)
+    page.goto(app_url + "/runs")
+    settled(page)
+    assert_no_errors(page, "Runs")
+    page.get_by_role("button", name="Open run", exact=True).click()  # the first run, mag50, is picked
+    settled(page)
+    assert_no_errors(page, "Runs, mag50 opened")
+    assert metric_value(page, "Overall sparsity") == f"{report['overall_sparsity']:.2%}"
+    page.get_by_role("button", name="Show run mag50 in every view").click()
+    settled(page)
+    goto(page, "Overview")
+    assert_no_errors(page, "Overview of run mag50")
+    assert metric_value(page, "Weights removed") == f"{report['total'] - report['kept']:,}"
+    goto(page, "Runs")
+    assert metric_value(page, "Kept by both") == f"{both:,}"
+    assert_no_errors(page, "Runs, comparison")
+    page.close()

@@ -17,25 +17,6 @@ from pruning.masks import keep_count
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory, tiny_bert):
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    tiny_bert.model.save_pretrained(folder)
-    tiny_bert.tokenizer.save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def tiny_csv(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "reviews.csv"
-    rows = [("a very good film", 1), ("awful and boring", 0), ("great fun", 1), ("the worst plot", 0)] * 8
-    with open(path, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["text", "label"])
-        writer.writerows(rows)
-    return path
-
-
 @pytest.mark.parametrize("method,granularity", [("magnitude", "layer"), ("wanda", "row"), ("sparsegpt", "2:4")])
 def test_prune_writes_a_model_that_reloads_with_the_reported_zeros(tmp_path, tiny_folder, tiny_csv, method, granularity):
     out = tmp_path / "run"

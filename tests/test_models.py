@@ -248,7 +248,7 @@ def test_cached_minilm_rt_returns_at_once(tmp_path):
     for name in ("config.json", "model.safetensors", "tokenizer_config.json", "prunescope.json"):
         (folder / name).write_text("{}")
     start = time.perf_counter()
-    assert ensure_minilm_rt(cache_dir=tmp_path) == folder
+    assert ensure_minilm_rt(cache_dir=tmp_path) == (folder, None)  # adopted: its hashes are recorded, no retraining
     assert time.perf_counter() - start < 0.5
 
 
