@@ -64,6 +64,7 @@ DEFAULTS = {
     "ps_calibration": 16,
     "ps_eval_size": 256,
     "ps_seed": 0,
+    "ps_device": "auto",
 }
 
 
@@ -95,6 +96,7 @@ class Settings:
     eval_size: int
     seed: int
     params: tuple = ()  # (name, value) of the chosen method's parameters that differ from their defaults
+    device: str = "auto"  # where pruning and evaluation run; results do not depend on it, so no cache key holds it
 
     def params_for(self, method: str) -> dict:
         """The parameters set in the sidebar for ``method`` (only the chosen method has any)."""
@@ -177,4 +179,5 @@ def current() -> Settings:
         eval_size=int(s["ps_eval_size"]),
         seed=int(s["ps_seed"]),
         params=method_params(s["ps_method"]),
+        device=s["ps_device"],
     )

@@ -24,6 +24,7 @@ from typing import Callable, Mapping, Sequence
 import torch
 from torch.func import functional_call
 
+from .devices import placement_of, with_placement
 from .errors import PruneScopeError
 
 DEFAULT_PPL_SEQ_LEN = 512
@@ -46,13 +47,19 @@ def check_overrides(model: torch.nn.Module, overrides: Mapping[str, torch.Tensor
     return out
 
 
-def model_runner(model: torch.nn.Module, overrides: Mapping[str, torch.Tensor] | None = None) -> Callable[..., object]:
+def model_runner(model: torch.nn.Module, overrides: Mapping[str, torch.Tensor] | None = None, placement=None) -> Callable[..., object]:
     """A callable ``run(**inputs)`` evaluating ``model`` with ``overrides`` applied, thread-safely.
 
     Dense (no overrides): the shared model itself. Otherwise ``functional_call``
     on a private shallow copy of the model (shared tensors, own module objects).
+    Off the plain CPU path (a GPU ``placement``, an offloaded model) a private copy is
+    placed by accelerate (:func:`pruning.devices.dispatched_runner`).
     """
+    from .devices import dispatched_runner, needs_dispatch
+
     tensors = check_overrides(model, overrides)
+    if needs_dispatch(model, placement):
+        return dispatched_runner(model, tensors, placement)
     if not tensors:
         return lambda **inputs: model(**inputs)
     from .functional import shallow_copy
@@ -158,7 +165,7 @@ def accuracy(
     if n == 0:
         raise PruneScopeError("there are no sentences to evaluate on")
     gold = torch.as_tensor(list(labels), dtype=torch.long)
-    run = model_runner(loaded.model, overrides)
+    run = model_runner(loaded.model, overrides, placement_of(loaded))
     correct = 0
     with torch.inference_mode():
         for i, batch in enumerate(batches):
@@ -236,7 +243,7 @@ def _perplexity(loaded, text, overrides, seq_len, max_windows, progress, batch_s
         if int(max_windows) < 1:
             raise PruneScopeError(f"max_windows must be at least 1, got {max_windows}")
         windows = windows[: int(max_windows)]
-    run = model_runner(loaded.model, overrides)
+    run = model_runner(loaded.model, overrides, placement_of(loaded))
     total_nll, total_tokens = 0.0, 0
     step = max(1, int(batch_size))
     count = math.ceil(windows.shape[0] / step)
@@ -284,8 +291,10 @@ def evaluate(
     max_examples: int | None = None,
     split: str = "test",
     progress=None,
+    placement=None,
 ) -> dict:
-    """The task's metric for ``loaded`` with ``overrides``.
+    """The task's metric for ``loaded`` with ``overrides`` (on ``placement``'s device when given,
+    else where ``loaded`` was loaded for).
 
     Classification: ``accuracy`` on ``data.split(split)`` (``data`` a
     :class:`pruning.data.ClassificationData` or a source name; default
@@ -295,6 +304,8 @@ def evaluate(
     """
     from .data import ClassificationData, LMText, load_classification, load_lm_text
 
+    if placement is not None:
+        loaded = with_placement(loaded, placement)
     if loaded.task == "classification":
         if isinstance(data, LMText):
             raise PruneScopeError("a classification model needs labelled sentences, not plain text")
