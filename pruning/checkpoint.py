@@ -32,6 +32,8 @@ SETTING_NAMES = {
     "seed": "--seed",
     "calibration": "--calib",
     "calib_len": "--calib-len",
+    "device": "--device",
+    "dtype": "--dtype",
     "method": "--method",
     "params": "method parameters (--param)",
     "layers": "--include/--exclude",

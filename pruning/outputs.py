@@ -106,6 +106,8 @@ def run_header(args, loaded, kind: str, **extra) -> dict:
         "seed": args.seed,
         "calibration": args.calib,
         "calib_len": args.calib_len,
+        "device": getattr(loaded.placement, "device", "cpu"),  # resolved: "auto" may mean another device elsewhere
+        "dtype": getattr(loaded.placement, "dtype", "float32"),
         "version": __version__,
         **extra,
     }

@@ -160,10 +160,7 @@ def tiny_gpt2():
 @pytest.fixture(scope="session")
 def tiny_folder(tmp_path_factory, tiny_bert):
     """The tiny BERT saved as a model folder (what a user passes as --model)."""
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    tiny_bert.model.save_pretrained(folder)
-    tiny_bert.tokenizer.save_pretrained(folder)
-    return folder
+    return saved_folder(tmp_path_factory, tiny_bert, "tiny-bert")
 
 
 @pytest.fixture(scope="session")

@@ -71,11 +71,9 @@ def app_model(tmp_path_factory, request) -> str:
     """The model the app opens first: the tiny BERT saved by the test, or minilm-rt for screenshots."""
     if REAL:
         return "minilm-rt"
-    tiny = request.getfixturevalue("tiny_bert")
-    folder = tmp_path_factory.mktemp("browser_tiny_bert")
-    tiny.model.save_pretrained(folder)
-    tiny.tokenizer.save_pretrained(folder)
-    return str(folder)
+    from conftest import saved_folder
+
+    return str(saved_folder(tmp_path_factory, request.getfixturevalue("tiny_bert"), "browser_tiny_bert"))
 
 
 @pytest.fixture(scope="module")

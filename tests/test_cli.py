@@ -1,7 +1,6 @@
 """The command line as a user runs it: prune a saved tiny model, reload the result with
 transformers, read the report back; bad input gives one line and exit status 2."""
 
-import csv
 import json
 import subprocess
 import sys
