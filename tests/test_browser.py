@@ -439,8 +439,8 @@ def test_score_picture_of_wanda(browser, app_url, shot_dirs):
     heading.wait_for()
     assert_no_errors(page, "score picture")
     assert page.get_by_text("because their input is louder than the median").count() == 1
-    heading.scroll_into_view_if_needed()
-    page.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').scrollBy(0, -20)")
+    heading.evaluate("e => e.scrollIntoView({block: 'start'})")  # the heading at the top, the picture below it
+    page.wait_for_timeout(500)
     screenshot(page, "score", shot_dirs)
     page.context.close()
 
