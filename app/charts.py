@@ -283,16 +283,17 @@ def layer_overlap_lines(df: pd.DataFrame) -> alt.Chart:
 
 
 # ---------------------------------------------------------------- Random candidates view
-def candidate_bars(df: pd.DataFrame, value: str, value_title: str, fmt: str = ".3f") -> alt.Chart:
+def candidate_bars(df: pd.DataFrame, value: str, value_title: str, fmt: str = ".3f", span: tuple | None = None) -> alt.Chart:
     """One dot per candidate mask, the chosen one highlighted.
 
     Dots, not bars: the axis is zoomed to the candidates' range (they often differ in the third
     decimal), and a bar on a zoomed axis would exaggerate the differences.
-    ``df``: ``candidate, <value>, chosen`` (chosen: bool).
+    ``df``: ``candidate, <value>, chosen`` (chosen: bool). ``span``: the (low, high) the axis must
+    hold (default: the values' range), e.g. with intervals drawn over the dots.
     """
     _require(df, ["candidate", value, "chosen"], "candidate_bars")
     data = df.assign(role=df["chosen"].map({True: "chosen", False: "other"}))
-    lo, hi = float(data[value].min()), float(data[value].max())
+    lo, hi = span or (float(data[value].min()), float(data[value].max()))
     pad = (hi - lo) * 0.15 or abs(hi) * 0.01 or 0.01
     return (
         alt.Chart(data)
@@ -343,35 +344,42 @@ def ramp_chart(df: pd.DataFrame, dense: float | None = None, metric: str = "accu
 
 
 # ---------------------------------------------------------------- Layer sensitivity view
-def sensitivity_bars(df: pd.DataFrame, metric: str = "accuracy") -> alt.Chart:
-    """Metric drop when only one layer is pruned, most sensitive first.
+def sensitivity_unit(metric: str, value: str = "drop") -> str:
+    """What a sensitivity signal measures: the metric's drop, or the KL divergence from the dense model."""
+    if value == "kl":
+        return "KL divergence from the dense model (nats)"
+    return "accuracy points lost" if metric == "accuracy" else "perplexity added"
 
-    ``df``: ``layer, drop`` (harm: positive = worse than dense).
+
+def sensitivity_bars(df: pd.DataFrame, metric: str = "accuracy", value: str = "drop") -> alt.Chart:
+    """Metric drop (or, with ``value="kl"``, KL divergence) when only one layer is pruned, most sensitive first.
+
+    ``df``: ``layer, <value>`` (harm: positive = worse than dense).
     """
-    _require(df, ["layer", "drop"], "sensitivity_bars")
-    order = list(df.sort_values("drop", ascending=False)["layer"])
-    unit = "accuracy points lost" if metric == "accuracy" else "perplexity added"
+    _require(df, ["layer", value], "sensitivity_bars")
+    order = list(df.sort_values(value, ascending=False)["layer"])
+    unit = sensitivity_unit(metric, value)
     return (
         alt.Chart(df)
         .mark_bar()
         .encode(
             y=alt.Y("layer:N", sort=order, title="layer (most sensitive first)", axis=alt.Axis(labelLimit=260, labelOverlap=False)),
-            x=alt.X("drop:Q", title=f"drop when only this layer is pruned ({unit})"),
-            color=alt.Color("drop:Q", scale=alt.Scale(scheme="reds"), legend=None),
-            tooltip=[alt.Tooltip("layer:N"), alt.Tooltip("drop:Q", title=unit, format=".4f")],
+            x=alt.X(f"{value}:Q", title=f"{'drop' if value == 'drop' else 'change'} when only this layer is pruned ({unit})"),
+            color=alt.Color(f"{value}:Q", scale=alt.Scale(scheme="reds"), legend=None),
+            tooltip=[alt.Tooltip("layer:N"), alt.Tooltip(f"{value}:Q", title=unit, format=".4f")],
         )
         .properties(height=max(200, 14 * len(order)))
     )
 
 
-def sensitivity_heatmap(df: pd.DataFrame, metric: str = "accuracy") -> alt.Chart:
-    """Layer x sparsity heatmap of the metric drop.
+def sensitivity_heatmap(df: pd.DataFrame, metric: str = "accuracy", value: str = "drop") -> alt.Chart:
+    """Layer x sparsity heatmap of the metric drop (or, with ``value="kl"``, the KL divergence).
 
-    ``df``: ``layer, sparsity, drop``.
+    ``df``: ``layer, sparsity, <value>``.
     """
-    _require(df, ["layer", "sparsity", "drop"], "sensitivity_heatmap")
+    _require(df, ["layer", "sparsity", value], "sensitivity_heatmap")
     order = list(dict.fromkeys(df["layer"]))
-    unit = "accuracy points lost" if metric == "accuracy" else "perplexity added"
+    unit = sensitivity_unit(metric, value)
     data = df.assign(sparsity_label=(df["sparsity"] * 100).round().astype(int).astype(str) + "%")
     labels = list(dict.fromkeys(data.sort_values("sparsity")["sparsity_label"]))
     return (
@@ -380,8 +388,8 @@ def sensitivity_heatmap(df: pd.DataFrame, metric: str = "accuracy") -> alt.Chart
         .encode(
             x=alt.X("sparsity_label:O", sort=labels, title="sparsity of that one layer"),
             y=alt.Y("layer:N", sort=order, title="layer", axis=alt.Axis(labelLimit=260, labelOverlap=False)),
-            color=alt.Color("drop:Q", title=f"{unit} (below 0: better than dense)", scale=alt.Scale(scheme="redblue", reverse=True, domainMid=0)),
-            tooltip=[alt.Tooltip("layer:N"), alt.Tooltip("sparsity:Q", format=".0%"), alt.Tooltip("drop:Q", title=unit, format=".4f")],
+            color=alt.Color(f"{value}:Q", title=f"{unit} (below 0: better than dense)", scale=alt.Scale(scheme="redblue", reverse=True, domainMid=0)),
+            tooltip=[alt.Tooltip("layer:N"), alt.Tooltip("sparsity:Q", format=".0%"), alt.Tooltip(f"{value}:Q", title=unit, format=".4f")],
         )
         .properties(height=max(200, 16 * len(order)))
     )

@@ -169,3 +169,85 @@ def test_stacked_puts_pruned_below_kept_per_bin_and_layer():
     assert (a_first.loc["kept", "y0"], a_first.loc["kept", "y1"]) == (2, 5)
     b_second = out[(out.layer == "b") & (out.left == 0.0)].set_index("status")
     assert b_second.loc["kept", "y1"] == 2
+
+
+# ---------------------------------------------------------------- intervals (issue 8)
+def rows_of(d: dict, layer: dict) -> list:
+    """The data rows a layer of a chart spec draws (its own data, or the chart's shared data)."""
+    return d["datasets"][(layer.get("data") or d["data"])["name"]]
+
+
+def ramp_points():
+    return pd.DataFrame(
+        {
+            "method": ["magnitude", "magnitude", "wanda"],
+            "granularity": ["layer"] * 3,
+            "sparsity": [0.3, 0.6, 0.6],
+            "value": [0.80, 0.70, 0.78],
+            "ci_low": [0.75, 0.64, 0.73],
+            "ci_high": [0.84, 0.75, 0.82],
+            "n": [256] * 3,
+        }
+    )
+
+
+def test_ramp_with_error_bars_and_the_dense_band():
+    from app import interval_charts as IC
+
+    d = spec(IC.ramp_chart_ci(ramp_points(), {"value": 0.82, "ci_low": 0.77, "ci_high": 0.86}))
+    band, base, bars = d["layer"]
+    assert band["mark"]["type"] == "rect" and band["encoding"]["y"]["field"] == "ci_low" and band["encoding"]["y2"]["field"] == "ci_high"
+    assert rows_of(d, band) == [{"label": "dense model", "value": 0.82, "ci_low": 0.77, "ci_high": 0.86}]
+    assert bars["mark"]["type"] == "rule" and (bars["encoding"]["y"]["field"], bars["encoding"]["y2"]["field"]) == ("ci_low", "ci_high")
+    rows = rows_of(d, bars)
+    assert [(r["sparsity"], r["ci_low"], r["ci_high"]) for r in rows] == [(0.3, 0.75, 0.84), (0.6, 0.64, 0.75), (0.6, 0.73, 0.82)]
+    assert len(base["layer"]) == 2  # the plain ramp: lines and the dashed dense value
+    assert len(spec(IC.ramp_chart_ci(ramp_points()))["layer"]) == 2  # no dense row yet: no band
+    with pytest.raises(ValueError, match="ci_low"):
+        IC.ramp_chart_ci(ramp_points().drop(columns=["ci_low"]))
+
+
+def test_sensitivity_bars_mark_the_layers_within_noise():
+    from app import interval_charts as IC
+
+    df = pd.DataFrame(
+        {"layer": ["q", "k", "v"], "kl": [0.02, 0.30, 0.001], "kl_ci_low": [-0.01, 0.20, 0.0005], "kl_ci_high": [0.05, 0.40, 0.002]}
+    )
+    assert list(IC.noise_labels(df, "kl")) == ["within noise", "distinguishable from 0", "distinguishable from 0"]
+    d = spec(IC.sensitivity_bars_ci(df, "accuracy", "kl"))
+    bars, rules = d["layer"]
+    assert bars["encoding"]["x"]["field"] == "kl" and "KL divergence" in bars["encoding"]["x"]["title"]
+    assert bars["encoding"]["y"]["sort"] == ["k", "q", "v"]  # ranked by KL, most sensitive first
+    assert (rules["encoding"]["x"]["field"], rules["encoding"]["x2"]["field"]) == ("kl_ci_low", "kl_ci_high")
+    signal = {r["layer"]: r["signal"] for r in rows_of(d, rules)}
+    assert signal == {"q": "within noise", "k": "distinguishable from 0", "v": "distinguishable from 0"}
+    drop = df.rename(columns={"kl": "drop", "kl_ci_low": "drop_ci_low", "kl_ci_high": "drop_ci_high"})
+    assert "accuracy points lost" in text_of(IC.sensitivity_bars_ci(drop, "accuracy", "drop"))
+
+
+def test_candidate_scores_with_intervals_and_the_deterministic_band():
+    from app import interval_charts as IC
+
+    df = pd.DataFrame(
+        {"candidate": ["c1", "c2"], "score": [0.70, 0.74], "ci_low": [0.62, 0.66], "ci_high": [0.77, 0.81], "chosen": [False, True]}
+    )
+    d = spec(IC.candidate_bars_ci(df, "held-out accuracy", {"value": 0.72, "ci_low": 0.60, "ci_high": 0.79}))
+    band, rules, dots = d["layer"]
+    assert rows_of(d, band)[0]["ci_low"] == 0.60
+    assert (rules["encoding"]["y"]["field"], rules["encoding"]["y2"]["field"]) == ("ci_low", "ci_high")
+    # the zoomed axis holds every interval and the band: 0.60 .. 0.81, padded by 15% of 0.21
+    assert dots["encoding"]["y"]["scale"]["domain"] == pytest.approx([0.60 - 0.0315, 0.81 + 0.0315])
+
+
+def test_interval_sentences():
+    from app import intervals as I
+
+    acc = {"metric": "accuracy", "value": 0.8125, "ci_low": 0.7562, "ci_high": 0.8584, "n": 256}
+    assert I.metric_text(acc) == "81.2% (95% CI 75.6% to 85.8%, n = 256)"
+    ppl = {"metric": "perplexity", "value": 29.917, "ci_low": 27.5, "ci_high": 32.04, "n": 4}
+    assert I.metric_text(ppl) == "29.92 (95% CI 27.50 to 32.04, 4 windows)"
+    noisy = {"drop": 0.0117, "drop_ci_low": -0.0039, "drop_ci_high": 0.0273}
+    assert I.drop_text("accuracy", noisy) == "+1.2 points (95% CI -0.4 to +2.7), within noise"
+    real = {"drop": 12.5, "drop_ci_low": 9.0, "drop_ci_high": 16.25}
+    assert I.drop_text("perplexity", real) == "+12.50 (95% CI +9.00 to +16.25)"
+    assert I.comparison_sentence("accuracy", "dense", "pruned", noisy).startswith("pruned against dense: accuracy lost +1.2 points")

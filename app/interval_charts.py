@@ -1,0 +1,134 @@
+"""Chart builders with intervals: pure functions ``DataFrame -> altair.Chart``.
+
+Each one draws the plain chart of ``app.charts`` and layers the 95% intervals over it
+(error bars, a band for a reference model), so a restyled base chart keeps its look here.
+Column names follow the engine's results: ``value, ci_low, ci_high`` for a metric,
+``<signal>, <signal>_ci_low, <signal>_ci_high`` for a sensitivity signal (``drop`` or ``kl``).
+"""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+
+from . import charts
+from .charts import _require
+
+INTERVAL = "95% interval"
+NOISE_SCALE = alt.Scale(domain=["distinguishable from 0", "within noise"], range=["#222222", "#aaaaaa"])
+
+
+def _band(reference: dict, label: str, metric: str, fmt: str = ".4g") -> alt.Chart:
+    """A horizontal band from ``ci_low`` to ``ci_high`` over the whole width, for a reference model."""
+    frame = pd.DataFrame([{"label": label, "value": reference["value"], "ci_low": reference["ci_low"], "ci_high": reference["ci_high"]}])
+    return (
+        alt.Chart(frame)
+        .mark_rect(opacity=0.15, color="black")
+        .encode(
+            y="ci_low:Q",
+            y2="ci_high:Q",
+            tooltip=[
+                alt.Tooltip("label:N"),
+                alt.Tooltip("value:Q", title=metric, format=fmt),
+                alt.Tooltip("ci_low:Q", title=f"{INTERVAL} from", format=fmt),
+                alt.Tooltip("ci_high:Q", title="to", format=fmt),
+            ],
+        )
+    )
+
+
+def ramp_chart_ci(points: pd.DataFrame, dense: dict | None = None, metric: str = "accuracy") -> alt.Chart:
+    """The sparsity ramp with each point's 95% interval as an error bar and the dense model's as a band.
+
+    ``points``: ``method, granularity, sparsity, value, ci_low, ci_high, n``; ``dense``: a dict with
+    ``value, ci_low, ci_high`` (or None).
+    """
+    _require(points, ["method", "granularity", "sparsity", "value", "ci_low", "ci_high", "n"], "ramp_chart_ci")
+    base = charts.ramp_chart(points, None if dense is None else dense["value"], metric)
+    bars = (
+        alt.Chart(points)
+        .mark_rule(strokeWidth=2)
+        .encode(
+            x="sparsity:Q",
+            y="ci_low:Q",
+            y2="ci_high:Q",
+            color=alt.Color("method:N"),
+            tooltip=[
+                alt.Tooltip("method:N"),
+                alt.Tooltip("granularity:N"),
+                alt.Tooltip("sparsity:Q", format=".0%"),
+                alt.Tooltip("value:Q", title=metric, format=".4g"),
+                alt.Tooltip("ci_low:Q", title=f"{INTERVAL} from", format=".4g"),
+                alt.Tooltip("ci_high:Q", title="to", format=".4g"),
+                alt.Tooltip("n:Q", title="examples" if metric == "accuracy" else "windows"),
+            ],
+        )
+    )
+    layers = [base, bars] if dense is None else [_band(dense, "dense model", metric), base, bars]
+    return alt.layer(*layers)
+
+
+def noise_labels(df: pd.DataFrame, value: str) -> pd.Series:
+    """``"within noise"`` where the row's interval of ``value`` covers 0, else ``"distinguishable from 0"``."""
+    covers = (df[f"{value}_ci_low"] <= 0) & (df[f"{value}_ci_high"] >= 0)
+    return covers.map({True: "within noise", False: "distinguishable from 0"})
+
+
+def sensitivity_bars_ci(df: pd.DataFrame, metric: str = "accuracy", value: str = "kl") -> alt.Chart:
+    """Per-layer sensitivity bars (most sensitive first) with each layer's 95% interval; the
+    interval is dark where it excludes 0 and grey where the layer cannot be told from noise.
+
+    ``df``: ``layer, <value>, <value>_ci_low, <value>_ci_high``.
+    """
+    low, high = f"{value}_ci_low", f"{value}_ci_high"
+    _require(df, ["layer", value, low, high], "sensitivity_bars_ci")
+    data = df.assign(signal=noise_labels(df, value))
+    order = list(data.sort_values(value, ascending=False)["layer"])
+    unit = charts.sensitivity_unit(metric, value)
+    bars = (
+        alt.Chart(data)
+        .mark_rule(strokeWidth=2)
+        .encode(
+            y=alt.Y("layer:N", sort=order),
+            x=f"{low}:Q",
+            x2=f"{high}:Q",
+            color=alt.Color("signal:N", scale=NOISE_SCALE, title=INTERVAL, legend=alt.Legend(orient="top")),
+            tooltip=[
+                alt.Tooltip("layer:N"),
+                alt.Tooltip(f"{value}:Q", title=unit, format=".4f"),
+                alt.Tooltip(f"{low}:Q", title=f"{INTERVAL} from", format=".4f"),
+                alt.Tooltip(f"{high}:Q", title="to", format=".4f"),
+                alt.Tooltip("signal:N", title="this layer"),
+            ],
+        )
+    )
+    return alt.layer(charts.sensitivity_bars(data, metric, value), bars).resolve_scale(color="independent")
+
+
+def candidate_bars_ci(df: pd.DataFrame, value_title: str, reference: dict | None = None, fmt: str = ".4g") -> alt.Chart:
+    """Each candidate's selection score with its 95% interval, the chosen one highlighted, and the
+    deterministic mask's score and interval as a band.
+
+    ``df``: ``candidate, score, ci_low, ci_high, chosen``; ``reference``: ``value, ci_low, ci_high``.
+    """
+    _require(df, ["candidate", "score", "ci_low", "ci_high", "chosen"], "candidate_bars_ci")
+    spread = df if reference is None else pd.concat([df, pd.DataFrame([reference])])  # the axis holds the band too
+    span = (float(spread["ci_low"].min()), float(spread["ci_high"].max()))
+    dots = charts.candidate_bars(df, "score", value_title, fmt, span=span)
+    bars = (
+        alt.Chart(df)
+        .mark_rule(strokeWidth=2, color="#555555")
+        .encode(
+            x=alt.X("candidate:N", sort=list(df["candidate"])),
+            y="ci_low:Q",
+            y2="ci_high:Q",
+            tooltip=[
+                alt.Tooltip("candidate:N"),
+                alt.Tooltip("score:Q", title=value_title, format=fmt),
+                alt.Tooltip("ci_low:Q", title=f"{INTERVAL} from", format=fmt),
+                alt.Tooltip("ci_high:Q", title="to", format=fmt),
+            ],
+        )
+    )
+    layers = [bars, dots] if reference is None else [_band(reference, "deterministic mask", value_title, fmt), bars, dots]
+    return alt.layer(*layers)
