@@ -201,11 +201,11 @@ def cmd_prune(args) -> int:
     )
     evaluation = None
     if args.eval:
-        from .evaluate import evaluate
+        from .evaluate import evaluate, paired_difference, summary
 
         dense = evaluate(loaded, data, None, max_examples=args.eval_size)
         pruned = evaluate(loaded, data, result.overrides(loaded), max_examples=args.eval_size)
-        evaluation = {"dense": dense, "pruned": pruned}
+        evaluation = {"dense": summary(dense), "pruned": summary(pruned), "difference": paired_difference(dense, pruned)}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     save_masks(result.masks, out / "masks.safetensors")
@@ -218,8 +218,13 @@ def cmd_prune(args) -> int:
         f"({report['total'] - report['kept']:,d} of {report['total']:,d} weights) in {result.seconds:.1f} s"
     )
     if evaluation:
-        d, p = evaluation["dense"], evaluation["pruned"]
-        print(f"{d['metric']}: dense {d['value']:.4f} -> pruned {p['value']:.4f} (n={p['n']})")
+        d, p, diff = evaluation["dense"], evaluation["pruned"], evaluation["difference"]
+        noise = " (within noise)" if diff["within_noise"] else ""
+        print(
+            f"{d['metric']}: dense {d['value']:.4f} [{d['ci_low']:.4f}, {d['ci_high']:.4f}] -> pruned {p['value']:.4f} "
+            f"[{p['ci_low']:.4f}, {p['ci_high']:.4f}] (n={p['n']}); drop {diff['drop']:+.4f} "
+            f"[{diff['drop_ci_low']:+.4f}, {diff['drop_ci_high']:+.4f}]{noise}"
+        )
     print(f"wrote {out}/report.json, {out}/masks.safetensors" + ("" if args.no_model else f", {out}/model/"))
     return 0
 

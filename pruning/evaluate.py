@@ -21,10 +21,12 @@ import functools
 import math
 from typing import Callable, Mapping, Sequence
 
+import numpy as np
 import torch
 from torch.func import functional_call
 
 from .errors import PruneScopeError
+from .stats import paired_interval, perplexity_interval, safe_exp, wilson_interval
 
 DEFAULT_PPL_SEQ_LEN = 512
 _MODEL_KEYS = ("input_ids", "attention_mask", "token_type_ids")
@@ -137,6 +139,12 @@ def accuracy(
     from the same list (``labels`` stays in the original order). Only the first
     ``max_examples`` sentences are used when it is given.
     """
+    batches = classification_batches(loaded, texts, labels, batch_size, max_examples, max_length)
+    return float(correct_examples(loaded, batches, labels, overrides, progress).mean())
+
+
+def classification_batches(loaded, texts, labels, batch_size: int = 64, max_examples=None, max_length=None) -> list[dict]:
+    """The padded, length-sorted batches :func:`accuracy` evaluates (strings are encoded once, cached)."""
     if getattr(loaded, "task", "classification") != "classification":
         raise PruneScopeError(f"accuracy needs a classification model; {getattr(loaded, 'name', 'this model')} is a {loaded.task} model")
     if max_examples is not None and int(max_examples) < 1:
@@ -157,15 +165,24 @@ def accuracy(
     n = sum(int(b["order"].numel()) for b in batches)
     if n == 0:
         raise PruneScopeError("there are no sentences to evaluate on")
+    return batches
+
+
+def correct_examples(loaded, batches: Sequence[dict], labels: Sequence[int], overrides=None, progress=None) -> np.ndarray:
+    """Whether each example of ``batches`` (from :func:`encode_sorted`) is predicted right,
+    in the examples' original order (positions without an example are left out)."""
     gold = torch.as_tensor(list(labels), dtype=torch.long)
     run = model_runner(loaded.model, overrides)
-    correct = 0
+    size = max(int(b["order"].max()) + 1 for b in batches)
+    correct = np.zeros(size, dtype=bool)
+    seen = np.zeros(size, dtype=bool)
     with torch.inference_mode():
         for i, batch in enumerate(batches):
             logits = run(**_inputs(batch)).logits
-            correct += int((logits.argmax(dim=-1) == gold[batch["order"]]).sum())
+            correct[batch["order"].numpy()] = (logits.argmax(dim=-1) == gold[batch["order"]]).numpy()
+            seen[batch["order"].numpy()] = True
             _report(progress, i + 1, len(batches), f"accuracy: batch {i + 1}/{len(batches)}")
-    return correct / n
+    return correct[seen]
 
 
 def _rows(batch: dict, keep: torch.Tensor) -> dict:
@@ -237,22 +254,27 @@ def _perplexity(loaded, text, overrides, seq_len, max_windows, progress, batch_s
             raise PruneScopeError(f"max_windows must be at least 1, got {max_windows}")
         windows = windows[: int(max_windows)]
     run = model_runner(loaded.model, overrides)
-    total_nll, total_tokens = 0.0, 0
+    nlls: list[float] = []
     step = max(1, int(batch_size))
     count = math.ceil(windows.shape[0] / step)
     with torch.inference_mode():
         for i in range(count):
             w = windows[i * step : (i + 1) * step]
             logits = run(input_ids=w, attention_mask=torch.ones_like(w), use_cache=False).logits
-            nll = torch.nn.functional.cross_entropy(
-                logits[:, :-1].reshape(-1, logits.shape[-1]).float(), w[:, 1:].reshape(-1), reduction="sum"
-            )
-            total_nll += float(nll)
-            total_tokens += int(w[:, 1:].numel())
+            nll = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2).float(), w[:, 1:], reduction="none")
+            nlls.extend(nll.double().mean(dim=1).tolist())
             _report(progress, i + 1, count, f"perplexity: window {min((i + 1) * step, windows.shape[0])}/{windows.shape[0]}")
-    mean = total_nll / max(1, total_tokens)
+    tokens = np.full(len(nlls), windows.shape[1] - 1, dtype=np.int64)
+    nll_arr = np.asarray(nlls, dtype=np.float64)
+    mean = float(np.sum(nll_arr * tokens) / max(1, int(tokens.sum())))
     value = math.exp(mean) if mean < 700 else float("inf")
-    return {"value": value, "windows": int(windows.shape[0]), "tokens": total_tokens, "seq_len": int(windows.shape[1])}
+    return {
+        "value": value,
+        "windows": int(windows.shape[0]),
+        "tokens": int(tokens.sum()),
+        "seq_len": int(windows.shape[1]),
+        "per_item": {"nll": nll_arr, "tokens": tokens},
+    }
 
 
 # ---------------------------------------------------------------- dispatch
@@ -284,14 +306,20 @@ def evaluate(
     max_examples: int | None = None,
     split: str = "test",
     progress=None,
+    seed: int = 0,
 ) -> dict:
-    """The task's metric for ``loaded`` with ``overrides``.
+    """The task's metric for ``loaded`` with ``overrides``, with its 95% interval.
 
     Classification: ``accuracy`` on ``data.split(split)`` (``data`` a
     :class:`pruning.data.ClassificationData` or a source name; default
     rotten-tomatoes), first ``max_examples`` sentences. Causal LM: ``perplexity``
     on ``data.eval_text`` (default rt-plots), first ``max_examples`` windows.
-    Returns ``{"metric", "value", "n", "higher_is_better", ...}``.
+    Returns ``{"metric", "value", "ci_low", "ci_high", "n", "higher_is_better",
+    ..., "per_item"}``: accuracy's interval is Wilson's; perplexity's a percentile
+    bootstrap over windows (``seed``). ``per_item`` holds numpy arrays for paired
+    comparisons (:func:`paired_difference`): ``{"correct"}`` per example, or
+    ``{"nll", "tokens"}`` per window (mean NLL, predicted tokens); drop it before
+    writing JSON (:func:`summary`).
     """
     from .data import ClassificationData, LMText, load_classification, load_lm_text
 
@@ -303,24 +331,69 @@ def evaluate(
         mapping = label_mapping(data.label_names, loaded.model)
         if mapping is not None:
             labels = [mapping[y] for y in labels]
-        value = accuracy(loaded, texts, labels, overrides, max_examples=max_examples, progress=progress)
-        n = len(texts) if max_examples is None else min(len(texts), int(max_examples))
-        return {"metric": "accuracy", "value": value, "n": n, "higher_is_better": True, "split": split, "dataset": data.name}
+        batches = classification_batches(loaded, texts, labels, max_examples=max_examples)
+        correct = correct_examples(loaded, batches, labels, overrides, progress)
+        low, high = wilson_interval(int(correct.sum()), correct.size)
+        return {
+            "metric": "accuracy",
+            "value": float(correct.mean()),
+            "ci_low": low,
+            "ci_high": high,
+            "n": int(correct.size),
+            "higher_is_better": True,
+            "split": split,
+            "dataset": data.name,
+            "per_item": {"correct": correct},
+        }
     if loaded.task == "causal-lm":
         if isinstance(data, ClassificationData):
             raise PruneScopeError("a causal language model is evaluated on plain text (perplexity), not on labelled sentences")
         data = load_lm_text(data) if not isinstance(data, LMText) else data
         out = _perplexity(loaded, data.eval_text, overrides, None, max_examples, progress, 1)
+        low, high = perplexity_interval(out["per_item"]["nll"], out["per_item"]["tokens"], seed=seed)
         return {
             "metric": "perplexity",
             "value": out["value"],
+            "ci_low": low,
+            "ci_high": high,
             "n": out["windows"],
             "higher_is_better": False,
             "tokens": out["tokens"],
             "seq_len": out["seq_len"],
             "dataset": data.name,
+            "per_item": out["per_item"],
         }
     raise PruneScopeError(
         f"{loaded.name} is a bare encoder with no task head, so it has no accuracy or perplexity; "
         "load a classifier (task='classification') or a causal LM"
     )
+
+
+def summary(evaluation: dict | None) -> dict | None:
+    """An :func:`evaluate` result without its per-item arrays (JSON-able)."""
+    if evaluation is None:
+        return None
+    return {k: v for k, v in evaluation.items() if k != "per_item"}
+
+
+def paired_difference(dense: dict, pruned: dict, seed: int = 0) -> dict:
+    """The harm of pruning, measured on the same items, with its paired 95% bootstrap interval.
+
+    ``drop`` is dense minus pruned accuracy, or pruned minus dense perplexity, so
+    a positive drop always means the pruned model is worse. Both arguments are
+    :func:`evaluate` results on the same data and examples. Returns ``{"drop",
+    "drop_ci_low", "drop_ci_high", "within_noise", "n"}``.
+    """
+    from .stats import within_noise
+
+    if dense.get("metric") != pruned.get("metric") or dense.get("n") != pruned.get("n"):
+        raise PruneScopeError(
+            f"a paired difference needs two evaluations on the same items; got {dense.get('metric')} on {dense.get('n')} "
+            f"and {pruned.get('metric')} on {pruned.get('n')}"
+        )
+    a, b = dense["per_item"], pruned["per_item"]
+    if dense["metric"] == "accuracy":
+        drop, low, high = paired_interval(a["correct"], b["correct"], seed=seed)
+    else:
+        drop, low, high = paired_interval(b["nll"], a["nll"], weights=a["tokens"], transform=safe_exp, seed=seed)
+    return {"drop": drop, "drop_ci_low": low, "drop_ci_high": high, "within_noise": within_noise(low, high), "n": int(dense["n"])}

@@ -43,9 +43,18 @@ def build_report(result, loaded, evaluation: dict | None = None) -> dict:
         "calibration_samples": result.info.get("calibration_samples"),
         "updates_weights": result.weights is not None,
         "layers": [{**row, "shape": list(row["shape"])} for row in sparsity_table(result.masks)],
-        "evaluation": evaluation,
+        "evaluation": _evaluation_summary(evaluation),
         **steps_summary(result.info),
     }
+
+
+def _evaluation_summary(evaluation: dict | None) -> dict | None:
+    """The evaluations (value, ci_low, ci_high, n, ...) without per-item arrays."""
+    from .evaluate import summary
+
+    if evaluation is None:
+        return None
+    return {k: summary(v) if isinstance(v, dict) and "per_item" in v else v for k, v in evaluation.items()}
 
 
 def steps_summary(info: dict) -> dict:

@@ -48,6 +48,18 @@ def _eval(loaded, data, overrides, max_examples, split):
     return evaluate(loaded, data, overrides=overrides, max_examples=max_examples, split=split)
 
 
+def metric_columns(ev: dict, dense: dict | None) -> dict:
+    """A row's metric columns: ``metric, value, ci_low, ci_high, n`` and, against ``dense``
+    on the same items, the paired ``drop, drop_ci_low, drop_ci_high``."""
+    from .evaluate import paired_difference
+
+    row = {k: ev[k] for k in ("metric", "value", "ci_low", "ci_high", "n")}
+    if dense is not None:
+        diff = paired_difference(dense, ev)
+        row.update({k: diff[k] for k in ("drop", "drop_ci_low", "drop_ci_high")})
+    return row
+
+
 def ramp_points(methods: Sequence[str], granularities: Sequence[str], sparsities: Sequence[float]) -> list[tuple]:
     """The (method, granularity, sparsity) points of a ramp; N:M patterns have one fixed point."""
     points = []
@@ -82,32 +94,26 @@ def sparsity_ramp(
 ) -> list[dict]:
     """Metric at each sparsity for each method and granularity, with the dense model first.
 
-    Rows: ``method, granularity, sparsity, metric, value, n, seconds, seed``
-    (the dense row has method ``"dense"``).
+    Rows: ``method, granularity, sparsity, metric, value, ci_low, ci_high, n,
+    drop, drop_ci_low, drop_ci_high, seconds, seed`` (the dense row has method
+    ``"dense"``; ``drop`` is the paired harm against it, see
+    :func:`pruning.evaluate.paired_difference`).
     """
     rows = list(done_rows or []) + _load_checkpoint(checkpoint)
     done = {(r["method"], r["granularity"], round(float(r["sparsity"]), 6)) for r in rows}
     points = [("dense", "-", 0.0)] + ramp_points(methods, granularities, sparsities)
     todo = [p for p in points if p not in done]
+    dense = _eval(loaded, data, None, max_examples, split) if todo else None
     for i, (method, gran, sparsity) in enumerate(todo):
         if progress is not None:
             progress(i, len(todo), f"{method} {gran} at {sparsity:.0%}")
         if method == "dense":
-            overrides, seconds = None, 0.0
+            ev, seconds = dense, 0.0
         else:
             result = prune(loaded, method, sparsity, gran, layers=layers, calibration=calibration, seed=seed)
-            overrides, seconds = result.overrides(loaded), result.seconds
-        ev = _eval(loaded, data, overrides, max_examples, split)
-        row = {
-            "method": method,
-            "granularity": gran,
-            "sparsity": sparsity,
-            "metric": ev["metric"],
-            "value": ev["value"],
-            "n": ev["n"],
-            "seconds": round(seconds, 3),
-            "seed": seed,
-        }
+            ev, seconds = _eval(loaded, data, result.overrides(loaded), max_examples, split), result.seconds
+        row = {"method": method, "granularity": gran, "sparsity": sparsity, **metric_columns(ev, dense)}
+        row.update({"seconds": round(seconds, 3), "seed": seed})
         _record(rows, row, checkpoint, on_point)
     if progress is not None:
         progress(len(todo), len(todo), "done")
@@ -138,15 +144,11 @@ def layer_sensitivity(
     """
     names = layer_names(loaded, layers)
     rows = list(done_rows or []) + _load_checkpoint(checkpoint)
-    dense_rows = [r for r in rows if r["layer"] == "-"]
-    if dense_rows:
-        dense = dense_rows[0]
-    else:
-        ev = _eval(loaded, data, None, max_examples, split)
-        dense = {"layer": "-", "sparsity": 0.0, "metric": ev["metric"], "value": ev["value"], "drop": 0.0, "method": method}
+    dense_ev = _eval(loaded, data, None, max_examples, split)
+    if not any(r["layer"] == "-" for r in rows):
+        dense = {"layer": "-", "sparsity": 0.0, **metric_columns(dense_ev, dense_ev), "method": method}
         rows.append(dense)
         _append(checkpoint, dense)
-    higher_is_better = dense["metric"] == "accuracy"
     done = {(r["layer"], round(float(r["sparsity"]), 6)) for r in rows}
     m = get_method(method)
     ranker = None
@@ -162,8 +164,7 @@ def layer_sensitivity(
         else:
             overrides = prune(loaded, method, sparsity, "layer", layers=[name], calibration=calibration, seed=seed).overrides(loaded)
         ev = _eval(loaded, data, overrides, max_examples, split)
-        drop = dense["value"] - ev["value"] if higher_is_better else ev["value"] - dense["value"]
-        row = {"layer": name, "sparsity": sparsity, "metric": ev["metric"], "value": ev["value"], "drop": drop, "method": method}
+        row = {"layer": name, "sparsity": sparsity, **metric_columns(ev, dense_ev), "method": method}
         _record(rows, row, checkpoint, on_point)
     if progress is not None:
         progress(len(todo), len(todo), "done")

@@ -24,6 +24,10 @@ def test_ramp_resumes_from_its_checkpoint(tiny_bert, data, tmp_path):
     seen = []
     first = sparsity_ramp(tiny_bert, data, ["magnitude"], ["layer"], [0.5], checkpoint=ckpt, on_point=seen.append)
     assert len(first) == 2 and len(seen) == 2
+    dense, point = first
+    assert dense["drop"] == dense["drop_ci_low"] == dense["drop_ci_high"] == 0.0
+    assert point["ci_low"] <= point["value"] <= point["ci_high"] and point["n"] == 16
+    assert point["drop"] == pytest.approx(dense["value"] - point["value"])
     seen.clear()
     second = sparsity_ramp(tiny_bert, data, ["magnitude"], ["layer"], [0.5, 0.8], checkpoint=ckpt, on_point=seen.append)
     assert [r["sparsity"] for r in seen] == [0.8]  # only the new point was computed
