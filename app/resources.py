@@ -328,15 +328,29 @@ class MaskSet:
         return (self.method, self.granularity, round(self.sparsity, 6)) + self.ident
 
 
+def one_pass_approximation(method) -> bool:
+    """Whether re-thresholding cached scores only approximates the method: Wanda's scores come from one
+    dense pass, while the method itself walks the blocks in order (each block sees the pruned ones before it)."""
+    return method.score_based and method.needs_calibration
+
+
 def masks(
-    s: Settings, loaded, method: str | None = None, sparsity: float | None = None, granularity: str | None = None, on_partial=None
+    s: Settings,
+    loaded,
+    method: str | None = None,
+    sparsity: float | None = None,
+    granularity: str | None = None,
+    on_partial=None,
+    exact: bool = False,
 ) -> MaskSet:
     """Masks for the session's settings (or the given overrides of them).
 
     Score-based methods re-threshold cached ranks (milliseconds); others run
     ``pruning.prune.prune`` once per setting, as a cached job. ``on_partial(entries)``
     is called while such a job runs with what the method has reported so far
-    (MGPP/GMP snapshots, SDS stages), so a page can draw them live.
+    (MGPP/GMP snapshots, SDS stages), so a page can draw them live. ``exact=True`` (for
+    every metric the app shows) runs the method itself where the cached ranks are only a
+    one-pass approximation of it (Wanda).
     """
     from pruning.masks import parse_granularity, validate_sparsity
 
@@ -349,9 +363,10 @@ def masks(
     params = s.params_for(method)
     param_part = tuple(sorted(params.items()))
     ident = (s.model_key, s.data_key if (m.needs_calibration or m.needs_training_data) else None, s.calibration, s.seed, param_part)
-    if m.score_based:
+    if m.score_based and not (exact and one_pass_approximation(m)):
         r = ranker(s, loaded, method)
-        return MaskSet(method, sparsity, str(g), r.masks(sparsity, g), ident=ident)
+        one_pass = ("one-pass scores",) if one_pass_approximation(m) else ()  # never the same cache entry as the method's own masks
+        return MaskSet(method, sparsity, str(g), r.masks(sparsity, g), ident=ident + one_pass)
     if m.needs_training_data and loaded.task == "encoder":
         raise PruneScopeError(f"{m.label} trains on the task, and this model has no task head")
     data = task_data(s, loaded) if (m.needs_calibration or m.needs_training_data) else None
@@ -402,6 +417,16 @@ def evaluation(s: Settings, loaded, data, mask_set: MaskSet | None = None) -> di
 
     label = "Evaluating the dense model" if mask_set is None else f"Evaluating {mask_set.method} at {mask_set.sparsity:.0%}"
     return run_job("eval", key, label, run)
+
+
+def comparison(s: Settings, loaded, data, first: MaskSet | None, second: MaskSet) -> tuple[dict, dict, dict]:
+    """Both models' metrics on the same examples and the paired difference: the harm of ``second``
+    against ``first`` (``None``: the dense model) with its paired 95% interval, cached."""
+    from pruning.evaluate import paired_difference
+
+    a, b = evaluation(s, loaded, data, first), evaluation(s, loaded, data, second)
+    ident = ("paired", s.model_key, s.data_key, s.eval_size, "dense" if first is None else first.key, second.key)
+    return a, b, memo(ident, lambda: paired_difference(a, b))
 
 
 def score_methods() -> dict:

@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from app import charts, resources, ui
+from app import intervals as I
 from pruning.distribution import layer_counts
 
 
@@ -24,6 +25,16 @@ def why_zeros_cost_the_same(granularity: str) -> str:
     return text
 
 
+def outcome(dense: dict, pruned: dict, diff: dict) -> str:
+    """How the metric moved, with both intervals and the paired difference in words."""
+    name = dense["metric"]
+    what = f"on {pruned['n']} held-out sentences" if name == "accuracy" else f"on {pruned['n']} text windows (lower is better)"
+    text = f"{name.capitalize()} {what} went from {I.metric_text(dense)} to {I.metric_text(pruned)}"
+    if name == "perplexity" and dense["value"]:
+        text += f", {pruned['value'] / dense['value']:.2f}x"
+    return text + f". Measured on the same examples, the {I.drop_label(name)} is {I.drop_text(name, diff)}."
+
+
 def render() -> None:
     st.title("Overview")
     s = ui.settings()
@@ -31,17 +42,16 @@ def render() -> None:
     ui.settings_line(s, loaded)
     table = resources.layers(s, loaded)
     method = resources.method_info(s.method)
-    mask_set = resources.masks(s, loaded)
+    mask_set = resources.masks(s, loaded, exact=True)
     counts = layer_counts(mask_set.masks)
     removed = sum(r["pruned"] for r in counts)
     total = sum(r["params"] for r in counts)
     achieved = removed / max(1, total)
 
     data = resources.task_data(s, loaded)
-    dense = pruned = None
+    dense = pruned = diff = None
     if data is not None:
-        dense = resources.evaluation(s, loaded, data)
-        pruned = resources.evaluation(s, loaded, data, mask_set)
+        dense, pruned, diff = resources.comparison(s, loaded, data, None, mask_set)
 
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("Prunable layers", f"{len(table)}", help="nn.Linear / Conv1D matrices the methods target")
@@ -49,14 +59,14 @@ def render() -> None:
     c3.metric("Overall sparsity", f"{achieved:.1%}")
     if dense is not None and pruned is not None:
         name = dense["metric"]
-        fmt = (lambda v: f"{v:.1%}") if name == "accuracy" else (lambda v: f"{v:,.2f}")
-        delta = pruned["value"] - dense["value"]
+        change = (-diff["drop"] if name == "accuracy" else diff["drop"]) + 0.0  # the signed change as the metric moves (+0.0: no "-0.0")
+        noise = f", {I.WITHIN_NOISE}" if diff["within_noise"] else ""
         c4.metric(
-            f"{name} (dense {fmt(dense['value'])})",
-            fmt(pruned["value"]),
-            delta=(f"{delta * 100:+.1f} points" if name == "accuracy" else f"{delta:+,.2f}"),
+            f"{name} (dense {I.value_text(name, dense['value'])})",
+            I.value_text(name, pruned["value"]),
+            delta=(f"{change * 100:+.1f} points{noise}" if name == "accuracy" else f"{change:+,.2f}{noise}"),
             delta_color="normal" if name == "accuracy" else "inverse",
-            help=f"on {pruned['n']} examples of {pruned.get('dataset', 'the dataset')}",
+            help=f"Pruned: {I.metric_text(pruned)}. Dense: {I.metric_text(dense)}. Change: paired over the same examples.",
         )
     else:
         c4.metric("Task metric", "n/a", help="a bare encoder has no task head to evaluate")
@@ -67,18 +77,7 @@ def render() -> None:
         f"in {len(table)} linear layers to zero ({achieved:.1%})."
     ]
     if dense is not None and pruned is not None:
-        name = dense["metric"]
-        if name == "accuracy":
-            sentences.append(
-                f"Accuracy on {pruned['n']} held-out sentences went from {dense['value']:.1%} to {pruned['value']:.1%} "
-                f"({(pruned['value'] - dense['value']) * 100:+.1f} points)."
-            )
-        else:
-            ratio = pruned["value"] / dense["value"] if dense["value"] else float("nan")
-            sentences.append(
-                f"Perplexity on {pruned['n']} text windows went from {dense['value']:,.2f} to {pruned['value']:,.2f} "
-                f"({ratio:.2f}x; lower is better)."
-            )
+        sentences.append(outcome(dense, pruned, diff))
     if method.updates_weights:
         sentences.append("This method also changed the weights it kept, to make up for the ones it removed.")
     st.markdown(" ".join(sentences))
@@ -100,7 +99,7 @@ def render() -> None:
     for name in compare:
         if name == s.method:
             continue
-        other = resources.masks(s, loaded, method=name)
+        other = resources.masks(s, loaded, method=name, exact=True)
         rows[f"sparsity: {name}"] = rows["layer"].map({r["layer"]: r["sparsity"] for r in layer_counts(other.masks)})
     long = rows.melt(id_vars=["layer"], value_vars=[c for c in rows.columns if c.startswith("sparsity")], var_name="method", value_name="sparsity")
     long["method"] = long["method"].str.replace("sparsity: ", "", regex=False)

@@ -374,3 +374,16 @@ def test_time_left_follows_the_share_done():
     assert remaining(10.0, 0.5) == ", about 10 s left"
     assert remaining(60.0, 0.1) == ", about 9 min left"  # 540 s
     assert remaining(60.0, 1.0) == ""
+
+
+# ---------------------------------------------------------------- intervals (issue 8)
+def test_overview_shows_intervals_and_within_noise():
+    at = open_page()
+    assert_clean(at)
+    # the tiny random classifier predicts 17 of the first 32 sentences right, pruned or not:
+    # Wilson's 95% interval of 17/32 is 0.3645 .. 0.6913 (by hand: centre 0.5279, half-width 0.1634)
+    outcome = next(m.value for m in at.markdown if "went from" in m.value)
+    assert "53.1% (95% CI 36.4% to 69.1%, n = 32) to 53.1% (95% CI 36.4% to 69.1%, n = 32)" in outcome
+    assert "accuracy lost is +0.0 points (95% CI +0.0 to +0.0), within noise" in outcome
+    delta = next(m.delta for m in at.metric if m.label.startswith("accuracy"))
+    assert delta == "+0.0 points, within noise"
