@@ -83,3 +83,47 @@ def drop_columns(diff: dict) -> dict:
 def value_columns(ev: dict) -> dict:
     """A metric under the column names scripts rely on."""
     return {"value": ev["value"], "ci_low": ev["ci_low"], "ci_high": ev["ci_high"], "n": ev["n"]}
+
+
+SIGNAL_NAMES = {"kl": "KL divergence", "drop": "metric drop"}
+
+
+def signal_text(signal: str, metric: str, row: dict) -> str:
+    """One layer's sensitivity signal with its interval: the paired drop, or the KL divergence."""
+    if signal == "drop":
+        return drop_text(metric, row)
+    low, high = row[f"{signal}_ci_low"], row[f"{signal}_ci_high"]
+    noise = f", {WITHIN_NOISE}" if within_noise(low, high) else ""
+    return f"{SIGNAL_NAMES.get(signal, signal)} {row[signal]:.3g} (95% CI {low:.3g} to {high:.3g}){noise}"
+
+
+def noise_summary(rows, signal: str, metric: str, at: float) -> str:
+    """How many layers the signal tells apart from 0 at sparsity ``at``, in words; when fewer than half,
+    says plainly that most of the signal is noise and what would make it clearer.
+
+    ``rows``: a DataFrame with ``<signal>, <signal>_ci_low, <signal>_ci_high, n`` per layer.
+    """
+    covers = [within_noise(lo, hi) for lo, hi in zip(rows[f"{signal}_ci_low"], rows[f"{signal}_ci_high"])]
+    total, clear = len(covers), covers.count(False)
+    name = SIGNAL_NAMES.get(signal, signal)
+    text = f"At {at:.0%}, **{clear} of {total}** layers are distinguishable from zero by the {name} (their 95% interval excludes 0)"
+    text += "." if clear == total else f"; the other {total - clear} are within noise, and their order among themselves means nothing."
+    if 2 * clear < total:
+        n = int(rows["n"].iloc[0])
+        half = float(((rows[f"{signal}_ci_high"] - rows[f"{signal}_ci_low"]) / 2).median())
+        spread = f"±{half * 100:.1f} points" if signal == "drop" and metric == "accuracy" else f"±{half:.3g}"
+        text += (
+            f" **Most of this signal is noise**: measured on {count_text(metric, n)}, a typical layer's interval spans {spread}. "
+            "Rank by KL divergence, raise the evaluation size, or measure at a higher sparsity before trusting the order."
+        )
+    return text
+
+
+def noise_column(rows) -> list[str]:
+    """Per row of a table with ``method, drop_ci_low, drop_ci_high``: "within noise" where the paired
+    interval covers 0, else "" (the dense model's own row says "reference")."""
+    out = []
+    for row in rows.to_dict("records"):
+        noisy = within_noise(row["drop_ci_low"], row["drop_ci_high"])
+        out.append("reference" if row["method"] == "dense" else (WITHIN_NOISE if noisy else ""))
+    return out

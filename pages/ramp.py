@@ -3,7 +3,9 @@
 import pandas as pd
 import streamlit as st
 
-from app import charts, resources, sweeps, ui
+from app import resources, sweeps, ui
+from app import interval_charts as IC
+from app import intervals as I
 from app.state import GRANULARITIES
 
 KIND = "sweep"
@@ -17,11 +19,11 @@ def draw(box, rows: list, metric_hint: str = "accuracy") -> None:
     dense = df[df["method"] == "dense"]
     points = df[df["method"] != "dense"]
     metric = str(df["metric"].iloc[0]) if "metric" in df else metric_hint
-    dense_value = float(dense["value"].iloc[0]) if len(dense) else None
+    reference = dense.iloc[0].to_dict() if len(dense) else None
     if len(points):
-        box.altair_chart(charts.ramp_chart(points, dense_value, metric), width="stretch")
+        box.altair_chart(IC.ramp_chart_ci(points, reference, metric), width="stretch")
     else:
-        box.info(f"Dense model: {metric} {dense_value:.4g}. The pruned points follow.")
+        box.info(f"Dense model: {metric} {I.metric_text(reference)}. The pruned points follow.")
 
 
 def render() -> None:
@@ -93,9 +95,14 @@ def render() -> None:
     rows = sweeps.follow(job, KIND, key, lambda r: draw(box, r))
     draw(box, rows)
     df = pd.DataFrame(rows)
-    st.dataframe(df, hide_index=True, width="stretch")
+    st.dataframe(df.assign(**{"vs dense": I.noise_column(df)}), hide_index=True, width="stretch")
     st.download_button("Download CSV", df.to_csv(index=False).encode(), file_name="prunescope_ramp.csv", mime="text/csv", key="ps_ramp_csv")
-    st.caption(f"Computed in {job.seconds:.1f} s. Dense model as the dashed reference line.")
+    st.caption(
+        f"Computed in {job.seconds:.1f} s. Dense model as the dashed reference line, its 95% interval as the grey band; "
+        "each point's vertical line is its 95% interval (Wilson for accuracy, a bootstrap over windows for perplexity). "
+        "drop: the harm against the dense model on the same examples, with its paired interval; 'within noise' where it covers 0. "
+        "Every point comes from the method itself (Wanda walks the blocks in order), not from the one-pass slider scores."
+    )
 
 
 ui.guarded(render)

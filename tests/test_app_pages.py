@@ -136,6 +136,11 @@ def test_ramp_runs_and_reports_impossible_sparsity():
     table = at.dataframe[0].value
     assert {"dense", "magnitude", "random"} <= set(table["method"])
     assert len(table) == 1 + 2 * 2
+    assert {"value", "ci_low", "ci_high", "n", "drop", "drop_ci_low", "drop_ci_high"} <= set(table.columns)
+    assert (table["ci_low"] <= table["value"]).all() and (table["value"] <= table["ci_high"]).all()
+    assert table["vs dense"].iloc[0] == "reference"
+    for row in table.iloc[1:].to_dict("records"):
+        assert (row["vs dense"] == "within noise") == (row["drop_ci_low"] <= 0 <= row["drop_ci_high"])
     at.text_input(key="ps_ramp_sparsities").set_value("0.5, 1.2").run()
     assert not at.exception
     assert any("impossible" in e.value for e in at.error)
@@ -387,3 +392,49 @@ def test_overview_shows_intervals_and_within_noise():
     assert "accuracy lost is +0.0 points (95% CI +0.0 to +0.0), within noise" in outcome
     delta = next(m.delta for m in at.metric if m.label.startswith("accuracy"))
     assert delta == "+0.0 points, within noise"
+
+
+@pytest.fixture
+def downloads(monkeypatch):
+    """What the page's download buttons hand to the browser: ``{file name: bytes}``."""
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+
+    files = {}
+    original = MemoryMediaFileStorage.load_and_get_id
+
+    def record(self, path_or_data, mimetype, kind, filename=None):
+        files[filename] = path_or_data
+        return original(self, path_or_data, mimetype, kind, filename)
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", record)
+    return files
+
+
+def test_sensitivity_ranks_by_kl_with_intervals_and_the_allocation_downloads_and_applies(downloads):
+    import json
+
+    at = open_page("sensitivity")
+    at.text_input(key="ps_sens_sparsities").set_value("0.5, 0.9").run()
+    at.button(key="ps_sens_run").click().run()
+    assert_clean(at)
+    assert at.radio(key="ps_sens_signal").value == "kl"  # KL ranks by default; the metric drop is the other choice
+    assert any("layers are distinguishable from zero by the KL divergence" in m.value for m in at.markdown)
+    assert any("Dense accuracy:" in c.value and "95% CI" in c.value for c in at.caption)
+    # the tiny BERT's 12 layers: q, k, v, attention out (32 x 32) and FFN in, FFN out (64 x 32) in 2 blocks
+    params = {f"bert.encoder.layer.{b}.{n}": (2048 if n.endswith("dense") and "attention" not in n else 1024)
+              for b in (0, 1) for n in ("attention.self.query", "attention.self.key", "attention.self.value",
+                                         "attention.output.dense", "intermediate.dense", "output.dense")}
+    alloc = json.loads(downloads["prunescope_allocation.json"])
+    assert set(alloc) == set(params)
+    assert sum(params[n] * v for n, v in alloc.items()) / sum(params.values()) == pytest.approx(0.5, abs=1e-3)
+    csv_rows = downloads["prunescope_allocation.csv"].decode().splitlines()
+    assert csv_rows[0] == "layer,sparsity,parameters" and len(csv_rows) == 13
+    table = downloads["prunescope_sensitivity.csv"].decode().splitlines()[0].split(",")
+    assert {"value", "ci_low", "ci_high", "n", "drop", "drop_ci_low", "drop_ci_high", "kl"} <= set(table)
+
+    at.button(key="ps_alloc_apply").click().run()
+    assert_clean(at)
+    assert at.sidebar.selectbox(key="ps_granularity").value == "allocated"
+    at.switch_page("../pages/overview.py").run()
+    assert_clean(at)
+    assert any("against uniform" in m.value for m in at.markdown)
