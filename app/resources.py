@@ -47,6 +47,7 @@ LIMITS = {
     "sweep": 16,
     "sensitivity": 16,
     "candidates": 16,
+    "agreement": 8,
     "memo": 256,
 }
 
@@ -390,6 +391,24 @@ def masks(
     result = run_job("prune", key, label, run, on_partial)
     other = dict(getattr(result, "other_params", None) or {}) or None
     return MaskSet(method, sparsity, str(g), result.masks, result.weights, dict(result.info), other=other, ident=ident)
+
+
+def exact_agreement(s: Settings, loaded, fast: MaskSet) -> Job:
+    """How far the one-pass masks ``fast`` (the slider views') are from the method's own masks at the
+    same setting: a background job, started when a page has drawn at this setting (the slider rests),
+    never waited for. Its value: ``pruning.masks.mask_overlap`` (Jaccard and Hamming, per layer and overall)."""
+    from pruning.masks import mask_overlap
+
+    m = method_info(fast.method)
+    calib = calibration(s, loaded, task_data(s, loaded))
+
+    def run(job: Job):
+        from pruning.prune import prune
+
+        exact = prune(loaded, fast.method, fast.sparsity, fast.granularity, calibration=calib, seed=s.seed, params=s.params_for(fast.method), progress=job.progress)
+        return mask_overlap(fast.masks, exact.masks)
+
+    return store().get_or_start("agreement", fast.key, f"Exact {m.label} masks for the agreement", run)
 
 
 def overrides(loaded, mask_set: MaskSet) -> dict:

@@ -45,6 +45,7 @@ def render() -> None:
     m3.metric("Overall sparsity", f"{1 - table['kept'].sum() / table['params'].sum():.2%}")
     bad24 = nm_violation_count(mask, 2, 4)
     m4.metric("2:4 groups breaking the pattern", f"{bad24:,}", help="groups of 4 consecutive inputs of a row that keep more than 2 weights")
+    ui.one_pass_note(s, loaded, mask_set, layer)
 
     d_out, d_in = mask.shape
     if view == WHOLE:

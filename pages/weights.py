@@ -44,6 +44,7 @@ def render() -> None:
     m2.metric("Layer sparsity", f"{layer_sparsity:.1%}")
     m3.metric("Magnitude threshold |w|", f"{threshold:.4g}", help="the |w| below which this share of weights lies: the exact cut of per-layer magnitude pruning")
     m4.metric("Spike/slab crossing |w*|", "none" if spike.crossing is None else f"{spike.crossing:.4g}")
+    ui.one_pass_note(s, loaded, mask_set, layer)
 
     width = float(binned.edges[1] - binned.edges[0])
     centers = np.linspace(binned.edges[0], binned.edges[-1], 241)

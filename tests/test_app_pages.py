@@ -438,3 +438,27 @@ def test_sensitivity_ranks_by_kl_with_intervals_and_the_allocation_downloads_and
     at.switch_page("../pages/overview.py").run()
     assert_clean(at)
     assert any("against uniform" in m.value for m in at.markdown)
+
+
+def test_slider_views_label_wanda_one_pass_and_show_its_agreement_with_the_exact_masks():
+    import time
+
+    at = open_page("weights")
+    at.sidebar.selectbox(key="ps_method").set_value("wanda").run()
+    assert_clean(at)
+    notes = [c.value for c in at.caption if c.value.startswith("**Approximation:**")]
+    assert len(notes) == 1  # labelled where the numbers are, whether or not the exact masks are ready
+    for _ in range(60):  # the exact masks are computed in the background; the page never waits for them
+        if "Agreement with the exact Wanda masks" in notes[0]:
+            break
+        time.sleep(0.5)
+        at.run()
+        notes = [c.value for c in at.caption if c.value.startswith("**Approximation:**")]
+    # the first layer of the first block sees the dense inputs in both computations: identical masks
+    assert at.selectbox(key="ps_layer").value == "bert.encoder.layer.0.attention.self.query"
+    assert "**1.000** in this layer (0.0% of its weights decided differently)" in notes[0]
+    at.switch_page("../pages/masks.py").run()
+    assert_clean(at)
+    assert any("Agreement with the exact Wanda masks" in c.value for c in at.caption)
+    at.sidebar.selectbox(key="ps_method").set_value("magnitude").run()
+    assert not [c for c in at.caption if c.value.startswith("**Approximation:**")]  # magnitude's ranks are exact
