@@ -279,7 +279,7 @@ def cmd_sweep(args) -> int:
 def cmd_sensitivity(args) -> int:
     from .models import prunable_layers
     from .registry import get_method
-    from .sweep import layer_sensitivity, suggest_allocation
+    from .sensitivity import distinguishable_layers, layer_sensitivity, suggest_allocation
 
     get_method(args.method)
     _check_settings(_floats(args.sparsities), [])
@@ -299,16 +299,24 @@ def cmd_sensitivity(args) -> int:
         max_examples=args.eval_size,
         progress=_progress_bar("sensitivity"),
         checkpoint=out.with_suffix(".partial.jsonl"),
+        signal=args.signal,
+        memory_mb=args.memory_mb,
     )
     _write_rows(rows, out)
     params = {i.name: i.params for i in prunable_layers(loaded.model)}
     target = _floats(args.sparsities)[-1]
-    allocation = suggest_allocation(rows, target, params)
-    out.with_suffix(".json").write_text(json.dumps({"rows": rows, "suggested_allocation": allocation}, indent=2))
+    allocation = suggest_allocation(rows, target, params, signal=args.signal)
+    told = distinguishable_layers(rows, args.signal)
+    summary = {"rows": rows, "signal": args.signal, "distinguishable_layers": told, "suggested_allocation": allocation}
+    out.with_suffix(".json").write_text(json.dumps(summary, indent=2))
     out.with_suffix(".partial.jsonl").unlink(missing_ok=True)
-    worst = sorted((r for r in rows if r["layer"] != "-"), key=lambda r: -r["drop"])[:10]
+    worst = sorted((r for r in rows if r["layer"] != "-"), key=lambda r: -r[args.signal])[:10]
     for r in worst:
-        print(f"{r['layer']:60s} {r['sparsity']:.2f}  drop {r['drop']:+.4f}")
+        print(
+            f"{r['layer']:60s} {r['sparsity']:.2f}  kl {r['kl']:.2e} [{r['kl_ci_low']:.2e}, {r['kl_ci_high']:.2e}]  "
+            f"drop {r['drop']:+.4f} [{r['drop_ci_low']:+.4f}, {r['drop_ci_high']:+.4f}]"
+        )
+    print(f"{len(told)} of {len(layers)} layers have a {args.signal} interval that excludes 0")
     print(f"wrote {out} and {out.with_suffix('.json')}")
     return 0
 
@@ -371,12 +379,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="out/sweep.csv")
     p.set_defaults(func=cmd_sweep)
 
-    p = sub.add_parser("sensitivity", help="prune one layer at a time; metric drop per layer (CSV and JSON)")
+    p = sub.add_parser("sensitivity", help="prune one layer at a time; KL and metric drop per layer (CSV and JSON)")
     _model_args(p)
     _layer_args(p)
     _data_args(p)
     p.add_argument("--method", default="magnitude")
     p.add_argument("--sparsities", default="0.5")
+    p.add_argument("--signal", choices=["kl", "drop"], default="kl", help="what ranks layers and builds the allocation")
+    p.add_argument("--memory-mb", type=float, default=1024, help="memory for the cached dense activations (else full passes)")
     p.add_argument("--out", default="out/sensitivity.csv")
     p.set_defaults(func=cmd_sensitivity)
     return parser

@@ -1,4 +1,4 @@
-"""Sparsity ramps and layer sensitivity: many prune-and-evaluate points, resumable.
+"""Sparsity ramps (and, from :mod:`pruning.sensitivity`, layer sensitivity): many prune-and-evaluate points, resumable.
 
 Every finished point is handed to ``on_point`` as it is computed (the app draws
 it at once) and, with ``checkpoint``, appended to a JSON-lines file: a rerun
@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from .masks import parse_granularity
-from .prune import layer_names, mask_ranker, masked_overrides, prune
+from .prune import prune
 from .registry import get_method
+from .sensitivity import layer_sensitivity, suggest_allocation  # noqa: F401 - their former home; callers import them here
 
 
 def _load_checkpoint(path) -> list[dict]:
@@ -118,89 +119,3 @@ def sparsity_ramp(
     if progress is not None:
         progress(len(todo), len(todo), "done")
     return rows
-
-
-def layer_sensitivity(
-    loaded,
-    data,
-    method: str = "magnitude",
-    sparsities: Sequence[float] = (0.5,),
-    layers=None,
-    calibration=None,
-    seed: int = 0,
-    max_examples: int | None = 256,
-    split: str = "validation",
-    progress=None,
-    on_point=None,
-    done_rows: Iterable[dict] | None = None,
-    checkpoint=None,
-) -> list[dict]:
-    """Prune one layer at a time; the metric and its drop from dense for each layer and sparsity.
-
-    ``drop`` is the harm: dense minus pruned for accuracy, pruned minus dense for
-    perplexity, so a larger drop always means a more sensitive layer. For a
-    score-based method the scores are computed once; pruning a single layer
-    leaves its inputs dense, so the dense-input scores are the exact ones.
-    """
-    names = layer_names(loaded, layers)
-    rows = list(done_rows or []) + _load_checkpoint(checkpoint)
-    dense_ev = _eval(loaded, data, None, max_examples, split)
-    if not any(r["layer"] == "-" for r in rows):
-        dense = {"layer": "-", "sparsity": 0.0, **metric_columns(dense_ev, dense_ev), "method": method}
-        rows.append(dense)
-        _append(checkpoint, dense)
-    done = {(r["layer"], round(float(r["sparsity"]), 6)) for r in rows}
-    m = get_method(method)
-    ranker = None
-    if m.score_based:
-        ranker = mask_ranker(loaded, method, names, calibration, seed)
-    todo = [(n, round(float(s), 6)) for n in names for s in sparsities if (n, round(float(s), 6)) not in done]
-    for i, (name, sparsity) in enumerate(todo):
-        if progress is not None:
-            progress(i, len(todo), f"{name} at {sparsity:.0%}")
-        if ranker is not None:
-            mask = ranker.masks(sparsity, "layer")[name]
-            overrides = masked_overrides(loaded, {name: mask})
-        else:
-            overrides = prune(loaded, method, sparsity, "layer", layers=[name], calibration=calibration, seed=seed).overrides(loaded)
-        ev = _eval(loaded, data, overrides, max_examples, split)
-        row = {"layer": name, "sparsity": sparsity, **metric_columns(ev, dense_ev), "method": method}
-        _record(rows, row, checkpoint, on_point)
-    if progress is not None:
-        progress(len(todo), len(todo), "done")
-    return rows
-
-
-def suggest_allocation(
-    rows: Sequence[dict], target_sparsity: float, layer_params: dict[str, int], strength: float = 0.1, max_sparsity: float = 0.95
-) -> dict[str, float]:
-    """Per-layer sparsities averaging ``target_sparsity`` (weighted by parameters), sensitive layers pruned less.
-
-    Each layer's sensitivity is its mean drop over the measured sparsities; the
-    z-scored sensitivity moves the layer's sparsity by up to ``strength`` per
-    standard deviation (the outlier-weighted rule of OWL, Yin et al. 2023), and a
-    common offset, found by bisection, restores the parameter-weighted target.
-    """
-    import statistics
-
-    per_layer: dict[str, list[float]] = {}
-    for r in rows:
-        if r["layer"] != "-" and r["layer"] in layer_params:
-            per_layer.setdefault(r["layer"], []).append(float(r["drop"]))
-    if not per_layer:
-        return {}
-    sens = {n: sum(v) / len(v) for n, v in per_layer.items()}
-    mean = statistics.fmean(sens.values())
-    std = statistics.pstdev(sens.values()) or 1.0
-    base = {n: target_sparsity - strength * (s - mean) / std for n, s in sens.items()}
-    total = sum(layer_params[n] for n in base)
-
-    def allocated(offset: float) -> dict[str, float]:
-        return {n: min(max_sparsity, max(0.0, b + offset)) for n, b in base.items()}
-
-    lo, hi = -1.0, 1.0
-    for _ in range(60):
-        mid = (lo + hi) / 2
-        mean_s = sum(layer_params[n] * s for n, s in allocated(mid).items()) / total
-        lo, hi = (mid, hi) if mean_s < target_sparsity else (lo, mid)
-    return {n: round(s, 4) for n, s in allocated((lo + hi) / 2).items()}

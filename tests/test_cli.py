@@ -141,6 +141,7 @@ def test_sweep_and_sensitivity_write_csv_and_json(tmp_path, tiny_folder, tiny_cs
     layers = [r for r in result["rows"] if r["layer"] != "-"]
     assert len(layers) == 12  # 2 blocks x 6 linear layers of the tiny BERT
     assert set(result["suggested_allocation"]) == {r["layer"] for r in layers}
+    assert result["signal"] == "kl" and result["distinguishable_layers"] == [r["layer"] for r in layers if r["kl_ci_low"] > 0]
 
 
 def test_report_summarises_randomized_selection_without_weight_samples():
