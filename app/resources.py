@@ -34,6 +34,7 @@ import streamlit as st
 
 from pruning.errors import PruneScopeError
 
+from .allocation import ALLOCATED
 from .state import DATA_EMBEDDED, Settings
 
 # How many entries of each kind the store keeps (least recently used goes first).
@@ -329,6 +330,18 @@ class MaskSet:
         return (self.method, self.granularity, round(self.sparsity, 6)) + self.ident
 
 
+def granularity_of(s: Settings, text: str):
+    """The engine's granularity for a sidebar choice; "allocated" carries the allocation applied on the
+    Layer sensitivity page, rebuilt for the target sparsity (``Settings.allocation``)."""
+    from pruning import masks as M
+
+    if text != ALLOCATED:
+        return M.parse_granularity(text)
+    if not s.allocation:
+        raise PruneScopeError("granularity 'allocated' needs an allocation: measure Layer sensitivity and press Apply there")
+    return M.allocated(dict(s.allocation))
+
+
 def one_pass_approximation(method) -> bool:
     """Whether re-thresholding cached scores only approximates the method: Wanda's scores come from one
     dense pass, while the method itself walks the blocks in order (each block sees the pruned ones before it)."""
@@ -353,17 +366,18 @@ def masks(
     every metric the app shows) runs the method itself where the cached ranks are only a
     one-pass approximation of it (Wanda).
     """
-    from pruning.masks import parse_granularity, validate_sparsity
+    from pruning.masks import validate_sparsity
 
     method = method or s.method
-    g = parse_granularity(granularity or s.granularity)
+    g = granularity_of(s, granularity or s.granularity)
     sparsity = g.fixed_sparsity if g.is_nm else validate_sparsity(s.sparsity if sparsity is None else sparsity)
     m = method_info(method)
     if str(g) not in m.granularities and not (g.is_nm and "2:4" in m.granularities):
         raise PruneScopeError(f"{m.label} does not support granularity {g}; it supports {', '.join(m.granularities)}")
     params = s.params_for(method)
     param_part = tuple(sorted(params.items()))
-    ident = (s.model_key, s.data_key if (m.needs_calibration or m.needs_training_data) else None, s.calibration, s.seed, param_part)
+    alloc_part = s.allocation if str(g) == ALLOCATED else ()
+    ident = (s.model_key, s.data_key if (m.needs_calibration or m.needs_training_data) else None, s.calibration, s.seed, param_part, alloc_part)
     if m.score_based and not (exact and one_pass_approximation(m)):
         r = ranker(s, loaded, method)
         one_pass = ("one-pass scores",) if one_pass_approximation(m) else ()  # never the same cache entry as the method's own masks
@@ -372,7 +386,7 @@ def masks(
         raise PruneScopeError(f"{m.label} trains on the task, and this model has no task head")
     data = task_data(s, loaded) if (m.needs_calibration or m.needs_training_data) else None
     calib = calibration(s, loaded, data) if m.needs_calibration else None
-    key = (s.model_key, s.data_key, method, str(g), round(sparsity, 6), s.calibration, s.seed, param_part)
+    key = (s.model_key, s.data_key, method, str(g), round(sparsity, 6), s.calibration, s.seed, param_part, alloc_part)
 
     def run(job: Job):
         from pruning.prune import prune

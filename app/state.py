@@ -94,6 +94,7 @@ class Settings:
     eval_size: int
     seed: int
     params: tuple = ()  # (name, value) of the chosen method's parameters that differ from their defaults
+    allocation: tuple = ()  # granularity "allocated": sorted (layer, sparsity) pairs at the target sparsity
 
     def params_for(self, method: str) -> dict:
         """The parameters set in the sidebar for ``method`` (only the chosen method has any)."""
@@ -144,6 +145,7 @@ def current() -> Settings:
     else:
         source = s["ps_data_text"].strip()
     granularity = s["ps_custom_nm"].strip() if s["ps_granularity"] == CUSTOM_NM else s["ps_granularity"]
+    sparsity = round(float(s["ps_sparsity"]), 4)
     return Settings(
         model=model,
         gguf_file=gguf,
@@ -153,9 +155,21 @@ def current() -> Settings:
         label_column=s["ps_label_column"].strip() or None,
         method=s["ps_method"],
         granularity=granularity,
-        sparsity=round(float(s["ps_sparsity"]), 4),
+        sparsity=sparsity,
         calibration=int(s["ps_calibration"]),
         eval_size=int(s["ps_eval_size"]),
         seed=int(s["ps_seed"]),
         params=method_params(s["ps_method"]),
+        allocation=applied_allocation(granularity, sparsity),
     )
+
+
+def applied_allocation(granularity: str, sparsity: float) -> tuple:
+    """The allocation applied from the Layer sensitivity page, rebuilt for ``sparsity`` (only when the
+    granularity is "allocated")."""
+    from .allocation import ALLOCATED, SOURCE_KEY
+
+    source = st.session_state.get(SOURCE_KEY)
+    if granularity != ALLOCATED or source is None:
+        return ()
+    return tuple(sorted(source.at(sparsity).items()))

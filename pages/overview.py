@@ -5,6 +5,7 @@ import streamlit as st
 
 from app import charts, resources, ui
 from app import intervals as I
+from app.allocation import ALLOCATED
 from pruning.distribution import layer_counts
 
 
@@ -33,6 +34,16 @@ def outcome(dense: dict, pruned: dict, diff: dict) -> str:
     if name == "perplexity" and dense["value"]:
         text += f", {pruned['value'] / dense['value']:.2f}x"
     return text + f". Measured on the same examples, the {I.drop_label(name)} is {I.drop_text(name, diff)}."
+
+
+def against_uniform(s, loaded, data, allocated_set) -> str:
+    """The applied allocation against uniform per-layer pruning at the same overall sparsity, paired."""
+    uniform = resources.masks(s, loaded, granularity="layer", exact=True)
+    first, second, diff = resources.comparison(s, loaded, data, uniform, allocated_set)
+    return (
+        f"Uniform per-layer pruning at the same overall sparsity ({s.sparsity:.0%}) gives {I.metric_text(first)}; "
+        + I.comparison_sentence(first["metric"], "uniform", "The allocation", diff)
+    )
 
 
 def render() -> None:
@@ -78,6 +89,8 @@ def render() -> None:
     ]
     if dense is not None and pruned is not None:
         sentences.append(outcome(dense, pruned, diff))
+    if diff is not None and s.granularity == ALLOCATED:
+        sentences.append(against_uniform(s, loaded, data, mask_set))
     if method.updates_weights:
         sentences.append("This method also changed the weights it kept, to make up for the ones it removed.")
     st.markdown(" ".join(sentences))
