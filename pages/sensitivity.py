@@ -50,7 +50,8 @@ def ranking(s, df: pd.DataFrame, dense: dict, sparsities: list, metric: str) -> 
     at = c2.select_slider("At sparsity", options=sparsities, key="ps_sens_at", format_func=lambda v: f"{v:.0%}")
     one = df[df["sparsity"] == at].assign(layer=lambda d: d["layer"].map(ui.short_layer))
     st.altair_chart(IC.sensitivity_bars_ci(one, metric, signal), width="stretch")
-    st.markdown(I.noise_summary(one, signal, metric, at))
+    for name in sorted(A.SIGNALS, key=lambda c: c != signal):  # the chosen signal first; the drop is the real noise test
+        st.markdown(I.noise_summary(one, name, metric, at))
     worst = one.sort_values(signal, ascending=False).head(3)
     st.caption(
         f"Dense {metric}: {I.metric_text(dense)}. Most sensitive at {at:.0%}: "
