@@ -6,9 +6,11 @@ accumulated by forward pre-hooks (the shape of SparseGPT's ``add_batch``), on a
 shallow copy of the model so that the shared model never carries our hooks.
 
 :func:`sequential_prune` walks the transformer blocks in order. Block ``b`` gets
-the hidden states produced by the already-pruned blocks before it; inside the
-block every layer is pruned the moment its input is known, so later layers of
-the block (the attention output, the FFN down projection) see inputs from the
+the hidden states produced by the already-pruned blocks before it. By default
+(``order="block"``, as the reference Wanda and SparseGPT code) all of a block's
+statistics come from one pass over the unpruned block; with ``order="sequential"``
+every layer is pruned the moment its input is known, so later layers of the
+block (the attention output, the FFN down projection) see inputs from the
 pruned layers before them. All calibration samples go through a block as one
 batch, which keeps only the hidden states between blocks in memory, never every
 layer's activations. Layers that read the very same tensor (q/k/v, gate/up)
@@ -174,6 +176,9 @@ def _is_linear(module: nn.Module) -> bool:
     return isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D"
 
 
+ORDERS = ("block", "sequential")
+
+
 def sequential_prune(
     loaded,
     layers: Sequence[str],
@@ -181,8 +186,17 @@ def sequential_prune(
     prune_group: GroupPruner,
     want_gram: bool = False,
     progress=None,
+    order: str = "block",
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """Walk the blocks in order, pruning each targeted layer once its input is known.
+    """Walk the blocks in order, each block's inputs coming from the already-pruned blocks before it.
+
+    ``order="block"`` (the reference Wanda and SparseGPT code): all statistics of a
+    block are collected in one pass over the still-unpruned block, then its layers
+    are pruned, then the pruned block is run to give the next block its inputs.
+    ``order="sequential"`` (SparseGPT's ``true_sequential``, finer still): every
+    layer is pruned the moment its input is known, so later layers of the block
+    (attention output, FFN down projection) see inputs from the pruned layers
+    before them.
 
     ``prune_group(names, weights (d_out, d_in), stats) -> [(new_weight or None, mask)]``
     is called once per set of layers that read the same input (q/k/v, gate/up),
@@ -190,76 +204,106 @@ def sequential_prune(
     new_weights holds only layers whose weights the pruner changed. The shared
     model is untouched.
     """
-    from .models import layer_weight, transformer_blocks
+    from .models import transformer_blocks
 
-    model = shallow_copy(loaded.model)
-    blocks = transformer_blocks(model)
-    wanted = set(layers)
+    if order not in ORDERS:
+        raise PruneScopeError(f"unknown statistics order {order!r}: use {' or '.join(ORDERS)}")
+    walk = _Walk(loaded, shallow_copy(loaded.model), layers, prune_group, want_gram, progress)
+    blocks = transformer_blocks(walk.model)
     batch = merge_batches(calibration, pad_id=_pad_id(loaded))
-    token_mask = batch["attention_mask"].bool()
-    if bool(token_mask.all()):
-        token_mask = None  # no padding: every position is a calibration token
-    args, kwargs = capture_first_block_inputs(loaded, model, blocks, batch)
+    walk.token_mask = batch["attention_mask"].bool()
+    if bool(walk.token_mask.all()):
+        walk.token_mask = None  # no padding: every position is a calibration token
+    args, kwargs = capture_first_block_inputs(loaded, walk.model, blocks, batch)
     hidden, rest = args[0], tuple(args[1:])
-    groups_by_local = {}
     for group in input_groups(blocks[0][1], args, kwargs):
         for local in group:
-            groups_by_local[local] = group
-    masks: dict[str, torch.Tensor] = {}
-    new_weights: dict[str, torch.Tensor] = {}
-    total = len(wanted)
+            walk.groups_by_local[local] = group
+    step = walk.block_sequential if order == "sequential" else walk.block_once
     for prefix, block in blocks:
+        if all(n in walk.masks for n in walk.wanted):
+            break  # later blocks hold no targeted layer: no need to run them
         names = [n for n in layers if n.startswith(prefix + ".")]
-        if not names:
-            if all(n in masks for n in wanted):
-                break
-            with torch.inference_mode():
-                hidden = _block_output(block(hidden, *rest, **kwargs))
-            continue
-        shared = _SharedInputs(want_gram, token_mask)
-        pending: dict[str, tuple[InputStats, tuple]] = {}
-        handles = []
+        with torch.inference_mode():
+            hidden = step(prefix, block, names, lambda: _block_output(block(hidden, *rest, **kwargs)))
+    missing = [n for n in layers if n not in walk.masks]
+    if missing:
+        raise PruneScopeError(f"these layers are not inside a transformer block, so calibration never reached them: {missing[:3]}")
+    return walk.masks, walk.new_weights
 
-        def make_hook(name: str, prefix=prefix, block=block, shared=shared, pending=pending):
-            local = name[len(prefix) + 1 :]
 
-            def hook(module, inputs):
-                stats = shared.stats_for(inputs[0])
-                if name in pending and pending[name][0] is stats:
-                    new_w, mask = pending.pop(name)[1]
-                else:  # first of its group to run: prune the whole group now
-                    members = [prefix + "." + m for m in groups_by_local.get(local, [local])]
-                    members = [m for m in members if m in wanted and m not in masks] or [name]
-                    if name not in members:
-                        members = [name]
-                    outcome = prune_group(members, [layer_weight(model, m) for m in members], stats)
-                    for member, result in zip(members, outcome):
-                        pending[member] = (stats, result)
-                    new_w, mask = pending.pop(name)[1]
-                masks[name] = mask
-                if new_w is not None:
-                    new_weights[name] = new_w
-                base = new_w if new_w is not None else layer_weight(model, name)
-                _set_weight(model, block, local, name, base * mask)
-                if progress is not None:
-                    progress(len(masks), total, f"pruned {name}")
+class _Walk:
+    """The state of one :func:`sequential_prune` walk: the private model, masks and new weights so far."""
 
-            return hook
+    def __init__(self, loaded, model, layers, prune_group, want_gram, progress):
+        self.model, self.prune_group, self.want_gram, self.progress = model, prune_group, want_gram, progress
+        self.wanted = set(layers)
+        self.token_mask = None
+        self.groups_by_local: dict[str, list[str]] = {}
+        self.masks: dict[str, torch.Tensor] = {}
+        self.new_weights: dict[str, torch.Tensor] = {}
 
-        for name in names:
-            handles.append(block.get_submodule(name[len(prefix) + 1 :]).register_forward_pre_hook(make_hook(name)))
+    def members(self, prefix: str, name: str) -> list[str]:
+        """The not-yet-pruned targeted layers reading the same input as ``name`` (``name`` first if alone)."""
+        local = name[len(prefix) + 1 :]
+        members = [prefix + "." + m for m in self.groups_by_local.get(local, [local])]
+        members = [m for m in members if m in self.wanted and m not in self.masks] or [name]
+        return members if name in members else [name]
+
+    def prune(self, prefix: str, block: nn.Module, members: list[str], stats: InputStats) -> None:
+        """Prune ``members`` with ``stats`` and put their pruned weights into the private block."""
+        from .models import layer_weight
+
+        outcome = self.prune_group(members, [layer_weight(self.model, m) for m in members], stats)
+        for name, (new_w, mask) in zip(members, outcome):
+            self.masks[name] = mask
+            if new_w is not None:
+                self.new_weights[name] = new_w
+            base = new_w if new_w is not None else layer_weight(self.model, name)
+            _set_weight(self.model, block, name[len(prefix) + 1 :], name, base * mask)
+            if self.progress is not None:
+                self.progress(len(self.masks), len(self.wanted), f"pruned {name}")
+
+    def _hooked(self, block, prefix, names, make_hook, run):
+        handles = [block.get_submodule(n[len(prefix) + 1 :]).register_forward_pre_hook(make_hook(n)) for n in names]
         try:
-            with torch.inference_mode():
-                hidden = _block_output(block(hidden, *rest, **kwargs))
+            return run()
         finally:
             for h in handles:
                 h.remove()
-        if all(n in masks for n in wanted):
-            break  # later blocks hold no targeted layer: no need to run them
-    missing = [n for n in layers if n not in masks]
-    if missing:
-        raise PruneScopeError(f"these layers are not inside a transformer block, so calibration never reached them: {missing[:3]}")
-    return masks, new_weights
+
+    def block_sequential(self, prefix, block, names, run):
+        """Prune each layer (group) in its pre-hook, as soon as its input is known; the block's output."""
+        shared = _SharedInputs(self.want_gram, self.token_mask)
+
+        def make_hook(name):
+            def hook(module, inputs):
+                if name not in self.masks:
+                    self.prune(prefix, block, self.members(prefix, name), shared.stats_for(inputs[0]))
+
+            return hook
+
+        return self._hooked(block, prefix, names, make_hook, run)
+
+    def block_once(self, prefix, block, names, run):
+        """Collect every layer's statistics in one pass over the unpruned block, prune, rerun the block."""
+        shared = _SharedInputs(self.want_gram, self.token_mask)
+        seen: dict[str, InputStats] = {}
+
+        def make_hook(name):
+            def hook(module, inputs):
+                seen[name] = shared.stats_for(inputs[0])
+
+            return hook
+
+        first = self._hooked(block, prefix, names, make_hook, run)
+        if not names:
+            return first
+        for name in names:
+            if name not in self.masks:
+                members = [m for m in self.members(prefix, name) if seen.get(m) is seen[name]] or [name]
+                self.prune(prefix, block, members, seen[name])
+        return run()
 
 
 def collect_input_stats(
