@@ -185,7 +185,7 @@ def cmd_prune(args) -> int:
     method.resolve_params(_method_params(args.param))
     loaded = _load(args)
     names = layer_names(loaded, include=args.include, exclude=args.exclude)
-    data = _task_data(loaded, args) if (args.eval or method.needs_training_data) else None
+    data = _task_data(loaded, args) if (args.eval or method.needs_training_data or method.needs_calibration) else None
     calibration = _calibration(loaded, args) if method.needs_calibration else None
     result = prune(
         loaded,
@@ -210,6 +210,10 @@ def cmd_prune(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     save_masks(result.masks, out / "masks.safetensors")
     report = build_report(result, loaded, evaluation)
+    if data is not None:
+        from .data import data_parts
+
+        report["data"] = {"name": data.name, "parts": data_parts(data)}
     write_report(report, out / "report.json")
     if not args.no_model:
         save_pruned_model(loaded, result, out / "model")
