@@ -29,7 +29,7 @@ from pruning.seeds.randomized import (
     sampling_rounds,
     stage_sparsities,
 )
-from pruning.seeds.sds import magnitude_mask, reconstruction_error, sds_adjust, sds_dense_step, sds_objective
+from pruning.seeds.sds import magnitude_mask, reconstruction_error, sds_adjust, sds_dense_step, sds_objective, sds_third_step
 
 
 # ---------------------------------------------------------------- MGPP arithmetic
@@ -193,6 +193,24 @@ def test_dense_step_with_1_over_L_converges_to_the_ridge_solution():
     W = sds_dense_step(W_sparse, W_dense, G, 0.0, l2, iters=3000)
     exact = W_dense @ G @ torch.linalg.inv(G + l2 * torch.eye(G.shape[0]))
     assert torch.allclose(W, exact, atol=1e-3)
+
+
+def test_third_step_follows_the_papers_rule_or_the_best_iterate():
+    W_dense, _, G = _layer_problem()
+    W_mid = sds_dense_step(W_dense * 0, W_dense, G, 0.05, 0.05, iters=30)
+    M2 = magnitude_mask(W_mid, 0.5, "layer")
+    W2 = W_mid * M2
+    worse_first = torch.zeros_like(W_dense)  # error tr(W_d G W_d^T): the re-pruned W2 beats it
+    assert reconstruction_error(W2, W_dense, G) < reconstruction_error(worse_first, W_dense, G)
+    W3, M3, info = sds_third_step(worse_first, W2, M2, W_dense, G, 0.5, "layer", "paper", iters=40)
+    assert info["skipped"] and not info["adjusted"] and torch.equal(W3, W2) and torch.equal(M3, M2)
+    W3, M3, info = sds_third_step(worse_first, W2, M2, W_dense, G, 0.5, "layer", "best", iters=40)
+    assert not info["skipped"] and info["adjusted"] and info["error_after"] < info["error_before"]
+    better_first = W_dense.clone()  # a first result with no error at all: the second cannot beat it
+    W3, M3, info = sds_third_step(better_first, W2, M2, W_dense, G, 0.5, "layer", "paper", iters=40)
+    last, _, _ = sds_adjust(W2, W_dense, G, 0.5, "layer", mask=M2, iters=40, keep="last")
+    assert not info["skipped"] and torch.equal(W3, last)  # adjusted, and kept where the iterations end
+    assert sds_third_step(worse_first, W2, M2, W_dense, G, 0.5, "layer", "best", iters=0)[2]["skipped"]
 
 
 @pytest.mark.parametrize("granularity,sparsity", [("layer", 0.5), ("row", 0.75), ("2:4", 0.5)])
