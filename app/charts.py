@@ -364,7 +364,7 @@ def sensitivity_bars(df: pd.DataFrame, metric: str = "accuracy", value: str = "d
         .mark_bar()
         .encode(
             y=alt.Y("layer:N", sort=order, title="layer (most sensitive first)", axis=alt.Axis(labelLimit=260, labelOverlap=False)),
-            x=alt.X(f"{value}:Q", title=f"{'drop' if value == 'drop' else 'change'} when only this layer is pruned ({unit})"),
+            x=alt.X(f"{value}:Q", title=f"{'drop' if value == 'drop' else 'change'} when only this layer is pruned ({unit})", axis=alt.Axis(format="~g")),
             color=alt.Color(f"{value}:Q", scale=alt.Scale(scheme="reds"), legend=None),
             tooltip=[alt.Tooltip("layer:N"), alt.Tooltip(f"{value}:Q", title=unit, format=".4f")],
         )

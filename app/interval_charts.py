@@ -65,7 +65,7 @@ def ramp_chart_ci(points: pd.DataFrame, dense: dict | None = None, metric: str =
         )
     )
     layers = [base, bars] if dense is None else [_band(dense, "dense model", metric), base, bars]
-    return alt.layer(*layers)
+    return alt.layer(*layers).properties(height=380)
 
 
 def noise_labels(df: pd.DataFrame, value: str) -> pd.Series:
@@ -102,7 +102,8 @@ def sensitivity_bars_ci(df: pd.DataFrame, metric: str = "accuracy", value: str =
             ],
         )
     )
-    return alt.layer(charts.sensitivity_bars(data, metric, value), bars).resolve_scale(color="independent")
+    chart = alt.layer(charts.sensitivity_bars(data, metric, value), bars).resolve_scale(color="independent")
+    return chart.properties(height=alt.Step(16))  # a layered chart takes its size from the outside: one step per layer
 
 
 def candidate_bars_ci(df: pd.DataFrame, value_title: str, reference: dict | None = None, fmt: str = ".4g") -> alt.Chart:
@@ -131,4 +132,4 @@ def candidate_bars_ci(df: pd.DataFrame, value_title: str, reference: dict | None
         )
     )
     layers = [bars, dots] if reference is None else [_band(reference, "deterministic mask", value_title, fmt), bars, dots]
-    return alt.layer(*layers)
+    return alt.layer(*layers).properties(height=260)
