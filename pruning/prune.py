@@ -157,3 +157,19 @@ def masks_from_scores(loaded, scores, sparsity, granularity):
     from .models import layer_weight
 
     return compute_masks(scores, sparsity, granularity, {n: layer_weight(loaded.model, n) for n in scores})
+
+
+def one_pass_agreement(
+    loaded, method: str, sparsity: float, granularity: str, layers=None, calibration=None, seed: int = 0, params=None
+) -> dict:
+    """How well the slider views' one-pass masks (scores from one dense pass, re-thresholded)
+    agree with the method's own masks at the same setting (for Wanda: its block-by-block walk).
+
+    Returns :func:`pruning.masks.mask_overlap` of the two: per layer and overall, ``agreement``
+    (share of identical mask entries), ``hamming`` and ``jaccard``.
+    """
+    from .masks import mask_overlap
+
+    fast = mask_ranker(loaded, method, layers, calibration, seed, params).masks(sparsity, granularity)
+    exact = prune(loaded, method, sparsity, granularity, layers=layers, calibration=calibration, seed=seed, params=params)
+    return mask_overlap(fast, exact.masks)

@@ -165,6 +165,22 @@ def test_statistics_orders_equal_their_brute_force(request, fixture):
     assert any(not torch.equal(per_block[n], per_layer[n]) for n in per_block)  # the two orders really differ
 
 
+def test_one_pass_agreement_counts_identical_mask_entries(tiny_llama):
+    from pruning.prune import one_pass_agreement
+
+    calib = _calibration(tiny_llama)
+    result = one_pass_agreement(tiny_llama, "wanda", 0.5, "row", calibration=calib)
+    fast = mask_ranker(tiny_llama, "wanda", calibration=calib).masks(0.5, "row")
+    exact = prune(tiny_llama, "wanda", 0.5, "row", calibration=calib).masks
+    same = {n: sum(int(a == b) for a, b in zip(fast[n].flatten().tolist(), exact[n].flatten().tolist())) for n in exact}
+    for name, row in result["per_layer"].items():
+        assert row["agreement"] == same[name] / exact[name].numel()
+        if name.startswith(transformer_blocks(tiny_llama.model)[0][0] + "."):
+            assert row["agreement"] == 1.0  # the first block sees dense inputs either way
+    assert result["overall"]["agreement"] == sum(same.values()) / sum(m.numel() for m in exact.values())
+    assert result["overall"]["agreement"] < 1.0  # later blocks see pruned inputs in the exact walk
+
+
 @pytest.mark.parametrize("granularity", ["layer", "2:4"])
 def test_sparsegpt_reconstructs_a_real_layer_better_than_magnitude(tiny_llama, granularity):
     calib = _calibration(tiny_llama, n=8, length=32)
