@@ -5,6 +5,7 @@ endpoints, a deterministic top-k mask, an objective that must fall); each regist
 method then runs end to end, a few steps, on the tiny random models of conftest.py.
 """
 
+import json
 import math
 
 import pytest
@@ -309,6 +310,15 @@ def test_candidate_pool_for_the_app(tiny_bert, tiny_sentiment):
     assert len(pool.masks) == 3 and 0 <= info["chosen"] < 3
     assert all(0 < o < 1 for o in info["overlap_with_deterministic"])
     assert info["deterministic_metric"]["metric"] == "accuracy"
+    json.dumps(info)  # no per-item arrays in the summary
+    from pruning.evaluate import paired_difference
+    from pruning.stats import wilson_interval
+
+    det, first = pool.deterministic_score, pool.scores[0]
+    assert det["n"] == 16 and det["per_item"]["correct"].size == 16
+    assert (det["ci_low"], det["ci_high"]) == wilson_interval(int(det["per_item"]["correct"].sum()), 16)
+    diff = paired_difference(det, first)
+    assert diff["drop"] == pytest.approx(det["value"] - first["value"])
 
 
 @pytest.mark.parametrize("method", ["mgpp", "gmp"])
@@ -381,3 +391,14 @@ def test_sds_on_a_bare_encoder_runs_without_a_tracked_metric(tiny_bert):
     result = prune(encoder, "sds", 0.5, "layer", calibration=_calibration(encoder), params={"iters": 3, "adjust_iters": 2})
     _check_exact(result, 0.5, "layer")
     assert all("value" not in s for s in result.info["steps"]) and result.info["held_out"] is None
+
+
+def test_held_out_perplexity_carries_its_interval_and_per_sequence_values(tiny_llama, tiny_text):
+    from pruning.seeds import training as T
+
+    task = T.task_data(tiny_llama, tiny_text, lm_sequences=1, lm_holdout=4)
+    ev = T.held_out_metric(tiny_llama.model, task)
+    nll, tokens = ev["per_item"]["nll"], ev["per_item"]["tokens"]
+    assert len(nll) == 4 and int(tokens.sum()) == ev["n"]
+    assert math.exp(float((nll * tokens).sum() / tokens.sum())) == pytest.approx(ev["value"], rel=1e-9)
+    assert ev["ci_low"] <= ev["value"] <= ev["ci_high"]

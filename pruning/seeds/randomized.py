@@ -52,6 +52,7 @@ from typing import Mapping, Sequence
 import torch
 
 from ..errors import PruneScopeError
+from ..evaluate import summary
 from ..masks import Masks, compute_masks, keep_count, mask_overlap, parse_granularity, prepare_scores
 from ..registry import Method, Param, PruneContext, get_method, register
 from ..scores import _mix
@@ -282,8 +283,8 @@ class CandidatePool:
             "sparsity": self.sparsity,
             "granularity": self.granularity,
             "candidate_scores": [s["score"] for s in self.scores],
-            "candidate_metrics": self.scores,
-            "deterministic_metric": self.deterministic_score,
+            "candidate_metrics": [summary(x) for x in self.scores],
+            "deterministic_metric": summary(self.deterministic_score),
             "jaccard": self.jaccard,
             "overlap_with_deterministic": self.overlap_with_deterministic,
             "chosen": self.chosen,
@@ -478,7 +479,7 @@ def _randomized_run(ctx: PruneContext):
                 if step % max(1, int(p["eval_every"]) * 4) == 0:
                     final_curve.append({"step": step, "loss": loss})
                     report(f"stage {si + 1}: fine-tuning the winner, step {step}")
-            final_metric = T.held_out_metric(model, task)
+            final_metric = summary(T.held_out_metric(model, task))
             report(f"stage {si + 1}/{len(schedule)}: winner fine-tuned, held-out {final_metric['metric']} {final_metric['value']:.4g}")
             stage.update(
                 {
