@@ -176,3 +176,10 @@ def agreement_text(label: str, job, layer: str) -> str:
         f"**{here['jaccard']:.3f}** in this layer ({here['hamming']:.1%} of its weights decided differently). "
         "Every metric the app shows (Overview, ramp, sensitivity) comes from the exact masks."
     )
+
+
+def data_note(data) -> None:
+    """Which part of the dataset is evaluated and which calibrates and trains (a single file is split in two)."""
+    from pruning.data import data_parts
+
+    st.caption("Data: " + "; ".join(data_parts(data).values()) + ". Calibration and training never draw from the evaluated part.")

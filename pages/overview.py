@@ -125,6 +125,8 @@ def render() -> None:
         f"Model source: {loaded.source}. Task: {loaded.task}. "
         + (f"Evaluation: {dense['n']} examples of {dense.get('dataset', '')}." if dense else "")
     )
+    if data is not None:
+        ui.data_note(data)
 
 
 ui.guarded(render)

@@ -59,6 +59,7 @@ def render() -> None:
     if data is None:
         st.warning("This model is a bare encoder: it has no task metric to sweep.")
         return
+    ui.data_note(data)
     key = (s.model_key, s.data_key, tuple(chosen), tuple(grans), tuple(sparsities), s.calibration, s.seed, s.eval_size)
     job = resources.store().peek(KIND, key)
     expensive = [methods[m].label for m in chosen if not methods[m].score_based]

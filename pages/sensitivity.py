@@ -115,6 +115,7 @@ def render() -> None:
     if data is None:
         st.warning("This model is a bare encoder: it has no task metric to measure sensitivity with.")
         return
+    ui.data_note(data)
     layer_rows = resources.layers(s, loaded)
     key = (s.model_key, s.data_key, method, tuple(sparsities), s.calibration, s.seed, s.eval_size)
     job = resources.store().peek(KIND, key)

@@ -263,9 +263,15 @@ def draw_sds(steps: list, info: dict | None, key, seed: int) -> None:
         return
     st.subheader("Per-layer reconstruction error")
     n = len(info["layers"])
-    c1, c2 = st.columns(2)
-    c1.metric("Layers the soft-mask adjustment improved", f"{info['layers_adjusted']} of {n}", help="the others keep the re-pruned weights (the step is skipped)")
-    c2.metric("Layers where the second pruning beats the first", f"{info['layers_where_second_pruning_beats_first']} of {n}")
+    c1, c2, c3 = st.columns(3)
+    rule = info["adjust_rule"]
+    c1.metric("Layers the soft-mask adjustment changed", f"{info['layers_adjusted']} of {n}", help=f"adjust_rule = {rule}")
+    c2.metric(
+        "Layers where the adjustment was skipped",
+        f"{info['layers_adjustment_skipped']} of {n}",
+        help="the paper's rule: where the second pruning already beats the first, its weights are kept as they are",
+    )
+    c3.metric("Layers where the second pruning beats the first", f"{info['layers_where_second_pruning_beats_first']} of {n}")
     errors = pd.DataFrame(V.sds_layer_errors(info["layers"]))
     errors["layer"] = errors["layer"].map(ui.short_layer)
     st.altair_chart(charts.layer_error_chart(errors, order=[ui.short_layer(x) for x in info["layers"]]), width="stretch")

@@ -303,7 +303,10 @@ def test_sds_shows_each_stage_and_the_layer_errors():
     at = _run_on_steps_page("sds", {"iters": 5, "adjust_iters": 3, "holdout": 16})
     assert metric(at, "dense") == "0.0% zeros"
     assert metric(at, "sparse again") == "50.0% zeros"
-    assert metric(at, "Layers the soft-mask adjustment improved").endswith("of 12")
+    changed, skipped, beats = (int(metric(at, label).split(" of ")[0]) for label in (
+        "Layers the soft-mask adjustment changed", "Layers where the adjustment was skipped", "Layers where the second pruning beats the first"))
+    assert skipped == beats  # the paper's rule: skipped exactly where the second pruning already beats the first
+    assert changed <= 12 - skipped
     at.radio(key="ps_steps_stage").set_value("dense step").run()
     assert_clean(at)
 
@@ -462,3 +465,20 @@ def test_slider_views_label_wanda_one_pass_and_show_its_agreement_with_the_exact
     assert any("Agreement with the exact Wanda masks" in c.value for c in at.caption)
     at.sidebar.selectbox(key="ps_method").set_value("magnitude").run()
     assert not [c for c in at.caption if c.value.startswith("**Approximation:**")]  # magnitude's ranks are exact
+
+
+def test_a_single_file_dataset_says_which_half_is_evaluated(tmp_path):
+    rows = "\n".join(f"{'good fun film' if i % 2 else 'bad dull film'} {i},{i % 2}" for i in range(40))
+    csv = tmp_path / "reviews.csv"
+    csv.write_text("text,label\n" + rows + "\n")
+    at = open_page()
+    at.sidebar.selectbox(key="ps_data_choice").set_value("local file or folder").run()
+    at.sidebar.text_input(key="ps_data_text").set_value(str(csv)).run()
+    assert_clean(at)
+    note = next(c.value for c in at.caption if c.value.startswith("Data: "))
+    train, evaluated = note[len("Data: "):].split("; ")
+    assert train.endswith("of the 40 rows of reviews.csv (chosen by a fixed hash): calibration and training")
+    n_train = int(train.split(" ")[0])
+    assert evaluated.startswith(f"the other {40 - n_train} rows: evaluation")
+    outcome = next(m.value for m in at.markdown if "went from" in m.value)
+    assert f"n = {40 - n_train})" in outcome  # the metric is measured on the evaluated half only
