@@ -462,6 +462,14 @@ def comparison(s: Settings, loaded, data, first: MaskSet | None, second: MaskSet
     return a, b, memo(ident, lambda: paired_difference(a, b))
 
 
+def against_deterministic(pool) -> list[dict]:
+    """Each random candidate against the deterministic mask on the same held-out examples: the paired
+    difference (harm-positive: positive = the candidate is worse) with its 95% interval."""
+    from pruning.evaluate import paired_difference
+
+    return [paired_difference(pool.deterministic_score, score) for score in pool.scores]
+
+
 def score_methods() -> dict:
     from pruning.registry import all_methods
 

@@ -4,6 +4,8 @@ import pandas as pd
 import streamlit as st
 
 from app import charts, resources, ui
+from app import interval_charts as IC
+from app import intervals as I
 
 KIND = "candidates"
 RANDOMNESS = (5e-5, 8e-5, 1e-4, 3e-4, 1e-3, 1e-2)
@@ -63,21 +65,23 @@ def render() -> None:
     pool = resources.run_job(KIND, key, f"Sampling {int(k)} candidates", work)
     chosen = pool.chosen
     names = [f"c{i + 1}" for i in range(len(pool.masks))]
-    metric = pool.scores[0]["metric"]
-    values = [sc["value"] for sc in pool.scores]
-    det = pool.deterministic_score["value"]
+    det = pool.deterministic_score
+    metric = det["metric"]
+    table = candidate_table(pool, names)
+    best = table.iloc[chosen].to_dict()
 
     m1, m2, m3, m4 = st.columns(4)
     m1.metric("Chosen candidate", names[chosen])
-    fmt = (lambda v: f"{v:.1%}") if metric == "accuracy" else (lambda v: f"{v:,.2f}")
-    diff = values[chosen] - det
+    change = (-best["drop"] if metric == "accuracy" else best["drop"]) + 0.0  # as the metric moves (+0.0: no "-0.0")
+    noise = f", {I.WITHIN_NOISE}" if best["vs deterministic"] == I.WITHIN_NOISE else ""
     m2.metric(
         f"Its held-out {metric}",
-        fmt(values[chosen]),
-        delta=(f"{diff * 100:+.1f} points vs deterministic" if metric == "accuracy" else f"{diff:+,.2f} vs deterministic"),
+        I.value_text(metric, best["value"]),
+        delta=(f"{change * 100:+.1f} points vs deterministic{noise}" if metric == "accuracy" else f"{change:+,.2f} vs deterministic{noise}"),
         delta_color="normal" if metric == "accuracy" else "inverse",
+        help=f"{I.metric_text(pool.scores[chosen])}; against the deterministic mask on the same examples: {I.drop_label(metric)} {I.drop_text(metric, best)}",
     )
-    m3.metric(f"Deterministic {base} mask", fmt(det))
+    m3.metric(f"Deterministic {base} mask", I.value_text(metric, det["value"]), help=I.metric_text(det))
     rounds = sorted(set(pool.rounds.values()))
     m4.metric("Sampling rounds R", f"{rounds[0]:,}" if len(rounds) == 1 else f"{rounds[0]:,}-{rounds[-1]:,}", help="per layer")
 
@@ -85,19 +89,26 @@ def render() -> None:
     jac = [{"a": names[i], "b": names[j], "value": pool.jaccard[i][j]} for i in range(len(names)) for j in range(len(names))]
     left.altair_chart(charts.overlap_matrix(pd.DataFrame(jac), title="candidate x candidate (all layers)"), width="content")
     with right:
-        df = pd.DataFrame(
-            {"candidate": names, "score": values, "overlap": pool.overlap_with_deterministic, "chosen": [i == chosen for i in range(len(names))]}
-        )
-        st.altair_chart(charts.candidate_bars(df, "score", f"held-out {metric} (selection score)", ".4g"), width="stretch")
-        st.altair_chart(charts.candidate_bars(df, "overlap", "Jaccard overlap with the deterministic mask", ".3f"), width="stretch")
+        scores = table.rename(columns={"value": "score"})
+        st.altair_chart(IC.candidate_bars_ci(scores, f"held-out {metric} (selection score)", det), width="stretch")
+        st.altair_chart(charts.candidate_bars(table, "overlap", "Jaccard overlap with the deterministic mask", ".3f"), width="stretch")
     st.caption(
-        f"Chosen (red): the best held-out {metric}; the deterministic {base} mask scores {fmt(det)}. "
+        f"Chosen (red): the best held-out {metric}; the grey band is the deterministic {base} mask, {I.metric_text(det)}. "
+        f"Lines: each candidate's 95% interval. {I.comparison_sentence(metric, 'the deterministic mask', 'The chosen candidate', best)} "
         "The overlap with the deterministic mask shows how far the randomness knob moves the candidates away from it. "
         "Selection uses held-out TRAINING data, never the test split. Selection after a short fine-tune of each candidate "
         "(early evaluation) is the randomized method in the sidebar; the Method steps view draws its candidates' curves."
     )
-    table = df.assign(**{f"held-out {metric}": values}).drop(columns=["score"])
     st.dataframe(table, hide_index=True)
 
+
+def candidate_table(pool, names: list) -> pd.DataFrame:
+    """One row per candidate: its held-out metric with interval and n, the paired difference against the
+    deterministic mask on the same held-out examples (harm-positive), in words, and its overlap."""
+    rows = []
+    for i, (score, diff) in enumerate(zip(pool.scores, resources.against_deterministic(pool))):
+        noise = I.WITHIN_NOISE if diff["within_noise"] else ""
+        rows.append({"candidate": names[i], **I.value_columns(score), **I.drop_columns(diff), "vs deterministic": noise})
+    return pd.DataFrame(rows).assign(overlap=pool.overlap_with_deterministic, chosen=[i == pool.chosen for i in range(len(names))])
 
 ui.guarded(render)

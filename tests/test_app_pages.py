@@ -118,7 +118,14 @@ def test_candidates_sample_score_and_choose():
     at.button(key="ps_cand_run").click().run()
     assert_clean(at)
     assert metric(at, "Chosen candidate") in {"c1", "c2", "c3"}
-    assert len(at.dataframe[0].value) == 3
+    table = at.dataframe[0].value
+    assert len(table) == 3
+    assert {"value", "ci_low", "ci_high", "n", "drop", "drop_ci_low", "drop_ci_high"} <= set(table.columns)
+    assert (table["n"] == 32).all() and (table["ci_low"] <= table["value"]).all() and (table["value"] <= table["ci_high"]).all()
+    for row in table.to_dict("records"):  # each candidate against the deterministic mask, paired
+        assert (row["vs deterministic"] == "within noise") == (row["drop_ci_low"] <= 0 <= row["drop_ci_high"])
+    held_out = next(m for m in at.metric if m.label.startswith("Its held-out"))
+    assert "95% CI" in held_out.help and "n = 32" in held_out.help
     at.number_input(key="ps_cand_k").set_value(4).run()  # once started, new settings sample by themselves
     assert_clean(at)
     assert len(at.dataframe[0].value) == 4
