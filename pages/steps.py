@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from app import charts, resources, ui
+from app import intervals as I
 from pruning.seeds import views as V
 from pruning.seeds.mgpp import schedule_curve, schedule_of
 
@@ -192,9 +193,10 @@ def draw_randomized(stages: list, info: dict | None, params: dict) -> None:
     c2.metric("Sparsity of this stage", ui.pct(last["sparsity"]))
     c3.metric("Chosen candidate", f"c{last['chosen'] + 1} of {len(last.get('selection_scores') or [])}")
     if early and last.get("winner_after_fine_tuning"):
-        c4.metric(f"Winner after fine-tuning ({metric})", fmt(last["winner_after_fine_tuning"]["value"]), help="held-out slice of the TRAINING data")
+        winner = last["winner_after_fine_tuning"]
+        c4.metric(f"Winner after fine-tuning ({metric})", fmt(winner["value"]), help=f"held-out slice of the TRAINING data: {I.metric_text(winner)}")
     elif det.get("value") is not None:
-        c4.metric(f"Deterministic mask ({metric})", fmt(det["value"]), help="the criterion's own mask, no sampling, no training")
+        c4.metric(f"Deterministic mask ({metric})", fmt(det["value"]), help=f"the criterion's own mask, no sampling, no training: {I.metric_text(det)}")
     for i, stage in enumerate(stages):
         if len(stages) > 1:
             st.subheader(f"Stage {i + 1}: {stage['sparsity']:.1%} sparsity")

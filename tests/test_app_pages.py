@@ -323,6 +323,8 @@ def test_randomized_selection_shows_each_stage_and_the_chosen_candidate():
     assert metric(at, "Stage") == "2 of 2"
     assert metric(at, "Sparsity of this stage") == "50.0%"
     assert metric(at, "Chosen candidate").endswith("of 3")
+    winner = next(m for m in at.metric if m.label.startswith("Winner after fine-tuning"))
+    assert "95% CI" in winner.help and "n = 16" in winner.help  # 16 held-out examples
     assert [h.value for h in at.subheader][:2] == ["Stage 1: 29.3% sparsity", "Stage 2: 50.0% sparsity"]
 
 
