@@ -119,11 +119,10 @@ def noise_summary(rows, signal: str, metric: str, at: float) -> str:
     return text
 
 
-def noise_column(rows) -> list[str]:
-    """Per row of a table with ``method, drop_ci_low, drop_ci_high``: "within noise" where the paired
-    interval covers 0, else "" (the dense model's own row says "reference")."""
+def noise_column(rows, reference) -> list[str]:
+    """Per row of a table with ``drop_ci_low, drop_ci_high``: "within noise" where the paired interval
+    covers 0, else ""; the rows the others are compared with (``reference``, one bool per row) say "reference"."""
     out = []
-    for row in rows.to_dict("records"):
-        noisy = within_noise(row["drop_ci_low"], row["drop_ci_high"])
-        out.append("reference" if row["method"] == "dense" else (WITHIN_NOISE if noisy else ""))
+    for row, is_reference in zip(rows.to_dict("records"), reference):
+        out.append("reference" if is_reference else (WITHIN_NOISE if within_noise(row["drop_ci_low"], row["drop_ci_high"]) else ""))
     return out

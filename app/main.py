@@ -6,6 +6,7 @@ page chosen in the navigation. One file per view in ``pages/``.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -21,6 +22,18 @@ from app.pages_index import PAGES, register  # noqa: E402
 BUTTON_SUFFIXES = ("_run", "_csv", "_json", "_apply")  # buttons and downloads: their state cannot be set
 
 st.set_page_config(page_title="PruneScope", page_icon="✂️", layout="wide")
+
+
+@st.cache_resource(show_spinner=False)
+def _threads(count: str) -> None:
+    """Torch's thread count, set once by the app's entry point (as the CLI does); engine calls never set it."""
+    if count:
+        import torch
+
+        torch.set_num_threads(int(count))
+
+
+_threads(os.environ.get("PRUNESCOPE_THREADS", ""))
 
 pages = [st.Page(str(ROOT / "pages" / p.file), title=p.title, icon=p.icon, url_path=p.url, default=(i == 0)) for i, p in enumerate(PAGES)]
 register(pages)

@@ -9,6 +9,7 @@ keyed by the full settings that produced each entry (see ``app/resources.py``).
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 
@@ -101,12 +102,37 @@ class Settings:
         return dict(self.params) if method == self.method else {}
 
     @property
+    def request(self):
+        """The validated :class:`pruning.request.PruneRequest` of these settings (made once per settings);
+        an impossible combination raises ``PruneScopeError``, which the sidebar and the pages show."""
+        return _request(self)
+
+    @property
     def model_key(self) -> tuple:
         return (self.model, self.gguf_file)
 
     @property
     def data_key(self) -> tuple:
         return (self.data_source, self.text_column, self.label_column)
+
+
+@functools.lru_cache(maxsize=64)
+def _request(s: Settings):
+    from pruning.request import PruneRequest
+
+    from .allocation import ALLOCATED
+
+    allocation = dict(s.allocation) if s.granularity == ALLOCATED else None  # rebuilt for the target sparsity
+    return PruneRequest.make(
+        s.method,
+        s.sparsity,
+        s.granularity,
+        dict(s.params),
+        allocation=allocation,
+        dataset=s.data_source or None,
+        calib_samples=s.calibration,
+        seed=s.seed,
+    )
 
 
 def param_key(method: str, name: str) -> str:

@@ -7,26 +7,19 @@ from app import charts, resources, ui
 from app import interval_charts as IC
 from app import intervals as I
 
-KIND = "candidates"
 RANDOMNESS = (5e-5, 8e-5, 1e-4, 3e-4, 1e-3, 1e-2)
 
 
-def render() -> None:
-    st.title("Random candidates")
-    st.markdown(
-        "A deterministic criterion gives one mask. The randomized method of Li et al. (2023) samples **K** masks around it: "
-        "each weight is drawn with probability proportional to score^a, the draw is repeated R times, and the k most drawn "
-        "weights are kept. Fewer rounds (small randomness knob r) means more random masks. Each candidate is then scored "
-        "cheaply, by the masked model's metric on a held-out slice of the training data (no training), and the best is chosen."
-    )
-    s = ui.settings()
-    try:
-        from pruning.seeds.randomized import candidate_pool
-    except ImportError:
-        st.info("Random candidates are not available yet: pruning.seeds.randomized (candidate_pool) is still being written.")
-        return
-    loaded = ui.model(s)
-    ui.settings_line(s, loaded)
+INTRO = (
+    "A deterministic criterion gives one mask. The randomized method of Li et al. (2023) samples **K** masks around it: "
+    "each weight is drawn with probability proportional to score^a, the draw is repeated R times, and the k most drawn "
+    "weights are kept. Fewer rounds (small randomness knob r) means more random masks. Each candidate is then scored "
+    "cheaply, by the masked model's metric on a held-out slice of the training data (no training), and the best is chosen."
+)
+
+
+def choice(s) -> resources.CandidateChoice:
+    """The view's own controls (base criterion, randomness, K, power, seed, held-out size)."""
     bases = list(resources.score_methods())
     c1, c2, c3, c4, c5 = st.columns([1.4, 1.6, 1, 1, 1])
     ui.default("ps_cand_base", "magnitude" if "magnitude" in bases else bases[0])
@@ -41,28 +34,25 @@ def render() -> None:
     power = c4.number_input("Power a", min_value=1.0, max_value=20.0, step=1.0, key="ps_cand_a")
     seed = c5.number_input("Seed", min_value=0, max_value=2**31 - 1, key="ps_cand_seed")
     holdout = st.slider("Held-out examples for selection", 16, 1024, step=16, key="ps_cand_holdout")
+    return resources.CandidateChoice(base, float(r), int(k), float(power), int(seed), int(holdout))
+
+
+def render() -> None:
+    s, loaded = ui.opening("Random candidates", INTRO)
+    c = choice(s)
     if loaded.task == "encoder":
         st.warning("This model is a bare encoder: candidates need a task metric to be selected by.")
         return
     data = resources.task_data(s, loaded)
-    rk = resources.ranker(s, loaded, base)
-    from pruning.masks import parse_granularity
+    ans = resources.candidates(s, loaded, data, c)
+    idle = f"Press the button to sample {c.k} masks and score each on {c.holdout} held-out training examples (results are cached)."
+    job, stale = ui.run_view(ans, "Sample and score the candidates", "ps_cand_run", idle, stale=True)
+    if job is not None:
+        show(job.value, "base" if stale else c.base)
 
-    g = parse_granularity(s.granularity)
-    key = (s.model_key, s.data_key, base, str(g), s.sparsity if not g.is_nm else None, float(r), int(k), float(power), int(seed), int(holdout), s.calibration)
 
-    def work(job):
-        return candidate_pool(
-            loaded, rk.scores, s.sparsity, str(g), int(k), float(r), float(power), int(seed), data=data, holdout=int(holdout), progress=job.progress
-        )
-
-    job = resources.store().peek(KIND, key)
-    if st.button("Sample and score the candidates", type="primary", key="ps_cand_run"):
-        st.session_state["ps_cand_started"] = True  # from now on, new settings sample again by themselves
-    if job is None and not st.session_state.get("ps_cand_started"):
-        st.info(f"Press the button to sample {int(k)} masks and score each on {int(holdout)} held-out training examples (results are cached).")
-        return
-    pool = resources.run_job(KIND, key, f"Sampling {int(k)} candidates", work)
+def show(pool, base: str) -> None:
+    """The chosen candidate, the overlaps and every candidate's score."""
     chosen = pool.chosen
     names = [f"c{i + 1}" for i in range(len(pool.masks))]
     det = pool.deterministic_score
@@ -96,6 +86,8 @@ def render() -> None:
         f"Chosen (red): the best held-out {metric}; the grey band is the deterministic {base} mask, {I.metric_text(det)}. "
         f"Lines: each candidate's 95% interval. {I.comparison_sentence(metric, 'the deterministic mask', 'The chosen candidate', best)} "
         "The overlap with the deterministic mask shows how far the randomness knob moves the candidates away from it. "
+        "The candidates are sampled around the criterion's cached scores (for Wanda: one pass of the dense model, the "
+        "approximation the Weights view labels); every score above is measured on the masked model itself. "
         "Selection uses held-out TRAINING data, never the test split. Selection after a short fine-tune of each candidate "
         "(early evaluation) is the randomized method in the sidebar; the Method steps view draws its candidates' curves."
     )

@@ -9,8 +9,6 @@ from app import charts, resources, sweeps, ui
 from app import interval_charts as IC
 from app import intervals as I
 
-KIND = "sensitivity"
-
 
 def draw(box, rows: list, metric: str) -> None:
     pts = [r for r in rows if r["layer"] != "-"]
@@ -66,7 +64,7 @@ def allocation(s, rows: list, layer_rows, signal: str) -> None:
     """The per-layer allocation built from ``signal``, its downloads, and Apply (the sidebar's "allocated")."""
     st.subheader("Suggested per-layer sparsity")
     params = {r.name: r.params for r in layer_rows}
-    target = s.sparsity if ":" not in s.granularity else 0.5
+    target = s.request.sparsity  # N/M for an N:M pattern
     source = A.AllocationSource.from_rows(s.model_key, st.session_state["ps_sens_method"], signal, rows, params)
     alloc = source.at(target)
     alloc_df = pd.DataFrame([{"layer": ui.short_layer(n), "sparsity": v} for n, v in alloc.items()])
@@ -90,10 +88,7 @@ def apply(source) -> None:
 
 
 def render() -> None:
-    st.title("Layer sensitivity")
-    s = ui.settings()
-    loaded = ui.model(s)
-    ui.settings_line(s, loaded)
+    s, loaded = ui.opening("Layer sensitivity")
     methods = resources.score_methods()
     from pruning.registry import all_methods
 
@@ -117,44 +112,26 @@ def render() -> None:
         return
     ui.data_note(data)
     layer_rows = resources.layers(s, loaded)
-    key = (s.model_key, s.data_key, method, tuple(sparsities), s.calibration, s.seed, s.eval_size)
-    job = resources.store().peek(KIND, key)
     st.caption(
         f"{len(layer_rows)} layers x {len(sparsities)} sparsities = {len(layer_rows) * len(sparsities)} evaluations of "
         f"{s.eval_size} examples each (validation split)."
     )
-    run = st.button("Measure sensitivity", type="primary", key="ps_sens_run", disabled=job is not None and not job.done.is_set())
-    box = st.empty()
-    if job is None and not run:
-        box.info("Press **Measure sensitivity**: each layer is pruned alone and the model evaluated; results stay cached.")
-        return
-    if job is None:
-        calib = resources.calibration(s, loaded, data) if every[method].needs_calibration else None
-
-        def work(job):
-            from pruning.sensitivity import layer_sensitivity
-
-            return layer_sensitivity(
-                loaded,
-                data,
-                method,
-                sparsities,
-                calibration=calib,
-                seed=s.seed,
-                max_examples=s.eval_size,
-                progress=job.progress,
-                on_point=job.partial.append,
-            )
-
-        job = resources.store().get_or_start(KIND, key, "Layer sensitivity", work)
     metric = "perplexity" if loaded.task == "causal-lm" else "accuracy"
-    rows = sweeps.follow(job, KIND, key, lambda r: draw(box, r, metric))
-    draw(box, rows, metric)
+    ans = resources.sensitivity(s, loaded, data, method, sparsities)
+    idle = "Press **Measure sensitivity**: each layer is pruned alone and the model evaluated; results stay cached."
+    job, _ = ui.run_view(ans, "Measure sensitivity", "ps_sens_run", idle, draw=lambda box, r: draw(box, r, metric))
+    if job is not None:
+        results(s, job.value, sparsities, metric, layer_rows)
+
+
+def results(s, rows: list, sparsities: list, metric: str, layer_rows) -> None:
+    """The most sensitive layers at a chosen sparsity and the suggested per-layer allocation."""
     df = pd.DataFrame([r for r in rows if r["layer"] != "-"])
     dense = [r for r in rows if r["layer"] == "-"][0]
 
     signal = ranking(s, df, dense, sparsities, metric)
     allocation(s, rows, layer_rows, signal)
     st.download_button("Download CSV", df.to_csv(index=False).encode(), file_name="prunescope_sensitivity.csv", mime="text/csv", key="ps_sens_csv")
+
 
 ui.guarded(render)

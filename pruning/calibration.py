@@ -176,6 +176,102 @@ def _is_linear(module: nn.Module) -> bool:
     return isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D"
 
 
+@dataclass
+class _Walk:
+    """What a sequential walk shares across blocks: the private model copy, the targets, the pruner and the results."""
+
+    model: nn.Module
+    layers: Sequence[str]
+    prune_group: GroupPruner
+    groups_by_local: dict
+    progress: object
+    masks: dict = field(default_factory=dict)
+    new_weights: dict = field(default_factory=dict)
+
+    @property
+    def finished(self) -> bool:
+        return all(n in self.masks for n in self.layers)
+
+    def group_of(self, prefix: str, local: str, name: str) -> list[str]:
+        """The not yet pruned targeted layers of ``name``'s input group (at least ``name``)."""
+        members = [prefix + "." + m for m in self.groups_by_local.get(local, [local])]
+        members = [m for m in members if m in self.layers and m not in self.masks] or [name]
+        return members if name in members else [name]
+
+    def keep(self, block: nn.Module, prefix: str, name: str, new_w, mask) -> None:
+        """Record a layer's result and put its pruned weight into the private copy."""
+        from .models import layer_weight
+
+        self.masks[name] = mask
+        if new_w is not None:
+            self.new_weights[name] = new_w
+        base = new_w if new_w is not None else layer_weight(self.model, name)
+        _set_weight(self.model, block, name[len(prefix) + 1 :], name, base * mask)
+        if self.progress is not None:
+            self.progress(len(self.masks), len(set(self.layers)), f"pruned {name}")
+
+
+def _pruning_hook(walk: _Walk, block: nn.Module, prefix: str, name: str, shared, pending: dict):
+    """A forward pre-hook that prunes ``name``'s input group the first time one of its members runs."""
+    from .models import layer_weight
+
+    local = name[len(prefix) + 1 :]
+
+    def hook(module, inputs):
+        stats = shared.stats_for(inputs[0])
+        if not (name in pending and pending[name][0] is stats):  # first of its group to run: prune the group now
+            members = walk.group_of(prefix, local, name)
+            outcome = walk.prune_group(members, [layer_weight(walk.model, m) for m in members], stats)
+            for member, result in zip(members, outcome):
+                pending[member] = (stats, result)
+        new_w, mask = pending.pop(name)[1]
+        walk.keep(block, prefix, name, new_w, mask)
+
+    return hook
+
+
+def _hooked(block: nn.Module, prefix: str, names: Sequence[str], make_hook, run):
+    """``run()`` with ``make_hook(name)`` as forward pre-hook of each named layer of ``block``."""
+    handles = [block.get_submodule(n[len(prefix) + 1 :]).register_forward_pre_hook(make_hook(n)) for n in names]
+    try:
+        return run()
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def _block_sequential(walk: _Walk, block: nn.Module, prefix: str, names, shared, run):
+    """Prune each layer (group) in its pre-hook, as soon as its input is known; the block's output."""
+    pending: dict = {}
+    return _hooked(block, prefix, names, lambda n: _pruning_hook(walk, block, prefix, n, shared, pending), run)
+
+
+def _block_once(walk: _Walk, block: nn.Module, prefix: str, names, shared, run):
+    """Collect every layer's statistics in one pass over the unpruned block, prune, then rerun the block."""
+    from .models import layer_weight
+
+    seen: dict[str, InputStats] = {}
+
+    def make_hook(name: str):
+        def hook(module, inputs):
+            seen[name] = shared.stats_for(inputs[0])
+
+        return hook
+
+    first = _hooked(block, prefix, names, make_hook, run)
+    if not names:
+        return first
+    for name in names:
+        if name in walk.masks:
+            continue
+        group = walk.group_of(prefix, name[len(prefix) + 1 :], name)
+        members = [m for m in group if seen.get(m) is seen[name]] or [name]
+        outcome = walk.prune_group(members, [layer_weight(walk.model, m) for m in members], seen[name])
+        for member, (new_w, mask) in zip(members, outcome):
+            walk.keep(block, prefix, member, new_w, mask)
+    return run()
+
+
 ORDERS = ("block", "sequential")
 
 
@@ -208,102 +304,30 @@ def sequential_prune(
 
     if order not in ORDERS:
         raise PruneScopeError(f"unknown statistics order {order!r}: use {' or '.join(ORDERS)}")
-    walk = _Walk(loaded, shallow_copy(loaded.model), layers, prune_group, want_gram, progress)
-    blocks = transformer_blocks(walk.model)
+    step = _block_sequential if order == "sequential" else _block_once
+    model = shallow_copy(loaded.model)
+    blocks = transformer_blocks(model)
     batch = merge_batches(calibration, pad_id=_pad_id(loaded))
-    walk.token_mask = batch["attention_mask"].bool()
-    if bool(walk.token_mask.all()):
-        walk.token_mask = None  # no padding: every position is a calibration token
-    args, kwargs = capture_first_block_inputs(loaded, walk.model, blocks, batch)
+    token_mask = batch["attention_mask"].bool()
+    if bool(token_mask.all()):
+        token_mask = None  # no padding: every position is a calibration token
+    args, kwargs = capture_first_block_inputs(loaded, model, blocks, batch)
     hidden, rest = args[0], tuple(args[1:])
-    for group in input_groups(blocks[0][1], args, kwargs):
-        for local in group:
-            walk.groups_by_local[local] = group
-    step = walk.block_sequential if order == "sequential" else walk.block_once
+    groups_by_local = {local: group for group in input_groups(blocks[0][1], args, kwargs) for local in group}
+    walk = _Walk(model, list(dict.fromkeys(layers)), prune_group, groups_by_local, progress)
     for prefix, block in blocks:
-        if all(n in walk.masks for n in walk.wanted):
-            break  # later blocks hold no targeted layer: no need to run them
         names = [n for n in layers if n.startswith(prefix + ".")]
+        if not names and walk.finished:
+            break
         with torch.inference_mode():
-            hidden = step(prefix, block, names, lambda: _block_output(block(hidden, *rest, **kwargs)))
+            run = lambda: _block_output(block(hidden, *rest, **kwargs))  # noqa: E731 - this block, these inputs
+            hidden = step(walk, block, prefix, names, _SharedInputs(want_gram, token_mask), run)
+        if walk.finished:
+            break  # later blocks hold no targeted layer: no need to run them
     missing = [n for n in layers if n not in walk.masks]
     if missing:
         raise PruneScopeError(f"these layers are not inside a transformer block, so calibration never reached them: {missing[:3]}")
     return walk.masks, walk.new_weights
-
-
-class _Walk:
-    """The state of one :func:`sequential_prune` walk: the private model, masks and new weights so far."""
-
-    def __init__(self, loaded, model, layers, prune_group, want_gram, progress):
-        self.model, self.prune_group, self.want_gram, self.progress = model, prune_group, want_gram, progress
-        self.wanted = set(layers)
-        self.token_mask = None
-        self.groups_by_local: dict[str, list[str]] = {}
-        self.masks: dict[str, torch.Tensor] = {}
-        self.new_weights: dict[str, torch.Tensor] = {}
-
-    def members(self, prefix: str, name: str) -> list[str]:
-        """The not-yet-pruned targeted layers reading the same input as ``name`` (``name`` first if alone)."""
-        local = name[len(prefix) + 1 :]
-        members = [prefix + "." + m for m in self.groups_by_local.get(local, [local])]
-        members = [m for m in members if m in self.wanted and m not in self.masks] or [name]
-        return members if name in members else [name]
-
-    def prune(self, prefix: str, block: nn.Module, members: list[str], stats: InputStats) -> None:
-        """Prune ``members`` with ``stats`` and put their pruned weights into the private block."""
-        from .models import layer_weight
-
-        outcome = self.prune_group(members, [layer_weight(self.model, m) for m in members], stats)
-        for name, (new_w, mask) in zip(members, outcome):
-            self.masks[name] = mask
-            if new_w is not None:
-                self.new_weights[name] = new_w
-            base = new_w if new_w is not None else layer_weight(self.model, name)
-            _set_weight(self.model, block, name[len(prefix) + 1 :], name, base * mask)
-            if self.progress is not None:
-                self.progress(len(self.masks), len(self.wanted), f"pruned {name}")
-
-    def _hooked(self, block, prefix, names, make_hook, run):
-        handles = [block.get_submodule(n[len(prefix) + 1 :]).register_forward_pre_hook(make_hook(n)) for n in names]
-        try:
-            return run()
-        finally:
-            for h in handles:
-                h.remove()
-
-    def block_sequential(self, prefix, block, names, run):
-        """Prune each layer (group) in its pre-hook, as soon as its input is known; the block's output."""
-        shared = _SharedInputs(self.want_gram, self.token_mask)
-
-        def make_hook(name):
-            def hook(module, inputs):
-                if name not in self.masks:
-                    self.prune(prefix, block, self.members(prefix, name), shared.stats_for(inputs[0]))
-
-            return hook
-
-        return self._hooked(block, prefix, names, make_hook, run)
-
-    def block_once(self, prefix, block, names, run):
-        """Collect every layer's statistics in one pass over the unpruned block, prune, rerun the block."""
-        shared = _SharedInputs(self.want_gram, self.token_mask)
-        seen: dict[str, InputStats] = {}
-
-        def make_hook(name):
-            def hook(module, inputs):
-                seen[name] = shared.stats_for(inputs[0])
-
-            return hook
-
-        first = self._hooked(block, prefix, names, make_hook, run)
-        if not names:
-            return first
-        for name in names:
-            if name not in self.masks:
-                members = [m for m in self.members(prefix, name) if seen.get(m) is seen[name]] or [name]
-                self.prune(prefix, block, members, seen[name])
-        return run()
 
 
 def collect_input_stats(

@@ -27,7 +27,7 @@ def _score_method(name: str, scores_fn):
 
     def run(ctx: PruneContext) -> PruneResult:
         masks = compute_masks(scores_fn(ctx), ctx.sparsity, ctx.granularity, _weights(ctx))
-        return PruneResult(name, ctx.sparsity, ctx.granularity, masks)
+        return PruneResult(name, ctx.sparsity, str(ctx.granularity), masks)
 
     return run
 
@@ -78,8 +78,11 @@ def _wanda_dense_scores(ctx: PruneContext) -> dict[str, torch.Tensor]:
 
 
 def _layer_sparsities(ctx: PruneContext, dense_scores) -> dict[str, float]:
-    """Per-layer sparsity: the requested one, or for global the share a global threshold leaves."""
-    if ctx.granularity != "global":
+    """Per-layer sparsity: the requested one, the allocated one, or for global the share a global
+    threshold leaves."""
+    if ctx.granularity.is_allocated:
+        return ctx.granularity.allocation_dict
+    if ctx.granularity.kind != "global":
         return {n: ctx.sparsity for n in ctx.layers}
     masks = global_masks(dense_scores(), ctx.sparsity, _weights(ctx))
     return {n: 1.0 - int(m.sum()) / m.numel() for n, m in masks.items()}
@@ -87,7 +90,7 @@ def _layer_sparsities(ctx: PruneContext, dense_scores) -> dict[str, float]:
 
 def _wanda_run(ctx: PruneContext) -> PruneResult:
     sparsity = _layer_sparsities(ctx, lambda: _wanda_dense_scores(ctx))
-    within = "layer" if ctx.granularity == "global" else ctx.granularity
+    within = ctx.granularity.within_layer
 
     def prune_group(names, weights, stats: InputStats):
         return [
@@ -98,7 +101,7 @@ def _wanda_run(ctx: PruneContext) -> PruneResult:
     masks, _ = sequential_prune(
         ctx.loaded, ctx.layers, ctx.calibration, prune_group, progress=ctx.progress, order=ctx.params["order"]
     )
-    return PruneResult("wanda", ctx.sparsity, ctx.granularity, {n: masks[n] for n in ctx.layers})
+    return PruneResult("wanda", ctx.sparsity, str(ctx.granularity), {n: masks[n] for n in ctx.layers})
 
 
 register(
@@ -111,6 +114,7 @@ register(
         scores=_wanda_dense_scores,
         needs_calibration=True,
         params={"order": ORDER_PARAM},
+        granularity="row",
         reference="Sun et al. 2023, A Simple and Effective Pruning Approach for LLMs",
     )
 )
@@ -133,7 +137,7 @@ def _sparsegpt_run(ctx: PruneContext) -> PruneResult:
         return out
 
     sparsity = _layer_sparsities(ctx, dense_scores)
-    within = "layer" if ctx.granularity == "global" else ctx.granularity
+    within = ctx.granularity.within_layer
 
     def prune_group(names, weights, stats: InputStats):
         """Layers reading one input share U, so they are solved as one stacked matrix."""
@@ -148,7 +152,7 @@ def _sparsegpt_run(ctx: PruneContext) -> PruneResult:
     masks, weights = sequential_prune(
         ctx.loaded, ctx.layers, ctx.calibration, prune_group, want_gram=True, progress=ctx.progress, order=ctx.params["order"]
     )
-    return PruneResult("sparsegpt", ctx.sparsity, ctx.granularity, masks, weights)
+    return PruneResult("sparsegpt", ctx.sparsity, str(ctx.granularity), masks, weights)
 
 
 def _factor(stats: InputStats, damp: float):

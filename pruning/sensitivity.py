@@ -265,12 +265,15 @@ class SensitivityProbe:
 
 
 # ---------------------------------------------------------------- the sweep
-def _prune_one(loaded, method, name, sparsity, ranker, calibration, seed) -> dict:
+def _prune_one(loaded, request, name: str, sparsity: float, ranker, calibration, data) -> dict:
+    """Overrides that prune layer ``name`` alone at ``sparsity`` (the request's granularity within one layer)."""
     from .prune import masked_overrides, prune
 
+    within = request.granularity.within_layer
     if ranker is not None:
-        return masked_overrides(loaded, {name: ranker.masks(sparsity, "layer")[name]})
-    return prune(loaded, method, sparsity, "layer", layers=[name], calibration=calibration, seed=seed).overrides(loaded)
+        return masked_overrides(loaded, {name: ranker.masks(sparsity, within)[name]})
+    one = request.replace(granularity=within, sparsity=sparsity, layers=(name,))
+    return prune(loaded, one, calibration=calibration, data=data).overrides(loaded)
 
 
 def _signal_interval(row: dict, signal: str) -> tuple[float, float]:
@@ -296,11 +299,9 @@ def _check_signal(signal: str) -> str:
 def layer_sensitivity(
     loaded,
     data,
-    method: str = "magnitude",
+    request,
     sparsities: Sequence[float] = (0.5,),
-    layers=None,
     calibration=None,
-    seed: int = 0,
     max_examples: int | None = 256,
     split: str = "validation",
     progress=None,
@@ -311,40 +312,45 @@ def layer_sensitivity(
     memory_mb: float = DEFAULT_MEMORY_MB,
     cache: bool = True,
 ) -> list[dict]:
-    """Prune one layer at a time (granularity per layer); harm and KL for each layer and sparsity.
+    """Prune one layer at a time; harm and KL for each layer and sparsity.
 
-    Rows: ``layer, sparsity, metric, value, ci_low, ci_high, n, drop, drop_ci_low,
-    drop_ci_high, kl, kl_ci_low, kl_ci_high, method, distinguishable`` (the last:
-    whether the interval of ``signal`` excludes 0), the dense row first (layer
-    ``"-"``). ``drop`` is harm-positive (see :func:`pruning.evaluate.paired_difference`).
-    For a score-based method the scores are computed once: pruning a single layer
-    leaves its inputs dense, so the dense-input scores are the exact ones.
-    ``cache=False`` forces full passes (same numbers, slower).
+    ``request`` (a :class:`pruning.request.PruneRequest`) gives the method, its parameters,
+    the seed and the layers; each layer is pruned alone at the request's granularity within
+    one layer (per layer for global and allocated, or per row, or its N:M pattern, which
+    fixes the only sparsity at N/M). Rows: ``layer, sparsity, metric, value, ci_low,
+    ci_high, n, drop, drop_ci_low, drop_ci_high, kl, kl_ci_low, kl_ci_high, method,
+    distinguishable`` (the last: whether the interval of ``signal`` excludes 0), the dense
+    row first (layer ``"-"``). ``drop`` is harm-positive (see
+    :func:`pruning.evaluate.paired_difference`). For a score-based method the scores are
+    computed once: pruning a single layer leaves its inputs dense, so the dense-input
+    scores are the exact ones. ``cache=False`` forces full passes (same numbers, slower).
     """
     from .evaluate import evaluation_plan
     from .prune import layer_names, mask_ranker
-    from .registry import get_method
     from .sweep import _append, _load_checkpoint, _record, metric_columns
 
     _check_signal(signal)
-    names = layer_names(loaded, layers)
+    names = layer_names(loaded, request.layers, request.include, request.exclude)
+    if request.granularity.within_layer.is_nm:
+        sparsities = [request.granularity.within_layer.fixed_sparsity]
     rows = list(done_rows or []) + _load_checkpoint(checkpoint)
     done = {(r["layer"], round(float(r["sparsity"]), 6)) for r in rows}
     plan = evaluation_plan(loaded, data, max_examples, split)
-    probe = SensitivityProbe(loaded, plan, memory_mb, cache, seed)
+    probe = SensitivityProbe(loaded, plan, memory_mb, cache, request.seed)
     if not any(r["layer"] == "-" for r in rows):
-        zero = {"kl": 0.0, "kl_ci_low": 0.0, "kl_ci_high": 0.0}
-        dense = {"layer": "-", "sparsity": 0.0, **metric_columns(probe.dense, probe.dense), **zero, "method": method, "distinguishable": False}
+        zero = {"kl": 0.0, "kl_ci_low": 0.0, "kl_ci_high": 0.0, "method": request.method, "distinguishable": False}
+        dense = {"layer": "-", "sparsity": 0.0, **metric_columns(probe.dense, probe.dense), **zero}
         rows.append(dense)
         _append(checkpoint, dense)
-    ranker = mask_ranker(loaded, method, names, calibration, seed) if get_method(method).score_based else None
+    ranker = mask_ranker(loaded, request.replace(layers=tuple(names)), calibration) if request.method_info.score_based else None
     todo = [(n, round(float(s), 6)) for n in names for s in sparsities if (n, round(float(s), 6)) not in done]
     todo.sort(key=lambda point: probe.block_of(point[0]))  # stable: block by block, as the probe walks
     for i, (name, sparsity) in enumerate(todo):
         if progress is not None:
             progress(i, len(todo), f"{name} at {sparsity:.0%}")
-        ev, kl = probe.evaluate(name, _prune_one(loaded, method, name, sparsity, ranker, calibration, seed))
-        _record(rows, sensitivity_row(name, sparsity, method, ev, probe.dense, kl, plan, signal, seed), checkpoint, on_point)
+        ev, kl = probe.evaluate(name, _prune_one(loaded, request, name, sparsity, ranker, calibration, data))
+        row = sensitivity_row(name, sparsity, request.method, ev, probe.dense, kl, plan, signal, request.seed)
+        _record(rows, row, checkpoint, on_point)
     if progress is not None:
         progress(len(todo), len(todo), f"done ({probe.mode} evaluation)")
     return rows

@@ -14,32 +14,11 @@ be solved together as row segments of one stacked matrix, sharing U.
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 from typing import Sequence
 
 import torch
 
 from .masks import Granularity, keep_count, parse_granularity, prepare_scores, topk_keep
-
-
-@contextmanager
-def _one_thread(on_cpu: bool):
-    """Run SparseGPT's per-layer work on one CPU thread.
-
-    The column loop is thousands of tiny operations and the factorisations are at
-    most a few thousand wide: several threads gain little, and when the cores are
-    shared each multi-threaded call can wait for a scheduler slice (measured here:
-    a 1536-wide factorisation 0.7 s on one thread, 2.1 s on two under load).
-    """
-    if not on_cpu:
-        yield
-        return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def hessian_inverse_factor(gram: torch.Tensor, n_tokens: int, damp: float = 0.01) -> tuple[torch.Tensor, torch.Tensor]:
@@ -50,11 +29,6 @@ def hessian_inverse_factor(gram: torch.Tensor, n_tokens: int, damp: float = 0.01
     Computed in float32 like the reference; if the dampened Hessian is still not
     positive definite, the dampening grows tenfold until it is.
     """
-    with _one_thread(gram.device.type == "cpu"):
-        return _factor(gram, n_tokens, damp)
-
-
-def _factor(gram: torch.Tensor, n_tokens: int, damp: float) -> tuple[torch.Tensor, torch.Tensor]:
     H = gram.to(torch.float32) * (2.0 / max(1, n_tokens))
     dead = torch.diag(H) == 0
     H[dead, dead] = 1.0
@@ -93,11 +67,7 @@ def sparsegpt_solve(
     granularities keep exactly ``floor(N (1-s))`` per segment or per row; N:M
     chooses, at every M-th column, the N lowest saliencies of each row.
     """
-    with _one_thread(weight.device.type == "cpu"):
-        return _solve(weight, U, sparsity, parse_granularity(granularity), segments, dead, blocksize)
-
-
-def _solve(weight, U, sparsity, g: Granularity, segments, dead, blocksize):
+    g = parse_granularity(granularity)
     W = weight.detach().to(torch.float32).clone()
     rows, cols = W.shape
     segments = list(segments or [(0, rows)])

@@ -13,7 +13,7 @@ from typing import Iterable, Sequence
 
 from .masks import parse_granularity
 from .prune import prune
-from .registry import get_method
+from .request import PruneRequest
 from .sensitivity import layer_sensitivity, suggest_allocation  # noqa: F401 - their former home; callers import them here
 
 
@@ -61,61 +61,72 @@ def metric_columns(ev: dict, dense: dict | None) -> dict:
     return row
 
 
-def ramp_points(methods: Sequence[str], granularities: Sequence[str], sparsities: Sequence[float]) -> list[tuple]:
-    """The (method, granularity, sparsity) points of a ramp; N:M patterns have one fixed point."""
+def ramp_points(
+    requests: Sequence[PruneRequest], granularities: Sequence[str] | None, sparsities: Sequence[float]
+) -> list[PruneRequest]:
+    """The requests of a ramp: each given request (a method with its parameters, data and seed) at
+    every granularity it supports (``None``: its own granularity) and every sparsity; N:M patterns
+    and allocations have one fixed point (an allocation's at the request's sparsity)."""
     points = []
-    for method in methods:
-        supported = get_method(method).granularities
-        for gran in granularities:
+    for request in requests:
+        supported = request.method_info.granularities
+        for gran in granularities or [request.granularity]:
             g = parse_granularity(gran)
             if str(g) not in supported and not (g.is_nm and "2:4" in supported):
                 continue
-            if g.is_nm:
-                points.append((method, str(g), round(g.fixed_sparsity, 6)))
+            if g.is_nm or g.is_allocated:
+                points.append(request.replace(granularity=g))
             else:
-                points.extend((method, str(g), round(float(s), 6)) for s in sparsities)
+                points.extend(request.replace(granularity=g, sparsity=round(float(s), 6)) for s in sparsities)
     return points
+
+
+def _point(request: PruneRequest | None) -> tuple:
+    if request is None:
+        return ("dense", "-", 0.0)
+    return (request.method, str(request.granularity), round(request.sparsity, 6))
 
 
 def sparsity_ramp(
     loaded,
     data,
-    methods: Sequence[str],
-    granularities: Sequence[str] = ("layer",),
+    requests: Sequence[PruneRequest],
+    granularities: Sequence[str] | None = None,
     sparsities: Sequence[float] = (0.3, 0.5, 0.7),
     calibration=None,
-    seed: int = 0,
     max_examples: int | None = 512,
     split: str = "test",
-    layers=None,
     progress=None,
     on_point=None,
     done_rows: Iterable[dict] | None = None,
     checkpoint=None,
 ) -> list[dict]:
-    """Metric at each sparsity for each method and granularity, with the dense model first.
+    """Metric at each sparsity for each request's method and each granularity, with the dense model first.
 
-    Rows: ``method, granularity, sparsity, metric, value, ci_low, ci_high, n,
-    drop, drop_ci_low, drop_ci_high, seconds, seed`` (the dense row has method
-    ``"dense"``; ``drop`` is the paired harm against it, see
+    Each point prunes with its request's parameters, layers and seed, and with ``data`` as the
+    task data of methods that train. Rows: ``method, granularity, sparsity, metric, value,
+    ci_low, ci_high, n, drop, drop_ci_low, drop_ci_high, seconds, seed`` (the dense row has
+    method ``"dense"``; ``drop`` is the paired harm against it, see
     :func:`pruning.evaluate.paired_difference`).
     """
     rows = list(done_rows or []) + _load_checkpoint(checkpoint)
     done = {(r["method"], r["granularity"], round(float(r["sparsity"]), 6)) for r in rows}
-    points = [("dense", "-", 0.0)] + ramp_points(methods, granularities, sparsities)
-    todo = [p for p in points if p not in done]
+    todo = [p for p in [None] + ramp_points(requests, granularities, sparsities) if _point(p) not in done]
+    seed = requests[0].seed if requests else 0
     dense = _eval(loaded, data, None, max_examples, split) if todo else None
-    for i, (method, gran, sparsity) in enumerate(todo):
+    for i, request in enumerate(todo):
+        method, gran, sparsity = _point(request)
         if progress is not None:
             progress(i, len(todo), f"{method} {gran} at {sparsity:.0%}")
-        if method == "dense":
-            ev, seconds = dense, 0.0
-        else:
-            result = prune(loaded, method, sparsity, gran, layers=layers, calibration=calibration, seed=seed)
-            ev, seconds = _eval(loaded, data, result.overrides(loaded), max_examples, split), result.seconds
+        overrides, seconds = None, 0.0
+        if request is not None:
+            result = prune(loaded, request, calibration=calibration if request.method_info.needs_calibration else None, data=data)
+            overrides, seconds, seed = result.overrides(loaded), result.seconds, request.seed
+        ev = dense if request is None else _eval(loaded, data, overrides, max_examples, split)
         row = {"method": method, "granularity": gran, "sparsity": sparsity, **metric_columns(ev, dense)}
         row.update({"seconds": round(seconds, 3), "seed": seed})
         _record(rows, row, checkpoint, on_point)
     if progress is not None:
         progress(len(todo), len(todo), "done")
     return rows
+

@@ -157,3 +157,52 @@ def test_report_summarises_randomized_selection_without_weight_samples():
     assert [c["chosen"] for c in out["selection"][0]["candidates"]] == [False, True]
     assert "weight_sample" not in json.dumps(out)
     assert steps_summary({}) == {}
+
+
+def test_prune_with_an_allocation_file_keeps_exact_counts_and_records_it(tmp_path, tiny_folder, tiny_bert):
+    from pruning.models import prunable_layers
+
+    names = [i.name for i in prunable_layers(tiny_bert.model)]
+    allocation = {names[0]: 0.25, names[4]: 0.75}
+    path = tmp_path / "alloc.json"
+    path.write_text(json.dumps(allocation))
+    out = tmp_path / "run"
+    assert main(["prune", "--model", str(tiny_folder), "--method", "wanda", "--allocation", str(path), "--calib", "4",
+                 "--no-model", "--out", str(out)]) == 0
+    report = read_report(out / "report.json")
+    assert report["granularity"] == "allocated" and report["allocation"] == allocation
+    assert {row["layer"]: row["kept"] for row in report["layers"]} == {
+        n: keep_count(row["params"], allocation[n]) for n, row in ((r["layer"], r) for r in report["layers"])
+    }
+    assert {row["layer"] for row in report["layers"]} == set(allocation)
+
+
+@pytest.mark.parametrize(
+    "content,words",
+    [
+        ('{"no.such.layer": 0.5}', "not a prunable layer"),
+        ('{"LAYER": 1.0}', "below 1"),
+        ('{"LAYER": -0.1}', "at least 0"),
+        ('{"LAYER": "half"}', "numbers as values"),
+        ('[0.5]', "one JSON object"),
+        ("{not json", "not valid JSON"),
+    ],
+)
+def test_bad_allocation_files_are_one_line_and_exit_2(tmp_path, tiny_folder, tiny_bert, content, words):
+    from pruning.models import prunable_layers
+
+    path = tmp_path / "alloc.json"
+    path.write_text(content.replace("LAYER", prunable_layers(tiny_bert.model)[0].name))
+    proc = _run_cli("prune", "--model", str(tiny_folder), "--allocation", str(path), "--no-model", "--out", str(tmp_path / "o"))
+    assert proc.returncode == 2
+    assert words in proc.stderr and "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: ") and words in lines[-1]  # one error line (a progress bar may precede it)
+
+
+def test_seed_out_of_range_and_default_granularity(tmp_path, tiny_folder):
+    proc = _run_cli("prune", "--model", str(tiny_folder), "--seed", str(2**63), "--out", str(tmp_path / "o"))
+    assert proc.returncode == 2 and "seed must be" in proc.stderr
+    out = tmp_path / "wanda"
+    assert main(["prune", "--model", str(tiny_folder), "--method", "wanda", "--calib", "4", "--no-model", "--out", str(out)]) == 0
+    assert read_report(out / "report.json")["granularity"] == "row"  # Wanda's paper compares within each output row

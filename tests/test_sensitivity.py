@@ -13,6 +13,7 @@ from pruning.models import prunable_layers
 from pruning.prune import masked_overrides
 from pruning.scores import magnitude_scores
 from pruning.masks import compute_masks
+from pruning.request import PruneRequest
 from pruning.sensitivity import (
     SensitivityProbe,
     distinguishable_layers,
@@ -105,7 +106,7 @@ def test_memory_budget_decides_what_is_cached(tiny_bert, data):
 
 
 def test_sensitivity_rows_carry_drop_kl_and_their_intervals(tiny_bert, data):
-    rows = layer_sensitivity(tiny_bert, data, "magnitude", [0.0, 0.6], max_examples=16, split="test")
+    rows = layer_sensitivity(tiny_bert, data, PruneRequest.make("magnitude", granularity="layer"), [0.0, 0.6], max_examples=16, split="test")
     dense, points = rows[0], rows[1:]
     assert dense["layer"] == "-" and dense["kl"] == 0.0 and dense["n"] == 16
     names = [i.name for i in prunable_layers(tiny_bert.model)]
@@ -121,7 +122,7 @@ def test_sensitivity_rows_carry_drop_kl_and_their_intervals(tiny_bert, data):
 
 def test_unknown_signal_is_a_clear_error(tiny_bert, data):
     with pytest.raises(PruneScopeError, match="signal"):
-        layer_sensitivity(tiny_bert, data, signal="accuracy")
+        layer_sensitivity(tiny_bert, data, PruneRequest.make("magnitude"), signal="accuracy")
 
 
 def test_allocation_meets_the_target_and_spares_sensitive_layers():
