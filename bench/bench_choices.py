@@ -25,7 +25,6 @@ Writes bench/results/choices.json and bench/results/choices.md.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -34,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench_engine import machine  # noqa: E402  (this folder is on sys.path when run as a script)
+from bench_sensitivity import write_results  # noqa: E402
 from pruning.data import calibration_batches, load_classification, load_lm_text  # noqa: E402
 from pruning.evaluate import evaluate, paired_difference, summary  # noqa: E402
 from pruning.models import load_model  # noqa: E402
@@ -157,11 +157,7 @@ def main() -> None:
         if args.only in (None, "allocation"):
             rows += allocation_rows(setup, ["magnitude", "wanda"] if key == "minilm" else ["wanda"], args.quick)
     result = {"machine": machine(), "quick": args.quick, "rows": rows}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2))
-    out.with_suffix(".md").write_text(markdown(result))
-    print(markdown(result))
+    write_results(result, Path(args.out), markdown)
 
 
 if __name__ == "__main__":

@@ -139,6 +139,14 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_results(result: dict, out: Path, to_markdown) -> None:
+    """``out``.json and ``out``.md (``to_markdown(result)``), and the table printed."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(result, indent=2))
+    out.with_suffix(".md").write_text(to_markdown(result))
+    print(to_markdown(result))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--only", choices=["minilm", "smollm"])
@@ -156,11 +164,7 @@ def main() -> None:
     if args.only in (None, "smollm"):
         runs.append(bench_smollm(args))
     result = {"machine": machine(), "peak_rss_mb": round(peak_rss_mb()), "quick": args.quick, "runs": runs}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2))
-    out.with_suffix(".md").write_text(markdown(result))
-    print(markdown(result))
+    write_results(result, Path(args.out), markdown)
 
 
 if __name__ == "__main__":
