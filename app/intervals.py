@@ -24,23 +24,25 @@ def value_text(metric: str, value: float) -> str:
     return f"{value:.1%}" if metric == "accuracy" else f"{value:,.2f}"
 
 
-def count_text(metric: str, n: int) -> str:
-    """What ``n`` counts: sentences for accuracy, text windows for perplexity."""
+def count_text(metric: str, n: int, held_out: bool = False) -> str:
+    """What ``n`` counts: sentences for accuracy, text windows for perplexity (predicted tokens for the
+    seed methods' ``held_out`` perplexity)."""
     if metric == "perplexity":
-        return f"{n:,} window{'s' if n != 1 else ''}"
+        return f"{n:,} predicted tokens" if held_out else f"{n:,} window{'s' if n != 1 else ''}"
     return f"n = {n:,}"
 
 
-def interval_text(metric: str, ev: dict) -> str:
+def interval_text(metric: str, ev: dict, held_out: bool = False) -> str:
     """``"95% CI 76.4% to 86.0%, n = 256"`` for one metric dict."""
     low, high = value_text(metric, ev["ci_low"]), value_text(metric, ev["ci_high"])
-    return f"95% CI {low} to {high}, {count_text(metric, int(ev['n']))}"
+    return f"95% CI {low} to {high}, {count_text(metric, int(ev['n']), held_out)}"
 
 
-def metric_text(ev: dict) -> str:
-    """``"81.6% (95% CI 76.4% to 86.0%, n = 256)"``: a value with its interval and sample size."""
+def metric_text(ev: dict, held_out: bool = False) -> str:
+    """``"81.6% (95% CI 76.4% to 86.0%, n = 256)"``: a value with its interval and sample size
+    (``held_out``: a seed method's held-out metric, whose perplexity ``n`` counts tokens)."""
     metric = ev["metric"]
-    return f"{value_text(metric, ev['value'])} ({interval_text(metric, ev)})"
+    return f"{value_text(metric, ev['value'])} ({interval_text(metric, ev, held_out)})"
 
 
 def drop_unit(metric: str) -> str:

@@ -69,9 +69,9 @@ def show(pool, base: str) -> None:
         I.value_text(metric, best["value"]),
         delta=(f"{change * 100:+.1f} points vs deterministic{noise}" if metric == "accuracy" else f"{change:+,.2f} vs deterministic{noise}"),
         delta_color="normal" if metric == "accuracy" else "inverse",
-        help=f"{I.metric_text(pool.scores[chosen])}; against the deterministic mask on the same examples: {I.drop_label(metric)} {I.drop_text(metric, best)}",
+        help=f"{I.metric_text(pool.scores[chosen], held_out=True)}; against the deterministic mask on the same examples: {I.drop_label(metric)} {I.drop_text(metric, best)}",
     )
-    m3.metric(f"Deterministic {base} mask", I.value_text(metric, det["value"]), help=I.metric_text(det))
+    m3.metric(f"Deterministic {base} mask", I.value_text(metric, det["value"]), help=I.metric_text(det, held_out=True))
     rounds = sorted(set(pool.rounds.values()))
     m4.metric("Sampling rounds R", f"{rounds[0]:,}" if len(rounds) == 1 else f"{rounds[0]:,}-{rounds[-1]:,}", help="per layer")
 
@@ -83,7 +83,7 @@ def show(pool, base: str) -> None:
         st.altair_chart(IC.candidate_bars_ci(scores, f"held-out {metric} (selection score)", det), width="stretch")
         st.altair_chart(charts.candidate_bars(table, "overlap", "Jaccard overlap with the deterministic mask", ".3f"), width="stretch")
     st.caption(
-        f"Chosen (red): the best held-out {metric}; the grey band is the deterministic {base} mask, {I.metric_text(det)}. "
+        f"Chosen (red): the best held-out {metric}; the grey band is the deterministic {base} mask, {I.metric_text(det, held_out=True)}. "
         f"Lines: each candidate's 95% interval. {I.comparison_sentence(metric, 'the deterministic mask', 'The chosen candidate', best)} "
         "The overlap with the deterministic mask shows how far the randomness knob moves the candidates away from it. "
         "The candidates are sampled around the criterion's cached scores (for Wanda: one pass of the dense model, the "

@@ -211,9 +211,9 @@ def draw_candidates(stages: list, info: dict | None, params: dict) -> None:
     c3.metric("Chosen candidate", f"c{last['chosen'] + 1} of {len(last.get('selection_scores') or [])}")
     if early and last.get("winner_after_fine_tuning"):
         winner = last["winner_after_fine_tuning"]
-        c4.metric(f"Winner after fine-tuning ({metric})", fmt(winner["value"]), help=f"held-out slice of the TRAINING data: {I.metric_text(winner)}")
+        c4.metric(f"Winner after fine-tuning ({metric})", fmt(winner["value"]), help=f"held-out slice of the TRAINING data: {I.metric_text(winner, held_out=True)}")
     elif det.get("value") is not None:
-        c4.metric(f"Deterministic mask ({metric})", fmt(det["value"]), help=f"the criterion's own mask, no sampling, no training: {I.metric_text(det)}")
+        c4.metric(f"Deterministic mask ({metric})", fmt(det["value"]), help=f"the criterion's own mask, no sampling, no training: {I.metric_text(det, held_out=True)}")
     for i, stage in enumerate(stages):
         if len(stages) > 1:
             st.subheader(f"Stage {i + 1}: {stage['sparsity']:.1%} sparsity")
