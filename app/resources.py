@@ -31,12 +31,16 @@ def loaded_model(s: Settings):
     """The LoadedModel for the session's model choice (loading or fine-tuning it on first use)."""
     if not s.model:
         raise PruneScopeError("type a hub model name, a local model folder or a .gguf file in the sidebar")
+    from pruning.devices import Placement, with_placement
     from pruning.models import load_model
 
-    def load(job: Job):
-        return load_model(s.model, gguf_file=s.gguf_file, progress=job.progress)
+    placement = Placement.make(s.device)  # a device this machine lacks is refused here, as st.error
 
-    return result("model", s.model_key, f"Loading {s.model} (the first use of minilm-rt fine-tunes it: a few minutes)", load)
+    def load(job: Job):
+        return load_model(s.model, gguf_file=s.gguf_file, progress=job.progress, device="cpu")
+
+    shared = result("model", s.model_key, f"Loading {s.model} (the first use of minilm-rt fine-tunes it: a few minutes)", load)
+    return with_placement(shared, placement)  # this session's device; the shared model is the same object
 
 
 def task_data(s: Settings, loaded):

@@ -107,6 +107,7 @@ def render() -> state.Settings:
     c1.number_input("Calibration samples", min_value=1, max_value=1024, step=8, key="ps_calibration", help="Sentences or text windows for Wanda and SparseGPT statistics.")
     c2.number_input("Evaluation size", min_value=8, max_value=20000, step=64, key="ps_eval_size", help="Examples (classification) or text windows (perplexity) per evaluation.")
     sb.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1, key="ps_seed")
+    device_section(sb)
     settings = state.current()
     try:
         request = settings.request
@@ -116,6 +117,15 @@ def render() -> state.Settings:
         if request.granularity.is_nm:
             sb.caption(f"An N:M pattern fixes the sparsity at N/M; the slider is ignored for {request.granularity}.")
     return settings
+
+
+def device_section(sb) -> None:
+    from pruning.devices import available_devices
+
+    devices = ["auto"] + available_devices()
+    _keep_valid("ps_device", devices)
+    sb.selectbox("Device", devices, key="ps_device", help="Where pruning and evaluation run (auto: the GPU when there is one). "
+                 "The model stays in host memory; one block at a time goes to the device.")
 
 
 def model_section(sb) -> None:

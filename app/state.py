@@ -64,6 +64,7 @@ DEFAULTS = {
     "ps_calibration": 16,
     "ps_eval_size": 256,
     "ps_seed": 0,
+    "ps_device": "auto",
 }
 
 
@@ -96,6 +97,7 @@ class Settings:
     seed: int
     params: tuple = ()  # (name, value) of the chosen method's parameters that differ from their defaults
     allocation: tuple = ()  # granularity "allocated": sorted (layer, sparsity) pairs at the target sparsity
+    device: str = "auto"  # where pruning and evaluation run; results do not depend on it, so no cache key holds it
 
     def params_for(self, method: str) -> dict:
         """The parameters set in the sidebar for ``method`` (only the chosen method has any)."""
@@ -187,6 +189,7 @@ def current() -> Settings:
         seed=int(s["ps_seed"]),
         params=method_params(s["ps_method"]),
         allocation=applied_allocation(granularity, sparsity),
+        device=s["ps_device"],
     )
 
 

@@ -26,8 +26,12 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from .devices import onload_each, onloaded, outside_blocks, placement_of, private_copy, runs_in_place, stats_dtype, to_device
 from .errors import PruneScopeError
 from .functional import shallow_copy
+
+
+STATS_CHUNK = 16384  # tokens per float32 slice when statistics accumulate (one slice at the CPU defaults)
 
 
 @dataclass
@@ -36,23 +40,27 @@ class InputStats:
 
     d_in: int
     want_gram: bool = False
+    device: torch.device | str = "cpu"  # where the inputs arrive (the statistics stay there)
     n_tokens: int = 0
     sq_sum: torch.Tensor = field(init=False)
     gram: torch.Tensor | None = field(init=False, default=None)
     cache: dict = field(default_factory=dict)  # derived objects shared by the group (e.g. SparseGPT's factor)
 
     def __post_init__(self) -> None:
-        self.sq_sum = torch.zeros(self.d_in, dtype=torch.float64)
+        self.sq_sum = torch.zeros(self.d_in, dtype=stats_dtype(self.device), device=self.device)
         if self.want_gram:
-            self.gram = torch.zeros(self.d_in, self.d_in, dtype=torch.float32)
+            self.gram = torch.zeros(self.d_in, self.d_in, dtype=torch.float32, device=self.device)
 
     def add(self, x: torch.Tensor) -> None:
-        """Add a (tokens, d_in) batch of inputs."""
-        x = x.detach().reshape(-1, self.d_in).to(torch.float32)
+        """Add a (tokens, d_in) batch of inputs, in float32 slices of at most ``STATS_CHUNK`` tokens
+        (a paper-size calibration set in one float32 copy would take gigabytes of device memory)."""
+        x = x.detach().reshape(-1, self.d_in)
         self.n_tokens += x.shape[0]
-        self.sq_sum += (x * x).sum(dim=0).to(torch.float64)
-        if self.gram is not None:
-            self.gram += x.T @ x
+        for part in x.split(STATS_CHUNK):
+            part = part.to(torch.float32)
+            self.sq_sum += (part * part).sum(dim=0).to(self.sq_sum.dtype)
+            if self.gram is not None:
+                self.gram += part.T @ part
 
 
 def merge_batches(batches: Sequence[dict], pad_id: int = 0) -> dict:
@@ -102,6 +110,13 @@ def capture_first_block_inputs(loaded, model: nn.Module, blocks, batch: dict) ->
     return captured["args"], captured["kwargs"]
 
 
+def _first_block_inputs(loaded, model: nn.Module, blocks, batch: dict, place) -> tuple[tuple, dict]:
+    """The first block's (args, kwargs), computed on the placement's device with only the
+    modules outside the blocks (embeddings, rotary tables) onloaded there."""
+    with onloaded(outside_blocks(model, blocks), place):
+        return capture_first_block_inputs(loaded, model, blocks, to_device(batch, place.torch_device))
+
+
 def _block_output(out):
     return out[0] if isinstance(out, (tuple, list)) else out
 
@@ -121,7 +136,7 @@ class _SharedInputs:
         entry = self._seen.get(id(x))
         if entry is not None and entry[0]() is x:
             return entry[1]
-        stats = InputStats(x.shape[-1], self.want_gram)
+        stats = InputStats(x.shape[-1], self.want_gram, x.device)
         stats.add(_valid_tokens(x, self.token_mask))
         self._seen[id(x)] = (weakref.ref(x), stats)
         return stats
@@ -187,6 +202,7 @@ class _Walk:
     progress: object
     masks: dict = field(default_factory=dict)
     new_weights: dict = field(default_factory=dict)
+    host_dtype: torch.dtype = torch.float32  # new weights come back to host memory in the storage dtype
 
     @property
     def finished(self) -> bool:
@@ -202,9 +218,9 @@ class _Walk:
         """Record a layer's result and put its pruned weight into the private copy."""
         from .models import layer_weight
 
-        self.masks[name] = mask
+        self.masks[name] = mask.cpu()  # results live in host memory (no copy on the CPU)
         if new_w is not None:
-            self.new_weights[name] = new_w
+            self.new_weights[name] = new_w.to("cpu", self.host_dtype)
         base = new_w if new_w is not None else layer_weight(self.model, name)
         _set_weight(self.model, block, name[len(prefix) + 1 :], name, base * mask)
         if self.progress is not None:
@@ -305,17 +321,19 @@ def sequential_prune(
     if order not in ORDERS:
         raise PruneScopeError(f"unknown statistics order {order!r}: use {' or '.join(ORDERS)}")
     step = _block_sequential if order == "sequential" else _block_once
-    model = shallow_copy(loaded.model)
+    place = placement_of(loaded)
+    model = private_copy(loaded.model)
     blocks = transformer_blocks(model)
     batch = merge_batches(calibration, pad_id=_pad_id(loaded))
-    token_mask = batch["attention_mask"].bool()
+    token_mask = batch["attention_mask"].bool().to(place.torch_device)
     if bool(token_mask.all()):
         token_mask = None  # no padding: every position is a calibration token
-    args, kwargs = capture_first_block_inputs(loaded, model, blocks, batch)
+    args, kwargs = _first_block_inputs(loaded, model, blocks, batch, place)
     hidden, rest = args[0], tuple(args[1:])
-    groups_by_local = {local: group for group in input_groups(blocks[0][1], args, kwargs) for local in group}
-    walk = _Walk(model, list(dict.fromkeys(layers)), prune_group, groups_by_local, progress)
-    for prefix, block in blocks:
+    with onloaded(list(blocks[0][1].modules()), place):
+        groups_by_local = {local: group for group in input_groups(blocks[0][1], args, kwargs) for local in group}
+    walk = _Walk(model, list(dict.fromkeys(layers)), prune_group, groups_by_local, progress, host_dtype=place.torch_dtype)
+    for prefix, block in onload_each(blocks, place):  # one block on the device at a time
         names = [n for n in layers if n.startswith(prefix + ".")]
         if not names and walk.finished:
             break
@@ -335,8 +353,11 @@ def collect_input_stats(
 ) -> dict[str, InputStats]:
     """One dense forward pass over the calibration set; input statistics for every layer.
 
-    Layers that read the same tensor get the same :class:`InputStats` object.
+    Layers that read the same tensor get the same :class:`InputStats` object. Off the plain
+    CPU path (another device or dtype, an offloaded model) the pass goes block by block.
     """
+    if not runs_in_place(loaded):
+        return _stats_by_blocks(loaded, layers, calibration, want_gram, progress)
     model = shallow_copy(loaded.model)
     batch = merge_batches(calibration, pad_id=_pad_id(loaded))
     token_mask = batch["attention_mask"].bool()
@@ -366,6 +387,21 @@ def collect_input_stats(
     return out
 
 
+def _stats_by_blocks(loaded, layers, calibration, want_gram: bool, progress) -> dict[str, InputStats]:
+    """:func:`collect_input_stats` through the block walk with nothing pruned; statistics in host memory."""
+    out: dict[str, InputStats] = {}
+
+    def record(names, weights, stats: InputStats):
+        if torch.device(stats.device).type != "cpu":
+            stats.sq_sum, stats.device = stats.sq_sum.cpu(), "cpu"
+            stats.gram = None if stats.gram is None else stats.gram.cpu()
+        out.update((n, stats) for n in names)
+        return [(None, torch.ones_like(w, dtype=torch.bool)) for w in weights]
+
+    sequential_prune(loaded, layers, calibration, record, want_gram=want_gram, progress=progress)
+    return out
+
+
 def _pad_id(loaded) -> int:
     tok = getattr(loaded, "tokenizer", None)
     pad = getattr(tok, "pad_token_id", None)
@@ -377,4 +413,5 @@ def _set_weight(model: nn.Module, block: nn.Module, local: str, name: str, weigh
     from .models import to_module_layout
 
     module = block.get_submodule(local)
-    module._parameters["weight"] = nn.Parameter(to_module_layout(model, name, weight_out_in), requires_grad=False)
+    value = to_module_layout(model, name, weight_out_in).to(module.weight.dtype)  # SparseGPT solves in float32
+    module._parameters["weight"] = nn.Parameter(value, requires_grad=False)

@@ -52,6 +52,13 @@ def _names(text: str) -> list[str]:
     return [x.strip() for x in text.split(",") if x.strip()]
 
 
+def _placement(args):
+    """The --device/--dtype/--max-memory/--offload-folder choice, checked before anything loads."""
+    from .devices import Placement
+
+    return Placement.make(args.device, args.dtype, args.max_memory, args.offload_folder)
+
+
 def _load(args):
     from .models import load_model
 
@@ -60,6 +67,7 @@ def _load(args):
         gguf_file=getattr(args, "gguf_file", None),
         trust_remote_code=getattr(args, "trust_remote_code", False),
         progress=_progress_bar("loading model"),
+        placement=_placement(args),
     )
 
 
@@ -203,7 +211,11 @@ def cmd_prune(args) -> int:
     loaded = _load(args)
     method = request.method_info
     data = _task_data(loaded, args) if (args.eval or method.needs_training_data or method.needs_calibration) else None
-    result = prune(loaded, request, calibration=_calibration(loaded, request), data=data, progress=_progress_bar(args.method))
+    calibration = _calibration(loaded, request)
+    from .devices import reset_device_peak
+
+    reset_device_peak(loaded.placement)  # the entry point may: report.json gets this run's own peak
+    result = prune(loaded, request, calibration=calibration, data=data, progress=_progress_bar(args.method))
     evaluation = None
     if args.eval:
         from .evaluate import evaluate, paired_difference, summary
@@ -329,6 +341,12 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="minilm-rt", help="minilm-rt, smollm2-135m, a hub name, a folder or a .gguf file")
     p.add_argument("--gguf-file", help="GGUF file name inside a hub repo or folder")
     p.add_argument("--trust-remote-code", action="store_true", help="allow model code from the hub (off by default)")
+    from .devices import DEVICE_HELP, DTYPES
+
+    p.add_argument("--device", default="auto", help=f"where pruning and evaluation run: {DEVICE_HELP}")
+    p.add_argument("--dtype", default="float32", help=f"storage dtype: {', '.join(DTYPES)} (statistics stay float32)")
+    p.add_argument("--max-memory", help="memory limits for accelerate, e.g. cpu=64GiB,cuda:0=20GiB; what does not fit is offloaded to disk")
+    p.add_argument("--offload-folder", help="folder for weights offloaded to disk (default: a temporary folder)")
 
 
 def _layer_args(p: argparse.ArgumentParser) -> None:

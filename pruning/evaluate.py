@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch.func import functional_call
 
+from .devices import placement_of, with_placement
 from .errors import PruneScopeError
 from .stats import paired_interval, perplexity_interval, safe_exp, wilson_interval
 
@@ -49,13 +50,19 @@ def check_overrides(model: torch.nn.Module, overrides: Mapping[str, torch.Tensor
     return out
 
 
-def model_runner(model: torch.nn.Module, overrides: Mapping[str, torch.Tensor] | None = None) -> Callable[..., object]:
+def model_runner(model: torch.nn.Module, overrides: Mapping[str, torch.Tensor] | None = None, placement=None) -> Callable[..., object]:
     """A callable ``run(**inputs)`` evaluating ``model`` with ``overrides`` applied, thread-safely.
 
     Dense (no overrides): the shared model itself. Otherwise ``functional_call``
     on a private shallow copy of the model (shared tensors, own module objects).
+    Off the plain CPU path (a GPU ``placement``, an offloaded model) a private copy is
+    placed by accelerate (:func:`pruning.devices.dispatched_runner`).
     """
+    from .devices import dispatched_runner, needs_dispatch
+
     tensors = check_overrides(model, overrides)
+    if needs_dispatch(model, placement):
+        return dispatched_runner(model, tensors, placement)
     if not tensors:
         return lambda **inputs: model(**inputs)
     from .functional import shallow_copy
@@ -141,7 +148,7 @@ def accuracy(
     ``max_examples`` sentences are used when it is given.
     """
     plan = classification_plan(loaded, texts, labels, batch_size, max_examples, max_length)
-    return run_plan(plan, model_runner(loaded.model, overrides), progress)["value"]
+    return run_plan(plan, model_runner(loaded.model, overrides, placement_of(loaded)), progress)["value"]
 
 
 @dataclass
@@ -168,10 +175,10 @@ class EvalPlan:
     def items(self, i: int, logits: torch.Tensor) -> np.ndarray:
         """Per-item values of batch ``i``: correct (bool) per example, or mean NLL per window."""
         if self.metric == "accuracy":
-            return (logits.argmax(dim=-1) == self.gold[self.batches[i]["order"]]).numpy()
-        w = self.batches[i]["input_ids"]
+            return (logits.argmax(dim=-1).cpu() == self.gold[self.batches[i]["order"]]).numpy()
+        w = self.batches[i]["input_ids"].to(logits.device)
         nll = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2).float(), w[:, 1:], reduction="none")
-        return nll.double().mean(dim=1).numpy()
+        return nll.double().mean(dim=1).cpu().numpy()
 
     def ordered(self, values: Sequence[np.ndarray]) -> np.ndarray:
         """Per-batch item values as one array, examples put back in their original order."""
@@ -290,7 +297,7 @@ def perplexity(
     each window is predicted; the mean is over all predicted tokens.
     """
     plan = lm_plan(loaded, text, seq_len, max_windows, batch_size)
-    return run_plan(plan, model_runner(loaded.model, overrides), progress)["value"]
+    return run_plan(plan, model_runner(loaded.model, overrides, placement_of(loaded)), progress)["value"]
 
 
 def lm_plan(loaded, text, seq_len: int | None = None, max_windows: int | None = None, batch_size: int = 1) -> EvalPlan:
@@ -343,8 +350,10 @@ def evaluate(
     split: str = "test",
     progress=None,
     seed: int = 0,
+    placement=None,
 ) -> dict:
-    """The task's metric for ``loaded`` with ``overrides``, with its 95% interval.
+    """The task's metric for ``loaded`` with ``overrides`` (on ``placement``'s device when given,
+    else where ``loaded`` was loaded for), with its 95% interval.
 
     Classification: ``accuracy`` on ``data.split(split)`` (``data`` a
     :class:`pruning.data.ClassificationData` or a source name; default
@@ -357,7 +366,10 @@ def evaluate(
     ``{"nll", "tokens"}`` per window (mean NLL, predicted tokens); drop it before
     writing JSON (:func:`summary`).
     """
-    return run_plan(evaluation_plan(loaded, data, max_examples, split), model_runner(loaded.model, overrides), progress, seed)
+    if placement is not None:
+        loaded = with_placement(loaded, placement)
+    run = model_runner(loaded.model, overrides, placement_of(loaded))
+    return run_plan(evaluation_plan(loaded, data, max_examples, split), run, progress, seed)
 
 
 def evaluation_plan(loaded, data=None, max_examples: int | None = None, split: str = "test") -> EvalPlan:

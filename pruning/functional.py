@@ -20,9 +20,10 @@ import torch
 from torch import nn
 
 
-def shallow_copy(module: nn.Module) -> nn.Module:
-    """A structural copy of ``module`` that shares every parameter and buffer tensor."""
-    memo = {id(t): t for t in itertools.chain(module.parameters(), module.buffers())}
+def shallow_copy(module: nn.Module, share=()) -> nn.Module:
+    """A structural copy of ``module`` that shares every parameter and buffer tensor
+    (and the objects in ``share``, e.g. accelerate's hooks)."""
+    memo = {id(t): t for t in itertools.chain(module.parameters(), module.buffers(), share)}
     return copy.deepcopy(module, memo)
 
 

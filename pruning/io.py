@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from .devices import placement_of
 from .errors import PruneScopeError
 from .masks import overall_sparsity, sparsity_table
 
@@ -48,6 +49,8 @@ def build_report(result, loaded, evaluation: dict | None = None, request=None) -
         "updates_weights": result.weights is not None,
         "layers": [{**row, "shape": list(row["shape"])} for row in sparsity_table(result.masks)],
         "evaluation": _evaluation_summary(evaluation),
+        "placement": placement_of(loaded).summary(),
+        "resources": result.info.get("resources"),  # device, dtype, peak device and host memory
         **steps_summary(result.info),
         **extra,
     }

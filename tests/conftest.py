@@ -66,6 +66,14 @@ def _byte_tokenizer():
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<eos>", model_max_length=128)
 
 
+def saved_folder(tmp_path_factory, loaded, name: str):
+    """``loaded`` written with save_pretrained (model and tokenizer) into a fresh temporary folder."""
+    folder = tmp_path_factory.mktemp(name)
+    loaded.model.save_pretrained(folder)
+    loaded.tokenizer.save_pretrained(folder)
+    return folder
+
+
 def _loaded(name, model, tokenizer, task, max_length):
     from pruning.models import LoadedModel
 

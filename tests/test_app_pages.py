@@ -691,3 +691,21 @@ def test_a_criterion_registered_in_a_test_is_a_sidebar_choice(monkeypatch):
     assert_clean(at)
     assert metric(at, "Layer sparsity") == "50.0%"
     assert any("method **toycolumns**" in c.value for c in at.main.caption)  # the settings line of the page
+
+
+def test_device_choice_lists_only_existing_devices_and_a_missing_one_is_an_error(monkeypatch):
+    import torch
+
+    from pruning import devices
+
+    at = open_page("overview")
+    assert at.sidebar.selectbox(key="ps_device").options == ["auto"] + devices.available_devices()
+    # a device that is listed but cannot be used (a GPU gone away): one st.error, no traceback
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(devices, "available_devices", lambda: ["cpu", "cuda:0"])
+    at.run()
+    at.sidebar.selectbox(key="ps_device").set_value("cuda:0").run()
+    assert not at.exception
+    assert at.error and "CUDA is not available" in at.error[0].value
+    at.sidebar.selectbox(key="ps_device").set_value("cpu").run()
+    assert_clean(at)

@@ -19,10 +19,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def tiny_folder(tmp_path_factory, tiny_bert):
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    tiny_bert.model.save_pretrained(folder)
-    tiny_bert.tokenizer.save_pretrained(folder)
-    return folder
+    from conftest import saved_folder
+
+    return saved_folder(tmp_path_factory, tiny_bert, "tiny-bert")
 
 
 @pytest.fixture(scope="module")
