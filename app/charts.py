@@ -26,9 +26,11 @@ def _require(df: pd.DataFrame, columns: list[str], what: str) -> None:
         raise ValueError(f"{what} needs columns {missing}; got {list(df.columns)}")
 
 
-def _in_points(df: pd.DataFrame, metric: str, column: str = "value") -> pd.DataFrame:
-    """``df`` with ``column`` in the unit the views show (accuracy fractions become points)."""
-    return df.assign(**{column: df[column].map(lambda v: shown_value(metric, v))}) if metric == "accuracy" else df
+def in_points(df: pd.DataFrame, metric: str, *columns: str) -> pd.DataFrame:
+    """``df`` with ``columns`` (default ``value``) in the unit the views show (accuracy fractions become points)."""
+    if metric != "accuracy":
+        return df
+    return df.assign(**{c: df[c].map(lambda v: shown_value(metric, v)) for c in columns or ("value",)})
 
 
 # ---------------------------------------------------------------- Weights view
@@ -345,19 +347,21 @@ def layer_overlap_lines(df: pd.DataFrame) -> alt.Chart:
 
 
 # ---------------------------------------------------------------- Random candidates view
-def candidate_bars(df: pd.DataFrame, value: str, value_title: str, fmt: str = ".3f", metric: str | None = None) -> alt.Chart:
+def candidate_bars(df: pd.DataFrame, value: str, value_title: str, fmt: str = ".3f", metric: str | None = None, span: tuple | None = None) -> alt.Chart:
     """One dot per candidate mask, the chosen one highlighted.
 
     Dots, not bars: the axis is zoomed to the candidates' range (they often differ in the third
     decimal), and a bar on a zoomed axis would exaggerate the differences.
     ``df``: ``candidate, <value>, chosen`` (chosen: bool). With ``metric="accuracy"`` the values
-    (fractions) are drawn in points.
+    (fractions) are drawn in points. ``span``: the (low, high) the axis must hold, in the values'
+    unit (default: the values' range), e.g. with intervals drawn over the dots.
     """
     _require(df, ["candidate", value, "chosen"], "candidate_bars")
     if metric == "accuracy":
-        df, value_title, fmt = _in_points(df, metric, value), f"{value_title} (points)", ".2f"
+        df, value_title, fmt = in_points(df, metric, value), f"{value_title} (points)", ".2f"
+        span = span and tuple(shown_value(metric, v) for v in span)
     data = df.assign(role=df["chosen"].map({True: "chosen", False: "other"}))
-    lo, hi = float(data[value].min()), float(data[value].max())
+    lo, hi = span or (float(data[value].min()), float(data[value].max()))
     pad = (hi - lo) * 0.15 or abs(hi) * 0.01 or 0.01
     return (
         alt.Chart(data)
@@ -380,7 +384,7 @@ def ramp_chart(df: pd.DataFrame, dense: float | None = None, metric: str = "accu
     """
     _require(df, ["method", "granularity", "sparsity", "value"], "ramp_chart")
     title = metric_title(metric)
-    df = _in_points(df, metric)
+    df = in_points(df, metric)
     y_scale = alt.Scale(type="log") if metric == "perplexity" else alt.Scale(zero=False)
     lines = (
         alt.Chart(df)
@@ -409,56 +413,76 @@ def ramp_chart(df: pd.DataFrame, dense: float | None = None, metric: str = "accu
 
 
 # ---------------------------------------------------------------- Layer sensitivity view
-def _harm_frame(df: pd.DataFrame, metric: str, dense: float | None) -> pd.DataFrame:
-    """``df`` with ``harm`` in the one unit of each metric: accuracy points lost (``drop`` is a
-    fraction), or the perplexity ratio to dense (``drop`` is pruned - dense, so it needs ``dense``)."""
-    if metric == "accuracy":
-        return df.assign(harm=df["drop"] * 100.0)
-    if dense:
-        return df.assign(harm=(df["drop"] + dense) / dense)
-    return df.assign(harm=df["drop"])
+def sensitivity_unit(metric: str, value: str = "drop", dense: float | None = None) -> str:
+    """What a sensitivity signal is drawn in: the KL divergence from the dense model, or the drop in the
+    one unit of its metric (accuracy points lost, the perplexity ratio to ``dense``; perplexity added without it)."""
+    if value == "kl":
+        return "KL divergence from the dense model (nats)"
+    return harm_unit(metric) if metric == "accuracy" or dense else "perplexity added"
 
 
-def sensitivity_bars(df: pd.DataFrame, metric: str = "accuracy", dense: float | None = None) -> alt.Chart:
-    """Harm when only one layer is pruned, most sensitive first.
+def harm_frame(df: pd.DataFrame, metric: str, value: str = "drop", dense: float | None = None, suffixes=("",)) -> pd.DataFrame:
+    """``df`` with ``harm<suffix>`` in :func:`sensitivity_unit` for each column ``<value><suffix>``: the KL as
+    is, accuracy points lost (``drop`` is a fraction), or the perplexity ratio to dense (``drop`` is
+    pruned - dense, so it needs ``dense``). ``suffixes=("", "_ci_low", "_ci_high")`` converts an interval too."""
+    def harm(column: pd.Series) -> pd.Series:
+        if value == "drop" and metric == "accuracy":
+            return column * 100.0
+        if value == "drop" and dense:
+            return (column + dense) / dense
+        return column
 
-    ``df``: ``layer, drop`` (positive = worse than dense: accuracy fraction lost, or perplexity added).
-    Drawn in accuracy points lost, or as the perplexity ratio to ``dense``.
+    return df.assign(**{f"harm{sfx}": harm(df[f"{value}{sfx}"]) for sfx in suffixes})
+
+
+def sensitivity_bars(df: pd.DataFrame, metric: str = "accuracy", value: str = "drop", dense: float | None = None) -> alt.Chart:
+    """Harm (or, with ``value="kl"``, the KL divergence) when only one layer is pruned, most sensitive first.
+
+    ``df``: ``layer, <value>`` (positive = worse than dense: accuracy fraction lost, or perplexity added).
+    A drop is drawn in accuracy points lost, or as the perplexity ratio to ``dense``.
     """
-    _require(df, ["layer", "drop"], "sensitivity_bars")
-    data = _harm_frame(df, metric, dense)
+    _require(df, ["layer", value], "sensitivity_bars")
+    data = harm_frame(df, metric, value, dense)
     order = list(data.sort_values("harm", ascending=False)["layer"])
-    unit = harm_unit(metric) if metric == "accuracy" or dense else "perplexity added"
-    base = 1.0 if metric != "accuracy" and dense else 0.0
+    unit = sensitivity_unit(metric, value, dense)
+    base = 1.0 if value == "drop" and metric != "accuracy" and dense else 0.0
+    title = f"{'drop' if value == 'drop' else 'change'} when only this layer is pruned ({unit})"
     return (
         alt.Chart(data)
         .mark_bar()
         .encode(
             y=alt.Y("layer:N", sort=order, title="layer (most sensitive first)", axis=alt.Axis(labelLimit=260, labelOverlap=False)),
-            x=alt.X("harm:Q", title=unit, scale=alt.Scale(zero=not base)),
+            x=alt.X("harm:Q", title=title, scale=alt.Scale(zero=not base), axis=alt.Axis(format="~g")),
             x2=alt.datum(base),
             color=alt.value(ACCENT_COLOR),
-            tooltip=[alt.Tooltip("layer:N"), alt.Tooltip("harm:Q", title=unit, format=".3f")],
+            tooltip=[alt.Tooltip("layer:N"), alt.Tooltip("harm:Q", title=unit, format=".4g")],
         )
         .properties(height=max(200, 18 * len(order)))
     )
 
 
-def sensitivity_heatmap(df: pd.DataFrame, metric: str = "accuracy", dense: float | None = None) -> alt.Chart:
-    """Layer x sparsity heatmap of the harm, on a colour scale fixed up front (``style.HARM_DOMAIN``):
-    it does not change while the points arrive.
+def _harm_scale(metric: str, value: str) -> alt.Scale:
+    """The heatmap's colour scale: for a drop, fixed up front (``style.HARM_DOMAIN``) so it does not change
+    while the points arrive; for the KL (no fixed range), from 0 up."""
+    if value == "kl":
+        return alt.Scale(scheme="reds", domainMin=0)
+    kind = "accuracy" if metric == "accuracy" else "perplexity"
+    return alt.Scale(scheme="redblue", reverse=True, domain=HARM_DOMAIN[kind], domainMid=HARM_MID[kind], clamp=True,
+                     type="linear" if kind == "accuracy" else "log")
 
-    ``df``: ``layer, sparsity, drop`` (as in :func:`sensitivity_bars`).
+
+def sensitivity_heatmap(df: pd.DataFrame, metric: str = "accuracy", value: str = "drop", dense: float | None = None) -> alt.Chart:
+    """Layer x sparsity heatmap of the harm (or, with ``value="kl"``, the KL divergence), in :func:`sensitivity_unit`.
+
+    ``df``: ``layer, sparsity, <value>`` (as in :func:`sensitivity_bars`).
     """
-    _require(df, ["layer", "sparsity", "drop"], "sensitivity_heatmap")
+    _require(df, ["layer", "sparsity", value], "sensitivity_heatmap")
     order = list(dict.fromkeys(df["layer"]))
-    data = _harm_frame(df, metric, dense)
+    data = harm_frame(df, metric, value, dense)
     data = data.assign(sparsity_label=(data["sparsity"] * 100).round().astype(int).astype(str) + "%")
     labels = list(dict.fromkeys(data.sort_values("sparsity")["sparsity_label"]))
-    kind = "accuracy" if metric == "accuracy" else "perplexity"
-    unit = harm_unit(kind)
-    scale = alt.Scale(scheme="redblue", reverse=True, domain=HARM_DOMAIN[kind], domainMid=HARM_MID[kind], clamp=True,
-                      type="linear" if kind == "accuracy" else "log")
+    unit = sensitivity_unit(metric, value, dense)
+    note = "" if value == "kl" else " (blue: better than dense)"
     legend = alt.Legend(orient="bottom", direction="horizontal", titleLimit=0, gradientLength=220)
     return (
         alt.Chart(data)
@@ -466,8 +490,8 @@ def sensitivity_heatmap(df: pd.DataFrame, metric: str = "accuracy", dense: float
         .encode(
             x=alt.X("sparsity_label:O", sort=labels, title="sparsity of that one layer", axis=alt.Axis(labelAngle=0)),
             y=alt.Y("layer:N", sort=order, title="layer", axis=alt.Axis(labelLimit=260, labelOverlap=False)),
-            color=alt.Color("harm:Q", title=f"{unit} (blue: better than dense)", scale=scale, legend=legend),
-            tooltip=[alt.Tooltip("layer:N"), alt.Tooltip("sparsity:Q", format=".0%"), alt.Tooltip("harm:Q", title=unit, format=".3f")],
+            color=alt.Color("harm:Q", title=f"{unit}{note}", scale=_harm_scale(metric, value), legend=legend),
+            tooltip=[alt.Tooltip("layer:N"), alt.Tooltip("sparsity:Q", format=".0%"), alt.Tooltip("harm:Q", title=unit, format=".4g")],
         )
         .properties(height=max(200, 18 * len(order)) + LEGEND_SPACE)
     )
@@ -582,7 +606,7 @@ def training_charts(df: pd.DataFrame) -> list[alt.Chart]:
     _require(df, ["step", "series", "value", "panel"], "training_charts")
     charts = []
     for panel in dict.fromkeys(df["panel"]):
-        part = _in_points(df[df["panel"] == panel], panel)
+        part = in_points(df[df["panel"] == panel], panel)
         title = metric_title(panel) if panel != "loss" else "loss (cross-entropy, nats)"
         charts.append(
             alt.Chart(part)
@@ -606,7 +630,7 @@ def stage_bars(df: pd.DataFrame, metric: str, order: list | None = None) -> alt.
     _require(df, ["stage", "value"], "stage_bars")
     order = order or list(dict.fromkeys(df["stage"]))
     fmt = ".1f" if metric == "accuracy" else ",.2f"
-    df = _in_points(df, metric)
+    df = in_points(df, metric)
     base = alt.Chart(df).encode(
         x=alt.X("stage:N", sort=order, title="after stage", axis=alt.Axis(labelAngle=0)),
         y=alt.Y(
@@ -648,7 +672,7 @@ def early_curves_chart(df: pd.DataFrame, metric: str, n_last: int | None = None)
     ``df``: ``candidate, step, value, chosen``.
     """
     _require(df, ["candidate", "step", "value", "chosen"], "early_curves_chart")
-    data = _in_points(df, metric).assign(role=df["chosen"].map({True: "chosen", False: "other"}))
+    data = in_points(df, metric).assign(role=df["chosen"].map({True: "chosen", False: "other"}))
     return (
         alt.Chart(data)
         .mark_line(point=True)

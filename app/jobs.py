@@ -52,6 +52,7 @@ LIMITS = {
     "sweep": 16,
     "sensitivity": 16,
     "candidates": 16,
+    "agreement": 8,
     "memo": 256,
     "run": 4,
 }

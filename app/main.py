@@ -19,6 +19,8 @@ import streamlit as st  # noqa: E402
 from app import sidebar  # noqa: E402
 from app.pages_index import PAGES, register  # noqa: E402
 
+BUTTON_SUFFIXES = ("_run", "_csv", "_json", "_apply")  # buttons and downloads: their state cannot be set
+
 st.set_page_config(page_title="PruneScope", page_icon="✂️", layout="wide")
 
 
@@ -38,7 +40,7 @@ register(pages)
 navigation = st.navigation(pages, position="sidebar")
 # Page widgets (layer choice, toggles) keep their value when the user visits another page and comes back.
 for key in list(st.session_state):
-    if key.startswith("ps_") and key not in sidebar.NOT_ASSIGNABLE and not key.endswith(("_run", "_csv")):
+    if key.startswith("ps_") and key not in sidebar.NOT_ASSIGNABLE and not key.endswith(BUTTON_SUFFIXES):
         st.session_state[key] = st.session_state[key]
 sidebar.render()
 navigation.run()

@@ -21,7 +21,8 @@ from typing import Any, Callable
 
 from pruning.errors import PruneScopeError
 
-from .jobs import Answer, Job, NotStarted, answer, memo, result
+from . import intervals as I
+from .jobs import Answer, Job, NotStarted, answer, memo, result, session, store
 from .state import DATA_EMBEDDED, DATA_PATH, Settings
 
 
@@ -170,13 +171,21 @@ class MaskSet:
         return self.ident
 
 
-def masks(s: Settings, loaded, method: str | None = None, on_partial=None) -> MaskSet:
+def one_pass_approximation(method) -> bool:
+    """Whether re-thresholding cached scores only approximates the method: Wanda's scores come from one
+    dense pass, while the method itself walks the blocks in order (each block sees the pruned ones before it)."""
+    return method.score_based and method.needs_calibration
+
+
+def masks(s: Settings, loaded, method: str | None = None, on_partial=None, exact: bool = False) -> MaskSet:
     """Masks for the session's request (or the same request for another ``method``).
 
     Score-based methods re-threshold cached ranks (milliseconds); others run
     ``pruning.prune.prune`` once per request, as a cached job. ``on_partial(entries)``
     is called while such a job runs with what the method has reported so far
-    (MGPP/GMP snapshots, SDS stages), so a page can draw them live.
+    (MGPP/GMP snapshots, SDS stages), so a page can draw them live. ``exact=True`` (for
+    every metric the app shows) runs the method itself where the cached ranks are only a
+    one-pass approximation of it (Wanda).
     """
     from . import runs
 
@@ -185,9 +194,10 @@ def masks(s: Settings, loaded, method: str | None = None, on_partial=None) -> Ma
     req = request_for(s, method)
     m = req.method_info
     ident = (s.model_key, s.data_key, req.key)
-    if m.score_based:
+    if m.score_based and not (exact and one_pass_approximation(m)):
         r = ranker(s, loaded, req.method)
-        return MaskSet(req.method, req.sparsity, str(req.granularity), r.masks(req.sparsity, req.granularity), ident=ident)
+        one_pass = ("one-pass scores",) if one_pass_approximation(m) else ()  # never the same cache entry as the method's own masks
+        return MaskSet(req.method, req.sparsity, str(req.granularity), r.masks(req.sparsity, req.granularity), ident=ident + one_pass)
     if m.needs_training_data and loaded.task == "encoder":
         raise PruneScopeError(f"{m.label} trains on the task, and this model has no task head")
     data = task_data(s, loaded) if (m.needs_calibration or m.needs_training_data) else None
@@ -216,6 +226,29 @@ def of_masks(mask_sets, what: str, fn: Callable[[], Any]):
     among the values derived from the same masks."""
     sets = mask_sets if isinstance(mask_sets, tuple) else (mask_sets,)
     return memo((what,) + tuple(m.key for m in sets), fn)
+
+
+def exact_agreement(s: Settings, loaded, fast: MaskSet) -> Job | None:
+    """How far the one-pass masks ``fast`` (the slider views') are from the method's own masks at the
+    same request: a background job, started when a page has drawn at this setting (the slider rests),
+    never waited for; a newer setting of the same session replaces (and stops) it, and so does its Stop
+    button (then ``None`` until the setting changes). Its value: ``pruning.masks.mask_overlap`` (Jaccard,
+    Hamming and agreement, per layer and overall)."""
+    from pruning.masks import mask_overlap
+
+    if store().was_stopped(session(), "agreement", fast.key):
+        return None
+
+    req = request_for(s, fast.method)
+    calib = calibration(s, loaded, task_data(s, loaded))
+
+    def run(job: Job):
+        from pruning.prune import prune
+
+        exact = prune(loaded, req, calibration=calib, progress=job.progress)
+        return mask_overlap(fast.masks, exact.masks)
+
+    return store().get_or_start("agreement", fast.key, f"Exact {req.method_info.label} masks for the agreement", run, session())
 
 
 def overrides(loaded, mask_set: MaskSet) -> dict:
@@ -270,6 +303,55 @@ def ramp(s: Settings, loaded, data, methods: list, granularities: list, sparsiti
     return answer("sweep", key, "Sparsity ramp", prepare)
 
 
+def allocated_ramp(s: Settings, loaded, data, methods: list, sparsities: list, source) -> Answer:
+    """The applied allocation against uniform per-layer pruning at each sparsity, both measured on the same
+    examples: per method and sparsity a ``layer`` and an ``allocated`` row (``value, ci_low, ci_high, n``),
+    the allocated one with the paired ``drop, drop_ci_low, drop_ci_high`` against uniform (harm-positive).
+    The allocation is rebuilt from ``source`` (an ``app.allocation.AllocationSource``) for every sparsity."""
+    from pruning.masks import allocated
+
+    able = [m for m in methods if "allocated" in method_info(m).granularities]
+    pairs = [
+        (request_for(s, m).replace(granularity="layer", sparsity=sp), request_for(s, m).replace(granularity=allocated(source.at(sp)), sparsity=sp))
+        for m in able
+        for sp in sparsities
+    ]
+    key = (s.model_key, s.data_key, tuple((u.key, a.key) for u, a in pairs), s.eval_size)
+
+    def prepare():
+        calib = calibration(s, loaded, data) if any(method_info(m).needs_calibration for m in able) else None
+
+        def work(job: Job):
+            rows = []
+            for i, (uniform, alloc) in enumerate(pairs):
+                job.progress(i, len(pairs), f"{uniform.method} at {uniform.sparsity:.0%}: uniform and allocated")
+                rows += compare_requests(loaded, data, uniform, alloc, calib, s.eval_size)
+                for row in rows[-2:]:
+                    job.add(row)
+            return rows
+
+        return work
+
+    return answer("allocated-ramp", key, "Allocated against uniform", prepare)
+
+
+def compare_requests(loaded, data, uniform, alloc, calib, eval_size: int) -> list[dict]:
+    """Prune with both requests, evaluate both on the same examples, and the paired harm of the second."""
+    from pruning.evaluate import evaluate, paired_difference
+    from pruning.prune import prune
+
+    evs = []
+    for req in (uniform, alloc):
+        result = prune(loaded, req, calibration=calib if req.method_info.needs_calibration else None)
+        evs.append(evaluate(loaded, data, overrides=result.overrides(loaded), max_examples=eval_size))
+    diff = paired_difference(*evs)
+    base = {"method": uniform.method, "sparsity": uniform.sparsity, "metric": evs[0]["metric"]}
+    return [
+        {**base, "granularity": "layer", **I.value_columns(evs[0])},
+        {**base, "granularity": "allocated", **I.value_columns(evs[1]), **I.drop_columns(diff)},
+    ]
+
+
 def sensitivity(s: Settings, loaded, data, method: str, sparsities: list) -> Answer:
     """Layer sensitivity: the metric with one layer pruned at a time (rows: dense first, then layer x sparsity),
     at the sidebar's granularity within one layer (an N:M pattern fixes the only sparsity)."""
@@ -321,6 +403,24 @@ def candidates(s: Settings, loaded, data, c: CandidateChoice) -> Answer:
         return work
 
     return answer("candidates", key, f"Sampling {c.k} candidates", prepare)
+
+
+def comparison(s: Settings, loaded, data, first: MaskSet | None, second: MaskSet) -> tuple[dict, dict, dict]:
+    """Both models' metrics on the same examples and the paired difference: the harm of ``second``
+    against ``first`` (``None``: the dense model) with its paired 95% interval, cached."""
+    from pruning.evaluate import paired_difference
+
+    a, b = evaluation(s, loaded, data, first), evaluation(s, loaded, data, second)
+    ident = ("paired", s.model_key, s.data_key, s.eval_size, "dense" if first is None else first.key, second.key)
+    return a, b, memo(ident, lambda: paired_difference(a, b))
+
+
+def against_deterministic(pool) -> list[dict]:
+    """Each random candidate against the deterministic mask on the same held-out examples: the paired
+    difference (harm-positive: positive = the candidate is worse) with its 95% interval."""
+    from pruning.evaluate import paired_difference
+
+    return [paired_difference(pool.deterministic_score, score) for score in pool.scores]
 
 
 def score_methods() -> dict:

@@ -16,6 +16,7 @@ import streamlit as st
 from pruning.errors import PruneScopeError
 
 from . import runs, state, urls
+from .allocation import ALLOCATED, SOURCE_KEY
 from .state import CUSTOM_NM, DATA_CHOICES, DATA_HUB, DATA_PATH, DATA_UPLOAD, GRANULARITIES, OTHER_MODEL
 
 MODEL_HELP = {
@@ -23,6 +24,8 @@ MODEL_HELP = {
     "smollm2-135m": "SmolLM2-135M-Instruct (from the embedded GGUF file); metric: perplexity",
 }
 
+
+ALLOCATED_LABEL = "allocated (per-layer sparsity from Layer sensitivity)"
 
 NOT_ASSIGNABLE = {"ps_upload"}  # widgets whose value cannot be set through session state
 
@@ -226,14 +229,18 @@ def method_section(sb) -> None:
 def sparsity_section(sb) -> None:
     from pruning.masks import GRANULARITY_LABELS
 
-    grans = list(GRANULARITIES) + [CUSTOM_NM]
+    source = st.session_state.get(SOURCE_KEY)
+    grans = list(GRANULARITIES) + [CUSTOM_NM] + ([ALLOCATED] if source is not None else [])
     _keep_valid("ps_granularity", grans)
     sb.selectbox(
         "Granularity",
         grans,
         key="ps_granularity",
-        format_func=lambda g: GRANULARITY_LABELS.get(g, "custom N:M pattern (type it below)"),
+        format_func=lambda g: ALLOCATED_LABEL if g == ALLOCATED else GRANULARITY_LABELS.get(g, "custom N:M pattern (type it below)"),
+        help="'allocated' appears once an allocation is applied on the Layer sensitivity page.",
     )
+    if st.session_state["ps_granularity"] == ALLOCATED:
+        sb.caption(f"Each layer at its own sparsity, {source.describe()}; rebuilt for the target sparsity below.")
     if st.session_state["ps_granularity"] == CUSTOM_NM:
         sb.text_input("N:M pattern (N pruned of every M inputs)", key="ps_custom_nm")
     sb.slider(

@@ -96,6 +96,7 @@ class Settings:
     eval_size: int
     seed: int
     params: tuple = ()  # (name, value) of the chosen method's parameters that differ from their defaults
+    allocation: tuple = ()  # granularity "allocated": sorted (layer, sparsity) pairs at the target sparsity
     device: str = "auto"  # where pruning and evaluation run; results do not depend on it, so no cache key holds it
 
     def params_for(self, method: str) -> dict:
@@ -121,11 +122,20 @@ class Settings:
 def _request(s: Settings):
     from pruning.request import PruneRequest
 
+    from .allocation import ALLOCATED
     from .runs import is_run
 
     method = "magnitude" if is_run(s.method) else s.method  # an opened run: the request carries only the other settings
+    allocation = dict(s.allocation) if s.granularity == ALLOCATED else None  # rebuilt for the target sparsity
     return PruneRequest.make(
-        method, s.sparsity, s.granularity, dict(s.params), dataset=s.data_source or None, calib_samples=s.calibration, seed=s.seed
+        method,
+        s.sparsity,
+        s.granularity,
+        dict(s.params),
+        allocation=allocation,
+        dataset=s.data_source or None,
+        calib_samples=s.calibration,
+        seed=s.seed,
     )
 
 
@@ -165,6 +175,7 @@ def current() -> Settings:
     else:
         source = s["ps_data_text"].strip()
     granularity = s["ps_custom_nm"].strip() if s["ps_granularity"] == CUSTOM_NM else s["ps_granularity"]
+    sparsity = round(float(s["ps_sparsity"]), 4)
     return Settings(
         model=model,
         gguf_file=gguf,
@@ -174,10 +185,22 @@ def current() -> Settings:
         label_column=s["ps_label_column"].strip() or None,
         method=s["ps_method"],
         granularity=granularity,
-        sparsity=round(float(s["ps_sparsity"]), 4),
+        sparsity=sparsity,
         calibration=int(s["ps_calibration"]),
         eval_size=int(s["ps_eval_size"]),
         seed=int(s["ps_seed"]),
         params=method_params(s["ps_method"]),
+        allocation=applied_allocation(granularity, sparsity),
         device=s["ps_device"],
     )
+
+
+def applied_allocation(granularity: str, sparsity: float) -> tuple:
+    """The allocation applied from the Layer sensitivity page, rebuilt for ``sparsity`` (only when the
+    granularity is "allocated")."""
+    from .allocation import ALLOCATED, SOURCE_KEY
+
+    source = st.session_state.get(SOURCE_KEY)
+    if granularity != ALLOCATED or source is None:
+        return ()
+    return tuple(sorted(source.at(sparsity).items()))

@@ -205,3 +205,50 @@ def short_layer(name: str) -> str:
 
 def pct(x: float) -> str:
     return f"{x:.1%}"
+
+
+def one_pass_note(s: state.Settings, loaded, mask_set, layer: str) -> None:
+    """On the slider views, beside their numbers: the masks come from one-pass scores, an approximation of
+    the method (Wanda), and how well they agree with the method's own masks, computed in the background."""
+    method = resources.method_info(mask_set.method)
+    if not resources.one_pass_approximation(method):
+        return
+    job = resources.exact_agreement(s, loaded, mask_set)
+    polling = job is not None and not job.done.is_set()
+
+    @st.fragment(run_every=1.0 if polling else None)
+    def note() -> None:
+        st.caption(agreement_text(method.label, job, layer))
+        if polling and job.done.is_set():
+            st.rerun()  # once, to stop polling
+        elif polling:
+            st.button("Stop", key="btn_stop_agreement", on_click=jobs.stop, args=("agreement", mask_set.key, jobs.session()))
+
+    note()
+
+
+def agreement_text(label: str, job, layer: str) -> str:
+    """The approximation label and, once the background job is done, its agreement with the exact masks."""
+    text = (
+        f"**Approximation:** these masks re-threshold {label} scores taken from one pass of the dense model, so the slider "
+        f"moves at once. {label} itself walks the blocks in order, each block seeing the pruned blocks before it. "
+    )
+    if job is None or isinstance(job.error, jobs.Stopped):
+        return text + "Stopped: the exact masks were not computed at this setting (move the slider to compare again)."
+    if not job.done.is_set():
+        return text + "Computing the exact masks at this setting in the background to compare ..."
+    if job.error is not None:
+        return text + f"The exact masks could not be computed: {job.error}"
+    overall, here = job.value["overall"], job.value["per_layer"][layer]
+    return text + (
+        f"Agreement with the exact {label} masks at this setting: Jaccard **{overall['jaccard']:.3f}** over all layers, "
+        f"**{here['jaccard']:.3f}** in this layer ({here['hamming']:.1%} of its weights decided differently). "
+        "Every metric the app shows (Overview, ramp, sensitivity) comes from the exact masks."
+    )
+
+
+def data_note(data) -> None:
+    """Which part of the dataset is evaluated and which calibrates and trains (a single file is split in two)."""
+    from pruning.data import data_parts
+
+    st.caption("Data: " + "; ".join(data_parts(data).values()) + ". Calibration and training never draw from the evaluated part.")

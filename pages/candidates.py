@@ -3,7 +3,9 @@
 import pandas as pd
 import streamlit as st
 
-from app import charts, resources, ui
+from app import charts, resources, style, ui
+from app import interval_charts as IC
+from app import intervals as I
 
 RANDOMNESS = (5e-5, 8e-5, 1e-4, 3e-4, 1e-3, 1e-2)
 
@@ -54,21 +56,23 @@ def show(pool, base: str) -> None:
     """The chosen candidate, the overlaps and every candidate's score."""
     chosen = pool.chosen
     names = [f"c{i + 1}" for i in range(len(pool.masks))]
-    metric = pool.scores[0]["metric"]
-    values = [sc["value"] for sc in pool.scores]
-    det = pool.deterministic_score["value"]
+    det = pool.deterministic_score
+    metric = det["metric"]
+    table = candidate_table(pool, names)
+    best = table.iloc[chosen].to_dict()
 
     m1, m2, m3, m4 = ui.metric_row(4)
     m1.metric("Chosen candidate", names[chosen])
-    fmt = (lambda v: f"{v:.1%}") if metric == "accuracy" else (lambda v: f"{v:,.2f}")
-    diff = values[chosen] - det
+    change = (-best["drop"] if metric == "accuracy" else best["drop"]) + 0.0  # as the metric moves (+0.0: no "-0.0")
+    noise = f", {I.WITHIN_NOISE}" if best["vs deterministic"] == I.WITHIN_NOISE else ""
     m2.metric(
         f"Its held-out {metric}",
-        fmt(values[chosen]),
-        delta=(f"{diff * 100:+.1f} points vs deterministic" if metric == "accuracy" else f"{diff:+,.2f} vs deterministic"),
+        I.value_text(metric, best["value"]),
+        delta=(f"{change * 100:+.1f} points vs deterministic{noise}" if metric == "accuracy" else f"{change:+,.2f} vs deterministic{noise}"),
         delta_color="normal" if metric == "accuracy" else "inverse",
+        help=f"{I.metric_text(pool.scores[chosen], held_out=True)}; against the deterministic mask on the same examples: {I.drop_label(metric)} {I.drop_text(metric, best)}",
     )
-    m3.metric(f"Deterministic {base} mask", fmt(det))
+    m3.metric(f"Deterministic {base} mask", I.value_text(metric, det["value"]), help=I.metric_text(det, held_out=True))
     rounds = sorted(set(pool.rounds.values()))
     m4.metric("Sampling rounds R", f"{rounds[0]:,}" if len(rounds) == 1 else f"{rounds[0]:,}-{rounds[-1]:,}", help="per layer")
 
@@ -77,19 +81,36 @@ def show(pool, base: str) -> None:
     jac = [{"a": names[i], "b": names[j], "value": pool.jaccard[i][j]} for i in range(len(names)) for j in range(len(names))]
     left.altair_chart(charts.overlap_matrix(pd.DataFrame(jac), title="candidate x candidate (all layers)"), width="stretch")
     with right:
-        df = pd.DataFrame(
-            {"candidate": names, "score": values, "overlap": pool.overlap_with_deterministic, "chosen": [i == chosen for i in range(len(names))]}
-        )
-        st.altair_chart(charts.candidate_bars(df, "score", f"held-out {metric}", ".4g", metric=metric), width="stretch")
-        st.altair_chart(charts.candidate_bars(df, "overlap", "overlap with the deterministic mask", ".3f"), width="stretch")
+        scores, band, unit = scores_shown(table, det, metric)
+        st.altair_chart(IC.candidate_bars_ci(scores, f"held-out {metric} (selection score{unit})", band), width="stretch")
+        st.altair_chart(charts.candidate_bars(table, "overlap", "overlap with the deterministic mask", ".3f"), width="stretch")
     st.caption(
-        f"Chosen (red): the best held-out {metric}; the deterministic {base} mask scores {fmt(det)}. "
+        f"Chosen (red): the best held-out {metric}; the grey band is the deterministic {base} mask, {I.metric_text(det, held_out=True)}. "
+        f"Lines: each candidate's 95% interval. {I.comparison_sentence(metric, 'the deterministic mask', 'The chosen candidate', best)} "
         "The overlap with the deterministic mask shows how far the randomness knob moves the candidates away from it. "
+        "The candidates are sampled around the criterion's cached scores (for Wanda: one pass of the dense model, the "
+        "approximation the Weights view labels); every score above is measured on the masked model itself. "
         "Selection uses held-out TRAINING data, never the test split. Selection after a short fine-tune of each candidate "
         "(early evaluation) is the randomized method in the sidebar; the Method steps view draws its candidates' curves."
     )
-    table = df.assign(**{f"held-out {metric}": values}).drop(columns=["score"])
     st.dataframe(table, hide_index=True)
 
+
+def scores_shown(table: pd.DataFrame, det: dict, metric: str) -> tuple[pd.DataFrame, dict, str]:
+    """The candidates' scores and the deterministic band in the unit the views show (accuracy in points),
+    and that unit for the axis title."""
+    scores = charts.in_points(table.rename(columns={"value": "score"}), metric, "score", "ci_low", "ci_high")
+    band = {k: style.shown_value(metric, det[k]) for k in ("value", "ci_low", "ci_high")}
+    return scores, band, ", points" if metric == "accuracy" else ""
+
+
+def candidate_table(pool, names: list) -> pd.DataFrame:
+    """One row per candidate: its held-out metric with interval and n, the paired difference against the
+    deterministic mask on the same held-out examples (harm-positive), in words, and its overlap."""
+    rows = []
+    for i, (score, diff) in enumerate(zip(pool.scores, resources.against_deterministic(pool))):
+        noise = I.WITHIN_NOISE if diff["within_noise"] else ""
+        rows.append({"candidate": names[i], **I.value_columns(score), **I.drop_columns(diff), "vs deterministic": noise})
+    return pd.DataFrame(rows).assign(overlap=pool.overlap_with_deterministic, chosen=[i == pool.chosen for i in range(len(names))])
 
 ui.guarded(render)

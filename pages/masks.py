@@ -43,6 +43,7 @@ def render() -> None:
     m3.metric("Overall sparsity", f"{1 - table['kept'].sum() / table['params'].sum():.2%}")
     bad24 = nm_violations(mask, 2, 4)
     m4.metric("2:4 groups breaking the pattern", f"{bad24:,}", help="groups of 4 consecutive inputs of a row that keep more than 2 weights")
+    ui.one_pass_note(s, loaded, mask_set, layer)
 
     cells, br, bc, note = picture(mask, view, lambda build: resources.of_masks(mask_set, f"grid {layer}", build))
     st.altair_chart(charts.mask_heatmap(cells, br, bc, title=layer), width="stretch")

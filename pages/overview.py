@@ -1,9 +1,13 @@
 """Overview: the model's prunable layers, the dense metric, and what pruning with the current settings did."""
 
+import dataclasses
+
 import pandas as pd
 import streamlit as st
 
 from app import charts, downloads, resources, ui
+from app import intervals as I
+from app.allocation import ALLOCATED
 from pruning.masks import sparsity_table
 
 
@@ -25,35 +29,60 @@ def why_zeros_cost_the_same(granularity) -> str:
     return text
 
 
+def outcome(dense: dict, pruned: dict, diff: dict) -> str:
+    """How the metric moved, with both intervals and the paired difference in words."""
+    name = dense["metric"]
+    what = f"on {pruned['n']} held-out sentences" if name == "accuracy" else f"on {pruned['n']} text windows (lower is better)"
+    text = f"{name.capitalize()} {what} went from {I.metric_text(dense)} to {I.metric_text(pruned)}"
+    if name == "perplexity" and dense["value"]:
+        text += f", {pruned['value'] / dense['value']:.2f}x"
+    return text + f". Measured on the same examples, the {I.drop_label(name)} is {I.drop_text(name, diff)}."
+
+
+def against_uniform(s, loaded, data, allocated_set) -> str:
+    """The applied allocation against uniform per-layer pruning at the same overall sparsity, paired."""
+    uniform = resources.masks(dataclasses.replace(s, granularity="layer", allocation=()), loaded, exact=True)
+    first, second, diff = resources.comparison(s, loaded, data, uniform, allocated_set)
+    return (
+        f"Uniform per-layer pruning at the same overall sparsity ({s.sparsity:.0%}) gives {I.metric_text(first)}; "
+        + I.comparison_sentence(first["metric"], "uniform", "The allocation", diff)
+    )
+
+
 def render() -> None:
     s, loaded = ui.opening("Overview")
     table = resources.layers(s, loaded)
     method = resources.method_info(s.method)
-    mask_set = resources.masks(s, loaded)
+    mask_set = resources.masks(s, loaded, exact=True)
     counts = sparsity_table(mask_set.masks)
     removed = sum(r["pruned"] for r in counts)
     total = sum(r["params"] for r in counts)
     achieved = removed / max(1, total)
 
     data = resources.task_data(s, loaded)
-    dense = pruned = None
+    dense = pruned = diff = None
     if data is not None:
-        dense = resources.evaluation(s, loaded, data)
-        pruned = resources.evaluation(s, loaded, data, mask_set)
+        dense, pruned, diff = resources.comparison(s, loaded, data, None, mask_set)
 
-    headline(table, removed, total, achieved, dense, pruned)
+    headline(table, removed, total, achieved, dense, pruned, diff)
     st.subheader("What pruning did")
-    st.markdown(" ".join(what_pruning_did(s, method, table, removed, total, achieved, dense, pruned)))
+    sentences = what_pruning_did(s, method, table, removed, total, achieved, dense, pruned, diff)
+    if diff is not None and s.granularity == ALLOCATED:
+        sentences.insert(2, against_uniform(s, loaded, data, mask_set))
+    st.markdown(" ".join(sentences))
     st.info(why_zeros_cost_the_same(s.request.granularity))
     layers_table(s, loaded, table, counts, mask_set)
-    downloads.mask_set_buttons(st, loaded, mask_set, {"dense": dense, "pruned": pruned} if dense else None, key="overview")
+    evaluation = {"dense": dense, "pruned": pruned, "difference": diff} if dense else None  # as the CLI's prune reports it
+    downloads.mask_set_buttons(st, loaded, mask_set, evaluation, key="overview")
     st.caption(
         f"Model source: {loaded.source}. Task: {loaded.task}. "
         + (f"Evaluation: {dense['n']} examples of {dense.get('dataset', '')}." if dense else "")
     )
+    if data is not None:
+        ui.data_note(data)
 
 
-def headline(table, removed: int, total: int, achieved: float, dense, pruned) -> None:
+def headline(table, removed: int, total: int, achieved: float, dense, pruned, diff) -> None:
     """Layers, weights removed, overall sparsity and the metric against the dense model's."""
     c1, c2, c3, c4 = ui.metric_row(4)
     c1.metric("Prunable layers", f"{len(table)}", help="nn.Linear / Conv1D matrices the methods target")
@@ -61,38 +90,27 @@ def headline(table, removed: int, total: int, achieved: float, dense, pruned) ->
     c3.metric("Overall sparsity", f"{achieved:.1%}")
     if dense is not None and pruned is not None:
         name = dense["metric"]
-        fmt = (lambda v: f"{v:.1%}") if name == "accuracy" else (lambda v: f"{v:,.2f}")
-        delta = pruned["value"] - dense["value"]
+        change = (-diff["drop"] if name == "accuracy" else diff["drop"]) + 0.0  # the signed change as the metric moves (+0.0: no "-0.0")
+        noise = f", {I.WITHIN_NOISE}" if diff["within_noise"] else ""
         c4.metric(
-            f"{name} (dense {fmt(dense['value'])})",
-            fmt(pruned["value"]),
-            delta=(f"{delta * 100:+.1f} points" if name == "accuracy" else f"{delta:+,.2f}"),
+            f"{name} (dense {I.value_text(name, dense['value'])})",
+            I.value_text(name, pruned["value"]),
+            delta=(f"{change * 100:+.1f} points{noise}" if name == "accuracy" else f"{change:+,.2f}{noise}"),
             delta_color="normal" if name == "accuracy" else "inverse",
-            help=f"on {pruned['n']} examples of {pruned.get('dataset', 'the dataset')}",
+            help=f"Pruned: {I.metric_text(pruned)}. Dense: {I.metric_text(dense)}. Change: paired over the same examples.",
         )
     else:
         c4.metric("Task metric", "n/a", help="a bare encoder has no task head to evaluate")
 
 
-def what_pruning_did(s, method, table, removed: int, total: int, achieved: float, dense, pruned) -> list[str]:
+def what_pruning_did(s, method, table, removed: int, total: int, achieved: float, dense, pruned, diff) -> list[str]:
     """The plain-words account of what the current settings did, one sentence per fact."""
     sentences = [
         f"**{method.label}** at **{s.request.granularity}** granularity set **{removed:,}** of the **{total:,}** weights "
         f"in {len(table)} linear layers to zero ({achieved:.1%})."
     ]
     if dense is not None and pruned is not None:
-        name = dense["metric"]
-        if name == "accuracy":
-            sentences.append(
-                f"Accuracy on {pruned['n']} held-out sentences went from {dense['value']:.1%} to {pruned['value']:.1%} "
-                f"({(pruned['value'] - dense['value']) * 100:+.1f} points)."
-            )
-        else:
-            ratio = pruned["value"] / dense["value"] if dense["value"] else float("nan")
-            sentences.append(
-                f"Perplexity on {pruned['n']} text windows went from {dense['value']:,.2f} to {pruned['value']:,.2f} "
-                f"({ratio:.2f}x; lower is better)."
-            )
+        sentences.append(outcome(dense, pruned, diff))
     if method.updates_weights:
         sentences.append("This method also changed the weights it kept, to make up for the ones it removed.")
     return sentences
@@ -116,7 +134,7 @@ def layers_table(s, loaded, table, counts, mask_set) -> None:
     for name in compare:
         if name == s.method:
             continue
-        other = resources.masks(s, loaded, method=name)
+        other = resources.masks(s, loaded, method=name, exact=True)
         rows[f"sparsity: {name}"] = rows["layer"].map({r["layer"]: r["sparsity"] for r in sparsity_table(other.masks)})
     long = rows.melt(id_vars=["layer"], value_vars=[c for c in rows.columns if c.startswith("sparsity")], var_name="method", value_name="sparsity")
     long["method"] = long["method"].str.replace("sparsity: ", "", regex=False)

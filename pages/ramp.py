@@ -3,7 +3,10 @@
 import pandas as pd
 import streamlit as st
 
-from app import charts, downloads, resources, style, sweeps, ui
+from app import allocation as A
+from app import downloads, resources, sweeps, ui
+from app import interval_charts as IC
+from app import intervals as I
 from app.state import GRANULARITIES
 
 
@@ -15,11 +18,11 @@ def draw(box, rows: list, metric_hint: str = "accuracy") -> None:
     dense = df[df["method"] == "dense"]
     points = df[df["method"] != "dense"]
     metric = str(df["metric"].iloc[0]) if "metric" in df else metric_hint
-    dense_value = float(dense["value"].iloc[0]) if len(dense) else None
+    reference = dense.iloc[0].to_dict() if len(dense) else None
     if len(points):
-        box.altair_chart(charts.ramp_chart(points, dense_value, metric), width="stretch")
+        box.altair_chart(IC.ramp_chart_ci(points, reference, metric), width="stretch")
     else:
-        box.info(f"Dense model: {metric} {style.metric_text(metric, dense_value)}. The pruned points follow.")
+        box.info(f"Dense model: {metric} {I.metric_text(reference)}. The pruned points follow.")
 
 
 def render() -> None:
@@ -52,6 +55,7 @@ def render() -> None:
     if data is None:
         st.warning("This model is a bare encoder: it has no task metric to sweep.")
         return
+    ui.data_note(data)
     expensive = [methods[m].label for m in chosen if not methods[m].score_based]
     st.caption(
         f"{len(sparsities)} sparsities x {len(chosen)} methods x {len(grans)} granularities, each pruned and evaluated on "
@@ -60,13 +64,56 @@ def render() -> None:
     ans = resources.ramp(s, loaded, data, chosen, grans, sparsities)
     idle = "Press **Run the ramp**: points appear on the chart as they are computed, and stay cached for this model and these settings."
     job, _ = ui.run_view(ans, "Run the ramp", "ps_ramp_run", idle, draw=draw)
+    if job is not None:
+        table(job)
+    source = st.session_state.get(A.SOURCE_KEY)
+    if source is not None:
+        allocated_section(s, loaded, data, chosen, sparsities, source)
+
+
+def table(job) -> None:
+    """The ramp's points with their intervals and the paired drop against dense, and their downloads."""
+    df = pd.DataFrame(job.value)
+    st.dataframe(df.assign(**{"vs dense": I.noise_column(df, df["method"] == "dense")}), hide_index=True, width="stretch")
+    table_downloads(job.value, "prunescope_ramp", key="ramp")
+    st.caption(
+        f"Computed in {job.seconds:.1f} s. Dense model as the dashed reference line, its 95% interval as the grey band; "
+        "each point's vertical line is its 95% interval (Wilson for accuracy, a bootstrap over windows for perplexity). "
+        "drop: the harm against the dense model on the same examples, with its paired interval; 'within noise' where it covers 0. "
+        "Every point comes from the method itself (Wanda walks the blocks in order), not from the one-pass slider scores."
+    )
+
+
+def table_downloads(rows: list, stem: str, key: str) -> None:
+    """The points as the CLI's sweep writes them: CSV and JSON under the engine's column names
+    (value, ci_low, ci_high, n, drop, drop_ci_low, drop_ci_high), without the view's words."""
+    c1, c2 = st.columns(2)
+    downloads.table_button(c1, pd.DataFrame(rows), f"{stem}.csv", key=f"{key}_csv")
+    downloads.json_button(c2, rows, f"{stem}.json", key=f"{key}_json", label="Download JSON")
+
+
+def draw_allocated(box, rows: list) -> None:
+    if rows:
+        df = pd.DataFrame(rows)
+        box.altair_chart(IC.ramp_chart_ci(df, None, str(df["metric"].iloc[0])), width="stretch")
+
+
+def allocated_section(s, loaded, data, chosen: list, sparsities: list, source) -> None:
+    """The allocation applied on the Layer sensitivity page against uniform pruning at each sparsity, paired."""
+    st.subheader("Allocated against uniform")
+    st.caption(
+        f"The allocation {source.describe()} is rebuilt for each sparsity (its parameter-weighted mean equals it) and "
+        f"compared with every layer at that sparsity, both pruned by the method itself and evaluated on the same {s.eval_size} examples."
+    )
+    ans = resources.allocated_ramp(s, loaded, data, chosen, sparsities, source)
+    idle = "Press **Compare allocated and uniform**: two points per method and sparsity, with the paired difference."
+    job, _ = ui.run_view(ans, "Compare allocated and uniform", "ps_ramp_alloc_run", idle, draw=draw_allocated)
     if job is None:
         return
     df = pd.DataFrame(job.value)
-    st.dataframe(df, hide_index=True, width="stretch")
-    downloads.table_button(st, df, "prunescope_ramp.csv", key="ramp_csv")
-    downloads.json_button(st, job.value, "prunescope_ramp.json", key="ramp_json", label="Download JSON")
-    st.caption(f"Computed in {job.seconds:.1f} s. Dense model as the dashed reference line.")
+    st.dataframe(df.assign(**{"vs uniform": I.noise_column(df, df["granularity"] == "layer")}), hide_index=True, width="stretch")
+    table_downloads(job.value, "prunescope_allocated", key="ramp_alloc")
+    st.caption("drop: what the allocation costs against uniform pruning on the same examples (negative: the allocation is better).")
 
 
 ui.guarded(render)

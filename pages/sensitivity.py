@@ -1,9 +1,15 @@
-"""Layer sensitivity: the metric drop when only one layer is pruned, and a per-layer sparsity allocation."""
+"""Layer sensitivity: how far the model moves (KL divergence, metric drop) when only one layer is pruned, with
+95% intervals; the per-layer sparsity allocation built from it, its downloads, and Apply."""
 
 import pandas as pd
 import streamlit as st
 
-from app import charts, downloads, resources, style, sweeps, ui
+from app import allocation as A
+from app import charts, downloads, resources, sweeps, ui
+from app import interval_charts as IC
+from app import intervals as I
+from pruning.stats import within_noise
+
 
 def draw(box, rows: list, metric: str) -> None:
     pts = [r for r in rows if r["layer"] != "-"]
@@ -13,12 +19,96 @@ def draw(box, rows: list, metric: str) -> None:
     df = pd.DataFrame(pts)
     df["layer"] = df["layer"].map(ui.short_layer)
     dense = next((r["value"] for r in rows if r["layer"] == "-"), None)
-    box.altair_chart(charts.sensitivity_heatmap(df, metric, dense), width="stretch")
+    signal = st.session_state.get("ps_sens_signal", "kl")
+    value = signal if signal in df.columns else "drop"
+    box.altair_chart(charts.sensitivity_heatmap(df, metric, value=value, dense=dense), width="stretch")
 
 
-def _harm_text(metric: str, drop: float, dense: float) -> str:
-    """One layer's harm in the unit of its metric (``drop``: accuracy fraction lost, or perplexity added)."""
-    return f"{drop * 100:+.1f} points" if metric == "accuracy" else f"{(drop + dense) / dense:.2f}x"
+def _layer_text(signal: str, metric: str, row: dict, dense: float) -> str:
+    """One layer's signal with its 95% interval, in the unit the charts draw it: a perplexity drop as the ratio to dense."""
+    if signal != "drop" or metric == "accuracy" or not dense:
+        return I.signal_text(signal, metric, row)
+    ratio, low, high = ((row[k] + dense) / dense for k in ("drop", "drop_ci_low", "drop_ci_high"))
+    noise = f", {I.WITHIN_NOISE}" if within_noise(row["drop_ci_low"], row["drop_ci_high"]) else ""
+    return f"{ratio:.2f}x (95% CI {low:.2f}x to {high:.2f}x){noise}"
+
+
+def signal_choice(df: pd.DataFrame) -> str:
+    """The signal that ranks and colours the layers: KL by default, the metric drop on request."""
+    options = [c for c in A.SIGNALS if c in df.columns]
+    if st.session_state.get("ps_sens_signal") not in options:
+        st.session_state["ps_sens_signal"] = options[0]
+    return st.radio(
+        "Rank and colour by",
+        options,
+        key="ps_sens_signal",
+        horizontal=True,
+        format_func=lambda c: A.SIGNALS[c],
+        help="KL: how far the pruned model's output distribution moves from the dense model's on the same inputs "
+        "(low noise: every example counts, not only the ones whose prediction flips). Metric drop: the task metric lost.",
+    )
+
+
+def ranking(s, df: pd.DataFrame, dense: dict, sparsities: list, metric: str) -> str:
+    """The layers ranked by the chosen signal with 95% intervals, and in words how many are told apart from 0."""
+    st.subheader("Most sensitive layers")
+    c1, c2 = st.columns([2, 3])
+    with c1:
+        signal = signal_choice(df)
+    if st.session_state.get("ps_sens_at") not in sparsities:
+        st.session_state["ps_sens_at"] = sparsities[-1]
+    at = c2.select_slider("At sparsity", options=sparsities, key="ps_sens_at", format_func=lambda v: f"{v:.0%}")
+    one = df[df["sparsity"] == at].assign(layer=lambda d: d["layer"].map(ui.short_layer))
+    st.altair_chart(IC.sensitivity_bars_ci(one, metric, signal, dense=dense["value"]), width="stretch")
+    for name in sorted(A.SIGNALS, key=lambda c: c != signal):  # the chosen signal first; the drop is the real noise test
+        st.markdown(I.noise_summary(one, name, metric, at))
+    worst = one.sort_values(signal, ascending=False).head(3)
+    st.caption(
+        f"Dense {metric}: {I.metric_text(dense)}. Most sensitive at {at:.0%}: "
+        + ", ".join(f"{r['layer']} ({_layer_text(signal, metric, r, dense['value'])})" for r in worst.to_dict("records"))
+        + ". The drop is the harm, paired over the same examples: accuracy points lost, or the perplexity as a ratio to the dense model's. "
+        "Bars: the value; lines: its 95% interval, grey where it covers 0."
+    )
+    return signal
+
+
+def allocation(s, rows: list, layer_rows, signal: str) -> dict:
+    """The per-layer allocation built from ``signal``, its downloads, and Apply (the sidebar's "allocated"); returns it."""
+    st.subheader("Suggested per-layer sparsity")
+    params = {r.name: r.params for r in layer_rows}
+    target = s.request.sparsity  # N/M for an N:M pattern
+    source = A.AllocationSource.from_rows(s.model_key, st.session_state["ps_sens_method"], signal, rows, params)
+    alloc = source.at(target)
+    alloc_df = pd.DataFrame([{"layer": ui.short_layer(n), "sparsity": v} for n, v in alloc.items()])
+    st.altair_chart(charts.allocation_bars(alloc_df, target), width="stretch")
+    st.caption(
+        f"Built from the {A.SIGNALS[signal]}: sensitive layers are pruned less and robust ones more, so the parameter-weighted "
+        f"mean stays at the sidebar's target {target:.0%} (here {A.mean_sparsity(alloc, params):.1%}); the dashed line is the "
+        "uniform target. Move the sparsity slider to re-allocate."
+    )
+    c1, c2, c3 = st.columns(3)
+    c1.download_button("Download allocation (JSON)", A.to_json(alloc).encode(), file_name="prunescope_allocation.json", mime="application/json", key="ps_alloc_json", help="{layer: sparsity}: python -m pruning prune --allocation FILE.json")
+    c2.download_button("Download allocation (CSV)", A.to_csv(alloc, params).encode(), file_name="prunescope_allocation.csv", mime="text/csv", key="ps_alloc_csv")
+    c3.button("Apply as the sidebar's granularity", type="primary", key="ps_alloc_apply", on_click=apply, args=(source,), help="Overview and the ramp then compare this allocation against uniform pruning at the same overall sparsity.")
+    if st.session_state.get(A.SOURCE_KEY) == source and s.granularity == A.ALLOCATED:
+        st.success("Applied: the sidebar's granularity is **allocated**. The Overview and the Sparsity ramp compare it against uniform pruning.")
+    return alloc
+
+
+def apply(source) -> None:
+    st.session_state[A.SOURCE_KEY] = source
+    st.session_state["ps_granularity"] = A.ALLOCATED
+
+
+def measurement_downloads(rows: list, signal: str, alloc: dict) -> None:
+    """The measurement as the CLI's ``sensitivity`` writes it: every row (the dense one too) as CSV, and the JSON summary."""
+    from pruning.sensitivity import distinguishable_layers
+
+    told = distinguishable_layers(rows, signal)
+    summary = {"rows": rows, "signal": signal, "distinguishable_layers": told, "suggested_allocation": alloc}
+    c1, c2 = st.columns(2)
+    downloads.table_button(c1, pd.DataFrame(rows), "prunescope_sensitivity.csv", key="sens_csv")
+    downloads.json_button(c2, summary, "prunescope_sensitivity.json", key="sens_json", label="Download rows and allocation (JSON)")
 
 
 def render() -> None:
@@ -44,6 +134,7 @@ def render() -> None:
     if data is None:
         st.warning("This model is a bare encoder: it has no task metric to measure sensitivity with.")
         return
+    ui.data_note(data)
     layer_rows = resources.layers(s, loaded)
     st.caption(
         f"{len(layer_rows)} layers x {len(sparsities)} sparsities = {len(layer_rows) * len(sparsities)} evaluations of "
@@ -62,34 +153,9 @@ def results(s, rows: list, sparsities: list, metric: str, layer_rows) -> None:
     df = pd.DataFrame([r for r in rows if r["layer"] != "-"])
     dense = [r for r in rows if r["layer"] == "-"][0]
 
-    st.subheader("Most sensitive layers")
-    if st.session_state.get("ps_sens_at") not in sparsities:
-        st.session_state["ps_sens_at"] = sparsities[-1]
-    at = st.select_slider("At sparsity", options=sparsities, key="ps_sens_at", format_func=lambda v: f"{v:.0%}")
-    one = df[df["sparsity"] == at].assign(layer=lambda d: d["layer"].map(ui.short_layer))
-    st.altair_chart(charts.sensitivity_bars(one, metric, dense["value"]), width="stretch")
-    worst = one.sort_values("drop", ascending=False).head(3)
-    st.caption(
-        f"Dense {metric}: {style.metric_text(metric, dense['value'])}. Most sensitive at {at:.0%}: "
-        + ", ".join(f"{r.layer} ({_harm_text(metric, r.drop, dense['value'])})" for r in worst.itertuples())
-        + ". The harm is in accuracy points lost, or the perplexity as a ratio to the dense model's."
-    )
-
-    st.subheader("Suggested per-layer sparsity")
-    from pruning.sweep import suggest_allocation
-
-    params = {r.name: r.params for r in layer_rows}
-    target = s.request.sparsity  # N/M for an N:M pattern
-    alloc = suggest_allocation(rows, target, params)
-    alloc_df = pd.DataFrame([{"layer": ui.short_layer(n), "sparsity": v} for n, v in alloc.items()])
-    st.altair_chart(charts.allocation_bars(alloc_df, target), width="stretch")
-    mean = sum(params[n] * v for n, v in alloc.items()) / max(1, sum(params[n] for n in alloc))
-    st.caption(
-        f"Sensitive layers are pruned less and robust ones more, so the parameter-weighted mean stays at the sidebar's "
-        f"target {target:.0%} (here {mean:.1%}); the dashed line is the uniform target. Move the sparsity slider to re-allocate."
-    )
-    downloads.table_button(st, pd.DataFrame(rows), "prunescope_sensitivity.csv", key="sens_csv")  # with the dense row, as the CLI writes it
-    downloads.json_button(st, {"rows": rows, "suggested_allocation": alloc}, "prunescope_sensitivity.json", key="sens_json", label="Download rows and allocation (JSON)")
+    signal = ranking(s, df, dense, sparsities, metric)
+    alloc = allocation(s, rows, layer_rows, signal)
+    measurement_downloads(rows, signal, alloc)
 
 
 ui.guarded(render)

@@ -12,6 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from app import charts, resources, sidebar, style, ui
+from app import intervals as I
 from pruning.seeds import views as V
 from pruning.seeds.mgpp import schedule_curve, schedule_of
 
@@ -221,9 +222,10 @@ def draw_candidates(stages: list, info: dict | None, params: dict) -> None:
     c2.metric("Sparsity of this stage", ui.pct(last["sparsity"]))
     c3.metric("Chosen candidate", f"c{last['chosen'] + 1} of {len(last.get('selection_scores') or [])}")
     if early and last.get("winner_after_fine_tuning"):
-        c4.metric(f"Winner after fine-tuning ({metric})", fmt(last["winner_after_fine_tuning"]["value"]), help="held-out slice of the TRAINING data")
+        winner = last["winner_after_fine_tuning"]
+        c4.metric(f"Winner after fine-tuning ({metric})", fmt(winner["value"]), help=f"held-out slice of the TRAINING data: {I.metric_text(winner, held_out=True)}")
     elif det.get("value") is not None:
-        c4.metric(f"Deterministic mask ({metric})", fmt(det["value"]), help="the criterion's own mask, no sampling, no training")
+        c4.metric(f"Deterministic mask ({metric})", fmt(det["value"]), help=f"the criterion's own mask, no sampling, no training: {I.metric_text(det, held_out=True)}")
     for i, stage in enumerate(stages):
         if len(stages) > 1:
             st.subheader(f"Stage {i + 1}: {stage['sparsity']:.1%} sparsity")
@@ -290,13 +292,23 @@ def draw_stages(steps: list, info: dict | None, done, seed: int) -> None:
         st.caption("Not tracked in this run (parameter track_metric is off).")
     st.dataframe(rows, hide_index=True, width="stretch", column_config={"zero_fraction": st.column_config.NumberColumn(format="percent")})
 
-    if info is None:
-        return
+    if info is not None:
+        draw_layer_errors(info)
+
+
+def draw_layer_errors(info: dict) -> None:
+    """A finished SDS run: how many layers the adjustment changed or skipped (its rule), and each layer's error."""
     st.subheader("Per-layer reconstruction error")
     n = len(info["layers"])
-    c1, c2 = ui.metric_row(2)
-    c1.metric("Layers the soft-mask adjustment improved", f"{info['layers_adjusted']} of {n}", help="the others keep the re-pruned weights (the step is skipped)")
-    c2.metric("Layers where the second pruning beats the first", f"{info['layers_where_second_pruning_beats_first']} of {n}")
+    c1, c2, c3 = ui.metric_row(3)
+    rule = info["adjust_rule"]
+    c1.metric("Layers the soft-mask adjustment changed", f"{info['layers_adjusted']} of {n}", help=f"adjust_rule = {rule}")
+    c2.metric(
+        "Layers where the adjustment was skipped",
+        f"{info['layers_adjustment_skipped']} of {n}",
+        help="the paper's rule: where the second pruning already beats the first, its weights are kept as they are",
+    )
+    c3.metric("Layers where the second pruning beats the first", f"{info['layers_where_second_pruning_beats_first']} of {n}")
     errors = pd.DataFrame(V.sds_layer_errors(info["layers"]))
     errors["layer"] = errors["layer"].map(ui.short_layer)
     st.altair_chart(charts.layer_error_chart(errors, order=[ui.short_layer(x) for x in info["layers"]]), width="stretch")

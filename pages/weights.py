@@ -49,6 +49,7 @@ def render() -> None:
         help="where the spike and slab of a two-Gaussian mixture FITTED to these weights are equally likely "
         "(not MGPP's prior threshold w*, which comes from the prior's fixed lam, v0, v1: see Method steps)",
     )
+    ui.one_pass_note(s, loaded, mask_set, layer)
 
     draw_histogram(layer, binned, counts, mask.numel(), fit, spike, threshold, log_count, hide_zeros)
     fit_tables(fit, spike)
@@ -166,7 +167,8 @@ def score_section(s, loaded, layer: str) -> None:
     hist = charts.histogram_frame({k: np.asarray(v) for k, v in pic.scores.items()})
     right.altair_chart(charts.score_histogram(hist, pic.threshold, method), width="stretch")
     cut = "" if s.granularity == "layer" else f" With {s.granularity} granularity the cut is not one number per layer: the line is the layer's equivalent cut."
-    st.caption(SCORE_NOTES.get(method, "") + cut + " Input norms from the dense model over the sidebar's calibration set; zero weights left out.")
+    approx = f" {method}'s scores here come from one pass of the dense model: the approximation the masks above are labelled with." if resources.one_pass_approximation(resources.method_info(method)) else ""
+    st.caption(SCORE_NOTES.get(method, "") + cut + approx + " Input norms from the dense model over the sidebar's calibration set; zero weights left out.")
 
 
 SCORE_NOTES = {

@@ -6,9 +6,11 @@ accumulated by forward pre-hooks (the shape of SparseGPT's ``add_batch``), on a
 shallow copy of the model so that the shared model never carries our hooks.
 
 :func:`sequential_prune` walks the transformer blocks in order. Block ``b`` gets
-the hidden states produced by the already-pruned blocks before it; inside the
-block every layer is pruned the moment its input is known, so later layers of
-the block (the attention output, the FFN down projection) see inputs from the
+the hidden states produced by the already-pruned blocks before it. By default
+(``order="block"``, as the reference Wanda and SparseGPT code) all of a block's
+statistics come from one pass over the unpruned block; with ``order="sequential"``
+every layer is pruned the moment its input is known, so later layers of the
+block (the attention output, the FFN down projection) see inputs from the
 pruned layers before them. All calibration samples go through a block as one
 batch, which keeps only the hidden states between blocks in memory, never every
 layer's activations. Layers that read the very same tensor (q/k/v, gate/up)
@@ -244,6 +246,51 @@ def _pruning_hook(walk: _Walk, block: nn.Module, prefix: str, name: str, shared,
     return hook
 
 
+def _hooked(block: nn.Module, prefix: str, names: Sequence[str], make_hook, run):
+    """``run()`` with ``make_hook(name)`` as forward pre-hook of each named layer of ``block``."""
+    handles = [block.get_submodule(n[len(prefix) + 1 :]).register_forward_pre_hook(make_hook(n)) for n in names]
+    try:
+        return run()
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def _block_sequential(walk: _Walk, block: nn.Module, prefix: str, names, shared, run):
+    """Prune each layer (group) in its pre-hook, as soon as its input is known; the block's output."""
+    pending: dict = {}
+    return _hooked(block, prefix, names, lambda n: _pruning_hook(walk, block, prefix, n, shared, pending), run)
+
+
+def _block_once(walk: _Walk, block: nn.Module, prefix: str, names, shared, run):
+    """Collect every layer's statistics in one pass over the unpruned block, prune, then rerun the block."""
+    from .models import layer_weight
+
+    seen: dict[str, InputStats] = {}
+
+    def make_hook(name: str):
+        def hook(module, inputs):
+            seen[name] = shared.stats_for(inputs[0])
+
+        return hook
+
+    first = _hooked(block, prefix, names, make_hook, run)
+    if not names:
+        return first
+    for name in names:
+        if name in walk.masks:
+            continue
+        group = walk.group_of(prefix, name[len(prefix) + 1 :], name)
+        members = [m for m in group if seen.get(m) is seen[name]] or [name]
+        outcome = walk.prune_group(members, [layer_weight(walk.model, m) for m in members], seen[name])
+        for member, (new_w, mask) in zip(members, outcome):
+            walk.keep(block, prefix, member, new_w, mask)
+    return run()
+
+
+ORDERS = ("block", "sequential")
+
+
 def sequential_prune(
     loaded,
     layers: Sequence[str],
@@ -251,8 +298,17 @@ def sequential_prune(
     prune_group: GroupPruner,
     want_gram: bool = False,
     progress=None,
+    order: str = "block",
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """Walk the blocks in order, pruning each targeted layer once its input is known.
+    """Walk the blocks in order, each block's inputs coming from the already-pruned blocks before it.
+
+    ``order="block"`` (the reference Wanda and SparseGPT code): all statistics of a
+    block are collected in one pass over the still-unpruned block, then its layers
+    are pruned, then the pruned block is run to give the next block its inputs.
+    ``order="sequential"`` (SparseGPT's ``true_sequential``, finer still): every
+    layer is pruned the moment its input is known, so later layers of the block
+    (attention output, FFN down projection) see inputs from the pruned layers
+    before them.
 
     ``prune_group(names, weights (d_out, d_in), stats) -> [(new_weight or None, mask)]``
     is called once per set of layers that read the same input (q/k/v, gate/up),
@@ -262,6 +318,9 @@ def sequential_prune(
     """
     from .models import transformer_blocks
 
+    if order not in ORDERS:
+        raise PruneScopeError(f"unknown statistics order {order!r}: use {' or '.join(ORDERS)}")
+    step = _block_sequential if order == "sequential" else _block_once
     place = placement_of(loaded)
     model = private_copy(loaded.model)
     blocks = transformer_blocks(model)
@@ -278,17 +337,9 @@ def sequential_prune(
         names = [n for n in layers if n.startswith(prefix + ".")]
         if not names and walk.finished:
             break
-        shared, pending = _SharedInputs(want_gram, token_mask), {}
-        handles = [
-            block.get_submodule(n[len(prefix) + 1 :]).register_forward_pre_hook(_pruning_hook(walk, block, prefix, n, shared, pending))
-            for n in names
-        ]
-        try:
-            with torch.inference_mode():
-                hidden = _block_output(block(hidden, *rest, **kwargs))
-        finally:
-            for h in handles:
-                h.remove()
+        with torch.inference_mode():
+            run = lambda: _block_output(block(hidden, *rest, **kwargs))  # noqa: E731 - this block, these inputs
+            hidden = step(walk, block, prefix, names, _SharedInputs(want_gram, token_mask), run)
         if walk.finished:
             break  # later blocks hold no targeted layer: no need to run them
     missing = [n for n in layers if n not in walk.masks]

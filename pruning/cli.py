@@ -226,7 +226,8 @@ def _prune(args, request, held) -> int:
     from .runs import write_run
 
     loaded = _load(args)
-    data = _task_data(loaded, args) if (args.eval or request.method_info.needs_training_data) else None
+    method = request.method_info
+    data = _task_data(loaded, args) if (args.eval or method.needs_training_data or method.needs_calibration) else None
     calibration = _calibration(loaded, request)
     from .devices import reset_device_peak
 
@@ -234,13 +235,17 @@ def _prune(args, request, held) -> int:
     result = prune(loaded, request, calibration=calibration, data=data, progress=_progress_bar(args.method))
     evaluation = None
     if args.eval:
-        from .evaluate import evaluate
+        from .evaluate import evaluate, paired_difference, summary
 
         dense = evaluate(loaded, data, None, max_examples=args.eval_size)
         pruned = evaluate(loaded, data, result.overrides(loaded), max_examples=args.eval_size)
-        evaluation = {"dense": dense, "pruned": pruned}
+        evaluation = {"dense": dense, "pruned": pruned, "difference": paired_difference(dense, pruned)}
         if pruned["n"] < args.eval_size:  # evaluation runs in batches: a larger request is capped, never held at once
             print(f"note: --eval-size {args.eval_size} capped at the {pruned['n']} examples the evaluation data has", file=sys.stderr)
+    if data is not None:
+        from .data import data_parts
+
+        result.info["data"] = {"name": data.name, "parts": data_parts(data)}
     out = held.targets[0]
     with held.folder() as tmp:  # the whole run appears in one rename
         report = write_run(tmp, loaded, result, evaluation, request, with_model=not args.no_model)
@@ -249,8 +254,13 @@ def _prune(args, request, held) -> int:
         f"({report['total'] - report['kept']:,d} of {report['total']:,d} weights) in {result.seconds:.1f} s"
     )
     if evaluation:
-        d, p = evaluation["dense"], evaluation["pruned"]
-        print(f"{d['metric']}: dense {d['value']:.4f} -> pruned {p['value']:.4f} (n={p['n']})")
+        d, p, diff = evaluation["dense"], evaluation["pruned"], evaluation["difference"]
+        noise = " (within noise)" if diff["within_noise"] else ""
+        print(
+            f"{d['metric']}: dense {d['value']:.4f} [{d['ci_low']:.4f}, {d['ci_high']:.4f}] -> pruned {p['value']:.4f} "
+            f"[{p['ci_low']:.4f}, {p['ci_high']:.4f}] (n={p['n']}); drop {diff['drop']:+.4f} "
+            f"[{diff['drop_ci_low']:+.4f}, {diff['drop_ci_high']:+.4f}]{noise}"
+        )
     print(f"wrote {out}/report.json, {out}/masks.safetensors" + ("" if args.no_model else f", {out}/model/"))
     return 0
 
@@ -335,7 +345,7 @@ def cmd_sensitivity(args) -> int:
 
 def _sensitivity(args, request, sparsities, held) -> int:
     from .models import prunable_layers
-    from .sweep import layer_sensitivity, suggest_allocation
+    from .sensitivity import distinguishable_layers, layer_sensitivity, suggest_allocation
 
     loaded = _load(args)
     checkpoint = _checkpoint(args, loaded, "sensitivity", ("layer", "drop", "metric"), method=args.method, params=_method_params(getattr(args, "param", None)))
@@ -350,17 +360,25 @@ def _sensitivity(args, request, sparsities, held) -> int:
         max_examples=args.eval_size,
         progress=_progress_bar("sensitivity"),
         checkpoint=checkpoint,
+        signal=args.signal,
+        memory_mb=args.memory_mb,
     )
     params = {i.name: i.params for i in prunable_layers(loaded.model)}
-    allocation = suggest_allocation(rows, request.sparsity, params)
+    allocation = suggest_allocation(rows, request.sparsity, params, signal=args.signal)
+    told = distinguishable_layers(rows, args.signal)
+    summary = {"rows": rows, "signal": args.signal, "distinguishable_layers": told, "suggested_allocation": allocation}
     with held.file(out.with_suffix(".json")) as tmp:
-        tmp.write_text(json.dumps({"rows": rows, "suggested_allocation": allocation}, indent=2))
+        tmp.write_text(json.dumps(summary, indent=2))
     with held.file(out) as tmp:
         _write_rows(rows, tmp)
     checkpoint.remove()
-    worst = sorted((r for r in rows if r["layer"] != "-"), key=lambda r: -r["drop"])[:10]
+    worst = sorted((r for r in rows if r["layer"] != "-"), key=lambda r: -r[args.signal])[:10]
     for r in worst:
-        print(f"{r['layer']:60s} {r['sparsity']:.2f}  drop {r['drop']:+.4f}")
+        print(
+            f"{r['layer']:60s} {r['sparsity']:.2f}  kl {r['kl']:.2e} [{r['kl_ci_low']:.2e}, {r['kl_ci_high']:.2e}]  "
+            f"drop {r['drop']:+.4f} [{r['drop_ci_low']:+.4f}, {r['drop_ci_high']:+.4f}]"
+        )
+    print(f"{len(told)} of {len(allocation)} layers have a {args.signal} interval that excludes 0")
     print(f"wrote {out} and {out.with_suffix('.json')}")
     return 0
 
@@ -467,13 +485,15 @@ def build_parser() -> argparse.ArgumentParser:
     _overwrite_arg(p)
     p.set_defaults(func=cmd_sweep)
 
-    p = sub.add_parser("sensitivity", help="prune one layer at a time; metric drop per layer (CSV and JSON)")
+    p = sub.add_parser("sensitivity", help="prune one layer at a time; KL and metric drop per layer (CSV and JSON)")
     _model_args(p)
     _layer_args(p)
     _data_args(p)
     p.add_argument("--method", default="magnitude")
     _granularity_arg(p)
     p.add_argument("--sparsities", default="0.5")
+    p.add_argument("--signal", choices=["kl", "drop"], default="kl", help="what ranks layers and builds the allocation")
+    p.add_argument("--memory-mb", type=float, default=1024, help="memory for the cached dense activations (else full passes)")
     p.add_argument("--out", default="out/sensitivity.csv")
     _overwrite_arg(p)
     p.set_defaults(func=cmd_sensitivity)

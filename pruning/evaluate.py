@@ -19,13 +19,16 @@ from __future__ import annotations
 
 import functools
 import math
+from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
+import numpy as np
 import torch
 from torch.func import functional_call
 
 from .devices import placement_of, with_placement
 from .errors import PruneScopeError
+from .stats import paired_interval, perplexity_interval, safe_exp, wilson_interval
 
 DEFAULT_PPL_SEQ_LEN = 512
 _MODEL_KEYS = ("input_ids", "attention_mask", "token_type_ids")
@@ -144,6 +147,81 @@ def accuracy(
     from the same list (``labels`` stays in the original order). Only the first
     ``max_examples`` sentences are used when it is given.
     """
+    plan = classification_plan(loaded, texts, labels, batch_size, max_examples, max_length)
+    return run_plan(plan, model_runner(loaded.model, overrides, placement_of(loaded)), progress)["value"]
+
+
+@dataclass
+class EvalPlan:
+    """What one evaluation runs: the model-input batches, and how their logits become per-item values.
+
+    ``metric`` is ``"accuracy"`` (items: examples; ``gold`` holds every label and
+    each batch an ``order`` of its rows) or ``"perplexity"`` (items: windows).
+    Any runner that gives the model's logits for ``inputs(i)`` can be scored by
+    :func:`run_plan`, so the same items are scored the same way everywhere.
+    """
+
+    metric: str
+    batches: list[dict]
+    gold: torch.Tensor | None = None
+    info: dict = field(default_factory=dict)
+
+    def inputs(self, i: int) -> dict:
+        if self.metric == "accuracy":
+            return _inputs(self.batches[i])
+        w = self.batches[i]["input_ids"]
+        return {"input_ids": w, "attention_mask": torch.ones_like(w), "use_cache": False}
+
+    def items(self, i: int, logits: torch.Tensor) -> np.ndarray:
+        """Per-item values of batch ``i``: correct (bool) per example, or mean NLL per window."""
+        if self.metric == "accuracy":
+            return (logits.argmax(dim=-1).cpu() == self.gold[self.batches[i]["order"]]).numpy()
+        w = self.batches[i]["input_ids"].to(logits.device)
+        nll = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2).float(), w[:, 1:], reduction="none")
+        return nll.double().mean(dim=1).cpu().numpy()
+
+    def ordered(self, values: Sequence[np.ndarray]) -> np.ndarray:
+        """Per-batch item values as one array, examples put back in their original order."""
+        v = np.concatenate(list(values))
+        if self.metric == "accuracy":
+            return v[np.argsort(torch.cat([b["order"] for b in self.batches]).numpy(), kind="stable")]
+        return v
+
+    def result(self, values: Sequence[np.ndarray], seed: int = 0) -> dict:
+        """The metric, its 95% interval, ``n`` and the per-item values (examples in their original order)."""
+        v = self.ordered(values)
+        if self.metric == "accuracy":
+            correct = v.astype(bool)
+            low, high = wilson_interval(int(correct.sum()), correct.size)
+            out = {"value": float(correct.mean()), "ci_low": low, "ci_high": high, "n": int(correct.size)}
+            return {"metric": "accuracy", **out, "higher_is_better": True, **self.info, "per_item": {"correct": correct}}
+        seq_len = int(self.batches[0]["input_ids"].shape[1])
+        tokens = np.full(v.size, seq_len - 1, dtype=np.int64)
+        mean = float(np.sum(v * tokens) / max(1, int(tokens.sum())))
+        low, high = perplexity_interval(v, tokens, seed=seed)
+        out = {"value": math.exp(mean) if mean < 700 else float("inf"), "ci_low": low, "ci_high": high, "n": int(v.size)}
+        extra = {"tokens": int(tokens.sum()), "seq_len": seq_len}
+        return {"metric": "perplexity", **out, "higher_is_better": False, **extra, **self.info, "per_item": {"nll": v, "tokens": tokens}}
+
+
+def run_plan(plan: EvalPlan, run: Callable[..., object], progress=None, seed: int = 0, on_logits=None) -> dict:
+    """Score every batch of ``plan`` with ``run(**inputs) -> output with .logits``; the :meth:`EvalPlan.result`.
+
+    ``on_logits(i, logits)``, when given, also sees each batch's logits (for divergences).
+    """
+    values = []
+    with torch.inference_mode():
+        for i in range(len(plan.batches)):
+            logits = run(**plan.inputs(i)).logits
+            values.append(plan.items(i, logits))
+            if on_logits is not None:
+                on_logits(i, logits)
+            _report(progress, i + 1, len(plan.batches), f"{plan.metric}: batch {i + 1}/{len(plan.batches)}")
+    return plan.result(values, seed)
+
+
+def classification_plan(loaded, texts, labels, batch_size: int = 64, max_examples=None, max_length=None) -> EvalPlan:
+    """The padded, length-sorted batches :func:`accuracy` evaluates (strings are encoded once, cached)."""
     if getattr(loaded, "task", "classification") != "classification":
         raise PruneScopeError(f"accuracy needs a classification model; {getattr(loaded, 'name', 'this model')} is a {loaded.task} model")
     if max_examples is not None and int(max_examples) < 1:
@@ -164,15 +242,7 @@ def accuracy(
     n = sum(int(b["order"].numel()) for b in batches)
     if n == 0:
         raise PruneScopeError("there are no sentences to evaluate on")
-    gold = torch.as_tensor(list(labels), dtype=torch.long)
-    run = model_runner(loaded.model, overrides, placement_of(loaded))
-    correct = 0
-    with torch.inference_mode():
-        for i, batch in enumerate(batches):
-            logits = run(**_inputs(batch)).logits
-            correct += int((logits.argmax(dim=-1) == gold[batch["order"]]).sum())
-            _report(progress, i + 1, len(batches), f"accuracy: batch {i + 1}/{len(batches)}")
-    return correct / n
+    return EvalPlan("accuracy", batches, torch.as_tensor(list(labels), dtype=torch.long))
 
 
 def _rows(batch: dict, keep: torch.Tensor) -> dict:
@@ -226,10 +296,12 @@ def perplexity(
     ``max_windows`` keeps the first windows only. Every token but the first of
     each window is predicted; the mean is over all predicted tokens.
     """
-    return _perplexity(loaded, text, overrides, seq_len, max_windows, progress, batch_size)["value"]
+    plan = lm_plan(loaded, text, seq_len, max_windows, batch_size)
+    return run_plan(plan, model_runner(loaded.model, overrides, placement_of(loaded)), progress)["value"]
 
 
-def _perplexity(loaded, text, overrides, seq_len, max_windows, progress, batch_size) -> dict:
+def lm_plan(loaded, text, seq_len: int | None = None, max_windows: int | None = None, batch_size: int = 1) -> EvalPlan:
+    """The windows :func:`perplexity` evaluates, ``batch_size`` windows per batch."""
     if getattr(loaded, "task", "causal-lm") != "causal-lm":
         raise PruneScopeError(f"perplexity needs a causal language model; {getattr(loaded, 'name', 'this model')} is a {loaded.task} model")
     if isinstance(text, torch.Tensor):
@@ -243,23 +315,9 @@ def _perplexity(loaded, text, overrides, seq_len, max_windows, progress, batch_s
         if int(max_windows) < 1:
             raise PruneScopeError(f"max_windows must be at least 1, got {max_windows}")
         windows = windows[: int(max_windows)]
-    run = model_runner(loaded.model, overrides, placement_of(loaded))
-    total_nll, total_tokens = 0.0, 0
     step = max(1, int(batch_size))
-    count = math.ceil(windows.shape[0] / step)
-    with torch.inference_mode():
-        for i in range(count):
-            w = windows[i * step : (i + 1) * step]
-            logits = run(input_ids=w, attention_mask=torch.ones_like(w), use_cache=False).logits
-            nll = torch.nn.functional.cross_entropy(
-                logits[:, :-1].reshape(-1, logits.shape[-1]).float(), w[:, 1:].reshape(-1), reduction="sum"
-            )
-            total_nll += float(nll)
-            total_tokens += int(w[:, 1:].numel())
-            _report(progress, i + 1, count, f"perplexity: window {min((i + 1) * step, windows.shape[0])}/{windows.shape[0]}")
-    mean = total_nll / max(1, total_tokens)
-    value = math.exp(mean) if mean < 700 else float("inf")
-    return {"value": value, "windows": int(windows.shape[0]), "tokens": total_tokens, "seq_len": int(windows.shape[1])}
+    batches = [{"input_ids": windows[i : i + step]} for i in range(0, windows.shape[0], step)]
+    return EvalPlan("perplexity", batches)
 
 
 # ---------------------------------------------------------------- dispatch
@@ -291,21 +349,33 @@ def evaluate(
     max_examples: int | None = None,
     split: str = "test",
     progress=None,
+    seed: int = 0,
     placement=None,
 ) -> dict:
     """The task's metric for ``loaded`` with ``overrides`` (on ``placement``'s device when given,
-    else where ``loaded`` was loaded for).
+    else where ``loaded`` was loaded for), with its 95% interval.
 
     Classification: ``accuracy`` on ``data.split(split)`` (``data`` a
     :class:`pruning.data.ClassificationData` or a source name; default
     rotten-tomatoes), first ``max_examples`` sentences. Causal LM: ``perplexity``
     on ``data.eval_text`` (default rt-plots), first ``max_examples`` windows.
-    Returns ``{"metric", "value", "n", "higher_is_better", ...}``.
+    Returns ``{"metric", "value", "ci_low", "ci_high", "n", "higher_is_better",
+    ..., "per_item"}``: accuracy's interval is Wilson's; perplexity's a percentile
+    bootstrap over windows (``seed``). ``per_item`` holds numpy arrays for paired
+    comparisons (:func:`paired_difference`): ``{"correct"}`` per example, or
+    ``{"nll", "tokens"}`` per window (mean NLL, predicted tokens); drop it before
+    writing JSON (:func:`summary`).
     """
-    from .data import ClassificationData, LMText, load_classification, load_lm_text
-
     if placement is not None:
         loaded = with_placement(loaded, placement)
+    run = model_runner(loaded.model, overrides, placement_of(loaded))
+    return run_plan(evaluation_plan(loaded, data, max_examples, split), run, progress, seed)
+
+
+def evaluation_plan(loaded, data=None, max_examples: int | None = None, split: str = "test") -> EvalPlan:
+    """The :class:`EvalPlan` that :func:`evaluate` runs for this model's task (see there)."""
+    from .data import ClassificationData, LMText, load_classification, load_lm_text
+
     if loaded.task == "classification":
         if isinstance(data, LMText):
             raise PruneScopeError("a classification model needs labelled sentences, not plain text")
@@ -314,24 +384,47 @@ def evaluate(
         mapping = label_mapping(data.label_names, loaded.model)
         if mapping is not None:
             labels = [mapping[y] for y in labels]
-        value = accuracy(loaded, texts, labels, overrides, max_examples=max_examples, progress=progress)
-        n = len(texts) if max_examples is None else min(len(texts), int(max_examples))
-        return {"metric": "accuracy", "value": value, "n": n, "higher_is_better": True, "split": split, "dataset": data.name}
+        plan = classification_plan(loaded, texts, labels, max_examples=max_examples)
+        plan.info = {"split": split, "dataset": data.name}
+        return plan
     if loaded.task == "causal-lm":
         if isinstance(data, ClassificationData):
             raise PruneScopeError("a causal language model is evaluated on plain text (perplexity), not on labelled sentences")
         data = load_lm_text(data) if not isinstance(data, LMText) else data
-        out = _perplexity(loaded, data.eval_text, overrides, None, max_examples, progress, 1)
-        return {
-            "metric": "perplexity",
-            "value": out["value"],
-            "n": out["windows"],
-            "higher_is_better": False,
-            "tokens": out["tokens"],
-            "seq_len": out["seq_len"],
-            "dataset": data.name,
-        }
+        plan = lm_plan(loaded, data.eval_text, None, max_examples, 1)
+        plan.info = {"dataset": data.name}
+        return plan
     raise PruneScopeError(
         f"{loaded.name} is a bare encoder with no task head, so it has no accuracy or perplexity; "
         "load a classifier (task='classification') or a causal LM"
     )
+
+
+def summary(evaluation: dict | None) -> dict | None:
+    """An :func:`evaluate` result without its per-item arrays (JSON-able)."""
+    if evaluation is None:
+        return None
+    return {k: v for k, v in evaluation.items() if k != "per_item"}
+
+
+def paired_difference(dense: dict, pruned: dict, seed: int = 0) -> dict:
+    """The harm of pruning, measured on the same items, with its paired 95% bootstrap interval.
+
+    ``drop`` is dense minus pruned accuracy, or pruned minus dense perplexity, so
+    a positive drop always means the pruned model is worse. Both arguments are
+    :func:`evaluate` results on the same data and examples. Returns ``{"drop",
+    "drop_ci_low", "drop_ci_high", "within_noise", "n"}``.
+    """
+    from .stats import within_noise
+
+    if dense.get("metric") != pruned.get("metric") or dense.get("n") != pruned.get("n"):
+        raise PruneScopeError(
+            f"a paired difference needs two evaluations on the same items; got {dense.get('metric')} on {dense.get('n')} "
+            f"and {pruned.get('metric')} on {pruned.get('n')}"
+        )
+    a, b = dense["per_item"], pruned["per_item"]
+    if dense["metric"] == "accuracy":
+        drop, low, high = paired_interval(a["correct"], b["correct"], seed=seed)
+    else:
+        drop, low, high = paired_interval(b["nll"], a["nll"], weights=a["tokens"], transform=safe_exp, seed=seed)
+    return {"drop": drop, "drop_ci_low": low, "drop_ci_high": high, "within_noise": within_noise(low, high), "n": int(dense["n"])}

@@ -24,8 +24,9 @@ def build_report(result, loaded, evaluation: dict | None = None, request=None) -
     """A JSON-able account of one run: settings, exact counts per layer, timing, metric
     (and, given the request, its data and calibration choice; an allocation is always recorded)."""
     extra = {"request": request.describe()} if request is not None else {}
-    if "allocation" in result.info:
-        extra["allocation"] = result.info["allocation"]
+    for key in ("allocation", "data"):  # the allocation pruned with; which part of the data was evaluated
+        if key in result.info:
+            extra[key] = result.info[key]
     return {
         "model": loaded.name,
         "source": str(loaded.source),
@@ -42,12 +43,21 @@ def build_report(result, loaded, evaluation: dict | None = None, request=None) -
         "calibration_samples": result.info.get("calibration_samples"),
         "updates_weights": result.weights is not None,
         "layers": [{**row, "shape": list(row["shape"])} for row in sparsity_table(result.masks)],
-        "evaluation": evaluation,
+        "evaluation": _evaluation_summary(evaluation),
         "placement": placement_of(loaded).summary(),
         "resources": result.info.get("resources"),  # device, dtype, peak device and host memory
         **steps_summary(result.info),
         **extra,
     }
+
+
+def _evaluation_summary(evaluation: dict | None) -> dict | None:
+    """The evaluations (value, ci_low, ci_high, n, ...) without per-item arrays."""
+    from .evaluate import summary
+
+    if evaluation is None:
+        return None
+    return {k: summary(v) if isinstance(v, dict) and "per_item" in v else v for k, v in evaluation.items()}
 
 
 def steps_summary(info: dict) -> dict:

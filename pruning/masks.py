@@ -407,10 +407,16 @@ def hamming(a: torch.Tensor, b: torch.Tensor) -> float:
     return int((a ^ b).sum()) / max(1, a.numel())
 
 
+def _overlap(inter: int, union: int, diff: int, total: int) -> dict:
+    hamming = diff / max(1, total)
+    return {"jaccard": 1.0 if union == 0 else inter / union, "hamming": hamming, "agreement": 1.0 - hamming}
+
+
 def mask_overlap(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> dict:
     """Jaccard and Hamming per common layer and over all common layers together.
 
-    Returns ``{"per_layer": {name: {"jaccard", "hamming"}}, "overall": {"jaccard", "hamming"}}``.
+    Returns ``{"per_layer": {name: {"jaccard", "hamming", "agreement"}}, "overall": {...}}``;
+    ``agreement`` is the share of identical mask entries (``1 - hamming``).
     """
     common = [n for n in a if n in b]
     if not common:
@@ -421,8 +427,7 @@ def mask_overlap(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -
         if x.shape != y.shape:
             raise PruneScopeError(f"layer {name}: mask shapes differ ({tuple(x.shape)} vs {tuple(y.shape)})")
         i, u = int(np.count_nonzero(x & y)), int(np.count_nonzero(x | y))
-        d = u - i
-        per_layer[name] = {"jaccard": 1.0 if u == 0 else i / u, "hamming": d / max(1, x.size)}
-        inter, union, diff, total = inter + i, union + u, diff + d, total + x.size
-    overall = {"jaccard": 1.0 if union == 0 else inter / union, "hamming": diff / max(1, total)}
+        per_layer[name] = _overlap(i, u, u - i, x.size)
+        inter, union, diff, total = inter + i, union + u, diff + u - i, total + x.size
+    overall = _overlap(inter, union, diff, total)
     return {"per_layer": per_layer, "overall": overall}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from .calibration import InputStats, collect_input_stats, sequential_prune
+from .calibration import ORDERS, InputStats, collect_input_stats, sequential_prune
 from .masks import compute_masks, global_masks
 from .prune import PruneResult
 from .registry import Method, Param, PruneContext, register
@@ -63,6 +63,13 @@ register(
 
 
 # ---------------------------------------------------------------- Wanda
+ORDER_PARAM = Param(
+    "block",
+    "where each layer's calibration statistics come from: 'block' collects a whole block's in one pass over the "
+    "unpruned block (the reference code); 'sequential' prunes each layer as soon as its input is known, so later "
+    "layers of the block see inputs from the pruned ones (SparseGPT's true_sequential)",
+    choices=ORDERS,
+)
 def _wanda_dense_scores(ctx: PruneContext) -> dict[str, torch.Tensor]:
     """Wanda scores with every layer's inputs taken from the dense model (one forward pass)."""
     stats = collect_input_stats(ctx.loaded, ctx.layers, ctx.calibration, progress=ctx.progress)
@@ -91,7 +98,9 @@ def _wanda_run(ctx: PruneContext) -> PruneResult:
             for n, w in zip(names, weights)
         ]
 
-    masks, _ = sequential_prune(ctx.loaded, ctx.layers, ctx.calibration, prune_group, progress=ctx.progress)
+    masks, _ = sequential_prune(
+        ctx.loaded, ctx.layers, ctx.calibration, prune_group, progress=ctx.progress, order=ctx.params["order"]
+    )
     return PruneResult("wanda", ctx.sparsity, str(ctx.granularity), {n: masks[n] for n in ctx.layers})
 
 
@@ -104,6 +113,7 @@ register(
         run=_wanda_run,
         scores=_wanda_dense_scores,
         needs_calibration=True,
+        params={"order": ORDER_PARAM},
         granularity="row",
         reference="Sun et al. 2023, A Simple and Effective Pruning Approach for LLMs",
     )
@@ -140,7 +150,7 @@ def _sparsegpt_run(ctx: PruneContext) -> PruneResult:
         return [(new[a:b], mask[a:b]) for a, b in segments]
 
     masks, weights = sequential_prune(
-        ctx.loaded, ctx.layers, ctx.calibration, prune_group, want_gram=True, progress=ctx.progress
+        ctx.loaded, ctx.layers, ctx.calibration, prune_group, want_gram=True, progress=ctx.progress, order=ctx.params["order"]
     )
     return PruneResult("sparsegpt", ctx.sparsity, str(ctx.granularity), masks, weights)
 
@@ -165,6 +175,7 @@ register(
         params={
             "damp": Param(0.01, "dampening added to the Hessian diagonal, as a fraction of its mean", minimum=0.0),
             "blocksize": Param(128, "columns per lazy-update block", minimum=1),
+            "order": ORDER_PARAM,
         },
         reference="Frantar & Alistarh 2023, SparseGPT",
     )

@@ -158,3 +158,18 @@ def mask_ranker(loaded, request: PruneRequest, calibration=None, progress=None) 
 
     scores = compute_scores(loaded, request, calibration, progress)
     return MaskRanker(scores, {n: layer_weight(loaded.model, n) for n in scores})
+
+
+def one_pass_agreement(loaded, request: PruneRequest, calibration=None) -> dict:
+    """How well the slider views' one-pass masks (scores from one dense pass, re-thresholded)
+    agree with the method's own masks for ``request`` (for Wanda: its block-by-block walk).
+
+    Returns :func:`pruning.masks.mask_overlap` of the two: per layer and overall, ``agreement``
+    (share of identical mask entries), ``hamming`` and ``jaccard``.
+    """
+    from .masks import mask_overlap
+
+    if request.granularity.is_allocated:
+        raise PruneScopeError("the one-pass agreement compares a uniform setting; give a granularity other than 'allocated'")
+    fast = mask_ranker(loaded, request, calibration).masks(request.sparsity, request.granularity)
+    return mask_overlap(fast, prune(loaded, request, calibration).masks)

@@ -6,7 +6,8 @@ mask chosen per block from W^2 / U_jj^2, and each pruned column's error spread
 over the remaining columns (lazy batch updates between blocks). Two additions:
 the number kept per block is apportioned so that the *layer* ends with exactly
 floor(N (1-s)) weights (the reference takes a per-block quantile, which can be
-off by a few), and several layers that read the same input (q/k/v, gate/up) can
+off by a few), N:M groups always sit at absolute columns (a block edge never
+cuts one, whatever the block size), and several layers that read the same input (q/k/v, gate/up) can
 be solved together as row segments of one stacked matrix, sharing U.
 """
 
@@ -75,8 +76,9 @@ def sparsegpt_solve(
         W[:, dead] = 0
     pruned = torch.zeros_like(W, dtype=torch.bool)
     U = U.to(W.dtype)
-    for i1 in range(0, cols, blocksize):
-        i2 = min(i1 + blocksize, cols)
+    i1 = 0
+    while i1 < cols:
+        i2 = _block_end(i1, blocksize, cols, g)
         count = i2 - i1
         W1 = W[:, i1:i2].clone()
         Q1 = torch.zeros_like(W1)
@@ -90,7 +92,7 @@ def sparsegpt_solve(
                 mask1[r1:r2] = ~_block_keep(saliency[r1:r2], g, s, i1, i2, cols)
         for i in range(count):
             w = W1[:, i]
-            if g.is_nm and i % g.m == 0:
+            if g.is_nm and (i1 + i) % g.m == 0:  # groups start at absolute columns 0, M, 2M, ...
                 group = W1[:, i : i + g.m]
                 sal = prepare_scores(group**2 / d[i : i + g.m].unsqueeze(0) ** 2, group)
                 order = torch.sort(sal, dim=1, descending=True, stable=True).indices[:, g.m - g.n :]
@@ -105,8 +107,20 @@ def sparsegpt_solve(
         pruned[:, i1:i2] = mask1
         if i2 < cols:
             W[:, i2:] -= Err1 @ U[i1:i2, i2:]
+        i1 = i2
     W[pruned] = 0
     return W, ~pruned
+
+
+def _block_end(i1: int, blocksize: int, cols: int, g: Granularity) -> int:
+    """End of the column block starting at ``i1``. For N:M it is moved up to the next multiple
+    of M, so no group of M columns is ever cut by a block edge (a group's mask is chosen from
+    weights that have received every earlier column's update, which lazy batching delays
+    for columns outside the block)."""
+    i2 = min(i1 + max(1, int(blocksize)), cols)
+    if g.is_nm and i2 % g.m:
+        i2 = min(cols, i2 + g.m - i2 % g.m)
+    return i2
 
 
 def _block_keep(saliency: torch.Tensor, g: Granularity, sparsity: float, i1: int, i2: int, cols: int) -> torch.Tensor:

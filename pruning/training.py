@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import PruneScopeError
+from .evaluate import summary
 from .prune import PruneResult, masked_weights, weight_overrides
 
 CAUSAL = "causal-lm"
@@ -339,31 +340,48 @@ def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature:
 
 @torch.no_grad()
 def held_out_metric(model: nn.Module, data: TaskData) -> dict:
-    """``{"score", "metric", "value", "loss", "n"}`` on the held-out batches; ``score`` is
-    accuracy for a classifier and minus the perplexity for a causal LM (higher is better)."""
+    """``{"score", "metric", "value", "ci_low", "ci_high", "loss", "n", "per_item"}`` on the held-out
+    batches; ``score`` is accuracy for a classifier and minus the perplexity for a causal LM (higher
+    is better). The interval is Wilson's (accuracy) or a seeded bootstrap over sequences
+    (perplexity); ``per_item`` has the shapes of :func:`pruning.evaluate.evaluate`'s (``correct``
+    per example, or ``nll``/``tokens`` per sequence), for paired comparisons; ``n`` counts
+    examples, or predicted tokens for a causal LM."""
     was_training = model.training
     model.eval()
-    total_loss, count, correct = 0.0, 0, 0
+    values, weights = [], []
     try:
         for batch in data.holdout_batches:
             logits = logits_of(model, batch, data.task)
             if data.task == CAUSAL:
-                losses = task_loss(logits, batch, data.task, reduction="none")
-                valid = batch["attention_mask"][:, 1:].reshape(-1) != 0
-                total_loss += float(losses[valid].sum())
-                count += int(valid.sum())
+                losses = task_loss(logits, batch, data.task, reduction="none").view(logits.shape[0], -1).double()
+                valid = (batch["attention_mask"][:, 1:] != 0).double()
+                tokens = valid.sum(dim=1)
+                values.append((losses * valid).sum(dim=1) / tokens.clamp_min(1))
+                weights.append(tokens)
             else:
-                total_loss += float(task_loss(logits, batch, data.task, reduction="sum"))
-                correct += int((logits.argmax(-1) == batch["labels"]).sum())
-                count += int(batch["labels"].numel())
+                values.append(F.cross_entropy(logits.float(), batch["labels"], reduction="none").double())
+                weights.append((logits.argmax(-1) == batch["labels"]).double())
     finally:
         model.train(was_training)
-    loss = total_loss / max(1, count)
-    if data.task == CAUSAL:
+    return _held_out_result(data.task, torch.cat(values).numpy(), torch.cat(weights).numpy())
+
+
+def _held_out_result(task: str, values, weights) -> dict:
+    """The :func:`held_out_metric` dict from per-item losses and (LM) token counts or (classifier) correctness."""
+    from .stats import perplexity_interval, wilson_interval
+
+    if task == CAUSAL:
+        tokens = weights.astype("int64")
+        loss = float((values * tokens).sum() / max(1, int(tokens.sum())))
         ppl = math.exp(min(loss, 50.0))
-        return {"score": -ppl, "metric": "perplexity", "value": ppl, "loss": loss, "n": count}
-    acc = correct / max(1, count)
-    return {"score": acc, "metric": "accuracy", "value": acc, "loss": loss, "n": count}
+        low, high = perplexity_interval(values, tokens)
+        per_item = {"nll": values, "tokens": tokens}
+        return {"score": -ppl, "metric": "perplexity", "value": ppl, "ci_low": low, "ci_high": high, "loss": loss, "n": int(tokens.sum()), "per_item": per_item}
+    correct = weights.astype(bool)
+    acc = float(correct.mean()) if correct.size else 0.0
+    low, high = wilson_interval(int(correct.sum()), correct.size) if correct.size else (0.0, 1.0)
+    loss = float(values.mean()) if values.size else 0.0
+    return {"score": acc, "metric": "accuracy", "value": acc, "ci_low": low, "ci_high": high, "loss": loss, "n": int(correct.size), "per_item": {"correct": correct}}
 
 
 def masked_metric(loaded, masks: Mapping[str, torch.Tensor], data: TaskData, base: nn.Module | None = None) -> dict:
@@ -539,6 +557,7 @@ def finetune_masked(
     for _ in range(int(steps)):
         losses.append(tuner.step())
         bound.apply_()
-    info = {"steps": int(steps), "lr": lr, "final_loss": losses[-1] if losses else None, "held_out_metric": held_out_metric(model, data)}
+    final = summary(held_out_metric(model, data))
+    info = {"steps": int(steps), "lr": lr, "final_loss": losses[-1] if losses else None, "held_out_metric": final}
     s = overall_sparsity(masks) if sparsity is None else sparsity
     return trained_result(method, loaded, model, masks, s, granularity, info)

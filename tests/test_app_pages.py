@@ -165,7 +165,14 @@ def test_candidates_sample_score_and_choose():
     at.button(key="ps_cand_run").click().run()
     assert_clean(at)
     assert metric(at, "Chosen candidate") in {"c1", "c2", "c3"}
-    assert len(at.dataframe[0].value) == 3
+    table = at.dataframe[0].value
+    assert len(table) == 3
+    assert {"value", "ci_low", "ci_high", "n", "drop", "drop_ci_low", "drop_ci_high"} <= set(table.columns)
+    assert (table["n"] == 32).all() and (table["ci_low"] <= table["value"]).all() and (table["value"] <= table["ci_high"]).all()
+    for row in table.to_dict("records"):  # each candidate against the deterministic mask, paired
+        assert (row["vs deterministic"] == "within noise") == (row["drop_ci_low"] <= 0 <= row["drop_ci_high"])
+    held_out = next(m for m in at.metric if m.label.startswith("Its held-out"))
+    assert "95% CI" in held_out.help and "n = 32" in held_out.help
     at.number_input(key="ps_cand_k").set_value(4).run()
     at.button(key="ps_cand_run").click().run()  # new settings sample only from the button
     assert_clean(at)
@@ -184,6 +191,11 @@ def test_ramp_runs_and_reports_impossible_sparsity():
     table = at.dataframe[0].value
     assert {"dense", "magnitude", "random"} <= set(table["method"])
     assert len(table) == 1 + 2 * 2
+    assert {"value", "ci_low", "ci_high", "n", "drop", "drop_ci_low", "drop_ci_high"} <= set(table.columns)
+    assert (table["ci_low"] <= table["value"]).all() and (table["value"] <= table["ci_high"]).all()
+    assert table["vs dense"].iloc[0] == "reference"
+    for row in table.iloc[1:].to_dict("records"):
+        assert (row["vs dense"] == "within noise") == (row["drop_ci_low"] <= 0 <= row["drop_ci_high"])
     at.text_input(key="ps_ramp_sparsities").set_value("0.5, 1.2").run()
     assert not at.exception
     assert any("impossible" in e.value for e in at.error)
@@ -347,7 +359,10 @@ def test_sds_shows_each_stage_and_the_layer_errors():
     at = _run_on_steps_page("sds", {"iters": 5, "adjust_iters": 3, "holdout": 16})
     assert metric(at, "dense") == "0.0% zeros"
     assert metric(at, "sparse again") == "50.0% zeros"
-    assert metric(at, "Layers the soft-mask adjustment improved").endswith("of 12")
+    changed, skipped, beats = (int(metric(at, label).split(" of ")[0]) for label in (
+        "Layers the soft-mask adjustment changed", "Layers where the adjustment was skipped", "Layers where the second pruning beats the first"))
+    assert skipped == beats  # the paper's rule: skipped exactly where the second pruning already beats the first
+    assert changed <= 12 - skipped
     at.radio(key="ps_steps_stage").set_value("dense step").run()
     assert_clean(at)
 
@@ -357,6 +372,8 @@ def test_randomized_selection_shows_each_stage_and_the_chosen_candidate():
     assert metric(at, "Stage") == "2 of 2"
     assert metric(at, "Sparsity of this stage") == "50.0%"
     assert metric(at, "Chosen candidate").endswith("of 3")
+    winner = next(m for m in at.metric if m.label.startswith("Winner after fine-tuning"))
+    assert "95% CI" in winner.help and "n = 16" in winner.help  # 16 held-out examples
     assert [h.value for h in at.subheader][:2] == ["Stage 1: 29.3% sparsity", "Stage 2: 50.0% sparsity"]
 
 
@@ -534,6 +551,113 @@ def test_two_runs_compare_side_by_side(cli_runs):
     assert metric(at, "Kept by both") == f"{both:,}"
     assert metric(at, "Kept by A only") == f"{a_only:,}"
     assert any("B minus A" in m.value for m in at.markdown)
+
+# ---------------------------------------------------------------- intervals (issue 8)
+def test_overview_shows_intervals_and_within_noise():
+    at = open_page()
+    assert_clean(at)
+    # the tiny random classifier predicts 17 of the first 32 sentences right, pruned or not:
+    # Wilson's 95% interval of 17/32 is 0.3645 .. 0.6913 (by hand: centre 0.5279, half-width 0.1634)
+    outcome = next(m.value for m in at.markdown if "went from" in m.value)
+    assert "53.1% (95% CI 36.4% to 69.1%, n = 32) to 53.1% (95% CI 36.4% to 69.1%, n = 32)" in outcome
+    assert "accuracy lost is +0.0 points (95% CI +0.0 to +0.0), within noise" in outcome
+    delta = next(m.delta for m in at.metric if m.label.startswith("accuracy"))
+    assert delta == "+0.0 points, within noise"
+
+
+@pytest.fixture
+def downloads(monkeypatch):
+    """What the page's download buttons hand to the browser: ``{file name: bytes}``."""
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+
+    files = {}
+    original = MemoryMediaFileStorage.load_and_get_id
+
+    def record(self, path_or_data, mimetype, kind, filename=None):
+        files[filename] = path_or_data
+        return original(self, path_or_data, mimetype, kind, filename)
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", record)
+    return files
+
+
+def test_sensitivity_ranks_by_kl_with_intervals_and_the_allocation_downloads_and_applies(downloads):
+    import json
+
+    at = open_page("sensitivity")
+    at.text_input(key="ps_sens_sparsities").set_value("0.5, 0.9").run()
+    at.button(key="ps_sens_run").click().run()
+    assert_clean(at)
+    assert at.radio(key="ps_sens_signal").value == "kl"  # KL ranks by default; the metric drop is the other choice
+    assert any("layers are distinguishable from zero by the KL divergence" in m.value for m in at.markdown)
+    assert any("Dense accuracy:" in c.value and "95% CI" in c.value for c in at.caption)
+    # the tiny BERT's 12 layers: q, k, v, attention out (32 x 32) and FFN in, FFN out (64 x 32) in 2 blocks
+    params = {f"bert.encoder.layer.{b}.{n}": (2048 if n.endswith("dense") and "attention" not in n else 1024)
+              for b in (0, 1) for n in ("attention.self.query", "attention.self.key", "attention.self.value",
+                                         "attention.output.dense", "intermediate.dense", "output.dense")}
+    alloc = json.loads(downloads["prunescope_allocation.json"])
+    assert set(alloc) == set(params)
+    assert sum(params[n] * v for n, v in alloc.items()) / sum(params.values()) == pytest.approx(0.5, abs=1e-3)
+    csv_rows = downloads["prunescope_allocation.csv"].decode().splitlines()
+    assert csv_rows[0] == "layer,sparsity,parameters" and len(csv_rows) == 13
+    table = downloads["prunescope_sensitivity.csv"].decode().splitlines()[0].split(",")
+    assert {"value", "ci_low", "ci_high", "n", "drop", "drop_ci_low", "drop_ci_high", "kl"} <= set(table)
+
+    at.button(key="ps_alloc_apply").click().run()
+    assert_clean(at)
+    assert at.sidebar.selectbox(key="ps_granularity").value == "allocated"
+    at.switch_page("../pages/overview.py").run()
+    assert_clean(at)
+    assert metric(at, "Overall sparsity") == "50.0%"  # the allocation keeps the target as its parameter-weighted mean
+    assert any("The allocation against uniform: accuracy lost" in m.value for m in at.markdown)
+    at.switch_page("../pages/ramp.py").run()
+    at.text_input(key="ps_ramp_sparsities").set_value("0.3, 0.7").run()
+    at.button(key="ps_ramp_alloc_run").click().run()
+    assert_clean(at)
+    table = at.dataframe[-1].value  # per method and sparsity: uniform (the reference) and allocated, paired
+    assert len(table) == 2 * 2 * 2 and list(table["granularity"][:2]) == ["layer", "allocated"]
+    assert set(table["vs uniform"][table["granularity"] == "layer"]) == {"reference"}
+    for row in table[table["granularity"] == "allocated"].to_dict("records"):
+        assert (row["vs uniform"] == "within noise") == (row["drop_ci_low"] <= 0 <= row["drop_ci_high"])
+
+
+def test_slider_views_label_wanda_one_pass_and_show_its_agreement_with_the_exact_masks():
+    at = open_page("weights")
+    at.sidebar.selectbox(key="ps_method").set_value("wanda").run()
+    assert_clean(at)
+    notes = [c.value for c in at.caption if c.value.startswith("**Approximation:**")]
+    assert len(notes) == 1  # labelled where the numbers are, whether or not the exact masks are ready
+    for _ in range(60):  # the exact masks are computed in the background; the page never waits for them
+        if "Agreement with the exact Wanda masks" in notes[0]:
+            break
+        time.sleep(0.5)
+        at.run()
+        notes = [c.value for c in at.caption if c.value.startswith("**Approximation:**")]
+    # the first layer of the first block sees the dense inputs in both computations: identical masks
+    assert at.selectbox(key="ps_layer").value == "bert.encoder.layer.0.attention.self.query"
+    assert "**1.000** in this layer (0.0% of its weights decided differently)" in notes[0]
+    at.switch_page("../pages/masks.py").run()
+    assert_clean(at)
+    assert any("Agreement with the exact Wanda masks" in c.value for c in at.caption)
+    at.sidebar.selectbox(key="ps_method").set_value("magnitude").run()
+    assert not [c for c in at.caption if c.value.startswith("**Approximation:**")]  # magnitude's ranks are exact
+
+
+def test_a_single_file_dataset_says_which_half_is_evaluated(tmp_path):
+    rows = "\n".join(f"{'good fun film' if i % 2 else 'bad dull film'} {i},{i % 2}" for i in range(40))
+    csv = tmp_path / "reviews.csv"
+    csv.write_text("text,label\n" + rows + "\n")
+    at = open_page()
+    at.sidebar.selectbox(key="ps_data_choice").set_value("local file or folder").run()
+    at.sidebar.text_input(key="ps_data_text").set_value(str(csv)).run()
+    assert_clean(at)
+    note = next(c.value for c in at.caption if c.value.startswith("Data: "))
+    train, evaluated = note[len("Data: "):].split("; ")
+    assert train.endswith("of the 40 rows of reviews.csv (chosen by a fixed hash): calibration and training")
+    n_train = int(train.split(" ")[0])
+    assert evaluated.startswith(f"the other {40 - n_train} rows: evaluation")
+    outcome = next(m.value for m in at.markdown if "went from" in m.value)
+    assert f"n = {40 - n_train})" in outcome  # the metric is measured on the evaluated half only
 
 
 # ---------------------------------------------------------------- jobs: Stop, one job per kind and session, Run buttons

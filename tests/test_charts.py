@@ -163,6 +163,8 @@ def test_sensitivity_charts():
     ppl = spec(charts.sensitivity_heatmap(df.assign(drop=[5.0, 10.0, 20.0, 40.0]), "perplexity", dense=20.0))
     assert pd.DataFrame(ppl["datasets"].popitem()[1])["harm"].tolist() == pytest.approx([1.25, 1.5, 2.0, 3.0])  # ratio to dense
     assert "perplexity ratio to dense" in json.dumps(ppl) and ppl["encoding"]["color"]["scale"]["type"] == "log"
+    kl = spec(charts.sensitivity_heatmap(df.rename(columns={"drop": "kl"}), "accuracy", "kl"))
+    assert "KL divergence" in json.dumps(kl) and kl["encoding"]["color"]["scale"]["scheme"] == "reds"  # the KL as is, from 0 up
     alloc = pd.DataFrame({"layer": ["a", "b"], "sparsity": [0.6, 0.4]})
     assert tooltips(charts.allocation_bars(alloc, 0.5)) >= 2
 
@@ -223,3 +225,95 @@ def test_agreement_picture_colours_each_method_only_in_its_own_colour():
     scale = d["encoding"]["color"]["scale"]
     assert scale["domain"] == ["kept by both", "kept by magnitude only", "kept by wanda only", "pruned by both"]
     assert scale["range"] == [style.KEPT_COLOR, style.METHOD_COLORS["magnitude"], style.METHOD_COLORS["wanda"], style.PRUNED_COLOR]
+
+
+# ---------------------------------------------------------------- intervals (issue 8)
+def rows_of(d: dict, layer: dict) -> list:
+    """The data rows a layer of a chart spec draws (its own data, or the chart's shared data)."""
+    return d["datasets"][(layer.get("data") or d["data"])["name"]]
+
+
+def ramp_points():
+    return pd.DataFrame(
+        {
+            "method": ["magnitude", "magnitude", "wanda"],
+            "granularity": ["layer"] * 3,
+            "sparsity": [0.3, 0.6, 0.6],
+            "value": [0.80, 0.70, 0.78],
+            "ci_low": [0.75, 0.64, 0.73],
+            "ci_high": [0.84, 0.75, 0.82],
+            "n": [256] * 3,
+        }
+    )
+
+
+def test_ramp_with_error_bars_and_the_dense_band():
+    from app import interval_charts as IC
+
+    d = spec(IC.ramp_chart_ci(ramp_points(), {"value": 0.82, "ci_low": 0.77, "ci_high": 0.86}))
+    band, base, bars = d["layer"]
+    assert band["mark"]["type"] == "rect" and band["encoding"]["y"]["field"] == "ci_low" and band["encoding"]["y2"]["field"] == "ci_high"
+    # accuracy is drawn in points, the interval with it (the band and bars sit on the line they belong to)
+    assert rows_of(d, band) == [{"label": "dense model", "value": pytest.approx(82.0), "ci_low": pytest.approx(77.0), "ci_high": pytest.approx(86.0)}]
+    assert bars["mark"]["type"] == "rule" and (bars["encoding"]["y"]["field"], bars["encoding"]["y2"]["field"]) == ("ci_low", "ci_high")
+    rows = rows_of(d, bars)
+    assert [(r["sparsity"], r["ci_low"], r["ci_high"]) for r in rows] == [
+        (0.3, pytest.approx(75.0), pytest.approx(84.0)), (0.6, pytest.approx(64.0), pytest.approx(75.0)), (0.6, pytest.approx(73.0), pytest.approx(82.0))
+    ]
+    assert len(base["layer"]) == 2  # the plain ramp: lines and the dashed dense value
+    assert len(spec(IC.ramp_chart_ci(ramp_points()))["layer"]) == 2  # no dense row yet: no band
+    with pytest.raises(ValueError, match="ci_low"):
+        IC.ramp_chart_ci(ramp_points().drop(columns=["ci_low"]))
+
+
+def test_sensitivity_bars_mark_the_layers_within_noise():
+    from app import interval_charts as IC
+
+    df = pd.DataFrame(
+        {"layer": ["q", "k", "v"], "kl": [0.02, 0.30, 0.001], "kl_ci_low": [-0.01, 0.20, 0.0005], "kl_ci_high": [0.05, 0.40, 0.002]}
+    )
+    assert list(IC.noise_labels(df, "kl")) == ["within noise", "distinguishable from 0", "distinguishable from 0"]
+    d = spec(IC.sensitivity_bars_ci(df, "accuracy", "kl"))
+    bars, rules = d["layer"]
+    assert bars["encoding"]["x"]["field"] == "harm" and "KL divergence" in bars["encoding"]["x"]["title"]
+    assert [r["harm"] for r in rows_of(d, bars)] == [0.02, 0.30, 0.001]  # the KL as is: no unit change
+    assert bars["encoding"]["y"]["sort"] == ["k", "q", "v"]  # ranked by KL, most sensitive first
+    assert (rules["encoding"]["x"]["field"], rules["encoding"]["x2"]["field"]) == ("harm_ci_low", "harm_ci_high")
+    assert [(r["harm_ci_low"], r["harm_ci_high"]) for r in rows_of(d, rules)] == [(-0.01, 0.05), (0.20, 0.40), (0.0005, 0.002)]
+    signal = {r["layer"]: r["signal"] for r in rows_of(d, rules)}
+    assert signal == {"q": "within noise", "k": "distinguishable from 0", "v": "distinguishable from 0"}
+    drop = df.rename(columns={"kl": "drop", "kl_ci_low": "drop_ci_low", "kl_ci_high": "drop_ci_high"})
+    assert "accuracy points lost" in text_of(IC.sensitivity_bars_ci(drop, "accuracy", "drop"))
+    d = spec(IC.sensitivity_bars_ci(drop, "accuracy", "drop"))  # a drop's interval is in points, like its bar
+    assert [(r["harm_ci_low"], r["harm_ci_high"]) for r in rows_of(d, d["layer"][1])] == [
+        (pytest.approx(-1.0), pytest.approx(5.0)), (pytest.approx(20.0), pytest.approx(40.0)), (pytest.approx(0.05), pytest.approx(0.2))
+    ]
+
+
+def test_candidate_scores_with_intervals_and_the_deterministic_band():
+    from app import interval_charts as IC
+
+    df = pd.DataFrame(
+        {"candidate": ["c1", "c2"], "score": [0.70, 0.74], "ci_low": [0.62, 0.66], "ci_high": [0.77, 0.81], "chosen": [False, True]}
+    )
+    d = spec(IC.candidate_bars_ci(df, "held-out accuracy", {"value": 0.72, "ci_low": 0.60, "ci_high": 0.79}))
+    band, rules, dots = d["layer"]
+    assert rows_of(d, band)[0]["ci_low"] == 0.60
+    assert (rules["encoding"]["y"]["field"], rules["encoding"]["y2"]["field"]) == ("ci_low", "ci_high")
+    # the zoomed axis holds every interval and the band: 0.60 .. 0.81, padded by 15% of 0.21
+    assert dots["encoding"]["y"]["scale"]["domain"] == pytest.approx([0.60 - 0.0315, 0.81 + 0.0315])
+
+
+def test_interval_sentences():
+    from app import intervals as I
+
+    acc = {"metric": "accuracy", "value": 0.8125, "ci_low": 0.7562, "ci_high": 0.8584, "n": 256}
+    assert I.metric_text(acc) == "81.2% (95% CI 75.6% to 85.8%, n = 256)"
+    ppl = {"metric": "perplexity", "value": 29.917, "ci_low": 27.5, "ci_high": 32.04, "n": 4}
+    assert I.metric_text(ppl) == "29.92 (95% CI 27.50 to 32.04, 4 windows)"
+    assert I.metric_text({**ppl, "n": 2000}, held_out=True) == "29.92 (95% CI 27.50 to 32.04, 2,000 predicted tokens)"
+    noisy = {"drop": 0.0117, "drop_ci_low": -0.0039, "drop_ci_high": 0.0273}
+    assert I.drop_text("accuracy", noisy) == "+1.2 points (95% CI -0.4 to +2.7), within noise"
+    real = {"drop": 12.5, "drop_ci_low": 9.0, "drop_ci_high": 16.25}
+    assert I.drop_text("perplexity", real) == "+12.50 (95% CI +9.00 to +16.25)"
+    assert I.comparison_sentence("accuracy", "dense", "pruned", noisy).startswith("pruned against dense: accuracy lost +1.2 points")

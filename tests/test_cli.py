@@ -51,8 +51,12 @@ def _run_cli(*args):
 
 
 def test_trained_method_records_its_steps_in_the_report(tmp_path, tiny_folder, tiny_csv):
-    single = ["prune", "--model", str(tiny_folder), "--method", "gmp", "--dataset", str(tiny_csv), "--out", str(tmp_path / "x")]
-    assert main(single) == 2  # one file that is not named train: evaluation data only, said in one line
+    single = ["prune", "--model", str(tiny_folder), "--method", "magnitude", "--dataset", str(tiny_csv), "--eval", "--no-model",
+              "--out", str(tmp_path / "x")]
+    assert main(single) == 0  # one file: halved into rows to train and calibrate on and rows to evaluate, said in the report
+    report = json.loads((tmp_path / "x" / "report.json").read_text())
+    assert set(report["data"]["parts"]) == {"train", "test"}
+    assert report["evaluation"]["pruned"]["n"] == len(tiny_csv.read_text().splitlines()[1:]) // 2
     data = tmp_path / "data"
     data.mkdir()
     for name in ("train.csv", "test.csv"):
@@ -121,6 +125,7 @@ def test_sweep_and_sensitivity_write_csv_and_json(tmp_path, tiny_folder, tiny_cs
     layers = [r for r in result["rows"] if r["layer"] != "-"]
     assert len(layers) == 12  # 2 blocks x 6 linear layers of the tiny BERT
     assert set(result["suggested_allocation"]) == {r["layer"] for r in layers}
+    assert result["signal"] == "kl" and result["distinguishable_layers"] == [r["layer"] for r in layers if r["kl_ci_low"] > 0]
 
 
 def test_report_summarises_randomized_selection_without_weight_samples():

@@ -215,6 +215,46 @@ def test_evaluate_dispatches_on_the_task(tiny_bert, tiny_llama):
         evaluate(encoder, data)
 
 
+def test_evaluation_carries_its_interval_and_per_item_values(tiny_bert, tiny_llama):
+    from pruning.stats import wilson_interval
+
+    labels = [i % 2 for i in range(12)]
+    data = ClassificationData("toy", {"test": (SENTENCES, labels)}, ["negative", "positive"])
+    out = evaluate(tiny_bert, data)
+    correct = out["per_item"]["correct"]
+    preds = _predictions(tiny_bert.model, tiny_bert.tokenizer, SENTENCES)
+    assert correct.tolist() == [p == y for p, y in zip(preds, labels)]  # in the sentences' own order
+    assert (out["ci_low"], out["ci_high"]) == wilson_interval(sum(correct), 12)
+    text = LMText("toy", " ".join(SENTENCES) * 4, "unused")
+    out = evaluate(tiny_llama, text)
+    nll, tokens = out["per_item"]["nll"], out["per_item"]["tokens"]
+    assert len(nll) == out["n"] and int(tokens.sum()) == out["tokens"]
+    assert math.exp(float((nll * tokens).sum() / tokens.sum())) == pytest.approx(out["value"], rel=1e-9)
+    assert out["ci_low"] <= out["value"] <= out["ci_high"]
+
+
+def test_paired_difference_is_harm_positive_and_zero_for_the_same_model(tiny_bert, tiny_llama):
+    from pruning.evaluate import paired_difference, summary
+
+    labels = [i % 2 for i in range(12)]
+    data = ClassificationData("toy", {"test": (SENTENCES, labels)}, ["negative", "positive"])
+    dense = evaluate(tiny_bert, data)
+    same = paired_difference(dense, evaluate(tiny_bert, data))
+    assert (same["drop"], same["drop_ci_low"], same["drop_ci_high"], same["within_noise"]) == (0.0, 0.0, 0.0, True)
+    overrides, _ = _half_mask_overrides(tiny_bert)
+    pruned = evaluate(tiny_bert, data, overrides)
+    diff = paired_difference(dense, pruned)
+    assert diff["drop"] == pytest.approx(dense["value"] - pruned["value"])
+    assert diff["drop_ci_low"] <= diff["drop"] <= diff["drop_ci_high"]
+    text = LMText("toy", " ".join(SENTENCES) * 4, "unused")
+    dense, pruned = evaluate(tiny_llama, text), evaluate(tiny_llama, text, _half_mask_overrides(tiny_llama)[0])
+    diff = paired_difference(dense, pruned)
+    assert diff["drop"] == pytest.approx(pruned["value"] - dense["value"], rel=1e-9)
+    assert "per_item" not in summary(dense) and summary(dense)["ci_low"] == dense["ci_low"]
+    with pytest.raises(PruneScopeError, match="same items"):
+        paired_difference(dense, evaluate(tiny_llama, text, max_examples=1))
+
+
 def test_labels_are_matched_to_the_model_by_name(tiny_bert):
     assert label_mapping(["positive", "negative"], tiny_bert.model) == [1, 0]
     assert label_mapping(["0", "1"], tiny_bert.model) is None

@@ -130,6 +130,60 @@ def test_wanda_equals_brute_force_including_the_sequential_walk(request, fixture
     assert not torch.allclose(x1, dense_x1)  # the walk really fed pruned outputs forward
 
 
+def _brute_force_walk(loaded, calib, order):
+    """Wanda per row by brute force: every layer's inputs from a whole-model pass over a copy holding the
+    masks chosen so far; with order 'block' a block's masks are applied only once all of them are chosen."""
+    names = [i.name for i in prunable_layers(loaded.model)]
+    pruned = copy.deepcopy(loaded.model)
+    masks = {}
+    for prefix, _ in transformer_blocks(loaded.model):
+        block_names = [n for n in names if n.startswith(prefix + ".")]
+        for name in block_names:
+            x = _inputs_of(pruned, name, calib[0], loaded)
+            masks[name] = _brute_force_row_mask(layer_weight(loaded.model, name), x, 0.5)
+            if order == "sequential":
+                _apply(pruned, loaded, {name: masks[name]})
+        if order == "block":
+            _apply(pruned, loaded, {n: masks[n] for n in block_names})
+    return masks
+
+
+def _apply(model, loaded, masks):
+    for name, mask in masks.items():
+        module = model.get_submodule(name)
+        module.weight.data = (layer_weight(loaded.model, name) * mask).reshape(module.weight.shape)
+
+
+@pytest.mark.parametrize("fixture", ["tiny_bert", "tiny_llama"])
+def test_statistics_orders_equal_their_brute_force(request, fixture):
+    loaded = request.getfixturevalue(fixture)
+    calib = _calibration(loaded)
+    default = prune(loaded, R("wanda", 0.5, "row"), calibration=calib)
+    assert default.info["params"]["order"] == "block" and get_method("sparsegpt").params["order"].default == "block"
+    per_block = _brute_force_walk(loaded, calib, "block")
+    per_layer = _brute_force_walk(loaded, calib, "sequential")
+    sequential = prune(loaded, R("wanda", 0.5, "row", params={"order": "sequential"}), calibration=calib)
+    assert all(torch.equal(default.masks[n], per_block[n]) for n in per_block)
+    assert all(torch.equal(sequential.masks[n], per_layer[n]) for n in per_layer)
+    assert any(not torch.equal(per_block[n], per_layer[n]) for n in per_block)  # the two orders really differ
+
+
+def test_one_pass_agreement_counts_identical_mask_entries(tiny_llama):
+    from pruning.prune import one_pass_agreement
+
+    calib = _calibration(tiny_llama)
+    result = one_pass_agreement(tiny_llama, R("wanda", 0.5, "row"), calibration=calib)
+    fast = mask_ranker(tiny_llama, R("wanda"), calibration=calib).masks(0.5, "row")
+    exact = prune(tiny_llama, R("wanda", 0.5, "row"), calibration=calib).masks
+    same = {n: sum(int(a == b) for a, b in zip(fast[n].flatten().tolist(), exact[n].flatten().tolist())) for n in exact}
+    for name, row in result["per_layer"].items():
+        assert row["agreement"] == same[name] / exact[name].numel()
+        if name.startswith(transformer_blocks(tiny_llama.model)[0][0] + "."):
+            assert row["agreement"] == 1.0  # the first block sees dense inputs either way
+    assert result["overall"]["agreement"] == sum(same.values()) / sum(m.numel() for m in exact.values())
+    assert result["overall"]["agreement"] < 1.0  # later blocks see pruned inputs in the exact walk
+
+
 @pytest.mark.parametrize("granularity", ["layer", "2:4"])
 def test_sparsegpt_reconstructs_a_real_layer_better_than_magnitude(tiny_llama, granularity):
     calib = _calibration(tiny_llama, n=8, length=32)

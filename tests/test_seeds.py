@@ -5,6 +5,7 @@ endpoints, a deterministic top-k mask, an objective that must fall); each regist
 method then runs end to end, a few steps, on the tiny random models of conftest.py.
 """
 
+import json
 import math
 
 import pytest
@@ -29,7 +30,7 @@ from pruning.seeds.randomized import (
     sampling_rounds,
     stage_sparsities,
 )
-from pruning.seeds.sds import magnitude_mask, reconstruction_error, sds_adjust, sds_dense_step, sds_objective
+from pruning.seeds.sds import magnitude_mask, reconstruction_error, sds_adjust, sds_dense_step, sds_objective, sds_third_step
 from pruning.request import PruneRequest
 
 R = PruneRequest.make
@@ -198,6 +199,24 @@ def test_dense_step_with_1_over_L_converges_to_the_ridge_solution():
     assert torch.allclose(W, exact, atol=1e-3)
 
 
+def test_third_step_follows_the_papers_rule_or_the_best_iterate():
+    W_dense, _, G = _layer_problem()
+    W_mid = sds_dense_step(W_dense * 0, W_dense, G, 0.05, 0.05, iters=30)
+    M2 = magnitude_mask(W_mid, 0.5, "layer")
+    W2 = W_mid * M2
+    worse_first = torch.zeros_like(W_dense)  # error tr(W_d G W_d^T): the re-pruned W2 beats it
+    assert reconstruction_error(W2, W_dense, G) < reconstruction_error(worse_first, W_dense, G)
+    W3, M3, info = sds_third_step(worse_first, W2, M2, W_dense, G, 0.5, "layer", "paper", iters=40)
+    assert info["skipped"] and not info["adjusted"] and torch.equal(W3, W2) and torch.equal(M3, M2)
+    W3, M3, info = sds_third_step(worse_first, W2, M2, W_dense, G, 0.5, "layer", "best", iters=40)
+    assert not info["skipped"] and info["adjusted"] and info["error_after"] < info["error_before"]
+    better_first = W_dense.clone()  # a first result with no error at all: the second cannot beat it
+    W3, M3, info = sds_third_step(better_first, W2, M2, W_dense, G, 0.5, "layer", "paper", iters=40)
+    last, _, _ = sds_adjust(W2, W_dense, G, 0.5, "layer", mask=M2, iters=40, keep="last")
+    assert not info["skipped"] and torch.equal(W3, last)  # adjusted, and kept where the iterations end
+    assert sds_third_step(worse_first, W2, M2, W_dense, G, 0.5, "layer", "best", iters=0)[2]["skipped"]
+
+
 @pytest.mark.parametrize("granularity,sparsity", [("layer", 0.5), ("row", 0.75), ("2:4", 0.5)])
 def test_adjust_keeps_exact_sparsity_and_never_raises_the_error(granularity, sparsity):
     W_dense, _, G = _layer_problem()
@@ -295,6 +314,15 @@ def test_candidate_pool_for_the_app(tiny_bert, tiny_sentiment):
     assert len(pool.masks) == 3 and 0 <= info["chosen"] < 3
     assert all(0 < o < 1 for o in info["overlap_with_deterministic"])
     assert info["deterministic_metric"]["metric"] == "accuracy"
+    json.dumps(info)  # no per-item arrays in the summary
+    from pruning.evaluate import paired_difference
+    from pruning.stats import wilson_interval
+
+    det, first = pool.deterministic_score, pool.scores[0]
+    assert det["n"] == 16 and det["per_item"]["correct"].size == 16
+    assert (det["ci_low"], det["ci_high"]) == wilson_interval(int(det["per_item"]["correct"].sum()), 16)
+    diff = paired_difference(det, first)
+    assert diff["drop"] == pytest.approx(det["value"] - first["value"])
 
 
 @pytest.mark.parametrize("method", ["mgpp", "gmp"])
@@ -364,3 +392,14 @@ def test_sds_on_a_bare_encoder_runs_without_a_tracked_metric(tiny_bert):
     result = prune(encoder, R("sds", 0.5, "layer", params={"iters": 3, "adjust_iters": 2}), calibration=_calibration(encoder))
     _check_exact(result, 0.5, "layer")
     assert all("value" not in s for s in result.info["steps"]) and result.info["held_out"] is None
+
+
+def test_held_out_perplexity_carries_its_interval_and_per_sequence_values(tiny_llama, tiny_text):
+    from pruning import training as T
+
+    task = T.task_data(tiny_llama, tiny_text, lm_sequences=1, lm_holdout=4)
+    ev = T.held_out_metric(tiny_llama.model, task)
+    nll, tokens = ev["per_item"]["nll"], ev["per_item"]["tokens"]
+    assert len(nll) == 4 and int(tokens.sum()) == ev["n"]
+    assert math.exp(float((nll * tokens).sum() / tokens.sum())) == pytest.approx(ev["value"], rel=1e-9)
+    assert ev["ci_low"] <= ev["value"] <= ev["ci_high"]

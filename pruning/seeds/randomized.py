@@ -52,6 +52,7 @@ from typing import Mapping, Sequence
 import torch
 
 from ..errors import PruneScopeError
+from ..evaluate import summary
 from ..masks import Masks, compute_masks, keep_count, mask_overlap, parse_granularity, prepare_scores
 from ..prune import masked_weights, weight_overrides
 from ..registry import Method, Param, PruneContext, get_method, register
@@ -284,8 +285,8 @@ class CandidatePool:
             "sparsity": self.sparsity,
             "granularity": self.granularity,
             "candidate_scores": [s["score"] for s in self.scores],
-            "candidate_metrics": self.scores,
-            "deterministic_metric": self.deterministic_score,
+            "candidate_metrics": [summary(x) for x in self.scores],
+            "deterministic_metric": summary(self.deterministic_score),
             "jaccard": self.jaccard,
             "overlap_with_deterministic": self.overlap_with_deterministic,
             "chosen": self.chosen,
@@ -444,7 +445,7 @@ def _cheap_stage(run: _Selection, pool: CandidatePool, si: int) -> tuple[dict, d
         from ..functional import with_overrides
 
         run.model = with_overrides(run.model, weight_overrides(run.model, masked_weights(run.model, masks)))
-    return masks, pool.scores[pool.chosen]
+    return masks, summary(pool.scores[pool.chosen])
 
 
 def _early_stage(run: _Selection, pool: CandidatePool, si: int, stage_seed: int, stage: dict) -> tuple[dict, dict]:
@@ -481,7 +482,7 @@ def _finetune_winner(run: _Selection, masks: dict, si: int, stage_seed: int) -> 
         if step % max(1, int(p["eval_every"]) * 4) == 0:
             curve.append({"step": step, "loss": loss})
             run.report(f"stage {si + 1}: fine-tuning the winner, step {step}")
-    metric = T.held_out_metric(run.model, run.task)
+    metric = summary(T.held_out_metric(run.model, run.task))
     run.report(f"stage {si + 1}/{len(run.schedule)}: winner fine-tuned, held-out {metric['metric']} {metric['value']:.4g}")
     return curve, metric
 

@@ -10,8 +10,9 @@
    adjustment (:func:`sds_adjust`): minimize ``||W_dense X - (M * W) X||^2`` with the
    gradient passed straight through to every entry of ``W`` and ``M`` re-chosen by
    magnitude after each iteration (exact sparsity, same granularity). ``X`` here are the
-   inputs in the re-pruned model. The best iterate is kept, so a layer whose error the
-   adjustment does not lower keeps the re-pruned weights (the step is skipped).
+   inputs in the re-pruned model. By default (the paper's rule) the adjustment is skipped
+   in layers where the second pruning already beats the first; ``adjust_rule="best"``
+   instead adjusts every layer and keeps the best iterate (:func:`sds_third_step`).
 
 ``PruneResult.info`` (for the app): ``steps`` - four snapshots ``dense``, ``sparse``,
 ``dense step``, ``sparse again``, each with ``sample`` (the same 3,000 weights),
@@ -123,13 +124,15 @@ def sds_adjust(
     mask: torch.Tensor | None = None,
     lr: float | None = None,
     iters: int = 50,
+    keep: str = "best",
 ) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """Soft-mask weight adjustment: minimize ``tr((M*W - W_d) G (M*W - W_d)^T)``.
 
     ``W`` holds the re-pruned weights, ``mask`` their mask (default: magnitude). Each
     iteration takes a gradient step on every entry of ``W`` (straight-through) and
-    re-chooses ``M`` by magnitude at ``sparsity``/``granularity`` (exact count). The best
-    iterate is returned, the start included, so the error never rises:
+    re-chooses ``M`` by magnitude at ``sparsity``/``granularity`` (exact count).
+    ``keep="best"`` returns the best iterate, the start included, so the error never
+    rises; ``keep="last"`` the last iterate, as a plain optimisation ends:
     ``(M * W, M, {"error_before", "error_after", "improved", "best_iter"})``.
     """
     W, W_dense, G = W.float().clone(), W_dense.float(), G.float()
@@ -144,7 +147,7 @@ def sds_adjust(
         err = float(((half_grad.double()) * (V - W_dense).double()).sum())  # tr(D G D^T), free from the gradient
         if start_err is None:
             start_err = best_err = err
-        elif err < best_err:
+        elif err < best_err or (keep == "last" and it == int(iters)):
             best_W, best_M, best_err, best_iter = V, M, err, it
         if it == int(iters):
             break
@@ -153,9 +156,34 @@ def sds_adjust(
     return best_W.clone(), best_M.clone(), {
         "error_before": start_err,
         "error_after": best_err,
-        "improved": best_iter > 0,
+        "improved": best_err < start_err,
         "best_iter": best_iter,
     }
+
+
+ADJUST_RULES = ("paper", "best")
+
+
+def sds_third_step(W1, W2, mask2, W_dense, G, sparsity: float, granularity: str, rule: str = "paper", iters: int = 30):
+    """Step 3's weight adjustment of one layer, after the second one-shot pruning gave ``W2`` (mask ``mask2``).
+
+    ``rule="paper"``: skip the adjustment where the second pruning already beats the
+    first (reconstruction error of ``W2`` below that of ``W1``, both on the inputs in
+    ``G``); elsewhere run it and keep where it ends. ``rule="best"``: run it in every
+    layer and keep its best iterate (the re-pruned weights when nothing beats them).
+    Returns ``(W3, M3, {"error_first", "error_before", "error_after", "adjusted", "skipped"})``.
+    """
+    if rule not in ADJUST_RULES:
+        raise ValueError(f"unknown adjustment rule {rule!r}")
+    err1, err2 = reconstruction_error(W1, W_dense, G), reconstruction_error(W2, W_dense, G)
+    skipped = int(iters) == 0 or (rule == "paper" and err2 < err1)
+    if skipped:
+        W3, M3, after = W2, mask2, err2
+    else:
+        W3, M3, adj = sds_adjust(W2, W_dense, G, sparsity, granularity, mask=mask2, iters=iters, keep="last" if rule == "paper" else "best")
+        after = adj["error_after"]
+    adjusted = not skipped and not torch.equal(W3, W2 * mask2)
+    return W3, M3, {"error_first": err1, "error_before": err2, "error_after": after, "adjusted": adjusted, "skipped": skipped}
 
 
 # ---------------------------------------------------------------- model-level driver
@@ -253,20 +281,16 @@ def _adjustments(run: _SdsRun, W1: dict, W2: dict, masks2: dict, grams: dict, de
     for name in run.ctx.layers:
         G = grams[name]
         s_l, g_l = _layer_granularity(run.ctx.granularity, masks2[name])
-        if p["adjust_iters"] > 0:
-            W3, M3, adj = sds_adjust(W2[name], dense[name], G, s_l, g_l, mask=masks2[name], iters=p["adjust_iters"])
-        else:
-            W3, M3 = W2[name], masks2[name]
-            err = reconstruction_error(W2[name], dense[name], G)
-            adj = {"error_before": err, "error_after": err, "improved": False, "best_iter": 0}
+        W3, M3, adj = sds_third_step(W1[name], W2[name], masks2[name], dense[name], G, s_l, g_l, p["adjust_rule"], p["adjust_iters"])
         final_w[name], final_m[name] = W3, M3
         ref = max(reconstruction_error(torch.zeros_like(dense[name]), dense[name], G), 1e-30)
         per_layer[name] = {
             **dense_info[name],
-            "relative_error_first_sparse": reconstruction_error(W1[name], dense[name], G) / ref,
+            "relative_error_first_sparse": adj["error_first"] / ref,
             "relative_error_sparse_again": adj["error_before"] / ref,
             "relative_error_final": adj["error_after"] / ref,
-            "adjusted": adj["improved"],
+            "adjusted": adj["adjusted"],
+            "adjustment_skipped": adj["skipped"],
         }
         run.tick(f"soft-mask adjustment of {name}")
     return final_w, final_m, per_layer
@@ -278,7 +302,9 @@ def _sds_info(run: _SdsRun, per_layer: dict, started: float) -> dict:
         "steps": run.steps,
         "layers": per_layer,
         "base": run.ctx.params["base"],
+        "adjust_rule": run.ctx.params["adjust_rule"],
         "layers_adjusted": sum(1 for v in per_layer.values() if v["adjusted"]),
+        "layers_adjustment_skipped": sum(1 for v in per_layer.values() if v["adjustment_skipped"]),
         "layers_where_second_pruning_beats_first": sum(
             1 for v in per_layer.values() if v["relative_error_sparse_again"] < v["relative_error_first_sparse"]
         ),
@@ -339,6 +365,12 @@ register(
             "l2": Param(1e-3, "L2 weight of the dense step, relative (x mean diag(G))", minimum=0.0),
             "iters": Param(100, "iterations of the dense step (FISTA, step 1/L)", minimum=0, group="budget"),
             "adjust_iters": Param(30, "iterations of the soft-mask adjustment (0 = skip it)", minimum=0, group="budget"),
+            "adjust_rule": Param(
+                "paper",
+                "step 3: 'paper' skips the adjustment in layers where the second pruning already beats the first and "
+                "keeps where it ends elsewhere; 'best' adjusts every layer and keeps its best iterate",
+                choices=ADJUST_RULES,
+            ),
             "track_metric": Param(True, "evaluate the model after each step on held-out training data"),
             "holdout": Param(256, "classifier: held-out training examples for the tracked metric", minimum=8),
             "lm_holdout": Param(8, "causal LM: held-out windows of training text for the tracked metric", minimum=1),
