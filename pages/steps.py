@@ -21,6 +21,12 @@ STEPWISE = {
 }
 BINS, GRID_BINS = 60, 40
 MIXTURE_CHOICES = [2, 1, 3, 4, "bic"]
+CLAIMS = {  # README sections measuring each seed method against its baseline at the paper's own budget
+    "mgpp": "Claim: MGPP beats gradual magnitude pruning at high sparsity",
+    "gmp": "Claim: MGPP beats gradual magnitude pruning at high sparsity",
+    "sds": "Claim: SDS improves SparseGPT and Wanda",
+    "randomized": "Claim: randomized selection beats magnitude at high sparsity",
+}
 
 
 def _choose(name: str) -> None:
@@ -53,6 +59,8 @@ def render() -> None:
     changed = ", ".join(f"{k}={v}" for k, v in s.params) or "defaults"
     ui.settings_line(s, loaded, extra=f"parameters: {changed} (sidebar, under the method)")
     st.caption(method.summary + " Budget and schedule: the method's parameters in the sidebar.")
+    st.caption(f"Does it beat its baseline at the paper's own budget? README.md, section *{CLAIMS[s.method]}* "
+               "(under Benchmarks; figures with intervals in `bench/results/claims.md`).")
     ui.default("ps_steps_k", 2)
 
     gradual = s.method in ("mgpp", "gmp")
