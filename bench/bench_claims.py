@@ -338,10 +338,8 @@ def _commit() -> str:
 
 
 # ---------------------------------------------------------------- time estimates
-def measure_rates(models: Models) -> dict:
-    """Seconds per unit of work on this machine now (a few steps of each kind; no point is run)."""
-    from pruning.seeds.sds import sds_dense_step
-
+def measure_minilm(models: Models) -> dict:
+    """Seconds per training step (batch 32, without and with distillation) and per test-set evaluation."""
     loaded, data = models.classifier()
     rates = {}
     for key, distill in (("minilm_step_b32", 0.0), ("minilm_step_b32_distill", 0.5)):
@@ -351,8 +349,16 @@ def measure_rates(models: Models) -> dict:
         tuner.step()
         rates[key] = _timed(lambda: [tuner.step() for _ in range(3)]) / 3
     rates["minilm_eval"] = _timed(lambda: evaluate(loaded, data, None, split="test"))
+    return rates
+
+
+def measure_lm(models: Models) -> dict:
+    """Seconds per evaluation window, per 1,000 calibration tokens of a one-shot pruning, and per
+    SDS iteration over all 210 layers (a dense step on every layer's real weight shape)."""
+    from pruning.seeds.sds import sds_dense_step
+
     lm = models.lm()
-    rates["lm_window"] = _timed(lambda: evaluate(lm, models.wikitext(), None, max_examples=2)) / 2
+    rates = {"lm_window": _timed(lambda: evaluate(lm, models.wikitext(), None, max_examples=2)) / 2}
     calib = calibration_batches(lm, "rt-plots", n_samples=8, seq_len=512, seed=0)
     for base in ("sparsegpt", "wanda"):
         rates[f"lm_{base}_per_1k_tokens"] = _timed(lambda: prune(lm, base, 0.5, "2:4", calibration=calib)) / (8 * 512 / 1000)
@@ -365,7 +371,16 @@ def measure_rates(models: Models) -> dict:
             sds_dense_step(w, w, g, 1e-6, 1e-6, lr=0.1, iters=2)
 
     rates["lm_sds_iter_all_layers"] = _timed(dense_steps) / 2
-    return {"rates": rates, "measured": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "load_average": os.getloadavg(), "machine": machine()}
+    return rates
+
+
+def measure_rates(models: Models, part: str, previous: dict) -> dict:
+    """Seconds per unit of work on this machine now (a few steps of each kind; no point is run),
+    merged into the earlier measurement of the other part, each part with its time and load."""
+    rates = measure_minilm(models) if part == "minilm" else measure_lm(models)
+    out = {"rates": {**previous.get("rates", {}), **rates}, "parts": dict(previous.get("parts", {})), "machine": machine()}
+    out["parts"][part] = {"measured": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "load_average": os.getloadavg(), "commit": _commit()}
+    return out
 
 
 def _timed(fn) -> float:
@@ -375,11 +390,14 @@ def _timed(fn) -> float:
 
 
 def estimate(pt: Point, rates: dict) -> float | None:
-    """Seconds the point should take at the measured rates (None before ``--measure``)."""
-    r = rates.get("rates")
-    if not r:
+    """Seconds the point should take at the measured rates (None until ``--measure`` measured its part)."""
+    try:
+        return _estimate(pt, rates.get("rates", {}), pt.settings(False))
+    except KeyError:
         return None
-    st = pt.settings(False)
+
+
+def _estimate(pt: Point, r: dict, st: dict) -> float:
     if pt.claim == "sds":
         ev = st["eval_windows"] * r["lm_window"]
         if pt.method == "dense":
@@ -545,7 +563,7 @@ def run_all(todo, args, rates) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--list", action="store_true", help="list the points with their state and time estimate")
-    parser.add_argument("--measure", action="store_true", help="measure per-step costs for the estimates (a few minutes)")
+    parser.add_argument("--measure", choices=["lm", "minilm"], help="measure per-step costs for the estimates (a few minutes)")
     parser.add_argument("--report", action="store_true", help="write bench/results/claims.md from the finished points")
     parser.add_argument("--only", choices=["mgpp", "randomized", "sds"])
     parser.add_argument("--point", action="append", help="run this point only (repeatable)")
@@ -560,7 +578,7 @@ def main() -> None:
     rates_path = OUT / "rates.json"
     rates = json.loads(rates_path.read_text()) if rates_path.exists() else {}
     if args.measure:
-        rates = measure_rates(Models(args.wikitext))
+        rates = measure_rates(Models(args.wikitext), args.measure, rates)
         write_json_atomic(rates_path, rates)
         print(json.dumps(rates, indent=1))
         return
