@@ -313,7 +313,7 @@ def run_point(pt: Point, args, models: Models) -> Path:
         "load_average": {"start": load_before, "end": os.getloadavg()},
         "machine": machine(),
         "cores": os.cpu_count(),
-        "commit": _commit(),
+        "commit": args.commit,
         **figures,
     }
     write_json_atomic(path, record)
@@ -553,10 +553,11 @@ def run_all(todo, args, rates) -> None:
         est = estimate(pt, rates)
         print(f"[{i + 1}/{len(pending)}] {pt.name} (estimate {'?' if est is None else _duration(est)})", flush=True)
         rec = json.loads(run_point(pt, args, models).read_text())
-        rest = sum(estimate(p, rates) or 0.0 for p in pending[i + 1 :])
+        rest = [estimate(p, rates) for p in pending[i + 1 :]]
+        left = "?" if None in rest else _duration(sum(rest))
         print(
             f"[{i + 1}/{len(pending)}] {pt.name}: {rec['metric']} {rec['value']:.4f} in {_duration(rec['wall_s'])}; "
-            f"{len(pending) - i - 1} points left, about {_duration(rest)} at the measured rates",
+            f"{len(rest)} points left, about {left} at the measured rates",
             flush=True,
         )
 
@@ -573,6 +574,7 @@ def main() -> None:
     parser.add_argument("--wikitext", default=str(WIKITEXT), help="the WikiText-2 raw test file (default ../shared/data/...)")
     parser.add_argument("--out", default=str(OUT))
     args = parser.parse_args()
+    args.commit = _commit()  # the code this process runs, whatever the checkout holds by the time a point ends
     out = Path(args.out)
     if args.tiny and out.resolve() == OUT.resolve():
         raise SystemExit("error: --tiny results must not land in bench/results/claims; give --out")
