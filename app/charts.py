@@ -120,23 +120,7 @@ def weight_histogram(
     )
     layers: list[alt.Chart] = [bars]
     if curves is not None and len(curves):
-        _require(curves, ["x", "component", "density"], "weight_histogram curves")
-        layers.append(
-            alt.Chart(curves)
-            .mark_line(strokeWidth=2, clip=bool(y_max))
-            .encode(
-                x="x:Q",
-                y=alt.Y("density:Q", scale=y_scale),
-                strokeDash=alt.StrokeDash("component:N", title="Gaussian mixture", legend=alt.Legend(labelLimit=340)),
-                detail="component:N",
-                color=alt.value("#333333"),
-                tooltip=[
-                    alt.Tooltip("component:N"),
-                    alt.Tooltip("x:Q", title="weight", format=".4f"),
-                    alt.Tooltip("density:Q", title="expected count per bin", format=",.1f"),
-                ],
-            )
-        )
+        layers.append(_mixture_curves(curves, y_scale, clip=bool(y_max)))
     if lines is not None and len(lines):
         _require(lines, ["x", "label"], "weight_histogram lines")
         layers.append(
@@ -150,6 +134,27 @@ def weight_histogram(
         )
     chart = alt.layer(*layers).resolve_scale(color="independent")
     return chart.properties(title=title, height=320) if title else chart.properties(height=320)
+
+
+def _mixture_curves(curves: pd.DataFrame, y_scale, clip: bool) -> alt.Chart:
+    """The dashed curves of a mixture's components (``x, component, density``) over a weight histogram."""
+    _require(curves, ["x", "component", "density"], "weight_histogram curves")
+    return (
+        alt.Chart(curves)
+        .mark_line(strokeWidth=2, clip=clip)
+        .encode(
+            x="x:Q",
+            y=alt.Y("density:Q", scale=y_scale),
+            strokeDash=alt.StrokeDash("component:N", title="Gaussian mixture", legend=alt.Legend(labelLimit=340)),
+            detail="component:N",
+            color=alt.value("#333333"),
+            tooltip=[
+                alt.Tooltip("component:N"),
+                alt.Tooltip("x:Q", title="weight", format=".4f"),
+                alt.Tooltip("density:Q", title="expected count per bin", format=",.1f"),
+            ],
+        )
+    )
 
 
 def histogram_grid(bins: pd.DataFrame, columns: int = 6, order: list | None = None, shared_x: bool = False) -> alt.Chart:
@@ -364,7 +369,7 @@ def sensitivity_bars(df: pd.DataFrame, metric: str = "accuracy", value: str = "d
         .mark_bar()
         .encode(
             y=alt.Y("layer:N", sort=order, title="layer (most sensitive first)", axis=alt.Axis(labelLimit=260, labelOverlap=False)),
-            x=alt.X(f"{value}:Q", title=f"{'drop' if value == 'drop' else 'change'} when only this layer is pruned ({unit})"),
+            x=alt.X(f"{value}:Q", title=f"{'drop' if value == 'drop' else 'change'} when only this layer is pruned ({unit})", axis=alt.Axis(format="~g")),
             color=alt.Color(f"{value}:Q", scale=alt.Scale(scheme="reds"), legend=None),
             tooltip=[alt.Tooltip("layer:N"), alt.Tooltip(f"{value}:Q", title=unit, format=".4f")],
         )

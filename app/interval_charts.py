@@ -18,6 +18,10 @@ INTERVAL = "95% interval"
 NOISE_SCALE = alt.Scale(domain=["distinguishable from 0", "within noise"], range=["#222222", "#aaaaaa"])
 
 
+def _ci_tooltips(low: str = "ci_low", high: str = "ci_high", fmt: str = ".4g") -> list:
+    return [alt.Tooltip(f"{low}:Q", title=f"{INTERVAL} from", format=fmt), alt.Tooltip(f"{high}:Q", title="to", format=fmt)]
+
+
 def _band(reference: dict, label: str, metric: str, fmt: str = ".4g") -> alt.Chart:
     """A horizontal band from ``ci_low`` to ``ci_high`` over the whole width, for a reference model."""
     frame = pd.DataFrame([{"label": label, "value": reference["value"], "ci_low": reference["ci_low"], "ci_high": reference["ci_high"]}])
@@ -30,8 +34,7 @@ def _band(reference: dict, label: str, metric: str, fmt: str = ".4g") -> alt.Cha
             tooltip=[
                 alt.Tooltip("label:N"),
                 alt.Tooltip("value:Q", title=metric, format=fmt),
-                alt.Tooltip("ci_low:Q", title=f"{INTERVAL} from", format=fmt),
-                alt.Tooltip("ci_high:Q", title="to", format=fmt),
+                *_ci_tooltips(fmt=fmt),
             ],
         )
     )
@@ -58,14 +61,13 @@ def ramp_chart_ci(points: pd.DataFrame, dense: dict | None = None, metric: str =
                 alt.Tooltip("granularity:N"),
                 alt.Tooltip("sparsity:Q", format=".0%"),
                 alt.Tooltip("value:Q", title=metric, format=".4g"),
-                alt.Tooltip("ci_low:Q", title=f"{INTERVAL} from", format=".4g"),
-                alt.Tooltip("ci_high:Q", title="to", format=".4g"),
+                *_ci_tooltips(),
                 alt.Tooltip("n:Q", title="examples" if metric == "accuracy" else "windows"),
             ],
         )
     )
     layers = [base, bars] if dense is None else [_band(dense, "dense model", metric), base, bars]
-    return alt.layer(*layers)
+    return alt.layer(*layers).properties(height=380)
 
 
 def noise_labels(df: pd.DataFrame, value: str) -> pd.Series:
@@ -95,14 +97,14 @@ def sensitivity_bars_ci(df: pd.DataFrame, metric: str = "accuracy", value: str =
             color=alt.Color("signal:N", scale=NOISE_SCALE, title=INTERVAL, legend=alt.Legend(orient="top")),
             tooltip=[
                 alt.Tooltip("layer:N"),
-                alt.Tooltip(f"{value}:Q", title=unit, format=".4f"),
-                alt.Tooltip(f"{low}:Q", title=f"{INTERVAL} from", format=".4f"),
-                alt.Tooltip(f"{high}:Q", title="to", format=".4f"),
+                alt.Tooltip(f"{value}:Q", title=unit, format=".4g"),
+                *_ci_tooltips(low, high),
                 alt.Tooltip("signal:N", title="this layer"),
             ],
         )
     )
-    return alt.layer(charts.sensitivity_bars(data, metric, value), bars).resolve_scale(color="independent")
+    chart = alt.layer(charts.sensitivity_bars(data, metric, value), bars).resolve_scale(color="independent")
+    return chart.properties(height=alt.Step(16))  # a layered chart takes its size from the outside: one step per layer
 
 
 def candidate_bars_ci(df: pd.DataFrame, value_title: str, reference: dict | None = None, fmt: str = ".4g") -> alt.Chart:
@@ -125,10 +127,9 @@ def candidate_bars_ci(df: pd.DataFrame, value_title: str, reference: dict | None
             tooltip=[
                 alt.Tooltip("candidate:N"),
                 alt.Tooltip("score:Q", title=value_title, format=fmt),
-                alt.Tooltip("ci_low:Q", title=f"{INTERVAL} from", format=fmt),
-                alt.Tooltip("ci_high:Q", title="to", format=fmt),
+                *_ci_tooltips(fmt=fmt),
             ],
         )
     )
     layers = [bars, dots] if reference is None else [_band(reference, "deterministic mask", value_title, fmt), bars, dots]
-    return alt.layer(*layers)
+    return alt.layer(*layers).properties(height=260)

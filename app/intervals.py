@@ -24,23 +24,25 @@ def value_text(metric: str, value: float) -> str:
     return f"{value:.1%}" if metric == "accuracy" else f"{value:,.2f}"
 
 
-def count_text(metric: str, n: int) -> str:
-    """What ``n`` counts: sentences for accuracy, text windows for perplexity."""
+def count_text(metric: str, n: int, held_out: bool = False) -> str:
+    """What ``n`` counts: sentences for accuracy, text windows for perplexity (predicted tokens for the
+    seed methods' ``held_out`` perplexity)."""
     if metric == "perplexity":
-        return f"{n:,} window{'s' if n != 1 else ''}"
+        return f"{n:,} predicted tokens" if held_out else f"{n:,} window{'s' if n != 1 else ''}"
     return f"n = {n:,}"
 
 
-def interval_text(metric: str, ev: dict) -> str:
+def interval_text(metric: str, ev: dict, held_out: bool = False) -> str:
     """``"95% CI 76.4% to 86.0%, n = 256"`` for one metric dict."""
     low, high = value_text(metric, ev["ci_low"]), value_text(metric, ev["ci_high"])
-    return f"95% CI {low} to {high}, {count_text(metric, int(ev['n']))}"
+    return f"95% CI {low} to {high}, {count_text(metric, int(ev['n']), held_out)}"
 
 
-def metric_text(ev: dict) -> str:
-    """``"81.6% (95% CI 76.4% to 86.0%, n = 256)"``: a value with its interval and sample size."""
+def metric_text(ev: dict, held_out: bool = False) -> str:
+    """``"81.6% (95% CI 76.4% to 86.0%, n = 256)"``: a value with its interval and sample size
+    (``held_out``: a seed method's held-out metric, whose perplexity ``n`` counts tokens)."""
     metric = ev["metric"]
-    return f"{value_text(metric, ev['value'])} ({interval_text(metric, ev)})"
+    return f"{value_text(metric, ev['value'])} ({interval_text(metric, ev, held_out)})"
 
 
 def drop_unit(metric: str) -> str:
@@ -83,3 +85,46 @@ def drop_columns(diff: dict) -> dict:
 def value_columns(ev: dict) -> dict:
     """A metric under the column names scripts rely on."""
     return {"value": ev["value"], "ci_low": ev["ci_low"], "ci_high": ev["ci_high"], "n": ev["n"]}
+
+
+SIGNAL_NAMES = {"kl": "KL divergence", "drop": "metric drop"}
+
+
+def signal_text(signal: str, metric: str, row: dict) -> str:
+    """One layer's sensitivity signal with its interval: the paired drop, or the KL divergence."""
+    if signal == "drop":
+        return drop_text(metric, row)
+    low, high = row[f"{signal}_ci_low"], row[f"{signal}_ci_high"]
+    noise = f", {WITHIN_NOISE}" if within_noise(low, high) else ""
+    return f"{SIGNAL_NAMES.get(signal, signal)} {row[signal]:.3g} (95% CI {low:.3g} to {high:.3g}){noise}"
+
+
+def noise_summary(rows, signal: str, metric: str, at: float) -> str:
+    """How many layers the signal tells apart from 0 at sparsity ``at``, in words; when fewer than half,
+    says plainly that most of the signal is noise and what would make it clearer.
+
+    ``rows``: a DataFrame with ``<signal>, <signal>_ci_low, <signal>_ci_high, n`` per layer.
+    """
+    covers = [within_noise(lo, hi) for lo, hi in zip(rows[f"{signal}_ci_low"], rows[f"{signal}_ci_high"])]
+    total, clear = len(covers), covers.count(False)
+    name = SIGNAL_NAMES.get(signal, signal)
+    text = f"At {at:.0%}, **{clear} of {total}** layers are distinguishable from zero by the {name} (their 95% interval excludes 0)"
+    text += "." if clear == total else f"; the other {total - clear} are within noise, and their order among themselves means nothing."
+    if 2 * clear < total:
+        n = int(rows["n"].iloc[0])
+        half = float(((rows[f"{signal}_ci_high"] - rows[f"{signal}_ci_low"]) / 2).median())
+        spread = f"±{half * 100:.1f} points" if signal == "drop" and metric == "accuracy" else f"±{half:.3g}"
+        text += (
+            f" **Most of this signal is noise**: measured on {count_text(metric, n)}, a typical layer's interval spans {spread}. "
+            "Rank by KL divergence, raise the evaluation size, or measure at a higher sparsity before trusting the order."
+        )
+    return text
+
+
+def noise_column(rows, reference) -> list[str]:
+    """Per row of a table with ``drop_ci_low, drop_ci_high``: "within noise" where the paired interval
+    covers 0, else ""; the rows the others are compared with (``reference``, one bool per row) say "reference"."""
+    out = []
+    for row, is_reference in zip(rows.to_dict("records"), reference):
+        out.append("reference" if is_reference else (WITHIN_NOISE if within_noise(row["drop_ci_low"], row["drop_ci_high"]) else ""))
+    return out

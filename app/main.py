@@ -6,6 +6,7 @@ page chosen in the navigation. One file per view in ``pages/``.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -18,14 +19,28 @@ import streamlit as st  # noqa: E402
 from app import sidebar  # noqa: E402
 from app.pages_index import PAGES, register  # noqa: E402
 
+BUTTON_SUFFIXES = ("_run", "_csv", "_json", "_apply")  # buttons and downloads: their state cannot be set
+
 st.set_page_config(page_title="PruneScope", page_icon="✂️", layout="wide")
+
+
+@st.cache_resource(show_spinner=False)
+def _threads(count: str) -> None:
+    """Torch's thread count, set once by the app's entry point (as the CLI does); engine calls never set it."""
+    if count:
+        import torch
+
+        torch.set_num_threads(int(count))
+
+
+_threads(os.environ.get("PRUNESCOPE_THREADS", ""))
 
 pages = [st.Page(str(ROOT / "pages" / p.file), title=p.title, icon=p.icon, url_path=p.url, default=(i == 0)) for i, p in enumerate(PAGES)]
 register(pages)
 navigation = st.navigation(pages, position="sidebar")
 # Page widgets (layer choice, toggles) keep their value when the user visits another page and comes back.
 for key in list(st.session_state):
-    if key.startswith("ps_") and key not in sidebar.NOT_ASSIGNABLE and not key.endswith(("_run", "_csv")):
+    if key.startswith("ps_") and key not in sidebar.NOT_ASSIGNABLE and not key.endswith(BUTTON_SUFFIXES):
         st.session_state[key] = st.session_state[key]
 sidebar.render()
 navigation.run()

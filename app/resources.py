@@ -1,192 +1,29 @@
-"""Cached, shared resources: models, data, scores, masks, evaluations, sweeps.
+"""Cached, shared results the pages ask for: models, data, scores, masks, evaluations, sweeps.
 
-How the app caches
-------------------
-One process-wide :class:`Store` lives in ``st.cache_resource`` (so Streamlit's
-"Clear cache" empties it, and every session and thread sees the same one).
-Every entry is keyed by *all* the settings that produced it, so a session only
-ever gets what its own settings ask for: two sessions at different sparsities
-look up different keys and never see each other's masks. Entries are treated
-as read-only: the loaded model is never modified (evaluation goes through
-overrides on a private shallow copy, see ``pruning.functional``).
-
-Heavy work (loading a model, the minilm-rt fine-tune on first use, scores,
-evaluations, sweeps) runs as a :class:`Job` on a background thread, keyed like
-any entry. The page polls the job and draws a progress bar with the job's own
-message; if the user moves a slider or leaves the page meanwhile, the script
-run stops but the job goes on, and the next run (in this session or another
-one asking for the same thing) picks it up instead of starting again. Cheap
-derived data (histogram bins, mixture fits) is computed in place with
-:func:`memo`. A mask at a new sparsity is a comparison against cached ranks
-(``pruning.masks.MaskRanker``), a few milliseconds, so the Weights and Masks
-views follow the slider without a job.
+Pages never build cache keys or touch the store: they call these functions with the
+session's settings. Every entry is keyed by *all* the settings that produced it, so
+two sessions at different sparsities look up different keys and never see each
+other's masks; heavy work runs as a job of ``app.jobs`` (one place for the store,
+progress, Stop and the one-job-per-kind-per-session rule). A function here returns
+the result (waiting for a running job while drawing its progress and a Stop button)
+or raises ``NotStarted`` for a slow computation nobody started; the Run-button
+views (sparsity ramp, layer sensitivity, random candidates) get an ``Answer``
+instead and start the job from their button. Cheap derived data (histogram bins,
+mixture fits) is computed in place with ``memo``. A mask at a new sparsity is a
+comparison against cached ranks (``pruning.masks.MaskRanker``), a few
+milliseconds, so the Weights and Masks views follow the slider without a job.
 """
 
 from __future__ import annotations
 
-import threading
-import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import streamlit as st
-
 from pruning.errors import PruneScopeError
 
+from . import intervals as I
+from .jobs import Answer, Job, NotStarted, answer, memo, result, session, store
 from .state import DATA_EMBEDDED, Settings
-
-# How many entries of each kind the store keeps (least recently used goes first).
-LIMITS = {
-    "model": 2,
-    "data": 6,
-    "calibration": 6,
-    "ranker": 4,
-    "prune": 6,
-    "eval": 512,
-    "sweep": 16,
-    "sensitivity": 16,
-    "candidates": 16,
-    "memo": 256,
-}
-
-
-# ---------------------------------------------------------------- store and jobs
-class Job:
-    """One piece of heavy work on a background thread, with progress the page can draw."""
-
-    def __init__(self, label: str, fn: Callable[["Job"], Any]):
-        self.label = label
-        self.fn = fn
-        self.fraction = 0.0
-        self.message = "starting"
-        self.value: Any = None
-        self.error: BaseException | None = None
-        self.partial: list = []  # rows a sweep has finished so far
-        self.done = threading.Event()
-        self.started = time.perf_counter()
-        self.seconds = 0.0
-
-    def progress(self, done: int, total: int, message: str) -> None:
-        self.fraction = min(1.0, max(0.0, done / total)) if total else 0.0
-        self.message = str(message)
-
-    def start(self) -> "Job":
-        threading.Thread(target=self._run, name=f"prunescope-{self.label[:30]}", daemon=True).start()
-        return self
-
-    def _run(self) -> None:
-        try:
-            self.value = self.fn(self)
-        except BaseException as exc:  # noqa: BLE001 - handed to the page that shows it
-            self.error = exc
-        finally:
-            self.seconds = time.perf_counter() - self.started
-            self.fraction = 1.0
-            self.done.set()
-
-
-class Store:
-    """Thread-safe keyed store with a least-recently-used bound per kind."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._items: dict[str, OrderedDict] = {}
-
-    def get(self, kind: str, key) -> tuple[bool, Any]:
-        with self._lock:
-            items = self._items.setdefault(kind, OrderedDict())
-            if key in items:
-                items.move_to_end(key)
-                return True, items[key]
-            return False, None
-
-    def put(self, kind: str, key, value) -> None:
-        with self._lock:
-            items = self._items.setdefault(kind, OrderedDict())
-            items[key] = value
-            items.move_to_end(key)
-            limit = LIMITS.get(kind, 32)
-            while len(items) > limit:
-                items.popitem(last=False)
-
-    def get_or_start(self, kind: str, key, label: str, fn: Callable[[Job], Any]) -> Job:
-        with self._lock:
-            items = self._items.setdefault(kind, OrderedDict())
-            job = items.get(key)
-            if job is None:
-                job = Job(label, fn)
-                items[key] = job
-                limit = LIMITS.get(kind, 32)
-                while len(items) > limit:
-                    items.popitem(last=False)
-                job.start()
-            else:
-                items.move_to_end(key)
-            return job
-
-    def forget(self, kind: str, key, job=None) -> None:
-        with self._lock:
-            items = self._items.setdefault(kind, OrderedDict())
-            if key in items and (job is None or items[key] is job):
-                del items[key]
-
-    def peek(self, kind: str, key):
-        with self._lock:
-            return self._items.get(kind, {}).get(key)
-
-
-@st.cache_resource(show_spinner=False)
-def store() -> Store:
-    return Store()
-
-
-def memo(kind_key, fn: Callable[[], Any]):
-    """Compute ``fn()`` once per key, in this thread (for sub-second derived data)."""
-    hit, value = store().get("memo", kind_key)
-    if hit:
-        return value
-    value = fn()
-    store().put("memo", kind_key, value)
-    return value
-
-
-def wait_for(job: Job, kind: str, key, on_partial: Callable[[list], None] | None = None, poll: float = 0.2):
-    """Block this script run until ``job`` is done, drawing its progress; return its value.
-
-    A failed job is forgotten (so fixing the input and trying again works) and
-    its error raised here, where the page shows it.
-    """
-    if not job.done.wait(0.05):
-        box = st.empty()
-        with box.container():
-            st.caption(f"{job.label} ...")
-            bar = st.progress(0.0)
-        seen = -1
-        while not job.done.wait(poll):
-            elapsed = time.perf_counter() - job.started
-            bar.progress(job.fraction, text=f"{job.message} ({elapsed:.0f} s{remaining(elapsed, job.fraction)})")
-            if on_partial is not None and len(job.partial) != seen:
-                seen = len(job.partial)
-                on_partial(list(job.partial))
-        box.empty()
-    if job.error is not None:
-        store().forget(kind, key, job)
-        raise job.error
-    return job.value
-
-
-def remaining(elapsed: float, fraction: float) -> str:
-    """``", about 3 min left"`` from the time so far and the share done (nothing until 2% is done)."""
-    if fraction < 0.02 or fraction >= 1.0 or elapsed < 5:
-        return ""
-    left = elapsed * (1.0 - fraction) / fraction
-    return f", about {left:.0f} s left" if left < 90 else f", about {left / 60:.0f} min left"
-
-
-def run_job(kind: str, key, label: str, fn: Callable[[Job], Any], on_partial=None):
-    job = store().get_or_start(kind, key, label, fn)
-    return wait_for(job, kind, key, on_partial)
 
 
 # ---------------------------------------------------------------- model and data
@@ -199,7 +36,7 @@ def loaded_model(s: Settings):
     def load(job: Job):
         return load_model(s.model, gguf_file=s.gguf_file, progress=job.progress)
 
-    return run_job("model", s.model_key, f"Loading {s.model} (the first use of minilm-rt fine-tunes it: a few minutes)", load)
+    return result("model", s.model_key, f"Loading {s.model} (the first use of minilm-rt fine-tunes it: a few minutes)", load)
 
 
 def task_data(s: Settings, loaded):
@@ -219,19 +56,21 @@ def task_data(s: Settings, loaded):
             return D.load_lm_text(s.data_source or D.RT_PLOTS_NAME)
         return D.load_classification(s.data_source or D.RT_NAME, text_column=s.text_column, label_column=s.label_column)
 
-    return run_job("data", (loaded.task, s.data_key), f"Reading dataset {s.data_source or 'embedded'}", load)
+    return result("data", (loaded.task, s.data_key), f"Reading dataset {s.data_source or 'embedded'}", load)
 
 
 def calibration(s: Settings, loaded, data):
+    """The calibration batches of the session's request (samples, tokens per sample, seed) from ``data``."""
     from pruning.data import calibration_batches
 
-    key = (s.model_key, s.data_key, s.calibration, s.seed)
+    r = s.request
+    key = (s.model_key, s.data_key, r.calib_samples, r.calib_len, r.seed)
 
     def build(job: Job):
-        job.progress(0, 1, f"tokenizing {s.calibration} calibration samples")
-        return calibration_batches(loaded, data, n_samples=s.calibration, seq_len=128, seed=s.seed)
+        job.progress(0, 1, f"tokenizing {r.calib_samples} calibration samples")
+        return calibration_batches(loaded, data, n_samples=r.calib_samples, seq_len=r.calib_len, seed=r.seed)
 
-    return run_job("calibration", key, "Preparing calibration data", build)
+    return result("calibration", key, "Preparing calibration data", build)
 
 
 @dataclass(frozen=True)
@@ -265,48 +104,36 @@ def method_info(name: str):
     return get_method(name)
 
 
+def request_for(s: Settings, method: str | None = None):
+    """The session's request, or the same request for another method (with that method's default parameters)."""
+    r = s.request
+    return r if method in (None, r.method) else r.replace(method=method)
+
+
 def ranker(s: Settings, loaded, method_name: str):
     """The MaskRanker of a score-based method: scores computed once, ranked once per granularity."""
     from pruning.prune import mask_ranker
 
-    m = method_info(method_name)
-    calib = None
-    if m.needs_calibration:
-        calib = calibration(s, loaded, task_data(s, loaded))
-    seed_part = None if method_name == "magnitude" else s.seed
-    calib_part = (s.data_key, s.calibration, s.seed) if m.needs_calibration else None
-    params = s.params_for(method_name)
-    key = (s.model_key, method_name, seed_part, calib_part, tuple(sorted(params.items())))
+    req = request_for(s, method_name)
+    m = req.method_info
+    calib = calibration(s, loaded, task_data(s, loaded)) if m.needs_calibration else None
+    # scores do not depend on the sparsity or the granularity: one ranker serves every slider position
+    key = (s.model_key, s.data_key if m.needs_calibration else None, req.method, req.params, req.seed, req.calib_samples if m.needs_calibration else None)
 
     def build(job: Job):
         job.progress(0, 1, f"computing {m.label} scores")
-        r = mask_ranker(loaded, method_name, calibration=calib, seed=s.seed, params=params, progress=job.progress)
+        r = mask_ranker(loaded, req, calibration=calib, progress=job.progress)
         job.progress(1, 2, "ranking scores")
         r.masks(0.5, "layer")  # ranks the scores now, so the first slider move is already fast
         return r
 
-    return run_job("ranker", key, f"Scoring every weight with {m.label}", build)
-
-
+    return result("ranker", key, f"Scoring every weight with {m.label}", build)
 
 
 def needs_start(method) -> bool:
     """Methods that train or run several passes (the seed methods) take minutes on a small CPU:
     they start when the user asks, after setting their budget, never on a slider move."""
     return method.family == "seed" or method.needs_training_data
-
-
-class NotStarted(Exception):
-    """A slow method's result was asked for and nobody has started it yet; ``start()`` starts it
-    (as a shared background job). The page shows a button that calls it (see ``ui.guarded``)."""
-
-    def __init__(self, method, params: dict, start: Callable[[], Job], model_size: int = 0, task: str = ""):
-        super().__init__(f"{method.label} has not been run at these settings yet")
-        self.method = method
-        self.params = params  # the parameters it will run with (those that differ from the defaults)
-        self.start = start
-        self.model_size = model_size  # parameters of the model it will train or pass over
-        self.task = task
 
 
 @dataclass
@@ -321,11 +148,11 @@ class MaskSet:
     info: dict = field(default_factory=dict)
     other: dict | None = None  # parameters a trained method fine-tuned besides the pruned layers (module layout)
 
-    ident: tuple = ()  # everything that produced these masks (model, data, calibration, seed): a safe cache key
+    ident: tuple = ()  # everything that produced these masks (model, data, the request's key): a safe cache key
 
     @property
     def key(self) -> tuple:
-        return (self.method, self.granularity, round(self.sparsity, 6)) + self.ident
+        return self.ident
 
 
 def one_pass_approximation(method) -> bool:
@@ -334,62 +161,74 @@ def one_pass_approximation(method) -> bool:
     return method.score_based and method.needs_calibration
 
 
-def masks(
-    s: Settings,
-    loaded,
-    method: str | None = None,
-    sparsity: float | None = None,
-    granularity: str | None = None,
-    on_partial=None,
-    exact: bool = False,
-) -> MaskSet:
-    """Masks for the session's settings (or the given overrides of them).
+def masks(s: Settings, loaded, method: str | None = None, on_partial=None, exact: bool = False) -> MaskSet:
+    """Masks for the session's request (or the same request for another ``method``).
 
     Score-based methods re-threshold cached ranks (milliseconds); others run
-    ``pruning.prune.prune`` once per setting, as a cached job. ``on_partial(entries)``
+    ``pruning.prune.prune`` once per request, as a cached job. ``on_partial(entries)``
     is called while such a job runs with what the method has reported so far
     (MGPP/GMP snapshots, SDS stages), so a page can draw them live. ``exact=True`` (for
     every metric the app shows) runs the method itself where the cached ranks are only a
     one-pass approximation of it (Wanda).
     """
-    from pruning.masks import parse_granularity, validate_sparsity
-
-    method = method or s.method
-    g = parse_granularity(granularity or s.granularity)
-    sparsity = g.fixed_sparsity if g.is_nm else validate_sparsity(s.sparsity if sparsity is None else sparsity)
-    m = method_info(method)
-    if str(g) not in m.granularities and not (g.is_nm and "2:4" in m.granularities):
-        raise PruneScopeError(f"{m.label} does not support granularity {g}; it supports {', '.join(m.granularities)}")
-    params = s.params_for(method)
-    param_part = tuple(sorted(params.items()))
-    ident = (s.model_key, s.data_key if (m.needs_calibration or m.needs_training_data) else None, s.calibration, s.seed, param_part)
+    req = request_for(s, method)
+    m = req.method_info
+    ident = (s.model_key, s.data_key, req.key)
     if m.score_based and not (exact and one_pass_approximation(m)):
-        r = ranker(s, loaded, method)
+        r = ranker(s, loaded, req.method)
         one_pass = ("one-pass scores",) if one_pass_approximation(m) else ()  # never the same cache entry as the method's own masks
-        return MaskSet(method, sparsity, str(g), r.masks(sparsity, g), ident=ident + one_pass)
+        return MaskSet(req.method, req.sparsity, str(req.granularity), r.masks(req.sparsity, req.granularity), ident=ident + one_pass)
     if m.needs_training_data and loaded.task == "encoder":
         raise PruneScopeError(f"{m.label} trains on the task, and this model has no task head")
     data = task_data(s, loaded) if (m.needs_calibration or m.needs_training_data) else None
     calib = calibration(s, loaded, data) if m.needs_calibration else None
-    key = (s.model_key, s.data_key, method, str(g), round(sparsity, 6), s.calibration, s.seed, param_part)
 
     def run(job: Job):
         from pruning.prune import prune
 
-        def observe(kind: str, entry: dict) -> None:
-            job.partial.append(entry)
+        return prune(loaded, req, calibration=calib, data=data, progress=job.progress, observe=job.observe)
 
-        return prune(
-            loaded, method, sparsity, str(g), calibration=calib, seed=s.seed, progress=job.progress, data=data, params=params, observe=observe
-        )
-
-    label = f"Pruning with {m.label} at {sparsity:.0%} ({g})"
-    if needs_start(m) and store().peek("prune", key) is None:
+    label = f"Pruning with {m.label} at {req.sparsity:.0%} ({req.granularity})"
+    ask = None
+    if needs_start(m):
         size = sum(p.numel() for p in loaded.model.parameters())
-        raise NotStarted(m, params, lambda: store().get_or_start("prune", key, label, run), model_size=size, task=loaded.task)
-    result = run_job("prune", key, label, run, on_partial)
-    other = dict(getattr(result, "other_params", None) or {}) or None
-    return MaskSet(method, sparsity, str(g), result.masks, result.weights, dict(result.info), other=other, ident=ident)
+
+        def ask(start):
+            return NotStarted(label, start, "prune", method=m, params=s.params_for(req.method), model_size=size, task=loaded.task)
+
+    out = result("prune", ident, label, run, on_partial, ask=ask)
+    other = dict(getattr(out, "other_params", None) or {}) or None
+    return MaskSet(req.method, req.sparsity, str(req.granularity), out.masks, out.weights, dict(out.info), other=other, ident=ident)
+
+
+def of_masks(mask_sets, what: str, fn: Callable[[], Any]):
+    """A value derived from one mask set (or a tuple of them) by ``fn``, computed once; ``what`` names it
+    among the values derived from the same masks."""
+    sets = mask_sets if isinstance(mask_sets, tuple) else (mask_sets,)
+    return memo((what,) + tuple(m.key for m in sets), fn)
+
+
+def exact_agreement(s: Settings, loaded, fast: MaskSet) -> Job | None:
+    """How far the one-pass masks ``fast`` (the slider views') are from the method's own masks at the
+    same request: a background job, started when a page has drawn at this setting (the slider rests),
+    never waited for; a newer setting of the same session replaces (and stops) it, and so does its Stop
+    button (then ``None`` until the setting changes). Its value: ``pruning.masks.mask_overlap`` (Jaccard,
+    Hamming and agreement, per layer and overall)."""
+    from pruning.masks import mask_overlap
+
+    if store().was_stopped(session(), "agreement", fast.key):
+        return None
+
+    req = request_for(s, fast.method)
+    calib = calibration(s, loaded, task_data(s, loaded))
+
+    def run(job: Job):
+        from pruning.prune import prune
+
+        exact = prune(loaded, req, calibration=calib, progress=job.progress)
+        return mask_overlap(fast.masks, exact.masks)
+
+    return store().get_or_start("agreement", fast.key, f"Exact {req.method_info.label} masks for the agreement", run, session())
 
 
 def overrides(loaded, mask_set: MaskSet) -> dict:
@@ -413,10 +252,137 @@ def evaluation(s: Settings, loaded, data, mask_set: MaskSet | None = None) -> di
     def run(job: Job):
         job.progress(0, 1, f"evaluating on {s.eval_size} examples")
         ov = None if mask_set is None else overrides(loaded, mask_set)
-        return evaluate(loaded, data, overrides=ov, max_examples=s.eval_size)
+        return evaluate(loaded, data, overrides=ov, max_examples=s.eval_size, progress=job.progress)
 
     label = "Evaluating the dense model" if mask_set is None else f"Evaluating {mask_set.method} at {mask_set.sparsity:.0%}"
-    return run_job("eval", key, label, run)
+    return result("eval", key, label, run)
+
+
+# ---------------------------------------------------------------- views that start from a Run button
+def ramp(s: Settings, loaded, data, methods: list, granularities: list, sparsities: list) -> Answer:
+    """The sparsity ramp of ``methods`` x ``granularities`` x ``sparsities`` (rows: dense first, then one per point).
+
+    Every point prunes with the session's request for that method (its parameters, data and seed);
+    the ramp sets the sparsity and the granularity, so the sidebar's do not key it."""
+    requests = [request_for(s, m).replace(sparsity=0.5, granularity="layer") for m in methods]
+    key = (s.model_key, s.data_key, tuple(r.key for r in requests), tuple(granularities), tuple(sparsities), s.eval_size)
+
+    def prepare():
+        calib = calibration(s, loaded, data) if any(r.method_info.needs_calibration for r in requests) else None
+
+        def work(job: Job):
+            from pruning.sweep import sparsity_ramp
+
+            return sparsity_ramp(
+                loaded, data, requests, granularities, sparsities, calibration=calib,
+                max_examples=s.eval_size, progress=job.progress, on_point=job.add,
+            )
+
+        return work
+
+    return answer("sweep", key, "Sparsity ramp", prepare)
+
+
+def allocated_ramp(s: Settings, loaded, data, methods: list, sparsities: list, source) -> Answer:
+    """The applied allocation against uniform per-layer pruning at each sparsity, both measured on the same
+    examples: per method and sparsity a ``layer`` and an ``allocated`` row (``value, ci_low, ci_high, n``),
+    the allocated one with the paired ``drop, drop_ci_low, drop_ci_high`` against uniform (harm-positive).
+    The allocation is rebuilt from ``source`` (an ``app.allocation.AllocationSource``) for every sparsity."""
+    from pruning.masks import allocated
+
+    able = [m for m in methods if "allocated" in method_info(m).granularities]
+    pairs = [
+        (request_for(s, m).replace(granularity="layer", sparsity=sp), request_for(s, m).replace(granularity=allocated(source.at(sp)), sparsity=sp))
+        for m in able
+        for sp in sparsities
+    ]
+    key = (s.model_key, s.data_key, tuple((u.key, a.key) for u, a in pairs), s.eval_size)
+
+    def prepare():
+        calib = calibration(s, loaded, data) if any(method_info(m).needs_calibration for m in able) else None
+
+        def work(job: Job):
+            rows = []
+            for i, (uniform, alloc) in enumerate(pairs):
+                job.progress(i, len(pairs), f"{uniform.method} at {uniform.sparsity:.0%}: uniform and allocated")
+                rows += compare_requests(loaded, data, uniform, alloc, calib, s.eval_size)
+                for row in rows[-2:]:
+                    job.add(row)
+            return rows
+
+        return work
+
+    return answer("allocated-ramp", key, "Allocated against uniform", prepare)
+
+
+def compare_requests(loaded, data, uniform, alloc, calib, eval_size: int) -> list[dict]:
+    """Prune with both requests, evaluate both on the same examples, and the paired harm of the second."""
+    from pruning.evaluate import evaluate, paired_difference
+    from pruning.prune import prune
+
+    evs = []
+    for req in (uniform, alloc):
+        result = prune(loaded, req, calibration=calib if req.method_info.needs_calibration else None)
+        evs.append(evaluate(loaded, data, overrides=result.overrides(loaded), max_examples=eval_size))
+    diff = paired_difference(*evs)
+    base = {"method": uniform.method, "sparsity": uniform.sparsity, "metric": evs[0]["metric"]}
+    return [
+        {**base, "granularity": "layer", **I.value_columns(evs[0])},
+        {**base, "granularity": "allocated", **I.value_columns(evs[1]), **I.drop_columns(diff)},
+    ]
+
+
+def sensitivity(s: Settings, loaded, data, method: str, sparsities: list) -> Answer:
+    """Layer sensitivity: the metric with one layer pruned at a time (rows: dense first, then layer x sparsity),
+    at the sidebar's granularity within one layer (an N:M pattern fixes the only sparsity)."""
+    request = request_for(s, method).replace(sparsity=0.5)  # the sparsities are the view's own
+    key = (s.model_key, s.data_key, request.key, tuple(sparsities), s.eval_size)
+
+    def prepare():
+        calib = calibration(s, loaded, data) if request.method_info.needs_calibration else None
+
+        def work(job: Job):
+            from pruning.sweep import layer_sensitivity
+
+            return layer_sensitivity(
+                loaded, data, request, sparsities, calibration=calib, max_examples=s.eval_size, progress=job.progress, on_point=job.add
+            )
+
+        return work
+
+    return answer("sensitivity", key, "Layer sensitivity", prepare)
+
+
+@dataclass(frozen=True)
+class CandidateChoice:
+    """The Random candidates view's own settings."""
+
+    base: str
+    randomness: float
+    k: int
+    power: float
+    seed: int
+    holdout: int
+
+
+def candidates(s: Settings, loaded, data, c: CandidateChoice) -> Answer:
+    """K masks sampled around ``c.base``'s scores at the session's sparsity and granularity, each scored
+    on held-out training data (a ``CandidatePool``)."""
+    params = {"base": c.base, "k": c.k, "randomness": c.randomness, "power": c.power, "holdout": c.holdout}
+    request = s.request.replace(method="randomized", params=params, seed=c.seed)
+    key = (s.model_key, s.data_key, request.key)
+
+    def prepare():
+        from pruning.seeds.randomized import candidate_pool
+
+        rk = ranker(s, loaded, c.base)
+
+        def work(job: Job):
+            return candidate_pool(loaded, rk.scores, request, data=data, progress=job.progress)
+
+        return work
+
+    return answer("candidates", key, f"Sampling {c.k} candidates", prepare)
 
 
 def comparison(s: Settings, loaded, data, first: MaskSet | None, second: MaskSet) -> tuple[dict, dict, dict]:
@@ -429,6 +395,14 @@ def comparison(s: Settings, loaded, data, first: MaskSet | None, second: MaskSet
     return a, b, memo(ident, lambda: paired_difference(a, b))
 
 
+def against_deterministic(pool) -> list[dict]:
+    """Each random candidate against the deterministic mask on the same held-out examples: the paired
+    difference (harm-positive: positive = the candidate is worse) with its 95% interval."""
+    from pruning.evaluate import paired_difference
+
+    return [paired_difference(pool.deterministic_score, score) for score in pool.scores]
+
+
 def score_methods() -> dict:
     from pruning.registry import all_methods
 
@@ -436,6 +410,21 @@ def score_methods() -> dict:
 
 
 # ---------------------------------------------------------------- weights and their distribution
+def layer_values(s: Settings, loaded, mask_set: MaskSet, layer: str):
+    """``(values, values_key)``: a layer's weights as the method left them (its updated weights if it changed
+    them, else the dense ones), and the token that keys what is derived from them."""
+    if mask_set.weights is not None and layer in mask_set.weights:
+        return mask_set.weights[layer], ("updated", mask_set.key)
+    return dense_weight(s, loaded, layer), "dense"
+
+
+def threshold(s: Settings, layer: str, values_key, values, sparsity: float) -> float:
+    """The |w| below which a ``sparsity`` share of the values lies (per-layer magnitude pruning's exact cut)."""
+    from pruning.distribution import equivalent_threshold
+
+    return memo(("threshold", s.model_key, layer, values_key, round(sparsity, 6)), lambda: equivalent_threshold(values, sparsity))
+
+
 def binned(s: Settings, loaded, layer: str, values_key: str = "dense", values=None, bins: int = 80, quantile: float = 1.0):
     from pruning.distribution import bin_weights
 

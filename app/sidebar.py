@@ -13,7 +13,10 @@ from pathlib import Path
 
 import streamlit as st
 
+from pruning.errors import PruneScopeError
+
 from . import state
+from .allocation import ALLOCATED, SOURCE_KEY
 from .state import CUSTOM_NM, DATA_CHOICES, DATA_HUB, DATA_PATH, DATA_UPLOAD, GRANULARITIES, OTHER_MODEL
 
 MODEL_HELP = {
@@ -21,6 +24,8 @@ MODEL_HELP = {
     "smollm2-135m": "SmolLM2-135M-Instruct (from the embedded GGUF file); metric: perplexity",
 }
 
+
+ALLOCATED_LABEL = "allocated (per-layer sparsity from Layer sensitivity)"
 
 NOT_ASSIGNABLE = {"ps_upload"}  # widgets whose value cannot be set through session state
 
@@ -90,11 +95,30 @@ def _reset_params(method) -> None:
 
 
 def render() -> state.Settings:
-    """Draw the sidebar and return this session's settings."""
+    """Draw the sidebar and return this session's settings (with their validated ``request``)."""
     state.init_defaults()
     sb = st.sidebar
     sb.markdown("### Settings")
+    model_section(sb)
+    data_section(sb)
+    method_section(sb)
+    sparsity_section(sb)
+    c1, c2 = sb.columns(2)
+    c1.number_input("Calibration samples", min_value=1, max_value=1024, step=8, key="ps_calibration", help="Sentences or text windows for Wanda and SparseGPT statistics.")
+    c2.number_input("Evaluation size", min_value=8, max_value=20000, step=64, key="ps_eval_size", help="Examples (classification) or text windows (perplexity) per evaluation.")
+    sb.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1, key="ps_seed")
+    settings = state.current()
+    try:
+        request = settings.request
+    except PruneScopeError as exc:  # shown here, and by every page that needs the request
+        sb.error(str(exc))
+    else:
+        if request.granularity.is_nm:
+            sb.caption(f"An N:M pattern fixes the sparsity at N/M; the slider is ignored for {request.granularity}.")
+    return settings
 
+
+def model_section(sb) -> None:
     models = state.model_choices()
     _keep_valid("ps_model_choice", models)
     sb.selectbox(
@@ -111,6 +135,8 @@ def render() -> state.Settings:
         sb.text_input("Hub name, local folder or .gguf file", key="ps_model_text", placeholder="prajjwal1/bert-tiny or /path/to/folder")
         sb.text_input("GGUF file inside that hub repo (optional)", key="ps_gguf_file")
 
+
+def data_section(sb) -> None:
     _keep_valid("ps_data_choice", list(DATA_CHOICES))
     sb.selectbox(
         "Dataset",
@@ -131,15 +157,39 @@ def render() -> state.Settings:
             st.text_input("Text column", key="ps_text_column")
             st.text_input("Label column", key="ps_label_column")
 
+
+def choose_method(name: str) -> None:
+    """Make ``name`` the session's method, with its paper's granularity (the user may change it after)."""
+    st.session_state["ps_method"] = name
+    _paper_granularity()
+
+
+def _paper_granularity() -> None:
+    """Set the granularity to the chosen method's paper default (on a method change)."""
+    try:
+        from pruning.masks import parse_granularity
+        from pruning.registry import get_method
+
+        g = get_method(st.session_state["ps_method"]).default_granularity
+    except PruneScopeError:
+        return
+    if g in GRANULARITIES:
+        st.session_state["ps_granularity"] = g
+    elif parse_granularity(g).is_nm:
+        st.session_state["ps_granularity"], st.session_state["ps_custom_nm"] = CUSTOM_NM, g
+
+
+def method_section(sb) -> None:
     names, methods = _method_options()
     _keep_valid("ps_method", names)
     sb.selectbox(
         "Method",
         names,
         key="ps_method",
+        on_change=_paper_granularity,
         format_func=lambda n: methods[n].label if n in methods else n,
         help="Score-based methods (magnitude, random, Wanda) re-threshold cached scores as the slider moves; "
-        "the others prune again for each setting.",
+        "the others prune again for each setting. Choosing a method sets the granularity its paper uses.",
     )
     method = methods.get(st.session_state["ps_method"])
     if method is not None:
@@ -148,16 +198,22 @@ def render() -> state.Settings:
             with sb.expander(f"Parameters of {method.name}"):
                 param_widgets(method)
 
+
+def sparsity_section(sb) -> None:
     from pruning.masks import GRANULARITY_LABELS
 
-    grans = list(GRANULARITIES) + [CUSTOM_NM]
+    source = st.session_state.get(SOURCE_KEY)
+    grans = list(GRANULARITIES) + [CUSTOM_NM] + ([ALLOCATED] if source is not None else [])
     _keep_valid("ps_granularity", grans)
     sb.selectbox(
         "Granularity",
         grans,
         key="ps_granularity",
-        format_func=lambda g: GRANULARITY_LABELS.get(g, "custom N:M pattern (type it below)"),
+        format_func=lambda g: ALLOCATED_LABEL if g == ALLOCATED else GRANULARITY_LABELS.get(g, "custom N:M pattern (type it below)"),
+        help="'allocated' appears once an allocation is applied on the Layer sensitivity page.",
     )
+    if st.session_state["ps_granularity"] == ALLOCATED:
+        sb.caption(f"Each layer at its own sparsity, {source.describe()}; rebuilt for the target sparsity below.")
     if st.session_state["ps_granularity"] == CUSTOM_NM:
         sb.text_input("N:M pattern (N pruned of every M inputs)", key="ps_custom_nm")
     sb.slider(
@@ -169,11 +225,3 @@ def render() -> state.Settings:
         format="%.2f",
         help="Fraction of the targeted weights set to zero. N:M patterns fix it at N/M.",
     )
-    settings = state.current()
-    if ":" in settings.granularity:
-        sb.caption(f"An N:M pattern fixes the sparsity at N/M; the slider is ignored for {settings.granularity}.")
-    c1, c2 = sb.columns(2)
-    c1.number_input("Calibration samples", min_value=1, max_value=1024, step=8, key="ps_calibration", help="Sentences or text windows for Wanda and SparseGPT statistics.")
-    c2.number_input("Evaluation size", min_value=8, max_value=20000, step=64, key="ps_eval_size", help="Examples (classification) or text windows (perplexity) per evaluation.")
-    sb.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1, key="ps_seed")
-    return state.current()

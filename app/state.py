@@ -9,6 +9,7 @@ keyed by the full settings that produced each entry (see ``app/resources.py``).
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 
@@ -94,10 +95,17 @@ class Settings:
     eval_size: int
     seed: int
     params: tuple = ()  # (name, value) of the chosen method's parameters that differ from their defaults
+    allocation: tuple = ()  # granularity "allocated": sorted (layer, sparsity) pairs at the target sparsity
 
     def params_for(self, method: str) -> dict:
         """The parameters set in the sidebar for ``method`` (only the chosen method has any)."""
         return dict(self.params) if method == self.method else {}
+
+    @property
+    def request(self):
+        """The validated :class:`pruning.request.PruneRequest` of these settings (made once per settings);
+        an impossible combination raises ``PruneScopeError``, which the sidebar and the pages show."""
+        return _request(self)
 
     @property
     def model_key(self) -> tuple:
@@ -106,6 +114,25 @@ class Settings:
     @property
     def data_key(self) -> tuple:
         return (self.data_source, self.text_column, self.label_column)
+
+
+@functools.lru_cache(maxsize=64)
+def _request(s: Settings):
+    from pruning.request import PruneRequest
+
+    from .allocation import ALLOCATED
+
+    allocation = dict(s.allocation) if s.granularity == ALLOCATED else None  # rebuilt for the target sparsity
+    return PruneRequest.make(
+        s.method,
+        s.sparsity,
+        s.granularity,
+        dict(s.params),
+        allocation=allocation,
+        dataset=s.data_source or None,
+        calib_samples=s.calibration,
+        seed=s.seed,
+    )
 
 
 def param_key(method: str, name: str) -> str:
@@ -144,6 +171,7 @@ def current() -> Settings:
     else:
         source = s["ps_data_text"].strip()
     granularity = s["ps_custom_nm"].strip() if s["ps_granularity"] == CUSTOM_NM else s["ps_granularity"]
+    sparsity = round(float(s["ps_sparsity"]), 4)
     return Settings(
         model=model,
         gguf_file=gguf,
@@ -153,9 +181,21 @@ def current() -> Settings:
         label_column=s["ps_label_column"].strip() or None,
         method=s["ps_method"],
         granularity=granularity,
-        sparsity=round(float(s["ps_sparsity"]), 4),
+        sparsity=sparsity,
         calibration=int(s["ps_calibration"]),
         eval_size=int(s["ps_eval_size"]),
         seed=int(s["ps_seed"]),
         params=method_params(s["ps_method"]),
+        allocation=applied_allocation(granularity, sparsity),
     )
+
+
+def applied_allocation(granularity: str, sparsity: float) -> tuple:
+    """The allocation applied from the Layer sensitivity page, rebuilt for ``sparsity`` (only when the
+    granularity is "allocated")."""
+    from .allocation import ALLOCATED, SOURCE_KEY
+
+    source = st.session_state.get(SOURCE_KEY)
+    if granularity != ALLOCATED or source is None:
+        return ()
+    return tuple(sorted(source.at(sparsity).items()))

@@ -1,12 +1,10 @@
-"""Shared helpers for the long-running views (sparsity ramp, layer sensitivity): parse the inputs, follow the job."""
+"""Shared input parsing of the long-running views (sparsity ramp, layer sensitivity)."""
 
 from __future__ import annotations
 
 import math
 
 from pruning.errors import PruneScopeError
-
-from . import resources
 
 
 def parse_sparsities(text: str) -> list[float]:
@@ -29,11 +27,3 @@ def parse_sparsities(text: str) -> list[float]:
         raise PruneScopeError("give at least one sparsity, such as 0.5")
     return sorted(dict.fromkeys(values))
 
-
-def follow(job, kind: str, key, draw) -> list:
-    """Draw the job's rows as they arrive until it finishes; return all rows."""
-    if not job.done.is_set():
-        rows = resources.wait_for(job, kind, key, on_partial=draw, poll=0.5)
-    else:
-        rows = resources.wait_for(job, kind, key)
-    return rows

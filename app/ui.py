@@ -1,4 +1,5 @@
-"""Small UI helpers shared by the pages: error handling in place, common headers."""
+"""Small UI helpers shared by the pages: the opening every page shares, error handling in place, the Run
+button and job following of the slow views, links and layer pickers."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import streamlit as st
 
 from pruning.errors import PruneScopeError
 
-from . import resources, sidebar, state
+from . import jobs, resources, sidebar, state
 
 
 def _missing_backend(exc: ImportError) -> str | None:
@@ -29,8 +30,10 @@ def guarded(body: Callable[[], None]) -> None:
             _profiled(body, profile_to)
         else:
             body()
-    except resources.NotStarted as exc:
+    except jobs.NotStarted as exc:
         start_button(exc)
+    except jobs.Stopped as exc:
+        st.info(f"{exc} Press Run to start it again.")
     except PruneScopeError as exc:
         st.error(str(exc))
     except ImportError as exc:
@@ -44,9 +47,14 @@ def guarded(body: Callable[[], None]) -> None:
             st.code("".join(traceback.format_exception(exc)), language="text")
 
 
-def start_button(exc) -> None:
-    """Say what a slow method will do and offer to run it (its parameters are in the sidebar)."""
+def start_button(exc: jobs.NotStarted) -> None:
+    """Say what a slow method will do and offer to run it (its parameters are in the sidebar); for
+    anything else this session stopped, offer to run it again."""
     m = exc.method
+    if m is None:
+        st.info(f"**{exc.label}** was stopped. It starts again only when you ask.")
+        st.button("Run again", type="primary", key=f"btn_restart_{exc.kind}", on_click=exc.start)
+        return
     budget = ", ".join(f"{k}={v}" for k, v in exc.params.items()) or "its default budget"
     st.info(
         f"**{m.label}** {'trains a copy of the model' if m.needs_training_data else 'runs several passes over the model'}: "
@@ -94,18 +102,53 @@ def settings() -> state.Settings:
     return state.current()
 
 
-def model(s: state.Settings):
-    """The loaded model, or an error in place and the page stops."""
-    return resources.loaded_model(s)
+def opening(title: str, intro: str = "", extra: str = ""):
+    """What a page about the loaded model starts with: its title and introduction, this session's
+    settings, the loaded model (loading it, or raising the error ``guarded`` shows) and the line of
+    settings that produced the numbers below. Returns ``(settings, loaded)``."""
+    st.title(title)
+    if intro:
+        st.markdown(intro)
+    s = settings()
+    loaded = resources.loaded_model(s)
+    settings_line(s, loaded, extra)
+    return s, loaded
+
+
+def run_view(ans: jobs.Answer, button: str, key: str, idle: str, draw=None, stale: bool = False):
+    """The Run button of a view whose job starts only when asked, and the following of that job
+    (shared by the ramp, sensitivity and candidates views). ``draw(box, partial)`` draws what the
+    job has reported so far while it runs.
+
+    Returns ``(job, stale)``: the finished job, or ``(None, False)`` when nothing has run at these
+    settings. With ``stale=True`` this session's last result at other settings comes back instead,
+    marked out of date, until the user runs again.
+    """
+    run = st.button(button, type="primary", key=key, disabled=not ans.not_started and ans.job.running)
+    box = st.empty()
+    job = ans.start() if ans.not_started and run else ans.job
+    if job is None:
+        if stale and ans.previous is not None:
+            box.warning(f"Settings changed: press **{button}** again. Shown below: the result at the previous settings.")
+            return ans.previous, True
+        box.info(idle)
+        return None, False
+    value = jobs.wait(job, ans.kind, ans.key, on_partial=None if draw is None else (lambda rows: draw(box, rows)), poll=0.5)
+    if draw is not None:
+        draw(box, value)
+    else:
+        box.empty()
+    return job, False
 
 
 def settings_line(s: state.Settings, loaded=None, extra: str = "") -> None:
     """One caption with every setting that produced the numbers on the page."""
+    r = s.request
     parts = [
         f"model **{loaded.name if loaded is not None else s.model}**",
         f"method **{s.method}**",
-        f"granularity **{s.granularity}**",
-        f"sparsity **{s.sparsity:.0%}**" if ":" not in s.granularity else "sparsity **fixed by N:M**",
+        f"granularity **{r.granularity}**",
+        f"sparsity **{r.sparsity:.0%}**" if not r.granularity.is_nm else "sparsity **fixed by N:M**",
         f"calibration {s.calibration}",
         f"evaluation size {s.eval_size}",
         f"seed {s.seed}",
@@ -140,3 +183,50 @@ def short_layer(name: str) -> str:
 
 def pct(x: float) -> str:
     return f"{x:.1%}"
+
+
+def one_pass_note(s: state.Settings, loaded, mask_set, layer: str) -> None:
+    """On the slider views, beside their numbers: the masks come from one-pass scores, an approximation of
+    the method (Wanda), and how well they agree with the method's own masks, computed in the background."""
+    method = resources.method_info(mask_set.method)
+    if not resources.one_pass_approximation(method):
+        return
+    job = resources.exact_agreement(s, loaded, mask_set)
+    polling = job is not None and not job.done.is_set()
+
+    @st.fragment(run_every=1.0 if polling else None)
+    def note() -> None:
+        st.caption(agreement_text(method.label, job, layer))
+        if polling and job.done.is_set():
+            st.rerun()  # once, to stop polling
+        elif polling:
+            st.button("Stop", key="btn_stop_agreement", on_click=jobs.stop, args=("agreement", mask_set.key, jobs.session()))
+
+    note()
+
+
+def agreement_text(label: str, job, layer: str) -> str:
+    """The approximation label and, once the background job is done, its agreement with the exact masks."""
+    text = (
+        f"**Approximation:** these masks re-threshold {label} scores taken from one pass of the dense model, so the slider "
+        f"moves at once. {label} itself walks the blocks in order, each block seeing the pruned blocks before it. "
+    )
+    if job is None or isinstance(job.error, jobs.Stopped):
+        return text + "Stopped: the exact masks were not computed at this setting (move the slider to compare again)."
+    if not job.done.is_set():
+        return text + "Computing the exact masks at this setting in the background to compare ..."
+    if job.error is not None:
+        return text + f"The exact masks could not be computed: {job.error}"
+    overall, here = job.value["overall"], job.value["per_layer"][layer]
+    return text + (
+        f"Agreement with the exact {label} masks at this setting: Jaccard **{overall['jaccard']:.3f}** over all layers, "
+        f"**{here['jaccard']:.3f}** in this layer ({here['hamming']:.1%} of its weights decided differently). "
+        "Every metric the app shows (Overview, ramp, sensitivity) comes from the exact masks."
+    )
+
+
+def data_note(data) -> None:
+    """Which part of the dataset is evaluated and which calibrates and trains (a single file is split in two)."""
+    from pruning.data import data_parts
+
+    st.caption("Data: " + "; ".join(data_parts(data).values()) + ". Calibration and training never draw from the evaluated part.")

@@ -34,6 +34,9 @@ from pruning.data import calibration_batches, load_classification, load_lm_text 
 from pruning.evaluate import evaluate  # noqa: E402
 from pruning.models import load_model, prunable_layers  # noqa: E402
 from pruning.prune import mask_ranker, prune  # noqa: E402
+from pruning.request import PruneRequest  # noqa: E402
+
+R = PruneRequest.make
 
 WIKITEXT = ROOT.parent / "shared" / "data" / "wikitext-2-raw" / "wiki.test.raw"
 METHODS = ["magnitude", "random", "wanda", "sparsegpt"]
@@ -114,7 +117,7 @@ def bench_minilm(args) -> dict:
     # re-thresholding from cached scores (what a slider move costs)
     rethreshold = {}
     for method in ("magnitude", "wanda"):
-        ranker = mask_ranker(loaded, method, calibration=calib)
+        ranker = mask_ranker(loaded, R(method), calibration=calib)
         for g in ("layer", "row", "global"):
             ranker.masks(0.5, g)  # first call ranks the scores once
             times = []
@@ -127,7 +130,7 @@ def bench_minilm(args) -> dict:
     for method in METHODS:
         for gran, sparsities in (("layer", (0.5, 0.7)), ("2:4", (0.5,))):
             for s in sparsities:
-                result, t = timed(lambda: prune(loaded, method, s, gran, calibration=calib, seed=0))
+                result, t = timed(lambda: prune(loaded, R(method, s, gran, seed=0), calibration=calib))
                 ev = evaluate(loaded, data, result.overrides(loaded), max_examples=n_eval)
                 rows.append({"method": method, "granularity": gran, "sparsity": s, "accuracy": ev["value"], "prune_s": t})
                 print(f"minilm-rt {method:10s} {gran:6s} {s:.0%}: acc {ev['value']:.4f}  {t:.2f} s", flush=True)
@@ -162,7 +165,7 @@ def bench_smollm(args) -> dict:
     rows = []
     for method in ("magnitude", "wanda", "sparsegpt"):
         for gran, s in (("layer", 0.5), ("2:4", 0.5)):
-            result, t = timed(lambda: prune(loaded, method, s, gran, calibration=calib, seed=0))
+            result, t = timed(lambda: prune(loaded, R(method, s, gran, seed=0), calibration=calib))
             value = ppl(result.overrides(loaded))
             rows.append({"method": method, "granularity": gran, "sparsity": s, "ppl": value, "prune_s": t})
             print(f"smollm2 {method:10s} {gran:6s}: ppl {value:.2f}  {t:.1f} s", flush=True)

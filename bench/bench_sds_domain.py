@@ -28,6 +28,9 @@ from pruning.data import calibration_batches, load_lm_text  # noqa: E402
 from pruning.evaluate import perplexity  # noqa: E402
 from pruning.models import load_model  # noqa: E402
 from pruning.prune import prune  # noqa: E402
+from pruning.request import PruneRequest  # noqa: E402
+
+R = PruneRequest.make
 
 
 def main() -> None:
@@ -42,9 +45,9 @@ def main() -> None:
 
     out = {"machine": machine(), "commit": _commit(), "calibration": "16 x 256 tokens of rt-plots train text, seed 0", "eval": "16 x 512 tokens each"}
     out["dense"] = ppl(None)
-    one = prune(loaded, "sparsegpt", 0.5, "2:4", calibration=calib, seed=0)
+    one = prune(loaded, R("sparsegpt", 0.5, "2:4", seed=0), calibration=calib)
     out["sparsegpt 2:4"] = ppl(one)
-    sds = prune(loaded, "sds", 0.5, "2:4", calibration=calib, seed=0, params={"base": "sparsegpt", "track_metric": False})
+    sds = prune(loaded, R("sds", 0.5, "2:4", params={"base": "sparsegpt", "track_metric": False}, seed=0), calibration=calib)
     out["sds from sparsegpt 2:4"] = ppl(sds)
     layers = sds.info["layers"].values()
     out["layers"] = len(sds.info["layers"])

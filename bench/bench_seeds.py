@@ -40,7 +40,10 @@ from pruning.data import calibration_batches, load_classification, load_lm_text 
 from pruning.evaluate import evaluate, perplexity  # noqa: E402
 from pruning.models import load_model  # noqa: E402
 from pruning.prune import prune  # noqa: E402
-from pruning.seeds import training as T  # noqa: E402
+from pruning.request import PruneRequest  # noqa: E402
+
+R = PruneRequest.make
+from pruning import training as T  # noqa: E402
 
 WIKITEXT = ROOT.parent / "shared" / "data" / "wikitext-2-raw" / "wiki.test.raw"
 
@@ -120,16 +123,16 @@ def bench_randomized(args, table: Table, clf: Classifier):
     task = T.task_data(clf.loaded, clf.data, holdout=256, batch_size=16, seed=seed)
     common = {"section": "randomized", "model": "minilm-rt", "granularity": "layer", "metric": "accuracy", "eval": clf.eval, "seed": seed}
     for s in args.sparsities:
-        mag, t = timed(lambda: prune(clf.loaded, "magnitude", s, "layer", seed=seed))
+        mag, t = timed(lambda: prune(clf.loaded, R("magnitude", s, "layer", seed=seed)))
         table.add(**common, method="magnitude one-shot", sparsity=s, value=clf.accuracy(mag), budget="no training", seconds=t)
-        cheap, t = timed(lambda: prune(clf.loaded, "randomized", s, "layer", data=clf.data, seed=seed, params={**params, "selection": "cheap"}))
+        cheap, t = timed(lambda: prune(clf.loaded, R("randomized", s, "layer", params={**params, "selection": "cheap"}, seed=seed), data=clf.data))
         table.add(
             **common, method=f"randomized cheap (K={k}, r={args.randomness})", sparsity=s, value=clf.accuracy(cheap),
             budget="no training; selection on 256 held-out train sentences", seconds=t,
         )
         ft, t = timed(lambda: T.finetune_masked(clf.loaded, mag.masks, task, total, method="magnitude+ft", seed=seed))
         table.add(**common, method="magnitude + fine-tune", sparsity=s, value=clf.accuracy(ft), budget=f"{total} steps x 16", seconds=t)
-        early, t = timed(lambda: prune(clf.loaded, "randomized", s, "layer", data=clf.data, seed=seed, params={**params, "selection": "early"}))
+        early, t = timed(lambda: prune(clf.loaded, R("randomized", s, "layer", params={**params, "selection": "early"}, seed=seed), data=clf.data))
         table.add(
             **common, method=f"randomized early (K={k}, r={args.randomness})", sparsity=s, value=clf.accuracy(early),
             budget=f"{total} steps x 16 ({k}x{steps} + {final})", seconds=t,
@@ -143,7 +146,7 @@ def bench_mgpp(args, table: Table, clf: Classifier):
     budget = f"{params['steps']} steps x 16, t0={params['t0']}, t1={params['t1']}, every {params['interval']}"
     for s in args.sparsities:
         for method in ("gmp", "mgpp"):
-            result, t = timed(lambda: prune(clf.loaded, method, s, "global", data=clf.data, seed=seed, params=params))
+            result, t = timed(lambda: prune(clf.loaded, R(method, s, "global", params=params, seed=seed), data=clf.data))
             table.add(**common, method=method, sparsity=s, value=clf.accuracy(result), budget=budget, seconds=t)
 
 
@@ -162,10 +165,10 @@ def bench_sds_classifier(args, table: Table, clf: Classifier):
     common = {"section": "sds", "model": "minilm-rt", "metric": "accuracy", "eval": clf.eval, "seed": seed}
     for base in args.sds_bases:
         for gran in args.sds_granularities:
-            one, t = timed(lambda: prune(clf.loaded, base, 0.5, gran, calibration=calib, seed=seed))
+            one, t = timed(lambda: prune(clf.loaded, R(base, 0.5, gran, seed=seed), calibration=calib))
             budget = f"calibration {args.calib} sentences"
             table.add(**common, method=base, granularity=gran, sparsity=0.5, value=clf.accuracy(one), budget=budget, seconds=t)
-            sds, t = timed(lambda: prune(clf.loaded, "sds", 0.5, gran, calibration=calib, seed=seed, params=sds_params(args, base)))
+            sds, t = timed(lambda: prune(clf.loaded, R("sds", 0.5, gran, params=sds_params(args, base), seed=seed), calibration=calib))
             table.add(
                 **common, method=f"sds from {base}", granularity=gran, sparsity=0.5, value=clf.accuracy(sds),
                 budget=f"{budget}; {sds.info['params']['iters']} dense + {sds.info['params']['adjust_iters']} adjust iterations",
@@ -192,9 +195,9 @@ def bench_sds_lm(args, table: Table):
     table.add(**common, method="dense", granularity="-", sparsity=0.0, value=dense, budget="-", seconds=t)
     for base in args.sds_bases:
         for gran in args.sds_granularities:
-            one, t = timed(lambda: prune(loaded, base, 0.5, gran, calibration=calib, seed=seed))
+            one, t = timed(lambda: prune(loaded, R(base, 0.5, gran, seed=seed), calibration=calib))
             table.add(**common, method=base, granularity=gran, sparsity=0.5, value=ppl(one), budget=budget, seconds=t)
-            sds, t = timed(lambda: prune(loaded, "sds", 0.5, gran, calibration=calib, seed=seed, params=sds_params(args, base)))
+            sds, t = timed(lambda: prune(loaded, R("sds", 0.5, gran, params=sds_params(args, base), seed=seed), calibration=calib))
             table.add(
                 **common, method=f"sds from {base}", granularity=gran, sparsity=0.5, value=ppl(sds),
                 budget=f"{budget}; {sds.info['params']['iters']} dense + {sds.info['params']['adjust_iters']} adjust iterations",

@@ -4,27 +4,22 @@ import pandas as pd
 import streamlit as st
 
 from app import charts, resources, ui
+from app import interval_charts as IC
+from app import intervals as I
 
-KIND = "candidates"
 RANDOMNESS = (5e-5, 8e-5, 1e-4, 3e-4, 1e-3, 1e-2)
 
 
-def render() -> None:
-    st.title("Random candidates")
-    st.markdown(
-        "A deterministic criterion gives one mask. The randomized method of Li et al. (2023) samples **K** masks around it: "
-        "each weight is drawn with probability proportional to score^a, the draw is repeated R times, and the k most drawn "
-        "weights are kept. Fewer rounds (small randomness knob r) means more random masks. Each candidate is then scored "
-        "cheaply, by the masked model's metric on a held-out slice of the training data (no training), and the best is chosen."
-    )
-    s = ui.settings()
-    try:
-        from pruning.seeds.randomized import candidate_pool
-    except ImportError:
-        st.info("Random candidates are not available yet: pruning.seeds.randomized (candidate_pool) is still being written.")
-        return
-    loaded = ui.model(s)
-    ui.settings_line(s, loaded)
+INTRO = (
+    "A deterministic criterion gives one mask. The randomized method of Li et al. (2023) samples **K** masks around it: "
+    "each weight is drawn with probability proportional to score^a, the draw is repeated R times, and the k most drawn "
+    "weights are kept. Fewer rounds (small randomness knob r) means more random masks. Each candidate is then scored "
+    "cheaply, by the masked model's metric on a held-out slice of the training data (no training), and the best is chosen."
+)
+
+
+def choice(s) -> resources.CandidateChoice:
+    """The view's own controls (base criterion, randomness, K, power, seed, held-out size)."""
     bases = list(resources.score_methods())
     c1, c2, c3, c4, c5 = st.columns([1.4, 1.6, 1, 1, 1])
     ui.default("ps_cand_base", "magnitude" if "magnitude" in bases else bases[0])
@@ -39,45 +34,44 @@ def render() -> None:
     power = c4.number_input("Power a", min_value=1.0, max_value=20.0, step=1.0, key="ps_cand_a")
     seed = c5.number_input("Seed", min_value=0, max_value=2**31 - 1, key="ps_cand_seed")
     holdout = st.slider("Held-out examples for selection", 16, 1024, step=16, key="ps_cand_holdout")
+    return resources.CandidateChoice(base, float(r), int(k), float(power), int(seed), int(holdout))
+
+
+def render() -> None:
+    s, loaded = ui.opening("Random candidates", INTRO)
+    c = choice(s)
     if loaded.task == "encoder":
         st.warning("This model is a bare encoder: candidates need a task metric to be selected by.")
         return
     data = resources.task_data(s, loaded)
-    rk = resources.ranker(s, loaded, base)
-    from pruning.masks import parse_granularity
+    ans = resources.candidates(s, loaded, data, c)
+    idle = f"Press the button to sample {c.k} masks and score each on {c.holdout} held-out training examples (results are cached)."
+    job, stale = ui.run_view(ans, "Sample and score the candidates", "ps_cand_run", idle, stale=True)
+    if job is not None:
+        show(job.value, "base" if stale else c.base)
 
-    g = parse_granularity(s.granularity)
-    key = (s.model_key, s.data_key, base, str(g), s.sparsity if not g.is_nm else None, float(r), int(k), float(power), int(seed), int(holdout), s.calibration)
 
-    def work(job):
-        return candidate_pool(
-            loaded, rk.scores, s.sparsity, str(g), int(k), float(r), float(power), int(seed), data=data, holdout=int(holdout), progress=job.progress
-        )
-
-    job = resources.store().peek(KIND, key)
-    if st.button("Sample and score the candidates", type="primary", key="ps_cand_run"):
-        st.session_state["ps_cand_started"] = True  # from now on, new settings sample again by themselves
-    if job is None and not st.session_state.get("ps_cand_started"):
-        st.info(f"Press the button to sample {int(k)} masks and score each on {int(holdout)} held-out training examples (results are cached).")
-        return
-    pool = resources.run_job(KIND, key, f"Sampling {int(k)} candidates", work)
+def show(pool, base: str) -> None:
+    """The chosen candidate, the overlaps and every candidate's score."""
     chosen = pool.chosen
     names = [f"c{i + 1}" for i in range(len(pool.masks))]
-    metric = pool.scores[0]["metric"]
-    values = [sc["value"] for sc in pool.scores]
-    det = pool.deterministic_score["value"]
+    det = pool.deterministic_score
+    metric = det["metric"]
+    table = candidate_table(pool, names)
+    best = table.iloc[chosen].to_dict()
 
     m1, m2, m3, m4 = st.columns(4)
     m1.metric("Chosen candidate", names[chosen])
-    fmt = (lambda v: f"{v:.1%}") if metric == "accuracy" else (lambda v: f"{v:,.2f}")
-    diff = values[chosen] - det
+    change = (-best["drop"] if metric == "accuracy" else best["drop"]) + 0.0  # as the metric moves (+0.0: no "-0.0")
+    noise = f", {I.WITHIN_NOISE}" if best["vs deterministic"] == I.WITHIN_NOISE else ""
     m2.metric(
         f"Its held-out {metric}",
-        fmt(values[chosen]),
-        delta=(f"{diff * 100:+.1f} points vs deterministic" if metric == "accuracy" else f"{diff:+,.2f} vs deterministic"),
+        I.value_text(metric, best["value"]),
+        delta=(f"{change * 100:+.1f} points vs deterministic{noise}" if metric == "accuracy" else f"{change:+,.2f} vs deterministic{noise}"),
         delta_color="normal" if metric == "accuracy" else "inverse",
+        help=f"{I.metric_text(pool.scores[chosen], held_out=True)}; against the deterministic mask on the same examples: {I.drop_label(metric)} {I.drop_text(metric, best)}",
     )
-    m3.metric(f"Deterministic {base} mask", fmt(det))
+    m3.metric(f"Deterministic {base} mask", I.value_text(metric, det["value"]), help=I.metric_text(det, held_out=True))
     rounds = sorted(set(pool.rounds.values()))
     m4.metric("Sampling rounds R", f"{rounds[0]:,}" if len(rounds) == 1 else f"{rounds[0]:,}-{rounds[-1]:,}", help="per layer")
 
@@ -85,19 +79,28 @@ def render() -> None:
     jac = [{"a": names[i], "b": names[j], "value": pool.jaccard[i][j]} for i in range(len(names)) for j in range(len(names))]
     left.altair_chart(charts.overlap_matrix(pd.DataFrame(jac), title="candidate x candidate (all layers)"), width="content")
     with right:
-        df = pd.DataFrame(
-            {"candidate": names, "score": values, "overlap": pool.overlap_with_deterministic, "chosen": [i == chosen for i in range(len(names))]}
-        )
-        st.altair_chart(charts.candidate_bars(df, "score", f"held-out {metric} (selection score)", ".4g"), width="stretch")
-        st.altair_chart(charts.candidate_bars(df, "overlap", "Jaccard overlap with the deterministic mask", ".3f"), width="stretch")
+        scores = table.rename(columns={"value": "score"})
+        st.altair_chart(IC.candidate_bars_ci(scores, f"held-out {metric} (selection score)", det), width="stretch")
+        st.altair_chart(charts.candidate_bars(table, "overlap", "Jaccard overlap with the deterministic mask", ".3f"), width="stretch")
     st.caption(
-        f"Chosen (red): the best held-out {metric}; the deterministic {base} mask scores {fmt(det)}. "
+        f"Chosen (red): the best held-out {metric}; the grey band is the deterministic {base} mask, {I.metric_text(det, held_out=True)}. "
+        f"Lines: each candidate's 95% interval. {I.comparison_sentence(metric, 'the deterministic mask', 'The chosen candidate', best)} "
         "The overlap with the deterministic mask shows how far the randomness knob moves the candidates away from it. "
+        "The candidates are sampled around the criterion's cached scores (for Wanda: one pass of the dense model, the "
+        "approximation the Weights view labels); every score above is measured on the masked model itself. "
         "Selection uses held-out TRAINING data, never the test split. Selection after a short fine-tune of each candidate "
         "(early evaluation) is the randomized method in the sidebar; the Method steps view draws its candidates' curves."
     )
-    table = df.assign(**{f"held-out {metric}": values}).drop(columns=["score"])
     st.dataframe(table, hide_index=True)
 
+
+def candidate_table(pool, names: list) -> pd.DataFrame:
+    """One row per candidate: its held-out metric with interval and n, the paired difference against the
+    deterministic mask on the same held-out examples (harm-positive), in words, and its overlap."""
+    rows = []
+    for i, (score, diff) in enumerate(zip(pool.scores, resources.against_deterministic(pool))):
+        noise = I.WITHIN_NOISE if diff["within_noise"] else ""
+        rows.append({"candidate": names[i], **I.value_columns(score), **I.drop_columns(diff), "vs deterministic": noise})
+    return pd.DataFrame(rows).assign(overlap=pool.overlap_with_deterministic, chosen=[i == pool.chosen for i in range(len(names))])
 
 ui.guarded(render)

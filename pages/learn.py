@@ -6,7 +6,7 @@ import torch
 
 from app import charts, ui
 from pruning.distribution import output_error, toy_layer
-from pruning.masks import compute_masks
+from pruning.masks import compute_masks, parse_granularity
 from pruning.scores import magnitude_scores, random_scores, wanda_scores
 
 CRITERIA = ("magnitude", "wanda", "random")
@@ -55,7 +55,7 @@ def render() -> None:
 
     m1, m2, m3, m4 = st.columns(4)
     m1.metric("Weights pruned", f"{int(mask.size - mask.sum())} of {mask.size}")
-    m2.metric("Sparsity", f"{shown_sparsity:.0%}", help="N:M patterns fix it at N/M" if ":" in granularity else None)
+    m2.metric("Sparsity", f"{shown_sparsity:.0%}", help="N:M patterns fix it at N/M" if parse_granularity(granularity).is_nm else None)
     m3.metric(f"Output error ({criterion})", f"{errors[criterion]:.1%}", help="||W X - (M * W) X|| / ||W X|| over the 16 tokens")
     best = min(errors, key=errors.get)
     m4.metric("Best criterion here", best, help=", ".join(f"{k}: {v:.1%}" for k, v in errors.items()))
@@ -67,6 +67,12 @@ def render() -> None:
     st.caption("Grey cells are pruned (set to zero). On the real model, the Weights view shows the histogram of kept and pruned weights and the Masks view the mask of a whole layer.")
     ui.links(("weights", "Weights: kept and pruned weights, threshold"), ("masks", "Masks: a whole layer's mask"))
 
+    scores_section(toy, scores, masks, errors)
+    granularity_section()
+    error_section(toy, scores, granularity, shown_sparsity)
+
+
+def scores_section(toy, scores: dict, masks: dict, errors: dict) -> None:
     st.subheader("2. Scores of each criterion")
     cols = st.columns(3)
     notes = {
@@ -88,6 +94,8 @@ def render() -> None:
     )
     ui.links(("overview", "Overview: weights removed and metric change"), ("masks", "Masks: how much two criteria agree"))
 
+
+def granularity_section() -> None:
     st.subheader("3. Where the weights compete (granularity)")
     st.markdown(
         "- **per-layer**: one threshold over the whole matrix: some rows may lose almost everything.\n"
@@ -98,11 +106,13 @@ def render() -> None:
     )
     ui.links(("masks", "Masks: N:M check and per-layer sparsity"), ("overview", "Overview: why zeros alone save nothing"))
 
+
+def error_section(toy, scores: dict, granularity: str, shown_sparsity: float) -> None:
     st.subheader("4. Output error against sparsity")
     curve = []
     for sp in [i / 10 for i in range(10)]:
         for name, sc in scores.items():
-            g = granularity if ":" not in granularity else "layer"
+            g = "layer" if parse_granularity(granularity).is_nm else granularity
             m = compute_masks({"toy": sc}, sp, g)["toy"].numpy()
             curve.append({"criterion": name, "sparsity": sp, "error": output_error(toy.weight, m, toy.inputs)})
     st.altair_chart(charts.error_curve(pd.DataFrame(curve), current=shown_sparsity), width="stretch")

@@ -6,7 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from app import charts, resources, ui
-from pruning.distribution import layer_counts, mask_grid, nm_violation_count, overlap, to_numpy
+from pruning.distribution import mask_grid, to_numpy
+from pruning.masks import mask_overlap, nm_violations, sparsity_table
 
 WHOLE = "whole layer (block averages)"
 CORNER = "top-left corner, one cell per weight"
@@ -17,7 +18,7 @@ def nm_table(masks: dict) -> pd.DataFrame:
     for name, m in masks.items():
         row = {"layer": name}
         for n, mm in ((2, 4), (4, 8)):
-            bad = nm_violation_count(m, n, mm)
+            bad = nm_violations(m, n, mm)
             groups = m.shape[0] * -(-m.shape[1] // mm)
             row[f"{n}:{mm} valid"] = "yes" if bad == 0 else "no"
             row[f"{n}:{mm} groups breaking it"] = f"{bad:,} of {groups:,}"
@@ -26,10 +27,7 @@ def nm_table(masks: dict) -> pd.DataFrame:
 
 
 def render() -> None:
-    st.title("Masks")
-    s = ui.settings()
-    loaded = ui.model(s)
-    ui.settings_line(s, loaded)
+    s, loaded = ui.opening("Masks")
     names = [r.name for r in resources.layers(s, loaded)]
     c1, c2 = st.columns([3, 2])
     layer = ui.layer_picker(c1, names)
@@ -37,18 +35,33 @@ def render() -> None:
 
     mask_set = resources.masks(s, loaded)
     mask = mask_set.masks[layer]
-    table = pd.DataFrame(layer_counts(mask_set.masks))
+    table = pd.DataFrame(sparsity_table(mask_set.masks))
     row = table.set_index("layer").loc[layer]
     m1, m2, m3, m4 = st.columns(4)
     m1.metric("Kept in this layer", f"{int(row['kept']):,}", help=f"of {int(row['params']):,}")
     m2.metric("Layer sparsity", f"{row['sparsity']:.1%}")
     m3.metric("Overall sparsity", f"{1 - table['kept'].sum() / table['params'].sum():.2%}")
-    bad24 = nm_violation_count(mask, 2, 4)
+    bad24 = nm_violations(mask, 2, 4)
     m4.metric("2:4 groups breaking the pattern", f"{bad24:,}", help="groups of 4 consecutive inputs of a row that keep more than 2 weights")
+    ui.one_pass_note(s, loaded, mask_set, layer)
 
+    cells, br, bc, note = picture(mask, view, lambda build: resources.of_masks(mask_set, f"grid {layer}", build))
+    st.altair_chart(charts.mask_heatmap(cells, br, bc, title=layer), width="stretch")
+    st.caption(note)
+
+    st.subheader("Sparsity per layer")
+    bars = table.assign(method=s.method)[["layer", "method", "sparsity"]]
+    bars["layer"] = bars["layer"].map(ui.short_layer)
+    st.altair_chart(charts.sparsity_bars(bars, target=mask_set.sparsity), width="stretch")
+    nm_check(mask_set)
+    compare(s, loaded, mask_set, layer)
+
+
+def picture(mask, view: str, cached):
+    """``(cells, block rows, block columns, caption)`` of the mask heatmap: the whole layer in block averages, or one corner."""
     d_out, d_in = mask.shape
     if view == WHOLE:
-        grid = resources.memo(("grid", layer, mask_set.key), lambda: mask_grid(mask, 64, 96))
+        grid = cached(lambda: mask_grid(mask, 64, 96))
         br, bc = grid.block
         cells = pd.DataFrame(grid.rows())
         note = (
@@ -66,24 +79,24 @@ def render() -> None:
             [{"out_from": i, "in_from": j, "kept": float(corner[i, j])} for i in range(rows) for j in range(cols)]
         )
         note = f"The first {rows} output rows and {cols} input columns at full resolution: dark = kept, light = pruned. N:M groups run along a row."
-    st.altair_chart(charts.mask_heatmap(cells, br, bc, title=layer), width="stretch")
-    st.caption(note)
+    return cells, br, bc, note
 
-    st.subheader("Sparsity per layer")
-    bars = table.assign(method=s.method)[["layer", "method", "sparsity"]]
-    bars["layer"] = bars["layer"].map(ui.short_layer)
-    st.altair_chart(charts.sparsity_bars(bars, target=mask_set.sparsity), width="stretch")
 
+def nm_check(mask_set) -> None:
+    """Whether every layer obeys 2:4 and 4:8, and per layer on request."""
     st.subheader("N:M check")
-    all24 = resources.memo(("nm-ok", 2, 4, mask_set.key), lambda: all(nm_violation_count(m, 2, 4) == 0 for m in mask_set.masks.values()))
-    all48 = resources.memo(("nm-ok", 4, 8, mask_set.key), lambda: all(nm_violation_count(m, 4, 8) == 0 for m in mask_set.masks.values()))
+    all24 = resources.of_masks(mask_set, "2:4 valid", lambda: all(nm_violations(m, 2, 4) == 0 for m in mask_set.masks.values()))
+    all48 = resources.of_masks(mask_set, "4:8 valid", lambda: all(nm_violations(m, 4, 8) == 0 for m in mask_set.masks.values()))
     st.markdown(
         f"Every layer is valid **2:4**: **{'yes' if all24 else 'no'}** · valid **4:8**: **{'yes' if all48 else 'no'}**. "
         "A 2:4 mask prunes 2 of every 4 consecutive inputs of each row; only that exact pattern is accelerated by sparse tensor cores."
     )
     if st.toggle("Per-layer N:M check", key="ps_masks_nm_table"):
-        st.dataframe(resources.memo(("nm", mask_set.key), lambda: nm_table(mask_set.masks)), hide_index=True)
+        st.dataframe(resources.of_masks(mask_set, "N:M table", lambda: nm_table(mask_set.masks)), hide_index=True)
 
+
+def compare(s, loaded, mask_set, layer: str) -> None:
+    """Jaccard overlaps between the masks of several methods at the same sparsity and granularity."""
     st.subheader("Overlap between methods at the same sparsity")
     methods = list(resources.score_methods())
     default = [m for m in dict.fromkeys([s.method, "magnitude", "wanda"]) if m in methods][:2]
@@ -104,10 +117,10 @@ def render() -> None:
     def overlaps():
         pairs = {}
         for a, b in itertools.combinations(chosen, 2):
-            pairs[(a, b)] = overlap(sets[a].masks, sets[b].masks)
+            pairs[(a, b)] = mask_overlap(sets[a].masks, sets[b].masks)
         return pairs
 
-    pairs = resources.memo(("overlap", tuple(sets[m].key for m in chosen)), overlaps)
+    pairs = resources.of_masks(tuple(sets[m] for m in chosen), "overlaps", overlaps)
     overall, per_layer, this_layer = [], [], []
     for m in chosen:
         overall.append({"a": m, "b": m, "value": 1.0})

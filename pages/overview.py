@@ -1,14 +1,18 @@
 """Overview: the model's prunable layers, the dense metric, and what pruning with the current settings did."""
 
+import dataclasses
+
 import pandas as pd
 import streamlit as st
 
 from app import charts, resources, ui
 from app import intervals as I
-from pruning.distribution import layer_counts
+from app.allocation import ALLOCATED
+from pruning.masks import sparsity_table
 
 
-def why_zeros_cost_the_same(granularity: str) -> str:
+def why_zeros_cost_the_same(granularity) -> str:
+    """Why zeros save nothing by themselves, and what the current ``granularity`` (a parsed one) does about it."""
     text = (
         "**Why the pruned model is not smaller or faster (yet).** The pruned weights are zeros stored in the same "
         "dense tensors: every matrix keeps its shape (d_out x d_in, float32), so the file and the memory are as large "
@@ -18,9 +22,9 @@ def why_zeros_cost_the_same(granularity: str) -> str:
         "the space), or **structured removal**: deleting whole rows, columns, attention heads or layers so the "
         "matrices themselves get smaller. Sparse storage formats help only at very high unstructured sparsity."
     )
-    if granularity == "2:4":
+    if str(granularity) == "2:4":
         text += " Your current mask *is* 2:4, the pattern those tensor cores accelerate."
-    elif ":" in granularity:
+    elif granularity.is_nm:
         text += f" Your current mask is {granularity}: valid N:M, but only 2:4 is accelerated by today's tensor cores."
     return text
 
@@ -35,15 +39,22 @@ def outcome(dense: dict, pruned: dict, diff: dict) -> str:
     return text + f". Measured on the same examples, the {I.drop_label(name)} is {I.drop_text(name, diff)}."
 
 
+def against_uniform(s, loaded, data, allocated_set) -> str:
+    """The applied allocation against uniform per-layer pruning at the same overall sparsity, paired."""
+    uniform = resources.masks(dataclasses.replace(s, granularity="layer", allocation=()), loaded, exact=True)
+    first, second, diff = resources.comparison(s, loaded, data, uniform, allocated_set)
+    return (
+        f"Uniform per-layer pruning at the same overall sparsity ({s.sparsity:.0%}) gives {I.metric_text(first)}; "
+        + I.comparison_sentence(first["metric"], "uniform", "The allocation", diff)
+    )
+
+
 def render() -> None:
-    st.title("Overview")
-    s = ui.settings()
-    loaded = ui.model(s)
-    ui.settings_line(s, loaded)
+    s, loaded = ui.opening("Overview")
     table = resources.layers(s, loaded)
     method = resources.method_info(s.method)
     mask_set = resources.masks(s, loaded, exact=True)
-    counts = layer_counts(mask_set.masks)
+    counts = sparsity_table(mask_set.masks)
     removed = sum(r["pruned"] for r in counts)
     total = sum(r["params"] for r in counts)
     achieved = removed / max(1, total)
@@ -53,6 +64,24 @@ def render() -> None:
     if data is not None:
         dense, pruned, diff = resources.comparison(s, loaded, data, None, mask_set)
 
+    headline(table, removed, total, achieved, dense, pruned, diff)
+    st.subheader("What pruning did")
+    sentences = what_pruning_did(s, method, table, removed, total, achieved, dense, pruned, diff)
+    if diff is not None and s.granularity == ALLOCATED:
+        sentences.insert(2, against_uniform(s, loaded, data, mask_set))
+    st.markdown(" ".join(sentences))
+    st.info(why_zeros_cost_the_same(s.request.granularity))
+    layers_table(s, loaded, table, counts, mask_set)
+    st.caption(
+        f"Model source: {loaded.source}. Task: {loaded.task}. "
+        + (f"Evaluation: {dense['n']} examples of {dense.get('dataset', '')}." if dense else "")
+    )
+    if data is not None:
+        ui.data_note(data)
+
+
+def headline(table, removed: int, total: int, achieved: float, dense, pruned, diff) -> None:
+    """Layers, weights removed, overall sparsity and the metric against the dense model's."""
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("Prunable layers", f"{len(table)}", help="nn.Linear / Conv1D matrices the methods target")
     c2.metric("Weights removed", f"{removed:,}", help=f"of {total:,} weights in the targeted layers")
@@ -71,18 +100,22 @@ def render() -> None:
     else:
         c4.metric("Task metric", "n/a", help="a bare encoder has no task head to evaluate")
 
-    st.subheader("What pruning did")
+
+def what_pruning_did(s, method, table, removed: int, total: int, achieved: float, dense, pruned, diff) -> list[str]:
+    """The plain-words account of what the current settings did, one sentence per fact."""
     sentences = [
-        f"**{method.label}** at **{s.granularity}** granularity set **{removed:,}** of the **{total:,}** weights "
+        f"**{method.label}** at **{s.request.granularity}** granularity set **{removed:,}** of the **{total:,}** weights "
         f"in {len(table)} linear layers to zero ({achieved:.1%})."
     ]
     if dense is not None and pruned is not None:
         sentences.append(outcome(dense, pruned, diff))
     if method.updates_weights:
         sentences.append("This method also changed the weights it kept, to make up for the ones it removed.")
-    st.markdown(" ".join(sentences))
-    st.info(why_zeros_cost_the_same(s.granularity))
+    return sentences
 
+
+def layers_table(s, loaded, table, counts, mask_set) -> None:
+    """Every prunable layer with its shape, size and the sparsity each compared method leaves in it."""
     st.subheader("Prunable layers")
     ui.default("ps_overview_methods", list(dict.fromkeys([m for m in (s.method, "magnitude") if m in resources.score_methods()])))
     compare = st.multiselect(
@@ -100,7 +133,7 @@ def render() -> None:
         if name == s.method:
             continue
         other = resources.masks(s, loaded, method=name, exact=True)
-        rows[f"sparsity: {name}"] = rows["layer"].map({r["layer"]: r["sparsity"] for r in layer_counts(other.masks)})
+        rows[f"sparsity: {name}"] = rows["layer"].map({r["layer"]: r["sparsity"] for r in sparsity_table(other.masks)})
     long = rows.melt(id_vars=["layer"], value_vars=[c for c in rows.columns if c.startswith("sparsity")], var_name="method", value_name="sparsity")
     long["method"] = long["method"].str.replace("sparsity: ", "", regex=False)
     long["layer"] = long["layer"].map(ui.short_layer)
@@ -108,10 +141,6 @@ def render() -> None:
     config = {c: st.column_config.NumberColumn(format="percent") for c in rows.columns if c.startswith("sparsity")}
     config["parameters"] = st.column_config.NumberColumn(format="localized")
     st.dataframe(rows, hide_index=True, width="stretch", column_config=config)
-    st.caption(
-        f"Model source: {loaded.source}. Task: {loaded.task}. "
-        + (f"Evaluation: {dense['n']} examples of {dense.get('dataset', '')}." if dense else "")
-    )
 
 
 ui.guarded(render)

@@ -3,10 +3,11 @@
 import pandas as pd
 import streamlit as st
 
-from app import charts, resources, sweeps, ui
+from app import allocation as A
+from app import resources, sweeps, ui
+from app import interval_charts as IC
+from app import intervals as I
 from app.state import GRANULARITIES
-
-KIND = "sweep"
 
 
 def draw(box, rows: list, metric_hint: str = "accuracy") -> None:
@@ -17,18 +18,15 @@ def draw(box, rows: list, metric_hint: str = "accuracy") -> None:
     dense = df[df["method"] == "dense"]
     points = df[df["method"] != "dense"]
     metric = str(df["metric"].iloc[0]) if "metric" in df else metric_hint
-    dense_value = float(dense["value"].iloc[0]) if len(dense) else None
+    reference = dense.iloc[0].to_dict() if len(dense) else None
     if len(points):
-        box.altair_chart(charts.ramp_chart(points, dense_value, metric), width="stretch")
+        box.altair_chart(IC.ramp_chart_ci(points, reference, metric), width="stretch")
     else:
-        box.info(f"Dense model: {metric} {dense_value:.4g}. The pruned points follow.")
+        box.info(f"Dense model: {metric} {I.metric_text(reference)}. The pruned points follow.")
 
 
 def render() -> None:
-    st.title("Sparsity ramp")
-    s = ui.settings()
-    loaded = ui.model(s)
-    ui.settings_line(s, loaded)
+    s, loaded = ui.opening("Sparsity ramp")
     from pruning.registry import all_methods
 
     methods = all_methods()
@@ -57,45 +55,56 @@ def render() -> None:
     if data is None:
         st.warning("This model is a bare encoder: it has no task metric to sweep.")
         return
-    key = (s.model_key, s.data_key, tuple(chosen), tuple(grans), tuple(sparsities), s.calibration, s.seed, s.eval_size)
-    job = resources.store().peek(KIND, key)
+    ui.data_note(data)
     expensive = [methods[m].label for m in chosen if not methods[m].score_based]
     st.caption(
         f"{len(sparsities)} sparsities x {len(chosen)} methods x {len(grans)} granularities, each pruned and evaluated on "
         f"{s.eval_size} examples." + (f" {', '.join(expensive)} prune from scratch at every point (slower)." if expensive else "")
     )
-    run = st.button("Run the ramp", type="primary", key="ps_ramp_run", disabled=job is not None and not job.done.is_set())
-    box = st.empty()
-    if job is None and not run:
-        box.info("Press **Run the ramp**: points appear on the chart as they are computed, and stay cached for this model and these settings.")
-        return
-    if job is None:
-        needs_calib = any(methods[m].needs_calibration for m in chosen)
-        calib = resources.calibration(s, loaded, data) if needs_calib else None
+    ans = resources.ramp(s, loaded, data, chosen, grans, sparsities)
+    idle = "Press **Run the ramp**: points appear on the chart as they are computed, and stay cached for this model and these settings."
+    job, _ = ui.run_view(ans, "Run the ramp", "ps_ramp_run", idle, draw=draw)
+    if job is not None:
+        table(job)
+    source = st.session_state.get(A.SOURCE_KEY)
+    if source is not None:
+        allocated_section(s, loaded, data, chosen, sparsities, source)
 
-        def work(job):
-            from pruning.sweep import sparsity_ramp
 
-            return sparsity_ramp(
-                loaded,
-                data,
-                chosen,
-                grans,
-                sparsities,
-                calibration=calib,
-                seed=s.seed,
-                max_examples=s.eval_size,
-                progress=job.progress,
-                on_point=job.partial.append,
-            )
-
-        job = resources.store().get_or_start(KIND, key, "Sparsity ramp", work)
-    rows = sweeps.follow(job, KIND, key, lambda r: draw(box, r))
-    draw(box, rows)
-    df = pd.DataFrame(rows)
-    st.dataframe(df, hide_index=True, width="stretch")
+def table(job) -> None:
+    """The ramp's points with their intervals and the paired drop against dense, and the CSV."""
+    df = pd.DataFrame(job.value)
+    st.dataframe(df.assign(**{"vs dense": I.noise_column(df, df["method"] == "dense")}), hide_index=True, width="stretch")
     st.download_button("Download CSV", df.to_csv(index=False).encode(), file_name="prunescope_ramp.csv", mime="text/csv", key="ps_ramp_csv")
-    st.caption(f"Computed in {job.seconds:.1f} s. Dense model as the dashed reference line.")
+    st.caption(
+        f"Computed in {job.seconds:.1f} s. Dense model as the dashed reference line, its 95% interval as the grey band; "
+        "each point's vertical line is its 95% interval (Wilson for accuracy, a bootstrap over windows for perplexity). "
+        "drop: the harm against the dense model on the same examples, with its paired interval; 'within noise' where it covers 0. "
+        "Every point comes from the method itself (Wanda walks the blocks in order), not from the one-pass slider scores."
+    )
 
+
+def draw_allocated(box, rows: list) -> None:
+    if rows:
+        df = pd.DataFrame(rows)
+        box.altair_chart(IC.ramp_chart_ci(df, None, str(df["metric"].iloc[0])), width="stretch")
+
+
+def allocated_section(s, loaded, data, chosen: list, sparsities: list, source) -> None:
+    """The allocation applied on the Layer sensitivity page against uniform pruning at each sparsity, paired."""
+    st.subheader("Allocated against uniform")
+    st.caption(
+        f"The allocation {source.describe()} is rebuilt for each sparsity (its parameter-weighted mean equals it) and "
+        f"compared with every layer at that sparsity, both pruned by the method itself and evaluated on the same {s.eval_size} examples."
+    )
+    ans = resources.allocated_ramp(s, loaded, data, chosen, sparsities, source)
+    idle = "Press **Compare allocated and uniform**: two points per method and sparsity, with the paired difference."
+    job, _ = ui.run_view(ans, "Compare allocated and uniform", "ps_ramp_alloc_run", idle, draw=draw_allocated)
+    if job is None:
+        return
+    df = pd.DataFrame(job.value)
+    st.dataframe(df.assign(**{"vs uniform": I.noise_column(df, df["granularity"] == "layer")}), hide_index=True, width="stretch")
+    st.download_button("Download CSV", df.to_csv(index=False).encode(), file_name="prunescope_allocated.csv", mime="text/csv", key="ps_ramp_alloc_csv")
+    st.caption("drop: what the allocation costs against uniform pruning on the same examples (negative: the allocation is better).")
 
 ui.guarded(render)

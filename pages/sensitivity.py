@@ -1,11 +1,13 @@
-"""Layer sensitivity: the metric drop when only one layer is pruned, and a per-layer sparsity allocation."""
+"""Layer sensitivity: how far the model moves (KL divergence, metric drop) when only one layer is pruned, with
+95% intervals; the per-layer sparsity allocation built from it, its downloads, and Apply."""
 
 import pandas as pd
 import streamlit as st
 
+from app import allocation as A
 from app import charts, resources, sweeps, ui
-
-KIND = "sensitivity"
+from app import interval_charts as IC
+from app import intervals as I
 
 
 def draw(box, rows: list, metric: str) -> None:
@@ -15,14 +17,78 @@ def draw(box, rows: list, metric: str) -> None:
         return
     df = pd.DataFrame(pts)
     df["layer"] = df["layer"].map(ui.short_layer)
-    box.altair_chart(charts.sensitivity_heatmap(df, metric), width="stretch")
+    signal = st.session_state.get("ps_sens_signal", "kl")
+    box.altair_chart(charts.sensitivity_heatmap(df, metric, signal if signal in df.columns else "drop"), width="stretch")
+
+
+def signal_choice(df: pd.DataFrame) -> str:
+    """The signal that ranks and colours the layers: KL by default, the metric drop on request."""
+    options = [c for c in A.SIGNALS if c in df.columns]
+    if st.session_state.get("ps_sens_signal") not in options:
+        st.session_state["ps_sens_signal"] = options[0]
+    return st.radio(
+        "Rank and colour by",
+        options,
+        key="ps_sens_signal",
+        horizontal=True,
+        format_func=lambda c: A.SIGNALS[c],
+        help="KL: how far the pruned model's output distribution moves from the dense model's on the same inputs "
+        "(low noise: every example counts, not only the ones whose prediction flips). Metric drop: the task metric lost.",
+    )
+
+
+def ranking(s, df: pd.DataFrame, dense: dict, sparsities: list, metric: str) -> str:
+    """The layers ranked by the chosen signal with 95% intervals, and in words how many are told apart from 0."""
+    st.subheader("Most sensitive layers")
+    c1, c2 = st.columns([2, 3])
+    with c1:
+        signal = signal_choice(df)
+    if st.session_state.get("ps_sens_at") not in sparsities:
+        st.session_state["ps_sens_at"] = sparsities[-1]
+    at = c2.select_slider("At sparsity", options=sparsities, key="ps_sens_at", format_func=lambda v: f"{v:.0%}")
+    one = df[df["sparsity"] == at].assign(layer=lambda d: d["layer"].map(ui.short_layer))
+    st.altair_chart(IC.sensitivity_bars_ci(one, metric, signal), width="stretch")
+    for name in sorted(A.SIGNALS, key=lambda c: c != signal):  # the chosen signal first; the drop is the real noise test
+        st.markdown(I.noise_summary(one, name, metric, at))
+    worst = one.sort_values(signal, ascending=False).head(3)
+    st.caption(
+        f"Dense {metric}: {I.metric_text(dense)}. Most sensitive at {at:.0%}: "
+        + ", ".join(f"{r['layer']} ({I.signal_text(signal, metric, r)})" for r in worst.to_dict("records"))
+        + ". The drop is the harm, paired over the same examples: dense minus pruned accuracy, or pruned minus dense perplexity. "
+        "Bars: the value; lines: its 95% interval, grey where it covers 0."
+    )
+    return signal
+
+
+def allocation(s, rows: list, layer_rows, signal: str) -> None:
+    """The per-layer allocation built from ``signal``, its downloads, and Apply (the sidebar's "allocated")."""
+    st.subheader("Suggested per-layer sparsity")
+    params = {r.name: r.params for r in layer_rows}
+    target = s.request.sparsity  # N/M for an N:M pattern
+    source = A.AllocationSource.from_rows(s.model_key, st.session_state["ps_sens_method"], signal, rows, params)
+    alloc = source.at(target)
+    alloc_df = pd.DataFrame([{"layer": ui.short_layer(n), "sparsity": v} for n, v in alloc.items()])
+    st.altair_chart(charts.allocation_bars(alloc_df, target), width="stretch")
+    st.caption(
+        f"Built from the {A.SIGNALS[signal]}: sensitive layers are pruned less and robust ones more, so the parameter-weighted "
+        f"mean stays at the sidebar's target {target:.0%} (here {A.mean_sparsity(alloc, params):.1%}); the dashed line is the "
+        "uniform target. Move the sparsity slider to re-allocate."
+    )
+    c1, c2, c3 = st.columns(3)
+    c1.download_button("Download allocation (JSON)", A.to_json(alloc).encode(), file_name="prunescope_allocation.json", mime="application/json", key="ps_alloc_json", help="{layer: sparsity}: python -m pruning prune --allocation FILE.json")
+    c2.download_button("Download allocation (CSV)", A.to_csv(alloc, params).encode(), file_name="prunescope_allocation.csv", mime="text/csv", key="ps_alloc_csv")
+    c3.button("Apply as the sidebar's granularity", type="primary", key="ps_alloc_apply", on_click=apply, args=(source,), help="Overview and the ramp then compare this allocation against uniform pruning at the same overall sparsity.")
+    if st.session_state.get(A.SOURCE_KEY) == source and s.granularity == A.ALLOCATED:
+        st.success("Applied: the sidebar's granularity is **allocated**. The Overview and the Sparsity ramp compare it against uniform pruning.")
+
+
+def apply(source) -> None:
+    st.session_state[A.SOURCE_KEY] = source
+    st.session_state["ps_granularity"] = A.ALLOCATED
 
 
 def render() -> None:
-    st.title("Layer sensitivity")
-    s = ui.settings()
-    loaded = ui.model(s)
-    ui.settings_line(s, loaded)
+    s, loaded = ui.opening("Layer sensitivity")
     methods = resources.score_methods()
     from pruning.registry import all_methods
 
@@ -44,69 +110,27 @@ def render() -> None:
     if data is None:
         st.warning("This model is a bare encoder: it has no task metric to measure sensitivity with.")
         return
+    ui.data_note(data)
     layer_rows = resources.layers(s, loaded)
-    key = (s.model_key, s.data_key, method, tuple(sparsities), s.calibration, s.seed, s.eval_size)
-    job = resources.store().peek(KIND, key)
     st.caption(
         f"{len(layer_rows)} layers x {len(sparsities)} sparsities = {len(layer_rows) * len(sparsities)} evaluations of "
         f"{s.eval_size} examples each (validation split)."
     )
-    run = st.button("Measure sensitivity", type="primary", key="ps_sens_run", disabled=job is not None and not job.done.is_set())
-    box = st.empty()
-    if job is None and not run:
-        box.info("Press **Measure sensitivity**: each layer is pruned alone and the model evaluated; results stay cached.")
-        return
-    if job is None:
-        calib = resources.calibration(s, loaded, data) if every[method].needs_calibration else None
-
-        def work(job):
-            from pruning.sweep import layer_sensitivity
-
-            return layer_sensitivity(
-                loaded,
-                data,
-                method,
-                sparsities,
-                calibration=calib,
-                seed=s.seed,
-                max_examples=s.eval_size,
-                progress=job.progress,
-                on_point=job.partial.append,
-            )
-
-        job = resources.store().get_or_start(KIND, key, "Layer sensitivity", work)
     metric = "perplexity" if loaded.task == "causal-lm" else "accuracy"
-    rows = sweeps.follow(job, KIND, key, lambda r: draw(box, r, metric))
-    draw(box, rows, metric)
+    ans = resources.sensitivity(s, loaded, data, method, sparsities)
+    idle = "Press **Measure sensitivity**: each layer is pruned alone and the model evaluated; results stay cached."
+    job, _ = ui.run_view(ans, "Measure sensitivity", "ps_sens_run", idle, draw=lambda box, r: draw(box, r, metric))
+    if job is not None:
+        results(s, job.value, sparsities, metric, layer_rows)
+
+
+def results(s, rows: list, sparsities: list, metric: str, layer_rows) -> None:
+    """The most sensitive layers at a chosen sparsity and the suggested per-layer allocation."""
     df = pd.DataFrame([r for r in rows if r["layer"] != "-"])
     dense = [r for r in rows if r["layer"] == "-"][0]
 
-    st.subheader("Most sensitive layers")
-    if st.session_state.get("ps_sens_at") not in sparsities:
-        st.session_state["ps_sens_at"] = sparsities[-1]
-    at = st.select_slider("At sparsity", options=sparsities, key="ps_sens_at", format_func=lambda v: f"{v:.0%}")
-    one = df[df["sparsity"] == at].assign(layer=lambda d: d["layer"].map(ui.short_layer))
-    st.altair_chart(charts.sensitivity_bars(one, metric), width="stretch")
-    worst = one.sort_values("drop", ascending=False).head(3)
-    st.caption(
-        f"Dense {metric}: {dense['value']:.4g}. Most sensitive at {at:.0%}: "
-        + ", ".join(f"{r.layer} ({r.drop:+.3g})" for r in worst.itertuples())
-        + ". The drop is the harm: dense minus pruned accuracy, or pruned minus dense perplexity."
-    )
-
-    st.subheader("Suggested per-layer sparsity")
-    from pruning.sweep import suggest_allocation
-
-    params = {r.name: r.params for r in layer_rows}
-    target = s.sparsity if ":" not in s.granularity else 0.5
-    alloc = suggest_allocation(rows, target, params)
-    alloc_df = pd.DataFrame([{"layer": ui.short_layer(n), "sparsity": v} for n, v in alloc.items()])
-    st.altair_chart(charts.allocation_bars(alloc_df, target), width="stretch")
-    mean = sum(params[n] * v for n, v in alloc.items()) / max(1, sum(params[n] for n in alloc))
-    st.caption(
-        f"Sensitive layers are pruned less and robust ones more, so the parameter-weighted mean stays at the sidebar's "
-        f"target {target:.0%} (here {mean:.1%}); the dashed line is the uniform target. Move the sparsity slider to re-allocate."
-    )
+    signal = ranking(s, df, dense, sparsities, metric)
+    allocation(s, rows, layer_rows, signal)
     st.download_button("Download CSV", df.to_csv(index=False).encode(), file_name="prunescope_sensitivity.csv", mime="text/csv", key="ps_sens_csv")
 
 

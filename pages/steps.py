@@ -1,26 +1,24 @@
-"""Method steps: what the trained seed methods do over time, drawn while they run and after.
+"""Method steps: what the trained methods do over time, drawn while they run and after.
 
-MGPP and GMP: the cubic sparsity schedule, the same sample of weights at every snapshot
-(histogram, MGPP's two prior components, a fitted Gaussian mixture), the held-out metric
-and the losses. SDS: the weights and the metric after each of its three steps, and the
-per-layer reconstruction errors.
+A method says how its steps are shown (``Method.steps_view``); this page has one drawer
+per kind and no method names. "schedule" (MGPP, GMP): the cubic sparsity schedule, the same
+sample of weights at every snapshot (histogram, the prior's two components if the method
+has one, a fitted Gaussian mixture), the held-out metric and the losses. "stages" (SDS):
+the weights and the metric after each of its steps, and the per-layer reconstruction
+errors. "candidates" (randomized selection): per stage, each candidate's score and overlap.
 """
 
 import pandas as pd
 import streamlit as st
 
-from app import charts, resources, ui
+from app import charts, resources, sidebar, ui
+from app import intervals as I
 from pruning.seeds import views as V
 from pruning.seeds.mgpp import schedule_curve, schedule_of
 
-STEPWISE = {
-    "mgpp": "MGPP: fine-tune with the spike-and-slab prior while pruning",
-    "gmp": "GMP: the same schedule without the prior",
-    "sds": "SDS: sparse, dense, sparse again",
-    "randomized": "Randomized: sample K masks, keep the best",
-}
 BINS, GRID_BINS = 60, 40
 MIXTURE_CHOICES = [2, 1, 3, 4, "bic"]
+PRIOR = ("lam", "v0", "v1")  # a method with these parameters fine-tunes with a spike-and-slab prior
 CLAIMS = {  # README sections measuring each seed method against its baseline at the paper's own budget
     "mgpp": "Claim: MGPP beats gradual magnitude pruning at high sparsity",
     "gmp": "Claim: MGPP beats gradual magnitude pruning at high sparsity",
@@ -29,74 +27,87 @@ CLAIMS = {  # README sections measuring each seed method against its baseline at
 }
 
 
-def _choose(name: str) -> None:
-    st.session_state["ps_method"] = name
+def stepwise_methods() -> dict:
+    """The registered methods whose steps this view draws (``Method.steps_view`` set)."""
+    from pruning.registry import all_methods
+
+    return {n: m for n, m in all_methods().items() if m.steps_view}
 
 
-def _intro() -> None:
+def pick_one(s) -> None:
+    """The sidebar's method prunes in one shot: say so and offer the methods that have steps."""
+    st.title("Method steps")
     st.markdown(
-        "Some methods do not prune in one shot. **MGPP** fine-tunes the model while a cubic schedule prunes "
-        "more and more of the smallest weights, and a spike-and-slab prior pulls unimportant weights towards zero "
-        "so that pruning them costs little; **GMP** is the same run without the prior. **SDS** prunes in one shot, "
-        "re-densifies every layer towards the dense layer's outputs, and prunes again. This view draws what each "
-        "step did, while the method runs and after. **Randomized selection** samples K masks around a criterion and keeps "
-        "the one that does best on held-out training data, after a short fine-tune of each with early evaluation."
+        "Some methods do not prune in one shot: they fine-tune the model while a schedule prunes more and more "
+        "weights, or prune, re-densify and prune again, or sample several masks and keep the best after a short "
+        "fine-tune. This view draws what each step did, while the method runs and after."
     )
+    st.info(f"The method in the sidebar, **{s.method}**, prunes in one shot: it has no steps to show. Pick one that has:")
+    methods = stepwise_methods()
+    for col, (name, m) in zip(st.columns(len(methods)), methods.items()):
+        col.button(m.label, key=f"btn_steps_pick_{name}", on_click=sidebar.choose_method, args=(name,), help=m.summary, width="stretch")
 
 
 def render() -> None:
-    st.title("Method steps")
     s = ui.settings()
-    if s.method not in STEPWISE:
-        _intro()
-        st.info(f"The method in the sidebar, **{s.method}**, prunes in one shot: it has no steps to show. Pick one that has:")
-        for col, (name, label) in zip(st.columns(len(STEPWISE)), STEPWISE.items()):
-            col.button(label, key=f"btn_steps_pick_{name}", on_click=_choose, args=(name,), width="stretch")
-        return
-    loaded = ui.model(s)
     method = resources.method_info(s.method)
-    params = method.resolve_params(s.params_for(s.method))
+    if not method.steps_view:
+        pick_one(s)
+        return
     changed = ", ".join(f"{k}={v}" for k, v in s.params) or "defaults"
-    ui.settings_line(s, loaded, extra=f"parameters: {changed} (sidebar, under the method)")
+    s, loaded = ui.opening("Method steps", extra=f"parameters: {changed} (sidebar, under the method)")
+    params = dict(s.request.param_dict)
     st.caption(method.summary + " Budget and schedule: the method's parameters in the sidebar.")
-    st.caption(f"Does it beat its baseline at the paper's own budget? README.md, section *{CLAIMS[s.method]}* "
-               "(under Benchmarks; figures with intervals in `bench/results/claims.md`).")
+    if s.method in CLAIMS:
+        st.caption(f"Does it beat its baseline at the paper's own budget? README.md, section *{CLAIMS[s.method]}* "
+                   "(under Benchmarks; figures with intervals in `bench/results/claims.md`).")
     ui.default("ps_steps_k", 2)
-
-    gradual = s.method in ("mgpp", "gmp")
-    schedule = prior = None
-    if gradual:
-        schedule = schedule_of(params, s.sparsity, s.granularity)
-        prior = {k: params[k] for k in ("lam", "v0", "v1")} if s.method == "mgpp" else None
+    draw = drawer(method.steps_view, params, s)
     live = st.empty()
 
     def draw_live(entries: list) -> None:
         with live.container():
-            st.caption("Drawn live: each snapshot appears as the method records it.")
+            st.caption("Drawn live: each step appears as the method records it.")
             if not entries:
-                st.caption("Waiting for the first snapshot ...")
-            elif gradual:
-                draw_gradual(entries, schedule, prior, key=None, seed=s.seed)
-            elif s.method == "randomized":
-                draw_randomized(entries, None, params)
+                st.caption("Waiting for the first step ...")
             else:
-                draw_sds(entries, None, key=None, seed=s.seed)
+                draw(entries, None, None)
 
     mask_set = resources.masks(s, loaded, on_partial=draw_live)
     live.empty()
-    info = mask_set.info
-    if gradual:
-        draw_gradual(info["history"], info["schedule"], info.get("prior"), key=mask_set.key, seed=s.seed)
-    elif s.method == "randomized":
-        draw_randomized(info["stages"], info, params)
-    else:
-        draw_sds(info["steps"], info, key=mask_set.key, seed=s.seed)
+    draw(None, mask_set.info, mask_set)
     ui.links(("overview", "Test-set metric of the result"), ("weights", "Every layer's weights"), ("masks", "The final masks"))
 
 
-# ---------------------------------------------------------------- MGPP / GMP
-def draw_gradual(history: list, schedule: dict, prior: dict | None, key, seed: int) -> None:
-    """Schedule, weight snapshots and training curves; ``key`` is None while the run is live (no widgets)."""
+def drawer(view: str, params: dict, s):
+    """``draw(entries, info, done)`` for a steps view: live (the ``entries`` so far; no ``info``, and
+    no widgets since ``done`` is None) or final (``info`` and ``done``, the finished run's MaskSet)."""
+    if view == "schedule":
+        prior = {k: params[k] for k in PRIOR} if all(k in params for k in PRIOR) else None
+        schedule = schedule_of(params, s.request.sparsity, str(s.request.granularity))
+
+        def draw(entries, info, done):
+            if info is None:
+                draw_schedule(entries, schedule, prior, done=None, seed=s.seed)
+            else:
+                draw_schedule(info["history"], info["schedule"], info.get("prior"), done=done, seed=s.seed)
+
+    elif view == "candidates":
+
+        def draw(entries, info, done):
+            draw_candidates(entries if info is None else info["stages"], info, params)
+
+    else:  # "stages"
+
+        def draw(entries, info, done):
+            draw_stages(entries if info is None else info["steps"], info, done=done, seed=s.seed)
+
+    return draw
+
+
+# ---------------------------------------------------------------- "schedule" (MGPP, GMP)
+def draw_schedule(history: list, schedule: dict, prior: dict | None, done, seed: int) -> None:
+    """Schedule, weight snapshots and training curves; ``done`` (the finished MaskSet) is None while the run is live (no widgets)."""
     last = history[-1]
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("Snapshot", f"step {last['step']} of {schedule['steps']}")
@@ -128,10 +139,16 @@ def draw_gradual(history: list, schedule: dict, prior: dict | None, key, seed: i
         )
     )
 
+    snapshots(history, prior, done, seed)
+
+
+def snapshots(history: list, prior: dict | None, done, seed: int) -> None:
+    """The same sampled weights at every snapshot (one chosen closer: a slider once the run is done, then all of them) and the training curves."""
+    last = history[-1]
     st.subheader("The same weights over training")
     limit = V.common_limit([h["sample"] for h in history])
     steps = [h["step"] for h in history]
-    if key is None:
+    if done is None:
         chosen = last
     else:
         if st.session_state.get("ps_steps_snapshot") not in steps:
@@ -145,7 +162,7 @@ def draw_gradual(history: list, schedule: dict, prior: dict | None, key, seed: i
     if prior is not None and chosen.get("crossing_point"):
         lines = [{"x": x, "label": "prior crossing ±w*"} for x in (-chosen["crossing_point"], chosen["crossing_point"])]
     prior_now = None if prior is None else {**prior, "lam": chosen.get("lambda") or prior["lam"]}
-    _snapshot_chart(chosen["sample"], limit, f"step {chosen['step']}", (key, chosen["step"]), k, seed, prior_now, lines)
+    _snapshot_chart(chosen["sample"], limit, f"step {chosen['step']}", done, k, seed, prior_now, lines)
     parts = [charts.histogram_columns(V.sample_histogram(h["sample"], limit, GRID_BINS), f"step {h['step']}") for h in history]
     st.altair_chart(charts.histogram_grid(charts.concat_columns(parts), columns=4, order=[f"step {x}" for x in steps], shared_x=True), width="content")
     st.caption(
@@ -163,14 +180,16 @@ def draw_gradual(history: list, schedule: dict, prior: dict | None, key, seed: i
         st.dataframe(pd.DataFrame(V.history_rows(history)), hide_index=True, width="stretch")
 
 
-def _snapshot_chart(sample, limit: float, title: str, memo_key, k, seed: int, prior: dict | None, lines: list) -> None:
+def _snapshot_chart(sample, limit: float, title: str, done, k, seed: int, prior: dict | None, lines: list) -> None:
+    """One sample's histogram with a mixture fitted to its non-zero weights (and the prior's curves); the fit of a
+    finished run (``done``) is computed once per snapshot (``title``)."""
     counts = V.sample_histogram(sample, limit, BINS)
     width = 2 * limit / BINS
     x = V.curve_grid(limit)
-    if memo_key[0] is None:  # live: not cached, the sample is still changing
+    if done is None:  # live: not cached, the sample is still changing
         fit = V.nonzero_fit(sample, k, seed)
     else:
-        fit = resources.memo(("steps_fit",) + tuple(memo_key) + (k, seed), lambda: V.nonzero_fit(sample, k, seed))
+        fit = resources.of_masks(done, f"fit of {title}, k={k}, seed {seed}", lambda: V.nonzero_fit(sample, k, seed))
     rows = []
     if fit is not None:
         nonzero = int(sum(1 for v in sample if v != 0))
@@ -186,8 +205,8 @@ def _snapshot_chart(sample, limit: float, title: str, memo_key, k, seed: int, pr
         st.caption(f"{zeros:,} of the {len(sample):,} sampled weights are exactly zero: the orange bar at 0 is cut at the top so the rest stays readable.")
 
 
-# ---------------------------------------------------------------- randomized selection
-def draw_randomized(stages: list, info: dict | None, params: dict) -> None:
+# ---------------------------------------------------------------- "candidates" (randomized selection)
+def draw_candidates(stages: list, info: dict | None, params: dict) -> None:
     """Per stage: each candidate's selection score and overlap with the deterministic mask, and
     (early selection) its held-out metric during the short fine-tune."""
     last = stages[-1]
@@ -200,9 +219,10 @@ def draw_randomized(stages: list, info: dict | None, params: dict) -> None:
     c2.metric("Sparsity of this stage", ui.pct(last["sparsity"]))
     c3.metric("Chosen candidate", f"c{last['chosen'] + 1} of {len(last.get('selection_scores') or [])}")
     if early and last.get("winner_after_fine_tuning"):
-        c4.metric(f"Winner after fine-tuning ({metric})", fmt(last["winner_after_fine_tuning"]["value"]), help="held-out slice of the TRAINING data")
+        winner = last["winner_after_fine_tuning"]
+        c4.metric(f"Winner after fine-tuning ({metric})", fmt(winner["value"]), help=f"held-out slice of the TRAINING data: {I.metric_text(winner, held_out=True)}")
     elif det.get("value") is not None:
-        c4.metric(f"Deterministic mask ({metric})", fmt(det["value"]), help="the criterion's own mask, no sampling, no training")
+        c4.metric(f"Deterministic mask ({metric})", fmt(det["value"]), help=f"the criterion's own mask, no sampling, no training: {I.metric_text(det, held_out=True)}")
     for i, stage in enumerate(stages):
         if len(stages) > 1:
             st.subheader(f"Stage {i + 1}: {stage['sparsity']:.1%} sparsity")
@@ -227,8 +247,8 @@ def draw_randomized(stages: list, info: dict | None, params: dict) -> None:
     )
 
 
-# ---------------------------------------------------------------- SDS
-def draw_sds(steps: list, info: dict | None, key, seed: int) -> None:
+# ---------------------------------------------------------------- "stages" (SDS)
+def draw_stages(steps: list, info: dict | None, done, seed: int) -> None:
     """Weights and metric after each stage; with ``info`` (finished run) also the per-layer errors."""
     rows = pd.DataFrame(V.sds_stage_rows(steps))
     labels = list(rows["stage"])
@@ -246,7 +266,7 @@ def draw_sds(steps: list, info: dict | None, key, seed: int) -> None:
         f"The same {len(steps[0]['sample']):,} randomly chosen targeted weights after each step, on one axis (±{limit:.3g}). "
         "Orange: exactly zero. The dense step lets every weight move again (L1 keeps it sparse-friendly), so its panel has few zeros."
     )
-    if key is not None:
+    if done is not None:
         ui.default("ps_steps_stage", labels[-1])
         if st.session_state.get("ps_steps_stage") not in labels:
             st.session_state["ps_steps_stage"] = labels[-1]
@@ -254,7 +274,7 @@ def draw_sds(steps: list, info: dict | None, key, seed: int) -> None:
         stage = c1.radio("Look closer at", labels, key="ps_steps_stage", horizontal=True)
         c2.selectbox("Mixture components", MIXTURE_CHOICES, key="ps_steps_k", format_func=lambda v: "chosen by BIC" if v == "bic" else str(v))
         chosen = steps[labels.index(stage)]
-        _snapshot_chart(chosen["sample"], limit, stage, (key, stage), st.session_state.get("ps_steps_k", 2), seed, None, [])
+        _snapshot_chart(chosen["sample"], limit, stage, done, st.session_state.get("ps_steps_k", 2), seed, None, [])
 
     metric_rows = rows.dropna(subset=["value"])
     st.subheader("Metric after each step")
@@ -271,9 +291,15 @@ def draw_sds(steps: list, info: dict | None, key, seed: int) -> None:
         return
     st.subheader("Per-layer reconstruction error")
     n = len(info["layers"])
-    c1, c2 = st.columns(2)
-    c1.metric("Layers the soft-mask adjustment improved", f"{info['layers_adjusted']} of {n}", help="the others keep the re-pruned weights (the step is skipped)")
-    c2.metric("Layers where the second pruning beats the first", f"{info['layers_where_second_pruning_beats_first']} of {n}")
+    c1, c2, c3 = st.columns(3)
+    rule = info["adjust_rule"]
+    c1.metric("Layers the soft-mask adjustment changed", f"{info['layers_adjusted']} of {n}", help=f"adjust_rule = {rule}")
+    c2.metric(
+        "Layers where the adjustment was skipped",
+        f"{info['layers_adjustment_skipped']} of {n}",
+        help="the paper's rule: where the second pruning already beats the first, its weights are kept as they are",
+    )
+    c3.metric("Layers where the second pruning beats the first", f"{info['layers_where_second_pruning_beats_first']} of {n}")
     errors = pd.DataFrame(V.sds_layer_errors(info["layers"]))
     errors["layer"] = errors["layer"].map(ui.short_layer)
     st.altair_chart(charts.layer_error_chart(errors, order=[ui.short_layer(x) for x in info["layers"]]), width="stretch")

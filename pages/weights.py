@@ -5,17 +5,14 @@ import pandas as pd
 import streamlit as st
 
 from app import charts, resources, ui
-from pruning.distribution import equivalent_threshold, histogram, split_counts, to_numpy
+from pruning.distribution import histogram, split_counts, to_numpy
 
 BINS = 80
 RANGE_QUANTILE = 0.9995  # the histogram spans +-(this quantile of |w|); rarer outliers go to the edge bins
 
 
 def render() -> None:
-    st.title("Weights")
-    s = ui.settings()
-    loaded = ui.model(s)
-    ui.settings_line(s, loaded)
+    s, loaded = ui.opening("Weights")
     names = [r.name for r in resources.layers(s, loaded)]
     c1, c2, c3, c4 = st.columns([3, 1.3, 1.3, 1.3])
     layer = ui.layer_picker(c1, names)
@@ -25,17 +22,15 @@ def render() -> None:
 
     mask_set = resources.masks(s, loaded)
     mask = mask_set.masks[layer]
-    if mask_set.weights is not None and layer in mask_set.weights:
-        values, values_key = mask_set.weights[layer], f"updated:{mask_set.key}"
+    values, values_key = resources.layer_values(s, loaded, mask_set, layer)
+    if values_key != "dense":
         st.caption(f"{mask_set.method} changed the kept weights: the histogram shows the weights after its update.")
-    else:
-        values, values_key = resources.dense_weight(s, loaded, layer), "dense"
 
     binned = resources.binned(s, loaded, layer, values_key, values, BINS, RANGE_QUANTILE)
     counts = split_counts(binned, mask, values, hide_zeros=hide_zeros)
     n_kept = int(np.count_nonzero(to_numpy(mask)))
     layer_sparsity = 1 - n_kept / mask.numel()
-    threshold = resources.memo(("threshold", s.model_key, layer, values_key, round(layer_sparsity, 6)), lambda: equivalent_threshold(values, layer_sparsity))
+    threshold = resources.threshold(s, layer, values_key, values, layer_sparsity)
     fit = resources.mixture(s, loaded, layer, k, values_key, values)
     spike = resources.spike_slab(s, loaded, layer, values_key, values)
 
@@ -44,17 +39,25 @@ def render() -> None:
     m2.metric("Layer sparsity", f"{layer_sparsity:.1%}")
     m3.metric("Magnitude threshold |w|", f"{threshold:.4g}", help="the |w| below which this share of weights lies: the exact cut of per-layer magnitude pruning")
     m4.metric("Spike/slab crossing |w*|", "none" if spike.crossing is None else f"{spike.crossing:.4g}")
+    ui.one_pass_note(s, loaded, mask_set, layer)
 
+    draw_histogram(layer, binned, counts, mask.numel(), fit, spike, threshold, log_count, hide_zeros)
+    fit_tables(fit, spike)
+    all_layers(s, loaded, names, mask_set, hide_zeros)
+
+
+def draw_histogram(layer: str, binned, counts, n: int, fit, spike, threshold: float, log_count: bool, hide_zeros: bool) -> None:
+    """The layer's histogram, kept and pruned, with the mixture's curves, the threshold and the spike/slab crossing."""
     width = float(binned.edges[1] - binned.edges[0])
     centers = np.linspace(binned.edges[0], binned.edges[-1], 241)
-    curves = pd.DataFrame(fit.curves(centers, scale=mask.numel() * width))
+    curves = pd.DataFrame(fit.curves(centers, scale=n * width))
     lines = [{"x": t, "label": "pruning threshold ±t"} for t in (-threshold, threshold)] if threshold > 0 else []
     if spike.crossing is not None:
         lines += [{"x": c, "label": "spike/slab crossing ±w*"} for c in (-spike.crossing, spike.crossing)]
     chart = charts.weight_histogram(charts.histogram_frame(counts), curves, pd.DataFrame(lines), log_count=log_count, title=layer)
     st.altair_chart(chart, width="stretch")
     st.caption(
-        f"{mask.numel():,} weights in {BINS} bins of width {width:.3g} over ±{binned.edges[-1]:.3g} "
+        f"{n:,} weights in {BINS} bins of width {width:.3g} over ±{binned.edges[-1]:.3g} "
         f"(the {RANGE_QUANTILE:.2%} quantile of |w|; the rarer outliers are counted in the outermost bins). Blue: kept, orange: pruned"
         + (" (hidden)" if hide_zeros else "")
         + f". Curves: a {fit.k}-component Gaussian mixture fitted to {fit.n_fitted:,} sampled weights, in expected counts per bin. "
@@ -62,6 +65,9 @@ def render() -> None:
         "Gaussian of a two-component fit: MGPP's prior pushes weights inside it toward zero."
     )
 
+
+def fit_tables(fit, spike) -> None:
+    """The mixture's components (and BIC) beside the spike-and-slab fit."""
     left, right = st.columns([1, 1])
     with left:
         st.markdown("**Mixture components**")
@@ -90,6 +96,9 @@ def render() -> None:
             column_config={"weight": st.column_config.NumberColumn(format="%.3f"), "std": st.column_config.NumberColumn(format="%.3e")},
         )
 
+
+def all_layers(s, loaded, names: list, mask_set, hide_zeros: bool) -> None:
+    """Small multiples: a fixed sample of every layer's weights, kept and pruned."""
     st.subheader("All layers")
     ui.default("ps_weights_grid", True)
     if st.toggle("Show every layer (small multiples)", key="ps_weights_grid"):

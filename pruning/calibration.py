@@ -6,9 +6,11 @@ accumulated by forward pre-hooks (the shape of SparseGPT's ``add_batch``), on a
 shallow copy of the model so that the shared model never carries our hooks.
 
 :func:`sequential_prune` walks the transformer blocks in order. Block ``b`` gets
-the hidden states produced by the already-pruned blocks before it; inside the
-block every layer is pruned the moment its input is known, so later layers of
-the block (the attention output, the FFN down projection) see inputs from the
+the hidden states produced by the already-pruned blocks before it. By default
+(``order="block"``, as the reference Wanda and SparseGPT code) all of a block's
+statistics come from one pass over the unpruned block; with ``order="sequential"``
+every layer is pruned the moment its input is known, so later layers of the
+block (the attention output, the FFN down projection) see inputs from the
 pruned layers before them. All calibration samples go through a block as one
 batch, which keeps only the hidden states between blocks in memory, never every
 layer's activations. Layers that read the very same tensor (q/k/v, gate/up)
@@ -174,6 +176,105 @@ def _is_linear(module: nn.Module) -> bool:
     return isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D"
 
 
+@dataclass
+class _Walk:
+    """What a sequential walk shares across blocks: the private model copy, the targets, the pruner and the results."""
+
+    model: nn.Module
+    layers: Sequence[str]
+    prune_group: GroupPruner
+    groups_by_local: dict
+    progress: object
+    masks: dict = field(default_factory=dict)
+    new_weights: dict = field(default_factory=dict)
+
+    @property
+    def finished(self) -> bool:
+        return all(n in self.masks for n in self.layers)
+
+    def group_of(self, prefix: str, local: str, name: str) -> list[str]:
+        """The not yet pruned targeted layers of ``name``'s input group (at least ``name``)."""
+        members = [prefix + "." + m for m in self.groups_by_local.get(local, [local])]
+        members = [m for m in members if m in self.layers and m not in self.masks] or [name]
+        return members if name in members else [name]
+
+    def keep(self, block: nn.Module, prefix: str, name: str, new_w, mask) -> None:
+        """Record a layer's result and put its pruned weight into the private copy."""
+        from .models import layer_weight
+
+        self.masks[name] = mask
+        if new_w is not None:
+            self.new_weights[name] = new_w
+        base = new_w if new_w is not None else layer_weight(self.model, name)
+        _set_weight(self.model, block, name[len(prefix) + 1 :], name, base * mask)
+        if self.progress is not None:
+            self.progress(len(self.masks), len(set(self.layers)), f"pruned {name}")
+
+
+def _pruning_hook(walk: _Walk, block: nn.Module, prefix: str, name: str, shared, pending: dict):
+    """A forward pre-hook that prunes ``name``'s input group the first time one of its members runs."""
+    from .models import layer_weight
+
+    local = name[len(prefix) + 1 :]
+
+    def hook(module, inputs):
+        stats = shared.stats_for(inputs[0])
+        if not (name in pending and pending[name][0] is stats):  # first of its group to run: prune the group now
+            members = walk.group_of(prefix, local, name)
+            outcome = walk.prune_group(members, [layer_weight(walk.model, m) for m in members], stats)
+            for member, result in zip(members, outcome):
+                pending[member] = (stats, result)
+        new_w, mask = pending.pop(name)[1]
+        walk.keep(block, prefix, name, new_w, mask)
+
+    return hook
+
+
+def _hooked(block: nn.Module, prefix: str, names: Sequence[str], make_hook, run):
+    """``run()`` with ``make_hook(name)`` as forward pre-hook of each named layer of ``block``."""
+    handles = [block.get_submodule(n[len(prefix) + 1 :]).register_forward_pre_hook(make_hook(n)) for n in names]
+    try:
+        return run()
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def _block_sequential(walk: _Walk, block: nn.Module, prefix: str, names, shared, run):
+    """Prune each layer (group) in its pre-hook, as soon as its input is known; the block's output."""
+    pending: dict = {}
+    return _hooked(block, prefix, names, lambda n: _pruning_hook(walk, block, prefix, n, shared, pending), run)
+
+
+def _block_once(walk: _Walk, block: nn.Module, prefix: str, names, shared, run):
+    """Collect every layer's statistics in one pass over the unpruned block, prune, then rerun the block."""
+    from .models import layer_weight
+
+    seen: dict[str, InputStats] = {}
+
+    def make_hook(name: str):
+        def hook(module, inputs):
+            seen[name] = shared.stats_for(inputs[0])
+
+        return hook
+
+    first = _hooked(block, prefix, names, make_hook, run)
+    if not names:
+        return first
+    for name in names:
+        if name in walk.masks:
+            continue
+        group = walk.group_of(prefix, name[len(prefix) + 1 :], name)
+        members = [m for m in group if seen.get(m) is seen[name]] or [name]
+        outcome = walk.prune_group(members, [layer_weight(walk.model, m) for m in members], seen[name])
+        for member, (new_w, mask) in zip(members, outcome):
+            walk.keep(block, prefix, member, new_w, mask)
+    return run()
+
+
+ORDERS = ("block", "sequential")
+
+
 def sequential_prune(
     loaded,
     layers: Sequence[str],
@@ -181,8 +282,17 @@ def sequential_prune(
     prune_group: GroupPruner,
     want_gram: bool = False,
     progress=None,
+    order: str = "block",
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """Walk the blocks in order, pruning each targeted layer once its input is known.
+    """Walk the blocks in order, each block's inputs coming from the already-pruned blocks before it.
+
+    ``order="block"`` (the reference Wanda and SparseGPT code): all statistics of a
+    block are collected in one pass over the still-unpruned block, then its layers
+    are pruned, then the pruned block is run to give the next block its inputs.
+    ``order="sequential"`` (SparseGPT's ``true_sequential``, finer still): every
+    layer is pruned the moment its input is known, so later layers of the block
+    (attention output, FFN down projection) see inputs from the pruned layers
+    before them.
 
     ``prune_group(names, weights (d_out, d_in), stats) -> [(new_weight or None, mask)]``
     is called once per set of layers that read the same input (q/k/v, gate/up),
@@ -190,76 +300,34 @@ def sequential_prune(
     new_weights holds only layers whose weights the pruner changed. The shared
     model is untouched.
     """
-    from .models import layer_weight, transformer_blocks
+    from .models import transformer_blocks
 
+    if order not in ORDERS:
+        raise PruneScopeError(f"unknown statistics order {order!r}: use {' or '.join(ORDERS)}")
+    step = _block_sequential if order == "sequential" else _block_once
     model = shallow_copy(loaded.model)
     blocks = transformer_blocks(model)
-    wanted = set(layers)
     batch = merge_batches(calibration, pad_id=_pad_id(loaded))
     token_mask = batch["attention_mask"].bool()
     if bool(token_mask.all()):
         token_mask = None  # no padding: every position is a calibration token
     args, kwargs = capture_first_block_inputs(loaded, model, blocks, batch)
     hidden, rest = args[0], tuple(args[1:])
-    groups_by_local = {}
-    for group in input_groups(blocks[0][1], args, kwargs):
-        for local in group:
-            groups_by_local[local] = group
-    masks: dict[str, torch.Tensor] = {}
-    new_weights: dict[str, torch.Tensor] = {}
-    total = len(wanted)
+    groups_by_local = {local: group for group in input_groups(blocks[0][1], args, kwargs) for local in group}
+    walk = _Walk(model, list(dict.fromkeys(layers)), prune_group, groups_by_local, progress)
     for prefix, block in blocks:
         names = [n for n in layers if n.startswith(prefix + ".")]
-        if not names:
-            if all(n in masks for n in wanted):
-                break
-            with torch.inference_mode():
-                hidden = _block_output(block(hidden, *rest, **kwargs))
-            continue
-        shared = _SharedInputs(want_gram, token_mask)
-        pending: dict[str, tuple[InputStats, tuple]] = {}
-        handles = []
-
-        def make_hook(name: str, prefix=prefix, block=block, shared=shared, pending=pending):
-            local = name[len(prefix) + 1 :]
-
-            def hook(module, inputs):
-                stats = shared.stats_for(inputs[0])
-                if name in pending and pending[name][0] is stats:
-                    new_w, mask = pending.pop(name)[1]
-                else:  # first of its group to run: prune the whole group now
-                    members = [prefix + "." + m for m in groups_by_local.get(local, [local])]
-                    members = [m for m in members if m in wanted and m not in masks] or [name]
-                    if name not in members:
-                        members = [name]
-                    outcome = prune_group(members, [layer_weight(model, m) for m in members], stats)
-                    for member, result in zip(members, outcome):
-                        pending[member] = (stats, result)
-                    new_w, mask = pending.pop(name)[1]
-                masks[name] = mask
-                if new_w is not None:
-                    new_weights[name] = new_w
-                base = new_w if new_w is not None else layer_weight(model, name)
-                _set_weight(model, block, local, name, base * mask)
-                if progress is not None:
-                    progress(len(masks), total, f"pruned {name}")
-
-            return hook
-
-        for name in names:
-            handles.append(block.get_submodule(name[len(prefix) + 1 :]).register_forward_pre_hook(make_hook(name)))
-        try:
-            with torch.inference_mode():
-                hidden = _block_output(block(hidden, *rest, **kwargs))
-        finally:
-            for h in handles:
-                h.remove()
-        if all(n in masks for n in wanted):
+        if not names and walk.finished:
+            break
+        with torch.inference_mode():
+            run = lambda: _block_output(block(hidden, *rest, **kwargs))  # noqa: E731 - this block, these inputs
+            hidden = step(walk, block, prefix, names, _SharedInputs(want_gram, token_mask), run)
+        if walk.finished:
             break  # later blocks hold no targeted layer: no need to run them
-    missing = [n for n in layers if n not in masks]
+    missing = [n for n in layers if n not in walk.masks]
     if missing:
         raise PruneScopeError(f"these layers are not inside a transformer block, so calibration never reached them: {missing[:3]}")
-    return masks, new_weights
+    return walk.masks, walk.new_weights
 
 
 def collect_input_stats(

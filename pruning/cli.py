@@ -77,12 +77,10 @@ def _task_data(loaded, args):
     )
 
 
-def _calibration(loaded, args):
-    from .data import calibration_batches
+def _calibration(loaded, request):
+    from .prune import calibration_for
 
-    return calibration_batches(
-        loaded, getattr(args, "dataset", None), n_samples=args.calib, seq_len=args.calib_len, seed=args.seed
-    )
+    return calibration_for(loaded, request) if request.method_info.needs_calibration else None
 
 
 def _method_params(pairs: list[str] | None) -> dict:
@@ -93,6 +91,38 @@ def _method_params(pairs: list[str] | None) -> dict:
         key, value = pair.split("=", 1)
         params[key.strip()] = value.strip()
     return params
+
+
+def _allocation(path: str | None) -> dict | None:
+    """``{layer: sparsity}`` from a JSON file (checked further by :meth:`PruneRequest.make`)."""
+    if path is None:
+        return None
+    try:
+        value = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as exc:
+        raise PruneScopeError(f"allocation file {path} is not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    if not isinstance(value, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value.values()):
+        raise PruneScopeError(f"allocation file {path} must hold one JSON object {{layer name: sparsity}} with numbers as values")
+    return value
+
+
+def _request(args, method: str, **changes):
+    """The validated request the command line describes (before any model is loaded)."""
+    from .request import PruneRequest
+
+    settings = dict(
+        sparsity=getattr(args, "sparsity", None),
+        granularity=getattr(args, "granularity", None),
+        params=_method_params(getattr(args, "param", None)),
+        dataset=getattr(args, "dataset", None),
+        calib_samples=args.calib,
+        calib_len=args.calib_len,
+        seed=args.seed,
+        include=getattr(args, "include", None),
+        exclude=getattr(args, "exclude", None),
+    )
+    settings.update(changes)
+    return PruneRequest.make(method, **settings)
 
 
 # ---------------------------------------------------------------- commands
@@ -146,7 +176,7 @@ def cmd_methods(args) -> int:
         if m.needs_training_data:
             flags.append("trains")
         print(f"{m.name:10s} [{m.family}] {m.summary}" + (f" ({', '.join(flags)})" if flags else ""))
-        print(f"{'':10s} granularities: {', '.join(m.granularities)}")
+        print(f"{'':10s} granularities: {', '.join(m.granularities)} (default {m.default_granularity})")
         for key, p in m.params.items():
             print(f"{'':10s} --param {key}={p.default}  {p.help}")
     return 0
@@ -165,40 +195,15 @@ def cmd_layers(args) -> int:
     return 0
 
 
-def _check_settings(sparsities: list[float], granularities: list[str]) -> None:
-    """Reject impossible settings before any model is loaded (loading can take minutes)."""
-    from .masks import parse_granularity, validate_sparsity
-
-    for s in sparsities:
-        validate_sparsity(s)
-    for g in granularities:
-        parse_granularity(g)
-
-
 def cmd_prune(args) -> int:
     from .io import build_report, save_masks, save_pruned_model, write_report
-    from .prune import layer_names, prune
-    from .registry import get_method
+    from .prune import prune
 
-    method = get_method(args.method)
-    _check_settings([args.sparsity], [args.granularity])
-    method.resolve_params(_method_params(args.param))
+    request = _request(args, args.method, allocation=_allocation(args.allocation))  # every check before loading
     loaded = _load(args)
-    names = layer_names(loaded, include=args.include, exclude=args.exclude)
-    data = _task_data(loaded, args) if (args.eval or method.needs_training_data) else None
-    calibration = _calibration(loaded, args) if method.needs_calibration else None
-    result = prune(
-        loaded,
-        args.method,
-        args.sparsity,
-        args.granularity,
-        layers=names,
-        calibration=calibration,
-        seed=args.seed,
-        progress=_progress_bar(f"{args.method}"),
-        data=data,
-        params=_method_params(args.param),
-    )
+    method = request.method_info
+    data = _task_data(loaded, args) if (args.eval or method.needs_training_data or method.needs_calibration) else None
+    result = prune(loaded, request, calibration=_calibration(loaded, request), data=data, progress=_progress_bar(args.method))
     evaluation = None
     if args.eval:
         from .evaluate import evaluate, paired_difference, summary
@@ -209,7 +214,11 @@ def cmd_prune(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     save_masks(result.masks, out / "masks.safetensors")
-    report = build_report(result, loaded, evaluation)
+    report = build_report(result, loaded, evaluation, request)
+    if data is not None:
+        from .data import data_parts
+
+        report["data"] = {"name": data.name, "parts": data_parts(data)}
     write_report(report, out / "report.json")
     if not args.no_model:
         save_pruned_model(loaded, result, out / "model")
@@ -242,27 +251,25 @@ def _write_rows(rows: list[dict], out: Path) -> None:
 
 
 def cmd_sweep(args) -> int:
-    from .registry import get_method
-    from .sweep import sparsity_ramp
+    from .sweep import ramp_points, sparsity_ramp
 
     methods = _names(args.methods)
     if not methods:
         raise PruneScopeError("--methods is empty: name at least one method (see `python -m pruning methods`)")
-    for m in methods:
-        get_method(m)
-    _check_settings(_floats(args.sparsities), _names(args.granularities))
+    requests = [_request(args, m) for m in methods]
+    granularities = _names(args.granularities) if args.granularities else None
+    ramp_points(requests, granularities, _floats(args.sparsities))  # every point checked before loading
     loaded = _load(args)
     data = _task_data(loaded, args)
-    calibration = _calibration(loaded, args) if any(get_method(m).needs_calibration for m in methods) else None
+    calibration = next((_calibration(loaded, r) for r in requests if r.method_info.needs_calibration), None)
     out = Path(args.out)
     rows = sparsity_ramp(
         loaded,
         data,
-        methods,
-        _names(args.granularities),
+        requests,
+        granularities,
         _floats(args.sparsities),
         calibration=calibration,
-        seed=args.seed,
         max_examples=args.eval_size,
         progress=_progress_bar("sweep"),
         checkpoint=out.with_suffix(".partial.jsonl"),
@@ -278,37 +285,41 @@ def cmd_sweep(args) -> int:
 
 def cmd_sensitivity(args) -> int:
     from .models import prunable_layers
-    from .registry import get_method
-    from .sweep import layer_sensitivity, suggest_allocation
+    from .sensitivity import distinguishable_layers, layer_sensitivity, suggest_allocation
 
-    get_method(args.method)
-    _check_settings(_floats(args.sparsities), [])
+    sparsities = _floats(args.sparsities)
+    request = _request(args, args.method, sparsity=sparsities[-1] if sparsities else None)
+    for s in sparsities:
+        request.replace(sparsity=s)  # every sparsity checked before loading
     loaded = _load(args)
     data = _task_data(loaded, args)
-    calibration = _calibration(loaded, args) if get_method(args.method).needs_calibration else None
-    layers = [i.name for i in prunable_layers(loaded.model, include=args.include, exclude=args.exclude)]
     out = Path(args.out)
     rows = layer_sensitivity(
         loaded,
         data,
-        args.method,
-        _floats(args.sparsities),
-        layers=layers,
-        calibration=calibration,
-        seed=args.seed,
+        request,
+        sparsities,
+        calibration=_calibration(loaded, request),
         max_examples=args.eval_size,
         progress=_progress_bar("sensitivity"),
         checkpoint=out.with_suffix(".partial.jsonl"),
+        signal=args.signal,
+        memory_mb=args.memory_mb,
     )
     _write_rows(rows, out)
     params = {i.name: i.params for i in prunable_layers(loaded.model)}
-    target = _floats(args.sparsities)[-1]
-    allocation = suggest_allocation(rows, target, params)
-    out.with_suffix(".json").write_text(json.dumps({"rows": rows, "suggested_allocation": allocation}, indent=2))
+    allocation = suggest_allocation(rows, request.sparsity, params, signal=args.signal)
+    told = distinguishable_layers(rows, args.signal)
+    summary = {"rows": rows, "signal": args.signal, "distinguishable_layers": told, "suggested_allocation": allocation}
+    out.with_suffix(".json").write_text(json.dumps(summary, indent=2))
     out.with_suffix(".partial.jsonl").unlink(missing_ok=True)
-    worst = sorted((r for r in rows if r["layer"] != "-"), key=lambda r: -r["drop"])[:10]
+    worst = sorted((r for r in rows if r["layer"] != "-"), key=lambda r: -r[args.signal])[:10]
     for r in worst:
-        print(f"{r['layer']:60s} {r['sparsity']:.2f}  drop {r['drop']:+.4f}")
+        print(
+            f"{r['layer']:60s} {r['sparsity']:.2f}  kl {r['kl']:.2e} [{r['kl_ci_low']:.2e}, {r['kl_ci_high']:.2e}]  "
+            f"drop {r['drop']:+.4f} [{r['drop_ci_low']:+.4f}, {r['drop_ci_high']:+.4f}]"
+        )
+    print(f"{len(told)} of {len(allocation)} layers have a {args.signal} interval that excludes 0")
     print(f"wrote {out} and {out.with_suffix('.json')}")
     return 0
 
@@ -335,6 +346,10 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
 
 
+def _granularity_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--granularity", help="layer, global, row, or N:M such as 2:4 (default: the method's own, see `methods`)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pruning", description="PruneScope: prune a transformer and see what it costs.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -354,8 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
     _layer_args(p)
     _data_args(p)
     p.add_argument("--method", default="magnitude")
-    p.add_argument("--sparsity", type=float, default=0.5)
-    p.add_argument("--granularity", default="layer", help="layer, global, row, or N:M such as 2:4")
+    p.add_argument("--sparsity", type=float, help="fraction of weights removed (default 0.5; N/M for N:M)")
+    _granularity_arg(p)
+    p.add_argument("--allocation", metavar="FILE.json", help="prune each listed layer at its own sparsity: {layer: sparsity}")
     p.add_argument("--param", action="append", metavar="NAME=VALUE", help="a method parameter (see `methods`)")
     p.add_argument("--eval", action="store_true", help="also evaluate dense and pruned")
     p.add_argument("--no-model", action="store_true", help="write masks and report only")
@@ -366,17 +382,20 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(p)
     _data_args(p)
     p.add_argument("--methods", default="magnitude,wanda")
-    p.add_argument("--granularities", default="layer")
+    p.add_argument("--granularities", help="comma-separated; default: each method's own (see `methods`)")
     p.add_argument("--sparsities", default="0.3,0.5,0.7")
     p.add_argument("--out", default="out/sweep.csv")
     p.set_defaults(func=cmd_sweep)
 
-    p = sub.add_parser("sensitivity", help="prune one layer at a time; metric drop per layer (CSV and JSON)")
+    p = sub.add_parser("sensitivity", help="prune one layer at a time; KL and metric drop per layer (CSV and JSON)")
     _model_args(p)
     _layer_args(p)
     _data_args(p)
     p.add_argument("--method", default="magnitude")
+    _granularity_arg(p)
     p.add_argument("--sparsities", default="0.5")
+    p.add_argument("--signal", choices=["kl", "drop"], default="kl", help="what ranks layers and builds the allocation")
+    p.add_argument("--memory-mb", type=float, default=1024, help="memory for the cached dense activations (else full passes)")
     p.add_argument("--out", default="out/sensitivity.csv")
     p.set_defaults(func=cmd_sensitivity)
     return parser

@@ -40,6 +40,7 @@ RT_LABEL_NAMES = ["rotten", "fresh"]  # 0 = negative, 1 = positive (as SST-2)
 RT_SPLIT_SEED = 0
 RT_SPLIT_SIZES = {"train": 10246, "validation": 1281, "test": 1281}
 RT_PLOT_EVAL_FRACTION = 0.2
+SINGLE_FILE_EVAL_FRACTION = 0.5  # a lone file is halved: one part to evaluate, the other to calibrate and train on
 RT_PLOT_SIZES = {"train": 866, "eval": 217}
 
 TEXT_COLUMNS = ("text", "sentence", "review", "content", "document", "sentence1", "snippet", "body", "tweet", "question")
@@ -298,10 +299,22 @@ def _load_local(path: Path, text_column, label_column, split) -> ClassificationD
     ints, names = _labels_to_ints(labels)
     key = split or "test"
     if key == "train":
-        splits = {"train": (texts, ints)}
-    else:
-        splits = {"validation": (texts, ints), "test": (texts, ints)}
-    return ClassificationData(name=path.name, splits=splits, label_names=names, info={"files": {key: str(path)}})
+        return ClassificationData(path.name, {"train": (texts, ints)}, names, info={"files": {key: str(path)}})
+    if len(texts) < 2:
+        return ClassificationData(path.name, {"validation": (texts, ints), "test": (texts, ints)}, names, info={"files": {key: str(path)}})
+    order = stable_order(texts, RT_SPLIT_SEED)
+    n_train, n_eval = split_sizes(len(texts), (1 - SINGLE_FILE_EVAL_FRACTION, SINGLE_FILE_EVAL_FRACTION))
+    parts = {"train": sorted(order[:n_train]), "test": sorted(order[n_train:])}
+    splits = {k: ([texts[i] for i in idx], [ints[i] for i in idx]) for k, idx in parts.items()}
+    splits["validation"] = splits["test"]
+    info = {
+        "files": {key: str(path)},
+        "parts": {
+            "train": f"{n_train} of the {len(texts)} rows of {path.name} (chosen by a fixed hash): calibration and training",
+            "test": f"the other {n_eval} rows: evaluation (validation and test)",
+        },
+    }
+    return ClassificationData(name=path.name, splits=splits, label_names=names, info=info)
 
 
 # ---------------------------------------------------------------- hub datasets
@@ -382,8 +395,9 @@ def load_classification(
     """Labelled sentences from ``source``.
 
     ``source`` is ``"rotten-tomatoes"`` (embedded), a local CSV / TSV / JSONL / JSON
-    file (one split, offered as both ``validation`` and ``test``; ``split="train"``
-    marks it as training data instead), a folder holding train/dev/test files (e.g.
+    file (halved by a fixed hash into disjoint ``train`` rows for calibration and
+    training and ``validation``/``test`` rows to evaluate, said in ``info["parts"]``;
+    ``split="train"`` marks it all as training data instead), a folder holding train/dev/test files (e.g.
     ``../shared/data/sst2`` with ``train.tsv`` and ``dev.tsv``; a missing test split
     is stood in for by dev), or a hub name such as ``"glue/sst2"`` (needs the
     ``datasets`` package and internet). TSV files are read without quoting (GLUE's
@@ -445,16 +459,34 @@ def _sibling_train_file(path: Path) -> Path | None:
     return None
 
 
+def split_text(name: str, text: str, info: dict) -> LMText:
+    """One text with no training text beside it, cut into two disjoint parts at a line break:
+    the first part (:data:`SINGLE_FILE_EVAL_FRACTION` of the characters) is evaluated, the rest is
+    for calibration and training. ``info["parts"]`` says which is which, ``info["eval_chars"]`` where the cut is."""
+    cut = text.find("\n", int(len(text) * SINGLE_FILE_EVAL_FRACTION))
+    cut = len(text) // 2 if cut < 0 else cut + 1
+    eval_text, train_text = text[:cut], text[cut:]
+    if not eval_text.strip() or not train_text.strip():
+        raise PruneScopeError(f"{name} is too short to split into a part to evaluate and a part to calibrate on")
+    parts = {
+        "eval": f"the first {cut:,d} of the {len(text):,d} characters of {name}: evaluation (perplexity)",
+        "train": f"the remaining {len(text) - cut:,d} characters: calibration and training",
+    }
+    return LMText(name, eval_text, train_text, info={**info, "parts": parts, "eval_chars": cut})
+
+
 def _load_hub_lm(source: str) -> LMText:
     name = source
     ds = _hub_dataset(name)
     column = "text" if "text" in ds[next(iter(ds))].column_names else ds[next(iter(ds))].column_names[0]
     eval_split = "test" if "test" in ds else ("validation" if "validation" in ds else next(iter(ds)))
     eval_text = "\n\n".join(ds[eval_split][column])
-    train_text = "\n\n".join(ds["train"][column]) if "train" in ds and eval_split != "train" else eval_text
     if not eval_text.strip():
         raise PruneScopeError(f"dataset {source!r} holds no text")
-    return LMText(name=source, eval_text=eval_text, train_text=train_text, info={"hub": name, "eval_split": eval_split})
+    info = {"hub": name, "eval_split": eval_split}
+    if "train" not in ds or eval_split == "train":
+        return split_text(source, eval_text, info)
+    return LMText(name=source, eval_text=eval_text, train_text="\n\n".join(ds["train"][column]), info=info)
 
 
 def load_lm_text(source: str = RT_PLOTS_NAME) -> LMText:
@@ -462,8 +494,9 @@ def load_lm_text(source: str = RT_PLOTS_NAME) -> LMText:
 
     ``source`` is ``"rt-plots"`` (embedded: 217 plot summaries to evaluate, 866 to
     calibrate on), a local text file (e.g. ``../shared/data/wikitext-2-raw/wiki.test.raw``;
-    a sibling ``*train*`` file, when present, is the training text, else the file
-    itself is, noted in ``info``), or ``"wikitext"`` / another hub name via ``datasets``.
+    a sibling ``*train*`` file, when present, is the training text, else the file is
+    cut in two disjoint parts, see :func:`split_text`), or ``"wikitext"`` / another hub
+    name via ``datasets``. Calibration text never overlaps the evaluated text.
     """
     if isinstance(source, LMText):
         return source
@@ -480,9 +513,7 @@ def load_lm_text(source: str = RT_PLOTS_NAME) -> LMText:
         train = _sibling_train_file(path)
         if train is not None:
             return LMText(path.name, eval_text, read_text_file(train), info={"file": str(path), "train_file": str(train)})
-        return LMText(
-            path.name, eval_text, eval_text, info={"file": str(path), "note": "no separate training text: calibration draws from the evaluation text"}
-        )
+        return split_text(path.name, eval_text, {"file": str(path)})
     if _looks_like_path(source):
         raise PruneScopeError(f"text file not found: {source}")
     return _load_hub_lm(source)
@@ -537,6 +568,30 @@ def pad_id_of(tokenizer) -> int:
     return 0
 
 
+def data_parts(data) -> dict:
+    """Which part of ``data`` is evaluated and which calibrates and trains, in words (for reports and the app)."""
+    if "parts" in data.info:
+        return dict(data.info["parts"])
+    if isinstance(data, LMText):
+        train = data.info.get("train_file", "its training text")
+        return {"eval": f"{data.name}'s evaluation text: evaluation (perplexity)", "train": f"{train}: calibration and training"}
+    parts = {}
+    for split, (texts, _) in data.splits.items():
+        use = "calibration and training" if split == "train" else "evaluation"
+        parts[split] = f"{data.name} {split} split, {len(texts)} sentences: {use}"
+    return parts
+
+
+def training_texts(data: ClassificationData) -> list[str]:
+    """The sentences of the ``train`` split: calibration never draws from the evaluated ones."""
+    if "train" not in data.splits:
+        raise PruneScopeError(
+            f"dataset {data.name} has no training split to calibrate on (it has: {', '.join(data.splits)}); "
+            "calibration never uses the evaluated sentences: give a folder with a train file, or a single file (it is halved)"
+        )
+    return data.splits["train"][0]
+
+
 def calibration_batches(
     loaded,
     data_source=None,
@@ -563,8 +618,7 @@ def calibration_batches(
     seq_len = min(seq_len, int(getattr(loaded, "max_length", seq_len) or seq_len))
     if loaded.task == "causal-lm":
         if isinstance(data_source, ClassificationData):  # its training sentences as running text
-            texts = data_source.splits["train"][0] if "train" in data_source.splits else data_source.split("validation")[0]
-            text = LMText(data_source.name, "", "\n\n".join(texts))
+            text = LMText(data_source.name, "", "\n\n".join(training_texts(data_source)))
         else:
             text = load_lm_text(data_source if data_source is not None else RT_PLOTS_NAME)
         ids = token_ids(tokenizer, text.train_text)
@@ -581,7 +635,7 @@ def calibration_batches(
     if isinstance(data_source, LMText):
         raise PruneScopeError("a classification or encoder model calibrates on sentences; plain text was given")
     data = load_classification(data_source if data_source is not None else RT_NAME)
-    texts = data.splits["train"][0] if "train" in data.splits else data.split("validation")[0]
+    texts = training_texts(data)
     if not texts:
         raise PruneScopeError(f"dataset {data.name} has no sentences to calibrate on")
     picks = [texts[i] for i in (rng.sample(range(len(texts)), n_samples) if n_samples <= len(texts) else [rng.randrange(len(texts)) for _ in range(n_samples)])]

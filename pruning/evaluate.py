@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import math
+from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -139,11 +140,80 @@ def accuracy(
     from the same list (``labels`` stays in the original order). Only the first
     ``max_examples`` sentences are used when it is given.
     """
-    batches = classification_batches(loaded, texts, labels, batch_size, max_examples, max_length)
-    return float(correct_examples(loaded, batches, labels, overrides, progress).mean())
+    plan = classification_plan(loaded, texts, labels, batch_size, max_examples, max_length)
+    return run_plan(plan, model_runner(loaded.model, overrides), progress)["value"]
 
 
-def classification_batches(loaded, texts, labels, batch_size: int = 64, max_examples=None, max_length=None) -> list[dict]:
+@dataclass
+class EvalPlan:
+    """What one evaluation runs: the model-input batches, and how their logits become per-item values.
+
+    ``metric`` is ``"accuracy"`` (items: examples; ``gold`` holds every label and
+    each batch an ``order`` of its rows) or ``"perplexity"`` (items: windows).
+    Any runner that gives the model's logits for ``inputs(i)`` can be scored by
+    :func:`run_plan`, so the same items are scored the same way everywhere.
+    """
+
+    metric: str
+    batches: list[dict]
+    gold: torch.Tensor | None = None
+    info: dict = field(default_factory=dict)
+
+    def inputs(self, i: int) -> dict:
+        if self.metric == "accuracy":
+            return _inputs(self.batches[i])
+        w = self.batches[i]["input_ids"]
+        return {"input_ids": w, "attention_mask": torch.ones_like(w), "use_cache": False}
+
+    def items(self, i: int, logits: torch.Tensor) -> np.ndarray:
+        """Per-item values of batch ``i``: correct (bool) per example, or mean NLL per window."""
+        if self.metric == "accuracy":
+            return (logits.argmax(dim=-1) == self.gold[self.batches[i]["order"]]).numpy()
+        w = self.batches[i]["input_ids"]
+        nll = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2).float(), w[:, 1:], reduction="none")
+        return nll.double().mean(dim=1).numpy()
+
+    def ordered(self, values: Sequence[np.ndarray]) -> np.ndarray:
+        """Per-batch item values as one array, examples put back in their original order."""
+        v = np.concatenate(list(values))
+        if self.metric == "accuracy":
+            return v[np.argsort(torch.cat([b["order"] for b in self.batches]).numpy(), kind="stable")]
+        return v
+
+    def result(self, values: Sequence[np.ndarray], seed: int = 0) -> dict:
+        """The metric, its 95% interval, ``n`` and the per-item values (examples in their original order)."""
+        v = self.ordered(values)
+        if self.metric == "accuracy":
+            correct = v.astype(bool)
+            low, high = wilson_interval(int(correct.sum()), correct.size)
+            out = {"value": float(correct.mean()), "ci_low": low, "ci_high": high, "n": int(correct.size)}
+            return {"metric": "accuracy", **out, "higher_is_better": True, **self.info, "per_item": {"correct": correct}}
+        seq_len = int(self.batches[0]["input_ids"].shape[1])
+        tokens = np.full(v.size, seq_len - 1, dtype=np.int64)
+        mean = float(np.sum(v * tokens) / max(1, int(tokens.sum())))
+        low, high = perplexity_interval(v, tokens, seed=seed)
+        out = {"value": math.exp(mean) if mean < 700 else float("inf"), "ci_low": low, "ci_high": high, "n": int(v.size)}
+        extra = {"tokens": int(tokens.sum()), "seq_len": seq_len}
+        return {"metric": "perplexity", **out, "higher_is_better": False, **extra, **self.info, "per_item": {"nll": v, "tokens": tokens}}
+
+
+def run_plan(plan: EvalPlan, run: Callable[..., object], progress=None, seed: int = 0, on_logits=None) -> dict:
+    """Score every batch of ``plan`` with ``run(**inputs) -> output with .logits``; the :meth:`EvalPlan.result`.
+
+    ``on_logits(i, logits)``, when given, also sees each batch's logits (for divergences).
+    """
+    values = []
+    with torch.inference_mode():
+        for i in range(len(plan.batches)):
+            logits = run(**plan.inputs(i)).logits
+            values.append(plan.items(i, logits))
+            if on_logits is not None:
+                on_logits(i, logits)
+            _report(progress, i + 1, len(plan.batches), f"{plan.metric}: batch {i + 1}/{len(plan.batches)}")
+    return plan.result(values, seed)
+
+
+def classification_plan(loaded, texts, labels, batch_size: int = 64, max_examples=None, max_length=None) -> EvalPlan:
     """The padded, length-sorted batches :func:`accuracy` evaluates (strings are encoded once, cached)."""
     if getattr(loaded, "task", "classification") != "classification":
         raise PruneScopeError(f"accuracy needs a classification model; {getattr(loaded, 'name', 'this model')} is a {loaded.task} model")
@@ -165,24 +235,7 @@ def classification_batches(loaded, texts, labels, batch_size: int = 64, max_exam
     n = sum(int(b["order"].numel()) for b in batches)
     if n == 0:
         raise PruneScopeError("there are no sentences to evaluate on")
-    return batches
-
-
-def correct_examples(loaded, batches: Sequence[dict], labels: Sequence[int], overrides=None, progress=None) -> np.ndarray:
-    """Whether each example of ``batches`` (from :func:`encode_sorted`) is predicted right,
-    in the examples' original order (positions without an example are left out)."""
-    gold = torch.as_tensor(list(labels), dtype=torch.long)
-    run = model_runner(loaded.model, overrides)
-    size = max(int(b["order"].max()) + 1 for b in batches)
-    correct = np.zeros(size, dtype=bool)
-    seen = np.zeros(size, dtype=bool)
-    with torch.inference_mode():
-        for i, batch in enumerate(batches):
-            logits = run(**_inputs(batch)).logits
-            correct[batch["order"].numpy()] = (logits.argmax(dim=-1) == gold[batch["order"]]).numpy()
-            seen[batch["order"].numpy()] = True
-            _report(progress, i + 1, len(batches), f"accuracy: batch {i + 1}/{len(batches)}")
-    return correct[seen]
+    return EvalPlan("accuracy", batches, torch.as_tensor(list(labels), dtype=torch.long))
 
 
 def _rows(batch: dict, keep: torch.Tensor) -> dict:
@@ -236,10 +289,12 @@ def perplexity(
     ``max_windows`` keeps the first windows only. Every token but the first of
     each window is predicted; the mean is over all predicted tokens.
     """
-    return _perplexity(loaded, text, overrides, seq_len, max_windows, progress, batch_size)["value"]
+    plan = lm_plan(loaded, text, seq_len, max_windows, batch_size)
+    return run_plan(plan, model_runner(loaded.model, overrides), progress)["value"]
 
 
-def _perplexity(loaded, text, overrides, seq_len, max_windows, progress, batch_size) -> dict:
+def lm_plan(loaded, text, seq_len: int | None = None, max_windows: int | None = None, batch_size: int = 1) -> EvalPlan:
+    """The windows :func:`perplexity` evaluates, ``batch_size`` windows per batch."""
     if getattr(loaded, "task", "causal-lm") != "causal-lm":
         raise PruneScopeError(f"perplexity needs a causal language model; {getattr(loaded, 'name', 'this model')} is a {loaded.task} model")
     if isinstance(text, torch.Tensor):
@@ -253,28 +308,9 @@ def _perplexity(loaded, text, overrides, seq_len, max_windows, progress, batch_s
         if int(max_windows) < 1:
             raise PruneScopeError(f"max_windows must be at least 1, got {max_windows}")
         windows = windows[: int(max_windows)]
-    run = model_runner(loaded.model, overrides)
-    nlls: list[float] = []
     step = max(1, int(batch_size))
-    count = math.ceil(windows.shape[0] / step)
-    with torch.inference_mode():
-        for i in range(count):
-            w = windows[i * step : (i + 1) * step]
-            logits = run(input_ids=w, attention_mask=torch.ones_like(w), use_cache=False).logits
-            nll = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2).float(), w[:, 1:], reduction="none")
-            nlls.extend(nll.double().mean(dim=1).tolist())
-            _report(progress, i + 1, count, f"perplexity: window {min((i + 1) * step, windows.shape[0])}/{windows.shape[0]}")
-    tokens = np.full(len(nlls), windows.shape[1] - 1, dtype=np.int64)
-    nll_arr = np.asarray(nlls, dtype=np.float64)
-    mean = float(np.sum(nll_arr * tokens) / max(1, int(tokens.sum())))
-    value = math.exp(mean) if mean < 700 else float("inf")
-    return {
-        "value": value,
-        "windows": int(windows.shape[0]),
-        "tokens": int(tokens.sum()),
-        "seq_len": int(windows.shape[1]),
-        "per_item": {"nll": nll_arr, "tokens": tokens},
-    }
+    batches = [{"input_ids": windows[i : i + step]} for i in range(0, windows.shape[0], step)]
+    return EvalPlan("perplexity", batches)
 
 
 # ---------------------------------------------------------------- dispatch
@@ -321,6 +357,11 @@ def evaluate(
     ``{"nll", "tokens"}`` per window (mean NLL, predicted tokens); drop it before
     writing JSON (:func:`summary`).
     """
+    return run_plan(evaluation_plan(loaded, data, max_examples, split), model_runner(loaded.model, overrides), progress, seed)
+
+
+def evaluation_plan(loaded, data=None, max_examples: int | None = None, split: str = "test") -> EvalPlan:
+    """The :class:`EvalPlan` that :func:`evaluate` runs for this model's task (see there)."""
     from .data import ClassificationData, LMText, load_classification, load_lm_text
 
     if loaded.task == "classification":
@@ -331,38 +372,16 @@ def evaluate(
         mapping = label_mapping(data.label_names, loaded.model)
         if mapping is not None:
             labels = [mapping[y] for y in labels]
-        batches = classification_batches(loaded, texts, labels, max_examples=max_examples)
-        correct = correct_examples(loaded, batches, labels, overrides, progress)
-        low, high = wilson_interval(int(correct.sum()), correct.size)
-        return {
-            "metric": "accuracy",
-            "value": float(correct.mean()),
-            "ci_low": low,
-            "ci_high": high,
-            "n": int(correct.size),
-            "higher_is_better": True,
-            "split": split,
-            "dataset": data.name,
-            "per_item": {"correct": correct},
-        }
+        plan = classification_plan(loaded, texts, labels, max_examples=max_examples)
+        plan.info = {"split": split, "dataset": data.name}
+        return plan
     if loaded.task == "causal-lm":
         if isinstance(data, ClassificationData):
             raise PruneScopeError("a causal language model is evaluated on plain text (perplexity), not on labelled sentences")
         data = load_lm_text(data) if not isinstance(data, LMText) else data
-        out = _perplexity(loaded, data.eval_text, overrides, None, max_examples, progress, 1)
-        low, high = perplexity_interval(out["per_item"]["nll"], out["per_item"]["tokens"], seed=seed)
-        return {
-            "metric": "perplexity",
-            "value": out["value"],
-            "ci_low": low,
-            "ci_high": high,
-            "n": out["windows"],
-            "higher_is_better": False,
-            "tokens": out["tokens"],
-            "seq_len": out["seq_len"],
-            "dataset": data.name,
-            "per_item": out["per_item"],
-        }
+        plan = lm_plan(loaded, data.eval_text, None, max_examples, 1)
+        plan.info = {"dataset": data.name}
+        return plan
     raise PruneScopeError(
         f"{loaded.name} is a bare encoder with no task head, so it has no accuracy or perplexity; "
         "load a classifier (task='classification') or a causal LM"

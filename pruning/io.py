@@ -25,8 +25,12 @@ def load_masks(path) -> dict[str, torch.Tensor]:
     return load_file(str(path))
 
 
-def build_report(result, loaded, evaluation: dict | None = None) -> dict:
-    """A JSON-able account of one run: settings, exact counts per layer, timing, metric."""
+def build_report(result, loaded, evaluation: dict | None = None, request=None) -> dict:
+    """A JSON-able account of one run: settings, exact counts per layer, timing, metric
+    (and, given the request, its data and calibration choice; an allocation is always recorded)."""
+    extra = {"request": request.describe()} if request is not None else {}
+    if "allocation" in result.info:
+        extra["allocation"] = result.info["allocation"]
     return {
         "model": loaded.name,
         "source": str(loaded.source),
@@ -45,6 +49,7 @@ def build_report(result, loaded, evaluation: dict | None = None) -> dict:
         "layers": [{**row, "shape": list(row["shape"])} for row in sparsity_table(result.masks)],
         "evaluation": _evaluation_summary(evaluation),
         **steps_summary(result.info),
+        **extra,
     }
 
 

@@ -59,11 +59,13 @@ def keep_count(total: int, sparsity: float) -> int:
 
 @dataclass(frozen=True)
 class Granularity:
-    """Where the pruning threshold applies: one layer, all layers, one row, or N:M groups."""
+    """Where the pruning threshold applies: one layer, all layers, one row, N:M groups, or a
+    given sparsity per layer (``allocated``: ``allocation`` holds sorted ``(layer, sparsity)`` pairs)."""
 
-    kind: str  # "layer" | "global" | "row" | "nm"
+    kind: str  # "layer" | "global" | "row" | "nm" | "allocated"
     n: int = 0
     m: int = 0
+    allocation: tuple[tuple[str, float], ...] = ()
 
     def __str__(self) -> str:
         return f"{self.n}:{self.m}" if self.kind == "nm" else self.kind
@@ -73,9 +75,35 @@ class Granularity:
         return self.kind == "nm"
 
     @property
+    def is_allocated(self) -> bool:
+        return self.kind == "allocated"
+
+    @property
     def fixed_sparsity(self) -> float | None:
         """N:M patterns fix the sparsity at N/M; other granularities take any."""
         return self.n / self.m if self.is_nm else None
+
+    @property
+    def allocation_dict(self) -> dict[str, float]:
+        return dict(self.allocation)
+
+    @property
+    def within_layer(self) -> "Granularity":
+        """The granularity that prunes one layer alone: global and allocated become per-layer."""
+        return Granularity("layer") if self.kind in ("global", "allocated") else self
+
+
+def allocated(allocation: Mapping[str, float]) -> Granularity:
+    """The ``allocated`` granularity for ``{layer: sparsity}`` (every value in [0, 1))."""
+    if not allocation:
+        raise PruneScopeError("the allocation is empty: give at least one layer and its sparsity")
+    pairs = []
+    for name, value in allocation.items():
+        try:
+            pairs.append((str(name), validate_sparsity(value)))
+        except PruneScopeError:
+            raise PruneScopeError(f"allocation for layer {name}: sparsity must be at least 0 and below 1, got {value!r}") from None
+    return Granularity("allocated", allocation=tuple(sorted(pairs)))
 
 
 GRANULARITY_LABELS = {
@@ -84,6 +112,7 @@ GRANULARITY_LABELS = {
     "row": "per-output-row (each row keeps its top scores)",
     "2:4": "2:4 semi-structured (2 of every 4 inputs pruned)",
     "4:8": "4:8 semi-structured (4 of every 8 inputs pruned)",
+    "allocated": "allocated (each listed layer at its own sparsity)",
 }
 _NM = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
 
@@ -95,6 +124,8 @@ def parse_granularity(text: str | Granularity) -> Granularity:
     word = str(text).strip().lower().replace("per-layer", "layer").replace("per-row", "row")
     if word in ("layer", "global", "row"):
         return Granularity(word)
+    if word == "allocated":
+        raise PruneScopeError("granularity 'allocated' needs an allocation {layer: sparsity} (e.g. --allocation FILE.json)")
     match = _NM.match(word)
     if match:
         n, m = int(match.group(1)), int(match.group(2))
@@ -216,11 +247,15 @@ def compute_masks(
 ) -> Masks:
     """Masks for every layer in ``scores`` at ``sparsity`` and ``granularity``.
 
-    For N:M the sparsity is fixed at N/M and ``sparsity`` is ignored.
+    For N:M the sparsity is fixed at N/M and ``sparsity`` is ignored; ``allocated`` prunes each
+    listed layer at its own sparsity (unlisted layers stay whole) and ignores it too.
     """
     g = parse_granularity(granularity)
     if g.is_nm:
         return {name: nm_mask(s, g.n, g.m, None if weights is None else weights[name]) for name, s in scores.items()}
+    if g.is_allocated:
+        alloc = g.allocation_dict
+        return {n: layer_mask(s, alloc.get(n, 0.0), None if weights is None else weights[n]) for n, s in scores.items()}
     sparsity = _fraction(sparsity)
     if g.kind == "global":
         return global_masks(scores, sparsity, weights)
@@ -282,13 +317,16 @@ class MaskRanker:
         return self._ranks["global"]  # type: ignore[return-value]
 
     def masks(self, sparsity: float, granularity: str | Granularity) -> Masks:
+        """Masks at ``sparsity`` (checked where the request was made) and ``granularity``."""
         g = parse_granularity(granularity)
         if g.is_nm:
             key = (g.n, g.m)
             if key not in self._nm:
                 self._nm[key] = {n: nm_mask(s, g.n, g.m) for n, s in self.scores.items()}
             return self._nm[key]
-        sparsity = _fraction(sparsity)
+        if g.is_allocated:
+            alloc = g.allocation_dict
+            return {n: _below(r, keep_count(r.numel(), alloc.get(n, 0.0))) for n, r in self._layer_ranks().items()}
         if g.kind == "layer":
             return {n: _below(r, keep_count(r.numel(), sparsity)) for n, r in self._layer_ranks().items()}
         if g.kind == "row":
@@ -322,31 +360,35 @@ def overall_sparsity(masks: Mapping[str, torch.Tensor], weights: Mapping[str, to
     return 1.0 - kept / max(1, total)
 
 
+# Counting runs on every slider move. NumPy's count_nonzero on a bool array is bit-parallel
+# and single-threaded, so it stays fast on a busy 2-core machine where torch's threaded bool
+# sum slows down badly.
+def _as_bool(mask) -> np.ndarray:
+    arr = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
+    return arr if arr.dtype == bool else arr.astype(bool)
+
+
 def sparsity_table(masks: Mapping[str, torch.Tensor]) -> list[dict]:
-    """One row per layer: name, shape, parameters, kept, pruned, sparsity."""
+    """One row per layer: ``layer, shape, params, kept, pruned, sparsity``."""
     rows = []
     for name, m in masks.items():
-        kept = int(m.sum())
+        arr = _as_bool(m)
+        kept = int(np.count_nonzero(arr))
         rows.append(
-            {
-                "layer": name,
-                "shape": tuple(m.shape),
-                "params": m.numel(),
-                "kept": kept,
-                "pruned": m.numel() - kept,
-                "sparsity": 1.0 - kept / max(1, m.numel()),
-            }
+            {"layer": name, "shape": tuple(arr.shape), "params": arr.size, "kept": kept, "pruned": arr.size - kept,
+             "sparsity": 1.0 - kept / max(1, arr.size)}
         )
     return rows
 
 
 def nm_violations(mask: torch.Tensor, n: int, m: int) -> int:
     """Number of M-groups that keep more than M - N weights (0 means the mask is valid N:M)."""
-    d_out, d_in = mask.shape
+    arr = _as_bool(mask)
+    d_out, d_in = arr.shape
     if d_in % m:
         return d_out * math.ceil(d_in / m)
-    kept = mask.view(d_out, d_in // m, m).sum(dim=2)
-    return int((kept > m - n).sum())
+    kept = np.count_nonzero(arr.reshape(d_out, d_in // m, m), axis=2)
+    return int(np.count_nonzero(kept > m - n))
 
 
 def is_nm_valid(mask: torch.Tensor, n: int, m: int) -> bool:
@@ -365,21 +407,27 @@ def hamming(a: torch.Tensor, b: torch.Tensor) -> float:
     return int((a ^ b).sum()) / max(1, a.numel())
 
 
+def _overlap(inter: int, union: int, diff: int, total: int) -> dict:
+    hamming = diff / max(1, total)
+    return {"jaccard": 1.0 if union == 0 else inter / union, "hamming": hamming, "agreement": 1.0 - hamming}
+
+
 def mask_overlap(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> dict:
     """Jaccard and Hamming per common layer and over all common layers together.
 
-    Returns ``{"per_layer": {name: {"jaccard", "hamming"}}, "overall": {"jaccard", "hamming"}}``.
+    Returns ``{"per_layer": {name: {"jaccard", "hamming", "agreement"}}, "overall": {...}}``;
+    ``agreement`` is the share of identical mask entries (``1 - hamming``).
     """
     common = [n for n in a if n in b]
     if not common:
         raise PruneScopeError("the two mask sets share no layer, so their overlap is undefined")
     per_layer, inter, union, diff, total = {}, 0, 0, 0, 0
     for name in common:
-        x, y = a[name], b[name]
+        x, y = _as_bool(a[name]), _as_bool(b[name])
         if x.shape != y.shape:
             raise PruneScopeError(f"layer {name}: mask shapes differ ({tuple(x.shape)} vs {tuple(y.shape)})")
-        i, u, d = int((x & y).sum()), int((x | y).sum()), int((x ^ y).sum())
-        per_layer[name] = {"jaccard": 1.0 if u == 0 else i / u, "hamming": d / max(1, x.numel())}
-        inter, union, diff, total = inter + i, union + u, diff + d, total + x.numel()
-    overall = {"jaccard": 1.0 if union == 0 else inter / union, "hamming": diff / max(1, total)}
+        i, u = int(np.count_nonzero(x & y)), int(np.count_nonzero(x | y))
+        per_layer[name] = _overlap(i, u, u - i, x.size)
+        inter, union, diff, total = inter + i, union + u, diff + u - i, total + x.size
+    overall = _overlap(inter, union, diff, total)
     return {"per_layer": per_layer, "overall": overall}

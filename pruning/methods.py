@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from .calibration import InputStats, collect_input_stats, sequential_prune
+from .calibration import ORDERS, InputStats, collect_input_stats, sequential_prune
 from .masks import compute_masks, global_masks
 from .prune import PruneResult
 from .registry import Method, Param, PruneContext, register
@@ -27,7 +27,7 @@ def _score_method(name: str, scores_fn):
 
     def run(ctx: PruneContext) -> PruneResult:
         masks = compute_masks(scores_fn(ctx), ctx.sparsity, ctx.granularity, _weights(ctx))
-        return PruneResult(name, ctx.sparsity, ctx.granularity, masks)
+        return PruneResult(name, ctx.sparsity, str(ctx.granularity), masks)
 
     return run
 
@@ -63,6 +63,13 @@ register(
 
 
 # ---------------------------------------------------------------- Wanda
+ORDER_PARAM = Param(
+    "block",
+    "where each layer's calibration statistics come from: 'block' collects a whole block's in one pass over the "
+    "unpruned block (the reference code); 'sequential' prunes each layer as soon as its input is known, so later "
+    "layers of the block see inputs from the pruned ones (SparseGPT's true_sequential)",
+    choices=ORDERS,
+)
 def _wanda_dense_scores(ctx: PruneContext) -> dict[str, torch.Tensor]:
     """Wanda scores with every layer's inputs taken from the dense model (one forward pass)."""
     stats = collect_input_stats(ctx.loaded, ctx.layers, ctx.calibration, progress=ctx.progress)
@@ -71,8 +78,11 @@ def _wanda_dense_scores(ctx: PruneContext) -> dict[str, torch.Tensor]:
 
 
 def _layer_sparsities(ctx: PruneContext, dense_scores) -> dict[str, float]:
-    """Per-layer sparsity: the requested one, or for global the share a global threshold leaves."""
-    if ctx.granularity != "global":
+    """Per-layer sparsity: the requested one, the allocated one, or for global the share a global
+    threshold leaves."""
+    if ctx.granularity.is_allocated:
+        return ctx.granularity.allocation_dict
+    if ctx.granularity.kind != "global":
         return {n: ctx.sparsity for n in ctx.layers}
     masks = global_masks(dense_scores(), ctx.sparsity, _weights(ctx))
     return {n: 1.0 - int(m.sum()) / m.numel() for n, m in masks.items()}
@@ -80,7 +90,7 @@ def _layer_sparsities(ctx: PruneContext, dense_scores) -> dict[str, float]:
 
 def _wanda_run(ctx: PruneContext) -> PruneResult:
     sparsity = _layer_sparsities(ctx, lambda: _wanda_dense_scores(ctx))
-    within = "layer" if ctx.granularity == "global" else ctx.granularity
+    within = ctx.granularity.within_layer
 
     def prune_group(names, weights, stats: InputStats):
         return [
@@ -88,8 +98,10 @@ def _wanda_run(ctx: PruneContext) -> PruneResult:
             for n, w in zip(names, weights)
         ]
 
-    masks, _ = sequential_prune(ctx.loaded, ctx.layers, ctx.calibration, prune_group, progress=ctx.progress)
-    return PruneResult("wanda", ctx.sparsity, ctx.granularity, {n: masks[n] for n in ctx.layers})
+    masks, _ = sequential_prune(
+        ctx.loaded, ctx.layers, ctx.calibration, prune_group, progress=ctx.progress, order=ctx.params["order"]
+    )
+    return PruneResult("wanda", ctx.sparsity, str(ctx.granularity), {n: masks[n] for n in ctx.layers})
 
 
 register(
@@ -101,6 +113,8 @@ register(
         run=_wanda_run,
         scores=_wanda_dense_scores,
         needs_calibration=True,
+        params={"order": ORDER_PARAM},
+        granularity="row",
         reference="Sun et al. 2023, A Simple and Effective Pruning Approach for LLMs",
     )
 )
@@ -123,7 +137,7 @@ def _sparsegpt_run(ctx: PruneContext) -> PruneResult:
         return out
 
     sparsity = _layer_sparsities(ctx, dense_scores)
-    within = "layer" if ctx.granularity == "global" else ctx.granularity
+    within = ctx.granularity.within_layer
 
     def prune_group(names, weights, stats: InputStats):
         """Layers reading one input share U, so they are solved as one stacked matrix."""
@@ -136,9 +150,9 @@ def _sparsegpt_run(ctx: PruneContext) -> PruneResult:
         return [(new[a:b], mask[a:b]) for a, b in segments]
 
     masks, weights = sequential_prune(
-        ctx.loaded, ctx.layers, ctx.calibration, prune_group, want_gram=True, progress=ctx.progress
+        ctx.loaded, ctx.layers, ctx.calibration, prune_group, want_gram=True, progress=ctx.progress, order=ctx.params["order"]
     )
-    return PruneResult("sparsegpt", ctx.sparsity, ctx.granularity, masks, weights)
+    return PruneResult("sparsegpt", ctx.sparsity, str(ctx.granularity), masks, weights)
 
 
 def _factor(stats: InputStats, damp: float):
@@ -161,6 +175,7 @@ register(
         params={
             "damp": Param(0.01, "dampening added to the Hessian diagonal, as a fraction of its mean", minimum=0.0),
             "blocksize": Param(128, "columns per lazy-update block", minimum=1),
+            "order": ORDER_PARAM,
         },
         reference="Frantar & Alistarh 2023, SparseGPT",
     )

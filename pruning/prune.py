@@ -9,8 +9,9 @@ from typing import Mapping
 import torch
 
 from .errors import PruneScopeError
-from .masks import MaskRanker, compute_masks, overall_sparsity, parse_granularity, validate_sparsity
-from .registry import PruneContext, get_method
+from .masks import MaskRanker, overall_sparsity
+from .registry import PruneContext
+from .request import PruneRequest
 
 
 @dataclass
@@ -27,7 +28,7 @@ class PruneResult:
 
     def pruned_weights(self, loaded) -> dict[str, torch.Tensor]:
         """The (d_out, d_in) weight of every pruned layer after pruning."""
-        return pruned_weights(loaded, self.masks, self.weights)
+        return masked_weights(loaded.model, self.masks, self.weights)
 
     def overrides(self, loaded) -> dict[str, torch.Tensor]:
         """``named_parameters`` key -> pruned tensor, for :func:`pruning.functional.with_overrides`."""
@@ -54,106 +55,114 @@ def layer_names(loaded, layers=None, include: str | None = None, exclude: str | 
     return list(layers)
 
 
-def pruned_weights(loaded, masks: Mapping[str, torch.Tensor], weights: Mapping[str, torch.Tensor] | None = None):
+def masked_weights(model, masks: Mapping[str, torch.Tensor], weights: Mapping[str, torch.Tensor] | None = None):
+    """The (d_out, d_in) float weight of every masked layer: ``weights[name]`` (or the model's) times its mask."""
     from .models import layer_weight
 
     out = {}
     for name, mask in masks.items():
-        base = weights[name] if weights is not None and name in weights else layer_weight(loaded.model, name)
+        base = weights[name] if weights is not None and name in weights else layer_weight(model, name)
         out[name] = base.detach().to(torch.float32) * mask
+    return out
+
+
+def weight_overrides(model, weights: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``named_parameters`` key -> tensor in the module's layout and dtype, for
+    :func:`pruning.functional.with_overrides`, from (d_out, d_in) layer weights."""
+    from .models import param_key, to_module_layout
+
+    out = {}
+    for name, w in weights.items():
+        key = param_key(model, name)
+        out[key] = to_module_layout(model, name, w).to(model.get_parameter(key).dtype)
     return out
 
 
 def masked_overrides(loaded, masks: Mapping[str, torch.Tensor], weights: Mapping[str, torch.Tensor] | None = None):
     """Overrides that apply ``masks`` (and new ``weights``) to the shared model without changing it."""
-    from .models import param_key, to_module_layout
-
-    model = loaded.model
-    out = {}
-    for name, w in pruned_weights(loaded, masks, weights).items():
-        original = model.get_parameter(param_key(model, name))
-        out[param_key(model, name)] = to_module_layout(model, name, w).to(original.dtype)
-    return out
+    return weight_overrides(loaded.model, masked_weights(loaded.model, masks, weights))
 
 
-def _context(loaded, method, sparsity, granularity, layers, calibration, seed, progress, data, params, observe=None):
-    g = parse_granularity(granularity)
-    if str(g) not in method.granularities and not (g.is_nm and "2:4" in method.granularities):
-        raise PruneScopeError(f"method {method.name} does not support granularity {g}; it supports {', '.join(method.granularities)}")
-    sparsity = g.fixed_sparsity if g.is_nm else validate_sparsity(sparsity)
-    names = layer_names(loaded, layers)
-    if method.needs_calibration and calibration is None:
-        from .data import calibration_batches
+def calibration_for(loaded, request: PruneRequest) -> list:
+    """The calibration batches the request asks for (its dataset, samples, tokens and seed)."""
+    from .data import calibration_batches
 
-        calibration = calibration_batches(loaded, None, n_samples=16, seed=seed)
-    if method.needs_calibration and len(calibration) == 0:
-        raise PruneScopeError(f"method {method.name} needs calibration data, and the calibration set is empty")
-    return PruneContext(
-        loaded=loaded,
-        layers=names,
-        sparsity=sparsity,
-        granularity=str(g),
-        calibration=calibration,
-        seed=int(seed),
-        params=method.resolve_params(params),
-        progress=progress,
-        data=data,
-        observe=observe,
+    return calibration_batches(
+        loaded, request.dataset, n_samples=request.calib_samples, seq_len=request.calib_len, seed=request.seed
     )
 
 
-def prune(
-    loaded,
-    method: str,
-    sparsity: float,
-    granularity: str = "layer",
-    layers=None,
-    calibration=None,
-    seed: int = 0,
-    progress=None,
-    data=None,
-    params: dict | None = None,
-    observe=None,
-) -> PruneResult:
-    """Run ``method`` once. For N:M granularities the sparsity is N/M whatever ``sparsity`` says.
+def context(loaded, request: PruneRequest, calibration=None, data=None, progress=None, observe=None) -> PruneContext:
+    """The :class:`PruneContext` of ``request`` on ``loaded``: its layers resolved on this model, the
+    calibration batches built from the request when the method needs them and none are given, and the
+    request's dataset as the task data when none is given."""
+    method = request.method_info
+    names = layer_names(loaded, request.layers, request.include, request.exclude)
+    if method.needs_calibration and calibration is None:
+        calibration = calibration_for(loaded, request)
+    if method.needs_calibration and len(calibration) == 0:
+        raise PruneScopeError(f"method {method.name} needs calibration data, and the calibration set is empty")
+    data = data if data is not None else request.dataset
+    return PruneContext(loaded, request, names, calibration, progress, data, observe)
 
-    ``observe(kind, entry)``, when given, receives the intermediate results of methods that
-    have them while they run: ``("history", snapshot)`` from MGPP/GMP, ``("step", stage)`` from
-    SDS, ``("stage", stage)`` from randomized selection (the same dicts that end up in
-    ``info["history"]`` / ``info["steps"]`` / ``info["stages"]``).
+
+def prune(loaded, request: PruneRequest, calibration=None, data=None, progress=None, observe=None) -> PruneResult:
+    """Run ``request`` once on ``loaded`` (never modified). For N:M the sparsity is N/M; for an
+    allocation every listed layer keeps exactly ``floor(N (1 - s_layer))`` weights.
+
+    ``calibration`` (model-input batches) and ``data`` (task data) may be given to reuse cached
+    ones; otherwise they come from the request. ``observe(kind, entry)``, when given, receives the
+    intermediate results of methods that have them while they run: ``("history", snapshot)`` from
+    MGPP/GMP, ``("step", stage)`` from SDS, ``("stage", stage)`` from randomized selection (the same
+    dicts that end up in ``info["history"]`` / ``info["steps"]`` / ``info["stages"]``).
     """
-    m = get_method(method)
-    ctx = _context(loaded, m, sparsity, granularity, layers, calibration, seed, progress, data, params, observe)
+    ctx = context(loaded, request, calibration, data, progress, observe)
     start = time.perf_counter()
-    result = m.run(ctx)
+    result = request.method_info.run(ctx)
     result.seconds = time.perf_counter() - start
-    result.info.setdefault("params", ctx.params)
-    result.info.setdefault("seed", ctx.seed)
+    result.info.setdefault("params", dict(request.params))
+    result.info.setdefault("seed", request.seed)
     if ctx.calibration is not None:
         result.info.setdefault("calibration_samples", sum(int(b["input_ids"].shape[0]) for b in ctx.calibration))
+    if request.granularity.is_allocated:
+        result.info["allocation"] = request.granularity.allocation_dict
+        result.sparsity = allocation_mean(request.granularity.allocation_dict, {n: m.numel() for n, m in result.masks.items()})
     return result
 
 
-def compute_scores(
-    loaded, method: str, layers=None, calibration=None, seed: int = 0, params: dict | None = None, progress=None
-) -> dict[str, torch.Tensor]:
-    """Scores of a score-based method for every layer, computed once (dense calibration pass)."""
-    m = get_method(method)
-    if not m.score_based:
-        raise PruneScopeError(f"method {m.name} changes weights while it prunes, so it has no fixed scores to re-threshold")
-    ctx = _context(loaded, m, 0.5, "layer", layers, calibration, seed, progress, None, params)
-    return m.scores(ctx)
+def allocation_mean(allocation: Mapping[str, float], layer_params: Mapping[str, int]) -> float:
+    """The parameter-weighted mean sparsity of ``allocation`` over the layers in ``layer_params``."""
+    total = sum(layer_params[n] for n in allocation)
+    return sum(layer_params[n] * s for n, s in allocation.items()) / max(1, total)
 
 
-def mask_ranker(loaded, method: str, layers=None, calibration=None, seed: int = 0, params=None, progress=None) -> MaskRanker:
-    """Scores ranked once; ``ranker.masks(s, g)`` is then a comparison per weight (for sliders)."""
+def compute_scores(loaded, request: PruneRequest, calibration=None, progress=None) -> dict[str, torch.Tensor]:
+    """Scores of a score-based method for every layer of the request, computed once (dense calibration pass)."""
+    method = request.method_info
+    if not method.score_based:
+        raise PruneScopeError(f"method {method.name} changes weights while it prunes, so it has no fixed scores to re-threshold")
+    return method.scores(context(loaded, request, calibration, progress=progress))
+
+
+def mask_ranker(loaded, request: PruneRequest, calibration=None, progress=None) -> MaskRanker:
+    """Scores ranked once; ``ranker.masks(s, g)`` is then a comparison per weight (for sliders).
+    The request's sparsity and granularity do not matter here."""
     from .models import layer_weight
 
-    scores = compute_scores(loaded, method, layers, calibration, seed, params, progress)
+    scores = compute_scores(loaded, request, calibration, progress)
     return MaskRanker(scores, {n: layer_weight(loaded.model, n) for n in scores})
 
 
-def masks_from_scores(loaded, scores, sparsity, granularity):
-    from .models import layer_weight
+def one_pass_agreement(loaded, request: PruneRequest, calibration=None) -> dict:
+    """How well the slider views' one-pass masks (scores from one dense pass, re-thresholded)
+    agree with the method's own masks for ``request`` (for Wanda: its block-by-block walk).
 
-    return compute_masks(scores, sparsity, granularity, {n: layer_weight(loaded.model, n) for n in scores})
+    Returns :func:`pruning.masks.mask_overlap` of the two: per layer and overall, ``agreement``
+    (share of identical mask entries), ``hamming`` and ``jaccard``.
+    """
+    from .masks import mask_overlap
+
+    if request.granularity.is_allocated:
+        raise PruneScopeError("the one-pass agreement compares a uniform setting; give a granularity other than 'allocated'")
+    fast = mask_ranker(loaded, request, calibration).masks(request.sparsity, request.granularity)
+    return mask_overlap(fast, prune(loaded, request, calibration).masks)

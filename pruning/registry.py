@@ -8,7 +8,7 @@ A method is described by a :class:`Method` and run through its ``run``
 callable, which takes a :class:`PruneContext` and returns a
 :class:`pruning.prune.PruneResult`. Methods whose mask at any sparsity is a
 top-k of fixed scores also give ``scores``; callers cache those scores and
-re-threshold them on every slider move (see :class:`pruning.prune.ScoreCache`).
+re-threshold them on every slider move (see :func:`pruning.prune.mask_ranker`).
 """
 
 from __future__ import annotations
@@ -55,24 +55,38 @@ class Param:
 
 @dataclass
 class PruneContext:
-    """Everything a method needs to prune one model once.
+    """Everything a method needs to prune one model once: the request and what it resolved to.
 
-    ``loaded`` is a :class:`pruning.models.LoadedModel` (never modified in place),
-    ``layers`` the layer names to prune, ``calibration`` a list of model-input
-    batches (dicts of tensors) or ``None``, ``params`` the method's parameters
-    after :meth:`Method.resolve_params`.
+    ``loaded`` is a :class:`pruning.models.LoadedModel` (never modified in place), ``request``
+    the validated :class:`pruning.request.PruneRequest`, ``layers`` the layer names it names on
+    this model, ``calibration`` a list of model-input batches (dicts of tensors) or ``None``,
+    ``data`` the task data for methods that train or select.
     """
 
     loaded: Any
+    request: Any
     layers: list[str]
-    sparsity: float
-    granularity: str
     calibration: list | None = None
-    seed: int = 0
-    params: dict = field(default_factory=dict)
     progress: ProgressFn = None
-    data: Any = None  # task data for methods that train or select (seed methods)
+    data: Any = None
     observe: ObserveFn = None  # receives intermediate results while the method runs (the app draws them live)
+
+    @property
+    def sparsity(self) -> float:
+        return self.request.sparsity
+
+    @property
+    def granularity(self):
+        """The parsed :class:`pruning.masks.Granularity`."""
+        return self.request.granularity
+
+    @property
+    def seed(self) -> int:
+        return self.request.seed
+
+    @property
+    def params(self):
+        return self.request.param_dict
 
     def report(self, done: int, total: int, message: str) -> None:
         if self.progress is not None:
@@ -99,9 +113,20 @@ class Method:
     needs_training_data: bool = False
     updates_weights: bool = False
     family: str = "baseline"  # "baseline" | "seed"
-    granularities: tuple[str, ...] = ("layer", "global", "row", "2:4", "4:8")
+    granularities: tuple[str, ...] = ("layer", "global", "row", "2:4", "4:8", "allocated")
     params: dict[str, Param] = field(default_factory=dict)
     reference: str = ""
+    granularity: str | Callable[[dict], str] = "layer"  # the paper's default, or a function of the resolved params
+    steps_view: str | None = None  # how the app shows the method's steps: "schedule" | "stages" | "candidates" | None
+
+    @property
+    def default_granularity(self) -> str:
+        """The granularity the method's paper uses with its default parameters."""
+        return self.granularity_for(self.resolve_params({}))
+
+    def granularity_for(self, params: dict) -> str:
+        """The paper's granularity for these resolved parameters (SDS: its base method's)."""
+        return self.granularity(params) if callable(self.granularity) else self.granularity
 
     @property
     def score_based(self) -> bool:

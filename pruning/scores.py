@@ -30,9 +30,17 @@ def sparsegpt_scores(weight: torch.Tensor, hinv_diag: torch.Tensor) -> torch.Ten
     return weight.detach().float() ** 2 / hinv_diag.float().unsqueeze(0) ** 2
 
 
+_GOLDEN = 0x9E3779B97F4A7C15  # odd, so multiplying by it permutes the 64-bit integers
+
+
 def _mix(seed: int, salt: str) -> int:
-    """A stable 63-bit integer from a seed and a string (Python's hash() is salted per process)."""
+    """A stable 64-bit generator seed from a seed and a string (Python's hash() is salted per process).
+
+    Every bit of ``seed`` counts: its low 32 bits and the salt are mixed as they always were (so
+    seeds below 2**32 give the same numbers as before), and the high bits are folded in by an
+    odd multiplier, one-to-one: seed 2**40 no longer draws what seed 0 draws.
+    """
     value = int(seed) & 0xFFFFFFFF
     for ch in salt:
         value = (value * 1_000_003 + ord(ch)) % (1 << 61)
-    return value
+    return value ^ (((int(seed) >> 32) * _GOLDEN) & 0xFFFFFFFFFFFFFFFF)

@@ -6,39 +6,19 @@ mask chosen per block from W^2 / U_jj^2, and each pruned column's error spread
 over the remaining columns (lazy batch updates between blocks). Two additions:
 the number kept per block is apportioned so that the *layer* ends with exactly
 floor(N (1-s)) weights (the reference takes a per-block quantile, which can be
-off by a few), and several layers that read the same input (q/k/v, gate/up) can
+off by a few), N:M groups always sit at absolute columns (a block edge never
+cuts one, whatever the block size), and several layers that read the same input (q/k/v, gate/up) can
 be solved together as row segments of one stacked matrix, sharing U.
 """
 
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 from typing import Sequence
 
 import torch
 
 from .masks import Granularity, keep_count, parse_granularity, prepare_scores, topk_keep
-
-
-@contextmanager
-def _one_thread(on_cpu: bool):
-    """Run SparseGPT's per-layer work on one CPU thread.
-
-    The column loop is thousands of tiny operations and the factorisations are at
-    most a few thousand wide: several threads gain little, and when the cores are
-    shared each multi-threaded call can wait for a scheduler slice (measured here:
-    a 1536-wide factorisation 0.7 s on one thread, 2.1 s on two under load).
-    """
-    if not on_cpu:
-        yield
-        return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def hessian_inverse_factor(gram: torch.Tensor, n_tokens: int, damp: float = 0.01) -> tuple[torch.Tensor, torch.Tensor]:
@@ -49,11 +29,6 @@ def hessian_inverse_factor(gram: torch.Tensor, n_tokens: int, damp: float = 0.01
     Computed in float32 like the reference; if the dampened Hessian is still not
     positive definite, the dampening grows tenfold until it is.
     """
-    with _one_thread(gram.device.type == "cpu"):
-        return _factor(gram, n_tokens, damp)
-
-
-def _factor(gram: torch.Tensor, n_tokens: int, damp: float) -> tuple[torch.Tensor, torch.Tensor]:
     H = gram.to(torch.float32) * (2.0 / max(1, n_tokens))
     dead = torch.diag(H) == 0
     H[dead, dead] = 1.0
@@ -92,11 +67,7 @@ def sparsegpt_solve(
     granularities keep exactly ``floor(N (1-s))`` per segment or per row; N:M
     chooses, at every M-th column, the N lowest saliencies of each row.
     """
-    with _one_thread(weight.device.type == "cpu"):
-        return _solve(weight, U, sparsity, parse_granularity(granularity), segments, dead, blocksize)
-
-
-def _solve(weight, U, sparsity, g: Granularity, segments, dead, blocksize):
+    g = parse_granularity(granularity)
     W = weight.detach().to(torch.float32).clone()
     rows, cols = W.shape
     segments = list(segments or [(0, rows)])
@@ -105,8 +76,9 @@ def _solve(weight, U, sparsity, g: Granularity, segments, dead, blocksize):
         W[:, dead] = 0
     pruned = torch.zeros_like(W, dtype=torch.bool)
     U = U.to(W.dtype)
-    for i1 in range(0, cols, blocksize):
-        i2 = min(i1 + blocksize, cols)
+    i1 = 0
+    while i1 < cols:
+        i2 = _block_end(i1, blocksize, cols, g)
         count = i2 - i1
         W1 = W[:, i1:i2].clone()
         Q1 = torch.zeros_like(W1)
@@ -120,7 +92,7 @@ def _solve(weight, U, sparsity, g: Granularity, segments, dead, blocksize):
                 mask1[r1:r2] = ~_block_keep(saliency[r1:r2], g, s, i1, i2, cols)
         for i in range(count):
             w = W1[:, i]
-            if g.is_nm and i % g.m == 0:
+            if g.is_nm and (i1 + i) % g.m == 0:  # groups start at absolute columns 0, M, 2M, ...
                 group = W1[:, i : i + g.m]
                 sal = prepare_scores(group**2 / d[i : i + g.m].unsqueeze(0) ** 2, group)
                 order = torch.sort(sal, dim=1, descending=True, stable=True).indices[:, g.m - g.n :]
@@ -135,8 +107,20 @@ def _solve(weight, U, sparsity, g: Granularity, segments, dead, blocksize):
         pruned[:, i1:i2] = mask1
         if i2 < cols:
             W[:, i2:] -= Err1 @ U[i1:i2, i2:]
+        i1 = i2
     W[pruned] = 0
     return W, ~pruned
+
+
+def _block_end(i1: int, blocksize: int, cols: int, g: Granularity) -> int:
+    """End of the column block starting at ``i1``. For N:M it is moved up to the next multiple
+    of M, so no group of M columns is ever cut by a block edge (a group's mask is chosen from
+    weights that have received every earlier column's update, which lazy batching delays
+    for columns outside the block)."""
+    i2 = min(i1 + max(1, int(blocksize)), cols)
+    if g.is_nm and i2 % g.m:
+        i2 = min(cols, i2 + g.m - i2 % g.m)
+    return i2
 
 
 def _block_keep(saliency: torch.Tensor, g: Granularity, sparsity: float, i1: int, i2: int, cols: int) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Sparsity ramps and layer sensitivity: many prune-and-evaluate points, resumable.
+"""Sparsity ramps (and, from :mod:`pruning.sensitivity`, layer sensitivity): many prune-and-evaluate points, resumable.
 
 Every finished point is handed to ``on_point`` as it is computed (the app draws
 it at once) and, with ``checkpoint``, appended to a JSON-lines file: a rerun
@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from .masks import parse_granularity
-from .prune import layer_names, mask_ranker, masked_overrides, prune
-from .registry import get_method
+from .prune import prune
+from .request import PruneRequest
+from .sensitivity import layer_sensitivity, suggest_allocation  # noqa: F401 - their former home; callers import them here
 
 
 def _load_checkpoint(path) -> list[dict]:
@@ -60,58 +61,68 @@ def metric_columns(ev: dict, dense: dict | None) -> dict:
     return row
 
 
-def ramp_points(methods: Sequence[str], granularities: Sequence[str], sparsities: Sequence[float]) -> list[tuple]:
-    """The (method, granularity, sparsity) points of a ramp; N:M patterns have one fixed point."""
+def ramp_points(
+    requests: Sequence[PruneRequest], granularities: Sequence[str] | None, sparsities: Sequence[float]
+) -> list[PruneRequest]:
+    """The requests of a ramp: each given request (a method with its parameters, data and seed) at
+    every granularity it supports (``None``: its own granularity) and every sparsity; N:M patterns
+    and allocations have one fixed point (an allocation's at the request's sparsity)."""
     points = []
-    for method in methods:
-        supported = get_method(method).granularities
-        for gran in granularities:
+    for request in requests:
+        supported = request.method_info.granularities
+        for gran in granularities or [request.granularity]:
             g = parse_granularity(gran)
             if str(g) not in supported and not (g.is_nm and "2:4" in supported):
                 continue
-            if g.is_nm:
-                points.append((method, str(g), round(g.fixed_sparsity, 6)))
+            if g.is_nm or g.is_allocated:
+                points.append(request.replace(granularity=g))
             else:
-                points.extend((method, str(g), round(float(s), 6)) for s in sparsities)
+                points.extend(request.replace(granularity=g, sparsity=round(float(s), 6)) for s in sparsities)
     return points
+
+
+def _point(request: PruneRequest | None) -> tuple:
+    if request is None:
+        return ("dense", "-", 0.0)
+    return (request.method, str(request.granularity), round(request.sparsity, 6))
 
 
 def sparsity_ramp(
     loaded,
     data,
-    methods: Sequence[str],
-    granularities: Sequence[str] = ("layer",),
+    requests: Sequence[PruneRequest],
+    granularities: Sequence[str] | None = None,
     sparsities: Sequence[float] = (0.3, 0.5, 0.7),
     calibration=None,
-    seed: int = 0,
     max_examples: int | None = 512,
     split: str = "test",
-    layers=None,
     progress=None,
     on_point=None,
     done_rows: Iterable[dict] | None = None,
     checkpoint=None,
 ) -> list[dict]:
-    """Metric at each sparsity for each method and granularity, with the dense model first.
+    """Metric at each sparsity for each request's method and each granularity, with the dense model first.
 
-    Rows: ``method, granularity, sparsity, metric, value, ci_low, ci_high, n,
-    drop, drop_ci_low, drop_ci_high, seconds, seed`` (the dense row has method
-    ``"dense"``; ``drop`` is the paired harm against it, see
+    Each point prunes with its request's parameters, layers and seed, and with ``data`` as the
+    task data of methods that train. Rows: ``method, granularity, sparsity, metric, value,
+    ci_low, ci_high, n, drop, drop_ci_low, drop_ci_high, seconds, seed`` (the dense row has
+    method ``"dense"``; ``drop`` is the paired harm against it, see
     :func:`pruning.evaluate.paired_difference`).
     """
     rows = list(done_rows or []) + _load_checkpoint(checkpoint)
     done = {(r["method"], r["granularity"], round(float(r["sparsity"]), 6)) for r in rows}
-    points = [("dense", "-", 0.0)] + ramp_points(methods, granularities, sparsities)
-    todo = [p for p in points if p not in done]
+    todo = [p for p in [None] + ramp_points(requests, granularities, sparsities) if _point(p) not in done]
+    seed = requests[0].seed if requests else 0
     dense = _eval(loaded, data, None, max_examples, split) if todo else None
-    for i, (method, gran, sparsity) in enumerate(todo):
+    for i, request in enumerate(todo):
+        method, gran, sparsity = _point(request)
         if progress is not None:
             progress(i, len(todo), f"{method} {gran} at {sparsity:.0%}")
-        if method == "dense":
-            ev, seconds = dense, 0.0
-        else:
-            result = prune(loaded, method, sparsity, gran, layers=layers, calibration=calibration, seed=seed)
-            ev, seconds = _eval(loaded, data, result.overrides(loaded), max_examples, split), result.seconds
+        overrides, seconds = None, 0.0
+        if request is not None:
+            result = prune(loaded, request, calibration=calibration if request.method_info.needs_calibration else None, data=data)
+            overrides, seconds, seed = result.overrides(loaded), result.seconds, request.seed
+        ev = dense if request is None else _eval(loaded, data, overrides, max_examples, split)
         row = {"method": method, "granularity": gran, "sparsity": sparsity, **metric_columns(ev, dense)}
         row.update({"seconds": round(seconds, 3), "seed": seed})
         _record(rows, row, checkpoint, on_point)
@@ -119,88 +130,3 @@ def sparsity_ramp(
         progress(len(todo), len(todo), "done")
     return rows
 
-
-def layer_sensitivity(
-    loaded,
-    data,
-    method: str = "magnitude",
-    sparsities: Sequence[float] = (0.5,),
-    layers=None,
-    calibration=None,
-    seed: int = 0,
-    max_examples: int | None = 256,
-    split: str = "validation",
-    progress=None,
-    on_point=None,
-    done_rows: Iterable[dict] | None = None,
-    checkpoint=None,
-) -> list[dict]:
-    """Prune one layer at a time; the metric and its drop from dense for each layer and sparsity.
-
-    ``drop`` is the harm: dense minus pruned for accuracy, pruned minus dense for
-    perplexity, so a larger drop always means a more sensitive layer. For a
-    score-based method the scores are computed once; pruning a single layer
-    leaves its inputs dense, so the dense-input scores are the exact ones.
-    """
-    names = layer_names(loaded, layers)
-    rows = list(done_rows or []) + _load_checkpoint(checkpoint)
-    dense_ev = _eval(loaded, data, None, max_examples, split)
-    if not any(r["layer"] == "-" for r in rows):
-        dense = {"layer": "-", "sparsity": 0.0, **metric_columns(dense_ev, dense_ev), "method": method}
-        rows.append(dense)
-        _append(checkpoint, dense)
-    done = {(r["layer"], round(float(r["sparsity"]), 6)) for r in rows}
-    m = get_method(method)
-    ranker = None
-    if m.score_based:
-        ranker = mask_ranker(loaded, method, names, calibration, seed)
-    todo = [(n, round(float(s), 6)) for n in names for s in sparsities if (n, round(float(s), 6)) not in done]
-    for i, (name, sparsity) in enumerate(todo):
-        if progress is not None:
-            progress(i, len(todo), f"{name} at {sparsity:.0%}")
-        if ranker is not None:
-            mask = ranker.masks(sparsity, "layer")[name]
-            overrides = masked_overrides(loaded, {name: mask})
-        else:
-            overrides = prune(loaded, method, sparsity, "layer", layers=[name], calibration=calibration, seed=seed).overrides(loaded)
-        ev = _eval(loaded, data, overrides, max_examples, split)
-        row = {"layer": name, "sparsity": sparsity, **metric_columns(ev, dense_ev), "method": method}
-        _record(rows, row, checkpoint, on_point)
-    if progress is not None:
-        progress(len(todo), len(todo), "done")
-    return rows
-
-
-def suggest_allocation(
-    rows: Sequence[dict], target_sparsity: float, layer_params: dict[str, int], strength: float = 0.1, max_sparsity: float = 0.95
-) -> dict[str, float]:
-    """Per-layer sparsities averaging ``target_sparsity`` (weighted by parameters), sensitive layers pruned less.
-
-    Each layer's sensitivity is its mean drop over the measured sparsities; the
-    z-scored sensitivity moves the layer's sparsity by up to ``strength`` per
-    standard deviation (the outlier-weighted rule of OWL, Yin et al. 2023), and a
-    common offset, found by bisection, restores the parameter-weighted target.
-    """
-    import statistics
-
-    per_layer: dict[str, list[float]] = {}
-    for r in rows:
-        if r["layer"] != "-" and r["layer"] in layer_params:
-            per_layer.setdefault(r["layer"], []).append(float(r["drop"]))
-    if not per_layer:
-        return {}
-    sens = {n: sum(v) / len(v) for n, v in per_layer.items()}
-    mean = statistics.fmean(sens.values())
-    std = statistics.pstdev(sens.values()) or 1.0
-    base = {n: target_sparsity - strength * (s - mean) / std for n, s in sens.items()}
-    total = sum(layer_params[n] for n in base)
-
-    def allocated(offset: float) -> dict[str, float]:
-        return {n: min(max_sparsity, max(0.0, b + offset)) for n, b in base.items()}
-
-    lo, hi = -1.0, 1.0
-    for _ in range(60):
-        mid = (lo + hi) / 2
-        mean_s = sum(layer_params[n] * s for n, s in allocated(mid).items()) / total
-        lo, hi = (mid, hi) if mean_s < target_sparsity else (lo, mid)
-    return {n: round(s, 4) for n, s in allocated((lo + hi) / 2).items()}

@@ -9,6 +9,7 @@ two-session test relies on it.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -118,8 +119,16 @@ def test_candidates_sample_score_and_choose():
     at.button(key="ps_cand_run").click().run()
     assert_clean(at)
     assert metric(at, "Chosen candidate") in {"c1", "c2", "c3"}
-    assert len(at.dataframe[0].value) == 3
-    at.number_input(key="ps_cand_k").set_value(4).run()  # once started, new settings sample by themselves
+    table = at.dataframe[0].value
+    assert len(table) == 3
+    assert {"value", "ci_low", "ci_high", "n", "drop", "drop_ci_low", "drop_ci_high"} <= set(table.columns)
+    assert (table["n"] == 32).all() and (table["ci_low"] <= table["value"]).all() and (table["value"] <= table["ci_high"]).all()
+    for row in table.to_dict("records"):  # each candidate against the deterministic mask, paired
+        assert (row["vs deterministic"] == "within noise") == (row["drop_ci_low"] <= 0 <= row["drop_ci_high"])
+    held_out = next(m for m in at.metric if m.label.startswith("Its held-out"))
+    assert "95% CI" in held_out.help and "n = 32" in held_out.help
+    at.number_input(key="ps_cand_k").set_value(4).run()
+    at.button(key="ps_cand_run").click().run()  # new settings sample only from the button
     assert_clean(at)
     assert len(at.dataframe[0].value) == 4
     set_sparsity(at, 0.8)
@@ -136,6 +145,11 @@ def test_ramp_runs_and_reports_impossible_sparsity():
     table = at.dataframe[0].value
     assert {"dense", "magnitude", "random"} <= set(table["method"])
     assert len(table) == 1 + 2 * 2
+    assert {"value", "ci_low", "ci_high", "n", "drop", "drop_ci_low", "drop_ci_high"} <= set(table.columns)
+    assert (table["ci_low"] <= table["value"]).all() and (table["value"] <= table["ci_high"]).all()
+    assert table["vs dense"].iloc[0] == "reference"
+    for row in table.iloc[1:].to_dict("records"):
+        assert (row["vs dense"] == "within noise") == (row["drop_ci_low"] <= 0 <= row["drop_ci_high"])
     at.text_input(key="ps_ramp_sparsities").set_value("0.5, 1.2").run()
     assert not at.exception
     assert any("impossible" in e.value for e in at.error)
@@ -252,10 +266,11 @@ def test_steps_page_offers_the_stepwise_methods():
     assert "prunes in one shot" in at.info[0].value
     at.button(key="btn_steps_pick_gmp").click().run()
     assert at.sidebar.selectbox(key="ps_method").value == "gmp"
+    assert at.sidebar.selectbox(key="ps_granularity").value == "global"  # GMP's paper prunes globally
 
 
 def test_mgpp_waits_for_run_then_shows_its_schedule_and_snapshots():
-    from app import resources
+    from app import jobs
 
     at = open_page("steps")
     _set_params(at, "mgpp", MGPP_SMALL)
@@ -264,7 +279,7 @@ def test_mgpp_waits_for_run_then_shows_its_schedule_and_snapshots():
     # nothing trains before the user asks: a Run button, no job in the shared store
     assert [b.label for b in at.button if b.key == "btn_start_mgpp"] == ["Run MGPP (mixture Gaussian prior)"]
     assert "steps=8" in at.info[0].value
-    jobs_before = dict(resources.store()._items.get("prune", {}))
+    jobs_before = dict(jobs.store()._items.get("prune", {}))
     assert not [k for k in jobs_before if "mgpp" in k]
     at.button(key="btn_start_mgpp").click().run()
     assert_clean(at)
@@ -298,7 +313,10 @@ def test_sds_shows_each_stage_and_the_layer_errors():
     at = _run_on_steps_page("sds", {"iters": 5, "adjust_iters": 3, "holdout": 16})
     assert metric(at, "dense") == "0.0% zeros"
     assert metric(at, "sparse again") == "50.0% zeros"
-    assert metric(at, "Layers the soft-mask adjustment improved").endswith("of 12")
+    changed, skipped, beats = (int(metric(at, label).split(" of ")[0]) for label in (
+        "Layers the soft-mask adjustment changed", "Layers where the adjustment was skipped", "Layers where the second pruning beats the first"))
+    assert skipped == beats  # the paper's rule: skipped exactly where the second pruning already beats the first
+    assert changed <= 12 - skipped
     at.radio(key="ps_steps_stage").set_value("dense step").run()
     assert_clean(at)
 
@@ -308,16 +326,18 @@ def test_randomized_selection_shows_each_stage_and_the_chosen_candidate():
     assert metric(at, "Stage") == "2 of 2"
     assert metric(at, "Sparsity of this stage") == "50.0%"
     assert metric(at, "Chosen candidate").endswith("of 3")
+    winner = next(m for m in at.metric if m.label.startswith("Winner after fine-tuning"))
+    assert "95% CI" in winner.help and "n = 16" in winner.help  # 16 held-out examples
     assert [h.value for h in at.subheader][:2] == ["Stage 1: 29.3% sparsity", "Stage 2: 50.0% sparsity"]
 
 
 def test_snapshots_are_drawn_while_mgpp_runs(monkeypatch):
     """A run long enough for the page to poll it: the live drawing of partial snapshots must not
     fail (an error there would surface as the page's error), and the final view follows."""
-    from app import resources
+    from app import jobs
 
     calls = []
-    original = resources.wait_for
+    original = jobs.wait
 
     def counting_wait_for(job, kind, key, on_partial=None, poll=0.2):
         if on_partial is not None:
@@ -327,7 +347,7 @@ def test_snapshots_are_drawn_while_mgpp_runs(monkeypatch):
             return original(job, kind, key, spy, poll=0.05)
         return original(job, kind, key, on_partial, poll)
 
-    monkeypatch.setattr(resources, "wait_for", counting_wait_for)
+    monkeypatch.setattr(jobs, "wait", counting_wait_for)
     at = _run_on_steps_page("gmp", {**MGPP_SMALL, "steps": 60, "t1": 50, "history_points": 12, "holdout": 64})
     assert metric(at, "Snapshot") == "step 60 of 60"
     assert calls and calls[-1] >= 1  # drawn live with at least one snapshot
@@ -357,9 +377,10 @@ def test_trained_results_are_evaluated_with_their_fine_tuned_parameters(tiny_ber
 
     from app.resources import MaskSet, overrides
     from pruning.prune import prune
+    from pruning.request import PruneRequest
 
     params = {"steps": 3, "t0": 1, "t1": 2, "interval": 1, "history_points": 2, "holdout": 16, "batch_size": 4}
-    result = prune(tiny_bert, "gmp", 0.5, "layer", data=tiny_sentiment, params=params)
+    result = prune(tiny_bert, PruneRequest.make("gmp", 0.5, "layer", params), data=tiny_sentiment)
     assert result.other_params  # the classifier head at least
     mask_set = MaskSet("gmp", 0.5, "layer", result.masks, result.weights, other=result.other_params)
     ours, reference = overrides(tiny_bert, mask_set), result.overrides(tiny_bert)
@@ -368,7 +389,7 @@ def test_trained_results_are_evaluated_with_their_fine_tuned_parameters(tiny_ber
 
 
 def test_time_left_follows_the_share_done():
-    from app.resources import remaining
+    from app.jobs import remaining
 
     assert remaining(10.0, 0.01) == ""  # too early to say
     assert remaining(10.0, 0.5) == ", about 10 s left"
@@ -387,3 +408,286 @@ def test_overview_shows_intervals_and_within_noise():
     assert "accuracy lost is +0.0 points (95% CI +0.0 to +0.0), within noise" in outcome
     delta = next(m.delta for m in at.metric if m.label.startswith("accuracy"))
     assert delta == "+0.0 points, within noise"
+
+
+@pytest.fixture
+def downloads(monkeypatch):
+    """What the page's download buttons hand to the browser: ``{file name: bytes}``."""
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+
+    files = {}
+    original = MemoryMediaFileStorage.load_and_get_id
+
+    def record(self, path_or_data, mimetype, kind, filename=None):
+        files[filename] = path_or_data
+        return original(self, path_or_data, mimetype, kind, filename)
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", record)
+    return files
+
+
+def test_sensitivity_ranks_by_kl_with_intervals_and_the_allocation_downloads_and_applies(downloads):
+    import json
+
+    at = open_page("sensitivity")
+    at.text_input(key="ps_sens_sparsities").set_value("0.5, 0.9").run()
+    at.button(key="ps_sens_run").click().run()
+    assert_clean(at)
+    assert at.radio(key="ps_sens_signal").value == "kl"  # KL ranks by default; the metric drop is the other choice
+    assert any("layers are distinguishable from zero by the KL divergence" in m.value for m in at.markdown)
+    assert any("Dense accuracy:" in c.value and "95% CI" in c.value for c in at.caption)
+    # the tiny BERT's 12 layers: q, k, v, attention out (32 x 32) and FFN in, FFN out (64 x 32) in 2 blocks
+    params = {f"bert.encoder.layer.{b}.{n}": (2048 if n.endswith("dense") and "attention" not in n else 1024)
+              for b in (0, 1) for n in ("attention.self.query", "attention.self.key", "attention.self.value",
+                                         "attention.output.dense", "intermediate.dense", "output.dense")}
+    alloc = json.loads(downloads["prunescope_allocation.json"])
+    assert set(alloc) == set(params)
+    assert sum(params[n] * v for n, v in alloc.items()) / sum(params.values()) == pytest.approx(0.5, abs=1e-3)
+    csv_rows = downloads["prunescope_allocation.csv"].decode().splitlines()
+    assert csv_rows[0] == "layer,sparsity,parameters" and len(csv_rows) == 13
+    table = downloads["prunescope_sensitivity.csv"].decode().splitlines()[0].split(",")
+    assert {"value", "ci_low", "ci_high", "n", "drop", "drop_ci_low", "drop_ci_high", "kl"} <= set(table)
+
+    at.button(key="ps_alloc_apply").click().run()
+    assert_clean(at)
+    assert at.sidebar.selectbox(key="ps_granularity").value == "allocated"
+    at.switch_page("../pages/overview.py").run()
+    assert_clean(at)
+    assert metric(at, "Overall sparsity") == "50.0%"  # the allocation keeps the target as its parameter-weighted mean
+    assert any("The allocation against uniform: accuracy lost" in m.value for m in at.markdown)
+    at.switch_page("../pages/ramp.py").run()
+    at.text_input(key="ps_ramp_sparsities").set_value("0.3, 0.7").run()
+    at.button(key="ps_ramp_alloc_run").click().run()
+    assert_clean(at)
+    table = at.dataframe[-1].value  # per method and sparsity: uniform (the reference) and allocated, paired
+    assert len(table) == 2 * 2 * 2 and list(table["granularity"][:2]) == ["layer", "allocated"]
+    assert set(table["vs uniform"][table["granularity"] == "layer"]) == {"reference"}
+    for row in table[table["granularity"] == "allocated"].to_dict("records"):
+        assert (row["vs uniform"] == "within noise") == (row["drop_ci_low"] <= 0 <= row["drop_ci_high"])
+
+
+def test_slider_views_label_wanda_one_pass_and_show_its_agreement_with_the_exact_masks():
+    at = open_page("weights")
+    at.sidebar.selectbox(key="ps_method").set_value("wanda").run()
+    assert_clean(at)
+    notes = [c.value for c in at.caption if c.value.startswith("**Approximation:**")]
+    assert len(notes) == 1  # labelled where the numbers are, whether or not the exact masks are ready
+    for _ in range(60):  # the exact masks are computed in the background; the page never waits for them
+        if "Agreement with the exact Wanda masks" in notes[0]:
+            break
+        time.sleep(0.5)
+        at.run()
+        notes = [c.value for c in at.caption if c.value.startswith("**Approximation:**")]
+    # the first layer of the first block sees the dense inputs in both computations: identical masks
+    assert at.selectbox(key="ps_layer").value == "bert.encoder.layer.0.attention.self.query"
+    assert "**1.000** in this layer (0.0% of its weights decided differently)" in notes[0]
+    at.switch_page("../pages/masks.py").run()
+    assert_clean(at)
+    assert any("Agreement with the exact Wanda masks" in c.value for c in at.caption)
+    at.sidebar.selectbox(key="ps_method").set_value("magnitude").run()
+    assert not [c for c in at.caption if c.value.startswith("**Approximation:**")]  # magnitude's ranks are exact
+
+
+def test_a_single_file_dataset_says_which_half_is_evaluated(tmp_path):
+    rows = "\n".join(f"{'good fun film' if i % 2 else 'bad dull film'} {i},{i % 2}" for i in range(40))
+    csv = tmp_path / "reviews.csv"
+    csv.write_text("text,label\n" + rows + "\n")
+    at = open_page()
+    at.sidebar.selectbox(key="ps_data_choice").set_value("local file or folder").run()
+    at.sidebar.text_input(key="ps_data_text").set_value(str(csv)).run()
+    assert_clean(at)
+    note = next(c.value for c in at.caption if c.value.startswith("Data: "))
+    train, evaluated = note[len("Data: "):].split("; ")
+    assert train.endswith("of the 40 rows of reviews.csv (chosen by a fixed hash): calibration and training")
+    n_train = int(train.split(" ")[0])
+    assert evaluated.startswith(f"the other {40 - n_train} rows: evaluation")
+    outcome = next(m.value for m in at.markdown if "went from" in m.value)
+    assert f"n = {40 - n_train})" in outcome  # the metric is measured on the evaluated half only
+
+
+# ---------------------------------------------------------------- jobs: Stop, one job per kind and session, Run buttons
+def _held_until_stopped(job):
+    """A job that reports progress (so a stop is noticed) until it is stopped, for at most 60 s."""
+    for i in range(6000):
+        job.progress(i, 6000, "working")
+        time.sleep(0.01)
+    return "finished"
+
+
+def test_store_runs_one_job_of_a_kind_per_session_and_keeps_shared_ones():
+    from app import jobs
+
+    store = jobs.Store()
+    first = store.get_or_start("sweep", "k1", "first", _held_until_stopped, "A")
+    assert store.get_or_start("sweep", "k1", "first", _held_until_stopped, "B") is first  # B follows the same job
+    assert first.followers == {"A", "B"}
+    second = store.get_or_start("sweep", "k2", "second", _held_until_stopped, "A")  # A's new setting
+    assert first.running and store.peek("sweep", "k1") is first  # B still follows it
+    other_kind = store.get_or_start("candidates", "k1", "pool", _held_until_stopped, "A")
+    assert second.running  # a job of another kind does not replace it
+    store.get_or_start("sweep", "k3", "third", _held_until_stopped, "B")  # now nobody follows k1
+    assert first.done.wait(10) and isinstance(first.error, jobs.Stopped)
+    assert store.peek("sweep", "k1") is None and second.running
+    store.stop("A", "sweep", "k2")  # A's Stop button
+    assert second.done.wait(10) and isinstance(second.error, jobs.Stopped)
+    assert store.peek("sweep", "k2") is None and store.was_stopped("A", "sweep", "k2")
+    again = store.get_or_start("sweep", "k2", "second", _held_until_stopped, "A")  # Run again starts a new job
+    assert again is not second and again.running and not store.was_stopped("A", "sweep", "k2")
+    for session, kind, key in (("A", "sweep", "k2"), ("B", "sweep", "k3"), ("A", "candidates", "k1")):
+        store.stop(session, kind, key)
+    assert other_kind.done.wait(10) and again.done.wait(10)
+
+
+def _hold_ramp(monkeypatch, held_sparsities: list):
+    """Make the ramp at ``held_sparsities`` stay mid-way (reporting progress) until it is stopped."""
+    import pruning.sweep as sweep
+
+    real = sweep.sparsity_ramp
+
+    def held(loaded, data, methods, granularities, sparsities, progress=None, **kw):
+        def slowed(done, total, message):
+            deadline = time.time() + 60
+            while list(sparsities) == held_sparsities and time.time() < deadline:
+                progress(done, total, "held by the test")
+                time.sleep(0.01)
+            progress(done, total, message)
+
+        return real(loaded, data, methods, granularities, sparsities, progress=slowed, **kw)
+
+    monkeypatch.setattr(sweep, "sparsity_ramp", held)
+
+
+def _running_job(kind: str, timeout: float = 60):
+    from app import jobs
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for key, job in dict(jobs.store()._items.get(kind, {})).items():
+            if isinstance(job, jobs.Job) and job.running and job.message == "held by the test":
+                return key, job
+        time.sleep(0.05)
+    raise AssertionError(f"no running {kind} job")
+
+
+def test_stop_a_running_ramp_then_run_it_again(monkeypatch):
+    import threading
+
+    from app import jobs
+
+    _hold_ramp(monkeypatch, [0.2, 0.4])
+    at = open_page("ramp")
+    at.text_input(key="ps_ramp_sparsities").set_value("0.2, 0.4").run()
+    session = at.session_state["ps_session_id"]
+    follower = threading.Thread(target=lambda: at.button(key="ps_ramp_run").click().run())
+    follower.start()  # the page follows the job, drawing its progress and its Stop button
+    key, job = _running_job("sweep")
+    assert session in job.followers
+    jobs.stop("sweep", key, session)  # what that Stop button does
+    follower.join(120)
+    assert job.done.is_set() and isinstance(job.error, jobs.Stopped)
+    assert jobs.store().peek("sweep", key) is None  # gone from the store
+    assert not at.exception and any("stopped" in i.value for i in at.info)
+    at.run()  # the next run does not start it again by itself
+    assert jobs.store().peek("sweep", key) is None
+    assert any("Press **Run the ramp**" in i.value for i in at.info)
+    monkeypatch.undo()  # no longer held
+    at.button(key="ps_ramp_run").click().run()
+    assert_clean(at)
+    assert len(at.dataframe[0].value) == 1 + 2 * 2
+
+
+def test_a_new_setting_replaces_the_sessions_running_job(monkeypatch):
+    from app import jobs
+
+    _hold_ramp(monkeypatch, [0.15, 0.35])
+    at = open_page("ramp")
+    at.text_input(key="ps_ramp_sparsities").set_value("0.15, 0.35").run()
+    at.button(key="ps_ramp_run").click()
+    with pytest.raises(RuntimeError, match="timed out"):
+        at.run(timeout=15)  # the user moves on while the script still follows the job
+    old_key, old = _running_job("sweep")
+    at.text_input(key="ps_ramp_sparsities").set_value("0.3, 0.6")
+    at.button(key="ps_ramp_run").click().run()
+    assert_clean(at)
+    assert len(at.dataframe[0].value) == 1 + 2 * 2
+    assert old.done.wait(10) and isinstance(old.error, jobs.Stopped)
+    assert jobs.store().peek("sweep", old_key) is None
+
+
+def test_candidates_start_only_from_the_run_button():
+    from app import jobs
+
+    def pools() -> set:
+        return set(jobs.store()._items.get("candidates", {}))
+
+    at = open_page("candidates")
+    at.number_input(key="ps_cand_k").set_value(2)
+    at.slider(key="ps_cand_holdout").set_value(16)
+    at.select_slider(key="ps_cand_r").set_value(3e-4).run()
+    before = pools()
+    at.button(key="ps_cand_run").click().run()
+    assert_clean(at)
+    assert len(pools() - before) == 1 and len(at.dataframe[0].value) == 2
+    assert not [w.value for w in at.warning]
+    after_run = pools()
+    set_sparsity(at, 0.35)
+    at.select_slider(key="ps_cand_r").set_value(1e-3).run()
+    assert_clean(at)
+    assert pools() == after_run  # slider moves sample nothing
+    assert any("Settings changed" in w.value for w in at.warning)
+    assert len(at.dataframe[0].value) == 2  # the earlier result stays, marked out of date
+    at.button(key="ps_cand_run").click().run()
+    assert_clean(at)
+    assert len(pools() - after_run) == 1 and not [w.value for w in at.warning]
+
+
+# ---------------------------------------------------------------- the sidebar builds one request
+def test_choosing_a_method_sets_its_papers_granularity():
+    at = open_page("masks")
+    at.sidebar.selectbox(key="ps_method").set_value("wanda").run()
+    assert_clean(at)
+    assert at.sidebar.selectbox(key="ps_granularity").value == "row"  # Wanda compares within each output row
+    at.sidebar.selectbox(key="ps_granularity").set_value("layer").run()  # the user can still change it
+    assert_clean(at)
+    assert at.sidebar.selectbox(key="ps_granularity").value == "layer"
+    at.sidebar.selectbox(key="ps_method").set_value("magnitude").run()
+    assert at.sidebar.selectbox(key="ps_granularity").value == "layer"
+
+
+def test_an_impossible_setting_is_an_error_in_the_sidebar_and_the_page():
+    at = open_page("weights")
+    at.sidebar.selectbox(key="ps_granularity").set_value("custom N:M").run()
+    at.sidebar.text_input(key="ps_custom_nm").set_value("5:4").run()  # cannot prune 5 of every 4
+    assert not at.exception
+    assert [e.value for e in at.sidebar.error] and "5:4" in at.sidebar.error[0].value
+    assert [e.value for e in at.main.error] == [at.sidebar.error[0].value]
+    at.sidebar.text_input(key="ps_custom_nm").set_value("2:4").run()
+    assert_clean(at)
+    assert metric(at, "Layer sparsity") == "50.0%"
+
+
+def test_a_criterion_registered_in_a_test_is_a_sidebar_choice(monkeypatch):
+    """The sidebar half of "add a criterion": one score function and one register call, and the app offers it."""
+    from pruning import registry
+    from pruning.methods import _score_method
+    from pruning.models import layer_weight
+
+    monkeypatch.setattr(registry, "_METHODS", dict(registry.all_methods()))  # the registration ends with the test
+
+    def column_scores(ctx) -> dict:  # every weight scores its input column's total |W|: whole columns go first
+        out = {}
+        for name in ctx.layers:
+            w = layer_weight(ctx.loaded.model, name).abs()
+            out[name] = w.sum(dim=0, keepdim=True).expand_as(w).clone()
+        return out
+
+    registry.register(
+        registry.Method("toycolumns", "Toy column norm", "Prunes whole input columns of small total |W|.",
+                        run=_score_method("toycolumns", column_scores), scores=column_scores)
+    )
+    at = open_page("masks")
+    assert "Toy column norm" in at.sidebar.selectbox(key="ps_method").options
+    at.sidebar.selectbox(key="ps_method").set_value("toycolumns").run()
+    assert_clean(at)
+    assert metric(at, "Layer sparsity") == "50.0%"
+    assert any("method **toycolumns**" in c.value for c in at.main.caption)  # the settings line of the page

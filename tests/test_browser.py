@@ -307,7 +307,7 @@ def test_method_steps_runs_mgpp_on_a_budget_set_in_the_sidebar(browser, app_url,
     page.set_default_timeout(WAIT_MS)
     page.goto(app_url + "/steps")
     settled(page)
-    page.get_by_role("button", name="MGPP: fine-tune").click()
+    page.get_by_role("button", name="MGPP (mixture Gaussian prior)").click()
     settled(page)
     run = page.get_by_role("button", name="Run MGPP")
     assert run.count() == 1, "a trained method must wait for the Run button"

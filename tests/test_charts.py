@@ -246,6 +246,7 @@ def test_interval_sentences():
     assert I.metric_text(acc) == "81.2% (95% CI 75.6% to 85.8%, n = 256)"
     ppl = {"metric": "perplexity", "value": 29.917, "ci_low": 27.5, "ci_high": 32.04, "n": 4}
     assert I.metric_text(ppl) == "29.92 (95% CI 27.50 to 32.04, 4 windows)"
+    assert I.metric_text({**ppl, "n": 2000}, held_out=True) == "29.92 (95% CI 27.50 to 32.04, 2,000 predicted tokens)"
     noisy = {"drop": 0.0117, "drop_ci_low": -0.0039, "drop_ci_high": 0.0273}
     assert I.drop_text("accuracy", noisy) == "+1.2 points (95% CI -0.4 to +2.7), within noise"
     real = {"drop": 12.5, "drop_ci_low": 9.0, "drop_ci_high": 16.25}

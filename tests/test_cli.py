@@ -71,8 +71,12 @@ def _run_cli(*args):
 
 
 def test_trained_method_records_its_steps_in_the_report(tmp_path, tiny_folder, tiny_csv):
-    single = ["prune", "--model", str(tiny_folder), "--method", "gmp", "--dataset", str(tiny_csv), "--out", str(tmp_path / "x")]
-    assert main(single) == 2  # one file that is not named train: evaluation data only, said in one line
+    single = ["prune", "--model", str(tiny_folder), "--method", "magnitude", "--dataset", str(tiny_csv), "--eval", "--no-model",
+              "--out", str(tmp_path / "x")]
+    assert main(single) == 0  # one file: halved into rows to train and calibrate on and rows to evaluate, said in the report
+    report = json.loads((tmp_path / "x" / "report.json").read_text())
+    assert set(report["data"]["parts"]) == {"train", "test"}
+    assert report["evaluation"]["pruned"]["n"] == len(tiny_csv.read_text().splitlines()[1:]) // 2
     data = tmp_path / "data"
     data.mkdir()
     for name in ("train.csv", "test.csv"):
@@ -141,6 +145,7 @@ def test_sweep_and_sensitivity_write_csv_and_json(tmp_path, tiny_folder, tiny_cs
     layers = [r for r in result["rows"] if r["layer"] != "-"]
     assert len(layers) == 12  # 2 blocks x 6 linear layers of the tiny BERT
     assert set(result["suggested_allocation"]) == {r["layer"] for r in layers}
+    assert result["signal"] == "kl" and result["distinguishable_layers"] == [r["layer"] for r in layers if r["kl_ci_low"] > 0]
 
 
 def test_report_summarises_randomized_selection_without_weight_samples():
@@ -152,3 +157,52 @@ def test_report_summarises_randomized_selection_without_weight_samples():
     assert [c["chosen"] for c in out["selection"][0]["candidates"]] == [False, True]
     assert "weight_sample" not in json.dumps(out)
     assert steps_summary({}) == {}
+
+
+def test_prune_with_an_allocation_file_keeps_exact_counts_and_records_it(tmp_path, tiny_folder, tiny_bert):
+    from pruning.models import prunable_layers
+
+    names = [i.name for i in prunable_layers(tiny_bert.model)]
+    allocation = {names[0]: 0.25, names[4]: 0.75}
+    path = tmp_path / "alloc.json"
+    path.write_text(json.dumps(allocation))
+    out = tmp_path / "run"
+    assert main(["prune", "--model", str(tiny_folder), "--method", "wanda", "--allocation", str(path), "--calib", "4",
+                 "--no-model", "--out", str(out)]) == 0
+    report = read_report(out / "report.json")
+    assert report["granularity"] == "allocated" and report["allocation"] == allocation
+    assert {row["layer"]: row["kept"] for row in report["layers"]} == {
+        n: keep_count(row["params"], allocation[n]) for n, row in ((r["layer"], r) for r in report["layers"])
+    }
+    assert {row["layer"] for row in report["layers"]} == set(allocation)
+
+
+@pytest.mark.parametrize(
+    "content,words",
+    [
+        ('{"no.such.layer": 0.5}', "not a prunable layer"),
+        ('{"LAYER": 1.0}', "below 1"),
+        ('{"LAYER": -0.1}', "at least 0"),
+        ('{"LAYER": "half"}', "numbers as values"),
+        ('[0.5]', "one JSON object"),
+        ("{not json", "not valid JSON"),
+    ],
+)
+def test_bad_allocation_files_are_one_line_and_exit_2(tmp_path, tiny_folder, tiny_bert, content, words):
+    from pruning.models import prunable_layers
+
+    path = tmp_path / "alloc.json"
+    path.write_text(content.replace("LAYER", prunable_layers(tiny_bert.model)[0].name))
+    proc = _run_cli("prune", "--model", str(tiny_folder), "--allocation", str(path), "--no-model", "--out", str(tmp_path / "o"))
+    assert proc.returncode == 2
+    assert words in proc.stderr and "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: ") and words in lines[-1]  # one error line (a progress bar may precede it)
+
+
+def test_seed_out_of_range_and_default_granularity(tmp_path, tiny_folder):
+    proc = _run_cli("prune", "--model", str(tiny_folder), "--seed", str(2**63), "--out", str(tmp_path / "o"))
+    assert proc.returncode == 2 and "seed must be" in proc.stderr
+    out = tmp_path / "wanda"
+    assert main(["prune", "--model", str(tiny_folder), "--method", "wanda", "--calib", "4", "--no-model", "--out", str(out)]) == 0
+    assert read_report(out / "report.json")["granularity"] == "row"  # Wanda's paper compares within each output row

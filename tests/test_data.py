@@ -24,17 +24,15 @@ from pruning.errors import PruneScopeError
 def test_csv_with_string_labels(tmp_path):
     path = tmp_path / "reviews.csv"
     path.write_text('id,review,sentiment\n1,"good, really good",positive\n2,bad,negative\n3,fine,positive\n')
-    data = load_classification(str(path))
+    data = load_classification(str(path), split="train")
     assert data.label_names == ["negative", "positive"]
-    texts, labels = data.split("test")
-    assert texts == ["good, really good", "bad", "fine"] and labels == [1, 0, 1]
-    assert data.split("validation") == (texts, labels)
+    assert data.splits["train"] == (["good, really good", "bad", "fine"], [1, 0, 1])
 
 
 def test_tsv_is_read_without_quoting(tmp_path):
     path = tmp_path / "dev.tsv"
     path.write_text('sentence\tlabel\n"quoted" start , and a lone " mark\t1\nplain\t0\n')
-    texts, labels = load_classification(str(path)).split("test")
+    texts, labels = load_classification(str(path), split="train").split("train")
     assert texts == ['"quoted" start , and a lone " mark', "plain"] and labels == [1, 0]
 
 
@@ -42,15 +40,15 @@ def test_jsonl_with_int_labels_and_given_columns(tmp_path):
     path = tmp_path / "data.jsonl"
     rows = [{"body": "x y", "gold": 2, "other": "a"}, {"body": "z", "gold": 0, "other": "b"}]
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    data = load_classification(str(path), text_column="body", label_column="gold")
-    assert data.split("test") == (["x y", "z"], [2, 0])
+    data = load_classification(str(path), text_column="body", label_column="gold", split="train")
+    assert data.split("train") == (["x y", "z"], [2, 0])
     assert data.label_names == ["0", "1", "2"]
 
 
 def test_text_column_found_without_a_common_name(tmp_path):
     path = tmp_path / "d.csv"
     path.write_text("n,utterance,label\n1,hello there,1\n2,bye,0\n")
-    assert load_classification(str(path)).split("test")[0] == ["hello there", "bye"]
+    assert load_classification(str(path), split="train").split("train")[0] == ["hello there", "bye"]
 
 
 def test_no_label_column_names_the_columns(tmp_path):
@@ -108,11 +106,53 @@ def test_sst2_shared_copy_loads_when_present():
     assert sum(data.split("validation")[1]) == 444
 
 
+def test_a_single_table_is_halved_into_disjoint_training_and_evaluation_rows(tmp_path, tiny_bert):
+    path = tmp_path / "reviews.csv"
+    rows = [f"review number {i}" for i in range(101)]
+    path.write_text("text,label\n" + "".join(f"{t},{i % 2}\n" for i, t in enumerate(rows)))
+    data = load_classification(str(path))
+    train, test = data.splits["train"][0], data.split("test")[0]
+    assert data.split("validation")[0] == test
+    assert len(train) == 51 and len(test) == 50 and not set(train) & set(test) and set(train) | set(test) == set(rows)
+    assert "calibration" in data.info["parts"]["train"] and "evaluation" in data.info["parts"]["test"]
+    assert load_classification(str(path)).splits == data.splits  # the same halves every time
+    batch = calibration_batches(tiny_bert, data, n_samples=40, seq_len=64)
+    calibrated = {tuple(int(t) for t, m in zip(ids, mask) if m) for b in batch for ids, mask in zip(b["input_ids"], b["attention_mask"])}
+
+    def encoded(texts):
+        return {tuple(tiny_bert.tokenizer(t)["input_ids"]) for t in texts}
+
+    assert len(calibrated) == 40 and calibrated <= encoded(train) and not calibrated & encoded(test)
+
+
+def test_a_single_text_file_is_cut_into_disjoint_parts(tmp_path, tiny_llama):
+    path = tmp_path / "wiki.test.raw"
+    lines = [f" line {i} of the only file .\n" for i in range(400)]
+    path.write_text("".join(lines))
+    text = load_lm_text(str(path))
+    whole = "\n\n".join(lines)
+    assert text.eval_text + text.train_text == whole and text.eval_text.endswith("\n")
+    assert abs(len(text.eval_text) - len(whole) / 2) < 40
+    eval_lines = {l.strip() for l in text.eval_text.split("\n") if l.strip()}
+    train_lines = {l.strip() for l in text.train_text.split("\n") if l.strip()}
+    assert len(eval_lines) + len(train_lines) == 400 and not eval_lines & train_lines
+    assert "evaluation" in text.info["parts"]["eval"] and "calibration" in text.info["parts"]["train"]
+
+
+def test_calibration_refuses_data_with_only_evaluated_sentences():
+    data = ClassificationData("dev only", {"validation": (["a"], [0]), "test": (["a"], [0])}, ["n", "p"])
+    from pruning.data import training_texts
+
+    with pytest.raises(PruneScopeError, match="no training split"):
+        training_texts(data)
+
+
 def test_local_text_file(tmp_path):
     path = tmp_path / "wiki.test.raw"
     path.write_bytes(b" = Title = \r\n Some text .\r\n")
     text = load_lm_text(str(path))
-    assert text.eval_text == " = Title = \n\n\n Some text .\n"  # CRLF read as LF, lines joined with "\n\n"
+    # CRLF read as LF, lines joined with "\n\n"; alone, the file is cut in two at a line break
+    assert (text.eval_text, text.train_text) == (" = Title = \n\n\n", " Some text .\n")
     (tmp_path / "wiki.train.raw").write_text("train line\n")
     assert load_lm_text(str(path)).train_text == "train line\n"
     (tmp_path / "empty.txt").write_text("  \n")

@@ -109,19 +109,33 @@ def test_toy_layer_and_output_error():
     assert output_error(toy.weight, np.zeros((8, 8), bool), toy.inputs) == pytest.approx(1.0)
 
 
-def test_fast_counts_match_pruning_masks():
-    from pruning.distribution import layer_counts, nm_violation_count, overlap
+def test_fast_counts_match_brute_force_torch_counts():
     from pruning.masks import mask_overlap, nm_violations, sparsity_table
 
     g = torch.Generator().manual_seed(0)
     a = {"x": torch.rand(8, 16, generator=g) > 0.5, "y": torch.rand(4, 8, generator=g) > 0.3}
     b = {"x": torch.rand(8, 16, generator=g) > 0.5, "y": torch.rand(4, 8, generator=g) > 0.6}
-    assert layer_counts(a) == sparsity_table(a)
+    brute = [
+        {"layer": n, "shape": tuple(m.shape), "params": m.numel(), "kept": int(m.sum()), "pruned": m.numel() - int(m.sum()),
+         "sparsity": 1.0 - int(m.sum()) / m.numel()}
+        for n, m in a.items()
+    ]
+    assert sparsity_table(a) == brute
     for n, m in ((2, 4), (4, 8), (1, 3)):
-        assert nm_violation_count(a["x"], n, m) == nm_violations(a["x"], n, m)
-    fast, ref = overlap(a, b), mask_overlap(a, b)
-    assert fast["overall"] == pytest.approx(ref["overall"])
-    assert fast["per_layer"]["y"] == pytest.approx(ref["per_layer"]["y"])
+        if 16 % m:
+            expected = 8 * -(-16 // m)  # an impossible pattern: every group counts as violated
+        else:
+            expected = int((a["x"].view(8, 16 // m, m).sum(dim=2) > m - n).sum())
+        assert nm_violations(a["x"], n, m) == expected
+    ref = {}
+    for name in a:
+        x, y = a[name], b[name]
+        ref[name] = {"jaccard": int((x & y).sum()) / int((x | y).sum()), "hamming": int((x ^ y).sum()) / x.numel()}
+    fast = mask_overlap(a, b)
+    inter = sum(int((a[n] & b[n]).sum()) for n in a)
+    union = sum(int((a[n] | b[n]).sum()) for n in a)
+    assert fast["overall"]["jaccard"] == pytest.approx(inter / union)
+    assert fast["per_layer"]["y"] == pytest.approx(ref["y"])
 
 
 def test_bin_weights_quantile_range_puts_outliers_in_edge_bins():

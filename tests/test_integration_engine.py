@@ -8,6 +8,9 @@ stays within a few points; random pruning at 50% falls far below it.
 import pytest
 
 from pruning.masks import keep_count
+from pruning.request import PruneRequest
+
+R = PruneRequest.make
 
 pytestmark = pytest.mark.integration
 
@@ -28,11 +31,11 @@ def test_minilm_rt_pruned_accuracy_ranges(minilm):
     loaded, data, calib = minilm
     dense = evaluate(loaded, data, None, max_examples=512)["value"]
     assert 0.78 <= dense <= 0.92
-    wanda = prune(loaded, "wanda", 0.5, "row", calibration=calib)
+    wanda = prune(loaded, R("wanda", 0.5, "row"), calibration=calib)
     for name, mask in wanda.masks.items():
         assert (mask.sum(dim=1) == keep_count(mask.shape[1], 0.5)).all(), name
     acc_wanda = evaluate(loaded, data, wanda.overrides(loaded), max_examples=512)["value"]
-    acc_random = evaluate(loaded, data, prune(loaded, "random", 0.5).overrides(loaded), max_examples=512)["value"]
+    acc_random = evaluate(loaded, data, prune(loaded, R("random", 0.5)).overrides(loaded), max_examples=512)["value"]
     assert dense - 0.06 <= acc_wanda <= dense + 0.02
     assert acc_random < acc_wanda - 0.08
     assert 36 == len(wanda.masks)  # 6 blocks x (q, k, v, attention out, FFN in, FFN out)
@@ -47,8 +50,8 @@ def test_sds_lifts_wanda_at_2_4_on_minilm_rt(minilm):
     from pruning.prune import prune
 
     loaded, data, calib = minilm
-    wanda = prune(loaded, "wanda", 0.5, "2:4", calibration=calib, seed=0)
-    sds = prune(loaded, "sds", 0.5, "2:4", calibration=calib, seed=0, params={"base": "wanda", "iters": 50, "adjust_iters": 10, "track_metric": False})
+    wanda = prune(loaded, R("wanda", 0.5, "2:4", seed=0), calibration=calib)
+    sds = prune(loaded, R("sds", 0.5, "2:4", params={"base": "wanda", "iters": 50, "adjust_iters": 10, "track_metric": False}, seed=0), calibration=calib)
     assert all(is_nm_valid(m, 2, 4) for m in sds.masks.values())
     acc_wanda = evaluate(loaded, data, wanda.overrides(loaded), max_examples=512)["value"]
     acc_sds = evaluate(loaded, data, sds.overrides(loaded), max_examples=512)["value"]

@@ -162,9 +162,10 @@ def test_overlap_by_hand():
     assert jaccard(a, b) == pytest.approx(1 / 3)
     assert hamming(a, b) == pytest.approx(2 / 4)
     result = mask_overlap({"x": a, "y": a}, {"x": b, "y": a})
-    assert result["per_layer"]["y"] == {"jaccard": 1.0, "hamming": 0.0}
+    assert result["per_layer"]["y"] == {"jaccard": 1.0, "hamming": 0.0, "agreement": 1.0}
+    assert result["per_layer"]["x"]["agreement"] == pytest.approx(2 / 4)  # entries 0 and 3 agree
     assert result["overall"]["jaccard"] == pytest.approx((1 + 2) / (3 + 2))
-    assert result["overall"]["hamming"] == pytest.approx(2 / 8)
+    assert result["overall"]["hamming"] == pytest.approx(2 / 8) and result["overall"]["agreement"] == pytest.approx(6 / 8)
 
 
 def test_brute_force_small_layer_mask():

@@ -11,6 +11,9 @@ from pruning.masks import is_nm_valid, keep_count, overall_sparsity
 from pruning.models import layer_weight, prunable_layers, transformer_blocks
 from pruning.prune import compute_scores, mask_ranker, prune
 from pruning.registry import all_methods, get_method
+from pruning.request import PruneRequest
+
+R = PruneRequest.make
 
 ONE_SHOT = ["magnitude", "random", "wanda", "sparsegpt"]
 
@@ -41,7 +44,7 @@ def test_registry_lists_the_baselines():
 def test_exact_sparsity_every_method_and_granularity(request, fixture, method, granularity):
     loaded = request.getfixturevalue(fixture)
     before = _checksum(loaded.model)
-    result = prune(loaded, method, 0.6, granularity, calibration=_calibration(loaded), seed=0)
+    result = prune(loaded, R(method, 0.6, granularity, seed=0), calibration=_calibration(loaded))
     shapes = {i.name: i.shape for i in prunable_layers(loaded.model)}
     assert set(result.masks) == set(shapes)
     if granularity == "layer":
@@ -63,14 +66,14 @@ def test_exact_sparsity_every_method_and_granularity(request, fixture, method, g
 
 
 def test_same_seed_same_masks_other_seed_other_masks(tiny_bert):
-    a = prune(tiny_bert, "random", 0.5, seed=1)
-    b = prune(tiny_bert, "random", 0.5, seed=1)
-    c = prune(tiny_bert, "random", 0.5, seed=2)
+    a = prune(tiny_bert, R("random", 0.5, seed=1))
+    b = prune(tiny_bert, R("random", 0.5, seed=1))
+    c = prune(tiny_bert, R("random", 0.5, seed=2))
     assert all(torch.equal(a.masks[n], b.masks[n]) for n in a.masks)
     assert not all(torch.equal(a.masks[n], c.masks[n]) for n in a.masks)
     calib = _calibration(tiny_bert)
-    w1 = prune(tiny_bert, "wanda", 0.5, "row", calibration=calib)
-    w2 = prune(tiny_bert, "wanda", 0.5, "row", calibration=calib)
+    w1 = prune(tiny_bert, R("wanda", 0.5, "row"), calibration=calib)
+    w2 = prune(tiny_bert, R("wanda", 0.5, "row"), calibration=calib)
     assert all(torch.equal(w1.masks[n], w2.masks[n]) for n in w1.masks)
 
 
@@ -106,7 +109,7 @@ def _brute_force_row_mask(weight, x, sparsity):
 def test_wanda_equals_brute_force_including_the_sequential_walk(request, fixture):
     loaded = request.getfixturevalue(fixture)
     calib = _calibration(loaded)
-    result = prune(loaded, "wanda", 0.5, "row", calibration=calib)
+    result = prune(loaded, R("wanda", 0.5, "row"), calibration=calib)
     blocks = transformer_blocks(loaded.model)
     first, second = blocks[0][0], blocks[1][0]
     names = [i.name for i in prunable_layers(loaded.model)]
@@ -127,12 +130,66 @@ def test_wanda_equals_brute_force_including_the_sequential_walk(request, fixture
     assert not torch.allclose(x1, dense_x1)  # the walk really fed pruned outputs forward
 
 
+def _brute_force_walk(loaded, calib, order):
+    """Wanda per row by brute force: every layer's inputs from a whole-model pass over a copy holding the
+    masks chosen so far; with order 'block' a block's masks are applied only once all of them are chosen."""
+    names = [i.name for i in prunable_layers(loaded.model)]
+    pruned = copy.deepcopy(loaded.model)
+    masks = {}
+    for prefix, _ in transformer_blocks(loaded.model):
+        block_names = [n for n in names if n.startswith(prefix + ".")]
+        for name in block_names:
+            x = _inputs_of(pruned, name, calib[0], loaded)
+            masks[name] = _brute_force_row_mask(layer_weight(loaded.model, name), x, 0.5)
+            if order == "sequential":
+                _apply(pruned, loaded, {name: masks[name]})
+        if order == "block":
+            _apply(pruned, loaded, {n: masks[n] for n in block_names})
+    return masks
+
+
+def _apply(model, loaded, masks):
+    for name, mask in masks.items():
+        module = model.get_submodule(name)
+        module.weight.data = (layer_weight(loaded.model, name) * mask).reshape(module.weight.shape)
+
+
+@pytest.mark.parametrize("fixture", ["tiny_bert", "tiny_llama"])
+def test_statistics_orders_equal_their_brute_force(request, fixture):
+    loaded = request.getfixturevalue(fixture)
+    calib = _calibration(loaded)
+    default = prune(loaded, R("wanda", 0.5, "row"), calibration=calib)
+    assert default.info["params"]["order"] == "block" and get_method("sparsegpt").params["order"].default == "block"
+    per_block = _brute_force_walk(loaded, calib, "block")
+    per_layer = _brute_force_walk(loaded, calib, "sequential")
+    sequential = prune(loaded, R("wanda", 0.5, "row", params={"order": "sequential"}), calibration=calib)
+    assert all(torch.equal(default.masks[n], per_block[n]) for n in per_block)
+    assert all(torch.equal(sequential.masks[n], per_layer[n]) for n in per_layer)
+    assert any(not torch.equal(per_block[n], per_layer[n]) for n in per_block)  # the two orders really differ
+
+
+def test_one_pass_agreement_counts_identical_mask_entries(tiny_llama):
+    from pruning.prune import one_pass_agreement
+
+    calib = _calibration(tiny_llama)
+    result = one_pass_agreement(tiny_llama, R("wanda", 0.5, "row"), calibration=calib)
+    fast = mask_ranker(tiny_llama, R("wanda"), calibration=calib).masks(0.5, "row")
+    exact = prune(tiny_llama, R("wanda", 0.5, "row"), calibration=calib).masks
+    same = {n: sum(int(a == b) for a, b in zip(fast[n].flatten().tolist(), exact[n].flatten().tolist())) for n in exact}
+    for name, row in result["per_layer"].items():
+        assert row["agreement"] == same[name] / exact[name].numel()
+        if name.startswith(transformer_blocks(tiny_llama.model)[0][0] + "."):
+            assert row["agreement"] == 1.0  # the first block sees dense inputs either way
+    assert result["overall"]["agreement"] == sum(same.values()) / sum(m.numel() for m in exact.values())
+    assert result["overall"]["agreement"] < 1.0  # later blocks see pruned inputs in the exact walk
+
+
 @pytest.mark.parametrize("granularity", ["layer", "2:4"])
 def test_sparsegpt_reconstructs_a_real_layer_better_than_magnitude(tiny_llama, granularity):
     calib = _calibration(tiny_llama, n=8, length=32)
     name = [i.name for i in prunable_layers(tiny_llama.model)][0]  # first layer: dense inputs in both runs
-    sgpt = prune(tiny_llama, "sparsegpt", 0.5, granularity, layers=[name], calibration=calib)
-    mag = prune(tiny_llama, "magnitude", 0.5, granularity, layers=[name])
+    sgpt = prune(tiny_llama, R("sparsegpt", 0.5, granularity, layers=[name]), calibration=calib)
+    mag = prune(tiny_llama, R("magnitude", 0.5, granularity, layers=[name]))
     x = _inputs_of(copy.deepcopy(tiny_llama.model), name, calib[0], tiny_llama)
     W = layer_weight(tiny_llama.model, name)
 
@@ -143,18 +200,18 @@ def test_sparsegpt_reconstructs_a_real_layer_better_than_magnitude(tiny_llama, g
 
 
 def test_ranker_gives_prune_masks_for_score_based_methods(tiny_bert):
-    ranker = mask_ranker(tiny_bert, "magnitude")
+    ranker = mask_ranker(tiny_bert, R("magnitude"))
     for s in (0.2, 0.5, 0.8):
         for g in ("layer", "row", "global", "4:8"):
-            direct = prune(tiny_bert, "magnitude", s, g).masks
+            direct = prune(tiny_bert, R("magnitude", s, g)).masks
             fast = ranker.masks(s, g)
             assert all(torch.equal(direct[n], fast[n]) for n in direct)
 
 
 def test_wanda_dense_scores_match_the_walk_on_the_first_block(tiny_bert):
     calib = _calibration(tiny_bert)
-    scores = compute_scores(tiny_bert, "wanda", calibration=calib)
-    walked = prune(tiny_bert, "wanda", 0.5, "layer", calibration=calib)
+    scores = compute_scores(tiny_bert, R("wanda"), calibration=calib)
+    walked = prune(tiny_bert, R("wanda", 0.5, "layer"), calibration=calib)
     from pruning.masks import layer_mask
 
     first = transformer_blocks(tiny_bert.model)[0][0]
@@ -169,14 +226,14 @@ def test_two_threads_prune_and_evaluate_one_shared_model(tiny_bert):
     results, errors = {}, []
     expected = {}
     for method in ("magnitude", "random"):
-        r = prune(tiny_bert, method, 0.7, seed=3)
+        r = prune(tiny_bert, R(method, 0.7, "layer", seed=3))
         with torch.no_grad():
             expected[method] = with_overrides(tiny_bert.model, r.overrides(tiny_bert))(**batch).logits
 
     def work(method):
         try:
             for _ in range(5):
-                r = prune(tiny_bert, method, 0.7, seed=3)
+                r = prune(tiny_bert, R(method, 0.7, "layer", seed=3))
                 with torch.no_grad():
                     out = with_overrides(tiny_bert.model, r.overrides(tiny_bert))(**batch).logits
                 assert torch.equal(out, expected[method])

@@ -5,6 +5,7 @@ endpoints, a deterministic top-k mask, an objective that must fall); each regist
 method then runs end to end, a few steps, on the tiny random models of conftest.py.
 """
 
+import json
 import math
 
 import pytest
@@ -29,7 +30,10 @@ from pruning.seeds.randomized import (
     sampling_rounds,
     stage_sparsities,
 )
-from pruning.seeds.sds import magnitude_mask, reconstruction_error, sds_adjust, sds_dense_step, sds_objective
+from pruning.seeds.sds import magnitude_mask, reconstruction_error, sds_adjust, sds_dense_step, sds_objective, sds_third_step
+from pruning.request import PruneRequest
+
+R = PruneRequest.make
 
 
 # ---------------------------------------------------------------- MGPP arithmetic
@@ -195,6 +199,24 @@ def test_dense_step_with_1_over_L_converges_to_the_ridge_solution():
     assert torch.allclose(W, exact, atol=1e-3)
 
 
+def test_third_step_follows_the_papers_rule_or_the_best_iterate():
+    W_dense, _, G = _layer_problem()
+    W_mid = sds_dense_step(W_dense * 0, W_dense, G, 0.05, 0.05, iters=30)
+    M2 = magnitude_mask(W_mid, 0.5, "layer")
+    W2 = W_mid * M2
+    worse_first = torch.zeros_like(W_dense)  # error tr(W_d G W_d^T): the re-pruned W2 beats it
+    assert reconstruction_error(W2, W_dense, G) < reconstruction_error(worse_first, W_dense, G)
+    W3, M3, info = sds_third_step(worse_first, W2, M2, W_dense, G, 0.5, "layer", "paper", iters=40)
+    assert info["skipped"] and not info["adjusted"] and torch.equal(W3, W2) and torch.equal(M3, M2)
+    W3, M3, info = sds_third_step(worse_first, W2, M2, W_dense, G, 0.5, "layer", "best", iters=40)
+    assert not info["skipped"] and info["adjusted"] and info["error_after"] < info["error_before"]
+    better_first = W_dense.clone()  # a first result with no error at all: the second cannot beat it
+    W3, M3, info = sds_third_step(better_first, W2, M2, W_dense, G, 0.5, "layer", "paper", iters=40)
+    last, _, _ = sds_adjust(W2, W_dense, G, 0.5, "layer", mask=M2, iters=40, keep="last")
+    assert not info["skipped"] and torch.equal(W3, last)  # adjusted, and kept where the iterations end
+    assert sds_third_step(worse_first, W2, M2, W_dense, G, 0.5, "layer", "best", iters=0)[2]["skipped"]
+
+
 @pytest.mark.parametrize("granularity,sparsity", [("layer", 0.5), ("row", 0.75), ("2:4", 0.5)])
 def test_adjust_keeps_exact_sparsity_and_never_raises_the_error(granularity, sparsity):
     W_dense, _, G = _layer_problem()
@@ -256,7 +278,7 @@ def test_randomized_end_to_end(tiny_bert, tiny_sentiment, selection, granularity
     before = _checksum(tiny_bert.model)
     params = {"k": 3, "selection": selection, "steps": 2, "eval_every": 1, "final_steps": 2, "holdout": 16, "batch_size": 8}
     ticks = []
-    result = prune(tiny_bert, "randomized", 0.7, granularity, data=tiny_sentiment, seed=0, params=params, progress=lambda d, t, m: ticks.append((d, t)))
+    result = prune(tiny_bert, R("randomized", 0.7, granularity, params=params, seed=0), data=tiny_sentiment, progress=lambda d, t, m: ticks.append((d, t)))
     _check_exact(result, 0.7, granularity)
     assert ticks[-1][0] == ticks[-1][1]  # the progress bar ends full
     info = result.info
@@ -275,7 +297,7 @@ def test_randomized_multi_stage_nests_masks(tiny_bert, tiny_sentiment):
 
     params = {"k": 2, "selection": "cheap", "stages": 2, "holdout": 16, "base": "magnitude"}
     seen = []
-    result = prune(tiny_bert, "randomized", 0.8, "layer", data=tiny_sentiment, params=params, observe=lambda k, e: seen.append((k, e)))
+    result = prune(tiny_bert, R("randomized", 0.8, "layer", params=params), data=tiny_sentiment, observe=lambda k, e: seen.append((k, e)))
     assert [round(s, 4) for s in result.info["schedule"]] == [round(1 - 0.2**0.5, 4), 0.8]
     _check_exact(result, 0.8, "layer")
     assert [k for k, _ in seen] == ["stage", "stage"] and all(a is b for (_, a), b in zip(seen, result.info["stages"]))
@@ -285,12 +307,22 @@ def test_candidate_pool_for_the_app(tiny_bert, tiny_sentiment):
     from pruning.prune import compute_scores
     from pruning.seeds.randomized import candidate_pool
 
-    scores = compute_scores(tiny_bert, "magnitude")
-    pool = candidate_pool(tiny_bert, scores, 0.6, "row", k_candidates=3, data=tiny_sentiment, holdout=16)
+    scores = compute_scores(tiny_bert, R("magnitude"))
+    request = R("randomized", 0.6, "row", params={"k": 3, "holdout": 16})
+    pool = candidate_pool(tiny_bert, scores, request, data=tiny_sentiment)
     info = pool.to_info()
     assert len(pool.masks) == 3 and 0 <= info["chosen"] < 3
     assert all(0 < o < 1 for o in info["overlap_with_deterministic"])
     assert info["deterministic_metric"]["metric"] == "accuracy"
+    json.dumps(info)  # no per-item arrays in the summary
+    from pruning.evaluate import paired_difference
+    from pruning.stats import wilson_interval
+
+    det, first = pool.deterministic_score, pool.scores[0]
+    assert det["n"] == 16 and det["per_item"]["correct"].size == 16
+    assert (det["ci_low"], det["ci_high"]) == wilson_interval(int(det["per_item"]["correct"].sum()), 16)
+    diff = paired_difference(det, first)
+    assert diff["drop"] == pytest.approx(det["value"] - first["value"])
 
 
 @pytest.mark.parametrize("method", ["mgpp", "gmp"])
@@ -301,7 +333,7 @@ def test_mgpp_and_gmp_end_to_end(tiny_bert, tiny_sentiment, method, granularity)
     before = _checksum(tiny_bert.model)
     params = {"steps": 6, "t0": 1, "t1": 4, "interval": 1, "history_points": 3, "holdout": 16, "batch_size": 8}
     seen = []
-    result = prune(tiny_bert, method, 0.8, granularity, data=tiny_sentiment, seed=0, params=params, observe=lambda k, e: seen.append((k, e)))
+    result = prune(tiny_bert, R(method, 0.8, granularity, params=params, seed=0), data=tiny_sentiment, observe=lambda k, e: seen.append((k, e)))
     _check_exact(result, 0.8, granularity)
     hist = result.info["history"]
     # the observer saw every snapshot as it was recorded, the very dicts of the final history
@@ -319,7 +351,7 @@ def test_mgpp_on_gpt2_conv1d_layers(tiny_gpt2, tiny_text):
 
     before = _checksum(tiny_gpt2.model)
     params = {"steps": 3, "t0": 1, "t1": 2, "interval": 1, "history_points": 2, "batch_size": 2}
-    result = prune(tiny_gpt2, "mgpp", 0.5, "2:4", data=tiny_text, params=params)
+    result = prune(tiny_gpt2, R("mgpp", 0.5, "2:4", params=params), data=tiny_text)
     _check_exact(result, 0.5, "2:4")
     assert _checksum(tiny_gpt2.model) == before
 
@@ -333,10 +365,7 @@ def test_sds_end_to_end(request, tiny_sentiment, tiny_text, fixture, base, granu
     before = _checksum(loaded.model)
     params = {"base": base, "iters": 5, "adjust_iters": 5, "holdout": 16, "lm_holdout": 2}
     seen, ticks = [], []
-    result = prune(
-        loaded, "sds", 0.6, granularity, calibration=_calibration(loaded), data=data, params=params,
-        observe=lambda k, e: seen.append((k, e)), progress=lambda done, total, msg: ticks.append((done, total)),
-    )
+    result = prune(loaded, R("sds", 0.6, granularity, params=params), calibration=_calibration(loaded), data=data, observe=lambda k, e: seen.append((k, e)), progress=lambda done, total, msg: ticks.append((done, total)))
     assert ticks[-1][0] == ticks[-1][1]  # the progress bar ends full
     _check_exact(result, 0.6, granularity)
     assert [s["stage"] for s in result.info["steps"]] == ["dense", "sparse", "dense step", "sparse again"]
@@ -360,6 +389,17 @@ def test_sds_on_a_bare_encoder_runs_without_a_tracked_metric(tiny_bert):
     from pruning.prune import prune
 
     encoder = dataclasses.replace(tiny_bert, model=tiny_bert.model.bert, task="encoder")
-    result = prune(encoder, "sds", 0.5, "layer", calibration=_calibration(encoder), params={"iters": 3, "adjust_iters": 2})
+    result = prune(encoder, R("sds", 0.5, "layer", params={"iters": 3, "adjust_iters": 2}), calibration=_calibration(encoder))
     _check_exact(result, 0.5, "layer")
     assert all("value" not in s for s in result.info["steps"]) and result.info["held_out"] is None
+
+
+def test_held_out_perplexity_carries_its_interval_and_per_sequence_values(tiny_llama, tiny_text):
+    from pruning import training as T
+
+    task = T.task_data(tiny_llama, tiny_text, lm_sequences=1, lm_holdout=4)
+    ev = T.held_out_metric(tiny_llama.model, task)
+    nll, tokens = ev["per_item"]["nll"], ev["per_item"]["tokens"]
+    assert len(nll) == 4 and int(tokens.sum()) == ev["n"]
+    assert math.exp(float((nll * tokens).sum() / tokens.sum())) == pytest.approx(ev["value"], rel=1e-9)
+    assert ev["ci_low"] <= ev["value"] <= ev["ci_high"]

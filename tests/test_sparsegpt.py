@@ -42,6 +42,21 @@ def test_nm_is_valid(n, m):
     assert is_nm_valid(new != 0, n, m)
 
 
+@pytest.mark.parametrize("blocksize", [2, 6, 7])
+def test_nm_groups_sit_at_absolute_columns_whatever_the_block_size(blocksize):
+    X = _correlated_inputs()
+    W = torch.randn(24, 64)
+    U, dead = hessian_inverse_factor(X.T @ X, X.shape[0])
+    new, mask = sparsegpt_solve(W, U, 0.5, "2:4", dead=dead, blocksize=blocksize)
+    assert is_nm_valid(mask, 2, 4) and int(mask.sum()) == 24 * 32
+    assert is_nm_valid(new != 0, 2, 4)
+    # a block size that is a multiple of 4 never needs moving: the same answer as 128
+    reference, ref_mask = sparsegpt_solve(W, U, 0.5, "2:4", dead=dead, blocksize=128)
+    eight, eight_mask = sparsegpt_solve(W, U, 0.5, "2:4", dead=dead, blocksize=8)
+    assert torch.equal(eight_mask, ref_mask) and torch.allclose(eight, reference, atol=1e-4)
+    assert torch.equal(mask, ref_mask) and torch.allclose(new, reference, atol=1e-4)  # same math, other batching
+
+
 @pytest.mark.parametrize("granularity", ["layer", "2:4"])
 def test_reconstruction_error_below_magnitude(granularity):
     X = _correlated_inputs()

@@ -6,8 +6,9 @@
 * ``sds`` - sparse-dense-sparse (Li et al. 2024).
 
 Each module keeps the paper's arithmetic in small pure functions and the model-level
-driver in one thin function; :mod:`.training` holds the fine-tuning loop the first
-two share. Importing this package registers the methods.
+driver in small functions of one step each; :mod:`pruning.training` holds the fine-tuning
+loop the first two share. Each method's ``steps_view`` says how the app shows its steps.
+Importing this package registers the methods.
 """
 
 from . import mgpp, randomized, sds  # noqa: F401  (importing registers the methods)

@@ -31,13 +31,15 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass, field
 
 import torch
 
+from ..distribution import spike_slab_crossing
 from ..errors import PruneScopeError
 from ..masks import compute_masks, parse_granularity
 from ..registry import Method, Param, PruneContext, register
-from . import training as T
+from .. import training as T
 
 ALPHA_END = 0.001  # lam is annealed to lam * ALPHA_END at t1
 
@@ -78,8 +80,8 @@ def log_prior(w: torch.Tensor, lam: float, v0: float, v1: float) -> torch.Tensor
 def crossing_point(lam: float, v0: float, v1: float) -> float:
     """``|w*| = sqrt(log(((1-lam)/lam) sqrt(v1/v0)) / c2)``: equally likely under spike and slab
     (0 when the slab dominates everywhere)."""
-    c1, c2 = _constants(lam, v0, v1)
-    return math.sqrt(max(0.0, -c1) / c2)
+    _constants(lam, v0, v1)
+    return spike_slab_crossing(lam, v0, v1) or 0.0
 
 
 def lambda_at(step: int, lam: float, t0: int, t1: int, end: float = ALPHA_END) -> float:
@@ -147,100 +149,141 @@ def _history_steps(p: dict) -> set[int]:
     return marks
 
 
-def gradual_prune(ctx: PruneContext, prior: bool):
-    """Fine-tune a copy with the cubic magnitude-pruning schedule, with (MGPP) or without (GMP) the prior."""
+@dataclass
+class _Run:
+    """The state of one MGPP/GMP run: the model being tuned, its optimizer, and what was recorded."""
+
+    ctx: PruneContext
+    prior: dict | None  # {"lam", "v0", "v1", "n"} for MGPP, None for GMP
+    schedule: dict
+    task: object
+    model: torch.nn.Module
+    tuner: object
+    sampler: object
+    history: list = field(default_factory=list)
+    losses: list = field(default_factory=list)
+    limit: float | None = None
+    frozen: object = None
+    masks: dict | None = None
+
+    @property
+    def name(self) -> str:
+        return "mgpp" if self.prior is not None else "gmp"
+
+
+def _start(ctx: PruneContext, prior: bool) -> _Run:
+    """A trainable copy, its data, optimizer and weight sampler; the prior's constants checked."""
     p = ctx.params
     schedule = schedule_of(p, ctx.sparsity, ctx.granularity)
-    started = time.perf_counter()
-    g = parse_granularity(ctx.granularity)
-    s_i, s_f = schedule["s_i"], schedule["s_f"]
-    during = "row" if g.is_nm else str(g)  # N:M only at t1; intermediate steps prune each row
     task = T.task_data(ctx.loaded, ctx.data, holdout=p["holdout"], batch_size=p["batch_size"], seed=ctx.seed)
-    n = int(p.get("n", 0)) or task.n_train
-    lam, v0, v1 = p.get("lam", 0.1), p.get("v0", 1e-9), p.get("v1", 0.1)
+    constants = None
     if prior:
-        _constants(lam, v0, v1)
-    torch.manual_seed(ctx.seed)  # dropout
-    model = T.trainable_copy(ctx.loaded)
-    targets = T.targeted_parameters(model, ctx.layers)
+        constants = {"lam": p["lam"], "v0": p["v0"], "v1": p["v1"], "n": int(p["n"]) or task.n_train}
+        _constants(constants["lam"], constants["v0"], constants["v1"])
+    model = T.trainable_copy(ctx.loaded, seed=ctx.seed)
     tuner = T.FineTuner(model, task, p["lr"], betas=(0.9, 0.98), eps=1e-6, weight_decay=0.0)
-    prune_at = set(pruning_steps(p["t0"], p["t1"], p["interval"]))
-    record_at = _history_steps(p)
-    sampler = T.WeightSampler({n_: tuple(w.shape) for n_, w in T.layer_weights(model, ctx.layers).items()}, 3000, ctx.seed)
-    limit = None
-    history, losses, frozen, masks = [], [], None, None
-    name = "mgpp" if prior else "gmp"
+    shapes = {n: tuple(w.shape) for n, w in T.layer_weights(model, ctx.layers).items()}
+    return _Run(ctx, constants, schedule, task, model, tuner, T.WeightSampler(shapes, 3000, ctx.seed))
 
-    def record(step: int, target: float):
-        nonlocal limit
-        sample = sampler.take(T.layer_weights(model, ctx.layers))
-        if limit is None:
-            limit = max(1e-8, max((abs(x) for x in sample), default=1.0))
-        lam_t = lambda_at(step, lam, p["t0"], p["t1"])
-        ev = T.held_out_metric(model, task)
-        history.append(
-            {
-                "step": step,
-                "target_sparsity": target,
-                "sparsity": T.exact_zero_fraction(model, ctx.layers),
-                "lambda": lam_t if prior else None,
-                "crossing_point": crossing_point(lam_t, v0, v1) if prior else None,
-                "loss": sum(losses) / len(losses) if losses else None,
-                "metric": ev["metric"],
-                "value": ev["value"],
-                "held_out_loss": ev["loss"],
-                "sample": sample,
-                "histogram": T.histogram(sample, 60, limit),
-            }
-        )
-        ctx.emit("history", history[-1])
-        losses.clear()
 
-    def add_prior(step: int):
-        lam_t = lambda_at(step, lam, p["t0"], p["t1"])
+def _record(run: _Run, step: int, target: float) -> None:
+    """One snapshot: sparsity reached, prior at this step, losses, held-out metric, weight sample."""
+    layers, p = run.ctx.layers, run.ctx.params
+    sample = run.sampler.take(T.layer_weights(run.model, layers))
+    if run.limit is None:
+        run.limit = max(1e-8, max((abs(x) for x in sample), default=1.0))
+    lam_t = None if run.prior is None else lambda_at(step, run.prior["lam"], p["t0"], p["t1"])
+    ev = T.held_out_metric(run.model, run.task)
+    run.history.append(
+        {
+            "step": step,
+            "target_sparsity": target,
+            "sparsity": T.exact_zero_fraction(run.model, layers),
+            "lambda": lam_t,
+            "crossing_point": None if lam_t is None else crossing_point(lam_t, run.prior["v0"], run.prior["v1"]),
+            "loss": sum(run.losses) / len(run.losses) if run.losses else None,
+            "metric": ev["metric"],
+            "value": ev["value"],
+            "held_out_loss": ev["loss"],
+            "sample": sample,
+            "histogram": T.histogram(sample, 60, run.limit),
+        }
+    )
+    run.ctx.emit("history", run.history[-1])
+    run.losses.clear()
 
-        def hook():
-            with torch.no_grad():
-                for _, param in targets:
-                    if param.grad is not None:
-                        param.grad.add_(spike_slab_grad(param.detach(), lam_t, v0, v1, n))
 
-        return hook
+def _prior_hook(run: _Run, step: int):
+    """The gradient of the prior at this step's ``lam_t``, added to every targeted weight's gradient."""
+    p, c = run.ctx.params, run.prior
+    lam_t = lambda_at(step, c["lam"], p["t0"], p["t1"])
+    targets = T.targeted_parameters(run.model, run.ctx.layers)
 
-    record(0, 0.0)
-    target = 0.0
-    for step in range(1, p["steps"] + 1):
-        losses.append(tuner.step(add_prior(step) if prior else None))
-        if frozen is not None:
-            frozen.apply_()
-        elif step in prune_at:
-            target = cubic_sparsity(step, s_i, s_f, p["t0"], p["t1"])
-            weights = T.layer_weights(model, ctx.layers)
-            scores = {k: w.abs() for k, w in weights.items()}
-            final = step >= p["t1"]
-            masks = compute_masks(scores, target, str(g) if final else during, weights)
-            bound = T.ModuleMasks(model, masks)
-            bound.apply_()  # zeroed; they may regrow until t1
-            if final:
-                frozen = bound
-        if step in record_at:
-            record(step, target)
-        ctx.report(step, p["steps"], f"{name}: step {step}/{p['steps']}, sparsity {target:.1%}")
-    if frozen is None:  # t1 == steps == 0 edge: prune once at the end
-        weights = T.layer_weights(model, ctx.layers)
-        masks = compute_masks({k: w.abs() for k, w in weights.items()}, s_f, str(g), weights)
-    info = {
-        "history": history,
-        "schedule": schedule,
-        "prior": {"lam": lam, "v0": v0, "v1": v1, "n": n, "crossing_point_start": crossing_point(lam, v0, v1),
-                  "crossing_point_end": crossing_point(lam * ALPHA_END, v0, v1)} if prior else None,
+    def hook():
+        with torch.no_grad():
+            for _, param in targets:
+                if param.grad is not None:
+                    param.grad.add_(spike_slab_grad(param.detach(), lam_t, c["v0"], c["v1"], c["n"]))
+
+    return hook
+
+
+def _magnitude_prune(run: _Run, sparsity: float, granularity) -> dict:
+    weights = T.layer_weights(run.model, run.ctx.layers)
+    return compute_masks({k: w.abs() for k, w in weights.items()}, sparsity, granularity, weights)
+
+
+def _prune_step(run: _Run, step: int) -> float:
+    """Magnitude pruning to the cubic target; zeroed weights may regrow until ``t1``, then the mask is frozen."""
+    p, g, s = run.ctx.params, run.ctx.granularity, run.schedule
+    target = cubic_sparsity(step, s["s_i"], s["s_f"], p["t0"], p["t1"])
+    final = step >= p["t1"]
+    run.masks = _magnitude_prune(run, target, g if final else ("row" if g.is_nm else g))  # N:M only at t1
+    bound = T.ModuleMasks(run.model, run.masks)
+    bound.apply_()
+    if final:
+        run.frozen = bound
+    return target
+
+
+def _info(run: _Run, started: float) -> dict:
+    p, c, task = run.ctx.params, run.prior, run.task
+    prior = None
+    if c is not None:
+        prior = {**c, "crossing_point_start": crossing_point(c["lam"], c["v0"], c["v1"]),
+                 "crossing_point_end": crossing_point(c["lam"] * ALPHA_END, c["v0"], c["v1"])}
+    return {
+        "history": run.history,
+        "schedule": run.schedule,
+        "prior": prior,
         "held_out": {"source": task.source, "examples": task.n_holdout, "split": "train (held-out slice)"},
-        "held_out_metric": {k: history[-1][k] for k in ("metric", "value", "held_out_loss")},
+        "held_out_metric": {k: run.history[-1][k] for k in ("metric", "value", "held_out_loss")},
         "train_examples": task.n_train,
         "budget": {"steps": p["steps"], "batch_size": p["batch_size"], "lr": p["lr"]},
         "elapsed_s": time.perf_counter() - started,
     }
-    return T.trained_result(name, ctx.loaded, model, masks, ctx.sparsity, ctx.granularity, info)
+
+
+def gradual_prune(ctx: PruneContext, prior: bool):
+    """Fine-tune a copy with the cubic magnitude-pruning schedule, with (MGPP) or without (GMP) the prior."""
+    started = time.perf_counter()
+    run = _start(ctx, prior)
+    p = ctx.params
+    prune_at, record_at = set(pruning_steps(p["t0"], p["t1"], p["interval"])), _history_steps(p)
+    _record(run, 0, 0.0)
+    target = 0.0
+    for step in range(1, p["steps"] + 1):
+        run.losses.append(run.tuner.step(_prior_hook(run, step) if prior else None))
+        if run.frozen is not None:
+            run.frozen.apply_()
+        elif step in prune_at:
+            target = _prune_step(run, step)
+        if step in record_at:
+            _record(run, step, target)
+        ctx.report(step, p["steps"], f"{run.name}: step {step}/{p['steps']}, sparsity {target:.1%}")
+    if run.frozen is None:  # t1 == steps == 0 edge: prune once at the end
+        run.masks = _magnitude_prune(run, run.schedule["s_f"], ctx.granularity)
+    return T.trained_result(run.name, ctx.loaded, run.model, run.masks, ctx.sparsity, str(ctx.granularity), _info(run, started))
 
 
 def _params(prior: bool) -> dict:
@@ -280,6 +323,8 @@ register(
         updates_weights=True,
         family="seed",
         granularities=GRANULARITIES,
+        granularity="global",
+        steps_view="schedule",
         params=_params(True),
         reference="Zhang, Sun, Liang: Mixture Gaussian prior pruning (MGPP) of large pretrained transformers",
     )
@@ -294,6 +339,8 @@ register(
         updates_weights=True,
         family="seed",
         granularities=GRANULARITIES,
+        granularity="global",
+        steps_view="schedule",
         params=_params(False),
         reference="Zhu & Gupta 2017, To prune, or not to prune (the schedule MGPP uses)",
     )

@@ -52,10 +52,13 @@ from typing import Mapping, Sequence
 import torch
 
 from ..errors import PruneScopeError
+from ..evaluate import summary
 from ..masks import Masks, compute_masks, keep_count, mask_overlap, parse_granularity, prepare_scores
+from ..prune import masked_weights, weight_overrides
 from ..registry import Method, Param, PruneContext, get_method, register
+from ..request import MAX_SEED
 from ..scores import _mix
-from . import training as T
+from .. import training as T
 
 DEFAULT_RANDOMNESS = 1e-4
 
@@ -282,8 +285,8 @@ class CandidatePool:
             "sparsity": self.sparsity,
             "granularity": self.granularity,
             "candidate_scores": [s["score"] for s in self.scores],
-            "candidate_metrics": self.scores,
-            "deterministic_metric": self.deterministic_score,
+            "candidate_metrics": [summary(x) for x in self.scores],
+            "deterministic_metric": summary(self.deterministic_score),
             "jaccard": self.jaccard,
             "overlap_with_deterministic": self.overlap_with_deterministic,
             "chosen": self.chosen,
@@ -294,14 +297,8 @@ class CandidatePool:
 def candidate_pool(
     loaded,
     scores: Mapping[str, torch.Tensor],
-    sparsity: float,
-    granularity: str = "layer",
-    k_candidates: int = 8,
-    randomness: float = DEFAULT_RANDOMNESS,
-    power: float = 5.0,
-    seed: int = 0,
+    request,
     data=None,
-    holdout: int = 256,
     task=None,
     base_model=None,
     progress=None,
@@ -309,14 +306,20 @@ def candidate_pool(
     """The app's "Random candidates" view, without training: K masks from cached ``scores``
     (any criterion), each scored on a held-out slice of the TRAINING data with no
     fine-tuning, plus the deterministic mask's score, pairwise Jaccard, overlap with the
-    deterministic mask and the cheap choice. ``task`` (a :class:`training.TaskData`)
-    may be passed to reuse held-out batches; ``base_model`` defaults to the loaded model
-    (which is never modified)."""
-    g = parse_granularity(granularity)
-    sparsity = g.fixed_sparsity if g.is_nm else float(sparsity)
+    deterministic mask and the cheap choice.
+
+    ``request`` is a ``randomized`` :class:`pruning.request.PruneRequest`: its sparsity,
+    granularity, seed and parameters ``k``, ``randomness``, ``power``, ``holdout`` are used.
+    ``task`` (a :class:`training.TaskData`) may be passed to reuse held-out batches (else it
+    is built from ``data``, or the request's dataset); ``base_model`` defaults to the loaded
+    model (which is never modified)."""
+    g, sparsity, seed, p = request.granularity, request.sparsity, request.seed, request.param_dict
+    k_candidates, randomness, power = p["k"], p["randomness"], p["power"]
     model = base_model if base_model is not None else loaded.model
     weights = T.layer_weights(model, list(scores))
     if task is None:  # a causal LM is scored on held-out windows of its training text (16 examples ~ 1 window)
+        data = data if data is not None else request.dataset
+        holdout = p["holdout"]
         task = T.task_data(loaded, data, holdout=holdout, seed=seed, lm_sequences=1, lm_holdout=max(2, min(16, holdout // 16)))
     deterministic = compute_masks(scores, sparsity, str(g), weights)
     n_layers = len(scores)
@@ -358,15 +361,7 @@ def base_scores(ctx: PruneContext, model, base: str, calibration) -> dict[str, t
             f"randomized selection samples around a criterion's scores; {method.name} has none "
             "(use magnitude, wanda or random)"
         )
-    sub = PruneContext(
-        loaded=T.with_model(ctx.loaded, model),
-        layers=ctx.layers,
-        sparsity=ctx.sparsity,
-        granularity=ctx.granularity,
-        calibration=calibration,
-        seed=ctx.seed,
-        params=method.resolve_params({}),
-    )
+    sub = PruneContext(T.with_model(ctx.loaded, model), ctx.request.replace(method=method.name), ctx.layers, calibration)
     was_training = model.training
     model.eval()  # no dropout while statistics are collected
     try:
@@ -379,9 +374,9 @@ def base_scores(ctx: PruneContext, model, base: str, calibration) -> dict[str, t
 def _calibration_for(ctx: PruneContext, base: str):
     if not get_method(base).needs_calibration or ctx.calibration is not None:
         return ctx.calibration
-    from ..data import calibration_batches
+    from ..prune import calibration_for
 
-    return calibration_batches(ctx.loaded, None, n_samples=16, seed=ctx.seed)
+    return calibration_for(ctx.loaded, ctx.request)
 
 
 def _early_evaluation(p, task, start_model, masks, teacher, tick, seed=0):
@@ -391,8 +386,7 @@ def _early_evaluation(p, task, start_model, masks, teacher, tick, seed=0):
     import copy
 
     task.restart(seed)
-    torch.manual_seed(seed)
-    model = copy.deepcopy(start_model)
+    model = T.seed_dropout(copy.deepcopy(start_model), seed)
     bound = T.ModuleMasks(model, masks)
     bound.apply_()
     tuner = T.FineTuner(model, task, p["lr"], teacher=teacher, distill=p["distill"], temperature=p["temperature"])
@@ -410,97 +404,95 @@ def _early_evaluation(p, task, start_model, masks, teacher, tick, seed=0):
     return model, score, curve, losses
 
 
-def _randomized_run(ctx: PruneContext):
-    p = ctx.params
-    started = time.perf_counter()
-    g = parse_granularity(ctx.granularity)
-    selection = p["selection"]
+@dataclass
+class _Selection:
+    """The state of one randomized-selection run across its stages."""
+
+    ctx: PruneContext
+    task: object
+    model: torch.nn.Module  # the model the next stage samples around (a trained copy with early selection)
+    teacher: torch.nn.Module | None
+    calibration: list | None
+    schedule: list[float]
+    total: int
+    done: int = 0
+
+    @property
+    def early(self) -> bool:
+        return self.ctx.params["selection"] == "early"
+
+    def report(self, message: str, units: int = 0) -> None:
+        self.done += units
+        self.ctx.report(min(self.done, self.total), self.total, message)
+
+
+def _selection_start(ctx: PruneContext) -> _Selection:
+    p, g = ctx.params, ctx.granularity
     schedule = [g.fixed_sparsity] if g.is_nm else stage_sparsities(ctx.sparsity, p["stages"], p["schedule"])
     calibration = _calibration_for(ctx, p["base"])
     task = T.task_data(ctx.loaded, ctx.data, holdout=p["holdout"], batch_size=p["batch_size"], seed=ctx.seed)
-    early = selection == "early"
+    early = p["selection"] == "early"
     teacher = ctx.loaded.model if (early and p["distill"] > 0) else None
-    model = T.trainable_copy(ctx.loaded) if early else ctx.loaded.model
-    sampler = T.WeightSampler({n: tuple(w.shape) for n, w in T.layer_weights(ctx.loaded.model, ctx.layers).items()}, 3000, ctx.seed)
-    steps_per_stage = p["k"] * (p["steps"] if early else 0) + (p["final_steps"] if early else 0)
-    total_units = max(1, len(schedule) * (p["k"] + 1 + steps_per_stage))
-    done = 0
+    model = T.trainable_copy(ctx.loaded, seed=ctx.seed) if early else ctx.loaded.model
+    per_stage = p["k"] + 1 + (p["k"] * p["steps"] + p["final_steps"] if early else 0)
+    return _Selection(ctx, task, model, teacher, calibration, schedule, max(1, len(schedule) * per_stage))
 
-    def report(message):
-        ctx.report(min(done, total_units), total_units, message)
 
-    stages, chosen_masks, final_metric = [], None, None
-    for si, s in enumerate(schedule):
-        stage_seed = ctx.seed + 1000 * si
-        scores = base_scores(ctx, model, p["base"], calibration)
-        pool = candidate_pool(
-            ctx.loaded, scores, s, str(g), p["k"], p["randomness"], p["power"], stage_seed, task=task, base_model=model
-        )
-        done += p["k"] + 1
-        report(f"stage {si + 1}/{len(schedule)}: {p['k']} candidates at {s:.1%} scored")
-        stage = {"sparsity": s, **pool.to_info(), "selection": selection}
-        if not early:
-            chosen = pool.chosen
-            chosen_masks = pool.masks[chosen]
-            if len(schedule) > 1 and si < len(schedule) - 1:
-                # the next stage samples around the pruned model's weights (pruned ones score 0)
-                from ..functional import with_overrides
+def _cheap_stage(run: _Selection, pool: CandidatePool, si: int) -> tuple[dict, dict]:
+    """Keep the candidate with the best held-out score; later stages sample around its pruned weights."""
+    masks = pool.masks[pool.chosen]
+    if si < len(run.schedule) - 1:
+        from ..functional import with_overrides
 
-                model = with_overrides(model, _mask_overrides(model, chosen_masks))
-            final_metric = pool.scores[chosen]
-        else:
-            best = None
-            early_scores, curves = [], []
-            for ci, masks in enumerate(pool.masks):
-                def tick(step, si=si, ci=ci):
-                    nonlocal done
-                    done += 1
-                    report(f"stage {si + 1}: early evaluation of candidate {ci + 1}/{p['k']}, step {step}")
+        run.model = with_overrides(run.model, weight_overrides(run.model, masked_weights(run.model, masks)))
+    return masks, summary(pool.scores[pool.chosen])
 
-                trained, score, curve, _ = _early_evaluation(p, task, model, masks, teacher, tick, stage_seed)
-                report(f"stage {si + 1}: candidate {ci + 1}/{p['k']} early score {score:.4f}")
-                early_scores.append(score)
-                curves.append(curve)
-                if best is None or score > best[1]:
-                    best = (ci, score, trained)
-                else:
-                    del trained
-            chosen, _, model = best
-            chosen_masks = pool.masks[chosen]
-            task.restart(stage_seed + 1)  # the winner goes on with batches it has not seen in this order
-            bound = T.ModuleMasks(model, chosen_masks)
-            tuner = T.FineTuner(model, task, p["lr"], teacher=teacher, distill=p["distill"], temperature=p["temperature"])
-            final_curve = []
-            for step in range(1, int(p["final_steps"]) + 1):
-                loss = tuner.step()
-                bound.apply_()
-                done += 1
-                if step % max(1, int(p["eval_every"]) * 4) == 0:
-                    final_curve.append({"step": step, "loss": loss})
-                    report(f"stage {si + 1}: fine-tuning the winner, step {step}")
-            final_metric = T.held_out_metric(model, task)
-            report(f"stage {si + 1}/{len(schedule)}: winner fine-tuned, held-out {final_metric['metric']} {final_metric['value']:.4g}")
-            stage.update(
-                {
-                    "early_scores": early_scores,
-                    "early_curves": curves,
-                    "selection_scores": early_scores,
-                    "chosen": chosen,
-                    "winner_after_fine_tuning": final_metric,
-                    "final_curve": final_curve,
-                }
-            )
-        if not early:
-            stage["selection_scores"] = stage["candidate_scores"]
-        stage["weight_sample"] = sampler.take(T.layer_weights(model, ctx.layers)) if early else []
-        stages.append(stage)
-        ctx.emit("stage", stage)
 
-    last = stages[-1]
-    info = {
+def _early_stage(run: _Selection, pool: CandidatePool, si: int, stage_seed: int, stage: dict) -> tuple[dict, dict]:
+    """Fine-tune every candidate briefly, keep the best, fine-tune the winner further."""
+    p = run.ctx.params
+    best, early_scores, curves = None, [], []
+    for ci, masks in enumerate(pool.masks):
+        def tick(step, ci=ci):
+            run.report(f"stage {si + 1}: early evaluation of candidate {ci + 1}/{p['k']}, step {step}", 1)
+
+        trained, score, curve, _ = _early_evaluation(p, run.task, run.model, masks, run.teacher, tick, stage_seed)
+        run.report(f"stage {si + 1}: candidate {ci + 1}/{p['k']} early score {score:.4f}")
+        early_scores.append(score)
+        curves.append(curve)
+        if best is None or score > best[1]:
+            best = (ci, score, trained)
+    chosen, _, run.model = best
+    final_curve, metric = _finetune_winner(run, pool.masks[chosen], si, stage_seed)
+    stage.update({"early_scores": early_scores, "early_curves": curves, "selection_scores": early_scores, "chosen": chosen,
+                  "winner_after_fine_tuning": metric, "final_curve": final_curve})
+    return pool.masks[chosen], metric
+
+
+def _finetune_winner(run: _Selection, masks: dict, si: int, stage_seed: int) -> tuple[list, dict]:
+    p = run.ctx.params
+    run.task.restart(stage_seed + 1)  # the winner goes on with batches it has not seen in this order
+    bound = T.ModuleMasks(run.model, masks)
+    tuner = T.FineTuner(run.model, run.task, p["lr"], teacher=run.teacher, distill=p["distill"], temperature=p["temperature"])
+    curve = []
+    for step in range(1, int(p["final_steps"]) + 1):
+        loss = tuner.step()
+        bound.apply_()
+        run.done += 1
+        if step % max(1, int(p["eval_every"]) * 4) == 0:
+            curve.append({"step": step, "loss": loss})
+            run.report(f"stage {si + 1}: fine-tuning the winner, step {step}")
+    metric = summary(T.held_out_metric(run.model, run.task))
+    run.report(f"stage {si + 1}/{len(run.schedule)}: winner fine-tuned, held-out {metric['metric']} {metric['value']:.4g}")
+    return curve, metric
+
+
+def _selection_info(run: _Selection, stages: list, final_metric: dict, started: float) -> dict:
+    p, last, task = run.ctx.params, stages[-1], run.task
+    return {
         "stages": stages,
-        "schedule": schedule,
-        "selection": selection,
+        "schedule": run.schedule,
+        "selection": p["selection"],
         "base": p["base"],
         "chosen": last["chosen"],
         "selection_scores": last["selection_scores"],
@@ -510,30 +502,40 @@ def _randomized_run(ctx: PruneContext):
         "held_out": {"source": task.source, "examples": task.n_holdout, "split": "train (held-out slice)"},
         "held_out_metric": final_metric,
         "train_examples": task.n_train,
-        "budget": {
-            "stages": len(schedule),
-            "candidates": p["k"],
-            "steps_per_candidate": p["steps"] if early else 0,
-            "final_steps": p["final_steps"] if early else 0,
-            "batch_size": p["batch_size"],
-        },
+        "budget": {"stages": len(run.schedule), "candidates": p["k"], "steps_per_candidate": p["steps"] if run.early else 0,
+                   "final_steps": p["final_steps"] if run.early else 0, "batch_size": p["batch_size"]},
         "elapsed_s": time.perf_counter() - started,
     }
-    if early:
-        return T.trained_result("randomized", ctx.loaded, model, chosen_masks, ctx.sparsity, ctx.granularity, info)
+
+
+def _randomized_run(ctx: PruneContext):
+    started = time.perf_counter()
+    run = _selection_start(ctx)
+    p = ctx.params
+    shapes = {n: tuple(w.shape) for n, w in T.layer_weights(ctx.loaded.model, ctx.layers).items()}
+    sampler = T.WeightSampler(shapes, 3000, ctx.seed)
+    stages = []
+    for si, s in enumerate(run.schedule):
+        stage_seed = ctx.seed + 1000 * si
+        scores = base_scores(ctx, run.model, p["base"], run.calibration)
+        stage_request = ctx.request.replace(sparsity=s, seed=stage_seed % (MAX_SEED + 1))
+        pool = candidate_pool(ctx.loaded, scores, stage_request, task=run.task, base_model=run.model)
+        run.report(f"stage {si + 1}/{len(run.schedule)}: {p['k']} candidates at {s:.1%} scored", p["k"] + 1)
+        stage = {"sparsity": s, **pool.to_info(), "selection": p["selection"]}
+        if run.early:
+            masks, metric = _early_stage(run, pool, si, stage_seed, stage)
+        else:
+            masks, metric = _cheap_stage(run, pool, si)
+            stage["selection_scores"] = stage["candidate_scores"]
+        stage["weight_sample"] = sampler.take(T.layer_weights(run.model, ctx.layers)) if run.early else []
+        stages.append(stage)
+        ctx.emit("stage", stage)
+    info = _selection_info(run, stages, metric, started)
+    if run.early:
+        return T.trained_result("randomized", ctx.loaded, run.model, masks, ctx.sparsity, str(ctx.granularity), info)
     from ..prune import PruneResult
 
-    return PruneResult("randomized", ctx.sparsity, ctx.granularity, chosen_masks, None, info=info)
-
-
-def _mask_overrides(model, masks: Masks) -> dict:
-    from ..models import layer_weight, param_key, to_module_layout
-
-    out = {}
-    for name, m in masks.items():
-        w = layer_weight(model, name).detach().float() * m
-        out[param_key(model, name)] = to_module_layout(model, name, w).to(model.get_parameter(param_key(model, name)).dtype)
-    return out
+    return PruneResult("randomized", ctx.sparsity, str(ctx.granularity), masks, None, info=info)
 
 
 register(
@@ -547,6 +549,9 @@ register(
         needs_training_data=True,
         updates_weights=True,
         family="seed",
+        granularities=("layer", "global", "row", "2:4", "4:8"),
+        granularity="layer",
+        steps_view="candidates",
         params={
             "base": Param("magnitude", "criterion whose scores are sampled around (any score-based method: magnitude, wanda, random)"),
             "k": Param(4, "candidate masks per stage (8 in the paper)", minimum=1, maximum=64),

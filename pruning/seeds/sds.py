@@ -10,8 +10,9 @@
    adjustment (:func:`sds_adjust`): minimize ``||W_dense X - (M * W) X||^2`` with the
    gradient passed straight through to every entry of ``W`` and ``M`` re-chosen by
    magnitude after each iteration (exact sparsity, same granularity). ``X`` here are the
-   inputs in the re-pruned model. The best iterate is kept, so a layer whose error the
-   adjustment does not lower keeps the re-pruned weights (the step is skipped).
+   inputs in the re-pruned model. By default (the paper's rule) the adjustment is skipped
+   in layers where the second pruning already beats the first; ``adjust_rule="best"``
+   instead adjusts every layer and keeps the best iterate (:func:`sds_third_step`).
 
 ``PruneResult.info`` (for the app): ``steps`` - four snapshots ``dense``, ``sparse``,
 ``dense step``, ``sparse again``, each with ``sample`` (the same 3,000 weights),
@@ -38,13 +39,15 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass, field
 from typing import Mapping
 
 import torch
 
 from ..masks import compute_masks, parse_granularity
-from ..registry import Method, Param, PruneContext, register
-from . import training as T
+from ..prune import weight_overrides
+from ..registry import Method, Param, PruneContext, get_method, register
+from .. import training as T
 
 
 # ---------------------------------------------------------------- pure per-layer math
@@ -121,13 +124,15 @@ def sds_adjust(
     mask: torch.Tensor | None = None,
     lr: float | None = None,
     iters: int = 50,
+    keep: str = "best",
 ) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """Soft-mask weight adjustment: minimize ``tr((M*W - W_d) G (M*W - W_d)^T)``.
 
     ``W`` holds the re-pruned weights, ``mask`` their mask (default: magnitude). Each
     iteration takes a gradient step on every entry of ``W`` (straight-through) and
-    re-chooses ``M`` by magnitude at ``sparsity``/``granularity`` (exact count). The best
-    iterate is returned, the start included, so the error never rises:
+    re-chooses ``M`` by magnitude at ``sparsity``/``granularity`` (exact count).
+    ``keep="best"`` returns the best iterate, the start included, so the error never
+    rises; ``keep="last"`` the last iterate, as a plain optimisation ends:
     ``(M * W, M, {"error_before", "error_after", "improved", "best_iter"})``.
     """
     W, W_dense, G = W.float().clone(), W_dense.float(), G.float()
@@ -142,7 +147,7 @@ def sds_adjust(
         err = float(((half_grad.double()) * (V - W_dense).double()).sum())  # tr(D G D^T), free from the gradient
         if start_err is None:
             start_err = best_err = err
-        elif err < best_err:
+        elif err < best_err or (keep == "last" and it == int(iters)):
             best_W, best_M, best_err, best_iter = V, M, err, it
         if it == int(iters):
             break
@@ -151,22 +156,37 @@ def sds_adjust(
     return best_W.clone(), best_M.clone(), {
         "error_before": start_err,
         "error_after": best_err,
-        "improved": best_iter > 0,
+        "improved": best_err < start_err,
         "best_iter": best_iter,
     }
 
 
+ADJUST_RULES = ("paper", "best")
+
+
+def sds_third_step(W1, W2, mask2, W_dense, G, sparsity: float, granularity: str, rule: str = "paper", iters: int = 30):
+    """Step 3's weight adjustment of one layer, after the second one-shot pruning gave ``W2`` (mask ``mask2``).
+
+    ``rule="paper"``: skip the adjustment where the second pruning already beats the
+    first (reconstruction error of ``W2`` below that of ``W1``, both on the inputs in
+    ``G``); elsewhere run it and keep where it ends. ``rule="best"``: run it in every
+    layer and keep its best iterate (the re-pruned weights when nothing beats them).
+    Returns ``(W3, M3, {"error_first", "error_before", "error_after", "adjusted", "skipped"})``.
+    """
+    if rule not in ADJUST_RULES:
+        raise ValueError(f"unknown adjustment rule {rule!r}")
+    err1, err2 = reconstruction_error(W1, W_dense, G), reconstruction_error(W2, W_dense, G)
+    skipped = int(iters) == 0 or (rule == "paper" and err2 < err1)
+    if skipped:
+        W3, M3, after = W2, mask2, err2
+    else:
+        W3, M3, adj = sds_adjust(W2, W_dense, G, sparsity, granularity, mask=mask2, iters=iters, keep="last" if rule == "paper" else "best")
+        after = adj["error_after"]
+    adjusted = not skipped and not torch.equal(W3, W2 * mask2)
+    return W3, M3, {"error_first": err1, "error_before": err2, "error_after": after, "adjusted": adjusted, "skipped": skipped}
+
+
 # ---------------------------------------------------------------- model-level driver
-def _overrides(model, weights: Mapping[str, torch.Tensor]) -> dict:
-    from ..models import param_key, to_module_layout
-
-    out = {}
-    for name, w in weights.items():
-        key = param_key(model, name)
-        out[key] = to_module_layout(model, name, w).to(model.get_parameter(key).dtype)
-    return out
-
-
 def _grams(loaded, layers, calibration) -> dict[str, torch.Tensor]:
     """``X X^T / n`` of every layer's inputs in ``loaded.model`` (layers sharing an input share one)."""
     from ..calibration import collect_input_stats
@@ -191,48 +211,54 @@ def _layer_granularity(granularity: str, mask: torch.Tensor) -> tuple[float, str
     return 1.0 - int(mask.sum()) / mask.numel(), "layer"  # layer, and global's per-layer share
 
 
-def _sds_run(ctx: PruneContext):
-    from ..functional import with_overrides
-    from ..prune import prune
+@dataclass
+class _SdsRun:
+    """What every SDS step shares: the request, the dense weights, the weight sampler, the tracked data."""
 
-    p = ctx.params
-    started = time.perf_counter()
-    loaded, layers, calib = ctx.loaded, ctx.layers, ctx.calibration
-    total = 2 * len(layers) + 4  # one-shot, statistics, a dense step per layer, one-shot, statistics, an adjustment per layer
-    done = 0
+    ctx: PruneContext
+    dense: dict
+    sampler: object
+    task: object
+    total: int
+    done: int = 0
+    steps: list = field(default_factory=list)
 
-    def tick(msg):
-        nonlocal done
-        done += 1
-        ctx.report(min(done, total), total, msg)
+    def tick(self, message: str) -> None:
+        self.done += 1
+        self.ctx.report(min(self.done, self.total), self.total, message)
 
-    dense = T.layer_weights(loaded.model, layers)
+    def snapshot(self, stage: str, weights: Mapping[str, torch.Tensor], model) -> None:
+        """Record a stage: a weight sample, the zero fraction and (if tracked) the held-out metric."""
+        entry = {"stage": stage, "sample": self.sampler.take(weights)}
+        entry["zero_fraction"] = sum(int((w == 0).sum()) for w in weights.values()) / sum(w.numel() for w in weights.values())
+        if self.task is not None:
+            ev = T.held_out_metric(model, self.task)
+            entry.update({"metric": ev["metric"], "value": ev["value"], "held_out_loss": ev["loss"]})
+        self.ctx.emit("step", entry)
+        self.steps.append(entry)
+
+    def model_with(self, weights: Mapping[str, torch.Tensor]):
+        from ..functional import with_overrides
+
+        return with_overrides(self.ctx.loaded.model, weight_overrides(self.ctx.loaded.model, weights))
+
+
+def _sds_start(ctx: PruneContext) -> _SdsRun:
+    p, loaded = ctx.params, ctx.loaded
+    dense = T.layer_weights(loaded.model, ctx.layers)
     sampler = T.WeightSampler({n: tuple(w.shape) for n, w in dense.items()}, 3000, ctx.seed)
     task = None
     if p["track_metric"] and loaded.task in (T.CAUSAL, "classification"):  # a bare encoder has no metric to track
         task = T.task_data(loaded, ctx.data, holdout=p["holdout"], seed=ctx.seed + 7, lm_sequences=1, lm_holdout=p["lm_holdout"])
+    # one-shot, statistics, a dense step per layer, one-shot, statistics, an adjustment per layer
+    return _SdsRun(ctx, dense, sampler, task, 2 * len(ctx.layers) + 4)
 
-    def snapshot(stage: str, weights: Mapping[str, torch.Tensor], model) -> dict:
-        entry = {"stage": stage, "sample": sampler.take(weights)}
-        entry["zero_fraction"] = sum(int((w == 0).sum()) for w in weights.values()) / sum(w.numel() for w in weights.values())
-        if task is not None:
-            ev = T.held_out_metric(model, task)
-            entry.update({"metric": ev["metric"], "value": ev["value"], "held_out_loss": ev["loss"]})
-        ctx.emit("step", entry)
-        return entry
 
-    steps = [snapshot("dense", dense, loaded.model)]
-    # 1. sparse
-    r1 = prune(loaded, p["base"], ctx.sparsity, ctx.granularity, layers=layers, calibration=calib, seed=ctx.seed)
-    W1 = r1.pruned_weights(loaded)
-    sparse_model = with_overrides(loaded.model, r1.overrides(loaded))
-    steps.append(snapshot("sparse", W1, sparse_model))
-    tick("one-shot pruning done")
-    # 2. dense, with inputs from the sparse model
-    grams = _grams(T.with_model(loaded, sparse_model), layers, calib)
-    tick("input statistics of the sparse model collected")
-    W_mid, dense_info, lam_cache = {}, {}, {}
-    for name in layers:
+def _dense_steps(run: _SdsRun, W1: dict, grams: dict) -> tuple[dict, dict]:
+    """Step 2 for every layer, from the first sparse weights toward the dense outputs."""
+    p, dense = run.ctx.params, run.dense
+    W_mid, info, lam_cache = {}, {}, {}
+    for name in run.ctx.layers:
         G = grams[name]
         if id(G) not in lam_cache:
             lam_cache[id(G)] = (largest_eigenvalue(G), float(torch.diagonal(G).mean()))
@@ -242,60 +268,81 @@ def _sds_run(ctx: PruneContext):
         lr = 1.0 / max(2.0 * (lam_max + l2), 1e-12)
         before = sds_objective(W1[name], dense[name], G, l1, l2)
         W_mid[name] = sds_dense_step(W1[name], dense[name], G, l1, l2, lr=lr, iters=p["iters"])
-        dense_info[name] = {
-            "objective_before": before,
-            "objective_after": sds_objective(W_mid[name], dense[name], G, l1, l2),
-            "l1": l1,
-            "l2": l2,
-            "lr": lr,
-        }
-        tick(f"dense step of {name}")
-    mid_model = with_overrides(loaded.model, _overrides(loaded.model, W_mid))
-    mid_loaded = T.with_model(loaded, mid_model)
-    steps.append(snapshot("dense step", W_mid, mid_model))
-    # 3. sparse again: the same one-shot method, then the soft-mask adjustment
-    r2 = prune(mid_loaded, p["base"], ctx.sparsity, ctx.granularity, layers=layers, calibration=calib, seed=ctx.seed)
-    W2 = r2.pruned_weights(mid_loaded)
-    tick("second one-shot pruning done")
-    re_model = with_overrides(loaded.model, _overrides(loaded.model, W2))
-    grams3 = _grams(T.with_model(loaded, re_model), layers, calib)
-    tick("input statistics of the re-pruned model collected")
+        after = sds_objective(W_mid[name], dense[name], G, l1, l2)
+        info[name] = {"objective_before": before, "objective_after": after, "l1": l1, "l2": l2, "lr": lr}
+        run.tick(f"dense step of {name}")
+    return W_mid, info
+
+
+def _adjustments(run: _SdsRun, W1: dict, W2: dict, masks2: dict, grams: dict, dense_info: dict) -> tuple[dict, dict, dict]:
+    """Step 3's soft-mask adjustment for every layer, and the per-layer reconstruction errors."""
+    p, dense = run.ctx.params, run.dense
     final_w, final_m, per_layer = {}, {}, {}
-    for name in layers:
-        G = grams3[name]
-        s_l, g_l = _layer_granularity(ctx.granularity, r2.masks[name])
-        if p["adjust_iters"] > 0:
-            W3, M3, adj = sds_adjust(W2[name], dense[name], G, s_l, g_l, mask=r2.masks[name], iters=p["adjust_iters"])
-        else:
-            W3, M3 = W2[name], r2.masks[name]
-            err = reconstruction_error(W2[name], dense[name], G)
-            adj = {"error_before": err, "error_after": err, "improved": False, "best_iter": 0}
+    for name in run.ctx.layers:
+        G = grams[name]
+        s_l, g_l = _layer_granularity(run.ctx.granularity, masks2[name])
+        W3, M3, adj = sds_third_step(W1[name], W2[name], masks2[name], dense[name], G, s_l, g_l, p["adjust_rule"], p["adjust_iters"])
         final_w[name], final_m[name] = W3, M3
         ref = max(reconstruction_error(torch.zeros_like(dense[name]), dense[name], G), 1e-30)
         per_layer[name] = {
             **dense_info[name],
-            "relative_error_first_sparse": reconstruction_error(W1[name], dense[name], G) / ref,
+            "relative_error_first_sparse": adj["error_first"] / ref,
             "relative_error_sparse_again": adj["error_before"] / ref,
             "relative_error_final": adj["error_after"] / ref,
-            "adjusted": adj["improved"],
+            "adjusted": adj["adjusted"],
+            "adjustment_skipped": adj["skipped"],
         }
-        tick(f"soft-mask adjustment of {name}")
-    final_model = with_overrides(loaded.model, _overrides(loaded.model, final_w))
-    steps.append(snapshot("sparse again", final_w, final_model))
-    info = {
-        "steps": steps,
+        run.tick(f"soft-mask adjustment of {name}")
+    return final_w, final_m, per_layer
+
+
+def _sds_info(run: _SdsRun, per_layer: dict, started: float) -> dict:
+    task = run.task
+    return {
+        "steps": run.steps,
         "layers": per_layer,
-        "base": p["base"],
+        "base": run.ctx.params["base"],
+        "adjust_rule": run.ctx.params["adjust_rule"],
         "layers_adjusted": sum(1 for v in per_layer.values() if v["adjusted"]),
+        "layers_adjustment_skipped": sum(1 for v in per_layer.values() if v["adjustment_skipped"]),
         "layers_where_second_pruning_beats_first": sum(
             1 for v in per_layer.values() if v["relative_error_sparse_again"] < v["relative_error_first_sparse"]
         ),
         "held_out": None if task is None else {"source": task.source, "examples": task.n_holdout, "split": "train (held-out slice)"},
         "elapsed_s": time.perf_counter() - started,
     }
-    from ..prune import PruneResult
 
-    return PruneResult("sds", ctx.sparsity, ctx.granularity, final_m, final_w, info=info)
+
+def _sds_run(ctx: PruneContext):
+    from ..prune import PruneResult, prune
+
+    started = time.perf_counter()
+    run = _sds_start(ctx)
+    loaded, layers, calib = ctx.loaded, ctx.layers, ctx.calibration
+    run.snapshot("dense", run.dense, loaded.model)
+    # 1. sparse
+    base = ctx.request.replace(method=ctx.params["base"], layers=tuple(layers))
+    r1 = prune(loaded, base, calibration=calib)
+    W1 = r1.pruned_weights(loaded)
+    sparse_model = run.model_with(W1)
+    run.snapshot("sparse", W1, sparse_model)
+    run.tick("one-shot pruning done")
+    # 2. dense, with inputs from the sparse model
+    grams = _grams(T.with_model(loaded, sparse_model), layers, calib)
+    run.tick("input statistics of the sparse model collected")
+    W_mid, dense_info = _dense_steps(run, W1, grams)
+    mid_model = run.model_with(W_mid)
+    run.snapshot("dense step", W_mid, mid_model)
+    # 3. sparse again: the same one-shot method, then the soft-mask adjustment
+    mid_loaded = T.with_model(loaded, mid_model)
+    r2 = prune(mid_loaded, base, calibration=calib)
+    W2 = r2.pruned_weights(mid_loaded)
+    run.tick("second one-shot pruning done")
+    grams3 = _grams(T.with_model(loaded, run.model_with(W2)), layers, calib)
+    run.tick("input statistics of the re-pruned model collected")
+    final_w, final_m, per_layer = _adjustments(run, W1, W2, r2.masks, grams3, dense_info)
+    run.snapshot("sparse again", final_w, run.model_with(final_w))
+    return PruneResult("sds", ctx.sparsity, str(ctx.granularity), final_m, final_w, info=_sds_info(run, per_layer, started))
 
 
 register(
@@ -309,12 +356,21 @@ register(
         needs_calibration=True,
         updates_weights=True,
         family="seed",
+        granularities=("layer", "global", "row", "2:4", "4:8"),
+        granularity=lambda params: get_method(params["base"]).default_granularity,
+        steps_view="stages",
         params={
             "base": Param("sparsegpt", "the one-shot method used for both sparse steps", choices=("sparsegpt", "wanda")),
             "l1": Param(1e-3, "L1 weight of the dense step, relative (x mean diag(G) x mean|W|)", minimum=0.0),
             "l2": Param(1e-3, "L2 weight of the dense step, relative (x mean diag(G))", minimum=0.0),
             "iters": Param(100, "iterations of the dense step (FISTA, step 1/L)", minimum=0),
             "adjust_iters": Param(30, "iterations of the soft-mask adjustment (0 = skip it)", minimum=0),
+            "adjust_rule": Param(
+                "paper",
+                "step 3: 'paper' skips the adjustment in layers where the second pruning already beats the first and "
+                "keeps where it ends elsewhere; 'best' adjusts every layer and keeps its best iterate",
+                choices=ADJUST_RULES,
+            ),
             "track_metric": Param(True, "evaluate the model after each step on held-out training data"),
             "holdout": Param(256, "classifier: held-out training examples for the tracked metric", minimum=8),
             "lm_holdout": Param(8, "causal LM: held-out windows of training text for the tracked metric", minimum=1),

@@ -1,4 +1,4 @@
-"""The fine-tuning machinery the trained seed methods share (randomized selection, MGPP, GMP).
+"""Fine-tuning machinery for any method that trains (randomized selection, MGPP, GMP, SDS's metric).
 
 Everything trains a *copy* of the loaded model (``copy.deepcopy``); the shared model
 is only ever read (as the distillation teacher and as the reference weights).
@@ -19,8 +19,15 @@ is only ever read (as the distillation teacher and as the reference weights).
 * :class:`WeightSampler` - a fixed random sample of targeted weights, for histograms
   that show the same weights moving over time.
 
-Deviation shared by all trained methods, for 2-core CPUs: the input token embedding
-matrix is frozen (it is not pruned, and its AdamW update is half the model's cost).
+Random numbers come only from explicit generators (no ``torch.manual_seed``): minibatch
+order from a seeded ``random.Random``, dropout from a ``torch.Generator`` that
+:func:`seed_dropout` puts into the copy's dropout modules, so two trainings in two threads
+never share a random stream.
+
+Deviations shared by all trained methods: the input token embedding matrix is frozen (for
+2-core CPUs: it is not pruned, and its AdamW update is half the model's cost); dropout on
+the attention probabilities is off (transformers draws it from the process-wide generator
+inside the attention function), every other dropout layer stays on.
 """
 
 from __future__ import annotations
@@ -36,8 +43,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import PruneScopeError
-from ..prune import PruneResult
+from .errors import PruneScopeError
+from .evaluate import summary
+from .prune import PruneResult, masked_weights, weight_overrides
 
 CAUSAL = "causal-lm"
 
@@ -52,10 +60,43 @@ def with_model(loaded, model: nn.Module):
     return clone
 
 
-def trainable_copy(loaded, freeze_embeddings: bool = True) -> nn.Module:
+class GeneratorDropout(nn.Module):
+    """Dropout drawing its mask from an explicit ``torch.Generator`` (set by :func:`seed_dropout`).
+
+    Its ``p`` reads 0: attention code that reads ``dropout.p`` and drops inside its own
+    function (from the process-wide generator) then drops nothing."""
+
+    def __init__(self, rate: float):
+        super().__init__()
+        self.rate = float(rate)
+        self.p = 0.0
+        self.generator = torch.Generator().manual_seed(0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.rate <= 0.0:
+            return x
+        keep = torch.empty(x.shape, dtype=x.dtype, device="cpu").bernoulli_(1.0 - self.rate, generator=self.generator)
+        return x * keep.to(x.device) / (1.0 - self.rate)
+
+
+def seed_dropout(model: nn.Module, seed: int) -> nn.Module:
+    """Make every dropout layer of ``model`` (in place; a private copy) draw from one generator seeded
+    with ``seed``: the same seed gives the same dropout masks, whatever other threads do."""
+    generator = torch.Generator().manual_seed(int(seed) % 2**64)
+    for module in list(model.modules()):
+        for child_name, child in list(module.named_children()):
+            if isinstance(child, nn.Dropout):
+                setattr(module, child_name, GeneratorDropout(child.p))
+    for module in model.modules():
+        if isinstance(module, GeneratorDropout):
+            module.generator = generator
+    return model
+
+
+def trainable_copy(loaded, freeze_embeddings: bool = True, seed: int = 0) -> nn.Module:
     """A deep float32 copy of the loaded model in train mode, every parameter trainable
-    except (by default) the input token embeddings."""
-    model = copy.deepcopy(loaded.model)
+    except (by default) the input token embeddings, its dropout seeded with ``seed``."""
+    model = seed_dropout(copy.deepcopy(loaded.model), seed)
     model.train()
     for p in model.parameters():
         if p.is_floating_point() and p.dtype != torch.float32:
@@ -70,13 +111,13 @@ def trainable_copy(loaded, freeze_embeddings: bool = True) -> nn.Module:
 
 def layer_weights(model: nn.Module, layers: Sequence[str]) -> dict[str, torch.Tensor]:
     """(d_out, d_in) float copies of the named layers' weights."""
-    from ..models import layer_weight
+    from .models import layer_weight
 
     return {n: layer_weight(model, n).detach().float().clone() for n in layers}
 
 
 def _module_layout(model: nn.Module, name: str, tensor: torch.Tensor) -> torch.Tensor:
-    from ..models import to_module_layout
+    from .models import to_module_layout
 
     return to_module_layout(model, name, tensor)
 
@@ -85,7 +126,7 @@ class ModuleMasks:
     """Boolean masks (given in (d_out, d_in) layout) bound to a model's weight parameters."""
 
     def __init__(self, model: nn.Module, masks: Mapping[str, torch.Tensor]):
-        from ..models import param_key
+        from .models import param_key
 
         self.masks = dict(masks)
         self.bound: list[tuple[nn.Parameter, torch.Tensor]] = []
@@ -105,7 +146,7 @@ class ModuleMasks:
 
 def targeted_parameters(model: nn.Module, layers: Sequence[str]) -> list[tuple[str, nn.Parameter]]:
     """``(layer name, weight parameter)`` for the targeted layers (module layout)."""
-    from ..models import param_key
+    from .models import param_key
 
     return [(n, model.get_parameter(param_key(model, n))) for n in layers]
 
@@ -204,28 +245,37 @@ def task_data(
             "need a classifier or a causal LM"
         )
     if loaded.task == CAUSAL:
-        from ..data import LMText, calibration_batches
+        return _lm_task_data(loaded, data, batch_size, seed, lm_sequences, lm_seq_len, lm_holdout)
+    return _classification_task_data(loaded, data, holdout, batch_size, seed, max_length)
 
-        n_hold = max(1, int(lm_holdout))
-        source = data if isinstance(data, (str, LMText)) else None
-        batches = calibration_batches(loaded, source, n_samples=lm_sequences + n_hold, seq_len=lm_seq_len, seed=seed)
-        seqs = []
-        for b in batches:
-            ids, att = b["input_ids"], b.get("attention_mask", torch.ones_like(b["input_ids"]))
-            for row, a in zip(ids, att):
-                seqs.append(row[a.bool()].clone())
-        if len(seqs) < 2:
-            raise PruneScopeError("training needs at least two text windows of the training data; got fewer")
-        n_hold = min(n_hold, len(seqs) - 1)
-        pad = getattr(loaded.tokenizer, "pad_token_id", None) or 0
-        tokenize = _lm_tokenizer(int(pad))
-        hold = seqs[len(seqs) - n_hold :]
-        holdout_batches = [tokenize(hold[i : i + 4]) for i in range(0, len(hold), 4)]
-        name = getattr(source, "name", source) or "rt-plots (default)"
-        return TaskData(CAUSAL, seqs[: len(seqs) - n_hold], holdout_batches, batch_size, tokenize, seed, f"{name} training text")
 
-    from ..data import load_classification
-    from ..evaluate import label_mapping
+def _lm_task_data(loaded, data, batch_size: int, seed: int, n_sequences: int, seq_len: int, n_holdout: int) -> TaskData:
+    """Disjoint training and held-out windows of the training text."""
+    from .data import LMText, calibration_batches
+
+    n_hold = max(1, int(n_holdout))
+    source = data if isinstance(data, (str, LMText)) else None
+    batches = calibration_batches(loaded, source, n_samples=n_sequences + n_hold, seq_len=seq_len, seed=seed)
+    seqs = []
+    for b in batches:
+        ids, att = b["input_ids"], b.get("attention_mask", torch.ones_like(b["input_ids"]))
+        for row, a in zip(ids, att):
+            seqs.append(row[a.bool()].clone())
+    if len(seqs) < 2:
+        raise PruneScopeError("training needs at least two text windows of the training data; got fewer")
+    n_hold = min(n_hold, len(seqs) - 1)
+    pad = getattr(loaded.tokenizer, "pad_token_id", None) or 0
+    tokenize = _lm_tokenizer(int(pad))
+    hold = seqs[len(seqs) - n_hold :]
+    holdout_batches = [tokenize(hold[i : i + 4]) for i in range(0, len(hold), 4)]
+    name = getattr(source, "name", source) or "rt-plots (default)"
+    return TaskData(CAUSAL, seqs[: len(seqs) - n_hold], holdout_batches, batch_size, tokenize, seed, f"{name} training text")
+
+
+def _classification_task_data(loaded, data, holdout: int, batch_size: int, seed: int, max_length: int | None) -> TaskData:
+    """A seeded split of the train split: ``holdout`` held-out examples, the rest for training."""
+    from .data import load_classification
+    from .evaluate import label_mapping
 
     data = load_classification(data if data is not None else "rotten-tomatoes")
     source = data.name
@@ -290,31 +340,48 @@ def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature:
 
 @torch.no_grad()
 def held_out_metric(model: nn.Module, data: TaskData) -> dict:
-    """``{"score", "metric", "value", "loss", "n"}`` on the held-out batches; ``score`` is
-    accuracy for a classifier and minus the perplexity for a causal LM (higher is better)."""
+    """``{"score", "metric", "value", "ci_low", "ci_high", "loss", "n", "per_item"}`` on the held-out
+    batches; ``score`` is accuracy for a classifier and minus the perplexity for a causal LM (higher
+    is better). The interval is Wilson's (accuracy) or a seeded bootstrap over sequences
+    (perplexity); ``per_item`` has the shapes of :func:`pruning.evaluate.evaluate`'s (``correct``
+    per example, or ``nll``/``tokens`` per sequence), for paired comparisons; ``n`` counts
+    examples, or predicted tokens for a causal LM."""
     was_training = model.training
     model.eval()
-    total_loss, count, correct = 0.0, 0, 0
+    values, weights = [], []
     try:
         for batch in data.holdout_batches:
             logits = logits_of(model, batch, data.task)
             if data.task == CAUSAL:
-                losses = task_loss(logits, batch, data.task, reduction="none")
-                valid = batch["attention_mask"][:, 1:].reshape(-1) != 0
-                total_loss += float(losses[valid].sum())
-                count += int(valid.sum())
+                losses = task_loss(logits, batch, data.task, reduction="none").view(logits.shape[0], -1).double()
+                valid = (batch["attention_mask"][:, 1:] != 0).double()
+                tokens = valid.sum(dim=1)
+                values.append((losses * valid).sum(dim=1) / tokens.clamp_min(1))
+                weights.append(tokens)
             else:
-                total_loss += float(task_loss(logits, batch, data.task, reduction="sum"))
-                correct += int((logits.argmax(-1) == batch["labels"]).sum())
-                count += int(batch["labels"].numel())
+                values.append(F.cross_entropy(logits.float(), batch["labels"], reduction="none").double())
+                weights.append((logits.argmax(-1) == batch["labels"]).double())
     finally:
         model.train(was_training)
-    loss = total_loss / max(1, count)
-    if data.task == CAUSAL:
+    return _held_out_result(data.task, torch.cat(values).numpy(), torch.cat(weights).numpy())
+
+
+def _held_out_result(task: str, values, weights) -> dict:
+    """The :func:`held_out_metric` dict from per-item losses and (LM) token counts or (classifier) correctness."""
+    from .stats import perplexity_interval, wilson_interval
+
+    if task == CAUSAL:
+        tokens = weights.astype("int64")
+        loss = float((values * tokens).sum() / max(1, int(tokens.sum())))
         ppl = math.exp(min(loss, 50.0))
-        return {"score": -ppl, "metric": "perplexity", "value": ppl, "loss": loss, "n": count}
-    acc = correct / max(1, count)
-    return {"score": acc, "metric": "accuracy", "value": acc, "loss": loss, "n": count}
+        low, high = perplexity_interval(values, tokens)
+        per_item = {"nll": values, "tokens": tokens}
+        return {"score": -ppl, "metric": "perplexity", "value": ppl, "ci_low": low, "ci_high": high, "loss": loss, "n": int(tokens.sum()), "per_item": per_item}
+    correct = weights.astype(bool)
+    acc = float(correct.mean()) if correct.size else 0.0
+    low, high = wilson_interval(int(correct.sum()), correct.size) if correct.size else (0.0, 1.0)
+    loss = float(values.mean()) if values.size else 0.0
+    return {"score": acc, "metric": "accuracy", "value": acc, "ci_low": low, "ci_high": high, "loss": loss, "n": int(correct.size), "per_item": {"correct": correct}}
 
 
 def masked_metric(loaded, masks: Mapping[str, torch.Tensor], data: TaskData, base: nn.Module | None = None) -> dict:
@@ -322,16 +389,10 @@ def masked_metric(loaded, masks: Mapping[str, torch.Tensor], data: TaskData, bas
 
     Uses a shallow copy with overridden weights, so neither model is modified.
     """
-    from ..functional import with_overrides
-    from ..models import layer_weight, param_key
+    from .functional import with_overrides
 
     model = base if base is not None else loaded.model
-    overrides = {}
-    for name, mask in masks.items():
-        w = layer_weight(model, name).detach().float() * mask
-        original = model.get_parameter(param_key(model, name))
-        overrides[param_key(model, name)] = _module_layout(model, name, w).to(original.dtype)
-    return held_out_metric(with_overrides(model, overrides), data)
+    return held_out_metric(with_overrides(model, weight_overrides(model, masked_weights(model, masks))), data)
 
 
 # ---------------------------------------------------------------- training
@@ -406,10 +467,10 @@ def trained_result(
     method: str, loaded, model: nn.Module, masks: Mapping[str, torch.Tensor], sparsity: float, granularity: str, info: dict
 ) -> TrainedPruneResult:
     """Package a fine-tuned copy: pruned layers' weights (masked) and the other changed parameters."""
-    from ..models import param_key
+    from .models import param_key
 
     layers = list(masks)
-    weights = {n: w * masks[n] for n, w in layer_weights(model, layers).items()}
+    weights = masked_weights(model, masks)
     targeted = {param_key(model, n) for n in layers}
     other = {}
     with torch.no_grad():
@@ -485,10 +546,9 @@ def finetune_masked(
     The equal-budget baseline of the trained seed methods: e.g. the magnitude mask
     fine-tuned for as many steps as randomized selection spends in all.
     """
-    from ..masks import overall_sparsity
+    from .masks import overall_sparsity
 
-    torch.manual_seed(seed)
-    model = trainable_copy(loaded)
+    model = trainable_copy(loaded, seed=seed)
     bound = ModuleMasks(model, masks)
     bound.apply_()
     teacher = loaded.model if distill > 0 else None
@@ -497,6 +557,7 @@ def finetune_masked(
     for _ in range(int(steps)):
         losses.append(tuner.step())
         bound.apply_()
-    info = {"steps": int(steps), "lr": lr, "final_loss": losses[-1] if losses else None, "held_out_metric": held_out_metric(model, data)}
+    final = summary(held_out_metric(model, data))
+    info = {"steps": int(steps), "lr": lr, "final_loss": losses[-1] if losses else None, "held_out_metric": final}
     s = overall_sparsity(masks) if sparsity is None else sparsity
     return trained_result(method, loaded, model, masks, s, granularity, info)

@@ -1,0 +1,73 @@
+"""The per-layer sparsity allocation built on the Layer sensitivity page, and its use elsewhere.
+
+**Apply** on that page stores an :class:`AllocationSource` in the session (the measured
+sensitivity, not one fixed allocation) and makes ``"allocated"`` the sidebar's granularity.
+The allocation is then rebuilt for whatever overall sparsity is asked for (the sidebar's
+target, or each point of the sparsity ramp), so allocated and uniform pruning are always
+compared at the same parameter-weighted overall sparsity. No Streamlit here: pure data
+and the two download formats.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import json
+from dataclasses import dataclass
+
+ALLOCATED = "allocated"
+SOURCE_KEY = "ps_allocation_source"  # session-state key of the applied AllocationSource
+SIGNALS = {"kl": "KL divergence from the dense model", "drop": "metric drop"}
+
+
+@dataclass(frozen=True)
+class AllocationSource:
+    """What an allocation is built from: one sensitivity measurement of one model (hashable)."""
+
+    model_key: tuple
+    method: str
+    signal: str  # "kl" or "drop": the column that ranks the layers
+    rows: tuple  # (layer, sparsity, signal value) per measured point
+    params: tuple  # (layer, parameter count)
+
+    @classmethod
+    def from_rows(cls, model_key: tuple, method: str, signal: str, rows, params: dict) -> "AllocationSource":
+        points = tuple((r["layer"], float(r["sparsity"]), float(r[signal])) for r in rows if r["layer"] != "-")
+        return cls(tuple(model_key), method, signal, points, tuple(sorted(params.items())))
+
+    def at(self, target: float) -> dict[str, float]:
+        """``{layer: sparsity}`` with the parameter-weighted mean at ``target``."""
+        return dict(_allocate(self, round(float(target), 6)))
+
+    def describe(self) -> str:
+        return f"from the {self.method} layer sensitivity, ranked by {SIGNALS.get(self.signal, self.signal)}"
+
+
+@functools.lru_cache(maxsize=64)
+def _allocate(source: AllocationSource, target: float) -> tuple:
+    from pruning.sensitivity import suggest_allocation
+
+    rows = [{"layer": layer, "sparsity": s, source.signal: v} for layer, s, v in source.rows]
+    return tuple(suggest_allocation(rows, target, dict(source.params), signal=source.signal).items())
+
+
+def mean_sparsity(allocation: dict[str, float], params: dict[str, int]) -> float:
+    """The parameter-weighted mean sparsity of an allocation: the overall sparsity it gives."""
+    total = sum(params[n] for n in allocation)
+    return sum(params[n] * v for n, v in allocation.items()) / max(1, total)
+
+
+def to_json(allocation: dict[str, float]) -> str:
+    """``{layer: sparsity}``, what ``python -m pruning prune --allocation FILE.json`` reads."""
+    return json.dumps(allocation, indent=1)
+
+
+def to_csv(allocation: dict[str, float], params: dict[str, int]) -> str:
+    """One row per layer: ``layer, sparsity, parameters``."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["layer", "sparsity", "parameters"])
+    for name, value in allocation.items():
+        writer.writerow([name, value, params[name]])
+    return out.getvalue()

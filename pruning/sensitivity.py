@@ -1,0 +1,413 @@
+"""Layer sensitivity: prune one layer at a time, measure the harm, suggest an allocation.
+
+Two signals per (layer, sparsity):
+
+* ``drop``: the task metric's paired harm against the dense model (accuracy
+  points lost, perplexity gained), with its paired bootstrap interval. On a
+  few hundred examples most layers' drops are a handful of examples: noise.
+* ``kl``: the mean KL divergence KL(dense || pruned) of the pruned model's
+  output distribution from the dense model's on the same inputs, per token
+  for causal LMs and per example for classifiers, with its bootstrap
+  interval. It sees every change of the output, not only the changes that
+  flip a prediction, so it ranks layers with far less noise. The default.
+
+Fast path. Pruning one layer changes nothing before its block, and nothing
+before it inside its block either: the layers that ran before it there, and
+the layers reading the very same input (q/k/v, gate/up), give their dense
+outputs. So the dense hidden states entering the block and the dense outputs
+of the block's linear layers are recorded once per block (blocks are visited
+in order, one block's worth held at a time), and each evaluation runs only
+from the pruned layer onward: earlier blocks and those layers are replaced,
+in a private copy of the model, by modules that replay the recorded values.
+The held values must fit ``memory_mb``; without room for the layer outputs
+only whole blocks are skipped, and without room for the hidden states every
+evaluation is a full pass (the result says which mode ran).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from .errors import PruneScopeError
+from .functional import shallow_copy
+from .stats import mean_interval, within_noise
+
+DEFAULT_MEMORY_MB = 1024
+SIGNALS = ("kl", "drop")
+
+
+# ---------------------------------------------------------------- the KL signal
+def kl_divergence(dense_logits: torch.Tensor, pruned_logits: torch.Tensor) -> torch.Tensor:
+    """KL(dense || pruned) over the last dimension, per row: ``sum p_d (log p_d - log p_p)``, in float64."""
+    d = torch.log_softmax(dense_logits.double(), dim=-1)
+    p = torch.log_softmax(pruned_logits.double(), dim=-1)
+    return (d.exp() * (d - p)).sum(dim=-1).clamp_min(0.0)
+
+
+def kl_items(metric: str, dense_logits: torch.Tensor, pruned_logits: torch.Tensor) -> np.ndarray:
+    """Per-item KL: per example (classifier logits (B, C)), or per window the mean over its
+    predicted positions (causal-LM logits (B, T, V); the last position predicts nothing evaluated)."""
+    if metric == "accuracy":
+        return kl_divergence(dense_logits, pruned_logits).numpy()
+    return kl_divergence(dense_logits[:, :-1], pruned_logits[:, :-1]).mean(dim=1).numpy()
+
+
+def kl_columns(kl: np.ndarray, weights: np.ndarray | None, seed: int = 0) -> dict:
+    """``kl, kl_ci_low, kl_ci_high``: the (token-weighted) mean KL and its bootstrap interval."""
+    w = np.ones_like(kl) if weights is None else weights
+    mean = float(np.sum(kl * w) / np.sum(w))
+    low, high = mean_interval(kl, w, seed=seed)
+    return {"kl": mean, "kl_ci_low": low, "kl_ci_high": high}
+
+
+# ---------------------------------------------------------------- replaying recorded values
+class _Replay(nn.Module):
+    """Stands in for a module whose output for the current batch is already known."""
+
+    def __init__(self, outputs: list, state: dict):
+        super().__init__()
+        self.outputs, self.state = outputs, state
+
+    def forward(self, *args, **kwargs):
+        return self.outputs[self.state["batch"]]
+
+
+class _Stop(Exception):
+    pass
+
+
+@dataclass
+class _BlockRecord:
+    """The dense values of one block for every evaluation batch."""
+
+    index: int
+    inputs: list | None  # output objects of the previous block (None for the first block)
+    outputs: list = field(default_factory=list)  # this block's output objects
+    linear_out: dict = field(default_factory=dict)  # local name -> per-batch outputs (when they fit)
+    order: list = field(default_factory=list)  # local names of linear layers in first-run order
+    groups: dict = field(default_factory=dict)  # local name -> locals reading the same input tensor
+
+
+class SensitivityProbe:
+    """Evaluates a model with one layer's weight replaced, running only what that layer changes.
+
+    Built once per sensitivity run: one dense pass gives the dense evaluation and
+    the reference outputs for KL. ``evaluate(name, overrides)`` then returns the
+    pruned evaluation (as :func:`pruning.evaluate.evaluate`) and per-item KL.
+    ``mode`` is ``"cached"``, ``"blocks"`` or ``"full"`` (see the module notes).
+    """
+
+    def __init__(self, loaded, plan, memory_mb: float = DEFAULT_MEMORY_MB, cache: bool = True, seed: int = 0):
+        from .evaluate import run_plan
+        from .models import transformer_blocks
+
+        self.loaded, self.plan, self.seed = loaded, plan, seed
+        self.model = loaded.model
+        self.blocks = transformer_blocks(self.model)
+        self.budget = float(memory_mb) * 2**20
+        self._reference: list = []
+        private = shallow_copy(self.model)  # our hook never touches the shared model
+        self._head = private.get_output_embeddings() if loaded.task == "causal-lm" else None
+        handle = None
+        if self._head is not None:  # an LM's logits are huge: keep the head's input, re-apply the head
+            handle = self._head.register_forward_pre_hook(lambda m, a: self._reference.append(a[0]))
+        self.dense = run_plan(plan, lambda **inputs: private(**inputs), seed=seed, on_logits=self._keep_logits)
+        if handle is not None:
+            handle.remove()
+        self.mode = self._mode(cache)
+        self._record: _BlockRecord | None = None
+
+    def _mode(self, cache: bool) -> str:
+        """``cached`` when a block's hidden states in and out plus its layers' outputs fit the
+        budget, ``blocks`` when only the hidden states do, else ``full``."""
+        from .models import prunable_layers
+
+        if not cache:
+            return "full"
+        tokens = sum(int(b["input_ids"].numel()) for b in self.plan.batches)
+        layers = prunable_layers(self.model)
+        hidden = 4 * tokens * layers[0].shape[1]
+        widest = max(sum(i.shape[0] for i in layers if i.block == b) for b in {i.block for i in layers})
+        if 2 * hidden > self.budget:
+            return "full"
+        return "cached" if 2 * hidden + 4 * tokens * widest <= self.budget else "blocks"
+
+    def _keep_logits(self, i: int, logits: torch.Tensor) -> None:
+        if self._head is None:
+            self._reference.append(logits.detach().clone())
+
+    def _dense_logits(self, i: int) -> torch.Tensor:
+        if self._head is None:
+            return self._reference[i]
+        return self._head(self._reference[i])
+
+    def block_of(self, name: str) -> int:
+        for index, (prefix, _) in enumerate(self.blocks):
+            if name.startswith(prefix + "."):
+                return index
+        raise PruneScopeError(f"layer {name} is not inside a transformer block")
+
+    # ------------------------------------------------------------ recording
+    def _runner(self, replaced: dict[str, list], overrides: dict, state: dict):
+        """``run(**inputs)`` on a private copy with ``replaced`` modules replaying per-batch values."""
+        from .evaluate import check_overrides
+
+        private = shallow_copy(self.model)
+        for path, outputs in replaced.items():
+            private.set_submodule(path, _Replay(outputs, state))
+        tensors = check_overrides(self.model, overrides)
+        counter = iter(range(len(self.plan.batches)))
+
+        def run(**inputs):
+            state["batch"] = next(counter)
+            return functional_call(private, tensors, (), inputs, strict=False)
+
+        return run, private
+
+    def _prefix_replays(self, record: _BlockRecord) -> dict[str, list]:
+        if record.inputs is None:
+            return {}
+        return {self.blocks[j][0]: record.inputs for j in range(record.index)}
+
+    def _capture(self, index: int, inputs: list | None) -> _BlockRecord | None:
+        """Run the dense model up to the end of block ``index`` for every batch, recording its values."""
+        record = _BlockRecord(index, inputs)
+        run, private = self._runner(self._prefix_replays(record), {}, {})
+        prefix = self.blocks[index][0]
+        block = private.get_submodule(prefix)
+        first_inputs: dict[str, torch.Tensor] = {}
+        handles = [block.register_forward_hook(lambda m, a, out: self._end_block(record, out))]
+        for local, module in block.named_modules():
+            if self.mode == "cached" and local and (isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D"):
+                handles.append(module.register_forward_hook(self._linear_hook(record, local, first_inputs)))
+        try:
+            with torch.inference_mode():
+                for i in range(len(self.plan.batches)):
+                    try:
+                        run(**self.plan.inputs(i))
+                    except _Stop:
+                        pass
+        finally:
+            for h in handles:
+                h.remove()
+        for local, x in first_inputs.items():
+            record.groups[local] = [other for other, y in first_inputs.items() if y is x]
+        if any(len(v) != len(self.plan.batches) for v in record.linear_out.values()):
+            record.linear_out, record.order = {}, []  # a layer ran twice in a batch: not replayable
+        return record
+
+    def _linear_hook(self, record: _BlockRecord, local: str, first_inputs: dict):
+        def hook(module, args, out):
+            record.linear_out.setdefault(local, []).append(out.detach())
+            if not record.outputs and local not in first_inputs:
+                first_inputs[local] = args[0]
+                record.order.append(local)
+
+        return hook
+
+    def _end_block(self, record: _BlockRecord, out) -> None:
+        record.outputs.append(out)
+        raise _Stop
+
+    def _record_for(self, index: int) -> _BlockRecord | None:
+        """The record of block ``index``, walking forward from the last one (or from the start)."""
+        if self.mode == "full":
+            return None
+        record = self._record if self._record is not None and self._record.index <= index else None
+        if record is None:
+            record = self._capture(0, None)
+        while record.index < index:
+            record = self._capture(record.index + 1, record.outputs)
+        self._record = record
+        return record
+
+    # ------------------------------------------------------------ evaluating
+    def _replays(self, name: str) -> dict[str, list]:
+        """Module path -> per-batch values to replay instead of running it, for pruning ``name``."""
+        index = self.block_of(name)
+        record = self._record_for(index)
+        if record is None:
+            return {}
+        prefix = self.blocks[index][0]
+        replaced = self._prefix_replays(record)
+        local = name[len(prefix) + 1 :]
+        if record.linear_out and local in record.order:
+            before = record.order[: record.order.index(local)]
+            for other in before + record.groups.get(local, []):
+                if other != local:
+                    replaced[f"{prefix}.{other}"] = record.linear_out[other]
+        return replaced
+
+    def evaluate(self, name: str, overrides: dict, on_logits=None) -> tuple[dict, np.ndarray]:
+        """The evaluation with ``overrides`` (which change layer ``name`` only) and its per-item KL.
+
+        ``on_logits(i, logits)`` also sees each batch's logits (to compare with full passes)."""
+        from .evaluate import run_plan
+
+        run, _ = self._runner(self._replays(name), overrides, {})
+        kls: list[np.ndarray] = []
+
+        def keep(i, logits):
+            kls.append(kl_items(self.plan.metric, self._dense_logits(i), logits))
+            if on_logits is not None:
+                on_logits(i, logits)
+
+        ev = run_plan(self.plan, run, seed=self.seed, on_logits=keep)
+        return ev, self.plan.ordered(kls)
+
+
+# ---------------------------------------------------------------- the sweep
+def _prune_one(loaded, request, name: str, sparsity: float, ranker, calibration, data) -> dict:
+    """Overrides that prune layer ``name`` alone at ``sparsity`` (the request's granularity within one layer)."""
+    from .prune import masked_overrides, prune
+
+    within = request.granularity.within_layer
+    if ranker is not None:
+        return masked_overrides(loaded, {name: ranker.masks(sparsity, within)[name]})
+    one = request.replace(granularity=within, sparsity=sparsity, layers=(name,))
+    return prune(loaded, one, calibration=calibration, data=data).overrides(loaded)
+
+
+def _signal_interval(row: dict, signal: str) -> tuple[float, float]:
+    return (row["kl_ci_low"], row["kl_ci_high"]) if signal == "kl" else (row["drop_ci_low"], row["drop_ci_high"])
+
+
+def sensitivity_row(name, sparsity, method, ev, dense_ev, kl, plan, signal: str, seed: int = 0) -> dict:
+    """One result row: the metric columns, the paired drop, the KL and whether the signal is told from 0."""
+    from .sweep import metric_columns
+
+    weights = ev["per_item"]["tokens"].astype(np.float64) if plan.metric == "perplexity" else None
+    row = {"layer": name, "sparsity": sparsity, **metric_columns(ev, dense_ev), **kl_columns(kl, weights, seed), "method": method}
+    row["distinguishable"] = not within_noise(*_signal_interval(row, signal))
+    return row
+
+
+def _check_signal(signal: str) -> str:
+    if signal not in SIGNALS:
+        raise PruneScopeError(f"unknown sensitivity signal {signal!r}: use {' or '.join(SIGNALS)}")
+    return signal
+
+
+def layer_sensitivity(
+    loaded,
+    data,
+    request,
+    sparsities: Sequence[float] = (0.5,),
+    calibration=None,
+    max_examples: int | None = 256,
+    split: str = "validation",
+    progress=None,
+    on_point=None,
+    done_rows: Iterable[dict] | None = None,
+    checkpoint=None,
+    signal: str = "kl",
+    memory_mb: float = DEFAULT_MEMORY_MB,
+    cache: bool = True,
+) -> list[dict]:
+    """Prune one layer at a time; harm and KL for each layer and sparsity.
+
+    ``request`` (a :class:`pruning.request.PruneRequest`) gives the method, its parameters,
+    the seed and the layers; each layer is pruned alone at the request's granularity within
+    one layer (per layer for global and allocated, or per row, or its N:M pattern, which
+    fixes the only sparsity at N/M). Rows: ``layer, sparsity, metric, value, ci_low,
+    ci_high, n, drop, drop_ci_low, drop_ci_high, kl, kl_ci_low, kl_ci_high, method,
+    distinguishable`` (the last: whether the interval of ``signal`` excludes 0), the dense
+    row first (layer ``"-"``). ``drop`` is harm-positive (see
+    :func:`pruning.evaluate.paired_difference`). For a score-based method the scores are
+    computed once: pruning a single layer leaves its inputs dense, so the dense-input
+    scores are the exact ones. ``cache=False`` forces full passes (same numbers, slower).
+    """
+    from .evaluate import evaluation_plan
+    from .prune import layer_names, mask_ranker
+    from .sweep import _append, _load_checkpoint, _record, metric_columns
+
+    _check_signal(signal)
+    names = layer_names(loaded, request.layers, request.include, request.exclude)
+    if request.granularity.within_layer.is_nm:
+        sparsities = [request.granularity.within_layer.fixed_sparsity]
+    rows = list(done_rows or []) + _load_checkpoint(checkpoint)
+    done = {(r["layer"], round(float(r["sparsity"]), 6)) for r in rows}
+    plan = evaluation_plan(loaded, data, max_examples, split)
+    probe = SensitivityProbe(loaded, plan, memory_mb, cache, request.seed)
+    if not any(r["layer"] == "-" for r in rows):
+        zero = {"kl": 0.0, "kl_ci_low": 0.0, "kl_ci_high": 0.0, "method": request.method, "distinguishable": False}
+        dense = {"layer": "-", "sparsity": 0.0, **metric_columns(probe.dense, probe.dense), **zero}
+        rows.append(dense)
+        _append(checkpoint, dense)
+    ranker = mask_ranker(loaded, request.replace(layers=tuple(names)), calibration) if request.method_info.score_based else None
+    todo = [(n, round(float(s), 6)) for n in names for s in sparsities if (n, round(float(s), 6)) not in done]
+    todo.sort(key=lambda point: probe.block_of(point[0]))  # stable: block by block, as the probe walks
+    for i, (name, sparsity) in enumerate(todo):
+        if progress is not None:
+            progress(i, len(todo), f"{name} at {sparsity:.0%}")
+        ev, kl = probe.evaluate(name, _prune_one(loaded, request, name, sparsity, ranker, calibration, data))
+        row = sensitivity_row(name, sparsity, request.method, ev, probe.dense, kl, plan, signal, request.seed)
+        _record(rows, row, checkpoint, on_point)
+    if progress is not None:
+        progress(len(todo), len(todo), f"done ({probe.mode} evaluation)")
+    return rows
+
+
+def distinguishable_layers(rows: Sequence[dict], signal: str = "kl") -> list[str]:
+    """Layers with at least one row whose ``signal`` interval excludes 0, in row order."""
+    _check_signal(signal)
+    out = []
+    for r in rows:
+        if r["layer"] != "-" and r["layer"] not in out and not within_noise(*_signal_interval(r, signal)):
+            out.append(r["layer"])
+    return out
+
+
+# ---------------------------------------------------------------- allocation
+def _layer_signal(rows: Sequence[dict], layer_params: dict[str, int], signal: str) -> dict[str, float]:
+    """Each layer's sensitivity: mean drop over its sparsities, or log10 of its mean KL (KL spans decades)."""
+    per_layer: dict[str, list[float]] = {}
+    for r in rows:
+        if r["layer"] != "-" and r["layer"] in layer_params:
+            per_layer.setdefault(r["layer"], []).append(float(r[signal]))
+    if signal == "drop":
+        return {n: statistics.fmean(v) for n, v in per_layer.items()}
+    return {n: math.log10(statistics.fmean(v) + 1e-12) for n, v in per_layer.items()}
+
+
+def suggest_allocation(
+    rows: Sequence[dict],
+    target_sparsity: float,
+    layer_params: dict[str, int],
+    strength: float = 0.1,
+    max_sparsity: float = 0.95,
+    signal: str = "kl",
+) -> dict[str, float]:
+    """Per-layer sparsities averaging ``target_sparsity`` (weighted by parameters), sensitive layers pruned less.
+
+    Each layer's sensitivity comes from ``signal`` (``"kl"``: log10 of its mean KL;
+    ``"drop"``: its mean metric drop) over the measured sparsities; the z-scored
+    sensitivity moves the layer's sparsity by up to ``strength`` per standard
+    deviation (the outlier-weighted rule of OWL, Yin et al. 2023), and a common
+    offset, found by bisection, restores the parameter-weighted target.
+    """
+    sens = _layer_signal(rows, layer_params, _check_signal(signal))
+    if not sens:
+        return {}
+    mean = statistics.fmean(sens.values())
+    std = statistics.pstdev(sens.values()) or 1.0
+    base = {n: target_sparsity - strength * (s - mean) / std for n, s in sens.items()}
+    total = sum(layer_params[n] for n in base)
+
+    def allocated(offset: float) -> dict[str, float]:
+        return {n: min(max_sparsity, max(0.0, b + offset)) for n, b in base.items()}
+
+    lo, hi = -1.0, 1.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        mean_s = sum(layer_params[n] * s for n, s in allocated(mid).items()) / total
+        lo, hi = (mid, hi) if mean_s < target_sparsity else (lo, mid)
+    return {n: round(s, 4) for n, s in allocated((lo + hi) / 2).items()}

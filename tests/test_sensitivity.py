@@ -1,0 +1,139 @@
+"""Layer sensitivity: the KL signal by hand, prefix-cached passes equal to full ones, rows, allocation."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from pruning.data import ClassificationData, LMText
+from pruning.errors import PruneScopeError
+from pruning.evaluate import evaluation_plan
+from pruning.models import prunable_layers
+from pruning.prune import masked_overrides
+from pruning.scores import magnitude_scores
+from pruning.masks import compute_masks
+from pruning.request import PruneRequest
+from pruning.sensitivity import (
+    SensitivityProbe,
+    distinguishable_layers,
+    kl_divergence,
+    kl_items,
+    layer_sensitivity,
+    suggest_allocation,
+)
+
+TEXTS = ["a very good film", "awful and boring", "great fun", "the worst plot", "not a good story at all , very dull"] * 4
+LABELS = [1, 0, 1, 0, 0] * 4
+
+
+@pytest.fixture()
+def data():
+    return ClassificationData("tiny", {"train": (TEXTS, LABELS), "validation": (TEXTS, LABELS), "test": (TEXTS, LABELS)}, ["negative", "positive"])
+
+
+@pytest.fixture()
+def text():
+    return LMText("toy", " ".join(TEXTS) * 3, "unused")
+
+
+def test_kl_is_zero_for_identical_outputs_and_positive_otherwise():
+    logits = torch.randn(5, 7, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(kl_divergence(logits, logits.clone()), torch.zeros(5, dtype=torch.float64))
+    assert float(kl_divergence(logits, logits + 3.0).max()) < 1e-12  # same distribution, up to rounding
+    other = logits.clone()
+    other[:, 0] += 1.0
+    assert bool((kl_divergence(logits, other) > 0).all())
+
+
+def test_kl_matches_a_hand_computation():
+    # dense p = (1/2, 1/2); pruned q = (3/4, 1/4): KL = 1/2 ln(2/3) + 1/2 ln 2 = 1/2 ln(4/3)
+    dense = torch.tensor([[0.0, 0.0]], dtype=torch.float64)
+    pruned = torch.tensor([[math.log(3.0), 0.0]], dtype=torch.float64)
+    assert float(kl_divergence(dense, pruned)[0]) == pytest.approx(0.5 * math.log(4 / 3), abs=1e-12)
+    # causal LM: one window of 3 positions, the last predicts nothing evaluated; the first two average
+    d = torch.zeros(1, 3, 2, dtype=torch.float64)
+    p = torch.stack([pruned[0], dense[0], pruned[0]]).unsqueeze(0)
+    assert kl_items("perplexity", d, p)[0] == pytest.approx(0.25 * math.log(4 / 3), abs=1e-12)
+
+
+def _logits(probe, name, overrides):
+    out = []
+    ev, kl = probe.evaluate(name, overrides, on_logits=lambda i, logits: out.append(logits.clone()))
+    return ev, kl, out
+
+
+@pytest.mark.parametrize("fixture", ["tiny_bert", "tiny_llama"])
+def test_prefix_cached_sensitivity_equals_full_passes(request, fixture, data, text):
+    loaded = request.getfixturevalue(fixture)
+    plan = evaluation_plan(loaded, data if fixture == "tiny_bert" else text, None, "test")
+    cached = SensitivityProbe(loaded, plan)
+    full = SensitivityProbe(loaded, plan, cache=False)
+    assert (cached.mode, full.mode) == ("cached", "full")
+    for info in prunable_layers(loaded.model):
+        from pruning.models import layer_weight
+
+        w = layer_weight(loaded.model, info.name)
+        mask = compute_masks({info.name: magnitude_scores(w)}, 0.5, "layer", {info.name: w})
+        overrides = masked_overrides(loaded, mask)
+        ev_c, kl_c, logits_c = _logits(cached, info.name, overrides)
+        ev_f, kl_f, logits_f = _logits(full, info.name, overrides)
+        assert max(float((a - b).abs().max()) for a, b in zip(logits_c, logits_f)) <= 1e-4
+        assert ev_c["value"] == pytest.approx(ev_f["value"], rel=1e-6)
+        assert np.allclose(kl_c, kl_f, atol=1e-7) and float(kl_f.mean()) > 0
+
+
+def test_the_cache_skips_earlier_blocks_and_layers(tiny_llama, text):
+    plan = evaluation_plan(tiny_llama, text, None, "test")
+    probe = SensitivityProbe(tiny_llama, plan)
+    replayed = set(probe._replays("model.layers.1.mlp.up_proj"))
+    assert replayed == {
+        "model.layers.0",  # the block before
+        *(f"model.layers.1.self_attn.{p}" for p in ("q_proj", "k_proj", "v_proj", "o_proj")),  # ran before it
+        "model.layers.1.mlp.gate_proj",  # reads the same input
+    }
+    assert set(probe._replays("model.layers.0.self_attn.q_proj")) == {"model.layers.0.self_attn.k_proj", "model.layers.0.self_attn.v_proj"}
+
+
+def test_memory_budget_decides_what_is_cached(tiny_bert, data):
+    plan = evaluation_plan(tiny_bert, data, None, "test")
+    tokens = sum(int(b["input_ids"].numel()) for b in plan.batches)
+    hidden_mb = 4 * tokens * 32 / 2**20
+    assert SensitivityProbe(tiny_bert, plan, memory_mb=1.9 * hidden_mb).mode == "full"
+    assert SensitivityProbe(tiny_bert, plan, memory_mb=2.5 * hidden_mb).mode == "blocks"
+    probe = SensitivityProbe(tiny_bert, plan, memory_mb=2.5 * hidden_mb)
+    assert set(probe._replays("bert.encoder.layer.1.output.dense")) == {"bert.encoder.layer.0"}
+
+
+def test_sensitivity_rows_carry_drop_kl_and_their_intervals(tiny_bert, data):
+    rows = layer_sensitivity(tiny_bert, data, PruneRequest.make("magnitude", granularity="layer"), [0.0, 0.6], max_examples=16, split="test")
+    dense, points = rows[0], rows[1:]
+    assert dense["layer"] == "-" and dense["kl"] == 0.0 and dense["n"] == 16
+    names = [i.name for i in prunable_layers(tiny_bert.model)]
+    assert len(points) == 2 * len(names)
+    for r in points:
+        assert r["kl_ci_low"] <= r["kl"] <= r["kl_ci_high"] and r["drop_ci_low"] <= r["drop"] <= r["drop_ci_high"]
+        if r["sparsity"] == 0.0:  # nothing pruned: exactly the dense outputs
+            assert (r["drop"], r["kl"], r["distinguishable"]) == (0.0, 0.0, False)
+        else:
+            assert r["kl"] > 0 and r["distinguishable"] == (r["kl_ci_low"] > 0)
+    assert distinguishable_layers(rows) == [r["layer"] for r in points if r["sparsity"] == 0.6 and r["kl_ci_low"] > 0]
+
+
+def test_unknown_signal_is_a_clear_error(tiny_bert, data):
+    with pytest.raises(PruneScopeError, match="signal"):
+        layer_sensitivity(tiny_bert, data, PruneRequest.make("magnitude"), signal="accuracy")
+
+
+def test_allocation_meets_the_target_and_spares_sensitive_layers():
+    rows = [
+        {"layer": "a", "drop": 0.30, "kl": 1e-4},
+        {"layer": "b", "drop": 0.01, "kl": 1e-1},
+        {"layer": "c", "drop": 0.02, "kl": 1e-3},
+    ]
+    params = {"a": 100, "b": 100, "c": 200}
+    for signal, most, least in (("drop", "a", "b"), ("kl", "b", "a")):
+        alloc = suggest_allocation(rows, 0.5, params, signal=signal)
+        mean = sum(params[n] * s for n, s in alloc.items()) / sum(params.values())
+        assert mean == pytest.approx(0.5, abs=1e-4)
+        assert alloc[most] < alloc["c"] < alloc[least]
