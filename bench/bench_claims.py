@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -44,12 +43,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench_engine import machine  # noqa: E402
+from bench_seeds import _commit  # noqa: E402
 from pruning.data import calibration_batches, load_classification, load_lm_text  # noqa: E402
 from pruning.evaluate import evaluate  # noqa: E402
 from pruning.masks import compute_masks  # noqa: E402
 from pruning.models import load_model  # noqa: E402
 from pruning.prune import layer_names, prune  # noqa: E402
-from pruning.seeds import training as T  # noqa: E402
+from pruning.request import PruneRequest  # noqa: E402
+from pruning import training as T  # noqa: E402
 from pruning.stats import paired_interval, perplexity_interval, safe_exp, wilson_interval  # noqa: E402
 
 WIKITEXT = ROOT.parent / "shared" / "data" / "wikitext-2-raw" / "wiki.test.raw"
@@ -224,10 +225,12 @@ def run_sds_point(pt: Point, st: dict, models: Models, progress) -> dict:
     if pt.method != "dense":
         calib = calibration_batches(loaded, "rt-plots", n_samples=st["calib_samples"], seq_len=st["calib_len"], seed=pt.seed)
         if pt.method == "oneshot":
-            result = prune(loaded, pt.base, pt.sparsity, pt.granularity, calibration=calib, seed=pt.seed, progress=progress)
+            request = PruneRequest.make(pt.base, pt.sparsity, pt.granularity, seed=pt.seed)
+            result = prune(loaded, request, calibration=calib, progress=progress)
         else:
             params = {"base": pt.base, "iters": st["iters"], "adjust_iters": st["adjust_iters"], "track_metric": False}
-            result = prune(loaded, "sds", pt.sparsity, pt.granularity, calibration=calib, seed=pt.seed, params=params, progress=progress)
+            request = PruneRequest.make("sds", pt.sparsity, pt.granularity, params=params, seed=pt.seed)
+            result = prune(loaded, request, calibration=calib, progress=progress)
             out["layers_where_final_error_below_first"] = sum(
                 1 for v in result.info["layers"].values() if v["relative_error_final"] < v["relative_error_first_sparse"]
             )
@@ -248,8 +251,7 @@ def staged_magnitude(loaded, data, pt: Point, st: dict, progress):
     schedule = stage_sparsities(pt.sparsity, 1, st["schedule"])
     per_stage = st["k"] * st["steps"] + st["final_steps"]
     task = T.task_data(loaded, data, holdout=st["holdout"], batch_size=st["batch_size"], seed=pt.seed)
-    torch.manual_seed(pt.seed)  # dropout; this is a script, the process is its own
-    model = T.trainable_copy(loaded)
+    model = T.trainable_copy(loaded, seed=pt.seed)
     layers = layer_names(loaded)
     done, total, masks = 0, per_stage * len(schedule), None
     for si, sparsity in enumerate(schedule):
@@ -273,10 +275,12 @@ def run_minilm_point(pt: Point, st: dict, models: Models, progress) -> dict:
     out = {"eval": f"minilm-rt test split, n={len(data.split('test')[0])}"}
     result, start = None, time.perf_counter()
     if pt.claim == "mgpp" and pt.method != "dense":
-        result = prune(loaded, pt.method, pt.sparsity, pt.granularity, data=data, seed=pt.seed, params=st, progress=progress)
+        request = PruneRequest.make(pt.method, pt.sparsity, pt.granularity, params=st, seed=pt.seed)
+        result = prune(loaded, request, data=data, progress=progress)
         out["schedule"] = result.info["schedule"]
     elif pt.method == "randomized":
-        result = prune(loaded, "randomized", pt.sparsity, pt.granularity, data=data, seed=pt.seed, params=st, progress=progress)
+        request = PruneRequest.make("randomized", pt.sparsity, pt.granularity, params=st, seed=pt.seed)
+        result = prune(loaded, request, data=data, progress=progress)
         out["chosen"] = [s["chosen"] for s in result.info["stages"]]
         out["selection_scores"] = [s["selection_scores"] for s in result.info["stages"]]
     elif pt.method == "magnitude":
@@ -327,17 +331,6 @@ def write_json_atomic(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def _commit() -> str:
-    def git(*cmd):
-        return subprocess.run(["git", *cmd], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
-
-    try:
-        head = git("rev-parse", "--short", "HEAD") or "unknown"
-        return head + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 # ---------------------------------------------------------------- time estimates
 def measure_minilm(models: Models) -> dict:
     """Seconds per training step (batch 32, without and with distillation) and per test-set evaluation."""
@@ -362,7 +355,7 @@ def measure_lm(models: Models) -> dict:
     rates = {"lm_window": _timed(lambda: evaluate(lm, models.wikitext(), None, max_examples=2)) / 2}
     calib = calibration_batches(lm, "rt-plots", n_samples=8, seq_len=512, seed=0)
     for base in ("sparsegpt", "wanda"):
-        rates[f"lm_{base}_per_1k_tokens"] = _timed(lambda: prune(lm, base, 0.5, "2:4", calibration=calib)) / (8 * 512 / 1000)
+        rates[f"lm_{base}_per_1k_tokens"] = _timed(lambda: prune(lm, PruneRequest.make(base, 0.5, "2:4"), calibration=calib)) / (8 * 512 / 1000)
     weights = T.layer_weights(lm.model, layer_names(lm))
     eyes = {}
 
