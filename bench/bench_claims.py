@@ -437,7 +437,7 @@ def _load(out: Path, name: str) -> dict | None:
 def _figure(rec: dict | None) -> str:
     """``0.8251 [0.8034, 0.8449]`` (Wilson for accuracy, seeded bootstrap over windows for perplexity)."""
     if rec is None:
-        return "not run"
+        return "not measured"
     if rec["metric"] == "accuracy":
         low, high = wilson_interval(sum(rec["correct"]), len(rec["correct"]))
         return f"{rec['value']:.4f} [{low:.4f}, {high:.4f}]"

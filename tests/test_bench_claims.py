@@ -54,7 +54,7 @@ def test_report_computes_intervals_from_the_raw_items(tmp_path):
     assert "| 80% | 0 | 0.5000 [0.1500, 0.8500] | 0.7500 [0.3006, 0.9544] | +0.2500 [" in text
     # every window has the same NLL, so every bootstrap resample gives the same perplexity
     assert "| sparsegpt | 2:4 | 20.00 [20.00, 20.00] | 10.00 [10.00, 10.00] | -10.00 [-10.00, -10.00] |" in text
-    assert "| wanda | 2:4 | not run | not run | - |" in text
+    assert "| wanda | 2:4 | not measured | not measured | - |" in text
     assert "| 80% | mean of 1 | | | +0.2500" in text
 
 
