@@ -1,0 +1,592 @@
+"""Long-run bench: the seed papers' claims at their own budgets, scaled to the embedded defaults.
+
+Every row of the comparison is a *point*: one model trained or pruned once and evaluated
+once, with its exact settings. A point's figures are written the moment it ends, to
+bench/results/claims/<point>.json (a temporary sibling renamed into place), with the RAW
+per-item results (per-example correctness on the minilm-rt test split, per-window
+negative log-likelihoods and token counts on WikiText-2), so intervals are computed,
+and recomputed, at report time. A run skips the points whose file exists: stop it at
+any moment and start it again, it resumes point by point.
+
+  mgpp        MGPP vs GMP on minilm-rt, global 80% and 90%, 6 epochs of the training
+              split at batch 32 (the paper: 6 epochs of SST-2, t0 = 1000 of ~12,600
+              steps, interval 10, AdamW 5e-5, betas 0.9/0.98, eps 1e-6), 3 seeds.
+  randomized  randomized selection (K = 8, early evaluation) vs magnitude, the paper's
+              stages 0.54, 0.83, 0.92, 0.9375, logits distillation from the dense model,
+              about one epoch of fine-tuning per stage; the magnitude baseline follows
+              the same stages with the same number of steps; 3 seeds.
+  sds         SDS from SparseGPT and from Wanda on SmolLM2 at 2:4 and 50%, calibrated on
+              128 x 512 tokens, the paper's 200 dense-step iterations, against the
+              one-shot start; WikiText-2 test (../shared/data), 128 windows of 512.
+
+    python bench/bench_claims.py --list                 # the points, done or not, with time estimates
+    python bench/bench_claims.py --measure              # measure the per-step costs the estimates use
+    python bench/bench_claims.py --only sds             # run every SDS point not yet done
+    python bench/bench_claims.py --point sds.sparsegpt.2-4.sds.s0
+    python bench/bench_claims.py                        # every point not yet done
+    python bench/bench_claims.py --tiny --out /tmp/c    # smoke test at toy budgets (never in results/)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench_engine import machine  # noqa: E402
+from bench_seeds import _commit  # noqa: E402
+from pruning.data import calibration_batches, load_classification, load_lm_text  # noqa: E402
+from pruning.evaluate import evaluate  # noqa: E402
+from pruning.masks import compute_masks  # noqa: E402
+from pruning.models import load_model  # noqa: E402
+from pruning.prune import layer_names, prune  # noqa: E402
+from pruning.request import PruneRequest  # noqa: E402
+from pruning import training as T  # noqa: E402
+from pruning.stats import paired_interval, perplexity_interval, safe_exp, wilson_interval  # noqa: E402
+
+WIKITEXT = ROOT.parent / "shared" / "data" / "wikitext-2-raw" / "wiki.test.raw"
+OUT = ROOT / "bench" / "results" / "claims"
+SEEDS = (0, 1, 2)
+
+# minilm-rt: 10,246 training snippets, 256 held out for monitoring/selection -> 9,990 to train on
+RT_TRAIN = 10246 - 256
+EPOCH_32 = round(RT_TRAIN / 32)  # 312 steps of 32
+MGPP_STEPS = 6 * EPOCH_32  # 1,872: the paper's 6 epochs
+PAPER_MGPP_STEPS = round(6 * 67349 / 32)  # 12,628: 6 epochs of SST-2 at batch 32
+RANDOMIZED_SCHEDULE = "0.54,0.83,0.92,0.9375"
+
+
+# ---------------------------------------------------------------- settings of every point
+def mgpp_settings(tiny: bool) -> dict:
+    """The paper's schedule shape at 6 epochs of minilm-rt's training split: t0 at the same
+    fraction of training as the paper's 1000 of 12,628 steps; t1 at the app default's fraction
+    (0.7: our sources give no t1); the paper's interval, s_i, AdamW and prior settings."""
+    steps = 12 if tiny else MGPP_STEPS
+    return {
+        "steps": steps,
+        "t0": round(steps * 1000 / PAPER_MGPP_STEPS),
+        "t1": round(steps * 0.7),
+        "interval": 2 if tiny else 10,
+        "s_i": 0.3,
+        "lr": 5e-5,
+        "batch_size": 8 if tiny else 32,
+        "history_points": 3 if tiny else 8,
+        "holdout": 256,
+    }
+
+
+def randomized_settings(tiny: bool) -> dict:
+    """K = 8 candidates early-evaluated for 1/8 epoch each, the winner fine-tuned for one epoch,
+    at each of the paper's 4 stages, with logits distillation (weight 0.5, T = 2)."""
+    return {
+        "k": 2 if tiny else 8,
+        "selection": "early",
+        "randomness": 1e-4,
+        "steps": 2 if tiny else EPOCH_32 // 8,
+        "eval_every": 1 if tiny else 13,
+        "n_last": 2,
+        "final_steps": 2 if tiny else EPOCH_32,
+        "schedule": RANDOMIZED_SCHEDULE,
+        "lr": 5e-5,
+        "batch_size": 8 if tiny else 32,
+        "distill": 0.5,
+        "temperature": 2.0,
+        "holdout": 64 if tiny else 256,
+    }
+
+
+def sds_settings(tiny: bool) -> dict:
+    return {
+        "calib_samples": 4 if tiny else 128,
+        "calib_len": 128 if tiny else 512,
+        "calib_text": "rt-plots train text",
+        "iters": 3 if tiny else 200,
+        "adjust_iters": 2 if tiny else 30,
+        "eval_windows": 2 if tiny else 128,
+        "eval_len": 512,
+    }
+
+
+@dataclass(frozen=True)
+class Point:
+    name: str
+    claim: str  # mgpp | randomized | sds
+    method: str
+    sparsity: float
+    granularity: str
+    seed: int = 0
+    base: str = ""  # sds: sparsegpt or wanda
+
+    def settings(self, tiny: bool) -> dict:
+        if self.claim == "mgpp":
+            return mgpp_settings(tiny) if self.method != "dense" else {}
+        if self.claim == "randomized":
+            return randomized_settings(tiny) if self.method != "dense" else {}
+        return sds_settings(tiny)
+
+
+def all_points() -> list[Point]:
+    pts = []
+    for gran in ("2:4", "layer"):  # 2:4 first: the pattern the paper's headline figures are for
+        for base in ("sparsegpt", "wanda"):
+            tag = f"sds.{base}.{gran.replace(':', '-')}"
+            pts.append(Point(f"{tag}.oneshot.s0", "sds", "oneshot", 0.5, gran, 0, base))
+            pts.append(Point(f"{tag}.sds.s0", "sds", "sds", 0.5, gran, 0, base))
+    pts.insert(4, Point("sds.dense", "sds", "dense", 0.0, "-"))  # the reference, after the two 2:4 comparisons
+    pts.append(Point("minilm.dense", "mgpp", "dense", 0.0, "-"))
+    for seed in SEEDS:
+        for s in (0.8, 0.9):
+            for method in ("gmp", "mgpp"):
+                pts.append(Point(f"mgpp.{method}.{round(s * 100)}.s{seed}", "mgpp", method, s, "global", seed))
+    for seed in SEEDS:
+        for method in ("magnitude", "randomized"):
+            pts.append(Point(f"randomized.{method}.s{seed}", "randomized", method, 0.9375, "layer", seed))
+    return pts
+
+
+# ---------------------------------------------------------------- progress with time left
+class Progress:
+    """Prints ``point: message (elapsed, about N min left)`` at most every ``every`` seconds."""
+
+    def __init__(self, point: str, every: float = 30.0):
+        self.point, self.every, self.start, self.last = point, every, time.perf_counter(), -1e9
+
+    def __call__(self, done: int, total: int, message: str) -> None:
+        now = time.perf_counter()
+        if now - self.last < self.every and done < total:
+            return
+        self.last = now
+        elapsed = now - self.start
+        frac = done / max(1, total)
+        left = f", about {_duration(elapsed * (1 - frac) / frac)} left" if 0.01 < frac < 1 else ""
+        print(f"  {self.point}: {message} ({frac:.0%}, {_duration(elapsed)} so far{left})", flush=True)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+# ---------------------------------------------------------------- per-item evaluation
+def evaluation_record(ev: dict) -> dict:
+    """The figures of one ``evaluate()`` call with its RAW per-item values (intervals are
+    recomputed from them at report time): per-example correctness, or per-window mean NLL
+    and predicted-token counts."""
+    out = {k: ev[k] for k in ("metric", "value", "ci_low", "ci_high", "n")}
+    items = ev["per_item"]
+    if ev["metric"] == "accuracy":
+        out["correct"] = [int(x) for x in items["correct"]]
+    else:
+        out.update({"seq_len": ev["seq_len"], "window_mean_nll": items["nll"].tolist(), "window_tokens": items["tokens"].tolist()})
+    return out
+
+
+# ---------------------------------------------------------------- running one point
+class Models:
+    """Models and data loaded once per process."""
+
+    def __init__(self, wikitext: Path = WIKITEXT):
+        self._cache = {}
+        self.wikitext_path = Path(wikitext)
+
+    def get(self, key, make):
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
+
+    def classifier(self):
+        return self.get("minilm", lambda: (load_model("minilm-rt"), load_classification("rotten-tomatoes")))
+
+    def lm(self):
+        return self.get("smollm", lambda: load_model("smollm2-135m"))
+
+    def wikitext(self):
+        if not self.wikitext_path.exists():
+            raise SystemExit(f"error: the WikiText-2 test text is missing ({self.wikitext_path}); give --wikitext")
+        return self.get("wikitext", lambda: load_lm_text(str(self.wikitext_path)))
+
+
+def run_sds_point(pt: Point, st: dict, models: Models, progress) -> dict:
+    loaded = models.lm()
+    out = {"eval": f"WikiText-2 test (shared copy), first {st['eval_windows']} windows of {st['eval_len']} tokens"}
+    overrides = None
+    if pt.method != "dense":
+        calib = calibration_batches(loaded, "rt-plots", n_samples=st["calib_samples"], seq_len=st["calib_len"], seed=pt.seed)
+        if pt.method == "oneshot":
+            request = PruneRequest.make(pt.base, pt.sparsity, pt.granularity, seed=pt.seed)
+            result = prune(loaded, request, calibration=calib, progress=progress)
+        else:
+            params = {"base": pt.base, "iters": st["iters"], "adjust_iters": st["adjust_iters"], "track_metric": False}
+            request = PruneRequest.make("sds", pt.sparsity, pt.granularity, params=params, seed=pt.seed)
+            result = prune(loaded, request, calibration=calib, progress=progress)
+            out["layers_where_final_error_below_first"] = sum(
+                1 for v in result.info["layers"].values() if v["relative_error_final"] < v["relative_error_first_sparse"]
+            )
+        out["prune_s"] = result.seconds
+        overrides = result.overrides(loaded)
+    ev = evaluate(loaded, models.wikitext(), overrides, max_examples=st["eval_windows"], progress=progress)
+    if ev["seq_len"] != st["eval_len"]:
+        raise SystemExit(f"error: evaluated on windows of {ev['seq_len']} tokens, not {st['eval_len']}")
+    out.update(evaluation_record(ev))
+    return out
+
+
+def staged_magnitude(loaded, data, pt: Point, st: dict, progress):
+    """The randomized rows' baseline: magnitude masks (per layer) at the same stages, each stage
+    fine-tuned (with the same distillation) for as many steps as randomized selection spends on it."""
+    from pruning.seeds.randomized import stage_sparsities
+
+    schedule = stage_sparsities(pt.sparsity, 1, st["schedule"])
+    per_stage = st["k"] * st["steps"] + st["final_steps"]
+    task = T.task_data(loaded, data, holdout=st["holdout"], batch_size=st["batch_size"], seed=pt.seed)
+    model = T.trainable_copy(loaded, seed=pt.seed)
+    layers = layer_names(loaded)
+    done, total, masks = 0, per_stage * len(schedule), None
+    for si, sparsity in enumerate(schedule):
+        weights = T.layer_weights(model, layers)
+        masks = compute_masks({k: w.abs() for k, w in weights.items()}, sparsity, "layer", weights)
+        bound = T.ModuleMasks(model, masks)
+        bound.apply_()
+        task.restart(pt.seed + 1000 * si + 1)
+        tuner = T.FineTuner(model, task, st["lr"], teacher=loaded.model, distill=st["distill"], temperature=st["temperature"])
+        for _ in range(per_stage):
+            tuner.step()
+            bound.apply_()
+            done += 1
+            progress(done, total, f"stage {si + 1}/{len(schedule)} at {sparsity:.1%}")
+    info = {"schedule": schedule, "steps_per_stage": per_stage, "held_out_metric": T.held_out_metric(model, task)}
+    return T.trained_result("magnitude (staged)", loaded, model, masks, pt.sparsity, "layer", info)
+
+
+def run_minilm_point(pt: Point, st: dict, models: Models, progress) -> dict:
+    loaded, data = models.classifier()
+    out = {"eval": f"minilm-rt test split, n={len(data.split('test')[0])}"}
+    result, start = None, time.perf_counter()
+    if pt.claim == "mgpp" and pt.method != "dense":
+        request = PruneRequest.make(pt.method, pt.sparsity, pt.granularity, params=st, seed=pt.seed)
+        result = prune(loaded, request, data=data, progress=progress)
+        out["schedule"] = result.info["schedule"]
+    elif pt.method == "randomized":
+        request = PruneRequest.make("randomized", pt.sparsity, pt.granularity, params=st, seed=pt.seed)
+        result = prune(loaded, request, data=data, progress=progress)
+        out["chosen"] = [s["chosen"] for s in result.info["stages"]]
+        out["selection_scores"] = [s["selection_scores"] for s in result.info["stages"]]
+    elif pt.method == "magnitude":
+        result = staged_magnitude(loaded, data, pt, st, progress)
+    if result is not None:
+        out["prune_s"] = time.perf_counter() - start
+        out["held_out_metric"] = result.info.get("held_out_metric")
+    ev = evaluate(loaded, data, None if result is None else result.overrides(loaded), split="test", progress=progress)
+    out.update(evaluation_record(ev))
+    return out
+
+
+def run_point(pt: Point, args, models: Models) -> Path:
+    path = Path(args.out) / f"{pt.name}.json"
+    st = pt.settings(args.tiny)
+    progress = Progress(pt.name, every=1.0 if args.tiny else 30.0)
+    started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    start = time.perf_counter()
+    load_before = os.getloadavg()
+    runner = run_sds_point if pt.claim == "sds" else run_minilm_point
+    figures = runner(pt, st, models, progress)
+    record = {
+        "point": pt.name,
+        "claim": pt.claim,
+        "method": pt.method,
+        "base": pt.base or None,
+        "sparsity": pt.sparsity,
+        "granularity": pt.granularity,
+        "seed": pt.seed,
+        "settings": st,
+        "tiny": bool(args.tiny),
+        "started": started_at,
+        "wall_s": time.perf_counter() - start,
+        "load_average": {"start": load_before, "end": os.getloadavg()},
+        "machine": machine(),
+        "cores": os.cpu_count(),
+        "commit": args.commit,
+        **figures,
+    }
+    write_json_atomic(path, record)
+    return path
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=1, default=float))
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------- time estimates
+def measure_minilm(models: Models) -> dict:
+    """Seconds per training step (batch 32, without and with distillation) and per test-set evaluation."""
+    loaded, data = models.classifier()
+    rates = {}
+    for key, distill in (("minilm_step_b32", 0.0), ("minilm_step_b32_distill", 0.5)):
+        task = T.task_data(loaded, data, batch_size=32, seed=0)
+        model = T.trainable_copy(loaded)
+        tuner = T.FineTuner(model, task, 5e-5, teacher=loaded.model if distill else None, distill=distill)
+        tuner.step()
+        rates[key] = _timed(lambda: [tuner.step() for _ in range(3)]) / 3
+    rates["minilm_eval"] = _timed(lambda: evaluate(loaded, data, None, split="test"))
+    return rates
+
+
+def measure_lm(models: Models) -> dict:
+    """Seconds per evaluation window, per 1,000 calibration tokens of a one-shot pruning, and per
+    SDS iteration over all 210 layers (a dense step on every layer's real weight shape)."""
+    from pruning.seeds.sds import sds_dense_step
+
+    lm = models.lm()
+    rates = {"lm_window": _timed(lambda: evaluate(lm, models.wikitext(), None, max_examples=2)) / 2}
+    calib = calibration_batches(lm, "rt-plots", n_samples=8, seq_len=512, seed=0)
+    for base in ("sparsegpt", "wanda"):
+        rates[f"lm_{base}_per_1k_tokens"] = _timed(lambda: prune(lm, PruneRequest.make(base, 0.5, "2:4"), calibration=calib)) / (8 * 512 / 1000)
+    weights = T.layer_weights(lm.model, layer_names(lm))
+    eyes = {}
+
+    def dense_steps():
+        for w in weights.values():
+            g = eyes.setdefault(w.shape[1], torch.eye(w.shape[1]))
+            sds_dense_step(w, w, g, 1e-6, 1e-6, lr=0.1, iters=2)
+
+    rates["lm_sds_iter_all_layers"] = _timed(dense_steps) / 2
+    return rates
+
+
+def measure_rates(models: Models, part: str, previous: dict) -> dict:
+    """Seconds per unit of work on this machine now (a few steps of each kind; no point is run),
+    merged into the earlier measurement of the other part, each part with its time and load."""
+    rates = measure_minilm(models) if part == "minilm" else measure_lm(models)
+    out = {"rates": {**previous.get("rates", {}), **rates}, "parts": dict(previous.get("parts", {})), "machine": machine()}
+    out["parts"][part] = {"measured": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "load_average": os.getloadavg(), "commit": _commit()}
+    return out
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def estimate(pt: Point, rates: dict) -> float | None:
+    """Seconds the point should take at the measured rates (None until ``--measure`` measured its part)."""
+    try:
+        return _estimate(pt, rates.get("rates", {}), pt.settings(False))
+    except KeyError:
+        return None
+
+
+def _estimate(pt: Point, r: dict, st: dict) -> float:
+    if pt.claim == "sds":
+        ev = st["eval_windows"] * r["lm_window"]
+        if pt.method == "dense":
+            return ev
+        k_tokens = st["calib_samples"] * st["calib_len"] / 1000
+        one = k_tokens * r[f"lm_{pt.base}_per_1k_tokens"]
+        if pt.method == "oneshot":
+            return one + ev
+        grams = 2 * k_tokens * r["lm_wanda_per_1k_tokens"]  # a forward pass collecting statistics, like Wanda's
+        return 2 * one + grams + (st["iters"] + st["adjust_iters"]) * r["lm_sds_iter_all_layers"] + ev
+    if pt.method == "dense":
+        return r["minilm_eval"]
+    if pt.claim == "mgpp":
+        return st["steps"] * r["minilm_step_b32"] + (st["history_points"] + 1) * r["minilm_eval"] * 0.2
+    stages = len(st["schedule"].split(","))
+    steps = stages * (st["k"] * st["steps"] + st["final_steps"])
+    return steps * r["minilm_step_b32_distill"] + r["minilm_eval"] * (1 + 0.2 * stages * st["k"])
+
+
+def list_points(points, out: Path, rates: dict) -> None:
+    left = 0.0
+    for pt in points:
+        path = out / f"{pt.name}.json"
+        est = estimate(pt, rates)
+        if path.exists():
+            rec = json.loads(path.read_text())
+            status = f"done  {_duration(rec['wall_s'])} wall, {rec['metric']} {rec['value']:.4f}"
+        else:
+            status = "to do"
+            left += est or 0.0
+        est_s = "?" if est is None else _duration(est)
+        print(f"{pt.name:34s} {status:44s} estimate {est_s}")
+    note = "" if rates.get("rates") else " (run --measure for estimates)"
+    print(f"left to run: about {_duration(left)} at the measured rates{note}")
+
+
+# ---------------------------------------------------------------- report (intervals from the raw per-item values)
+def _load(out: Path, name: str) -> dict | None:
+    path = out / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _figure(rec: dict | None) -> str:
+    """``0.8251 [0.8034, 0.8449]`` (Wilson for accuracy, seeded bootstrap over windows for perplexity)."""
+    if rec is None:
+        return "not measured"
+    if rec["metric"] == "accuracy":
+        low, high = wilson_interval(sum(rec["correct"]), len(rec["correct"]))
+        return f"{rec['value']:.4f} [{low:.4f}, {high:.4f}]"
+    low, high = perplexity_interval(rec["window_mean_nll"], rec["window_tokens"], seed=0)
+    return f"{rec['value']:.2f} [{low:.2f}, {high:.2f}]"
+
+
+def _paired(new: dict | None, old: dict | None) -> tuple[str, float | None]:
+    """``new - old`` on the same items with its paired bootstrap interval (seed 0)."""
+    if new is None or old is None:
+        return "-", None
+    if new["metric"] == "accuracy":
+        d, low, high = paired_interval(new["correct"], old["correct"], seed=0)
+        return f"{d:+.4f} [{low:+.4f}, {high:+.4f}]", d
+    d, low, high = paired_interval(
+        new["window_mean_nll"], old["window_mean_nll"], weights=new["window_tokens"], transform=safe_exp, seed=0
+    )
+    return f"{d:+.2f} [{low:+.2f}, {high:+.2f}]", d
+
+
+def _wall(*recs) -> str:
+    return " / ".join("-" if r is None else _duration(r["wall_s"]) for r in recs)
+
+
+def sds_report(out: Path) -> list[str]:
+    dense = _load(out, "sds.dense")
+    lines = [
+        "## SDS vs its one-shot start (SmolLM2-135M, WikiText-2 test)",
+        "",
+        f"Dense: {_figure(dense)}." + ("" if dense is None else f" {dense['eval']}."),
+        "",
+        "| start | pattern | one-shot | SDS | SDS - one-shot (paired) | calibration, iterations | wall one-shot / SDS |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for gran in ("2:4", "layer"):
+        for base in ("sparsegpt", "wanda"):
+            tag = f"sds.{base}.{gran.replace(':', '-')}"
+            one, sds = _load(out, f"{tag}.oneshot.s0"), _load(out, f"{tag}.sds.s0")
+            st = (sds or one or {}).get("settings") or sds_settings(False)
+            budget = f"{st['calib_samples']} x {st['calib_len']} tokens, {st['iters']} + {st['adjust_iters']}"
+            pattern = "2:4" if gran == "2:4" else "50%"
+            lines.append(f"| {base} | {pattern} | {_figure(one)} | {_figure(sds)} | {_paired(sds, one)[0]} | {budget} | {_wall(one, sds)} |")
+    return lines
+
+
+def pair_report(out: Path, title: str, rows: list[tuple[str, str, str]], names: tuple[str, str]) -> list[str]:
+    """One table of (label, baseline point, method point) rows, per seed, and the mean difference over seeds."""
+    lines = [f"## {title}", "", f"| setting | seed | {names[0]} | {names[1]} | {names[1]} - {names[0]} (paired) | wall |", "|---|---|---|---|---|---|"]
+    by_label: dict[str, list[float]] = {}
+    for label, base_name, new_name in rows:
+        base, new = _load(out, base_name), _load(out, new_name)
+        text, d = _paired(new, base)
+        seed = (new or base or {}).get("seed", base_name.rsplit(".s", 1)[-1])
+        lines.append(f"| {label} | {seed} | {_figure(base)} | {_figure(new)} | {text} | {_wall(base, new)} |")
+        if d is not None:
+            by_label.setdefault(label, []).append(d)
+    for label, ds in by_label.items():
+        lines.append(f"| {label} | mean of {len(ds)} | | | {sum(ds) / len(ds):+.4f} (range {min(ds):+.4f} .. {max(ds):+.4f}) | |")
+    return lines
+
+
+def write_report(out: Path) -> Path:
+    dense = _load(out, "minilm.dense")
+    mgpp_rows = [(f"{s}%", f"mgpp.gmp.{s}.s{seed}", f"mgpp.mgpp.{s}.s{seed}") for s in (80, 90) for seed in SEEDS]
+    rand_rows = [("93.75%, 4 stages", f"randomized.magnitude.s{seed}", f"randomized.randomized.s{seed}") for seed in SEEDS]
+    lines = [
+        "# The seed papers' claims at their own budgets (`bench/bench_claims.py`)",
+        "",
+        "Every figure with its 95% interval: accuracy Wilson, perplexity a bootstrap over windows, differences a paired "
+        "bootstrap over the same test items (2,000 resamples, seed 0). Settings, wall time, machine, load and commit of "
+        "each point are in its file under `bench/results/claims/`.",
+        "",
+        *sds_report(out),
+        "",
+        f"minilm-rt dense accuracy on the test split: {_figure(dense)}.",
+        "",
+        *pair_report(out, "MGPP vs GMP (minilm-rt, global)", mgpp_rows, ("GMP", "MGPP")),
+        "",
+        *pair_report(out, "Randomized selection vs magnitude (minilm-rt, per layer)", rand_rows, ("magnitude", "randomized")),
+    ]
+    path = out.parent / "claims.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+# ---------------------------------------------------------------- main
+def select(points, args) -> list[Point]:
+    if args.point:
+        names = {p.name for p in points}
+        unknown = [n for n in args.point if n not in names]
+        if unknown:
+            raise SystemExit(f"error: unknown point {unknown[0]!r}; see --list")
+        return [p for p in points if p.name in args.point]
+    return [p for p in points if args.only is None or p.claim == args.only]
+
+
+def run_all(todo, args, rates) -> None:
+    models = Models(args.wikitext)
+    out = Path(args.out)
+    pending = [p for p in todo if not (out / f"{p.name}.json").exists()]
+    print(f"{len(todo) - len(pending)} of {len(todo)} points already done; {len(pending)} to run", flush=True)
+    for i, pt in enumerate(pending):
+        if args.no_start_after and time.strftime("%H:%M") >= args.no_start_after:
+            print(f"it is past {args.no_start_after}: not starting {pt.name} or the {len(pending) - i - 1} after it", flush=True)
+            return
+        est = estimate(pt, rates)
+        print(f"[{i + 1}/{len(pending)}] {pt.name} (estimate {'?' if est is None else _duration(est)})", flush=True)
+        rec = json.loads(run_point(pt, args, models).read_text())
+        rest = [estimate(p, rates) for p in pending[i + 1 :]]
+        left = "?" if None in rest else _duration(sum(rest))
+        print(
+            f"[{i + 1}/{len(pending)}] {pt.name}: {rec['metric']} {rec['value']:.4f} in {_duration(rec['wall_s'])}; "
+            f"{len(rest)} points left, about {left} at the measured rates",
+            flush=True,
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--list", action="store_true", help="list the points with their state and time estimate")
+    parser.add_argument("--measure", choices=["lm", "minilm"], help="measure per-step costs for the estimates (a few minutes)")
+    parser.add_argument("--report", action="store_true", help="write bench/results/claims.md from the finished points")
+    parser.add_argument("--only", choices=["mgpp", "randomized", "sds"])
+    parser.add_argument("--point", action="append", help="run this point only (repeatable)")
+    parser.add_argument("--tiny", action="store_true", help="toy budgets, for a smoke test (use another --out)")
+    parser.add_argument("--no-start-after", metavar="HH:MM", help="start no new point after this clock time")
+    parser.add_argument("--wikitext", default=str(WIKITEXT), help="the WikiText-2 raw test file (default ../shared/data/...)")
+    parser.add_argument("--out", default=str(OUT))
+    args = parser.parse_args()
+    args.commit = _commit()  # the code this process runs, whatever the checkout holds by the time a point ends
+    out = Path(args.out)
+    if args.tiny and out.resolve() == OUT.resolve():
+        raise SystemExit("error: --tiny results must not land in bench/results/claims; give --out")
+    rates_path = OUT / "rates.json"
+    rates = json.loads(rates_path.read_text()) if rates_path.exists() else {}
+    if args.measure:
+        rates = measure_rates(Models(args.wikitext), args.measure, rates)
+        write_json_atomic(rates_path, rates)
+        print(json.dumps(rates, indent=1))
+        return
+    if args.report:
+        print(write_report(out).read_text())
+        return
+    points = select(all_points(), args)
+    if args.list:
+        list_points(points, out, rates)
+        return
+    run_all(points, args, rates)
+
+
+if __name__ == "__main__":
+    main()
