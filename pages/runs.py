@@ -78,6 +78,7 @@ def _compare(s, loaded, root, names: list) -> None:
     if data is not None:
         diff = metric_difference(resources.evaluation(s, loaded, data, set_a), resources.evaluation(s, loaded, data, set_b))
         interval = "" if diff["ci_low"] is None else f" (paired 95% interval {diff['ci_low']:+.4g} to {diff['ci_high']:+.4g})"
+        interval += ", within noise" if diff.get("within_noise") else ""
         st.markdown(
             f"**{diff['metric']}** on {diff['n']} examples of this session's dataset: A {diff['a']:.4g}, B {diff['b']:.4g}; "
             f"B minus A **{diff['difference']:+.4g}**{interval}."

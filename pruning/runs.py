@@ -213,19 +213,21 @@ def _overlap_row(name: str, weights: int, both: int, a_only: int, b_only: int) -
 
 
 def metric_difference(a: dict, b: dict) -> dict:
-    """B minus A for two evaluations on the same examples, with a paired interval when one can be computed.
+    """B minus A for two evaluations on the same examples, with its paired 95% interval.
 
-    The interval needs per-example results of both evaluations (``ci_low`` and
-    ``ci_high`` stay None without them).
+    The interval is :func:`pruning.evaluate.paired_difference`'s (A in the place of the
+    reference model), turned into B minus A: for accuracy the harm is A - B, for
+    perplexity it is B - A. Without per-example results the interval stays None.
     """
+    from .evaluate import paired_difference
+
     if a.get("metric") != b.get("metric") or a.get("n") != b.get("n"):
         raise PruneScopeError("the two evaluations are not on the same examples with the same metric, so they cannot be paired")
-    return {
-        "metric": a["metric"],
-        "n": a["n"],
-        "a": a["value"],
-        "b": b["value"],
-        "difference": b["value"] - a["value"],
-        "ci_low": None,
-        "ci_high": None,
-    }
+    out = {"metric": a["metric"], "n": a["n"], "a": a["value"], "b": b["value"], "difference": b["value"] - a["value"]}
+    if "per_item" not in a or "per_item" not in b:
+        return {**out, "ci_low": None, "ci_high": None}
+    paired = paired_difference(a, b)
+    low, high = paired["drop_ci_low"], paired["drop_ci_high"]
+    if a["metric"] == "accuracy":  # harm = A - B, so B - A runs from -high to -low
+        low, high = -high, -low
+    return {**out, "ci_low": low, "ci_high": high, "within_noise": paired["within_noise"]}

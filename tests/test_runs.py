@@ -74,3 +74,23 @@ def test_an_app_download_is_a_run_the_cli_reads(tmp_path, tiny_bert, tiny_folder
     assert "magnitude row" in out and "12 layers pruned" in out and f"by both {kept:,d}, by A only 0" in out
     run = open_run(folder, tiny_bert)
     assert all(torch.equal(run.masks[n], result.masks[n]) for n in result.masks)
+
+
+def test_metric_difference_is_b_minus_a_with_its_paired_interval():
+    import numpy as np
+
+    from pruning.runs import metric_difference
+
+    def acc(correct):
+        c = np.asarray(correct, dtype=float)
+        return {"metric": "accuracy", "n": len(c), "value": float(c.mean()), "per_item": {"correct": c}}
+
+    # B is wrong on the 4 examples A gets wrong and on 4 more that A gets right: B - A = -4/20, never above 0
+    a, b = acc([1] * 16 + [0] * 4), acc([1] * 12 + [0] * 8)
+    d = metric_difference(a, b)
+    assert d["difference"] == pytest.approx(-0.2)
+    assert d["ci_low"] <= -0.2 <= d["ci_high"] < 0 and not d["within_noise"]
+    same = metric_difference(a, acc([1] * 16 + [0] * 4))
+    assert (same["difference"], same["ci_low"], same["ci_high"], same["within_noise"]) == (0.0, 0.0, 0.0, True)
+    plain = metric_difference({k: v for k, v in a.items() if k != "per_item"}, b)
+    assert plain["ci_low"] is None and plain["ci_high"] is None
