@@ -71,6 +71,15 @@ def drop_label(metric: str) -> str:
     return "accuracy lost" if metric == "accuracy" else "perplexity added"
 
 
+def change_delta(metric: str, drop: float, within: bool, against: str = "") -> dict:
+    """``st.metric`` delta arguments for a paired change: the signed move of the metric (points for
+    accuracy), the words "within noise" when its interval covers 0, and green meaning better."""
+    change = (-drop if metric == "accuracy" else drop) + 0.0  # as the metric moves (+0.0: no "-0.0")
+    text = f"{change * 100:+.1f} points" if metric == "accuracy" else f"{change:+,.2f}"
+    noise = f", {WITHIN_NOISE}" if within else ""
+    return {"delta": f"{text}{against}{noise}", "delta_color": "normal" if metric == "accuracy" else "inverse"}
+
+
 def comparison_sentence(metric: str, first: str, second: str, diff: dict) -> str:
     """One sentence comparing two models on the same examples, e.g.
     ``"Wanda (allocated) against Wanda (uniform): accuracy lost +0.8 points (95% CI ...), within noise."``"""

@@ -63,13 +63,10 @@ def show(pool, base: str) -> None:
 
     m1, m2, m3, m4 = ui.metric_row(4)
     m1.metric("Chosen candidate", names[chosen])
-    change = (-best["drop"] if metric == "accuracy" else best["drop"]) + 0.0  # as the metric moves (+0.0: no "-0.0")
-    noise = f", {I.WITHIN_NOISE}" if best["vs deterministic"] == I.WITHIN_NOISE else ""
     m2.metric(
         f"Its held-out {metric}",
         I.value_text(metric, best["value"]),
-        delta=(f"{change * 100:+.1f} points vs deterministic{noise}" if metric == "accuracy" else f"{change:+,.2f} vs deterministic{noise}"),
-        delta_color="normal" if metric == "accuracy" else "inverse",
+        **I.change_delta(metric, best["drop"], best["vs deterministic"] == I.WITHIN_NOISE, " vs deterministic"),
         help=f"{I.metric_text(pool.scores[chosen], held_out=True)}; against the deterministic mask on the same examples: {I.drop_label(metric)} {I.drop_text(metric, best)}",
     )
     m3.metric(f"Deterministic {base} mask", I.value_text(metric, det["value"]), help=I.metric_text(det, held_out=True))

@@ -90,13 +90,10 @@ def headline(table, removed: int, total: int, achieved: float, dense, pruned, di
     c3.metric("Overall sparsity", f"{achieved:.1%}")
     if dense is not None and pruned is not None:
         name = dense["metric"]
-        change = (-diff["drop"] if name == "accuracy" else diff["drop"]) + 0.0  # the signed change as the metric moves (+0.0: no "-0.0")
-        noise = f", {I.WITHIN_NOISE}" if diff["within_noise"] else ""
         c4.metric(
             f"{name} (dense {I.value_text(name, dense['value'])})",
             I.value_text(name, pruned["value"]),
-            delta=(f"{change * 100:+.1f} points{noise}" if name == "accuracy" else f"{change:+,.2f}{noise}"),
-            delta_color="normal" if name == "accuracy" else "inverse",
+            **I.change_delta(name, diff["drop"], diff["within_noise"]),
             help=f"Pruned: {I.metric_text(pruned)}. Dense: {I.metric_text(dense)}. Change: paired over the same examples.",
         )
     else:

@@ -130,7 +130,11 @@ def test_fast_counts_match_brute_force_torch_counts():
     ref = {}
     for name in a:
         x, y = a[name], b[name]
-        ref[name] = {"jaccard": int((x & y).sum()) / int((x | y).sum()), "hamming": int((x ^ y).sum()) / x.numel()}
+        ref[name] = {
+            "jaccard": int((x & y).sum()) / int((x | y).sum()),
+            "hamming": int((x ^ y).sum()) / x.numel(),
+            "agreement": int((x == y).sum()) / x.numel(),  # share of identical entries
+        }
     fast = mask_overlap(a, b)
     inter = sum(int((a[n] & b[n]).sum()) for n in a)
     union = sum(int((a[n] | b[n]).sum()) for n in a)
