@@ -51,7 +51,11 @@ def test_sds_lifts_wanda_at_2_4_on_minilm_rt(minilm):
 
     loaded, data, calib = minilm
     wanda = prune(loaded, R("wanda", 0.5, "2:4", seed=0), calibration=calib)
-    sds = prune(loaded, R("sds", 0.5, "2:4", params={"base": "wanda", "iters": 50, "adjust_iters": 10, "track_metric": False}, seed=0), calibration=calib)
+    # The bench figure above was measured with the best-iterate adjustment, which this test keeps. The
+    # default is now the paper's rule (skip or keep-last), which at this small budget lifts Wanda far less
+    # (0.785 -> 0.791 on these 512 sentences, within noise): bench/bench_choices.py compares the two.
+    params = {"base": "wanda", "iters": 50, "adjust_iters": 10, "track_metric": False, "adjust_rule": "best"}
+    sds = prune(loaded, R("sds", 0.5, "2:4", params=params, seed=0), calibration=calib)
     assert all(is_nm_valid(m, 2, 4) for m in sds.masks.values())
     acc_wanda = evaluate(loaded, data, wanda.overrides(loaded), max_examples=512)["value"]
     acc_sds = evaluate(loaded, data, sds.overrides(loaded), max_examples=512)["value"]
