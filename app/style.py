@@ -77,7 +77,7 @@ def line_scales(labels) -> tuple[alt.Scale, alt.Scale]:
 def metric_title(metric: str) -> str:
     """Axis title with the unit of a task metric (accuracy in points 0-100, perplexity as a value)."""
     return {
-        "accuracy": "accuracy (points, % correct; higher is better)",
+        "accuracy": "accuracy (points)",  # short: a vertical title longer than a short chart is cut
         "perplexity": "perplexity (lower is better)",
     }.get(metric, metric)
 
