@@ -1,9 +1,14 @@
 """Cost of the cache integrity check next to the load it guards (figure quoted in the README).
 
-For each embedded default already in the cache: the time to hash every file of
-its cached folder and compare with the recorded hashes (``pruning.integrity.problem``),
-and the time of a whole ``load_model`` (which includes that check), median of
-``--repeats`` runs. Run it on a quiet machine after ``python -m pruning prepare``.
+For each embedded default already in the cache, medians of ``--repeats`` runs of:
+the full check alone (hash every file of the cached folder and compare with the
+recorded hashes, ``pruning.integrity.problem(full=True)``); the identity check
+alone (files unchanged since their last full check); the plain load of the folder
+with no check (``from_pretrained``); the whole ``load_model`` when the files are
+unchanged (the usual case); and the whole ``load_model`` with every file hashed in a
+second thread beside the load (the first load after a build or any change). The
+check's cost is what a whole load adds to the plain one. Run it on a quiet machine
+after ``python -m pruning prepare``.
 
     python bench/bench_integrity.py                      # both defaults
     python bench/bench_integrity.py --folder /some/cached/folder --repeats 1   # the check alone
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -35,16 +41,28 @@ def median_seconds(fn, repeats: int) -> float:
 
 
 def measure(name: str, folder: Path, repeats: int) -> dict:
-    from pruning.integrity import problem
+    from pruning.integrity import forget_verified, problem
 
     size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
     row = {"model": name, "folder": str(folder), "megabytes": round(size / 1e6, 1)}
-    row["check_s"] = round(median_seconds(lambda: problem(folder), repeats), 3)
+    row["check_s"] = round(median_seconds(lambda: problem(folder, full=True), repeats), 3)
+    problem(folder)  # remembers the files' identities (they are older than SETTLE_S)
+    row["identity_check_s"] = round(median_seconds(lambda: problem(folder), repeats), 4)
     if name != "folder":
-        from pruning.models import load_model
+        from pruning.models import _from_pretrained, load_model
 
-        row["load_s"] = round(median_seconds(lambda: load_model(name), repeats), 3)
-        row["check_share"] = round(row["check_s"] / row["load_s"], 3)
+        task = "classification" if name == "minilm-rt" else "causal-lm"
+        row["plain_load_s"] = round(median_seconds(lambda: _from_pretrained(str(folder), task), repeats), 3)
+        row["load_s"] = round(median_seconds(lambda: load_model(name), repeats), 3)  # files trusted by identity
+
+        def load_full():
+            forget_verified(folder)
+            load_model(name)
+
+        row["load_full_s"] = round(median_seconds(load_full, repeats), 3)  # every file hashed beside the load
+        for key, whole in (("added", "load_s"), ("added_full", "load_full_s")):
+            row[f"{key}_s"] = round(row[whole] - row["plain_load_s"], 3)
+            row[f"{key}_share"] = round(row[f"{key}_s"] / row["plain_load_s"], 3)
     return row
 
 
@@ -63,12 +81,30 @@ def main() -> int:
     else:
         targets = [("minilm-rt", minilm_rt_dir()), ("smollm2-135m", cache_dir() / SMOLLM2_CACHE_NAME)]
     rows = [measure(name, folder, args.repeats) for name, folder in targets if folder.is_dir()]
-    result = {"machine": platform.processor() or platform.machine(), "python": platform.python_version(), "rows": rows}
+    result = {
+        "machine": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "rows": rows,
+    }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=2))
-    lines = ["| model | cached MB | hash check (s) | whole load (s) | check share |", "|---|---|---|---|---|"]
-    lines += [f"| {r['model']} | {r['megabytes']} | {r['check_s']} | {r.get('load_s', '-')} | {r.get('check_share', '-')} |" for r in rows]
+    lines = [
+        "| model | cached MB | hash of every file (s) | identity check (s) | plain load, no check (s) | load, files unchanged since their last check (s) | load, every file hashed beside it (s) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+
+    def added(r, key):
+        return f"{r[f'{key}_s']:+.3f} s ({100 * r[f'{key}_share']:+.0f}%)"
+
+    lines += [
+        f"| {r['model']} | {r['megabytes']} | {r['check_s']} | {r['identity_check_s']} | {r.get('plain_load_s', '-')} | "
+        + (f"{r['load_s']} ({added(r, 'added')}) | {r['load_full_s']} ({added(r, 'added_full')})" if "load_s" in r else "- | -")
+        + " |"
+        for r in rows
+    ]
+    lines.append(f"\nMachine: {result['machine']}, Python {result['python']}, load average {result['load_average']} at the end; medians of {args.repeats}.")
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -171,6 +171,14 @@ def cmd_prepare(args) -> int:
     from .models import EMBEDDED_MODELS, load_model
 
     names = args.models or list(EMBEDDED_MODELS)
+    if args.verify:
+        from .finetune import minilm_rt_dir
+        from .integrity import forget_verified
+        from .models import SMOLLM2_CACHE_NAME
+        from .paths import cache_dir
+
+        for folder in (minilm_rt_dir(), cache_dir() / SMOLLM2_CACHE_NAME):
+            forget_verified(folder)  # the load below hashes every file again
     for name in names:
         start = time.perf_counter()
         print(f"prepare: {name}", flush=True)
@@ -447,6 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("methods", help="list the pruning methods and their parameters").set_defaults(func=cmd_methods)
     p = sub.add_parser("prepare", help="build the embedded default models into the user cache now, with progress")
     p.add_argument("models", nargs="*", help="which defaults (all when none is named)")
+    p.add_argument("--verify", action="store_true", help="hash every cached file again, even those unchanged since their last check")
     p.set_defaults(func=cmd_prepare)
 
     p = sub.add_parser("layers", help="list a model's prunable layers")

@@ -474,15 +474,25 @@ def _load_hub(name: str, task: str | None, gguf_file: str | None, trust_remote_c
 
 
 # ---------------------------------------------------------------- embedded models
-def _load_minilm_rt(progress, placement=None) -> LoadedModel:
-    from .finetune import ensure_minilm_rt, read_training_report
+def _cached_loader(task: str, what: str, placement):
+    """``load(folder) -> (model, tokenizer)`` for a cached default; a failure is raised only once
+    the folder's hashes matched (:func:`pruning.integrity.load_verified`), so it is not damage."""
 
-    folder, rebuilt = ensure_minilm_rt(progress)
-    _report(progress, 0, 1, "loading minilm-rt")
-    try:
-        model, tokenizer = _from_pretrained(str(folder), "classification", placement=placement)
-    except Exception as exc:  # noqa: BLE001 - its files match their hashes, so this is not damage
-        raise PruneScopeError(f"could not load the cached minilm-rt classifier at {folder} ({_short(exc)})") from None
+    def load(folder):
+        try:
+            return _from_pretrained(str(folder), task, placement=placement)
+        except Exception as exc:  # noqa: BLE001
+            raise PruneScopeError(f"could not load the cached {what} at {folder} ({_short(exc)})") from None
+
+    return load
+
+
+def _load_minilm_rt(progress, placement=None) -> LoadedModel:
+    from .finetune import ensure_minilm_rt, minilm_rt_dir, read_training_report
+
+    folder = minilm_rt_dir()
+    load = _cached_loader("classification", "minilm-rt classifier", placement)
+    (model, tokenizer), rebuilt = ensure_minilm_rt(progress, load=load)
     report = read_training_report(folder)
     info = {
         "accuracy": report.get("test_accuracy"),
@@ -522,19 +532,15 @@ def _load_smollm2(progress, placement=None) -> LoadedModel:
     each file; later loads check the hashes and read that copy (a damaged copy is
     built again).
     """
-    from .integrity import ensure_cached
+    from .integrity import load_verified
     from .paths import cache_dir, smollm2_gguf_path
 
     gguf = smollm2_gguf_path()
     cached = cache_dir() / SMOLLM2_CACHE_NAME
-    rebuilt = ensure_cached(
-        cached, lambda tmp: build_smollm2_copy(tmp, progress), "SmolLM2 float32 copy", progress, lambda f: (f / "config.json").exists()
+    load = _cached_loader("causal-lm", "SmolLM2 float32 copy", placement)
+    (model, tokenizer), rebuilt = load_verified(
+        cached, lambda tmp: build_smollm2_copy(tmp, progress), "SmolLM2 float32 copy", load, progress, lambda f: (f / "config.json").exists()
     )
-    _report(progress, 0, 1, "loading smollm2-135m (cached float32 copy)")
-    try:
-        model, tokenizer = _from_pretrained(str(cached), "causal-lm", placement=placement)
-    except Exception as exc:  # noqa: BLE001 - its files match their hashes, so this is not damage
-        raise PruneScopeError(f"could not load the cached SmolLM2 copy at {cached} ({_short(exc)})") from None
     _report(progress, 1, 1, "smollm2-135m loaded")
     info = {"gguf": str(gguf), "quantization": "Q4_1 dequantized to float32", "dataset": "rt-plots", "cache": str(cached)}
     if rebuilt:

@@ -48,6 +48,40 @@ def test_a_damaged_cache_is_rebuilt_with_the_reason(tmp_path, tiny_bert):
     assert sorted(p.name for p in tmp_path.iterdir()) == [".cached.lock", "cached"]  # no temporary leftovers
 
 
+def test_load_verified_loads_beside_the_check_and_reloads_after_a_rebuild(tmp_path, tiny_bert):
+    from safetensors.torch import load_file
+
+    target, builds, loads = tmp_path / "cached", [], []
+    build = save_tiny(tiny_bert, builds)
+
+    def load(folder):
+        loads.append(folder)
+        return load_file(folder / "model.safetensors")
+
+    weights, reason = integrity.load_verified(target, build, "tiny", load)
+    assert reason == "it was not built yet" and len(builds) == 1 and len(loads) == 1
+    assert integrity.load_verified(target, build, "tiny", load)[1] is None
+    assert len(builds) == 1 and len(loads) == 2  # verified while loading: loaded once, not rebuilt
+    damage(target / "model.safetensors")
+    weights, reason = integrity.load_verified(target, build, "tiny", load)
+    assert "damaged" in reason and len(builds) == 2 and len(loads) == 4  # the damaged load is dropped, then reloaded
+    expected = tiny_bert.model.state_dict()
+    assert all(torch.equal(weights[k], expected[k]) for k in weights)
+
+
+def test_load_verified_raises_the_loads_own_error_when_the_files_match(tmp_path, tiny_bert):
+    target, builds = tmp_path / "cached", []
+    build = save_tiny(tiny_bert, builds)
+    integrity.ensure_cached(target, build, "tiny")
+
+    def load(folder):
+        raise ValueError("unsupported architecture")
+
+    with pytest.raises(ValueError, match="unsupported architecture"):
+        integrity.load_verified(target, build, "tiny", load)
+    assert len(builds) == 1  # matching files are not rebuilt because a load failed
+
+
 def test_weights_fingerprint_sees_one_changed_weight(tiny_bert):
     import copy
 
@@ -84,3 +118,46 @@ def test_both_defaults_rebuild_a_damaged_cache(name, tmp_path, monkeypatch, tiny
     assert "model.safetensors" in again.info["rebuilt"] and len(builds) == 2
     w = next(iter(first.model.state_dict().values()))
     assert torch.equal(next(iter(again.model.state_dict().values())), w)
+
+
+def test_a_verified_folder_is_trusted_by_identity_and_any_write_brings_the_hash_back(tmp_path, tiny_bert, monkeypatch):
+    """After a full check, unchanged files (inode, size, mtime, ctime) are not hashed again; a write that
+    keeps the size and sets the modification time back still changes the ctime, so it is hashed and caught."""
+    import os
+    import time
+
+    target, builds = tmp_path / "cached", []
+    integrity.ensure_cached(target, save_tiny(tiny_bert, builds), "tiny")
+    monkeypatch.setattr(integrity, "SETTLE_S", 1e9)
+    assert integrity.problem(target) is None
+    assert not integrity.identities_file(target).exists()  # files written within SETTLE_S: not remembered yet
+    monkeypatch.setattr(integrity, "SETTLE_S", 0.0)
+    assert integrity.problem(target) is None and integrity.identities_file(target).exists()
+    hashed = []
+    real_digest = integrity.file_digest
+    monkeypatch.setattr(integrity, "file_digest", lambda p: hashed.append(p) or real_digest(p))
+    assert integrity.problem(target) is None and hashed == []  # trusted by identity: nothing hashed
+    assert integrity.problem(target, full=True) is None and hashed  # a full check hashes everything
+    weights = target / "model.safetensors"
+    before = weights.stat()
+    time.sleep(0.05)  # past the file system's timestamp tick
+    damage(weights)
+    os.utime(weights, ns=(before.st_atime_ns, before.st_mtime_ns))  # size and mtime as they were
+    assert weights.stat().st_size == before.st_size and weights.stat().st_mtime_ns == before.st_mtime_ns
+    assert "damaged" in integrity.problem(target)
+    integrity.forget_verified(target)
+    assert not integrity.identities_file(target).exists()
+
+
+def test_prepare_verify_forgets_the_remembered_identities_before_loading(tmp_path, monkeypatch):
+    from pruning import cli, models
+    from pruning.finetune import minilm_rt_dir
+
+    monkeypatch.setenv("PRUNESCOPE_CACHE", str(tmp_path))
+    folder = minilm_rt_dir()
+    folder.mkdir(parents=True)
+    integrity.identities_file(folder).write_text("{}")
+    seen = []
+    monkeypatch.setattr(models, "load_model", lambda name, progress=None: seen.append((name, integrity.identities_file(folder).exists())))
+    assert cli.main(["prepare", "--verify", "minilm-rt"]) == 0
+    assert seen == [("minilm-rt", False)]  # forgotten before the load, so the load hashes every file
