@@ -11,10 +11,15 @@ the hidden states produced by the already-pruned blocks before it. By default
 statistics come from one pass over the unpruned block; with ``order="sequential"``
 every layer is pruned the moment its input is known, so later layers of the
 block (the attention output, the FFN down projection) see inputs from the
-pruned layers before them. All calibration samples go through a block as one
-batch, which keeps only the hidden states between blocks in memory, never every
-layer's activations. Layers that read the very same tensor (q/k/v, gate/up)
-share one set of statistics and, for SparseGPT, one factorisation.
+pruned layers before them. Only the hidden states between blocks are kept for
+every sample, never every layer's activations. On the CPU all calibration
+samples go through a block as one batch; on an accelerator (and whenever
+``chunk`` is given) the one-pass order runs them in slices of samples whose
+activations fit a budget (:func:`pruning.budget.calibration_chunk`), the
+statistics adding up over the slices, so a paper-size calibration set of a 7B
+model never holds all its activations at once. Layers that read the very same
+tensor (q/k/v, gate/up) share one set of statistics and, for SparseGPT, one
+factorisation.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from .budget import calibration_chunk
 from .devices import onload_each, onloaded, outside_blocks, placement_of, private_copy, runs_in_place, stats_dtype, to_device
 from .errors import PruneScopeError
 from .functional import shallow_copy
@@ -129,16 +135,21 @@ class _SharedInputs:
     """
 
     def __init__(self, want_gram: bool, token_mask: torch.Tensor | None):
-        self.want_gram, self.token_mask = want_gram, token_mask
+        self.want_gram, self.token_mask = want_gram, token_mask  # token_mask: of the slice of samples now running
         self._seen: dict[int, tuple[weakref.ref, InputStats]] = {}
+        self._by_layer: dict[str, InputStats] = {}
 
-    def stats_for(self, x: torch.Tensor) -> InputStats:
+    def stats_for(self, x: torch.Tensor, layer: str) -> InputStats:
+        """``layer``'s statistics with ``x`` added (once per tensor: its group shares them). In a later
+        slice of samples the layer's statistics from the earlier slices grow."""
         entry = self._seen.get(id(x))
         if entry is not None and entry[0]() is x:
-            return entry[1]
-        stats = InputStats(x.shape[-1], self.want_gram, x.device)
-        stats.add(_valid_tokens(x, self.token_mask))
-        self._seen[id(x)] = (weakref.ref(x), stats)
+            stats = entry[1]
+        else:
+            stats = self._by_layer.get(layer) or InputStats(x.shape[-1], self.want_gram, x.device)
+            stats.add(_valid_tokens(x, self.token_mask))
+            self._seen[id(x)] = (weakref.ref(x), stats)
+        self._by_layer[layer] = stats
         return stats
 
 
@@ -234,7 +245,7 @@ def _pruning_hook(walk: _Walk, block: nn.Module, prefix: str, name: str, shared,
     local = name[len(prefix) + 1 :]
 
     def hook(module, inputs):
-        stats = shared.stats_for(inputs[0])
+        stats = shared.stats_for(inputs[0], name)
         if not (name in pending and pending[name][0] is stats):  # first of its group to run: prune the group now
             members = walk.group_of(prefix, local, name)
             outcome = walk.prune_group(members, [layer_weight(walk.model, m) for m in members], stats)
@@ -270,7 +281,7 @@ def _block_once(walk: _Walk, block: nn.Module, prefix: str, names, shared, run):
 
     def make_hook(name: str):
         def hook(module, inputs):
-            seen[name] = shared.stats_for(inputs[0])
+            seen[name] = shared.stats_for(inputs[0], name)
 
         return hook
 
@@ -299,6 +310,7 @@ def sequential_prune(
     want_gram: bool = False,
     progress=None,
     order: str = "block",
+    chunk: int | None = None,
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Walk the blocks in order, each block's inputs coming from the already-pruned blocks before it.
 
@@ -315,6 +327,10 @@ def sequential_prune(
     so those can share statistics and work. Returns ``(masks, new_weights)``;
     new_weights holds only layers whose weights the pruner changed. The shared
     model is untouched.
+
+    ``chunk``: calibration samples per block pass in the one-pass order (default:
+    all of them on the CPU, a memory budget's worth on an accelerator); the
+    per-layer order always runs them as one batch.
     """
     from .models import transformer_blocks
 
@@ -330,6 +346,7 @@ def sequential_prune(
         token_mask = None  # no padding: every position is a calibration token
     args, kwargs = _first_block_inputs(loaded, model, blocks, batch, place)
     hidden, rest = args[0], tuple(args[1:])
+    spans = _sample_spans(model, hidden, place, order, chunk)
     with onloaded(list(blocks[0][1].modules()), place):
         groups_by_local = {local: group for group in input_groups(blocks[0][1], args, kwargs) for local in group}
     walk = _Walk(model, list(dict.fromkeys(layers)), prune_group, groups_by_local, progress, host_dtype=place.torch_dtype)
@@ -337,15 +354,57 @@ def sequential_prune(
         names = [n for n in layers if n.startswith(prefix + ".")]
         if not names and walk.finished:
             break
+        shared = _SharedInputs(want_gram, token_mask)
         with torch.inference_mode():
-            run = lambda: _block_output(block(hidden, *rest, **kwargs))  # noqa: E731 - this block, these inputs
-            hidden = step(walk, block, prefix, names, _SharedInputs(want_gram, token_mask), run)
+            hidden = step(walk, block, prefix, names, shared, _block_runner(block, hidden, rest, kwargs, spans, shared, token_mask))
         if walk.finished:
             break  # later blocks hold no targeted layer: no need to run them
     missing = [n for n in layers if n not in walk.masks]
     if missing:
         raise PruneScopeError(f"these layers are not inside a transformer block, so calibration never reached them: {missing[:3]}")
     return walk.masks, walk.new_weights
+
+
+def _sample_spans(model: nn.Module, hidden: torch.Tensor, place, order: str, chunk: int | None) -> list[tuple[int, int]]:
+    """The slices of calibration samples one block pass runs: one slice in the per-layer order
+    (it prunes inside the pass), else ``chunk`` samples or what the memory budget allows."""
+    n = int(hidden.shape[0])
+    if order == "sequential":
+        chunk = n
+    elif chunk is None:
+        chunk = calibration_chunk(model, n, int(hidden.shape[1]), place)
+    step = max(1, int(chunk))
+    return [(a, min(n, a + step)) for a in range(0, n, step)]
+
+
+def _block_runner(block: nn.Module, hidden: torch.Tensor, rest: tuple, kwargs: dict, spans, shared, token_mask):
+    """``run()``: the block's output for every sample, computed slice by slice of samples
+    (``spans``), the shared statistics told which slice's padding mask applies."""
+    n = int(hidden.shape[0])
+
+    def run() -> torch.Tensor:
+        outs = []
+        for a, b in spans:
+            shared.token_mask = None if token_mask is None else token_mask[a:b]
+            out = block(_rows(hidden, a, b, n), *_rows(rest, a, b, n), **_rows(kwargs, a, b, n))
+            outs.append(_block_output(out))
+        return outs[0] if len(outs) == 1 else torch.cat(outs)
+
+    return run
+
+
+def _rows(value, a: int, b: int, n: int):
+    """``value`` with every per-sample tensor (2 or more dimensions, ``n`` rows first) cut to
+    samples ``a:b``, inside tuples, lists and dicts too; anything else as it is."""
+    if (a, b) == (0, n):
+        return value
+    if isinstance(value, torch.Tensor):
+        return value[a:b] if value.dim() >= 2 and value.shape[0] == n else value
+    if isinstance(value, (tuple, list)):
+        return type(value)(_rows(v, a, b, n) for v in value)
+    if isinstance(value, dict):
+        return {k: _rows(v, a, b, n) for k, v in value.items()}
+    return value
 
 
 def collect_input_stats(
@@ -367,7 +426,7 @@ def collect_input_stats(
 
     def make_hook(name: str):
         def hook(module, inputs):
-            out[name] = shared.stats_for(inputs[0])
+            out[name] = shared.stats_for(inputs[0], name)
             if progress is not None:
                 progress(len(out), len(layers), f"statistics of {name}")
 

@@ -247,3 +247,63 @@ def test_two_threads_prune_and_evaluate_one_shared_model(tiny_bert):
     for t in threads:
         t.join()
     assert not errors and results == {"magnitude": True, "random": True}
+
+
+@pytest.mark.parametrize("fixture", ["tiny_bert", "tiny_llama"])
+def test_calibration_in_slices_of_samples_gives_the_one_batch_statistics_and_masks(request, fixture):
+    """On an accelerator the one-pass walk runs the calibration samples through each block in slices
+    (pruning.budget.calibration_chunk). Statistics add up over the slices: every layer sees the same
+    tokens (padding excluded, sample 0 is padded), the same squared norms and Gram matrix, so Wanda
+    gives the very same masks and SparseGPT the same weights as one batch."""
+    from pruning.calibration import sequential_prune
+
+    loaded = request.getfixturevalue(fixture)
+    calib = _calibration(loaded, n=5, length=12)
+    layers = [i.name for i in prunable_layers(loaded.model)]
+
+    def stats_of(chunk):
+        seen = {}
+
+        def record(names, weights, stats):
+            seen.update((n, (stats.n_tokens, stats.sq_sum.clone(), stats.gram.clone())) for n in names)
+            return [(None, torch.ones_like(w, dtype=torch.bool)) for w in weights]
+
+        sequential_prune(loaded, layers, calib, record, want_gram=True, chunk=chunk)
+        return seen
+
+    whole, sliced = stats_of(None), stats_of(2)  # slices of 2, 2 and 1 samples
+    assert whole.keys() == sliced.keys() == set(layers)
+    for name in layers:
+        assert whole[name][0] == sliced[name][0] == 5 * 12 - 3, name
+        assert torch.allclose(whole[name][1], sliced[name][1], rtol=1e-5, atol=1e-6), name
+        assert torch.allclose(whole[name][2], sliced[name][2], rtol=1e-5, atol=1e-5), name
+    from pruning import calibration as C
+
+    def pruned(chunk, method):
+        real = C.calibration_chunk
+        C.calibration_chunk = (lambda model, n, length, place: n) if chunk is None else (lambda model, n, length, place: chunk)
+        try:
+            return prune(loaded, R(method, 0.5, "2:4"), calibration=calib)
+        finally:
+            C.calibration_chunk = real
+
+    for method in ("wanda", "sparsegpt"):
+        a, b = pruned(None, method), pruned(2, method)
+        assert all(torch.equal(a.masks[n], b.masks[n]) for n in layers), method
+        if method == "sparsegpt":
+            assert all(torch.allclose(a.weights[n], b.weights[n], rtol=1e-4, atol=1e-5) for n in layers)
+
+
+def test_calibration_chunk_is_one_batch_on_the_cpu_and_fits_the_budget_elsewhere(tiny_llama):
+    from types import SimpleNamespace
+
+    from pruning.budget import DEVICE_ACTIVATIONS, calibration_bytes, calibration_chunk
+    from pruning.devices import Placement
+
+    assert calibration_chunk(tiny_llama.model, 128, 2048, Placement()) == 128
+    seven_b = SimpleNamespace(config=SimpleNamespace(hidden_size=4096, intermediate_size=11008, num_attention_heads=32))
+    gpu = SimpleNamespace(on_cpu=False, torch_device=torch.device("meta"))
+    k = calibration_chunk(seven_b, 128, 2048, gpu)
+    assert k == DEVICE_ACTIVATIONS // calibration_bytes(seven_b, 1, 2048) == 10
+    assert calibration_bytes(seven_b, k, 2048) <= DEVICE_ACTIVATIONS < calibration_bytes(seven_b, k + 1, 2048)
+    assert calibration_chunk(seven_b, 4, 2048, gpu) == 4
