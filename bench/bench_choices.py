@@ -8,7 +8,7 @@ interval covers 0):
              default) against per layer ("sequential", PruneScope's former order).
   sds        SDS step 3: the paper's rule (default) against the best-iterate rule.
   allocation the allocation suggested by Layer sensitivity (KL signal; per layer at 50/70/90%,
-             minilm-rt 256 validation sentences, SmolLM2 16 windows) at 50% and 70% against
+             minilm-rt 256 validation sentences, SmolLM2 --sens-windows windows, default 16) at 50% and 70% against
              uniform per-layer pruning at the same overall sparsity: magnitude and Wanda on
              minilm-rt, Wanda on SmolLM2.
 
@@ -105,16 +105,17 @@ def sds_rows(setup: Setup, quick: bool) -> list[dict]:
     return rows
 
 
-def allocation_rows(setup: Setup, methods, quick: bool) -> list[dict]:
+def allocation_rows(setup: Setup, methods, quick: bool, sens_windows: int = 16) -> list[dict]:
     """Layer sensitivity (KL, the page's defaults: per layer at 50/70/90%) of each method, its suggested
-    allocation at 50% and 70%, and that allocation against uniform per-layer pruning at the same mean."""
+    allocation at 50% and 70%, and that allocation against uniform per-layer pruning at the same mean.
+    The sensitivity run measures on 256 validation sentences (minilm-rt) or ``sens_windows`` windows."""
     sens_data = load_classification("rotten-tomatoes") if setup.loaded.task == "classification" else setup.data
     params = {i.name: i.params for i in prunable_layers(setup.loaded.model)}
     rows = []
     for method in methods:
         request = PruneRequest.make(method, granularity="layer")
         sens = layer_sensitivity(setup.loaded, sens_data, request, (0.5, 0.7, 0.9), calibration=setup.calibration,
-                                 max_examples=16 if quick else (256 if setup.loaded.task == "classification" else 16))
+                                 max_examples=16 if quick else (256 if setup.loaded.task == "classification" else sens_windows))
         for target in (0.5, 0.7):
             alloc = suggest_allocation(sens, target, params)
             uniform = setup.run(method, target, "layer")
@@ -143,6 +144,7 @@ def main() -> None:
     p.add_argument("--only", choices=["order", "sds", "allocation"])
     p.add_argument("--models", default="minilm,smollm", help="comma-separated: minilm, smollm")
     p.add_argument("--windows", type=int, default=32, help="SmolLM2 perplexity windows of 512 tokens")
+    p.add_argument("--sens-windows", type=int, default=16, help="SmolLM2 windows the allocation's sensitivity run measures KL on")
     p.add_argument("--quick", action="store_true", help="smoke test: tiny evaluation and calibration sets (no figures)")
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "choices"))
     args = p.parse_args()
@@ -155,7 +157,7 @@ def main() -> None:
         if args.only in (None, "sds"):
             rows += sds_rows(setup, args.quick)
         if args.only in (None, "allocation"):
-            rows += allocation_rows(setup, ["magnitude", "wanda"] if key == "minilm" else ["wanda"], args.quick)
+            rows += allocation_rows(setup, ["magnitude", "wanda"] if key == "minilm" else ["wanda"], args.quick, args.sens_windows)
     result = {"machine": machine(), "quick": args.quick, "rows": rows}
     write_results(result, Path(args.out), markdown)
 

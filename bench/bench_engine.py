@@ -5,7 +5,10 @@ Measures, in one run on this machine:
                 re-thresholding all masks from cached scores; evaluation pass vs a
                 pass with no padding; peak memory.
   smollm2-135m  WikiText-2 perplexity dense, at 50% and 2:4 for magnitude, Wanda and
-                SparseGPT (16 calibration sequences of 256 tokens); time per method.
+                SparseGPT, Wanda also per row (16 calibration sequences of 256 tokens);
+                time per method.
+Every metric carries its 95% interval and n, and every pruned row its paired difference
+from the dense model on the same sentences or windows (drop_ci_low, drop_ci_high).
 
     python bench/bench_engine.py            # everything (about 15-25 minutes on 2 cores)
     python bench/bench_engine.py --quick    # smaller evaluation sets
@@ -31,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pruning.data import calibration_batches, load_classification, load_lm_text  # noqa: E402
-from pruning.evaluate import evaluate  # noqa: E402
+from pruning.evaluate import evaluate, paired_difference, summary  # noqa: E402
 from pruning.models import load_model, prunable_layers  # noqa: E402
 from pruning.prune import mask_ranker, prune  # noqa: E402
 from pruning.request import PruneRequest  # noqa: E402
@@ -40,6 +43,16 @@ R = PruneRequest.make
 
 WIKITEXT = ROOT.parent / "shared" / "data" / "wikitext-2-raw" / "wiki.test.raw"
 METHODS = ["magnitude", "random", "wanda", "sparsegpt"]
+# SmolLM2 rows, each at 50%: Wanda also per output row (its paper's default granularity).
+GRANULARITIES_LM = [
+    ("magnitude", "layer"),
+    ("magnitude", "2:4"),
+    ("wanda", "layer"),
+    ("wanda", "row"),
+    ("wanda", "2:4"),
+    ("sparsegpt", "layer"),
+    ("sparsegpt", "2:4"),
+]
 
 
 def peak_rss_mb() -> float:
@@ -100,6 +113,29 @@ def bench_padding(loaded, texts, batch_size=64, max_length=128):
     return {"padded_s": t_padded, "unpadded_s": t_unpadded, "ratio": t_padded / t_unpadded, "padding_fraction": 1 - real / total}
 
 
+def row(method: str, gran: str, sparsity: float, dense: dict, ev: dict, seconds: float) -> dict:
+    """One table row: the metric with its 95% interval and n, and the paired harm against dense."""
+    diff = paired_difference(dense, ev)
+    return {
+        "method": method,
+        "granularity": gran,
+        "sparsity": sparsity,
+        "metric": ev["metric"],
+        **{k: ev[k] for k in ("value", "ci_low", "ci_high", "n")},
+        **{k: diff[k] for k in ("drop", "drop_ci_low", "drop_ci_high", "within_noise")},
+        "prune_s": seconds,
+    }
+
+
+def cell(x: dict, digits: int) -> str:
+    return f"{x['value']:.{digits}f} [{x['ci_low']:.{digits}f}, {x['ci_high']:.{digits}f}]"
+
+
+def drop_cell(x: dict, digits: int) -> str:
+    noise = " (within noise)" if x["within_noise"] else ""
+    return f"{x['drop']:+.{digits}f} [{x['drop_ci_low']:+.{digits}f}, {x['drop_ci_high']:+.{digits}f}]{noise}"
+
+
 def bench_minilm(args) -> dict:
     out: dict = {}
     (loaded, t_load) = timed(lambda: load_model("minilm-rt"))
@@ -110,6 +146,7 @@ def bench_minilm(args) -> dict:
     out["eval_n"] = min(n_eval, len(texts))
     dense, t_dense = timed(lambda: evaluate(loaded, data, None, max_examples=n_eval))
     out["dense_accuracy"] = dense["value"]
+    out["dense"] = summary(dense)
     out["eval_pass_s"] = t_dense
     out["padding"] = bench_padding(loaded, texts[:n_eval])
     calib = calibration_batches(loaded, None, n_samples=args.calib, seed=0)
@@ -132,7 +169,7 @@ def bench_minilm(args) -> dict:
             for s in sparsities:
                 result, t = timed(lambda: prune(loaded, R(method, s, gran, seed=0), calibration=calib))
                 ev = evaluate(loaded, data, result.overrides(loaded), max_examples=n_eval)
-                rows.append({"method": method, "granularity": gran, "sparsity": s, "accuracy": ev["value"], "prune_s": t})
+                rows.append(row(method, gran, s, dense, ev, t))
                 print(f"minilm-rt {method:10s} {gran:6s} {s:.0%}: acc {ev['value']:.4f}  {t:.2f} s", flush=True)
     out["methods"] = rows
     out["peak_rss_mb"] = peak_rss_mb()
@@ -155,20 +192,19 @@ def bench_smollm(args) -> dict:
     out["calibration"] = "16 x 256 tokens of the Rotten Tomatoes plot texts (train split), seed 0"
 
     def ppl(overrides):
-        from pruning.evaluate import perplexity
-
-        return perplexity(loaded, text.eval_text, overrides, seq_len=seq_len, max_windows=windows)
+        return evaluate(loaded, text, overrides, max_examples=windows)
 
     dense, t_eval = timed(lambda: ppl(None))
-    out["dense_ppl"], out["eval_s"] = dense, t_eval
-    print(f"smollm2 dense ppl {dense:.2f} ({t_eval:.1f} s)", flush=True)
+    if dense["seq_len"] != seq_len:
+        raise SystemExit(f"error: evaluated on windows of {dense['seq_len']} tokens, not {seq_len}")
+    out["dense_ppl"], out["eval_s"], out["dense"] = dense["value"], t_eval, summary(dense)
+    print(f"smollm2 dense ppl {dense['value']:.2f} ({t_eval:.1f} s)", flush=True)
     rows = []
-    for method in ("magnitude", "wanda", "sparsegpt"):
-        for gran, s in (("layer", 0.5), ("2:4", 0.5)):
-            result, t = timed(lambda: prune(loaded, R(method, s, gran, seed=0), calibration=calib))
-            value = ppl(result.overrides(loaded))
-            rows.append({"method": method, "granularity": gran, "sparsity": s, "ppl": value, "prune_s": t})
-            print(f"smollm2 {method:10s} {gran:6s}: ppl {value:.2f}  {t:.1f} s", flush=True)
+    for method, gran in GRANULARITIES_LM:
+        result, t = timed(lambda: prune(loaded, R(method, 0.5, gran, seed=0), calibration=calib))
+        ev = ppl(result.overrides(loaded))
+        rows.append(row(method, gran, 0.5, dense, ev, t))
+        print(f"smollm2 {method:10s} {gran:6s}: ppl {ev['value']:.2f}  {t:.1f} s", flush=True)
     out["methods"] = rows
     out["peak_rss_mb"] = peak_rss_mb()
     return out
@@ -189,11 +225,14 @@ def to_markdown(res: dict) -> str:
             + ", ".join(f"{k} {v:.1f}" for k, v in r["rethreshold_ms"].items()),
             f"- peak memory (RSS) {r['peak_rss_mb']:.0f} MB",
             "",
-            "| method | granularity | sparsity | accuracy | prune time (s) |",
-            "|---|---|---|---|---|",
+            f"Dense: {cell(r['dense'], 4)} (n = {r['dense']['n']}). Accuracy with its 95% Wilson interval; "
+            "drop = dense minus pruned on the same sentences, with its paired bootstrap interval.",
+            "",
+            "| method | granularity | sparsity | accuracy [95%] | drop vs dense [95%] | prune time (s) |",
+            "|---|---|---|---|---|---|",
         ]
         lines += [
-            f"| {x['method']} | {x['granularity']} | {x['sparsity']:.0%} | {x['accuracy']:.4f} | {x['prune_s']:.2f} |"
+            f"| {x['method']} | {x['granularity']} | {x['sparsity']:.0%} | {cell(x, 4)} | {drop_cell(x, 4)} | {x['prune_s']:.2f} |"
             for x in r["methods"]
         ]
         lines.append("")
@@ -205,10 +244,15 @@ def to_markdown(res: dict) -> str:
             f"- dense perplexity {r['dense_ppl']:.2f}; load {r['load_s']:.1f} s; one evaluation {r['eval_s']:.1f} s",
             f"- peak memory (RSS, whole run) {r['peak_rss_mb']:.0f} MB",
             "",
-            "| method | granularity | perplexity | prune time (s) |",
-            "|---|---|---|---|",
+            f"Dense: {cell(r['dense'], 2)} ({r['dense']['n']} windows). Perplexity with its 95% bootstrap interval over "
+            "windows; increase = pruned minus dense on the same windows, with its paired bootstrap interval.",
+            "",
+            "| method | granularity | perplexity [95%] | increase vs dense [95%] | prune time (s) |",
+            "|---|---|---|---|---|",
         ]
-        lines += [f"| {x['method']} | {x['granularity']} 50% | {x['ppl']:.2f} | {x['prune_s']:.1f} |" for x in r["methods"]]
+        lines += [
+            f"| {x['method']} | {x['granularity']} 50% | {cell(x, 2)} | {drop_cell(x, 2)} | {x['prune_s']:.1f} |" for x in r["methods"]
+        ]
     return "\n".join(lines) + "\n"
 
 

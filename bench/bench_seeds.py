@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench_engine import machine  # noqa: E402  (this folder is on sys.path when run as a script)
 from pruning.data import calibration_batches, load_classification, load_lm_text  # noqa: E402
-from pruning.evaluate import evaluate, perplexity  # noqa: E402
+from pruning.evaluate import evaluate, paired_difference  # noqa: E402
 from pruning.models import load_model  # noqa: E402
 from pruning.prune import prune  # noqa: E402
 from pruning.request import PruneRequest  # noqa: E402
@@ -59,7 +59,13 @@ class Table:
         self.json_path, self.md_path = out / f"seeds{suffix}.json", out / f"seeds{suffix}.md"
         self.res = {"machine": machine(), "commit": _commit(), "args": vars(args), "rows": []}
 
-    def add(self, **row):
+    def add(self, ev: dict, vs: tuple[str, dict] | None = None, **row):
+        """One row: ``ev`` (an ``evaluate()`` result) gives value, 95% interval and n; ``vs``
+        (label, baseline evaluation on the same items) gives the paired drop against it."""
+        row.update({k: ev[k] for k in ("metric", "value", "ci_low", "ci_high", "n")})
+        if vs is not None:
+            diff = paired_difference(vs[1], ev)
+            row.update({"vs": vs[0], **{k: diff[k] for k in ("drop", "drop_ci_low", "drop_ci_high", "within_noise")}})
         self.res["rows"].append(row)
         print(" | ".join(f"{k}={_fmt(v)}" for k, v in row.items()), flush=True)
         self.json_path.write_text(json.dumps(self.res, indent=2, default=float))
@@ -71,13 +77,22 @@ class Table:
             f"Machine: {m['cpu']}, {m['threads']} torch threads, torch {m['torch']}, Python {m['python']}. "
             f"Commit {self.res['commit']}. Arguments: {json.dumps(self.res['args'])}",
             "",
-            "| section | model | method | granularity | sparsity | metric | value | eval size | seed | budget | seconds |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
+            "Every value with its 95% interval (accuracy: Wilson; perplexity: bootstrap over windows); `drop` is the "
+            "paired difference against the row named in `vs` on the same items (positive: this row is worse), with "
+            "its paired bootstrap interval.",
+            "",
+            "| section | model | method | granularity | sparsity | metric | value [95%] | vs | drop [95%] | eval size | seed | budget | seconds |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in self.res["rows"]:
+            drop = "-"
+            if "drop" in r:
+                noise = " (within noise)" if r["within_noise"] else ""
+                drop = f"{r['drop']:+.4f} [{r['drop_ci_low']:+.4f}, {r['drop_ci_high']:+.4f}]{noise}"
             lines.append(
-                f"| {r['section']} | {r['model']} | {r['method']} | {r['granularity']} | {_fmt(r['sparsity'])} | "
-                f"{r['metric']} | {_fmt(r['value'])} | {r['eval']} | {r['seed']} | {r['budget']} | {_fmt(r['seconds'])} |"
+                f"| {r['section']} | {r['model']} | {r['method']} | {r['granularity']} | {_fmt(r['sparsity'])} | {r['metric']} | "
+                f"{r['value']:.4f} [{r['ci_low']:.4f}, {r['ci_high']:.4f}] | {r.get('vs', '-')} | {drop} | {r['eval']} | "
+                f"{r['seed']} | {r['budget']} | {_fmt(r['seconds'])} |"
             )
         return "\n".join(lines) + "\n"
 
@@ -110,9 +125,9 @@ class Classifier:
         self.eval = f"test n={self.n_eval}"
         self.dense = self.accuracy(None)
 
-    def accuracy(self, result) -> float:
+    def accuracy(self, result) -> dict:
         over = None if result is None else result.overrides(self.loaded)
-        return evaluate(self.loaded, self.data, over, max_examples=self.n_eval, split="test")["value"]
+        return evaluate(self.loaded, self.data, over, max_examples=self.n_eval, split="test")
 
 
 def bench_randomized(args, table: Table, clf: Classifier):
@@ -121,33 +136,38 @@ def bench_randomized(args, table: Table, clf: Classifier):
     params = {"k": k, "steps": steps, "final_steps": final, "eval_every": 5 if args.quick else 10, "randomness": args.randomness}
     total = k * steps + final
     task = T.task_data(clf.loaded, clf.data, holdout=256, batch_size=16, seed=seed)
-    common = {"section": "randomized", "model": "minilm-rt", "granularity": "layer", "metric": "accuracy", "eval": clf.eval, "seed": seed}
+    common = {"section": "randomized", "model": "minilm-rt", "granularity": "layer", "eval": clf.eval, "seed": seed}
     for s in args.sparsities:
         mag, t = timed(lambda: prune(clf.loaded, R("magnitude", s, "layer", seed=seed)))
-        table.add(**common, method="magnitude one-shot", sparsity=s, value=clf.accuracy(mag), budget="no training", seconds=t)
+        mag_ev = clf.accuracy(mag)
+        table.add(mag_ev, ("dense", clf.dense), **common, method="magnitude one-shot", sparsity=s, budget="no training", seconds=t)
         cheap, t = timed(lambda: prune(clf.loaded, R("randomized", s, "layer", params={**params, "selection": "cheap"}, seed=seed), data=clf.data))
         table.add(
-            **common, method=f"randomized cheap (K={k}, r={args.randomness})", sparsity=s, value=clf.accuracy(cheap),
-            budget="no training; selection on 256 held-out train sentences", seconds=t,
+            clf.accuracy(cheap), ("magnitude one-shot", mag_ev), **common, method=f"randomized cheap (K={k}, r={args.randomness})",
+            sparsity=s, budget="no training; selection on 256 held-out train sentences", seconds=t,
         )
         ft, t = timed(lambda: T.finetune_masked(clf.loaded, mag.masks, task, total, method="magnitude+ft", seed=seed))
-        table.add(**common, method="magnitude + fine-tune", sparsity=s, value=clf.accuracy(ft), budget=f"{total} steps x 16", seconds=t)
+        ft_ev = clf.accuracy(ft)
+        table.add(ft_ev, ("dense", clf.dense), **common, method="magnitude + fine-tune", sparsity=s, budget=f"{total} steps x 16", seconds=t)
         early, t = timed(lambda: prune(clf.loaded, R("randomized", s, "layer", params={**params, "selection": "early"}, seed=seed), data=clf.data))
         table.add(
-            **common, method=f"randomized early (K={k}, r={args.randomness})", sparsity=s, value=clf.accuracy(early),
-            budget=f"{total} steps x 16 ({k}x{steps} + {final})", seconds=t,
+            clf.accuracy(early), ("magnitude + fine-tune", ft_ev), **common, method=f"randomized early (K={k}, r={args.randomness})",
+            sparsity=s, budget=f"{total} steps x 16 ({k}x{steps} + {final})", seconds=t,
         )
 
 
 def bench_mgpp(args, table: Table, clf: Classifier):
     seed = args.seed
     params = {"steps": 60, "t0": 10, "t1": 40, "interval": 5, "history_points": 3} if args.quick else {"steps": 200, "t0": 30, "t1": 140, "interval": 10}
-    common = {"section": "mgpp", "model": "minilm-rt", "granularity": "global", "metric": "accuracy", "eval": clf.eval, "seed": seed}
+    common = {"section": "mgpp", "model": "minilm-rt", "granularity": "global", "eval": clf.eval, "seed": seed}
     budget = f"{params['steps']} steps x 16, t0={params['t0']}, t1={params['t1']}, every {params['interval']}"
     for s in args.sparsities:
+        base = ("dense", clf.dense)
         for method in ("gmp", "mgpp"):
             result, t = timed(lambda: prune(clf.loaded, R(method, s, "global", params=params, seed=seed), data=clf.data))
-            table.add(**common, method=method, sparsity=s, value=clf.accuracy(result), budget=budget, seconds=t)
+            ev = clf.accuracy(result)
+            table.add(ev, base, **common, method=method, sparsity=s, budget=budget, seconds=t)
+            base = ("gmp", ev)
 
 
 def sds_params(args, base: str) -> dict:
@@ -162,16 +182,24 @@ def sds_params(args, base: str) -> dict:
 def bench_sds_classifier(args, table: Table, clf: Classifier):
     seed = args.seed
     calib = calibration_batches(clf.loaded, None, n_samples=args.calib, seed=seed)
-    common = {"section": "sds", "model": "minilm-rt", "metric": "accuracy", "eval": clf.eval, "seed": seed}
+    common = {"section": "sds", "model": "minilm-rt", "eval": clf.eval, "seed": seed}
+    budget = f"calibration {args.calib} sentences"
+    sds_pairs(args, table, clf.loaded, clf.accuracy, clf.dense, calib, common, budget)
+
+
+def sds_pairs(args, table: Table, loaded, evaluate_result, dense: dict, calib, common: dict, budget: str) -> None:
+    """Each base method one-shot (against dense) and SDS started from it (against that one-shot)."""
+    seed = args.seed
     for base in args.sds_bases:
         for gran in args.sds_granularities:
-            one, t = timed(lambda: prune(clf.loaded, R(base, 0.5, gran, seed=seed), calibration=calib))
-            budget = f"calibration {args.calib} sentences"
-            table.add(**common, method=base, granularity=gran, sparsity=0.5, value=clf.accuracy(one), budget=budget, seconds=t)
-            sds, t = timed(lambda: prune(clf.loaded, R("sds", 0.5, gran, params=sds_params(args, base), seed=seed), calibration=calib))
+            one, t = timed(lambda: prune(loaded, R(base, 0.5, gran, seed=seed), calibration=calib))
+            one_ev = evaluate_result(one)
+            table.add(one_ev, ("dense", dense), **common, method=base, granularity=gran, sparsity=0.5, budget=budget, seconds=t)
+            sds, t = timed(lambda: prune(loaded, R("sds", 0.5, gran, params=sds_params(args, base), seed=seed), calibration=calib))
+            p = sds.info["params"]
             table.add(
-                **common, method=f"sds from {base}", granularity=gran, sparsity=0.5, value=clf.accuracy(sds),
-                budget=f"{budget}; {sds.info['params']['iters']} dense + {sds.info['params']['adjust_iters']} adjust iterations",
+                evaluate_result(sds), (base, one_ev), **common, method=f"sds from {base}", granularity=gran, sparsity=0.5,
+                budget=f"{budget}; {p['iters']} dense + {p['adjust_iters']} adjust iterations, rule {p.get('adjust_rule', '-')}",
                 seconds=t,
             )
 
@@ -187,22 +215,16 @@ def bench_sds_lm(args, table: Table):
     calib = calibration_batches(loaded, "rt-plots", n_samples=args.calib, seq_len=256, seed=seed)
 
     def ppl(result):
-        return perplexity(loaded, text.eval_text, None if result is None else result.overrides(loaded), seq_len=seq_len, max_windows=windows)
+        ev = evaluate(loaded, text, None if result is None else result.overrides(loaded), max_examples=windows)
+        if ev["seq_len"] != seq_len:
+            raise SystemExit(f"error: evaluated on windows of {ev['seq_len']} tokens, not {seq_len}")
+        return ev
 
-    common = {"section": "sds", "model": "smollm2-135m", "metric": "perplexity", "eval": f"{name}, {windows}x{seq_len} tokens", "seed": seed}
+    common = {"section": "sds", "model": "smollm2-135m", "eval": f"{name}, {windows}x{seq_len} tokens", "seed": seed}
     budget = f"calibration {args.calib}x256 tokens of rt-plots train text"
     dense, t = timed(lambda: ppl(None))
-    table.add(**common, method="dense", granularity="-", sparsity=0.0, value=dense, budget="-", seconds=t)
-    for base in args.sds_bases:
-        for gran in args.sds_granularities:
-            one, t = timed(lambda: prune(loaded, R(base, 0.5, gran, seed=seed), calibration=calib))
-            table.add(**common, method=base, granularity=gran, sparsity=0.5, value=ppl(one), budget=budget, seconds=t)
-            sds, t = timed(lambda: prune(loaded, R("sds", 0.5, gran, params=sds_params(args, base), seed=seed), calibration=calib))
-            table.add(
-                **common, method=f"sds from {base}", granularity=gran, sparsity=0.5, value=ppl(sds),
-                budget=f"{budget}; {sds.info['params']['iters']} dense + {sds.info['params']['adjust_iters']} adjust iterations",
-                seconds=t,
-            )
+    table.add(dense, **common, method="dense", granularity="-", sparsity=0.0, budget="-", seconds=t)
+    sds_pairs(args, table, loaded, ppl, dense, calib, common, budget)
 
 
 def main() -> None:
@@ -233,8 +255,8 @@ def main() -> None:
     if only in (None, "randomized", "mgpp", "sds", "sds-classifier", "minilm"):
         clf = Classifier(args)
         table.add(
-            section="dense", model="minilm-rt", method="dense", granularity="-", sparsity=0.0, metric="accuracy",
-            value=clf.dense, eval=clf.eval, seed=args.seed, budget="-", seconds=0.0,
+            clf.dense, section="dense", model="minilm-rt", method="dense", granularity="-", sparsity=0.0,
+            eval=clf.eval, seed=args.seed, budget="-", seconds=0.0,
         )
     if only in (None, "sds", "sds-classifier", "minilm"):
         bench_sds_classifier(args, table, clf)

@@ -114,7 +114,9 @@ def draw_schedule(history: list, schedule: dict, prior: dict | None, done, seed:
     c2.metric("Sparsity (exact zeros)", ui.pct(last["sparsity"]), help=f"target {schedule['s_f']:.1%}; the cubic schedule's value now: {last['target_sparsity']:.1%}")
     metric = last.get("metric") or "metric"
     value = last.get("value")
-    c3.metric(f"Held-out {metric}", "n/a" if value is None else (ui.pct(value) if metric == "accuracy" else f"{value:,.2f}"), help="on a held-out slice of the TRAINING data")
+    shown = "n/a" if value is None else (ui.pct(value) if metric == "accuracy" else f"{value:,.2f}")
+    where = "on a held-out slice of the TRAINING data" + (f": {I.metric_text(last, held_out=True)}" if "ci_low" in last else "")
+    c3.metric(f"Held-out {metric}", shown, help=where)
     if prior is not None and last.get("prior_threshold") is not None:
         c4.metric(
             "Prior threshold w*",
@@ -269,7 +271,8 @@ def draw_stages(steps: list, info: dict | None, done, seed: int) -> None:
     for col, r in zip(c, rows.to_dict("records")):
         value = r["value"]
         shown = "" if value is None else (f" · {ui.pct(value)}" if r["metric"] == "accuracy" else f" · ppl {value:,.1f}")
-        col.metric(r["stage"], f"{r['zero_fraction']:.1%} zeros", help=r["what"] + (f"; held-out {r['metric']}{shown}" if shown else ""))
+        detail = f"; held-out {I.metric_text(r, held_out=True)}" if shown and pd.notna(r.get("ci_low")) else (f"; held-out {r['metric']}{shown}" if shown else "")
+        col.metric(r["stage"], f"{r['zero_fraction']:.1%} zeros", help=r["what"] + detail)
 
     st.subheader("Weights after each step")
     limit = V.common_limit([x["sample"] for x in steps])

@@ -233,7 +233,7 @@ class _SdsRun:
         entry["zero_fraction"] = sum(int((w == 0).sum()) for w in weights.values()) / sum(w.numel() for w in weights.values())
         if self.task is not None:
             ev = T.held_out_metric(model, self.task)
-            entry.update({"metric": ev["metric"], "value": ev["value"], "held_out_loss": ev["loss"]})
+            entry.update({**{k: ev[k] for k in ("metric", "value", "ci_low", "ci_high", "n")}, "held_out_loss": ev["loss"]})
         self.ctx.emit("step", entry)
         self.steps.append(entry)
 

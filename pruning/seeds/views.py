@@ -114,7 +114,7 @@ def spike_share(history: Sequence[dict]) -> list[dict]:
 
 
 def sds_stage_rows(steps: Sequence[dict]) -> list[dict]:
-    """One row per SDS stage: ``stage, what, zero_fraction, metric, value, held_out_loss``."""
+    """One row per SDS stage: ``stage, what, zero_fraction, metric, value, ci_low, ci_high, n, held_out_loss``."""
     return [
         {
             "stage": s["stage"],
@@ -122,6 +122,9 @@ def sds_stage_rows(steps: Sequence[dict]) -> list[dict]:
             "zero_fraction": s.get("zero_fraction"),
             "metric": s.get("metric"),
             "value": s.get("value"),
+            "ci_low": s.get("ci_low"),
+            "ci_high": s.get("ci_high"),
+            "n": s.get("n"),
             "held_out_loss": s.get("held_out_loss"),
         }
         for s in steps
