@@ -8,6 +8,9 @@ directly.
 
 from __future__ import annotations
 
+import functools
+import json
+
 import altair as alt
 import pandas as pd
 
@@ -62,25 +65,33 @@ def concat_columns(parts: list[dict]) -> pd.DataFrame:
     return pd.DataFrame({c: np.concatenate([p[c] for p in parts]) for c in parts[0]})
 
 
-def _stacked(bins: pd.DataFrame, by: list[str]) -> pd.DataFrame:
-    """Add ``y0, y1``: pruned at the bottom of each bin, kept on top (bars with x and x2 need explicit y and y2)."""
+def _stack_order(keys: list, status, counts):
+    """``(order, y0, y1)``: rows sorted by ``keys`` (factorized columns) with pruned before kept in each
+    group, and each row's bar from ``y0`` to ``y1`` stacked within its group."""
     import numpy as np
 
-    df = bins.reset_index(drop=True)
-    keys = [pd.factorize(df[c])[0] for c in by] + [pd.factorize(df["left"])[0]]
-    rank = np.where(df["status"].to_numpy() == "pruned", 0, 1)
+    rank = np.where(np.asarray(status) == "pruned", 0, 1)
     order = np.lexsort([rank] + keys[::-1])
-    groups = np.zeros(len(df), dtype=np.int64)
+    groups = np.zeros(len(rank), dtype=np.int64)
     for k in keys:
         groups = groups * (int(k.max()) + 1 if len(k) else 1) + k
     g = groups[order]
-    counts = df["count"].to_numpy()[order]
+    counts = np.asarray(counts)[order]
     total = np.cumsum(counts)
     starts = np.r_[0, np.flatnonzero(np.diff(g)) + 1] if len(g) else np.array([], dtype=int)
     before = np.repeat(total[starts] - counts[starts], np.diff(np.r_[starts, len(g)])) if len(g) else total
+    y1 = total - before
+    return order, y1 - counts, y1
+
+
+def _stacked(bins: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Add ``y0, y1``: pruned at the bottom of each bin, kept on top (bars with x and x2 need explicit y and y2)."""
+    df = bins.reset_index(drop=True)
+    keys = [pd.factorize(df[c])[0] for c in by] + [pd.factorize(df["left"])[0]]
+    order, y0, y1 = _stack_order(keys, df["status"].to_numpy(), df["count"].to_numpy())
     out = df.iloc[order].copy()
-    out["y1"] = total - before
-    out["y0"] = out["y1"] - counts
+    out["y1"] = y1
+    out["y0"] = y0
     return out
 
 
@@ -190,6 +201,37 @@ def histogram_panel(bins: pd.DataFrame, title: str, width: int = 190, height: in
         )
         .properties(title=alt.TitleParams(title, fontSize=11, limit=width), width=width, height=height)
     )
+
+
+@functools.lru_cache(maxsize=16)
+def _panel_template(width: int, height: int) -> str:
+    """The Vega-Lite spec of an empty :func:`histogram_panel`, without its data (JSON, built once)."""
+    empty = pd.DataFrame({"left": [0.0], "right": [1.0], "count": [0], "status": ["kept"]})
+    spec = histogram_panel(empty, "", width, height).to_dict()
+    spec.pop("datasets", None)
+    spec.pop("data", None)
+    return json.dumps(spec)
+
+
+def histogram_panel_spec(bins: pd.DataFrame, title: str, width: int = 190, height: int = 100) -> dict:
+    """:func:`histogram_panel` as a Vega-Lite spec with its rows inline, for ``st.vega_lite_chart``,
+    from a template built once: a page that draws dozens of panels on every slider move skips
+    building and validating an Altair chart, and a table conversion, for each."""
+    import numpy as np
+
+    _require(bins, ["left", "right", "count", "status"], "histogram_panel_spec")
+    left, right = bins["left"].to_numpy(dtype=float), bins["right"].to_numpy(dtype=float)
+    status, count = bins["status"].to_numpy(), bins["count"].to_numpy()
+    order, y0, y1 = _stack_order([np.unique(left, return_inverse=True)[1]], status, count)
+    spec = json.loads(_panel_template(int(width), int(height)))
+    spec["title"]["text"] = title
+    spec["data"] = {
+        "values": [
+            {"left": float(left[i]), "right": float(right[i]), "count": int(count[i]), "status": str(status[i]), "y0": int(a), "y1": int(b)}
+            for i, a, b in zip(order.tolist(), y0.tolist(), y1.tolist())
+        ]
+    }
+    return spec
 
 
 def ridgeline(bins: pd.DataFrame, order: list, spike: float | None = None, overlap: float = 1.6) -> alt.Chart:
@@ -786,3 +828,34 @@ def agreement_picture(cells: pd.DataFrame, a: str, b: str, title: str = "") -> a
         )
         .properties(title=title, height=320 + LEGEND_SPACE)
     )
+
+
+# ---------------------------------------------------------------- serving charts
+def unvalidated(chart):
+    """``chart`` whose ``to_dict()``, which ``st.altair_chart`` calls on every rerun, skips Altair's
+    schema validation: about half of a chart's conversion, paid on every slider move (and under
+    Streamlit's process-wide Altair lock, so by every session in turn). Each builder's spec is
+    validated by its test instead (``type(chart).to_dict(chart)``); anything else passes through."""
+    if isinstance(chart, alt.TopLevelMixin):
+        object.__setattr__(chart, "to_dict", functools.partial(type(chart).to_dict, chart, validate=False))
+    return chart
+
+
+def serve_unvalidated(namespace: dict) -> None:
+    """Wrap every public function defined in the module ``namespace`` so that the charts it returns
+    are :func:`unvalidated` (called at the end of each chart-builder module)."""
+    import inspect
+
+    for name, fn in list(namespace.items()):
+        if name.startswith("_") or not inspect.isfunction(fn) or fn.__module__ != namespace["__name__"]:
+            continue
+        if name in ("unvalidated", "serve_unvalidated"):
+            continue
+
+        def wrapped(*args, _build=fn, **kwargs):
+            return unvalidated(_build(*args, **kwargs))
+
+        namespace[name] = functools.wraps(fn)(wrapped)
+
+
+serve_unvalidated(globals())

@@ -14,7 +14,6 @@ from types import SimpleNamespace
 
 import pandas as pd
 
-from . import resources
 
 
 def _as_result(mask_set) -> SimpleNamespace:
@@ -41,17 +40,22 @@ def run_files(loaded, mask_set, evaluation: dict | None = None) -> dict[str, byt
 
         folder = folder_of(mask_set.method)
         return {MASKS_FILE: (folder / MASKS_FILE).read_bytes(), REPORT_FILE: (folder / REPORT_FILE).read_bytes()}
-    key = ("run-files", mask_set.key, json.dumps(evaluation, sort_keys=True, default=str))
-    return resources.memo(key, lambda: build(loaded, _as_result(mask_set), evaluation))
+    return build(loaded, _as_result(mask_set), evaluation)
 
 
 def mask_set_buttons(container, loaded, mask_set, evaluation: dict | None = None, key: str = "") -> None:
-    """Two buttons: the masks and the report of ``mask_set``, as ``prune`` writes them."""
-    files = run_files(loaded, mask_set, evaluation)
+    """Two buttons: the masks and the report of ``mask_set``, as ``prune`` writes them.
+
+    The files are made when a button is clicked (Streamlit calls the function then, on
+    its own thread), not on every script run: the report counts every layer's mask,
+    which would add a few hundred milliseconds to each slider move."""
+    from pruning.runs import MASKS_FILE, REPORT_FILE
+
     c1, c2 = container.columns(2)
-    for col, (name, data) in zip((c1, c2), files.items()):
+    for col, name in zip((c1, c2), (MASKS_FILE, REPORT_FILE)):
         mime = "application/json" if name.endswith(".json") else "application/octet-stream"
-        col.download_button(f"Download {name}", data, file_name=name, mime=mime, key=f"dl_{key}_{name}")
+        make = (lambda name=name: run_files(loaded, mask_set, evaluation)[name])
+        col.download_button(f"Download {name}", make, file_name=name, mime=mime, key=f"dl_{key}_{name}")
 
 
 def table_button(container, df: pd.DataFrame, file_name: str, key: str, label: str = "Download CSV") -> None:

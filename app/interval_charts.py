@@ -137,3 +137,6 @@ def candidate_bars_ci(df: pd.DataFrame, value_title: str, reference: dict | None
     )
     layers = [bars, dots] if reference is None else [_band(reference, "deterministic mask", value_title, fmt), bars, dots]
     return alt.layer(*layers).properties(height=260)
+
+
+charts.serve_unvalidated(globals())

@@ -132,7 +132,7 @@ def small_multiples(s, loaded, mask_set, hide_zeros: bool) -> None:
         kept = to_numpy(mask_set.masks[r.name]).ravel()[idx]
         bins = charts.histogram_frame(histogram(sample, kept, bins=30, hide_zeros=hide_zeros))
         title = f"block {r.block} · {layer_role(r.name)[1]}" if r.block is not None else ui.short_layer(r.name)
-        ui.tile(row, PANEL_WIDTH + 45).altair_chart(charts.histogram_panel(bins, title, width=PANEL_WIDTH), width="content")
+        ui.tile(row, PANEL_WIDTH + 45).vega_lite_chart(spec=charts.histogram_panel_spec(bins, title, width=PANEL_WIDTH), width="content")
     st.caption(
         "Each panel: a fixed random sample of 4,000 weights of the layer (all of them when smaller), kept (blue) and pruned (grey); "
         "blocks in order, and inside a block q, k, v, attention out, FFN in, FFN out. Each panel has its own axes."
