@@ -273,6 +273,10 @@ def test_every_page_moves_with_the_slider(browser, app_url, shot_dirs):
         assert_no_errors(page, title)
         if stem != "learn":
             assert page.locator('[data-testid="stVegaLiteChart"]').count() >= 1, f"{title}: no chart"
+        if stem == "sensitivity":  # the ranked layers with their intervals, not the heatmap above them
+            heading = page.get_by_role("heading", name="Most sensitive layers")
+            heading.evaluate("e => e.scrollIntoView({block: 'start'})")
+            page.wait_for_timeout(500)
         screenshot(page, stem, shot_dirs)
         direction = "ArrowLeft" if direction == "ArrowRight" else "ArrowRight"
     for d in shot_dirs:
@@ -326,8 +330,10 @@ def test_method_steps_runs_mgpp_on_a_budget_set_in_the_sidebar(browser, app_url,
     page.goto(app_url + "/steps")
     settled(page)
     page.get_by_role("button", name="MGPP (mixture Gaussian prior)").click()
-    settled(page)
+    # the click's rerun may start after a first settle on a slow machine: wait for what it draws
     run = page.get_by_role("button", name="Run MGPP")
+    run.wait_for(timeout=WAIT_MS)
+    settled(page)
     assert run.count() == 1, "a trained method must wait for the Run button"
     assert page.locator('[data-testid="stVegaLiteChart"]').count() == 0
     page.locator('[data-testid="stSidebar"]').get_by_text("Parameters of mgpp").click()
@@ -414,13 +420,15 @@ def test_a_view_opens_from_a_url_with_its_settings(browser, app_url):
     assert page.locator("h1", has_text="Weights").count() == 1
     assert float(slider(page).input_value()) == pytest.approx(0.7)
     assert "method wanda" in numbers(page)  # the settings line under the title
-    assert any(t.startswith("Layer sparsity") and t.endswith("70.0%") for t in page.locator('[data-testid="stMetric"]').all_inner_texts())
+    assert metric_value(page, "Layer sparsity") == "70.0%"  # waits for the metric to be drawn
     move_slider(page, "ArrowLeft", 1)  # the address follows the sidebar
     settled(page)
     page.wait_for_function("() => location.search.includes('sparsity=0.65')")
     page.goto(f"{app_url}/masks?method=nonsense&sparsity=7")
     settled(page)
-    warnings = " ".join(page.locator('[data-testid="stSidebar"] [data-testid="stAlertContentWarning"]').all_inner_texts())
+    alerts = page.locator('[data-testid="stSidebar"] [data-testid="stAlertContentWarning"]')
+    alerts.first.wait_for(timeout=WAIT_MS)
+    warnings = " ".join(alerts.all_inner_texts())
     assert "method='nonsense'" in warnings and "sparsity='7'" in warnings
     assert_no_errors(page, "masks from a bad URL")
     page.context.close()
@@ -446,6 +454,9 @@ def test_score_picture_of_wanda(browser, app_url, shot_dirs):
 
 
 def metric_value(page, label: str) -> str:
+    """The value of the metric whose label starts with ``label``, waiting (up to WAIT_MS) for it to be drawn:
+    on a loaded machine a rerun's elements can arrive after the status widget says the run ended."""
+    page.locator('[data-testid="stMetricLabel"]', has_text=label).first.wait_for(timeout=WAIT_MS)
     metrics = page.locator('[data-testid="stMetric"]')
     for i in range(metrics.count()):
         if metrics.nth(i).locator('[data-testid="stMetricLabel"]').inner_text().strip().startswith(label):
