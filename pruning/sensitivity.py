@@ -22,6 +22,14 @@ in a private copy of the model, by modules that replay the recorded values.
 The held values must fit ``memory_mb``; without room for the layer outputs
 only whole blocks are skipped, and without room for the hidden states every
 evaluation is a full pass (the result says which mode ran).
+
+Two more savings, both exact up to float rounding. A classifier whose head reads
+the first position only (BERT's pooler) needs the last block at that position
+alone, except as keys and values (:mod:`pruning.first_position`); the probe
+checks this shortcut against the dense logits of every batch before any point
+uses it, and compares each point with dense logits computed the same way. An
+LM's dense log-probabilities are kept when they fit what the budget leaves, so
+no point re-applies the output head to the dense states.
 """
 
 from __future__ import annotations
@@ -45,19 +53,47 @@ SIGNALS = ("kl", "drop")
 
 
 # ---------------------------------------------------------------- the KL signal
+WIDE_VOCAB = 1024  # above this many outputs the KL is computed in float32 (an LM's 49,152: memory and time)
+
+
+def _kl_dtype(width: int) -> torch.dtype:
+    return torch.float64 if width <= WIDE_VOCAB else torch.float32
+
+
+def dense_log_probs(dense_logits: torch.Tensor) -> torch.Tensor:
+    """The dense side of :func:`kl_divergence`, to compute once and reuse for many pruned outputs."""
+    return torch.log_softmax(dense_logits.to(_kl_dtype(dense_logits.shape[-1])), dim=-1)
+
+
+def kl_from_log_probs(dense_logp: torch.Tensor, pruned_logits: torch.Tensor) -> torch.Tensor:
+    """KL(dense || pruned) per row from the dense log-probabilities (:func:`dense_log_probs`)."""
+    p = torch.log_softmax(pruned_logits.to(dense_logp.dtype), dim=-1)
+    return (dense_logp.exp() * (dense_logp - p)).sum(dim=-1).clamp_min(0.0)
+
+
 def kl_divergence(dense_logits: torch.Tensor, pruned_logits: torch.Tensor) -> torch.Tensor:
-    """KL(dense || pruned) over the last dimension, per row: ``sum p_d (log p_d - log p_p)``, in float64."""
-    d = torch.log_softmax(dense_logits.double(), dim=-1)
-    p = torch.log_softmax(pruned_logits.double(), dim=-1)
-    return (d.exp() * (d - p)).sum(dim=-1).clamp_min(0.0)
+    """KL(dense || pruned) over the last dimension, per row: ``sum p_d (log p_d - log p_p)``; in
+    float64 for a classifier's few outputs, in float32 over an LM's vocabulary."""
+    return kl_from_log_probs(dense_log_probs(dense_logits), pruned_logits)
 
 
 def kl_items(metric: str, dense_logits: torch.Tensor, pruned_logits: torch.Tensor) -> np.ndarray:
     """Per-item KL: per example (classifier logits (B, C)), or per window the mean over its
     predicted positions (causal-LM logits (B, T, V); the last position predicts nothing evaluated)."""
+    return kl_items_from_log_probs(metric, kl_reference(metric, dense_logits), pruned_logits)
+
+
+def kl_items_from_log_probs(metric: str, dense_logp: torch.Tensor, pruned_logits: torch.Tensor) -> np.ndarray:
+    """:func:`kl_items` with the dense side already turned into log-probabilities (the same
+    positions: a causal LM's last position dropped, see :func:`kl_reference`)."""
     if metric == "accuracy":
-        return kl_divergence(dense_logits, pruned_logits).numpy()
-    return kl_divergence(dense_logits[:, :-1], pruned_logits[:, :-1]).mean(dim=1).numpy()
+        return kl_from_log_probs(dense_logp, pruned_logits).double().numpy()
+    return kl_from_log_probs(dense_logp, pruned_logits[:, :-1]).double().mean(dim=1).numpy()
+
+
+def kl_reference(metric: str, dense_logits: torch.Tensor) -> torch.Tensor:
+    """The dense log-probabilities :func:`kl_items_from_log_probs` compares against."""
+    return dense_log_probs(dense_logits if metric == "accuracy" else dense_logits[:, :-1])
 
 
 def kl_columns(kl: np.ndarray, weights: np.ndarray | None, seed: int = 0) -> dict:
@@ -116,6 +152,7 @@ class SensitivityProbe:
         self.budget = float(memory_mb) * 2**20
         self._reference: list = []
         self._placed = None
+        self.first_position, self._dense_logp = False, None
         if not runs_in_place(loaded):  # another device, dtype or offloading: full passes, dense logits kept on the host
             self._placed = lambda overrides: model_runner(self.model, overrides, placement_of(loaded))
             self._head = None
@@ -131,7 +168,11 @@ class SensitivityProbe:
         if handle is not None:
             handle.remove()
         self.mode = self._mode(cache)
+        self._dense_logp = self._keep_log_probs()
         self._record: _BlockRecord | None = None
+        self._reuse: tuple | None = None  # (layer, record, private copy, state) of the last evaluation
+        self._reference_first: list = []  # the dense logits by the shortcut: KL compares like with like
+        self.first_position = self._check_first_position()
 
     def _mode(self, cache: bool) -> str:
         """``cached`` when a block's hidden states in and out plus its layers' outputs fit the
@@ -146,13 +187,31 @@ class SensitivityProbe:
         widest = max(sum(i.shape[0] for i in layers if i.block == b) for b in {i.block for i in layers})
         if 2 * hidden > self.budget:
             return "full"
-        return "cached" if 2 * hidden + 4 * tokens * widest <= self.budget else "blocks"
+        if 2 * hidden + 4 * tokens * widest <= self.budget:
+            self._held = 2 * hidden + 4 * tokens * widest
+            return "cached"
+        self._held = 2 * hidden
+        return "blocks"
+
+    def _keep_log_probs(self) -> list | None:
+        """An LM's dense log-probabilities per batch, when they fit what the budget has left after
+        the activations: every point then skips re-applying the output head to the dense states
+        and the dense half of the KL. Otherwise ``None`` (both are recomputed per point)."""
+        if self.mode == "full" or self._head is None:
+            return None
+        tokens = sum(int(b["input_ids"].numel()) for b in self.plan.batches)
+        if self._held + 4 * tokens * int(self._head.weight.shape[0]) > self.budget:
+            return None
+        with torch.inference_mode():
+            return [kl_reference(self.plan.metric, self._dense_logits(i)) for i in range(len(self.plan.batches))]
 
     def _keep_logits(self, i: int, logits: torch.Tensor) -> None:
         if self._head is None:
             self._reference.append(logits.detach().to("cpu", copy=True))
 
-    def _dense_logits(self, i: int) -> torch.Tensor:
+    def _dense_logits(self, i: int, first_position: bool = False) -> torch.Tensor:
+        if first_position:
+            return self._reference_first[i]
         if self._head is None:
             return self._reference[i]
         return self._head(self._reference[i])
@@ -164,13 +223,23 @@ class SensitivityProbe:
         raise PruneScopeError(f"layer {name} is not inside a transformer block")
 
     # ------------------------------------------------------------ recording
-    def _runner(self, replaced: dict[str, list], overrides: dict, state: dict):
-        """``run(**inputs)`` on a private copy with ``replaced`` modules replaying per-batch values."""
-        from .evaluate import check_overrides
+    def _private(self, replaced: dict[str, list], state: dict, first_position: bool = False) -> nn.Module:
+        """A private copy with ``replaced`` modules replaying per-batch values (and, with
+        ``first_position``, the last block computed at the position the head reads)."""
+        from .first_position import use_first_position
 
         private = shallow_copy(self.model)
         for path, outputs in replaced.items():
             private.set_submodule(path, _Replay(outputs, state))
+        if first_position:
+            use_first_position(private.get_submodule(self.blocks[-1][0]))
+        return private
+
+    def _runner(self, replaced: dict[str, list], overrides: dict, state: dict, private: nn.Module | None = None):
+        """``run(**inputs)`` on a private copy (``private``, or a new one) with ``overrides``."""
+        from .evaluate import check_overrides
+
+        private = private if private is not None else self._private(replaced, state)
         tensors = check_overrides(self.model, overrides)
         counter = iter(range(len(self.plan.batches)))
 
@@ -179,6 +248,27 @@ class SensitivityProbe:
             return functional_call(private, tensors, (), inputs, strict=False)
 
         return run, private
+
+    def _check_first_position(self) -> bool:
+        """Whether the last block may run at the head's position only: a model whose head reads
+        the first position (:mod:`pruning.first_position`), checked against the dense logits of
+        every evaluation batch (largest difference at most 1e-4) before any point uses it."""
+        from .evaluate import run_plan
+        from .first_position import supports_first_position
+
+        if self.mode == "full" or self._head is not None or not supports_first_position(self.model, self.blocks[-1][1]):
+            return False
+        private, worst = self._private({}, {}, first_position=True), [0.0]
+
+        def compare(i, logits):
+            worst[0] = max(worst[0], float((logits.float() - self._reference[i].float()).abs().max()))
+            self._reference_first.append(logits.detach().to("cpu", copy=True))
+
+        try:
+            run_plan(self.plan, lambda **inputs: private(**inputs), seed=self.seed, on_logits=compare)
+        except Exception:  # noqa: BLE001 - a layout it does not handle: full blocks, as before
+            return False
+        return worst[0] <= 1e-4
 
     def _prefix_replays(self, record: _BlockRecord) -> dict[str, list]:
         if record.inputs is None:
@@ -254,17 +344,38 @@ class SensitivityProbe:
                     replaced[f"{prefix}.{other}"] = record.linear_out[other]
         return replaced
 
+    def _private_for(self, name: str) -> tuple[nn.Module, dict, bool]:
+        """The private copy that evaluates a change of layer ``name`` (the same one for every
+        sparsity of a layer: building a copy costs tens of milliseconds), its replay state, and
+        whether its last block runs at the first position only."""
+        replaced = self._replays(name)
+        if self._reuse is not None and self._reuse[0] == name and self._reuse[1] is self._record:
+            return self._reuse[2], self._reuse[3], self._reuse[4]
+        state: dict = {}
+        first_position = self.first_position and self.block_of(name) < len(self.blocks) - 1
+        private = self._private(replaced, state, first_position)
+        self._reuse = (name, self._record, private, state, first_position)
+        return private, state, first_position
+
     def evaluate(self, name: str, overrides: dict, on_logits=None) -> tuple[dict, np.ndarray]:
         """The evaluation with ``overrides`` (which change layer ``name`` only) and its per-item KL.
 
         ``on_logits(i, logits)`` also sees each batch's logits (to compare with full passes)."""
         from .evaluate import run_plan
 
-        run = self._placed(overrides) if self._placed is not None else self._runner(self._replays(name), overrides, {})[0]
+        first_position = False
+        if self._placed is not None:
+            run = self._placed(overrides)
+        else:
+            private, state, first_position = self._private_for(name)
+            run = self._runner({}, overrides, state, private)[0]
         kls: list[np.ndarray] = []
 
         def keep(i, logits):
-            kls.append(kl_items(self.plan.metric, self._dense_logits(i), logits.cpu()))
+            if self._dense_logp is not None:
+                kls.append(kl_items_from_log_probs(self.plan.metric, self._dense_logp[i], logits.cpu()))
+            else:
+                kls.append(kl_items(self.plan.metric, self._dense_logits(i, first_position), logits.cpu()))
             if on_logits is not None:
                 on_logits(i, logits)
 

@@ -137,3 +137,54 @@ def test_allocation_meets_the_target_and_spares_sensitive_layers():
         mean = sum(params[n] * s for n, s in alloc.items()) / sum(params.values())
         assert mean == pytest.approx(0.5, abs=1e-4)
         assert alloc[most] < alloc["c"] < alloc[least]
+
+
+def test_the_last_block_at_the_first_position_equals_the_whole_block(tiny_bert, data):
+    """With padding in the batch, the shortcut's output is the block's own output at position 0."""
+    from pruning.first_position import first_position_forward, supports_first_position
+
+    block = tiny_bert.model.bert.encoder.layer[1]
+    assert supports_first_position(tiny_bert.model, block)
+    inputs = tiny_bert.tokenizer(["great fun", "not a good story at all , very dull"], padding=True, return_tensors="pt")
+    assert int((inputs["attention_mask"] == 0).sum()) > 0  # padding present
+    seen = {}
+    handle = block.register_forward_hook(lambda m, args, out: seen.update(args=args, out=out))
+    try:
+        with torch.inference_mode():
+            tiny_bert.model(**inputs)
+            hidden, mask = seen["args"][0], seen["args"][1]
+            first = first_position_forward(block, hidden, mask)
+    finally:
+        handle.remove()
+    out = seen["out"][0] if isinstance(seen["out"], tuple) else seen["out"]
+    assert first.shape == (hidden.shape[0], 1, hidden.shape[2])
+    assert float((first[:, 0] - out[:, 0]).abs().max()) <= 1e-5
+
+
+def test_the_first_position_shortcut_is_used_only_where_checked(tiny_bert, tiny_llama, data, text, monkeypatch):
+    bert_plan = evaluation_plan(tiny_bert, data, None, "test")
+    assert SensitivityProbe(tiny_bert, bert_plan).first_position  # BERT classifier: checked on every batch
+    assert not SensitivityProbe(tiny_bert, bert_plan, cache=False).first_position  # full passes stay full
+    assert not SensitivityProbe(tiny_llama, evaluation_plan(tiny_llama, text, None, "test")).first_position  # an LM reads every position
+    import pruning.first_position as fp
+
+    monkeypatch.setattr(fp, "first_position_forward", lambda block, hidden, *a, **k: hidden[:, :1] * 2.0)
+    assert not SensitivityProbe(tiny_bert, bert_plan).first_position  # a shortcut that disagrees is not used
+
+
+def test_an_lm_probe_keeps_the_dense_log_probs_only_within_its_budget(tiny_llama, text):
+    """Kept, every point skips the dense head and the dense half of the KL; the KL is the same."""
+    from pruning.models import layer_weight
+
+    plan = evaluation_plan(tiny_llama, text, None, "test")
+    kept = SensitivityProbe(tiny_llama, plan)
+    assert kept.mode == "cached" and kept._dense_logp is not None
+    vocab = int(tiny_llama.model.get_output_embeddings().weight.shape[0])
+    tokens = sum(int(b["input_ids"].numel()) for b in plan.batches)
+    tight = SensitivityProbe(tiny_llama, plan, memory_mb=(kept._held + 2 * tokens * vocab) / 2**20)  # half of what they need
+    assert tight.mode == "cached" and tight._dense_logp is None
+    name = "model.layers.1.mlp.down_proj"
+    w = layer_weight(tiny_llama.model, name)
+    overrides = masked_overrides(tiny_llama, compute_masks({name: magnitude_scores(w)}, 0.7, "layer", {name: w}))
+    kl_kept, kl_tight = kept.evaluate(name, overrides)[1], tight.evaluate(name, overrides)[1]
+    assert float(kl_kept.min()) > 0 and np.allclose(kl_kept, kl_tight, rtol=1e-6, atol=1e-12)

@@ -93,3 +93,18 @@ def test_paired_interval_needs_the_same_items():
 def test_within_noise_is_about_covering_zero():
     assert within_noise(-0.1, 0.2) and within_noise(0.0, 0.3)
     assert not within_noise(0.01, 0.2) and not within_noise(-0.3, -0.01)
+
+
+def test_a_seeded_resample_table_is_drawn_once_and_equals_a_fresh_generator():
+    """Hundreds of intervals over the same items (a sensitivity run) reuse one seeded table of
+    resample counts: the numbers are exactly those of a fresh generator with that seed."""
+    from pruning.stats import _draws
+
+    values = np.arange(40, dtype=np.float64) % 7
+    fresh = bootstrap_means(values, rng=np.random.default_rng(3))
+    assert np.array_equal(bootstrap_means(values, seed=3), fresh)
+    assert np.array_equal(bootstrap_means(values, seed=3), fresh)  # second call: the cached table
+    table = _draws(40, 2000, None, 3)
+    assert table is _draws(40, 2000, None, 3) and not table.flags.writeable
+    assert np.array_equal(table.sum(axis=1), np.full(2000, 40.0))  # each resample draws 40 items
+    assert _draws(40, 2000, np.random.default_rng(3), 3) is not table  # an explicit generator draws anew
