@@ -324,11 +324,16 @@ def run_point(pt: Point, args, models: Models) -> Path:
     return path
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
+def write_text_atomic(path: Path, text: str) -> None:
+    """Written to a temporary sibling, then renamed: never seen half-written."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1, default=float))
+    tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    write_text_atomic(path, json.dumps(data, indent=1, default=float))
 
 
 # ---------------------------------------------------------------- time estimates
@@ -519,7 +524,7 @@ def write_report(out: Path) -> Path:
         *pair_report(out, "Randomized selection vs magnitude (minilm-rt, per layer)", rand_rows, ("magnitude", "randomized")),
     ]
     path = out.parent / "claims.md"
-    path.write_text("\n".join(lines) + "\n")
+    write_text_atomic(path, "\n".join(lines) + "\n")
     return path
 
 
