@@ -177,7 +177,10 @@ class EvalPlan:
         if self.metric == "accuracy":
             return (logits.argmax(dim=-1).cpu() == self.gold[self.batches[i]["order"]]).numpy()
         w = self.batches[i]["input_ids"].to(logits.device)
-        nll = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2).float(), w[:, 1:], reduction="none")
+        batch, length, vocab = logits.shape
+        # one row per predicted token: a reduction over contiguous memory (the (B, V, T) layout is ~6x slower)
+        flat = logits[:, :-1].reshape(-1, vocab).float()
+        nll = torch.nn.functional.cross_entropy(flat, w[:, 1:].reshape(-1), reduction="none").view(batch, length - 1)
         return nll.double().mean(dim=1).cpu().numpy()
 
     def ordered(self, values: Sequence[np.ndarray]) -> np.ndarray:

@@ -65,10 +65,12 @@ def dense_log_probs(dense_logits: torch.Tensor) -> torch.Tensor:
     return torch.log_softmax(dense_logits.to(_kl_dtype(dense_logits.shape[-1])), dim=-1)
 
 
-def kl_from_log_probs(dense_logp: torch.Tensor, pruned_logits: torch.Tensor) -> torch.Tensor:
-    """KL(dense || pruned) per row from the dense log-probabilities (:func:`dense_log_probs`)."""
+def kl_from_log_probs(dense_logp: torch.Tensor, pruned_logits: torch.Tensor, dense_p: torch.Tensor | None = None) -> torch.Tensor:
+    """KL(dense || pruned) per row from the dense log-probabilities (:func:`dense_log_probs`)
+    and, when kept too, the dense probabilities ``dense_p`` (their ``exp``: the same numbers)."""
     p = torch.log_softmax(pruned_logits.to(dense_logp.dtype), dim=-1)
-    return (dense_logp.exp() * (dense_logp - p)).sum(dim=-1).clamp_min(0.0)
+    probs = dense_logp.exp() if dense_p is None else dense_p
+    return (probs * (dense_logp - p)).sum(dim=-1).clamp_min(0.0)
 
 
 def kl_divergence(dense_logits: torch.Tensor, pruned_logits: torch.Tensor) -> torch.Tensor:
@@ -83,12 +85,12 @@ def kl_items(metric: str, dense_logits: torch.Tensor, pruned_logits: torch.Tenso
     return kl_items_from_log_probs(metric, kl_reference(metric, dense_logits), pruned_logits)
 
 
-def kl_items_from_log_probs(metric: str, dense_logp: torch.Tensor, pruned_logits: torch.Tensor) -> np.ndarray:
+def kl_items_from_log_probs(metric: str, dense_logp: torch.Tensor, pruned_logits: torch.Tensor, dense_p=None) -> np.ndarray:
     """:func:`kl_items` with the dense side already turned into log-probabilities (the same
     positions: a causal LM's last position dropped, see :func:`kl_reference`)."""
     if metric == "accuracy":
-        return kl_from_log_probs(dense_logp, pruned_logits).double().numpy()
-    return kl_from_log_probs(dense_logp, pruned_logits[:, :-1]).double().mean(dim=1).numpy()
+        return kl_from_log_probs(dense_logp, pruned_logits, dense_p).double().numpy()
+    return kl_from_log_probs(dense_logp, pruned_logits[:, :-1], dense_p).double().mean(dim=1).numpy()
 
 
 def kl_reference(metric: str, dense_logits: torch.Tensor) -> torch.Tensor:
@@ -194,16 +196,17 @@ class SensitivityProbe:
         return "blocks"
 
     def _keep_log_probs(self) -> list | None:
-        """An LM's dense log-probabilities per batch, when they fit what the budget has left after
-        the activations: every point then skips re-applying the output head to the dense states
+        """An LM's dense log-probabilities and probabilities per batch, when they fit what the
+        budget has left after the activations: every point then skips re-applying the output head to the dense states
         and the dense half of the KL. Otherwise ``None`` (both are recomputed per point)."""
         if self.mode == "full" or self._head is None:
             return None
         tokens = sum(int(b["input_ids"].numel()) for b in self.plan.batches)
-        if self._held + 4 * tokens * int(self._head.weight.shape[0]) > self.budget:
+        if self._held + 2 * 4 * tokens * int(self._head.weight.shape[0]) > self.budget:  # log-probs and probs
             return None
         with torch.inference_mode():
-            return [kl_reference(self.plan.metric, self._dense_logits(i)) for i in range(len(self.plan.batches))]
+            logps = [kl_reference(self.plan.metric, self._dense_logits(i)) for i in range(len(self.plan.batches))]
+            return [(lp, lp.exp()) for lp in logps]
 
     def _keep_logits(self, i: int, logits: torch.Tensor) -> None:
         if self._head is None:
@@ -373,7 +376,8 @@ class SensitivityProbe:
 
         def keep(i, logits):
             if self._dense_logp is not None:
-                kls.append(kl_items_from_log_probs(self.plan.metric, self._dense_logp[i], logits.cpu()))
+                logp, probs = self._dense_logp[i]
+                kls.append(kl_items_from_log_probs(self.plan.metric, logp, logits.cpu(), probs))
             else:
                 kls.append(kl_items(self.plan.metric, self._dense_logits(i, first_position), logits.cpu()))
             if on_logits is not None:
