@@ -66,7 +66,8 @@ def first_position_forward(block: nn.Module, hidden_states: torch.Tensor, attent
     if mask is not None and mask.dim() == 4 and mask.shape[-2] == length:
         mask = mask[..., :1, :]  # the query row of position 0
     scale = getattr(sa, "scaling", size**-0.5)
-    attn = F.scaled_dot_product_attention(split(sa.query(first)), split(sa.key(hidden_states)), split(sa.value(hidden_states)), attn_mask=mask, scale=scale)
+    q, k, v = split(sa.query(first)), split(sa.key(hidden_states)), split(sa.value(hidden_states))
+    attn = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
     attn = attn.transpose(1, 2).reshape(batch, 1, heads * size)
     return block.feed_forward_chunk(block.attention.output(attn, first))
 

@@ -172,7 +172,7 @@ class SensitivityProbe:
         self.mode = self._mode(cache)
         self._dense_logp = self._keep_log_probs()
         self._record: _BlockRecord | None = None
-        self._reuse: tuple | None = None  # (layer, record, private copy, state) of the last evaluation
+        self._reuse: tuple | None = None  # (layer, record, private copy, state, first position) of the last evaluation
         self._reference_first: list = []  # the dense logits by the shortcut: KL compares like with like
         self.first_position = self._check_first_position()
 
@@ -197,8 +197,9 @@ class SensitivityProbe:
 
     def _keep_log_probs(self) -> list | None:
         """An LM's dense log-probabilities and probabilities per batch, when they fit what the
-        budget has left after the activations: every point then skips re-applying the output head to the dense states
-        and the dense half of the KL. Otherwise ``None`` (both are recomputed per point)."""
+        budget has left after the activations: every point then skips re-applying the output
+        head to the dense states and the dense half of the KL. Otherwise ``None`` (both are
+        recomputed per point)."""
         if self.mode == "full" or self._head is None:
             return None
         tokens = sum(int(b["input_ids"].numel()) for b in self.plan.batches)
