@@ -341,9 +341,7 @@ def sequential_prune(
     model = private_copy(loaded.model)
     blocks = transformer_blocks(model)
     batch = merge_batches(calibration, pad_id=_pad_id(loaded))
-    token_mask = batch["attention_mask"].bool().to(place.torch_device)
-    if bool(token_mask.all()):
-        token_mask = None  # no padding: every position is a calibration token
+    token_mask = _token_mask(batch, place)
     args, kwargs = _first_block_inputs(loaded, model, blocks, batch, place)
     hidden, rest = args[0], tuple(args[1:])
     spans = _sample_spans(model, hidden, place, order, chunk)
@@ -363,6 +361,12 @@ def sequential_prune(
     if missing:
         raise PruneScopeError(f"these layers are not inside a transformer block, so calibration never reached them: {missing[:3]}")
     return walk.masks, walk.new_weights
+
+
+def _token_mask(batch: dict, place) -> torch.Tensor | None:
+    """Which positions are calibration tokens, or ``None`` when there is no padding (all are)."""
+    mask = batch["attention_mask"].bool().to(place.torch_device)
+    return None if bool(mask.all()) else mask
 
 
 def _sample_spans(model: nn.Module, hidden: torch.Tensor, place, order: str, chunk: int | None) -> list[tuple[int, int]]:
