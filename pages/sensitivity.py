@@ -136,11 +136,16 @@ def render() -> None:
         return
     ui.data_note(data)
     layer_rows = resources.layers(s, loaded)
+    metric = "perplexity" if loaded.task == "causal-lm" else "accuracy"
+    held_out = (
+        "windows each, from the calibration part of the text (disjoint from the text Overview evaluates)"
+        if metric == "perplexity"
+        else "examples each (validation split; Overview evaluates the test split)"
+    )
     st.caption(
         f"{len(layer_rows)} layers x {len(sparsities)} sparsities = {len(layer_rows) * len(sparsities)} evaluations of "
-        f"{s.eval_size} examples each (validation split)."
+        f"{s.eval_size} {held_out}."
     )
-    metric = "perplexity" if loaded.task == "causal-lm" else "accuracy"
     ans = resources.sensitivity(s, loaded, data, method, sparsities)
     idle = "Press **Measure sensitivity**: each layer is pruned alone and the model evaluated; results stay cached."
     job, _ = ui.run_view(ans, "Measure sensitivity", "ps_sens_run", idle, draw=lambda box, r: draw(box, r, metric))

@@ -361,7 +361,9 @@ def evaluate(
     Classification: ``accuracy`` on ``data.split(split)`` (``data`` a
     :class:`pruning.data.ClassificationData` or a source name; default
     rotten-tomatoes), first ``max_examples`` sentences. Causal LM: ``perplexity``
-    on ``data.eval_text`` (default rt-plots), first ``max_examples`` windows.
+    on ``data.eval_text`` (default rt-plots), first ``max_examples`` windows; with
+    ``split="validation"`` on the windows of ``data.train_text`` instead, so that a
+    choice made on them (Layer sensitivity's allocation) is judged on other text.
     Returns ``{"metric", "value", "ci_low", "ci_high", "n", "higher_is_better",
     ..., "per_item"}``: accuracy's interval is Wilson's; perplexity's a percentile
     bootstrap over windows (``seed``). ``per_item`` holds numpy arrays for paired
@@ -394,8 +396,12 @@ def evaluation_plan(loaded, data=None, max_examples: int | None = None, split: s
         if isinstance(data, ClassificationData):
             raise PruneScopeError("a causal language model is evaluated on plain text (perplexity), not on labelled sentences")
         data = load_lm_text(data) if not isinstance(data, LMText) else data
+        if split == "validation":  # held out from the evaluated text: the calibration part's windows
+            plan = lm_plan(loaded, data.train_text, None, max_examples, 1)
+            plan.info = {"dataset": data.name, "split": "validation", "text": "the calibration part, disjoint from the evaluated text"}
+            return plan
         plan = lm_plan(loaded, data.eval_text, None, max_examples, 1)
-        plan.info = {"dataset": data.name}
+        plan.info = {"dataset": data.name, "split": split}
         return plan
     raise PruneScopeError(
         f"{loaded.name} is a bare encoder with no task head, so it has no accuracy or perplexity; "

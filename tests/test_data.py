@@ -139,6 +139,24 @@ def test_a_single_text_file_is_cut_into_disjoint_parts(tmp_path, tiny_llama):
     assert "evaluation" in text.info["parts"]["eval"] and "calibration" in text.info["parts"]["train"]
 
 
+def test_an_lm_is_validated_on_the_calibration_part_never_on_the_evaluated_text(tmp_path, tiny_llama):
+    """Layer sensitivity measures on split="validation": for an LM, the windows of the part that
+    the evaluation never reads, so an allocation chosen there is judged on other text."""
+    from pruning.evaluate import evaluation_plan, lm_plan
+
+    path = tmp_path / "wiki.test.raw"
+    path.write_text("".join(f" line {i} of the only file .\n" for i in range(400)))
+    text = load_lm_text(str(path))
+
+    def windows(plan):
+        return torch.cat([b["input_ids"] for b in plan.batches])
+
+    held_out, evaluated = evaluation_plan(tiny_llama, text, None, "validation"), evaluation_plan(tiny_llama, text, None, "test")
+    assert torch.equal(windows(held_out), windows(lm_plan(tiny_llama, text.train_text)))
+    assert torch.equal(windows(evaluated), windows(lm_plan(tiny_llama, text.eval_text)))
+    assert held_out.info["split"] == "validation" and "disjoint" in held_out.info["text"]
+
+
 def test_calibration_refuses_data_with_only_evaluated_sentences():
     data = ClassificationData("dev only", {"validation": (["a"], [0]), "test": (["a"], [0])}, ["n", "p"])
     from pruning.data import training_texts
