@@ -25,9 +25,12 @@ evaluation is a full pass (the result says which mode ran).
 
 Two more savings, both exact up to float rounding. A classifier whose head reads
 the first position only (BERT's pooler) needs the last block at that position
-alone, except as keys and values (:mod:`pruning.first_position`); the probe
-checks this shortcut against the dense logits of every batch before any point
-uses it, and compares each point with dense logits computed the same way. An
+alone, with the key and value projections folded into that one query
+(:mod:`pruning.first_position`); the probe checks this shortcut against the
+dense logits of every batch before any point uses it, and compares each point
+with dense logits computed the same way. The last block's own layers run it
+too, with no layer replayed there (the whole block costs less than one layer
+of a full-length block). An
 LM's dense log-probabilities are kept when they fit what the budget leaves, so
 no point re-applies the output head to the dense states.
 """
@@ -42,7 +45,6 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 from torch import nn
-from torch.func import functional_call
 
 from .errors import PruneScopeError
 from .functional import shallow_copy
@@ -104,6 +106,35 @@ def kl_columns(kl: np.ndarray, weights: np.ndarray | None, seed: int = 0) -> dic
     mean = float(np.sum(kl * w) / np.sum(w))
     low, high = mean_interval(kl, w, seed=seed)
     return {"kl": mean, "kl_ci_low": low, "kl_ci_high": high}
+
+
+def _put_in_place(private: nn.Module, tensors: dict[str, torch.Tensor]):
+    """Put ``tensors`` (parameter name -> value) into the private copy ``private`` in place of its
+    parameters, in every module holding the same parameter (tied weights stay tied); returns
+    the function that puts the originals back. Cheaper per batch than ``functional_call``,
+    which re-walks the whole module tree on every call. Only for a copy no one else runs:
+    the shared model's module objects are never touched (the copy has its own)."""
+    if not tensors:
+        return lambda: None
+    owners: dict[int, list] = {}
+    for _, module in private.named_modules(remove_duplicate=False):
+        for attr, param in module._parameters.items():
+            if param is not None:
+                owners.setdefault(id(param), []).append((module, attr, param))
+    swapped = []
+    for key, value in tensors.items():
+        owner_name, _, attr = key.rpartition(".")
+        original = private.get_submodule(owner_name)._parameters[attr]
+        replacement = nn.Parameter(value, requires_grad=False)
+        for module, name, param in owners[id(original)]:
+            module._parameters[name] = replacement
+            swapped.append((module, name, param))
+
+    def undo() -> None:
+        for module, name, param in swapped:
+            module._parameters[name] = param
+
+    return undo
 
 
 # ---------------------------------------------------------------- replaying recorded values
@@ -240,18 +271,19 @@ class SensitivityProbe:
         return private
 
     def _runner(self, replaced: dict[str, list], overrides: dict, state: dict, private: nn.Module | None = None):
-        """``run(**inputs)`` on a private copy (``private``, or a new one) with ``overrides``."""
+        """``run(**inputs)`` on a private copy (``private``, or a new one) with ``overrides`` put in
+        place on it (see :func:`_put_in_place`; the caller restores it with the returned undo)."""
         from .evaluate import check_overrides
 
         private = private if private is not None else self._private(replaced, state)
-        tensors = check_overrides(self.model, overrides)
+        undo = _put_in_place(private, check_overrides(self.model, overrides))
         counter = iter(range(len(self.plan.batches)))
 
         def run(**inputs):
             state["batch"] = next(counter)
-            return functional_call(private, tensors, (), inputs, strict=False)
+            return private(**inputs)
 
-        return run, private
+        return run, private, undo
 
     def _check_first_position(self) -> bool:
         """Whether the last block may run at the head's position only: a model whose head reads
@@ -282,7 +314,7 @@ class SensitivityProbe:
     def _capture(self, index: int, inputs: list | None) -> _BlockRecord | None:
         """Run the dense model up to the end of block ``index`` for every batch, recording its values."""
         record = _BlockRecord(index, inputs)
-        run, private = self._runner(self._prefix_replays(record), {}, {})
+        run, private, _ = self._runner(self._prefix_replays(record), {}, {})
         prefix = self.blocks[index][0]
         block = private.get_submodule(prefix)
         first_inputs: dict[str, torch.Tensor] = {}
@@ -341,6 +373,8 @@ class SensitivityProbe:
         prefix = self.blocks[index][0]
         replaced = self._prefix_replays(record)
         local = name[len(prefix) + 1 :]
+        if self.first_position and index == len(self.blocks) - 1:
+            return replaced  # the last block at the first position costs little: its own layers all run
         if record.linear_out and local in record.order:
             before = record.order[: record.order.index(local)]
             for other in before + record.groups.get(local, []):
@@ -356,7 +390,7 @@ class SensitivityProbe:
         if self._reuse is not None and self._reuse[0] == name and self._reuse[1] is self._record:
             return self._reuse[2], self._reuse[3], self._reuse[4]
         state: dict = {}
-        first_position = self.first_position and self.block_of(name) < len(self.blocks) - 1
+        first_position = self.first_position
         private = self._private(replaced, state, first_position)
         self._reuse = (name, self._record, private, state, first_position)
         return private, state, first_position
@@ -372,7 +406,7 @@ class SensitivityProbe:
             run = self._placed(overrides)
         else:
             private, state, first_position = self._private_for(name)
-            run = self._runner({}, overrides, state, private)[0]
+            run, _, undo = self._runner({}, overrides, state, private)
         kls: list[np.ndarray] = []
 
         def keep(i, logits):
@@ -384,7 +418,11 @@ class SensitivityProbe:
             if on_logits is not None:
                 on_logits(i, logits)
 
-        ev = run_plan(self.plan, run, seed=self.seed, on_logits=keep)
+        try:
+            ev = run_plan(self.plan, run, seed=self.seed, on_logits=keep)
+        finally:
+            if self._placed is None:
+                undo()  # the copy is reused for the layer's next sparsity: back to dense
         return ev, self.plan.ordered(kls)
 
 

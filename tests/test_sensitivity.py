@@ -161,9 +161,39 @@ def test_the_last_block_at_the_first_position_equals_the_whole_block(tiny_bert, 
     assert float((first[:, 0] - out[:, 0]).abs().max()) <= 1e-5
 
 
+@pytest.mark.parametrize("boolean", [False, True])
+def test_folded_attention_equals_attention_over_projected_keys_and_values(boolean):
+    """One query over every position, keys and values folded into it, against projecting them."""
+    from pruning.first_position import _attend_folded
+
+    g = torch.Generator().manual_seed(0)
+    batch, length, heads, size = 3, 7, 4, 5
+    hidden = heads * size
+    key, value = torch.nn.Linear(hidden, hidden), torch.nn.Linear(hidden, hidden)
+    x = torch.randn(batch, length, hidden, generator=g)
+    q = torch.randn(batch, heads, size, generator=g)
+    keep = torch.ones(batch, 1, 1, length, dtype=torch.bool)
+    keep[0, ..., 5:] = False  # padding in the first sequence
+    mask = keep if boolean else torch.zeros(keep.shape).masked_fill(~keep, torch.finfo(torch.float32).min)
+
+    def split(t):
+        return t.view(batch, length, heads, size).transpose(1, 2)
+
+    with torch.no_grad():
+        expect = torch.nn.functional.scaled_dot_product_attention(
+            q[:, :, None], split(key(x)), split(value(x)), attn_mask=mask, scale=1.0
+        )[:, :, 0]
+        got = _attend_folded(q, key, value, x, mask, heads, size)
+    assert got.shape == (batch, heads, size)
+    assert float((got - expect).abs().max()) <= 1e-5
+
+
 def test_the_first_position_shortcut_is_used_only_where_checked(tiny_bert, tiny_llama, data, text, monkeypatch):
     bert_plan = evaluation_plan(tiny_bert, data, None, "test")
-    assert SensitivityProbe(tiny_bert, bert_plan).first_position  # BERT classifier: checked on every batch
+    probe = SensitivityProbe(tiny_bert, bert_plan)
+    assert probe.first_position  # BERT classifier: checked on every batch
+    # the last block runs at the first position for its own layers too: nothing of it is replayed
+    assert set(probe._replays("bert.encoder.layer.1.attention.self.key")) == {"bert.encoder.layer.0"}
     assert not SensitivityProbe(tiny_bert, bert_plan, cache=False).first_position  # full passes stay full
     assert not SensitivityProbe(tiny_llama, evaluation_plan(tiny_llama, text, None, "test")).first_position  # an LM reads every position
     import pruning.first_position as fp
