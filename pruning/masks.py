@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -288,10 +288,13 @@ class MaskRanker:
         self._ranks: dict[str, object] = {}
         self._nm: dict[tuple[int, int], Masks] = {}
 
-    def _layer_ranks(self) -> dict[str, torch.Tensor]:
-        if "layer" not in self._ranks:
-            self._ranks["layer"] = {n: descending_ranks(s.flatten()).view(s.shape) for n, s in self.scores.items()}
-        return self._ranks["layer"]  # type: ignore[return-value]
+    def _layer_ranks(self, names: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+        """Each layer's ranks within itself, made on first use (of ``names``, or of every layer)."""
+        ranks = self._ranks.setdefault("layer", {})
+        for n in self.scores if names is None else names:
+            if n not in ranks:
+                ranks[n] = descending_ranks(self.scores[n].flatten()).view(self.scores[n].shape)
+        return ranks  # type: ignore[return-value]
 
     def _row_ranks(self) -> dict[str, torch.Tensor]:
         if "row" not in self._ranks:
@@ -316,24 +319,32 @@ class MaskRanker:
             self._ranks["global"] = out
         return self._ranks["global"]  # type: ignore[return-value]
 
-    def masks(self, sparsity: float, granularity: str | Granularity) -> Masks:
-        """Masks at ``sparsity`` (checked where the request was made) and ``granularity``."""
+    def masks(self, sparsity: float, granularity: str | Granularity, layers: Sequence[str] | None = None) -> Masks:
+        """Masks at ``sparsity`` (checked where the request was made) and ``granularity``; of
+        ``layers`` alone when given (a layer's mask does not depend on the others', except
+        globally, where the threshold is still taken over every layer)."""
         g = parse_granularity(granularity)
+        names = list(self.scores) if layers is None else list(layers)
         if g.is_nm:
             key = (g.n, g.m)
-            if key not in self._nm:
-                self._nm[key] = {n: nm_mask(s, g.n, g.m) for n, s in self.scores.items()}
-            return self._nm[key]
+            cached = self._nm.setdefault(key, {})
+            for n in names:
+                if n not in cached:
+                    cached[n] = nm_mask(self.scores[n], g.n, g.m)
+            return {n: cached[n] for n in names}
         if g.is_allocated:
             alloc = g.allocation_dict
-            return {n: _below(r, keep_count(r.numel(), alloc.get(n, 0.0))) for n, r in self._layer_ranks().items()}
+            ranks = self._layer_ranks(names)
+            return {n: _below(ranks[n], keep_count(ranks[n].numel(), alloc.get(n, 0.0))) for n in names}
         if g.kind == "layer":
-            return {n: _below(r, keep_count(r.numel(), sparsity)) for n, r in self._layer_ranks().items()}
+            ranks = self._layer_ranks(names)
+            return {n: _below(ranks[n], keep_count(ranks[n].numel(), sparsity)) for n in names}
         if g.kind == "row":
-            return {n: _below(r, keep_count(r.shape[1], sparsity)) for n, r in self._row_ranks().items()}
+            ranks = self._row_ranks()
+            return {n: _below(ranks[n], keep_count(ranks[n].shape[1], sparsity)) for n in names}
         ranks = self._global_ranks()
         k = keep_count(sum(r.numel() for r in ranks.values()), sparsity)
-        return {n: _below(r, k) for n, r in ranks.items()}
+        return {n: _below(ranks[n], k) for n in names}
 
 
 def _below(ranks: torch.Tensor, k: int) -> torch.Tensor:

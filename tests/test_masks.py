@@ -154,6 +154,12 @@ def test_ranker_matches_direct_computation(granularity):
         fast = ranker.masks(sparsity, granularity)
         for name in scores:
             assert torch.equal(direct[name], fast[name]), (granularity, sparsity, name)
+        # one layer at a time from a fresh ranker (its ranks made lazily, layer by layer): the
+        # same masks, the global threshold still over every layer
+        alone = MaskRanker(scores, weights)
+        for name in ("b", "a"):
+            one = alone.masks(sparsity, granularity, layers=[name])
+            assert list(one) == [name] and torch.equal(one[name], direct[name]), (granularity, sparsity, name)
 
 
 def test_overlap_by_hand():
