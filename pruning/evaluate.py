@@ -1,14 +1,13 @@
 """Accuracy and perplexity of a shared model under weight overrides.
 
 The loaded model is never modified. Pruned weights arrive as *overrides*
-(``dict[param_key, Tensor]``) and every forward pass runs through
-``torch.func.functional_call(copy, overrides, (), inputs)`` under
-``torch.inference_mode()``. ``functional_call`` swaps tensors on the module it
-is given for the length of the call, so it is never given the shared model:
-each evaluation builds a private structural copy (:func:`pruning.functional.shallow_copy`,
-which shares every tensor, so no memory is copied) and swaps on that. Any
-number of threads can therefore evaluate their own overrides on one model at
-once. With no overrides the shared model is only read.
+(``dict[param_key, Tensor]``), and each evaluation runs on a private structural
+copy of the model (:func:`pruning.functional.shallow_copy`, which shares every
+tensor, so no weight is copied) with the overrides put in place on it, under
+``torch.inference_mode()``; on the CPU the copy's float32 linear layers compute
+through oneDNN from packed weights (:mod:`pruning.onednn`, memory the size of
+those weights while the evaluation runs). Any number of threads can therefore
+evaluate their own overrides on one model at once; the shared model is only read.
 
 Tokenization is done once and cached: :func:`encode_sorted` for sentences
 (sorted by length so each batch is padded only to its own longest sentence)
@@ -53,20 +52,26 @@ def check_overrides(model: torch.nn.Module, overrides: Mapping[str, torch.Tensor
 def model_runner(model: torch.nn.Module, overrides: Mapping[str, torch.Tensor] | None = None, placement=None) -> Callable[..., object]:
     """A callable ``run(**inputs)`` evaluating ``model`` with ``overrides`` applied, thread-safely.
 
-    Dense (no overrides): the shared model itself. Otherwise ``functional_call``
-    on a private shallow copy of the model (shared tensors, own module objects).
+    On the CPU: a private shallow copy of the model (shared tensors, own module objects)
+    with the overrides put in place and its float32 linear layers packed for oneDNN
+    (:mod:`pruning.onednn`: the same products, faster where MKL is slow); without oneDNN,
+    the shared model itself when dense, else ``functional_call`` on a private copy.
     Off the plain CPU path (a GPU ``placement``, an offloaded model) a private copy is
     placed by accelerate (:func:`pruning.devices.dispatched_runner`).
     """
     from .devices import dispatched_runner, needs_dispatch
+    from .functional import shallow_copy, with_overrides
+    from .onednn import available, pack_linears
 
     tensors = check_overrides(model, overrides)
     if needs_dispatch(model, placement):
         return dispatched_runner(model, tensors, placement)
+    if available():
+        private = with_overrides(model, tensors) if tensors else shallow_copy(model)
+        pack_linears(private)
+        return lambda **inputs: private(**inputs)
     if not tensors:
         return lambda **inputs: model(**inputs)
-    from .functional import shallow_copy
-
     private = shallow_copy(model)
     return lambda **inputs: functional_call(private, tensors, (), inputs, strict=False)
 
