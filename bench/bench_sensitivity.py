@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -57,7 +58,7 @@ def compare(loaded, data, layers, sparsities, max_examples, method, calibration,
     for name in layers:
         for s in sparsities:
             start = time.perf_counter()
-            overrides = masked_overrides(loaded, {name: ranker.masks(s, "layer")[name]})
+            overrides = masked_overrides(loaded, ranker.masks(s, "layer", layers=[name]))
             mask_seconds += time.perf_counter() - start
             out = {}
             for kind, probe in probes.items():
@@ -88,10 +89,20 @@ def compare(loaded, data, layers, sparsities, max_examples, method, calibration,
     }
 
 
-def default_run(loaded, data, layers, sparsities, max_examples, method, calibration, memory_mb) -> dict:
-    start = time.perf_counter()
-    request = PruneRequest.make(method, granularity="layer", layers=layers)
-    rows = layer_sensitivity(loaded, data, request, sparsities, calibration=calibration, max_examples=max_examples, memory_mb=memory_mb)
+def default_run(loaded, data, layers, sparsities, max_examples, method, calibration, memory_mb, onednn: bool = True) -> dict:
+    """The public ``layer_sensitivity`` end to end; ``onednn=False`` runs it with MKL's linear
+    (``PRUNESCOPE_ONEDNN=0``, set by this script for the one call: it owns its process)."""
+    previous = os.environ.get("PRUNESCOPE_ONEDNN")
+    os.environ["PRUNESCOPE_ONEDNN"] = "1" if onednn else "0"
+    try:
+        start = time.perf_counter()
+        request = PruneRequest.make(method, granularity="layer", layers=layers)
+        rows = layer_sensitivity(loaded, data, request, sparsities, calibration=calibration, max_examples=max_examples, memory_mb=memory_mb)
+    finally:
+        if previous is None:
+            os.environ.pop("PRUNESCOPE_ONEDNN")
+        else:
+            os.environ["PRUNESCOPE_ONEDNN"] = previous
     told = sum(1 for r in rows if r["layer"] != "-" and r["distinguishable"])
     noisy = sum(1 for r in rows if r["layer"] != "-" and r["drop_ci_low"] <= 0 <= r["drop_ci_high"])
     return {"seconds": round(time.perf_counter() - start, 2), "rows": len(rows) - 1, "kl_excludes_0": told, "drop_within_noise": noisy}
@@ -105,6 +116,7 @@ def bench_minilm(args) -> dict:
     n = 16 if args.quick else 256
     out = {"model": "minilm-rt", "method": "magnitude", "layers": len(layers), "sparsities": list(sparsities), "examples": n}
     out["default_run"] = default_run(loaded, data, layers, sparsities, n, "magnitude", None, args.memory_mb)
+    out["default_run_mkl"] = default_run(loaded, data, layers, sparsities, n, "magnitude", None, args.memory_mb, onednn=False)
     out["compare"] = compare(loaded, data, layers, sparsities, n, "magnitude", None, 10**9, args.memory_mb)
     return out
 
@@ -124,7 +136,8 @@ def bench_smollm(args) -> dict:
 
 
 def markdown(result: dict) -> str:
-    lines = [f"Machine: {result['machine']['cpu']}, {result['machine']['threads']} threads", ""]
+    load = f"; load average {result['load_avg_before'][0]:.2f} before, {result['load_avg_after'][0]:.2f} after" if "load_avg_before" in result else ""
+    lines = [f"Machine: {result['machine']['cpu']}, {result['machine']['threads']} threads{load}", ""]
     lines += ["| model | points | items | cache | cached s | full s | ratio | max abs logit diff |", "|---|---|---|---|---|---|---|---|"]
     for r in result["runs"]:
         c = r["compare"]
@@ -136,6 +149,10 @@ def markdown(result: dict) -> str:
             lines += ["", f"{r['model']} default run ({r['layers']} layers x {len(r['sparsities'])} sparsities, {r['examples']} examples): "
                       f"{d['seconds']} s; KL interval excludes 0 in {d['kl_excludes_0']} of {d['rows']} rows, "
                       f"accuracy drop within noise in {d['drop_within_noise']}"]
+        if "default_run_mkl" in r:
+            m = r["default_run_mkl"]
+            lines += ["", f"{r['model']} the same run with MKL's linear (PRUNESCOPE_ONEDNN=0), in the same process: {m['seconds']} s "
+                      f"(oneDNN / MKL {r['default_run']['seconds'] / m['seconds']:.2f}x)"]
     return "\n".join(lines) + "\n"
 
 
@@ -158,12 +175,12 @@ def main() -> None:
     p.add_argument("--memory-mb", type=float, default=DEFAULT_MEMORY_MB)
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "sensitivity"))
     args = p.parse_args()
-    runs = []
+    runs, load_before = [], os.getloadavg()
     if args.only in (None, "minilm"):
         runs.append(bench_minilm(args))
     if args.only in (None, "smollm"):
         runs.append(bench_smollm(args))
-    result = {"machine": machine(), "peak_rss_mb": round(peak_rss_mb()), "quick": args.quick, "runs": runs}
+    result = {"machine": machine(), "load_avg_before": load_before, "load_avg_after": os.getloadavg(), "peak_rss_mb": round(peak_rss_mb()), "quick": args.quick, "runs": runs}
     write_results(result, Path(args.out), markdown)
 
 

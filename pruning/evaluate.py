@@ -181,11 +181,14 @@ class EvalPlan:
         """Per-item values of batch ``i``: correct (bool) per example, or mean NLL per window."""
         if self.metric == "accuracy":
             return (logits.argmax(dim=-1).cpu() == self.gold[self.batches[i]["order"]]).numpy()
-        w = self.batches[i]["input_ids"].to(logits.device)
-        batch, length, vocab = logits.shape
         # one row per predicted token: a reduction over contiguous memory (the (B, V, T) layout is ~6x slower)
-        flat = logits[:, :-1].reshape(-1, vocab).float()
-        nll = torch.nn.functional.cross_entropy(flat, w[:, 1:].reshape(-1), reduction="none").view(batch, length - 1)
+        return self.window_nll(i, torch.log_softmax(logits[:, :-1].float(), dim=-1))
+
+    def window_nll(self, i: int, log_probs: torch.Tensor) -> np.ndarray:
+        """Mean NLL per window of batch ``i`` from the float32 log-probabilities of its predicted
+        positions, ``(B, T - 1, V)`` (what ``cross_entropy`` computes, from its own log-softmax)."""
+        targets = self.batches[i]["input_ids"][:, 1:].to(log_probs.device)
+        nll = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1).neg()
         return nll.double().mean(dim=1).cpu().numpy()
 
     def ordered(self, values: Sequence[np.ndarray]) -> np.ndarray:
@@ -212,16 +215,18 @@ class EvalPlan:
         return {"metric": "perplexity", **out, "higher_is_better": False, **extra, **self.info, "per_item": {"nll": v, "tokens": tokens}}
 
 
-def run_plan(plan: EvalPlan, run: Callable[..., object], progress=None, seed: int = 0, on_logits=None) -> dict:
+def run_plan(plan: EvalPlan, run: Callable[..., object], progress=None, seed: int = 0, on_logits=None, items=None) -> dict:
     """Score every batch of ``plan`` with ``run(**inputs) -> output with .logits``; the :meth:`EvalPlan.result`.
 
-    ``on_logits(i, logits)``, when given, also sees each batch's logits (for divergences).
+    ``on_logits(i, logits)``, when given, also sees each batch's logits (for divergences);
+    ``items(i, logits)`` stands in for :meth:`EvalPlan.items` (giving the same values).
     """
     values = []
+    items = items or plan.items
     with torch.inference_mode():
         for i in range(len(plan.batches)):
             logits = run(**plan.inputs(i)).logits
-            values.append(plan.items(i, logits))
+            values.append(items(i, logits))
             if on_logits is not None:
                 on_logits(i, logits)
             _report(progress, i + 1, len(plan.batches), f"{plan.metric}: batch {i + 1}/{len(plan.batches)}")

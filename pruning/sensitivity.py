@@ -17,8 +17,12 @@ the layers reading the very same input (q/k/v, gate/up), give their dense
 outputs. So the dense hidden states entering the block and the dense outputs
 of the block's linear layers are recorded once per block (blocks are visited
 in order, one block's worth held at a time), and each evaluation runs only
-from the pruned layer onward: earlier blocks and those layers are replaced,
-in a private copy of the model, by modules that replay the recorded values.
+from the pruned layer onward: earlier blocks and those layers (and, when it fits,
+the embedding module whose output enters the first block) are replaced, in one
+private copy of the model that serves every point, by modules that replay the
+recorded values. Every pass of a probe runs its float32 CPU linear layers
+through oneDNN (:mod:`pruning.onednn`), dense passes and recordings too, so a
+point that changes nothing reproduces the dense outputs exactly.
 The held values must fit ``memory_mb``; without room for the layer outputs
 only whole blocks are skipped, and without room for the hidden states every
 evaluation is a full pass (the result says which mode ran).
@@ -70,9 +74,15 @@ def dense_log_probs(dense_logits: torch.Tensor) -> torch.Tensor:
 def kl_from_log_probs(dense_logp: torch.Tensor, pruned_logits: torch.Tensor, dense_p: torch.Tensor | None = None) -> torch.Tensor:
     """KL(dense || pruned) per row from the dense log-probabilities (:func:`dense_log_probs`)
     and, when kept too, the dense probabilities ``dense_p`` (their ``exp``: the same numbers)."""
-    p = torch.log_softmax(pruned_logits.to(dense_logp.dtype), dim=-1)
+    return kl_from_pruned_log_probs(dense_logp, torch.log_softmax(pruned_logits.to(dense_logp.dtype), dim=-1), dense_p)
+
+
+def kl_from_pruned_log_probs(dense_logp: torch.Tensor, pruned_logp: torch.Tensor, dense_p: torch.Tensor | None = None) -> torch.Tensor:
+    """:func:`kl_from_log_probs` from the pruned log-probabilities, which it overwrites: the terms
+    ``p_d (log p_d - log p)`` are computed in place, as ``(-log p + log p_d) p_d`` (the same
+    numbers: ``b + -a`` is ``b - a`` exactly), with no temporaries the size of an LM's logits."""
     probs = dense_logp.exp() if dense_p is None else dense_p
-    return (probs * (dense_logp - p)).sum(dim=-1).clamp_min(0.0)
+    return pruned_logp.neg_().add_(dense_logp).mul_(probs).sum(dim=-1).clamp_min(0.0)
 
 
 def kl_divergence(dense_logits: torch.Tensor, pruned_logits: torch.Tensor) -> torch.Tensor:
@@ -174,16 +184,17 @@ class SensitivityProbe:
     ``mode`` is ``"cached"``, ``"blocks"`` or ``"full"`` (see the module notes).
     """
 
-    def __init__(self, loaded, plan, memory_mb: float = DEFAULT_MEMORY_MB, cache: bool = True, seed: int = 0):
+    def __init__(self, loaded, plan, memory_mb: float = DEFAULT_MEMORY_MB, cache: bool = True, seed: int = 0, onednn: bool = True):
         from .devices import placement_of, runs_in_place
         from .evaluate import model_runner, run_plan
         from .models import transformer_blocks
 
-        self.loaded, self.plan, self.seed = loaded, plan, seed
+        self.loaded, self.plan, self.seed, self.onednn = loaded, plan, seed, onednn
         self.model = loaded.model
         self.blocks = transformer_blocks(self.model)
         self.budget = float(memory_mb) * 2**20
         self._reference: list = []
+        self._embedding: dict | None = None  # {path: per-batch outputs} of the module whose output enters block 0, when kept
         self._placed = None
         self.first_position, self._dense_logp = False, None
         if not runs_in_place(loaded):  # another device, dtype or offloading: full passes, dense logits kept on the host
@@ -192,7 +203,7 @@ class SensitivityProbe:
             self.dense = run_plan(plan, self._placed(None), seed=seed, on_logits=self._keep_logits)
             self.mode, self._record = "full", None
             return
-        private = shallow_copy(self.model)  # our hook never touches the shared model
+        private = self._copy()  # our hook never touches the shared model
         self._head = private.get_output_embeddings() if loaded.task == "causal-lm" else None
         handle = None
         if self._head is not None:  # an LM's logits are huge: keep the head's input, re-apply the head
@@ -203,7 +214,7 @@ class SensitivityProbe:
         self.mode = self._mode(cache)
         self._dense_logp = self._keep_log_probs()
         self._record: _BlockRecord | None = None
-        self._reuse: tuple | None = None  # (layer, record, private copy, state, first position) of the last evaluation
+        self._points: tuple | None = None  # (private copy, replay state, {path: module replaced}) evaluating every point
         self._reference_first: list = []  # the dense logits by the shortcut: KL compares like with like
         self.first_position = self._check_first_position()
 
@@ -222,9 +233,13 @@ class SensitivityProbe:
             return "full"
         if 2 * hidden + 4 * tokens * widest <= self.budget:
             self._held = 2 * hidden + 4 * tokens * widest
-            return "cached"
-        self._held = 2 * hidden
-        return "blocks"
+            mode = "cached"
+        else:
+            self._held, mode = 2 * hidden, "blocks"
+        if self._held + hidden <= self.budget:  # what enters the first block, held for the whole run
+            self._held += hidden
+            self._embedding = {}
+        return mode
 
     def _keep_log_probs(self) -> list | None:
         """An LM's dense log-probabilities and probabilities per batch, when they fit what the
@@ -258,12 +273,24 @@ class SensitivityProbe:
         raise PruneScopeError(f"layer {name} is not inside a transformer block")
 
     # ------------------------------------------------------------ recording
+    def _copy(self) -> nn.Module:
+        """A private copy of the model; with ``onednn``, its float32 CPU linear layers packed
+        for oneDNN (:mod:`pruning.onednn`). Every pass of a probe (dense, recording, points)
+        runs on such a copy, so the same values come out of the same arithmetic: a point
+        that changes nothing gives exactly the dense outputs (KL 0)."""
+        from .onednn import pack_linears
+
+        private = shallow_copy(self.model)
+        if self.onednn:
+            pack_linears(private)
+        return private
+
     def _private(self, replaced: dict[str, list], state: dict, first_position: bool = False) -> nn.Module:
         """A private copy with ``replaced`` modules replaying per-batch values (and, with
         ``first_position``, the last block computed at the position the head reads)."""
         from .first_position import use_first_position
 
-        private = shallow_copy(self.model)
+        private = self._copy()
         for path, outputs in replaced.items():
             private.set_submodule(path, _Replay(outputs, state))
         if first_position:
@@ -307,9 +334,34 @@ class SensitivityProbe:
         return worst[0] <= 1e-4
 
     def _prefix_replays(self, record: _BlockRecord) -> dict[str, list]:
-        if record.inputs is None:
-            return {}
-        return {self.blocks[j][0]: record.inputs for j in range(record.index)}
+        """What runs before block ``record.index``, replayed: the earlier blocks and what feeds the first."""
+        replaced = dict(self._embedding or {})
+        if record.inputs is not None:
+            replaced.update({self.blocks[j][0]: record.inputs for j in range(record.index)})
+        return replaced
+
+    def _embedding_hooks(self, block: nn.Module, private: nn.Module) -> list:
+        """Hooks that find, batch by batch, the module whose output object is the first block's
+        input (the embeddings), and keep those outputs in ``self._embedding``."""
+        inside = tuple(prefix + "." for prefix, _ in self.blocks)
+        prefixes = tuple(prefix for prefix, _ in self.blocks)
+        entering: list = []
+        seen: dict[str, list] = {}
+
+        def keep(path):
+            return lambda m, a, out: seen.setdefault(path, []).append(out)
+
+        handles = [block.register_forward_pre_hook(lambda m, args, kwargs: entering.append(args[0] if args else kwargs.get("hidden_states")), with_kwargs=True)]
+        for path, module in private.named_modules():
+            if path and not path.startswith(inside) and not any(p == path or p.startswith(path + ".") for p in prefixes):
+                handles.append(module.register_forward_hook(keep(path)))
+
+        def settle():  # the outermost such module (an embedding module, not its last norm or dropout)
+            found = [p for p, out in seen.items() if len(out) == len(entering) == len(self.plan.batches) and all(o is e for o, e in zip(out, entering))]
+            outer = min(found, key=lambda p: p.count(".")) if found else None
+            self._embedding = {outer: seen[outer]} if outer else None
+
+        return handles, settle
 
     def _capture(self, index: int, inputs: list | None) -> _BlockRecord | None:
         """Run the dense model up to the end of block ``index`` for every batch, recording its values."""
@@ -319,6 +371,10 @@ class SensitivityProbe:
         block = private.get_submodule(prefix)
         first_inputs: dict[str, torch.Tensor] = {}
         handles = [block.register_forward_hook(lambda m, a, out: self._end_block(record, out))]
+        settle = None
+        if index == 0 and self._embedding == {}:  # kept (see _mode), not found yet
+            more, settle = self._embedding_hooks(block, private)
+            handles += more
         for local, module in block.named_modules():
             if self.mode == "cached" and local and (isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D"):
                 handles.append(module.register_forward_hook(self._linear_hook(record, local, first_inputs)))
@@ -332,6 +388,8 @@ class SensitivityProbe:
         finally:
             for h in handles:
                 h.remove()
+        if settle is not None:
+            settle()
         for local, x in first_inputs.items():
             record.groups[local] = [other for other, y in first_inputs.items() if y is x]
         if any(len(v) != len(self.plan.batches) for v in record.linear_out.values()):
@@ -383,17 +441,25 @@ class SensitivityProbe:
         return replaced
 
     def _private_for(self, name: str) -> tuple[nn.Module, dict, bool]:
-        """The private copy that evaluates a change of layer ``name`` (the same one for every
-        sparsity of a layer: building a copy costs tens of milliseconds), its replay state, and
-        whether its last block runs at the first position only."""
+        """The private copy that evaluates a change of layer ``name``, its replay state, and
+        whether its last block runs at the first position only. One copy serves the whole run
+        (building one costs tens of milliseconds, and its packed weights are made once): the
+        modules replaying recorded values for the previous layer are put back and this layer's
+        put in (the same ones for every sparsity of a layer)."""
         replaced = self._replays(name)
-        if self._reuse is not None and self._reuse[0] == name and self._reuse[1] is self._record:
-            return self._reuse[2], self._reuse[3], self._reuse[4]
-        state: dict = {}
-        first_position = self.first_position
-        private = self._private(replaced, state, first_position)
-        self._reuse = (name, self._record, private, state, first_position)
-        return private, state, first_position
+        if self._points is None:
+            state: dict = {}
+            self._points = (self._private({}, state, self.first_position), state, {})
+            self._points_for: tuple = (None, None)
+        private, state, swapped = self._points
+        if self._points_for[0] != name or self._points_for[1] is not self._record:
+            for path in reversed(list(swapped)):
+                private.set_submodule(path, swapped.pop(path))
+            for path, outputs in replaced.items():
+                swapped[path] = private.get_submodule(path)
+                private.set_submodule(path, _Replay(outputs, state))
+            self._points_for = (name, self._record)
+        return private, state, self.first_position
 
     def evaluate(self, name: str, overrides: dict, on_logits=None) -> tuple[dict, np.ndarray]:
         """The evaluation with ``overrides`` (which change layer ``name`` only) and its per-item KL.
@@ -409,17 +475,20 @@ class SensitivityProbe:
             run, _, undo = self._runner({}, overrides, state, private)
         kls: list[np.ndarray] = []
 
-        def keep(i, logits):
-            if self._dense_logp is not None:
-                logp, probs = self._dense_logp[i]
-                kls.append(kl_items_from_log_probs(self.plan.metric, logp, logits.cpu(), probs))
-            else:
-                kls.append(kl_items(self.plan.metric, self._dense_logits(i, first_position), logits.cpu()))
-            if on_logits is not None:
-                on_logits(i, logits)
+        def items(i, logits):
+            """The batch's metric items, and its KL into ``kls``. An LM's float32 log-softmax is
+            taken once for both: its NLL first, then the KL overwrites it."""
+            dense_logp, probs = self._dense_logp[i] if self._dense_logp is not None else (kl_reference(self.plan.metric, self._dense_logits(i, first_position)), None)
+            if self.plan.metric == "perplexity" and dense_logp.dtype == torch.float32:
+                logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+                values = self.plan.window_nll(i, logp)
+                kls.append(kl_from_pruned_log_probs(dense_logp, logp.cpu(), probs).double().mean(dim=1).numpy())
+                return values
+            kls.append(kl_items_from_log_probs(self.plan.metric, dense_logp, logits.cpu(), probs))
+            return self.plan.items(i, logits)
 
         try:
-            ev = run_plan(self.plan, run, seed=self.seed, on_logits=keep)
+            ev = run_plan(self.plan, run, seed=self.seed, on_logits=on_logits, items=items)
         finally:
             if self._placed is None:
                 undo()  # the copy is reused for the layer's next sparsity: back to dense
@@ -433,7 +502,7 @@ def _prune_one(loaded, request, name: str, sparsity: float, ranker, calibration,
 
     within = request.granularity.within_layer
     if ranker is not None:
-        return masked_overrides(loaded, {name: ranker.masks(sparsity, within)[name]})
+        return masked_overrides(loaded, ranker.masks(sparsity, within, layers=[name]))
     one = request.replace(granularity=within, sparsity=sparsity, layers=(name,))
     return prune(loaded, one, calibration=calibration, data=data).overrides(loaded)
 

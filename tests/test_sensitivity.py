@@ -83,16 +83,54 @@ def test_prefix_cached_sensitivity_equals_full_passes(request, fixture, data, te
         assert np.allclose(kl_c, kl_f, atol=1e-7) and float(kl_f.mean()) > 0
 
 
+def _magnitude_overrides(loaded, name, sparsity):
+    from pruning.models import layer_weight
+
+    w = layer_weight(loaded.model, name)
+    return masked_overrides(loaded, compute_masks({name: magnitude_scores(w)}, sparsity, "layer", {name: w}))
+
+
+@pytest.mark.parametrize("fixture", ["tiny_bert", "tiny_llama"])
+def test_one_copy_serves_every_layer_in_any_order(request, fixture, data, text):
+    """The probe's one private copy swaps its replaying modules per layer: a layer evaluated
+    again after others, or first in a fresh probe, gives the very same logits."""
+    loaded = request.getfixturevalue(fixture)
+    plan = evaluation_plan(loaded, data if fixture == "tiny_bert" else text, None, "test")
+    names = [i.name for i in prunable_layers(loaded.model)]
+    a, b = names[1], names[-2]
+    probe = SensitivityProbe(loaded, plan)
+    first = _logits(probe, a, _magnitude_overrides(loaded, a, 0.5))[2]
+    between = _logits(probe, b, _magnitude_overrides(loaded, b, 0.5))[2]
+    again = _logits(probe, a, _magnitude_overrides(loaded, a, 0.5))[2]
+    fresh = _logits(SensitivityProbe(loaded, plan), b, _magnitude_overrides(loaded, b, 0.5))[2]
+    assert all(torch.equal(x, y) for x, y in zip(first, again))
+    assert all(torch.equal(x, y) for x, y in zip(between, fresh))
+    assert not all(torch.equal(x, y) for x, y in zip(first, between))
+
+
+def test_onednn_and_mkl_probes_agree(tiny_bert, data):
+    """The probe's oneDNN linears change the arithmetic's order, not its result."""
+    plan = evaluation_plan(tiny_bert, data, None, "test")
+    name = [i.name for i in prunable_layers(tiny_bert.model)][2]
+    overrides = _magnitude_overrides(tiny_bert, name, 0.6)
+    ev_d, kl_d, logits_d = _logits(SensitivityProbe(tiny_bert, plan, onednn=True), name, overrides)
+    ev_m, kl_m, logits_m = _logits(SensitivityProbe(tiny_bert, plan, onednn=False), name, overrides)
+    assert max(float((x - y).abs().max()) for x, y in zip(logits_d, logits_m)) <= 1e-4
+    assert ev_d["value"] == ev_m["value"] and np.allclose(kl_d, kl_m, rtol=1e-3, atol=1e-9)
+
+
 def test_the_cache_skips_earlier_blocks_and_layers(tiny_llama, text):
     plan = evaluation_plan(tiny_llama, text, None, "test")
     probe = SensitivityProbe(tiny_llama, plan)
     replayed = set(probe._replays("model.layers.1.mlp.up_proj"))
     assert replayed == {
+        "model.embed_tokens",  # what enters the first block
         "model.layers.0",  # the block before
         *(f"model.layers.1.self_attn.{p}" for p in ("q_proj", "k_proj", "v_proj", "o_proj")),  # ran before it
         "model.layers.1.mlp.gate_proj",  # reads the same input
     }
-    assert set(probe._replays("model.layers.0.self_attn.q_proj")) == {"model.layers.0.self_attn.k_proj", "model.layers.0.self_attn.v_proj"}
+    first = {"model.embed_tokens", "model.layers.0.self_attn.k_proj", "model.layers.0.self_attn.v_proj"}
+    assert set(probe._replays("model.layers.0.self_attn.q_proj")) == first
 
 
 def test_memory_budget_decides_what_is_cached(tiny_bert, data):
@@ -193,7 +231,7 @@ def test_the_first_position_shortcut_is_used_only_where_checked(tiny_bert, tiny_
     probe = SensitivityProbe(tiny_bert, bert_plan)
     assert probe.first_position  # BERT classifier: checked on every batch
     # the last block runs at the first position for its own layers too: nothing of it is replayed
-    assert set(probe._replays("bert.encoder.layer.1.attention.self.key")) == {"bert.encoder.layer.0"}
+    assert set(probe._replays("bert.encoder.layer.1.attention.self.key")) == {"bert.embeddings", "bert.encoder.layer.0"}
     assert not SensitivityProbe(tiny_bert, bert_plan, cache=False).first_position  # full passes stay full
     assert not SensitivityProbe(tiny_llama, evaluation_plan(tiny_llama, text, None, "test")).first_position  # an LM reads every position
     import pruning.first_position as fp
