@@ -89,13 +89,13 @@ class PackedLinear(nn.Linear):
         return _linear(x, self._packed[1], self.bias)
 
 
-def pack_linears(module: nn.Module, skip=()) -> int:
+def pack_linears(module: nn.Module) -> int:
     """Replace every packable ``nn.Linear`` of ``module`` (a private copy, never a shared
-    model) by a :class:`PackedLinear`, except the module paths in ``skip``; returns how many.
-    Does nothing (returns 0) where :func:`available` is false."""
+    model) by a :class:`PackedLinear`; returns how many. Does nothing (returns 0) where
+    :func:`available` is false."""
     if not available():
         return 0
-    targets = [name for name, m in module.named_modules() if name and name not in skip and packable(m)]
+    targets = [name for name, m in module.named_modules() if name and packable(m)]
     for name in targets:
         module.set_submodule(name, PackedLinear(module.get_submodule(name)))
     return len(targets)
