@@ -4,7 +4,7 @@
 takes a slower code path than on Intel's: on this project's 2-core AMD EPYC machine
 it runs the transformer's matrix products at about 70 GFLOP/s a core, while oneDNN,
 given the weight already reordered into its blocked layout, runs the same float32
-products at 150-190 (``bench/bench_sensitivity.py`` measures what that does to a
+products at 110-190, by shape (``bench/bench_sensitivity.py`` measures what that does to a
 whole sensitivity run). The arithmetic is the same: float32 products with float32
 accumulation, in another summation order (results differ from MKL's by float
 rounding, about 1e-6 relative).

@@ -245,11 +245,6 @@ def test_every_page_moves_with_the_slider(browser, app_url, shot_dirs):
             goto(page, title)
         assert_no_errors(page, title)
         if button:
-            if REAL and stem == "sensitivity":  # 36 layers x 2 sparsities keeps the real run to a few minutes
-                box = page.get_by_label("Sparsities of the one pruned layer")
-                box.fill("0.5, 0.9")
-                box.press("Enter")
-                settled(page)
             page.get_by_role("button", name=button).click()
             settled(page)
             page.locator('[data-testid="stVegaLiteChart"]').first.wait_for(timeout=WAIT_MS)
