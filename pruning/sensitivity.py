@@ -215,6 +215,7 @@ class SensitivityProbe:
         self._dense_logp = self._keep_log_probs()
         self._record: _BlockRecord | None = None
         self._points: tuple | None = None  # (private copy, replay state, {path: module replaced}) evaluating every point
+        self._points_for: tuple = (None, None)  # (layer, record) its replays are set for
         self._reference_first: list = []  # the dense logits by the shortcut: KL compares like with like
         self.first_position = self._check_first_position()
 
@@ -450,7 +451,6 @@ class SensitivityProbe:
         if self._points is None:
             state: dict = {}
             self._points = (self._private({}, state, self.first_position), state, {})
-            self._points_for: tuple = (None, None)
         private, state, swapped = self._points
         if self._points_for[0] != name or self._points_for[1] is not self._record:
             for path in reversed(list(swapped)):
@@ -478,7 +478,10 @@ class SensitivityProbe:
         def items(i, logits):
             """The batch's metric items, and its KL into ``kls``. An LM's float32 log-softmax is
             taken once for both: its NLL first, then the KL overwrites it."""
-            dense_logp, probs = self._dense_logp[i] if self._dense_logp is not None else (kl_reference(self.plan.metric, self._dense_logits(i, first_position)), None)
+            if self._dense_logp is not None:
+                dense_logp, probs = self._dense_logp[i]
+            else:
+                dense_logp, probs = kl_reference(self.plan.metric, self._dense_logits(i, first_position)), None
             if self.plan.metric == "perplexity" and dense_logp.dtype == torch.float32:
                 logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
                 values = self.plan.window_nll(i, logp)
