@@ -72,21 +72,32 @@ class PackedLinear(nn.Linear):
     """``nn.Linear`` computed by oneDNN from a packed copy of its weight (see the module notes).
 
     It holds the very parameter objects of the layer it replaces (no copy); the packed
-    form is made on the first call and again whenever ``self.weight`` is another object."""
+    form is made on the first call and again whenever ``self.weight`` is another object
+    or was changed in place (its version counter moved)."""
 
     def __init__(self, linear: nn.Linear):
         nn.Module.__init__(self)  # not nn.Linear's: that would allocate a new weight
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.weight, self.bias = linear.weight, linear.bias
-        self._packed: tuple | None = None  # (the weight object it was made from, packed weight)
+        self._packed: tuple | None = None  # (the weight object it was made from, its version, packed weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = self.weight
         if x.dtype != torch.float32 or x.device.type != "cpu" or w.dtype != torch.float32 or w.device.type != "cpu":
             return F.linear(x, w, self.bias)
-        if self._packed is None or self._packed[0] is not w:
-            self._packed = (w, _pack(w))
-        return _linear(x, self._packed[1], self.bias)
+        version = _version(w)
+        if self._packed is None or self._packed[0] is not w or self._packed[1] != version:
+            self._packed = (w, version, _pack(w))
+        return _linear(x, self._packed[2], self.bias)
+
+
+def _version(t: torch.Tensor) -> int | None:
+    """The tensor's in-place version counter (``None`` for an inference tensor, which has none
+    and cannot be changed in place outside inference mode)."""
+    try:
+        return t._version
+    except RuntimeError:
+        return None
 
 
 def pack_linears(module: nn.Module) -> int:

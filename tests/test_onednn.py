@@ -49,6 +49,11 @@ def test_a_swapped_weight_is_packed_again():
     assert torch.allclose(swapped, F.linear(x, other.weight, layer.bias), atol=1e-4)
     assert not torch.allclose(first, swapped, atol=1e-2)
     assert torch.equal(first, back)
+    with torch.no_grad():
+        layer.weight.mul_(2.0)  # the same object, changed in place
+    with torch.inference_mode():
+        doubled = packed(x)
+    assert torch.allclose(doubled, F.linear(x, layer.weight, layer.bias), atol=1e-4)
 
 
 def test_pack_linears_replaces_the_float32_cpu_linears_of_a_copy_only(tiny_bert):
