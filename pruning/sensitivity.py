@@ -341,9 +341,10 @@ class SensitivityProbe:
             replaced.update({self.blocks[j][0]: record.inputs for j in range(record.index)})
         return replaced
 
-    def _embedding_hooks(self, block: nn.Module, private: nn.Module) -> list:
-        """Hooks that find, batch by batch, the module whose output object is the first block's
-        input (the embeddings), and keep those outputs in ``self._embedding``."""
+    def _embedding_hooks(self, block: nn.Module, private: nn.Module) -> tuple[list, object]:
+        """Hooks that see, batch by batch, what enters the first block and what every module
+        outside the blocks returns, and ``settle()``, which keeps in ``self._embedding`` the
+        outputs of the module whose output objects are those inputs (the embeddings)."""
         inside = tuple(prefix + "." for prefix, _ in self.blocks)
         prefixes = tuple(prefix for prefix, _ in self.blocks)
         entering: list = []
@@ -352,13 +353,17 @@ class SensitivityProbe:
         def keep(path):
             return lambda m, a, out: seen.setdefault(path, []).append(out)
 
-        handles = [block.register_forward_pre_hook(lambda m, args, kwargs: entering.append(args[0] if args else kwargs.get("hidden_states")), with_kwargs=True)]
+        def enter(module, args, kwargs):
+            entering.append(args[0] if args else kwargs.get("hidden_states"))
+
+        handles = [block.register_forward_pre_hook(enter, with_kwargs=True)]
         for path, module in private.named_modules():
             if path and not path.startswith(inside) and not any(p == path or p.startswith(path + ".") for p in prefixes):
                 handles.append(module.register_forward_hook(keep(path)))
 
         def settle():  # the outermost such module (an embedding module, not its last norm or dropout)
-            found = [p for p, out in seen.items() if len(out) == len(entering) == len(self.plan.batches) and all(o is e for o, e in zip(out, entering))]
+            batches = len(self.plan.batches)
+            found = [p for p, out in seen.items() if len(out) == len(entering) == batches and all(o is e for o, e in zip(out, entering))]
             outer = min(found, key=lambda p: p.count(".")) if found else None
             self._embedding = {outer: seen[outer]} if outer else None
 
