@@ -56,6 +56,8 @@ from pruning.stats import paired_interval, perplexity_interval, safe_exp, wilson
 WIKITEXT = ROOT.parent / "shared" / "data" / "wikitext-2-raw" / "wiki.test.raw"
 OUT = ROOT / "bench" / "results" / "claims"
 SEEDS = (0, 1, 2)
+# two-sided 95% Student-t quantiles by degrees of freedom (the interval over seeds)
+T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571}
 
 # minilm-rt: 10,246 training snippets, 256 held out for monitoring/selection -> 9,990 to train on
 RT_TRAIN = 10246 - 256
@@ -488,32 +490,95 @@ def sds_report(out: Path) -> list[str]:
     return lines
 
 
+def _seed_interval(ds: list[float]) -> str:
+    """Mean of the per-seed paired differences with a Student-t 95% interval over the seeds."""
+    mean = sum(ds) / len(ds)
+    if len(ds) < 2:
+        return f"{mean:+.4f} (one seed: no interval over seeds)"
+    sd = (sum((d - mean) ** 2 for d in ds) / (len(ds) - 1)) ** 0.5
+    half = T975.get(len(ds) - 1, 1.96) * sd / len(ds) ** 0.5
+    return f"{mean:+.4f} [{mean - half:+.4f}, {mean + half:+.4f}] over {len(ds)} seeds"
+
+
+def _conditions(*recs) -> str:
+    """Machine and load average at the start of each point, as its file records them."""
+    parts = []
+    for r in recs:
+        if r is None:
+            continue
+        load = (r.get("load_average") or {}).get("start")
+        cpu = (r.get("machine") or {}).get("cpu", "?")
+        parts.append(f"{cpu}, load {load[0]:.1f}" if load else cpu)
+    return " / ".join(parts) or "-"
+
+
 def pair_report(out: Path, title: str, rows: list[tuple[str, str, str]], names: tuple[str, str]) -> list[str]:
-    """One table of (label, baseline point, method point) rows, per seed, and the mean difference over seeds."""
-    lines = [f"## {title}", "", f"| setting | seed | {names[0]} | {names[1]} | {names[1]} - {names[0]} (paired) | wall |", "|---|---|---|---|---|---|"]
+    """One table of (label, baseline point, method point) rows, per seed (the paired interval within the
+    seed), and per label the mean difference over the seeds measured with its interval over seeds."""
+    lines = [
+        f"## {title}",
+        "",
+        f"| setting | seed | {names[0]} | {names[1]} | {names[1]} - {names[0]} (paired, within the seed) | wall | machine, load at start |",
+        "|---|---|---|---|---|---|---|",
+    ]
     by_label: dict[str, list[float]] = {}
     for label, base_name, new_name in rows:
         base, new = _load(out, base_name), _load(out, new_name)
         text, d = _paired(new, base)
         seed = (new or base or {}).get("seed", base_name.rsplit(".s", 1)[-1])
-        lines.append(f"| {label} | {seed} | {_figure(base)} | {_figure(new)} | {text} | {_wall(base, new)} |")
+        lines.append(f"| {label} | {seed} | {_figure(base)} | {_figure(new)} | {text} | {_wall(base, new)} | {_conditions(base, new)} |")
         if d is not None:
             by_label.setdefault(label, []).append(d)
     for label, ds in by_label.items():
-        lines.append(f"| {label} | mean of {len(ds)} | | | {sum(ds) / len(ds):+.4f} (range {min(ds):+.4f} .. {max(ds):+.4f}) | |")
+        lines.append(f"| {label} | mean of {len(ds)} | | | {_seed_interval(ds)} | | |")
     return lines
 
 
-def write_report(out: Path) -> Path:
+def _pair_summary(out: Path, label: str, pairs: list[tuple[str, str]], names: tuple[str, str]) -> str:
+    """One line: the paired difference per seed measured, and their mean over seeds with its interval."""
+    done = [(seed, *_paired(_load(out, new), _load(out, base))) for seed, (base, new) in enumerate(pairs)]
+    done = [(seed, text, d) for seed, text, d in done if d is not None]
+    head = f"{label}: {names[1]} - {names[0]}"
+    if not done:
+        return f"{label}: not measured yet (0 of {len(pairs)} seeds)"
+    if len(done) == 1:
+        seed, text, _ = done[0]
+        return f"{head} {text} (paired, seed {seed} only: 1 of {len(pairs)} seeds measured)"
+    per_seed = ", ".join(f"seed {seed} {d:+.4f}" for seed, _, d in done)
+    return f"{head} {_seed_interval([d for _, _, d in done])} ({per_seed})"
+
+
+def claim_summaries(out: Path) -> dict[str, list[str]]:
+    """Per claim (the anchor of its section in docs/CLAIMS.md), one line per setting with the measured
+    difference: what the app's Method steps view shows beside the method."""
+    mgpp = [
+        _pair_summary(out, f"{s}% global", [(f"mgpp.gmp.{s}.s{seed}", f"mgpp.mgpp.{s}.s{seed}") for seed in SEEDS], ("GMP", "MGPP"))
+        for s in (80, 90)
+    ]
+    randomized = [
+        _pair_summary(
+            out, "93.75% in 4 stages", [(f"randomized.magnitude.s{seed}", f"randomized.randomized.s{seed}") for seed in SEEDS], ("magnitude", "randomized")
+        )
+    ]
+    sds = []
+    for gran, pattern in (("2-4", "2:4"), ("layer", "50%")):
+        for base in ("sparsegpt", "wanda"):
+            tag = f"sds.{base}.{gran}"
+            text, d = _paired(_load(out, f"{tag}.sds.s0"), _load(out, f"{tag}.oneshot.s0"))
+            sds.append(f"from {base} at {pattern}: " + ("not measured yet" if d is None else f"perplexity SDS - one-shot {text}"))
+    return {"claim-mgpp": mgpp, "claim-randomized": randomized, "claim-sds": sds}
+
+
+def report_markdown(out: Path) -> str:
+    """The claims report of the finished points under ``out`` (bench/report.py puts it in docs/CLAIMS.md)."""
     dense = _load(out, "minilm.dense")
     mgpp_rows = [(f"{s}%", f"mgpp.gmp.{s}.s{seed}", f"mgpp.mgpp.{s}.s{seed}") for s in (80, 90) for seed in SEEDS]
     rand_rows = [("93.75%, 4 stages", f"randomized.magnitude.s{seed}", f"randomized.randomized.s{seed}") for seed in SEEDS]
     lines = [
-        "# The seed papers' claims at their own budgets (`bench/bench_claims.py`)",
-        "",
         "Every figure with its 95% interval: accuracy Wilson, perplexity a bootstrap over windows, differences a paired "
-        "bootstrap over the same test items (2,000 resamples, seed 0). Settings, wall time, machine, load and commit of "
-        "each point are in its file under `bench/results/claims/`.",
+        "bootstrap over the same test items (2,000 resamples, seed 0) within a seed, and a Student-t interval over the "
+        "seeds' differences for their mean. Settings, wall time, machine, load and commit of each point are in its file "
+        "under `bench/results/claims/`; \"not measured\" marks a point that has not finished.",
         "",
         *sds_report(out),
         "",
@@ -523,8 +588,13 @@ def write_report(out: Path) -> Path:
         "",
         *pair_report(out, "Randomized selection vs magnitude (minilm-rt, per layer)", rand_rows, ("magnitude", "randomized")),
     ]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(out: Path) -> Path:
     path = out.parent / "claims.md"
-    write_text_atomic(path, "\n".join(lines) + "\n")
+    text = "# The seed papers' claims at their own budgets (`bench/bench_claims.py`)\n\n" + report_markdown(out)
+    write_text_atomic(path, text)
     return path
 
 

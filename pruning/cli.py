@@ -448,22 +448,32 @@ def _granularity_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--granularity", help="layer, global, row, or N:M such as 2:4 (default: the method's own, see `methods`)")
 
 
+DOCS_HINT = "Every command, option, output and exit code: docs/CLI.md"
+
+
+def _command(sub, name: str, help: str) -> argparse.ArgumentParser:
+    """A subcommand whose --help opens with what it is for, in one line, and points at docs/CLI.md."""
+    return sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".", epilog=DOCS_HINT)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m pruning", description="PruneScope: prune a transformer and see what it costs.")
+    parser = argparse.ArgumentParser(
+        prog="python -m pruning", description="PruneScope: prune a transformer and see what it costs.", epilog=DOCS_HINT
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("models", help="list the embedded default models").set_defaults(func=cmd_models)
-    sub.add_parser("methods", help="list the pruning methods and their parameters").set_defaults(func=cmd_methods)
-    p = sub.add_parser("prepare", help="build the embedded default models into the user cache now, with progress")
+    _command(sub, "models", help="list the embedded default models").set_defaults(func=cmd_models)
+    _command(sub, "methods", help="list the pruning methods and their parameters").set_defaults(func=cmd_methods)
+    p = _command(sub, "prepare", help="build the embedded default models into the user cache now, with progress")
     p.add_argument("models", nargs="*", help="which defaults (all when none is named)")
     p.add_argument("--verify", action="store_true", help="hash every cached file again, even those unchanged since their last check")
     p.set_defaults(func=cmd_prepare)
 
-    p = sub.add_parser("layers", help="list a model's prunable layers")
+    p = _command(sub, "layers", help="list a model's prunable layers")
     _model_args(p)
     _layer_args(p)
     p.set_defaults(func=cmd_layers)
 
-    p = sub.add_parser("prune", help="prune once; write the model, the masks and a JSON report")
+    p = _command(sub, "prune", help="prune once; write the model, the masks and a JSON report")
     _model_args(p)
     _layer_args(p)
     _data_args(p)
@@ -478,13 +488,13 @@ def build_parser() -> argparse.ArgumentParser:
     _overwrite_arg(p)
     p.set_defaults(func=cmd_prune)
 
-    p = sub.add_parser("show", help="read a run folder back, check its masks against the model, and compare it with another")
+    p = _command(sub, "show", help="read a run folder back, check its masks against the model, and compare it with another")
     p.add_argument("run", help="a folder written by prune (or the app's masks.safetensors + report.json)")
     p.add_argument("--against", help="a second run folder: weights kept by both, by one only")
     _model_args(p)
     p.set_defaults(func=cmd_show)
 
-    p = sub.add_parser("sweep", help="metric vs sparsity for methods and granularities (CSV and JSON)")
+    p = _command(sub, "sweep", help="metric vs sparsity for methods and granularities (CSV and JSON)")
     _model_args(p)
     _data_args(p)
     p.add_argument("--methods", default="magnitude,wanda")
@@ -494,7 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
     _overwrite_arg(p)
     p.set_defaults(func=cmd_sweep)
 
-    p = sub.add_parser("sensitivity", help="prune one layer at a time; KL and metric drop per layer (CSV and JSON)")
+    p = _command(sub, "sensitivity", help="prune one layer at a time; KL and metric drop per layer (CSV and JSON)")
     _model_args(p)
     _layer_args(p)
     _data_args(p)

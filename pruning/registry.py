@@ -119,6 +119,7 @@ class Method:
     reference: str = ""
     granularity: str | Callable[[dict], str] = "layer"  # the paper's default, or a function of the resolved params
     steps_view: str | None = None  # how the app shows the method's steps: "schedule" | "stages" | "candidates" | None
+    claim: str | None = None  # anchor of its paper's claim in docs/CLAIMS.md, measured at the paper's budget
 
     @property
     def default_granularity(self) -> str:

@@ -325,8 +325,12 @@ def test_mgpp_waits_for_run_then_shows_its_schedule_and_snapshots():
     # nothing trains before the user asks: a Run button, no job in the shared store
     assert [b.label for b in at.button if b.key == "btn_start_mgpp"] == ["Run MGPP (mixture Gaussian prior)"]
     assert "steps=8" in at.info[0].value
-    # where the method is measured against its baseline at the paper's own budget
-    assert any("section *Claim: MGPP beats gradual magnitude pruning at high sparsity*" in c.value for c in at.caption)
+    # beside the method: its claim's measured lines (bench/results/claims-summary.json) and where the verdict is
+    from app.docs import claim_lines
+
+    shown = [t.value for t in at.text]
+    assert claim_lines("claim-mgpp") and all(line in shown for line in claim_lines("claim-mgpp"))
+    assert any("docs/CLAIMS.md#claim-mgpp" in c.value for c in at.caption)
     jobs_before = dict(jobs.store()._items.get("prune", {}))
     assert not [k for k in jobs_before if "mgpp" in k]
     at.button(key="btn_start_mgpp").click().run()

@@ -346,6 +346,7 @@ def _register_gradual(name: str, label: str, summary: str, prior: bool, referenc
             granularities=GRANULARITIES,
             granularity="global",
             steps_view="schedule",
+            claim="claim-mgpp",
             params=_params(prior),
             reference=reference,
         )

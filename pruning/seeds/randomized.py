@@ -552,6 +552,7 @@ register(
         granularities=("layer", "global", "row", "2:4", "4:8"),
         granularity="layer",
         steps_view="candidates",
+        claim="claim-randomized",
         params={
             "base": Param("magnitude", "criterion whose scores are sampled around (any score-based method: magnitude, wanda, random)"),
             "k": Param(4, "candidate masks per stage (8 in the paper)", minimum=1, maximum=64, group="budget"),

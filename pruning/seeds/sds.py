@@ -359,6 +359,7 @@ register(
         granularities=("layer", "global", "row", "2:4", "4:8"),
         granularity=lambda params: get_method(params["base"]).default_granularity,
         steps_view="stages",
+        claim="claim-sds",
         params={
             "base": Param("sparsegpt", "the one-shot method used for both sparse steps", choices=("sparsegpt", "wanda")),
             "l1": Param(1e-3, "L1 weight of the dense step, relative (x mean diag(G) x mean|W|)", minimum=0.0),
