@@ -41,11 +41,14 @@ def _progress_bar(desc: str):
     return update
 
 
-def _floats(text: str) -> list[float]:
+def _floats(text: str, flag: str = "--sparsities") -> list[float]:
     try:
-        return [float(x) for x in text.split(",") if x.strip()]
+        values = [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise PruneScopeError(f"expected comma-separated numbers such as 0.3,0.5,0.7, got {text!r}") from None
+        values = []
+    if not values or any(v != v for v in values):
+        raise PruneScopeError(f"{flag} expects comma-separated numbers such as 0.3,0.5,0.7, got {text!r}")
+    return values
 
 
 def _names(text: str) -> list[str]:
@@ -219,10 +222,10 @@ def cmd_layers(args) -> int:
 
 
 def cmd_prune(args) -> int:
-    from .outputs import claim
+    from .outputs import claim, output_path
 
     request = _request(args, args.method, allocation=_allocation(args.allocation))  # every check before loading
-    out = Path(args.out)
+    out = output_path(args.out)
     if out.exists() and not out.is_dir():
         raise PruneScopeError(f"--out {out} is a file; give a folder for the run")
     with claim(out, overwrite=args.overwrite) as held:  # before any work: writable, not taken, not occupied
@@ -287,10 +290,12 @@ def _write_rows(rows: list[dict], out: Path) -> None:
 
 def _table_outputs(args):
     """Claim a sweep's or sensitivity run's CSV and JSON (before any work)."""
-    from .outputs import claim
+    from .outputs import claim, output_path
 
-    out = Path(args.out)
-    return claim(out, out.with_suffix(".json"), overwrite=args.overwrite)
+    out = output_path(args.out)
+    if out.suffix.lower() == ".json":
+        raise PruneScopeError(f"--out {out}: the table is written as CSV beside a JSON of the same name; give a name ending in .csv")
+    return claim(out, out.with_suffix(".json"), overwrite=args.overwrite, files=True)
 
 
 def _checkpoint(args, loaded, kind: str, required: tuple, **extra):
@@ -411,6 +416,41 @@ def cmd_show(args) -> int:
 
 
 # ---------------------------------------------------------------- parser
+class _Parser(argparse.ArgumentParser):
+    """Bad command-line input: one ``error:`` line and where to look, exit 2 (no screenful of usage)."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"error: {message}\nsee {self.prog} --help\n")
+
+
+def _at_least(low: int):
+    """An argparse type: a whole number of at least ``low`` (the error then names the flag)."""
+
+    def check(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    return check
+
+
+def _finite(text: str) -> float:
+    """An argparse type: a finite number (NaN and infinities are refused with the flag's name)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="minilm-rt", help="minilm-rt, smollm2-135m, a hub name, a folder or a .gguf file")
     p.add_argument("--gguf-file", help="GGUF file name inside a hub repo or folder")
@@ -432,9 +472,9 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", help="rotten-tomatoes, rt-plots, a CSV/TSV/JSONL/text file, or a hub name")
     p.add_argument("--text-column")
     p.add_argument("--label-column")
-    p.add_argument("--calib", type=int, default=16, help="calibration samples (default 16)")
-    p.add_argument("--calib-len", type=int, default=128, help="tokens per calibration sample for causal LMs")
-    p.add_argument("--eval-size", type=int, default=512, help="evaluation sentences / perplexity windows")
+    p.add_argument("--calib", type=_at_least(1), default=16, help="calibration samples (default 16)")
+    p.add_argument("--calib-len", type=_at_least(2), default=128, help="tokens per calibration sample for causal LMs")
+    p.add_argument("--eval-size", type=_at_least(1), default=512, help="evaluation sentences / perplexity windows")
     p.add_argument("--seed", type=int, default=0)
 
 
@@ -449,7 +489,7 @@ def _granularity_arg(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m pruning", description="PruneScope: prune a transformer and see what it costs.")
+    parser = _Parser(prog="python -m pruning", description="PruneScope: prune a transformer and see what it costs.")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("models", help="list the embedded default models").set_defaults(func=cmd_models)
     sub.add_parser("methods", help="list the pruning methods and their parameters").set_defaults(func=cmd_methods)
@@ -468,7 +508,7 @@ def build_parser() -> argparse.ArgumentParser:
     _layer_args(p)
     _data_args(p)
     p.add_argument("--method", default="magnitude")
-    p.add_argument("--sparsity", type=float, help="fraction of weights removed (default 0.5; N/M for N:M)")
+    p.add_argument("--sparsity", type=_finite, help="fraction of weights removed (default 0.5; N/M for N:M)")
     _granularity_arg(p)
     p.add_argument("--allocation", metavar="FILE.json", help="prune each listed layer at its own sparsity: {layer: sparsity}")
     p.add_argument("--param", action="append", metavar="NAME=VALUE", help="a method parameter (see `methods`)")
@@ -502,7 +542,7 @@ def build_parser() -> argparse.ArgumentParser:
     _granularity_arg(p)
     p.add_argument("--sparsities", default="0.5")
     p.add_argument("--signal", choices=["kl", "drop"], default="kl", help="what ranks layers and builds the allocation")
-    p.add_argument("--memory-mb", type=float, default=1024, help="memory for the cached dense activations (else full passes)")
+    p.add_argument("--memory-mb", type=_finite, default=1024, help="memory for the cached dense activations (else full passes)")
     p.add_argument("--out", default="out/sensitivity.csv")
     _overwrite_arg(p)
     p.set_defaults(func=cmd_sensitivity)

@@ -35,6 +35,36 @@ def _check_writable(folder: Path) -> None:
         raise PruneScopeError(f"cannot write the output to {folder}: {reason}") from None
 
 
+def output_path(text, flag: str = "--out") -> Path:
+    """The output path a user typed, or one clear error when it cannot name an output of its own
+    (empty, or ``.``/``..``/a root: a folder that holds the working directory or everything)."""
+    raw = str(text if text is not None else "").strip()
+    if not raw:
+        raise PruneScopeError(f"{flag} is empty: give a file or folder name for the output")
+    path = Path(raw).expanduser()
+    if path.name in ("", ".", ".."):
+        raise PruneScopeError(f"{flag} {raw!r} names no output of its own; give a new name such as {flag} out/run")
+    return path
+
+
+def _refuse_overlaps(paths: list[Path]) -> None:
+    """Refuse outputs that would move the working directory or write one output inside another."""
+    cwd = Path.cwd().resolve()
+    resolved = [p.resolve() for p in paths]
+    for path, real in zip(paths, resolved):
+        if real == cwd or real in cwd.parents:
+            raise PruneScopeError(
+                f"the output {path} is the working directory or holds it; replacing it would move the folder you are in: "
+                "choose a new name inside it, such as --out out/run"
+            )
+    for i, a in enumerate(resolved):
+        for j, b in enumerate(resolved):
+            if i != j and (a == b or b in a.parents):
+                raise PruneScopeError(
+                    f"the output {paths[i]} lies inside (or is) the output {paths[j]}: one would overwrite the other; choose another --out"
+                )
+
+
 def _occupied(path: Path) -> bool:
     if path.is_dir():
         return any(path.iterdir())
@@ -51,8 +81,9 @@ class Claim:
 
     @contextlib.contextmanager
     def folder(self, target: Path | None = None):
-        """A temporary folder that becomes ``target`` (default: the first target) in one rename."""
-        with atomic_dir(Path(target or self.targets[0]), replace=self.overwrite) as tmp:
+        """A temporary folder that becomes ``target`` (default: the first target) in one rename
+        (a rename that fails is a :class:`PruneScopeError`, never a silent success)."""
+        with atomic_dir(Path(target or self.targets[0]), replace=self.overwrite, strict=True) as tmp:
             yield tmp
 
     @contextlib.contextmanager
@@ -63,9 +94,18 @@ class Claim:
 
 
 @contextlib.contextmanager
-def claim(*targets, overwrite: bool = False):
-    """Hold ``targets`` (the first names the lock) for one run; see the module text."""
-    paths = [Path(t).expanduser() for t in targets]
+def claim(*targets, overwrite: bool = False, files: bool = False):
+    """Hold ``targets`` (the first names the lock) for one run; see the module text.
+
+    ``files``: the targets are files (a sweep's CSV and JSON), so an existing folder there is
+    refused, as a run folder's target that is a file is refused otherwise."""
+    paths = [output_path(t, "output") for t in targets]
+    _refuse_overlaps(paths)
+    for p in paths:
+        if files and p.is_dir():
+            raise PruneScopeError(f"the output {p} is a folder; give a file name such as {p / 'sweep.csv'}")
+        if not files and p.exists() and not p.is_dir():
+            raise PruneScopeError(f"the output {p} is a file; give a folder for the run")
     main = paths[0]
     for folder in dict.fromkeys(p.parent for p in paths):
         _check_writable(folder)
