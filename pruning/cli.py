@@ -16,6 +16,14 @@ from .errors import PruneScopeError
 
 EXIT_USAGE = 2
 _OPEN_BARS: list = []  # closed before an error is printed, so the message gets a line of its own
+POSTFIX_ROOM = 60  # characters of a progress message shown beside the bar; a longer one is also written whole
+
+
+def _say(line: str) -> None:
+    """A line on stderr above any open progress bar (never cut off or overdrawn by it)."""
+    from tqdm import tqdm
+
+    tqdm.write(line, file=sys.stderr)  # clears a bar drawn on the line, writes, draws the bar again
 
 
 def _progress_bar(desc: str):
@@ -23,6 +31,7 @@ def _progress_bar(desc: str):
     from tqdm import tqdm
 
     bar = None
+    said = set()
 
     def update(done: int, total: int, message: str) -> None:
         nonlocal bar
@@ -31,8 +40,11 @@ def _progress_bar(desc: str):
                 bar.close()
             bar = tqdm(total=total, desc=desc, unit="step", leave=False, dynamic_ncols=True)
             _OPEN_BARS.append(bar)
+        if len(message) > POSTFIX_ROOM and message not in said:  # e.g. why a cache is rebuilt: whole, on its own line
+            said.add(message)
+            _say(f"{desc}: {message}")
         bar.n = done
-        bar.set_postfix_str(message[:60], refresh=False)
+        bar.set_postfix_str(message[:POSTFIX_ROOM], refresh=False)
         bar.refresh()
         if done >= total:
             bar.close()
@@ -73,12 +85,12 @@ def _load(args):
         placement=_placement(args),
     )
     if loaded.info.get("rebuilt"):
-        print(f"note: built the cached {loaded.name} now: {loaded.info['rebuilt']}", file=sys.stderr)
+        _note(f"built the cached {loaded.name} now: {loaded.info['rebuilt']}")
     return loaded
 
 
 def _warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr)
+    _say(f"warning: {message}")
 
 
 def _task_data(loaded, args):
@@ -298,11 +310,15 @@ def _table_outputs(args):
     return claim(out, out.with_suffix(".json"), overwrite=args.overwrite, files=True)
 
 
-def _checkpoint(args, loaded, kind: str, required: tuple, **extra):
+def _note(message: str) -> None:
+    _say(f"note: {message}")
+
+
+def _checkpoint(args, loaded, kind: str, required: tuple, request):
     from .outputs import resume_checkpoint, run_header
 
     path = Path(args.out).with_suffix(".partial.jsonl")
-    return resume_checkpoint(path, run_header(args, loaded, kind, **extra), required, args.overwrite, _warn)
+    return resume_checkpoint(path, run_header(args, loaded, kind, request), required, args.overwrite, _warn, _note)
 
 
 def cmd_sweep(args) -> int:
@@ -322,7 +338,7 @@ def _sweep(args, requests, granularities, held) -> int:
     from .sweep import sparsity_ramp
 
     loaded = _load(args)
-    checkpoint = _checkpoint(args, loaded, "sweep", ("method", "granularity", "metric"))
+    checkpoint = _checkpoint(args, loaded, "sweep", ("method", "granularity", "metric"), requests[0])
     data = _task_data(loaded, args)
     calibration = next((_calibration(loaded, r) for r in requests if r.method_info.needs_calibration), None)
     out = Path(args.out)
@@ -361,7 +377,7 @@ def _sensitivity(args, request, sparsities, held) -> int:
     from .sensitivity import distinguishable_layers, layer_sensitivity, suggest_allocation
 
     loaded = _load(args)
-    checkpoint = _checkpoint(args, loaded, "sensitivity", ("layer", "drop", "metric"), method=args.method, params=_method_params(getattr(args, "param", None)))
+    checkpoint = _checkpoint(args, loaded, "sensitivity", ("layer", "drop", "metric"), request)
     data = _task_data(loaded, args)
     out = Path(args.out)
     rows = layer_sensitivity(

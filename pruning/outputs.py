@@ -120,34 +120,73 @@ def claim(*targets, overwrite: bool = False, files: bool = False):
 
 
 
-def resume_checkpoint(path, header: dict, required: tuple[str, ...], overwrite: bool, warn):
+def resume_checkpoint(path, header: dict, required: tuple[str, ...], overwrite: bool, warn, note=None):
     """The checkpoint of a sweep or sensitivity run, checked against ``header`` (see :mod:`pruning.checkpoint`)."""
     from .checkpoint import Checkpoint
 
     clear_orphans(path)  # the caller holds the output's claim, so no other run is rewriting this checkpoint
-    ckpt = Checkpoint(path, header, required, warn)
+    ckpt = Checkpoint(path, header, required, warn, note)
     ckpt.begin(overwrite)
     return ckpt
 
 
-def run_header(args, loaded, kind: str, **extra) -> dict:
-    """What the numbers of a CLI sweep or sensitivity run depend on (the checkpoint header)."""
+# Command-line options that are proven not to change a sweep's or sensitivity run's numbers: every
+# other option (and every new one) is recorded in the checkpoint header, so a resume with it changed
+# is refused. ``GRID_OPTIONS`` choose which points are computed: a resumed row is checked against
+# the grid instead (rows outside it are dropped), so a sweep can be extended.
+NOT_NUMBERS = {
+    "command": "the subcommand (the header's kind records it)",
+    "func": "argparse plumbing",
+    "out": "where the output goes",
+    "overwrite": "whether an old output is replaced (it also starts afresh)",
+    "offload_folder": "where offloaded weights wait on disk (the same weights come back)",
+    "max_memory": "how much of the model sits in which memory (the same computation)",
+    "trust_remote_code": "a permission; the model itself is recorded by name and weights",
+    "memory_mb": "cached dense activations or full passes: the same numbers (tests/test_sensitivity.py)",
+}
+GRID_OPTIONS = {"methods", "granularities", "sparsities"}
+# Request fields that name the point (checked per row) or that options already record verbatim.
+GRID_FIELDS = {"method", "granularity", "sparsity", "params"}
+
+
+def dataset_fingerprint(source) -> dict:
+    """What identifies the data a run reads: a local file's (or folder's files') sha256 and size,
+    else its name (an embedded dataset comes with the installed packages; a hub name is its own identity)."""
+    from .data import _sibling_train_file
+    from .integrity import file_digest
+
+    if source is None:
+        return {"name": None}
+    path = Path(str(source)).expanduser()
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+    elif path.is_file():
+        files = [path] + [f for f in [_sibling_train_file(path)] if f is not None]
+    else:
+        return {"name": str(source)}
+    return {"name": str(source), "files": {f.name: {"sha256": file_digest(f), "size": f.stat().st_size} for f in files}}
+
+
+def run_header(args, loaded, kind: str, request) -> dict:
+    """What the numbers of a CLI sweep or sensitivity run depend on (the checkpoint header): every
+    command-line option but :data:`NOT_NUMBERS` and :data:`GRID_OPTIONS`, every field of ``request``
+    but :data:`GRID_FIELDS`, the resolved device and dtype, a fingerprint of the model's weights and
+    of the dataset's content, and the project version."""
+    import dataclasses
+
     from . import __version__
     from .integrity import weights_fingerprint
 
+    options = {k: v for k, v in sorted(vars(args).items()) if k not in NOT_NUMBERS and k not in GRID_OPTIONS}
+    fields = {f"request.{f.name}": getattr(request, f.name) for f in dataclasses.fields(request) if f.name not in GRID_FIELDS}
     return {
         "kind": kind,
-        "model": loaded.name,
+        **options,
+        **fields,
+        "model_name": loaded.name,
         "weights": weights_fingerprint(loaded.model),
-        "dataset": getattr(args, "dataset", None),
-        "text_column": getattr(args, "text_column", None),
-        "label_column": getattr(args, "label_column", None),
-        "eval_size": args.eval_size,
-        "seed": args.seed,
-        "calibration": args.calib,
-        "calib_len": args.calib_len,
-        "device": getattr(loaded.placement, "device", "cpu"),  # resolved: "auto" may mean another device elsewhere
-        "dtype": getattr(loaded.placement, "dtype", "float32"),
+        "data": dataset_fingerprint(getattr(args, "dataset", None)),
+        "device": str(getattr(loaded.placement, "device", "cpu")),  # resolved: "auto" may mean another device elsewhere
+        "dtype": str(getattr(loaded.placement, "dtype", "float32")),
         "version": __version__,
-        **extra,
     }

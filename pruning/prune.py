@@ -97,8 +97,14 @@ def context(loaded, request: PruneRequest, calibration=None, data=None, progress
     """The :class:`PruneContext` of ``request`` on ``loaded``: its layers resolved on this model, the
     calibration batches built from the request when the method needs them and none are given, and the
     request's dataset as the task data when none is given."""
+    from .masks import check_nm_fits
+    from .models import prunable_layers
+
     method = request.method_info
     names = layer_names(loaded, request.layers, request.include, request.exclude)
+    if request.granularity.is_nm:  # one rule for every method, before any of them runs
+        widths = {i.name: i.shape[1] for i in prunable_layers(loaded.model)}
+        check_nm_fits(request.granularity, {n: widths[n] for n in names})
     if method.needs_calibration and calibration is None:
         calibration = calibration_for(loaded, request)
     if method.needs_calibration and len(calibration) == 0:
