@@ -108,9 +108,15 @@ def _task_data(loaded, args):
 
 
 def _calibration(loaded, request):
-    from .prune import calibration_for
+    from .prune import calibration_for, calibration_note
 
-    return calibration_for(loaded, request) if request.method_info.needs_calibration else None
+    if not request.method_info.needs_calibration:
+        return None
+    batches = calibration_for(loaded, request)
+    used = sum(int(b["input_ids"].shape[0]) for b in batches)
+    if used < request.calib_samples:
+        _note(f"--calib capped: {calibration_note(request.calib_samples, used)}")
+    return batches
 
 
 def _method_params(pairs: list[str] | None) -> dict:

@@ -136,11 +136,19 @@ def prune(loaded, request: PruneRequest, calibration=None, data=None, progress=N
     result.info.setdefault("params", dict(request.params))
     result.info.setdefault("seed", request.seed)
     if ctx.calibration is not None:
-        result.info.setdefault("calibration_samples", sum(int(b["input_ids"].shape[0]) for b in ctx.calibration))
+        used = sum(int(b["input_ids"].shape[0]) for b in ctx.calibration)
+        result.info.setdefault("calibration_samples", used)
+        if used < request.calib_samples:
+            result.info["calibration_note"] = calibration_note(request.calib_samples, used)
     if request.granularity.is_allocated:
         result.info["allocation"] = request.granularity.allocation_dict
         result.sparsity = allocation_mean(request.granularity.allocation_dict, {n: m.numel() for n, m in result.masks.items()})
     return result
+
+
+def calibration_note(asked: int, used: int) -> str:
+    """Why fewer calibration samples were used than asked for (the report and the CLI say it)."""
+    return f"{asked} calibration samples asked for, the data holds {used}: {used} used, none twice"
 
 
 def allocation_mean(allocation: Mapping[str, float], layer_params: Mapping[str, int]) -> float:

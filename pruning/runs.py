@@ -105,6 +105,22 @@ class Run:
     def name(self) -> str:
         return self.folder.name
 
+    @property
+    def pruned(self) -> dict:
+        """The masks of the layers the run pruned (the report's counts are claims; these are the file's)."""
+        return {n: m for n, m in self.masks.items() if n not in self.untouched}
+
+    def layer_table(self) -> list[dict]:
+        """Per pruned layer: shape, params, kept, pruned and sparsity, counted from the mask file."""
+        from .masks import sparsity_table
+
+        return sparsity_table(self.pruned)
+
+    def counts(self) -> tuple[int, int]:
+        """``(kept, total)`` weights of the pruned layers, counted from the mask file."""
+        rows = self.layer_table()
+        return sum(int(r["kept"]) for r in rows), sum(int(r["params"]) for r in rows)
+
 
 def check_masks(masks: dict, loaded) -> dict:
     """Every mask must name a prunable layer of ``loaded``, have its (d_out, d_in) shape and be boolean."""
