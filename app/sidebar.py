@@ -154,7 +154,7 @@ def render() -> state.Settings:
     try:
         request = settings.request
     except PruneScopeError as exc:  # shown here, and by every page that needs the request
-        sb.error(str(exc))
+        sb.error(text.md(exc))
     else:
         if request.granularity.is_nm:
             sb.caption(f"An N:M pattern fixes the sparsity at N/M; the slider is ignored for {request.granularity}.")

@@ -12,9 +12,10 @@ from __future__ import annotations
 import re
 
 # Characters with a meaning anywhere in a line (CommonMark lets any ASCII punctuation be backslash-escaped):
-# emphasis, code, links and images, HTML and autolinks, strikethrough, math, entities and table pipes,
-# and a colon that could open Streamlit's :directives:. Others (. - + # = digits) mean something only at the start of a line.
-_SPECIAL = set("\\`*_[]<>~$&!|")
+# emphasis, code, links and images, strikethrough, math, entities and table pipes, and a colon that could
+# open Streamlit's :directives: or a URL scheme (so no autolink). Others (. - + # = > digits) mean something
+# only at the start of a line. Raw HTML is never rendered (Streamlit's default), so < and > stay as typed.
+_SPECIAL = set("\\`*_[]~$&!|")
 _DIRECTIVE = re.compile(r":(?=[A-Za-z/])")  # :red[...], :smile:, :material/icon: (a colon before a digit means nothing)
 _LINE_START = re.compile(r"^(\s*)([#+\-=>]|\d+[.)])")
 

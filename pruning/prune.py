@@ -148,7 +148,7 @@ def prune(loaded, request: PruneRequest, calibration=None, data=None, progress=N
 
 def calibration_note(asked: int, used: int) -> str:
     """Why fewer calibration samples were used than asked for (the report and the CLI say it)."""
-    return f"{asked} calibration samples asked for, the data holds {used}: {used} used, none twice"
+    return f"{asked} calibration samples asked for; the data holds {used} (sentences, or windows side by side), so {used} were used"
 
 
 def allocation_mean(allocation: Mapping[str, float], layer_params: Mapping[str, int]) -> float:
