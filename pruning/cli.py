@@ -246,6 +246,9 @@ def cmd_prune(args) -> int:
     out = output_path(args.out)
     if out.exists() and not out.is_dir():
         raise PruneScopeError(f"--out {out} is a file; give a folder for the run")
+    offload = Path(args.offload_folder).expanduser().resolve() if args.offload_folder else None
+    if offload is not None and (offload == out.resolve() or out.resolve() in offload.parents):
+        raise PruneScopeError(f"--offload-folder {args.offload_folder} lies inside --out {out}, which is replaced whole; choose a folder outside it")
     with claim(out, overwrite=args.overwrite) as held:  # before any work: writable, not taken, not occupied
         return _prune(args, request, held)
 

@@ -71,6 +71,14 @@ def test_an_output_inside_another_output_is_refused(tmp_path):
             pass
 
 
+def test_an_offload_folder_inside_the_run_folder_is_refused(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(prune_args("/no/such/model", out, "--offload-folder", str(out / "offload"))) == 2
+    err, _ = error_lines(capsys)
+    assert len(err) == 1 and "--offload-folder" in err[0] and "lies inside --out" in err[0]
+    assert not out.exists()
+
+
 def test_a_sweep_output_that_is_a_folder_or_a_json_name_is_refused(tmp_path, capsys):
     (tmp_path / "folder").mkdir()
     (tmp_path / "folder" / "x").write_text("x")
