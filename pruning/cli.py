@@ -433,7 +433,14 @@ def cmd_show(args) -> int:
         f"({r.get('total', 0) - r.get('kept', 0):,d} of {r.get('total', 0):,d} weights pruned)"
     )
     pruned = len(run.masks) - len(run.untouched)
-    print(f"masks match {loaded.name}: {pruned} layers pruned, {len(run.untouched)} untouched, {len(run.weights or {})} with updated weights")
+    from .masks import parse_granularity
+
+    try:
+        g = parse_granularity(str(r.get("granularity")))
+    except PruneScopeError:
+        g = None
+    groups = f"; every group of {g.m} inputs keeps at most {g.m - g.n}" if g is not None and g.is_nm else ""  # checked by open_run
+    print(f"masks match {loaded.name}: {pruned} layers pruned, {len(run.untouched)} untouched, {len(run.weights or {})} with updated weights{groups}")
     if args.against:
         total = compare_masks(run.masks, open_run(args.against, loaded).masks)[-1]
         print(f"kept by both {total['both']:,d}, by A only {total['A only']:,d}, by B only {total['B only']:,d}; Jaccard {total['jaccard']:.4f}")

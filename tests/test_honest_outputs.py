@@ -294,6 +294,7 @@ def test_show_checks_an_nm_run_groups_not_only_shapes(tmp_path, tiny_folder, cap
     (forged / "report.json").write_text(json.dumps({**report, "granularity": "2:4"}))  # ... labelled 2:4
     capsys.readouterr()
     assert main(["show", str(good), "--model", str(tiny_folder)]) == 0
+    assert "every group of 4 inputs keeps at most 2" in capsys.readouterr().out
     assert main(["show", str(forged), "--model", str(tiny_folder)]) == 2
     err, _ = error_lines(capsys)
     assert "labels the run 2:4, but its masks do not follow it" in err[-1] and "keep more than 2" in err[-1]
