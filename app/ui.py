@@ -12,7 +12,7 @@ import streamlit as st
 from pruning.errors import PruneScopeError
 from pruning.integrity import NOT_BUILT
 
-from . import jobs, resources, sidebar, state
+from . import jobs, resources, sidebar, state, text
 
 
 def _missing_backend(exc: ImportError) -> str | None:
@@ -34,16 +34,16 @@ def guarded(body: Callable[[], None]) -> None:
     except jobs.NotStarted as exc:
         start_button(exc)
     except jobs.Stopped as exc:
-        st.info(f"{exc} Press Run to start it again.")
+        st.info(f"{text.md(exc)} Press Run to start it again.")
     except PruneScopeError as exc:
-        st.error(str(exc))
+        st.error(text.md(exc))  # it may quote a path, a column or an address value: text, never Markdown
     except ImportError as exc:
         missing = _missing_backend(exc)
         if missing is None:
             raise
         st.info(f"This part of PruneScope is not available yet ({missing} is still being written).")
     except Exception as exc:  # noqa: BLE001 - a clear message instead of a traceback, details folded away
-        st.error(f"Something went wrong: {type(exc).__name__}: {exc}")
+        st.error(f"Something went wrong: {type(exc).__name__}: {text.md(exc)}")
         with st.expander("Details"):
             st.code("".join(traceback.format_exception(exc)), language="text")
 
@@ -115,7 +115,7 @@ def opening(title: str, intro: str = "", extra: str = ""):
     settings_line(s, loaded, extra)
     rebuilt = loaded.info.get("rebuilt")
     if rebuilt and rebuilt != NOT_BUILT:  # a damaged cache was built again on this load: say why
-        st.warning(f"The cached {loaded.name} was built again when it was loaded: {rebuilt}.")
+        st.warning(f"The cached {text.md(loaded.name)} was built again when it was loaded: {text.md(rebuilt)}.")
     return s, loaded
 
 
@@ -149,8 +149,8 @@ def settings_line(s: state.Settings, loaded=None, extra: str = "") -> None:
     """One caption with every setting that produced the numbers on the page."""
     r = s.request
     parts = [
-        f"model **{loaded.name if loaded is not None else s.model}**",
-        f"method **{s.method}**",
+        f"model **{text.md(loaded.name if loaded is not None else s.model)}**",
+        f"method **{text.md(s.method)}**",
         f"granularity **{r.granularity}**",
         f"sparsity **{r.sparsity:.0%}**" if not r.granularity.is_nm else "sparsity **fixed by N:M**",
         f"calibration {s.calibration}",
@@ -251,4 +251,4 @@ def data_note(data) -> None:
     """Which part of the dataset is evaluated and which calibrates and trains (a single file is split in two)."""
     from pruning.data import data_parts
 
-    st.caption("Data: " + "; ".join(data_parts(data).values()) + ". Calibration and training never draw from the evaluated part.")
+    st.caption("Data: " + "; ".join(map(text.md, data_parts(data).values())) + ". Calibration and training never draw from the evaluated part.")

@@ -5,7 +5,7 @@ import dataclasses
 import pandas as pd
 import streamlit as st
 
-from app import charts, downloads, resources, ui
+from app import charts, downloads, resources, text, ui
 from app import intervals as I
 from app.allocation import ALLOCATED
 from pruning.masks import sparsity_table
@@ -103,7 +103,7 @@ def headline(table, removed: int, total: int, achieved: float, dense, pruned, di
 def what_pruning_did(s, method, table, removed: int, total: int, achieved: float, dense, pruned, diff) -> list[str]:
     """The plain-words account of what the current settings did, one sentence per fact."""
     sentences = [
-        f"**{method.label}** at **{s.request.granularity}** granularity set **{removed:,}** of the **{total:,}** weights "
+        f"**{text.md(method.label)}** at **{s.request.granularity}** granularity set **{removed:,}** of the **{total:,}** weights "
         f"in {len(table)} linear layers to zero ({achieved:.1%})."
     ]
     if dense is not None and pruned is not None:

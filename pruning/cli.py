@@ -16,6 +16,14 @@ from .errors import PruneScopeError
 
 EXIT_USAGE = 2
 _OPEN_BARS: list = []  # closed before an error is printed, so the message gets a line of its own
+POSTFIX_ROOM = 60  # characters of a progress message shown beside the bar; a longer one is also written whole
+
+
+def _say(line: str) -> None:
+    """A line on stderr above any open progress bar (never cut off or overdrawn by it)."""
+    from tqdm import tqdm
+
+    tqdm.write(line, file=sys.stderr)  # clears a bar drawn on the line, writes, draws the bar again
 
 
 def _progress_bar(desc: str):
@@ -23,6 +31,7 @@ def _progress_bar(desc: str):
     from tqdm import tqdm
 
     bar = None
+    said = set()
 
     def update(done: int, total: int, message: str) -> None:
         nonlocal bar
@@ -31,8 +40,11 @@ def _progress_bar(desc: str):
                 bar.close()
             bar = tqdm(total=total, desc=desc, unit="step", leave=False, dynamic_ncols=True)
             _OPEN_BARS.append(bar)
+        if len(message) > POSTFIX_ROOM and message not in said:  # e.g. why a cache is rebuilt: whole, on its own line
+            said.add(message)
+            _say(f"{desc}: {message}")
         bar.n = done
-        bar.set_postfix_str(message[:60], refresh=False)
+        bar.set_postfix_str(message[:POSTFIX_ROOM], refresh=False)
         bar.refresh()
         if done >= total:
             bar.close()
@@ -41,11 +53,14 @@ def _progress_bar(desc: str):
     return update
 
 
-def _floats(text: str) -> list[float]:
+def _floats(text: str, flag: str = "--sparsities") -> list[float]:
     try:
-        return [float(x) for x in text.split(",") if x.strip()]
+        values = [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise PruneScopeError(f"expected comma-separated numbers such as 0.3,0.5,0.7, got {text!r}") from None
+        values = []
+    if not values or any(v != v for v in values):
+        raise PruneScopeError(f"{flag} expects comma-separated numbers such as 0.3,0.5,0.7, got {text!r}")
+    return values
 
 
 def _names(text: str) -> list[str]:
@@ -70,12 +85,12 @@ def _load(args):
         placement=_placement(args),
     )
     if loaded.info.get("rebuilt"):
-        print(f"note: built the cached {loaded.name} now: {loaded.info['rebuilt']}", file=sys.stderr)
+        _note(f"built the cached {loaded.name} now: {loaded.info['rebuilt']}")
     return loaded
 
 
 def _warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr)
+    _say(f"warning: {message}")
 
 
 def _task_data(loaded, args):
@@ -93,9 +108,15 @@ def _task_data(loaded, args):
 
 
 def _calibration(loaded, request):
-    from .prune import calibration_for
+    from .prune import calibration_for, calibration_note
 
-    return calibration_for(loaded, request) if request.method_info.needs_calibration else None
+    if not request.method_info.needs_calibration:
+        return None
+    batches = calibration_for(loaded, request)
+    used = sum(int(b["input_ids"].shape[0]) for b in batches)
+    if used < request.calib_samples:
+        _note(f"--calib capped: {calibration_note(request.calib_samples, used)}")
+    return batches
 
 
 def _method_params(pairs: list[str] | None) -> dict:
@@ -219,12 +240,15 @@ def cmd_layers(args) -> int:
 
 
 def cmd_prune(args) -> int:
-    from .outputs import claim
+    from .outputs import claim, output_path
 
     request = _request(args, args.method, allocation=_allocation(args.allocation))  # every check before loading
-    out = Path(args.out)
+    out = output_path(args.out)
     if out.exists() and not out.is_dir():
         raise PruneScopeError(f"--out {out} is a file; give a folder for the run")
+    offload = Path(args.offload_folder).expanduser().resolve() if args.offload_folder else None
+    if offload is not None and (offload == out.resolve() or out.resolve() in offload.parents):
+        raise PruneScopeError(f"--offload-folder {args.offload_folder} lies inside --out {out}, which is replaced whole; choose a folder outside it")
     with claim(out, overwrite=args.overwrite) as held:  # before any work: writable, not taken, not occupied
         return _prune(args, request, held)
 
@@ -287,17 +311,23 @@ def _write_rows(rows: list[dict], out: Path) -> None:
 
 def _table_outputs(args):
     """Claim a sweep's or sensitivity run's CSV and JSON (before any work)."""
-    from .outputs import claim
+    from .outputs import claim, output_path
 
-    out = Path(args.out)
-    return claim(out, out.with_suffix(".json"), overwrite=args.overwrite)
+    out = output_path(args.out)
+    if out.suffix.lower() == ".json":
+        raise PruneScopeError(f"--out {out}: the table is written as CSV beside a JSON of the same name; give a name ending in .csv")
+    return claim(out, out.with_suffix(".json"), overwrite=args.overwrite, files=True)
 
 
-def _checkpoint(args, loaded, kind: str, required: tuple, **extra):
+def _note(message: str) -> None:
+    _say(f"note: {message}")
+
+
+def _checkpoint(args, loaded, kind: str, required: tuple, request):
     from .outputs import resume_checkpoint, run_header
 
     path = Path(args.out).with_suffix(".partial.jsonl")
-    return resume_checkpoint(path, run_header(args, loaded, kind, **extra), required, args.overwrite, _warn)
+    return resume_checkpoint(path, run_header(args, loaded, kind, request), required, args.overwrite, _warn, _note)
 
 
 def cmd_sweep(args) -> int:
@@ -317,7 +347,7 @@ def _sweep(args, requests, granularities, held) -> int:
     from .sweep import sparsity_ramp
 
     loaded = _load(args)
-    checkpoint = _checkpoint(args, loaded, "sweep", ("method", "granularity", "metric"))
+    checkpoint = _checkpoint(args, loaded, "sweep", ("method", "granularity", "metric"), requests[0])
     data = _task_data(loaded, args)
     calibration = next((_calibration(loaded, r) for r in requests if r.method_info.needs_calibration), None)
     out = Path(args.out)
@@ -356,7 +386,7 @@ def _sensitivity(args, request, sparsities, held) -> int:
     from .sensitivity import distinguishable_layers, layer_sensitivity, suggest_allocation
 
     loaded = _load(args)
-    checkpoint = _checkpoint(args, loaded, "sensitivity", ("layer", "drop", "metric"), method=args.method, params=_method_params(getattr(args, "param", None)))
+    checkpoint = _checkpoint(args, loaded, "sensitivity", ("layer", "drop", "metric"), request)
     data = _task_data(loaded, args)
     out = Path(args.out)
     rows = layer_sensitivity(
@@ -403,7 +433,14 @@ def cmd_show(args) -> int:
         f"({r.get('total', 0) - r.get('kept', 0):,d} of {r.get('total', 0):,d} weights pruned)"
     )
     pruned = len(run.masks) - len(run.untouched)
-    print(f"masks match {loaded.name}: {pruned} layers pruned, {len(run.untouched)} untouched, {len(run.weights or {})} with updated weights")
+    from .masks import parse_granularity
+
+    try:
+        g = parse_granularity(str(r.get("granularity")))
+    except PruneScopeError:
+        g = None
+    groups = f"; every group of {g.m} inputs keeps at most {g.m - g.n}" if g is not None and g.is_nm else ""  # checked by open_run
+    print(f"masks match {loaded.name}: {pruned} layers pruned, {len(run.untouched)} untouched, {len(run.weights or {})} with updated weights{groups}")
     if args.against:
         total = compare_masks(run.masks, open_run(args.against, loaded).masks)[-1]
         print(f"kept by both {total['both']:,d}, by A only {total['A only']:,d}, by B only {total['B only']:,d}; Jaccard {total['jaccard']:.4f}")
@@ -411,6 +448,41 @@ def cmd_show(args) -> int:
 
 
 # ---------------------------------------------------------------- parser
+class _Parser(argparse.ArgumentParser):
+    """Bad command-line input: one ``error:`` line and where to look, exit 2 (no screenful of usage)."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"error: {message}\nsee {self.prog} --help\n")
+
+
+def _at_least(low: int):
+    """An argparse type: a whole number of at least ``low`` (the error then names the flag)."""
+
+    def check(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    return check
+
+
+def _finite(text: str) -> float:
+    """An argparse type: a finite number (NaN and infinities are refused with the flag's name)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="minilm-rt", help="minilm-rt, smollm2-135m, a hub name, a folder or a .gguf file")
     p.add_argument("--gguf-file", help="GGUF file name inside a hub repo or folder")
@@ -432,9 +504,9 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", help="rotten-tomatoes, rt-plots, a CSV/TSV/JSONL/text file, or a hub name")
     p.add_argument("--text-column")
     p.add_argument("--label-column")
-    p.add_argument("--calib", type=int, default=16, help="calibration samples (default 16)")
-    p.add_argument("--calib-len", type=int, default=128, help="tokens per calibration sample for causal LMs")
-    p.add_argument("--eval-size", type=int, default=512, help="evaluation sentences / perplexity windows")
+    p.add_argument("--calib", type=_at_least(1), default=16, help="calibration samples (default 16)")
+    p.add_argument("--calib-len", type=_at_least(2), default=128, help="tokens per calibration sample for causal LMs")
+    p.add_argument("--eval-size", type=_at_least(1), default=512, help="evaluation sentences / perplexity windows")
     p.add_argument("--seed", type=int, default=0)
 
 
@@ -457,7 +529,7 @@ def _command(sub, name: str, help: str) -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m pruning", description="PruneScope: prune a transformer and see what it costs.", epilog=DOCS_HINT
     )
     sub = parser.add_subparsers(dest="command", required=True)
@@ -478,7 +550,7 @@ def build_parser() -> argparse.ArgumentParser:
     _layer_args(p)
     _data_args(p)
     p.add_argument("--method", default="magnitude")
-    p.add_argument("--sparsity", type=float, help="fraction of weights removed (default 0.5; N/M for N:M)")
+    p.add_argument("--sparsity", type=_finite, help="fraction of weights removed (default 0.5; N/M for N:M)")
     _granularity_arg(p)
     p.add_argument("--allocation", metavar="FILE.json", help="prune each listed layer at its own sparsity: {layer: sparsity}")
     p.add_argument("--param", action="append", metavar="NAME=VALUE", help="a method parameter (see `methods`)")
@@ -512,7 +584,7 @@ def build_parser() -> argparse.ArgumentParser:
     _granularity_arg(p)
     p.add_argument("--sparsities", default="0.5")
     p.add_argument("--signal", choices=["kl", "drop"], default="kl", help="what ranks layers and builds the allocation")
-    p.add_argument("--memory-mb", type=float, default=1024, help="memory for the cached dense activations (else full passes)")
+    p.add_argument("--memory-mb", type=_finite, default=1024, help="memory for the cached dense activations (else full passes)")
     p.add_argument("--out", default="out/sensitivity.csv")
     _overwrite_arg(p)
     p.set_defaults(func=cmd_sensitivity)
@@ -521,7 +593,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # named by the subcommand's parser, so the hint points to its own --help
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        sub.choices[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     threads = os.environ.get("PRUNESCOPE_THREADS")
     if threads:
         import torch

@@ -97,8 +97,14 @@ def context(loaded, request: PruneRequest, calibration=None, data=None, progress
     """The :class:`PruneContext` of ``request`` on ``loaded``: its layers resolved on this model, the
     calibration batches built from the request when the method needs them and none are given, and the
     request's dataset as the task data when none is given."""
+    from .masks import check_nm_fits
+    from .models import prunable_layers
+
     method = request.method_info
     names = layer_names(loaded, request.layers, request.include, request.exclude)
+    if request.granularity.is_nm:  # one rule for every method, before any of them runs
+        widths = {i.name: i.shape[1] for i in prunable_layers(loaded.model)}
+        check_nm_fits(request.granularity, {n: widths[n] for n in names})
     if method.needs_calibration and calibration is None:
         calibration = calibration_for(loaded, request)
     if method.needs_calibration and len(calibration) == 0:
@@ -130,11 +136,19 @@ def prune(loaded, request: PruneRequest, calibration=None, data=None, progress=N
     result.info.setdefault("params", dict(request.params))
     result.info.setdefault("seed", request.seed)
     if ctx.calibration is not None:
-        result.info.setdefault("calibration_samples", sum(int(b["input_ids"].shape[0]) for b in ctx.calibration))
+        used = sum(int(b["input_ids"].shape[0]) for b in ctx.calibration)
+        result.info.setdefault("calibration_samples", used)
+        if used < request.calib_samples:
+            result.info["calibration_note"] = calibration_note(request.calib_samples, used)
     if request.granularity.is_allocated:
         result.info["allocation"] = request.granularity.allocation_dict
         result.sparsity = allocation_mean(request.granularity.allocation_dict, {n: m.numel() for n, m in result.masks.items()})
     return result
+
+
+def calibration_note(asked: int, used: int) -> str:
+    """Why fewer calibration samples were used than asked for (the report and the CLI say it)."""
+    return f"{asked} calibration samples asked for; the data holds {used} (sentences, or windows side by side), so {used} were used"
 
 
 def allocation_mean(allocation: Mapping[str, float], layer_params: Mapping[str, int]) -> float:

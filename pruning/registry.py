@@ -13,6 +13,7 @@ re-threshold them on every slider move (see :func:`pruning.prune.mask_ranker`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -43,8 +44,10 @@ class Param:
                 out = value.strip().lower() in ("1", "true", "yes", "on")
             else:
                 out = kind(value) if self.default is not None else value
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise PruneScopeError(f"parameter {name}: {value!r} is not a valid {kind.__name__}") from None
+        if isinstance(out, float) and not math.isfinite(out):  # NaN passes every comparison below
+            raise PruneScopeError(f"parameter {name}: {value!r} is not a finite number")
         if self.choices is not None and out not in self.choices:
             raise PruneScopeError(f"parameter {name}: {out!r} is not one of {', '.join(map(str, self.choices))}")
         if self.minimum is not None and out < self.minimum:

@@ -308,15 +308,15 @@ def gradual_prune(ctx: PruneContext, prior: bool):
 
 def _params(prior: bool) -> dict:
     common = {
-        "steps": Param(200, "fine-tuning steps in all (6 epochs of SST-2 at batch 32 in the paper)", minimum=1, group="budget"),
-        "batch_size": Param(16, "training batch size (32 in the paper)", minimum=1, group="budget"),
+        "steps": Param(200, "fine-tuning steps in all (6 epochs of SST-2 at batch 32 in the paper)", minimum=1, maximum=1_000_000, group="budget"),
+        "batch_size": Param(16, "training batch size (32 in the paper)", minimum=1, maximum=1024, group="budget"),
         "t0": Param(0.15, "first pruning: a fraction of the steps (below 1) or a step number (1 and above); 1000 steps in the paper", minimum=0.0),
         "t1": Param(0.7, "last pruning, after which the mask is frozen: a fraction of the steps (below 1) or a step number", minimum=0.0),
         "interval": Param(0.05, "between prunings from t0 to t1: a fraction of the steps (below 1) or a number of steps", minimum=0.0),
         "s_i": Param(0.3, "sparsity of the first pruning (cubic schedule from s_i to the target)", minimum=0.0, maximum=0.99),
         "lr": Param(5e-5, "AdamW learning rate (betas 0.9/0.98, eps 1e-6, no weight decay)", minimum=0.0),
         "history_points": Param(8, "how many snapshots of the weights and metric to record", minimum=2, maximum=100),
-        "holdout": Param(256, "held-out examples of the TRAINING data used to monitor the metric", minimum=8),
+        "holdout": Param(256, "held-out examples of the TRAINING data used to monitor the metric", minimum=8, maximum=100_000),
     }
     if prior:
         common.update(
@@ -324,7 +324,7 @@ def _params(prior: bool) -> dict:
                 "lam": Param(0.1, "slab weight lam of the prior (annealed to 0.001 lam at t1)", minimum=1e-6, maximum=0.999),
                 "v0": Param(1e-9, "spike variance v0", minimum=1e-14),
                 "v1": Param(0.1, "slab variance v1", minimum=1e-8),
-                "n": Param(0, "n in the prior gradient (0: the training-set size)", minimum=0),
+                "n": Param(0, "n in the prior gradient (0: the training-set size)", minimum=0, maximum=10**12),
             }
         )
     return common

@@ -557,21 +557,21 @@ register(
             "base": Param("magnitude", "criterion whose scores are sampled around (any score-based method: magnitude, wanda, random)"),
             "k": Param(4, "candidate masks per stage (8 in the paper)", minimum=1, maximum=64, group="budget"),
             "randomness": Param(
-                DEFAULT_RANDOMNESS, "r: rounds R = max(floor((N - k) r), 1); smaller = more random (paper: 5e-5..3e-4)", minimum=0.0
+                DEFAULT_RANDOMNESS, "r: rounds R = max(floor((N - k) r), 1); smaller = more random (paper: 5e-5..3e-4)", minimum=0.0, maximum=1e-3
             ),
             "power": Param(5.0, "a: sampling probability ~ score^a", minimum=0.0),
             "selection": Param("early", "cheap: held-out metric with no training; early: short fine-tune of each candidate", choices=("cheap", "early")),
-            "steps": Param(20, "early evaluation: fine-tuning steps per candidate (one epoch in the paper)", minimum=1, group="budget"),
-            "eval_every": Param(10, "early evaluation: evaluate every this many steps", minimum=1),
-            "n_last": Param(2, "early evaluation: score = mean of the last this many evaluations", minimum=1),
-            "final_steps": Param(80, "fine-tuning steps of the winner of each stage", minimum=0, group="budget"),
+            "steps": Param(20, "early evaluation: fine-tuning steps per candidate (one epoch in the paper)", minimum=1, maximum=100_000, group="budget"),
+            "eval_every": Param(10, "early evaluation: evaluate every this many steps", minimum=1, maximum=100_000),
+            "n_last": Param(2, "early evaluation: score = mean of the last this many evaluations", minimum=1, maximum=1000),
+            "final_steps": Param(80, "fine-tuning steps of the winner of each stage", minimum=0, maximum=100_000, group="budget"),
             "stages": Param(1, "stages of rising sparsity (4 in the paper), geometric in density", minimum=1, maximum=10, group="budget"),
             "schedule": Param("", "explicit stage sparsities, e.g. 0.54,0.83,0.92,0.9375 (overrides stages)"),
             "lr": Param(5e-5, "AdamW learning rate", minimum=0.0),
-            "batch_size": Param(16, "training batch size", minimum=1),
+            "batch_size": Param(16, "training batch size", minimum=1, maximum=1024),
             "distill": Param(0.0, "weight of logits distillation (KL to the dense model); 0 = off", minimum=0.0, maximum=1.0),
             "temperature": Param(2.0, "distillation temperature", minimum=0.01),
-            "holdout": Param(256, "held-out examples of the TRAINING data used for selection", minimum=8),
+            "holdout": Param(256, "held-out examples of the TRAINING data used for selection", minimum=8, maximum=100_000),
         },
         reference="Li, Gao, Lei, Xu (EMNLP Findings 2023), Breaking through Deterministic Barriers: "
         "Randomized Pruning Mask Generation and Selection",

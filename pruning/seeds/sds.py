@@ -364,8 +364,8 @@ register(
             "base": Param("sparsegpt", "the one-shot method used for both sparse steps", choices=("sparsegpt", "wanda")),
             "l1": Param(1e-3, "L1 weight of the dense step, relative (x mean diag(G) x mean|W|)", minimum=0.0),
             "l2": Param(1e-3, "L2 weight of the dense step, relative (x mean diag(G))", minimum=0.0),
-            "iters": Param(100, "iterations of the dense step (FISTA, step 1/L)", minimum=0, group="budget"),
-            "adjust_iters": Param(30, "iterations of the soft-mask adjustment (0 = skip it)", minimum=0, group="budget"),
+            "iters": Param(100, "iterations of the dense step (FISTA, step 1/L)", minimum=0, maximum=100_000, group="budget"),
+            "adjust_iters": Param(30, "iterations of the soft-mask adjustment (0 = skip it)", minimum=0, maximum=100_000, group="budget"),
             "adjust_rule": Param(
                 "paper",
                 "step 3: 'paper' skips the adjustment in layers where the second pruning already beats the first and "
@@ -373,8 +373,8 @@ register(
                 choices=ADJUST_RULES,
             ),
             "track_metric": Param(True, "evaluate the model after each step on held-out training data"),
-            "holdout": Param(256, "classifier: held-out training examples for the tracked metric", minimum=8),
-            "lm_holdout": Param(8, "causal LM: held-out windows of training text for the tracked metric", minimum=1),
+            "holdout": Param(256, "classifier: held-out training examples for the tracked metric", minimum=8, maximum=100_000),
+            "lm_holdout": Param(8, "causal LM: held-out windows of training text for the tracked metric", minimum=1, maximum=10_000),
         },
         reference="Li et al. 2024, Enhancing One-shot Pruned Pre-trained Language Models through Sparse-Dense-Sparse Mechanism",
     )
