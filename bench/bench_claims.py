@@ -261,9 +261,13 @@ def run_sds_point(pt: Point, st: dict, models: Models, progress, ckpt: TrainingC
     return out
 
 
-def staged_magnitude(loaded, data, pt: Point, st: dict, progress):
+def staged_magnitude(loaded, data, pt: Point, st: dict, progress, ckpt: TrainingCheckpoint | None = None):
     """The randomized rows' baseline: magnitude masks (per layer) at the same stages, each stage
-    fine-tuned (with the same distillation) for as many steps as randomized selection spends on it."""
+    fine-tuned (with the same distillation) for as many steps as randomized selection spends on it.
+    With ``ckpt`` it saves its state as it goes and resumes from it (the header: the point, its
+    settings, the model's weights and the data)."""
+    from pruning.integrity import weights_fingerprint
+    from pruning.resume import data_fingerprint
     from pruning.seeds.randomized import stage_sparsities
 
     schedule = stage_sparsities(pt.sparsity, 1, st["schedule"])
@@ -271,20 +275,35 @@ def staged_magnitude(loaded, data, pt: Point, st: dict, progress):
     task = T.task_data(loaded, data, holdout=st["holdout"], batch_size=st["batch_size"], seed=pt.seed)
     model = T.trainable_copy(loaded, seed=pt.seed)
     layers = layer_names(loaded)
-    done, total, masks = 0, per_stage * len(schedule), None
-    for si, sparsity in enumerate(schedule):
-        weights = T.layer_weights(model, layers)
-        masks = compute_masks({k: w.abs() for k, w in weights.items()}, sparsity, "layer", weights)
+    done, total, masks, first = 0, per_stage * len(schedule), None, 0
+    saved = None
+    if ckpt is not None:
+        ckpt.bind({"point": pt.name, "sparsity": pt.sparsity, "seed": pt.seed, **{f"params.{k}": v for k, v in st.items()},
+                   "model": loaded.name, "weights": weights_fingerprint(loaded.model), "data": data_fingerprint(data)})
+        saved = ckpt.resume()
+    if saved is not None:
+        done, first, masks = int(saved["done"]), int(saved["stage"]), saved["masks"]
+    for si in range(first, len(schedule)):
+        sparsity = schedule[si]
+        if saved is None or si != first:
+            weights = T.layer_weights(model, layers)
+            masks = compute_masks({k: w.abs() for k, w in weights.items()}, sparsity, "layer", weights)
         bound = T.ModuleMasks(model, masks)
         bound.apply_()
         task.restart(pt.seed + 1000 * si + 1)
         tuner = T.FineTuner(model, task, st["lr"], teacher=loaded.model, distill=st["distill"], temperature=st["temperature"])
-        for _ in range(per_stage):
+        if saved is not None and si == first:
+            tuner.load_state_dict(saved["tuner"])
+        for _ in range(tuner.steps, per_stage):
             tuner.step()
             bound.apply_()
             done += 1
             progress(done, total, f"stage {si + 1}/{len(schedule)} at {sparsity:.1%}")
+            if ckpt is not None:
+                ckpt.step(done, total, lambda: {"done": done, "stage": si, "masks": masks, "tuner": tuner.state_dict()})
     info = {"schedule": schedule, "steps_per_stage": per_stage, "held_out_metric": T.held_out_metric(model, task)}
+    if ckpt is not None:
+        info["elapsed_s"], info["resumed_at_step"] = ckpt.elapsed(), ckpt.resumed_at
     return T.trained_result("magnitude (staged)", loaded, model, masks, pt.sparsity, "layer", info)
 
 
@@ -302,7 +321,7 @@ def run_minilm_point(pt: Point, st: dict, models: Models, progress, ckpt: Traini
         out["chosen"] = [s["chosen"] for s in result.info["stages"]]
         out["selection_scores"] = [s["selection_scores"] for s in result.info["stages"]]
     elif pt.method == "magnitude":
-        result = staged_magnitude(loaded, data, pt, st, progress)
+        result = staged_magnitude(loaded, data, pt, st, progress, ckpt)
     if result is not None:
         out["prune_s"] = time.perf_counter() - start
         out["held_out_metric"] = result.info.get("held_out_metric")

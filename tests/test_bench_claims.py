@@ -98,3 +98,29 @@ def test_a_point_stopped_at_its_checkpoint_ends_the_run_cleanly(tmp_path, monkey
     past = StopRequest(deadline=0.0)
     assert B.run_all(points, _args(tmp_path, past), {}) == 0 and len(started) == 2
     assert "not starting" in capsys.readouterr().out
+
+
+def test_the_staged_magnitude_baseline_resumes_to_the_same_weights(tiny_bert, tiny_sentiment, tmp_path):
+    import pytest
+    import torch
+
+    from pruning.resume import StopRequest, TrainingCheckpoint, TrainingStopped
+
+    pt = B.Point("randomized.magnitude.s0", "randomized", "magnitude", 0.9375, "layer", 0)
+    st = {**B.randomized_settings(True), "holdout": 16}  # 4 stages of 2 x 2 + 2 = 6 steps
+    quiet = lambda *a: None  # noqa: E731
+    whole = B.staged_magnitude(tiny_bert, tiny_sentiment, pt, st, quiet)
+    notes = []
+    for at in (4, 6, 15):  # inside stage 1, at its end, inside stage 3
+        stop = StopRequest()
+        ckpt = TrainingCheckpoint(tmp_path / "p.ckpt", every_steps=1, interval_s=None, stop=stop, note=notes.append)
+        with pytest.raises(TrainingStopped) as stopped:
+            B.staged_magnitude(tiny_bert, tiny_sentiment, pt, st, lambda d, t, m, at=at, stop=stop: d >= at and stop.request("test"), ckpt)
+        assert stopped.value.done == at
+    ckpt = TrainingCheckpoint(tmp_path / "p.ckpt", every_steps=1, interval_s=None, note=notes.append)
+    resumed = B.staged_magnitude(tiny_bert, tiny_sentiment, pt, st, quiet, ckpt)
+    assert [n.split(" from ")[0] for n in notes] == ["resumed at step 4 of 24", "resumed at step 6 of 24", "resumed at step 15 of 24"]
+    assert all(torch.equal(whole.masks[n], resumed.masks[n]) and torch.equal(whole.weights[n], resumed.weights[n]) for n in whole.masks)
+    assert all(torch.equal(v, resumed.other_params[k]) for k, v in whole.other_params.items())
+    with pytest.raises(Exception, match="method parameter lr"):
+        B.staged_magnitude(tiny_bert, tiny_sentiment, pt, {**st, "lr": 1e-3}, quiet, TrainingCheckpoint(tmp_path / "p.ckpt"))

@@ -245,3 +245,46 @@ def test_cli_refuses_a_checkpoint_of_other_settings_and_overwrite_starts_again(t
     assert cli.main(_cli_args(tiny_folder, split_data, out, "--overwrite")) == 0
     assert "resumed" not in capsys.readouterr().err and not (tmp_path / "run.ckpt").exists()
     assert cli.main(_cli_args(tiny_folder, split_data, tmp_path / "x", "--checkpoint-every", "0")) == 2
+
+
+# ---------------------------------------------------------------- other trained methods, stopped and resumed at several points
+def _in_pieces(loaded, request, stops, path, **kwargs):
+    """Run ``request`` stopping at each unit in ``stops`` in turn (a checkpoint every unit), resuming each time."""
+    notes, stopped = [], []
+    for at in stops:
+        stop = StopRequest()
+
+        def progress(done, total, message, at=at, stop=stop):
+            if done >= at:
+                stop.request(f"a test, at {at}")
+
+        ckpt = TrainingCheckpoint(path, every_steps=1, interval_s=None, stop=stop, note=notes.append)
+        with pytest.raises(TrainingStopped) as info:
+            prune(loaded, request, progress=progress, checkpoint=ckpt, **kwargs)
+        stopped.append(info.value.done)
+    result = prune(loaded, request, checkpoint=TrainingCheckpoint(path, every_steps=1, interval_s=None, note=notes.append), **kwargs)
+    return result, stopped, notes
+
+
+def _same_result(a, b, keys=("history",)):
+    assert sorted(a.masks) == sorted(b.masks)
+    for n in a.masks:
+        assert torch.equal(a.masks[n], b.masks[n]) and torch.equal(a.weights[n], b.weights[n]), n
+    assert sorted(getattr(a, "other_params", {})) == sorted(getattr(b, "other_params", {}))
+    for k, v in getattr(a, "other_params", {}).items():
+        assert torch.equal(v, b.other_params[k]), k
+    for key in keys:
+        assert json.dumps(a.info[key], sort_keys=True, default=str) == json.dumps(b.info[key], sort_keys=True, default=str), key
+
+
+def test_randomized_selection_resumes_inside_candidates_and_the_winners_fine_tuning(tiny_bert, tiny_sentiment, tmp_path):
+    params = {"k": 2, "selection": "early", "steps": 3, "eval_every": 1, "final_steps": 3, "stages": 2, "holdout": 16,
+              "batch_size": 8, "distill": 0.5}
+    request = PruneRequest.make("randomized", 0.75, "layer", params=params, seed=0)
+    whole = prune(tiny_bert, request, data=tiny_sentiment)
+    # units per stage: 2 + 1 candidates scored, 2 x 3 early steps, 3 winner steps = 12. Stops: inside candidate 1,
+    # at its end, inside candidate 2 (a best one kept), in the winner's fine-tuning, inside stage 2
+    resumed, stopped, notes = _in_pieces(tiny_bert, request, [5, 6, 8, 11, 17], tmp_path / "r.ckpt", data=tiny_sentiment)
+    assert stopped == [5, 6, 8, 11, 17]
+    assert [n.split(" from ")[0] for n in notes] == [f"resumed at step {k} of 24" for k in stopped]
+    _same_result(whole, resumed, keys=("stages", "selection_scores", "chosen", "held_out_metric"))
