@@ -288,3 +288,18 @@ def test_randomized_selection_resumes_inside_candidates_and_the_winners_fine_tun
     assert stopped == [5, 6, 8, 11, 17]
     assert [n.split(" from ")[0] for n in notes] == [f"resumed at step {k} of 24" for k in stopped]
     _same_result(whole, resumed, keys=("stages", "selection_scores", "chosen", "held_out_metric"))
+
+
+def test_sds_resumes_inside_its_dense_steps_and_its_adjustments(tiny_llama, tiny_text, tmp_path):
+    from pruning.models import prunable_layers
+
+    params = {"base": "wanda", "iters": 5, "adjust_iters": 3, "adjust_rule": "best", "lm_holdout": 1}
+    request = PruneRequest.make("sds", 0.5, "2:4", params=params, seed=0, calib_samples=2, calib_len=32)
+    whole = prune(tiny_llama, request, data=tiny_text)
+    n = len(prunable_layers(tiny_llama.model))
+    total = 2 * n + 4  # one-shot, statistics, a dense step per layer, one-shot, statistics, an adjustment per layer
+    # stops: inside the dense steps, after the last one, inside the adjustments
+    resumed, stopped, notes = _in_pieces(tiny_llama, request, [5, n + 2, n + 6], tmp_path / "s.ckpt", data=tiny_text)
+    assert stopped == [5, n + 2, n + 6]
+    assert [x.split(" from ")[0] for x in notes] == [f"resumed at step {k} of {total}" for k in stopped]
+    _same_result(whole, resumed, keys=("steps", "layers"))
