@@ -3,6 +3,7 @@ uninterrupted run ends; a damaged checkpoint is skipped for the previous one; ot
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import signal
@@ -303,3 +304,36 @@ def test_sds_resumes_inside_its_dense_steps_and_its_adjustments(tiny_llama, tiny
     assert stopped == [5, n + 2, n + 6]
     assert [x.split(" from ")[0] for x in notes] == [f"resumed at step {k} of {total}" for k in stopped]
     _same_result(whole, resumed, keys=("steps", "layers"))
+
+
+def test_the_minilm_rt_fine_tune_resumes_across_an_epoch_boundary(tmp_path):
+    """The embedded classifier's one-time fine-tune (two epochs of 3 batches here) stopped after steps 2
+    and 4 ends with the same weights and losses as one uninterrupted run."""
+    from pruning import finetune
+    from pruning.data import rotten_tomatoes_splits
+
+    texts, labels = (part[:24] for part in rotten_tomatoes_splits().splits["train"])
+    recipe = {**finetune.RECIPE, "batch_size": 8, "epochs": 2}
+
+    tokenizer, start = finetune._base_classifier(recipe)
+    encoded = tokenizer(texts, truncation=True, max_length=recipe["max_length"], return_attention_mask=False)["input_ids"]
+
+    def train(checkpoint=None, stop_at=None):
+        model = copy.deepcopy(start)  # the same fresh head and dropout generator every time
+        progress = None if stop_at is None else (lambda done, total, message: done >= stop_at and checkpoint.stop.request("test"))
+        if checkpoint is not None:
+            checkpoint.bind({**{f"recipe.{k}": v for k, v in recipe.items()}, "texts": texts})
+        steps, losses = finetune._fit(model, tokenizer, encoded, labels, recipe, None, progress, checkpoint)
+        return steps, losses, {n: p.detach().clone() for n, p in model.named_parameters()}
+
+    steps, losses, whole = train()
+    assert steps == 6
+    notes = []
+    for at in (2, 4):
+        ckpt = TrainingCheckpoint(tmp_path / "ft.ckpt", every_steps=1, interval_s=None, stop=StopRequest(), note=notes.append)
+        with pytest.raises(TrainingStopped):
+            train(ckpt, at)
+    steps2, losses2, pieces = train(TrainingCheckpoint(tmp_path / "ft.ckpt", interval_s=None, note=notes.append))
+    assert [n.split(" from ")[0] for n in notes] == ["resumed at step 2 of 6", "resumed at step 4 of 6"]
+    assert (steps2, losses2) == (steps, losses)
+    assert all(torch.equal(whole[n], pieces[n]) for n in whole)
