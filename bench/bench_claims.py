@@ -30,8 +30,10 @@ any moment and start it again, it resumes point by point.
 A point that trains saves a training checkpoint beside its file (<point>.ckpt, and the one
 before it as <point>.prev.ckpt) every 10 minutes of wall time (--checkpoint-minutes) and, with
 --checkpoint-every N, every N steps; run the same command again and it resumes mid-way, with the
-same final figures as an uninterrupted run. SIGTERM or Ctrl-C saves a checkpoint and exits (status
-128 + the signal); a second Ctrl-C stops at once. The checkpoint is deleted when the point's file is
+same final figures as an uninterrupted run. --stop-at HH:MM saves one and exits (status 0) shortly
+before that time (a point already in its final evaluation finishes first, then no other starts).
+SIGTERM or Ctrl-C saves a checkpoint at the next step and exits (status 128 + the signal); a second
+Ctrl-C stops at once. The checkpoint is deleted when the point's file is
 written. Changed settings are refused naming the setting: delete the .ckpt files to start again.
 """
 
