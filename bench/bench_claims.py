@@ -25,13 +25,25 @@ any moment and start it again, it resumes point by point.
     python bench/bench_claims.py --point sds.sparsegpt.2-4.sds.s0
     python bench/bench_claims.py                        # every point not yet done
     python bench/bench_claims.py --tiny --out /tmp/c    # smoke test at toy budgets (never in results/)
+    python bench/bench_claims.py --only mgpp --stop-at 07:30   # checkpoint and exit (status 0) before 07:30
+
+A point that trains saves a training checkpoint beside its file (<point>.ckpt, and the one
+before it as <point>.prev.ckpt) every 10 minutes of wall time (--checkpoint-minutes) and, with
+--checkpoint-every N, every N steps; run the same command again and it resumes mid-way, with the
+same final figures as an uninterrupted run. --stop-at HH:MM saves one and exits (status 0) shortly
+before that time (a point already in its final evaluation finishes first, then no other starts).
+SIGTERM or Ctrl-C saves a checkpoint at the next step and exits (status 128 + the signal); a second
+Ctrl-C stops at once. The checkpoint is deleted when the point's file is
+written. Changed settings are refused naming the setting: delete the .ckpt files to start again.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -51,6 +63,7 @@ from pruning.models import load_model  # noqa: E402
 from pruning.prune import layer_names, prune  # noqa: E402
 from pruning.request import PruneRequest  # noqa: E402
 from pruning import training as T  # noqa: E402
+from pruning.resume import StopRequest, TrainingCheckpoint, TrainingStopped, checkpoint_progress  # noqa: E402
 from pruning.stats import paired_interval, perplexity_interval, safe_exp, wilson_interval  # noqa: E402
 
 WIKITEXT = ROOT.parent / "shared" / "data" / "wikitext-2-raw" / "wiki.test.raw"
@@ -157,19 +170,26 @@ def all_points() -> list[Point]:
 
 # ---------------------------------------------------------------- progress with time left
 class Progress:
-    """Prints ``point: message (elapsed, about N min left)`` at most every ``every`` seconds."""
+    """Prints ``point: message (elapsed, about N min left)`` at most every ``every`` seconds.
+
+    The time left is from this process's own rate: a resumed run starts at its checkpoint's step."""
 
     def __init__(self, point: str, every: float = 30.0):
         self.point, self.every, self.start, self.last = point, every, time.perf_counter(), -1e9
+        self.first: tuple[int, int, float] | None = None  # (total, done, time) when this phase was first seen
 
     def __call__(self, done: int, total: int, message: str) -> None:
         now = time.perf_counter()
+        if self.first is None or self.first[0] != total or done < self.first[1]:
+            self.first = (total, done, now)
         if now - self.last < self.every and done < total:
             return
         self.last = now
         elapsed = now - self.start
         frac = done / max(1, total)
-        left = f", about {_duration(elapsed * (1 - frac) / frac)} left" if 0.01 < frac < 1 else ""
+        _, done0, t0 = self.first
+        rate = (done - done0) / (now - t0) if done > done0 and now > t0 else 0.0
+        left = f", about {_duration((total - done) / rate)} left" if rate > 0 and frac < 1 else ""
         print(f"  {self.point}: {message} ({frac:.0%}, {_duration(elapsed)} so far{left})", flush=True)
 
 
@@ -220,7 +240,7 @@ class Models:
         return self.get("wikitext", lambda: load_lm_text(str(self.wikitext_path)))
 
 
-def run_sds_point(pt: Point, st: dict, models: Models, progress) -> dict:
+def run_sds_point(pt: Point, st: dict, models: Models, progress, ckpt: TrainingCheckpoint | None = None) -> dict:
     loaded = models.lm()
     out = {"eval": f"WikiText-2 test (shared copy), first {st['eval_windows']} windows of {st['eval_len']} tokens"}
     overrides = None
@@ -232,7 +252,7 @@ def run_sds_point(pt: Point, st: dict, models: Models, progress) -> dict:
         else:
             params = {"base": pt.base, "iters": st["iters"], "adjust_iters": st["adjust_iters"], "track_metric": False}
             request = PruneRequest.make("sds", pt.sparsity, pt.granularity, params=params, seed=pt.seed)
-            result = prune(loaded, request, calibration=calib, progress=progress)
+            result = prune(loaded, request, calibration=calib, progress=progress, checkpoint=ckpt)
             out["layers_where_final_error_below_first"] = sum(
                 1 for v in result.info["layers"].values() if v["relative_error_final"] < v["relative_error_first_sparse"]
             )
@@ -245,9 +265,13 @@ def run_sds_point(pt: Point, st: dict, models: Models, progress) -> dict:
     return out
 
 
-def staged_magnitude(loaded, data, pt: Point, st: dict, progress):
+def staged_magnitude(loaded, data, pt: Point, st: dict, progress, ckpt: TrainingCheckpoint | None = None):
     """The randomized rows' baseline: magnitude masks (per layer) at the same stages, each stage
-    fine-tuned (with the same distillation) for as many steps as randomized selection spends on it."""
+    fine-tuned (with the same distillation) for as many steps as randomized selection spends on it.
+    With ``ckpt`` it saves its state as it goes and resumes from it (the header: the point, its
+    settings, the model's weights and the data)."""
+    from pruning.integrity import weights_fingerprint
+    from pruning.resume import data_fingerprint
     from pruning.seeds.randomized import stage_sparsities
 
     schedule = stage_sparsities(pt.sparsity, 1, st["schedule"])
@@ -255,44 +279,75 @@ def staged_magnitude(loaded, data, pt: Point, st: dict, progress):
     task = T.task_data(loaded, data, holdout=st["holdout"], batch_size=st["batch_size"], seed=pt.seed)
     model = T.trainable_copy(loaded, seed=pt.seed)
     layers = layer_names(loaded)
-    done, total, masks = 0, per_stage * len(schedule), None
-    for si, sparsity in enumerate(schedule):
-        weights = T.layer_weights(model, layers)
-        masks = compute_masks({k: w.abs() for k, w in weights.items()}, sparsity, "layer", weights)
+    done, total, masks, first = 0, per_stage * len(schedule), None, 0
+    saved = None
+    if ckpt is not None:
+        ckpt.bind({"point": pt.name, "sparsity": pt.sparsity, "seed": pt.seed, **{f"params.{k}": v for k, v in st.items()},
+                   "model": loaded.name, "weights": weights_fingerprint(loaded.model), "data": data_fingerprint(data)})
+        saved = ckpt.resume()
+    if saved is not None:
+        done, first, masks = int(saved["done"]), int(saved["stage"]), saved["masks"]
+    for si in range(first, len(schedule)):
+        sparsity = schedule[si]
+        if saved is None or si != first:
+            weights = T.layer_weights(model, layers)
+            masks = compute_masks({k: w.abs() for k, w in weights.items()}, sparsity, "layer", weights)
         bound = T.ModuleMasks(model, masks)
         bound.apply_()
         task.restart(pt.seed + 1000 * si + 1)
         tuner = T.FineTuner(model, task, st["lr"], teacher=loaded.model, distill=st["distill"], temperature=st["temperature"])
-        for _ in range(per_stage):
+        if saved is not None and si == first:
+            tuner.load_state_dict(saved["tuner"])
+        for _ in range(tuner.steps, per_stage):
             tuner.step()
             bound.apply_()
             done += 1
             progress(done, total, f"stage {si + 1}/{len(schedule)} at {sparsity:.1%}")
+            if ckpt is not None:
+                ckpt.step(done, total, lambda: {"done": done, "stage": si, "masks": masks, "tuner": tuner.state_dict()})
     info = {"schedule": schedule, "steps_per_stage": per_stage, "held_out_metric": T.held_out_metric(model, task)}
+    if ckpt is not None:
+        info["elapsed_s"], info["resumed_at_step"] = ckpt.elapsed(), ckpt.resumed_at
     return T.trained_result("magnitude (staged)", loaded, model, masks, pt.sparsity, "layer", info)
 
 
-def run_minilm_point(pt: Point, st: dict, models: Models, progress) -> dict:
+def run_minilm_point(pt: Point, st: dict, models: Models, progress, ckpt: TrainingCheckpoint | None = None) -> dict:
     loaded, data = models.classifier()
     out = {"eval": f"minilm-rt test split, n={len(data.split('test')[0])}"}
     result, start = None, time.perf_counter()
     if pt.claim == "mgpp" and pt.method != "dense":
         request = PruneRequest.make(pt.method, pt.sparsity, pt.granularity, params=st, seed=pt.seed)
-        result = prune(loaded, request, data=data, progress=progress)
+        result = prune(loaded, request, data=data, progress=progress, checkpoint=ckpt)
         out["schedule"] = result.info["schedule"]
     elif pt.method == "randomized":
         request = PruneRequest.make("randomized", pt.sparsity, pt.granularity, params=st, seed=pt.seed)
-        result = prune(loaded, request, data=data, progress=progress)
+        result = prune(loaded, request, data=data, progress=progress, checkpoint=ckpt)
         out["chosen"] = [s["chosen"] for s in result.info["stages"]]
         out["selection_scores"] = [s["selection_scores"] for s in result.info["stages"]]
     elif pt.method == "magnitude":
-        result = staged_magnitude(loaded, data, pt, st, progress)
+        result = staged_magnitude(loaded, data, pt, st, progress, ckpt)
     if result is not None:
         out["prune_s"] = time.perf_counter() - start
         out["held_out_metric"] = result.info.get("held_out_metric")
+        if result.info.get("resumed_at_step") is not None:
+            out["resumed_at_step"] = result.info["resumed_at_step"]
+            out["prune_s_all_pieces"] = result.info.get("elapsed_s")
     ev = evaluate(loaded, data, None if result is None else result.overrides(loaded), split="test", progress=progress)
     out.update(evaluation_record(ev))
     return out
+
+
+def point_checkpoint(pt: Point, args) -> TrainingCheckpoint:
+    """The training checkpoint of a point, beside its file (resumed when the same point runs again)."""
+    minutes = getattr(args, "checkpoint_minutes", 10.0)
+    return TrainingCheckpoint(
+        Path(args.out) / f"{pt.name}.ckpt",
+        every_steps=getattr(args, "checkpoint_every", None),
+        interval_s=None if not minutes else 60.0 * minutes,
+        stop=getattr(args, "stop", None),
+        warn=lambda m: print(f"  {pt.name}: warning: {m}", flush=True),
+        note=lambda m: print(f"  {pt.name}: {m}", flush=True),
+    )
 
 
 def run_point(pt: Point, args, models: Models) -> Path:
@@ -303,7 +358,8 @@ def run_point(pt: Point, args, models: Models) -> Path:
     start = time.perf_counter()
     load_before = os.getloadavg()
     runner = run_sds_point if pt.claim == "sds" else run_minilm_point
-    figures = runner(pt, st, models, progress)
+    ckpt = point_checkpoint(pt, args)
+    figures = runner(pt, st, models, progress, ckpt)
     record = {
         "point": pt.name,
         "claim": pt.claim,
@@ -323,6 +379,7 @@ def run_point(pt: Point, args, models: Models) -> Path:
         **figures,
     }
     write_json_atomic(path, record)
+    ckpt.remove()  # the point's file is in place: its training state is not needed any more
     return path
 
 
@@ -423,9 +480,13 @@ def list_points(points, out: Path, rates: dict) -> None:
     for pt in points:
         path = out / f"{pt.name}.json"
         est = estimate(pt, rates)
+        saved = checkpoint_progress(out / f"{pt.name}.ckpt")
         if path.exists():
             rec = json.loads(path.read_text())
             status = f"done  {_duration(rec['wall_s'])} wall, {rec['metric']} {rec['value']:.4f}"
+        elif saved is not None:
+            status = f"stopped at step {saved[0]} of {saved[1]} (resumes there)"
+            left += (est or 0.0) * (1 - saved[0] / max(1, saved[1]))
         else:
             status = "to do"
             left += est or 0.0
@@ -609,18 +670,32 @@ def select(points, args) -> list[Point]:
     return [p for p in points if args.only is None or p.claim == args.only]
 
 
-def run_all(todo, args, rates) -> None:
+def run_all(todo, args, rates) -> int:
+    """Run the points not yet done; the exit status (0, or 128 + the signal that stopped a point)."""
     models = Models(args.wikitext)
     out = Path(args.out)
     pending = [p for p in todo if not (out / f"{p.name}.json").exists()]
     print(f"{len(todo) - len(pending)} of {len(todo)} points already done; {len(pending)} to run", flush=True)
+    stop: StopRequest = getattr(args, "stop", None) or StopRequest()
     for i, pt in enumerate(pending):
         if args.no_start_after and time.strftime("%H:%M") >= args.no_start_after:
             print(f"it is past {args.no_start_after}: not starting {pt.name} or the {len(pending) - i - 1} after it", flush=True)
-            return
+            return 0
+        why = stop.due()
+        if why is not None:
+            print(f"stopping ({why}): not starting {pt.name} or the {len(pending) - i - 1} after it", flush=True)
+            return _stop_status(stop)
         est = estimate(pt, rates)
         print(f"[{i + 1}/{len(pending)}] {pt.name} (estimate {'?' if est is None else _duration(est)})", flush=True)
-        rec = json.loads(run_point(pt, args, models).read_text())
+        try:
+            rec = json.loads(run_point(pt, args, models).read_text())
+        except TrainingStopped as stopped:
+            print(
+                f"[{i + 1}/{len(pending)}] {pt.name}: stopped at step {stopped.done} of {stopped.total} ({stopped.reason}); "
+                f"checkpoint {stopped.path}; run the same command again to resume there",
+                flush=True,
+            )
+            return _stop_status(stop)
         rest = [estimate(p, rates) for p in pending[i + 1 :]]
         left = "?" if None in rest else _duration(sum(rest))
         print(
@@ -628,6 +703,40 @@ def run_all(todo, args, rates) -> None:
             f"{len(rest)} points left, about {left} at the measured rates",
             flush=True,
         )
+    return 0
+
+
+def _stop_status(stop: StopRequest) -> int:
+    """0 for a deadline; 128 + the signal number when a signal stopped the run."""
+    signum = getattr(stop, "signum", None)
+    return 0 if signum is None else 128 + signum
+
+
+def next_clock_time(hhmm: str, now: datetime.datetime | None = None) -> float:
+    """The next time the clock reads ``HH:MM`` (today, or tomorrow when it has passed), as time.time() seconds."""
+    try:
+        hour, minute = (int(x) for x in hhmm.split(":"))
+        now = now or datetime.datetime.now()
+        at = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    except ValueError:
+        raise SystemExit(f"error: --stop-at takes a clock time HH:MM, got {hhmm!r}") from None
+    if at <= now:
+        at += datetime.timedelta(days=1)
+    return at.timestamp()
+
+
+def install_stop_handlers(stop: StopRequest) -> None:
+    """SIGTERM and the first Ctrl-C ask the running point to save a checkpoint and stop; a second Ctrl-C stops at once."""
+
+    def handler(signum, frame):
+        if stop.reason is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.signum = signum
+        stop.request(signal.Signals(signum).name)
+        print(f"\n{signal.Signals(signum).name}: saving a checkpoint at the next step, then stopping", flush=True)
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
 
 
 def main() -> None:
@@ -639,6 +748,11 @@ def main() -> None:
     parser.add_argument("--point", action="append", help="run this point only (repeatable)")
     parser.add_argument("--tiny", action="store_true", help="toy budgets, for a smoke test (use another --out)")
     parser.add_argument("--no-start-after", metavar="HH:MM", help="start no new point after this clock time")
+    parser.add_argument(
+        "--stop-at", metavar="HH:MM", help="save a checkpoint and exit (status 0) shortly before this clock time (the next time it comes)"
+    )
+    parser.add_argument("--checkpoint-every", type=int, metavar="STEPS", help="also save the training checkpoint every this many steps")
+    parser.add_argument("--checkpoint-minutes", type=float, default=10.0, help="save the training checkpoint this often (default 10; 0: never by time)")
     parser.add_argument("--wikitext", default=str(WIKITEXT), help="the WikiText-2 raw test file (default ../shared/data/...)")
     parser.add_argument("--out", default=str(OUT))
     args = parser.parse_args()
@@ -660,7 +774,11 @@ def main() -> None:
     if args.list:
         list_points(points, out, rates)
         return
-    run_all(points, args, rates)
+    args.stop = StopRequest(None if args.stop_at is None else next_clock_time(args.stop_at))
+    if args.stop.deadline is not None:
+        print(f"stopping before {time.strftime('%Y-%m-%d %H:%M', time.localtime(args.stop.deadline))}", flush=True)
+    install_stop_handlers(args.stop)
+    sys.exit(run_all(points, args, rates))
 
 
 if __name__ == "__main__":

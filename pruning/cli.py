@@ -249,12 +249,99 @@ def cmd_prune(args) -> int:
     offload = Path(args.offload_folder).expanduser().resolve() if args.offload_folder else None
     if offload is not None and (offload == out.resolve() or out.resolve() in offload.parents):
         raise PruneScopeError(f"--offload-folder {args.offload_folder} lies inside --out {out}, which is replaced whole; choose a folder outside it")
+    if args.checkpoint_every is not None and args.checkpoint_every < 1:
+        raise PruneScopeError(f"--checkpoint-every must be at least 1, got {args.checkpoint_every}")
     with claim(out, overwrite=args.overwrite) as held:  # before any work: writable, not taken, not occupied
         return _prune(args, request, held)
 
 
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _eta_lines(what: str, every: float = 30.0):
+    """A progress callback printing ``what: message (done/total, time so far, about T left)`` lines to stderr,
+    at most every ``every`` seconds; the time left is from this process's own rate (a resumed run
+    starts at its checkpoint's step)."""
+    import time
+
+    state = {"first": None, "last": -1e9, "start": time.monotonic()}
+
+    def update(done: int, total: int, message: str) -> None:
+        now = time.monotonic()
+        first = state["first"]
+        if first is None or first[0] != total or done < first[1]:
+            state["first"] = first = (total, done, now)
+        if now - state["last"] < every and done < total:
+            return
+        state["last"] = now
+        rate = (done - first[1]) / (now - first[2]) if done > first[1] and now > first[2] else 0.0
+        left = f", about {_duration((total - done) / rate)} left" if rate > 0 and done < total else ""
+        print(f"  {what}: {message} ({done}/{total}, {_duration(now - state['start'])} so far{left})", file=sys.stderr, flush=True)
+
+    return update
+
+
+def _training_checkpoint(args, held, stop):
+    """The training checkpoint beside the output folder (``<out>.ckpt``): resumed by the same command, replaced by --overwrite."""
+    from .paths import clear_orphans
+    from .resume import TrainingCheckpoint
+
+    out = held.targets[0]
+    path = out.with_name(out.name + ".ckpt")
+    clear_orphans(path)  # the output's claim is held: no other run writes this checkpoint
+    minutes = args.checkpoint_minutes
+    return TrainingCheckpoint(
+        path,
+        every_steps=args.checkpoint_every,
+        interval_s=60.0 * minutes if minutes else None,
+        stop=stop,
+        warn=_warn,
+        note=lambda message: print(f"note: {message}", file=sys.stderr, flush=True),
+        overwrite=args.overwrite,
+    )
+
+
+def _stop_on_signals(stop):
+    """SIGTERM and a first Ctrl-C ask the training to save a checkpoint and stop; a second Ctrl-C stops at once.
+    Returns the handlers to put back."""
+    import signal
+
+    def handler(signum, frame):
+        if stop.reason is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.signum = signum
+        stop.request(signal.Signals(signum).name)
+        print(f"\n{signal.Signals(signum).name}: saving a checkpoint at the next step, then stopping", file=sys.stderr, flush=True)
+
+    return {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+
+
+def _run_resumable(args, held, loaded, request, calibration, data):
+    """A method that trains: ETA lines, a training checkpoint, signals that stop it at a checkpoint."""
+    import signal
+
+    from .prune import prune
+    from .resume import StopRequest
+
+    stop = StopRequest()
+    checkpoint = _training_checkpoint(args, held, stop)
+    previous = _stop_on_signals(stop)
+    try:
+        result = prune(loaded, request, calibration=calibration, data=data, progress=_eta_lines(args.method), checkpoint=checkpoint)
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+    return result, checkpoint
+
+
 def _prune(args, request, held) -> int:
     from .prune import prune
+    from .resume import TrainingStopped
     from .runs import write_run
 
     loaded = _load(args)
@@ -264,7 +351,19 @@ def _prune(args, request, held) -> int:
     from .devices import reset_device_peak
 
     reset_device_peak(loaded.placement)  # the entry point may: report.json gets this run's own peak
-    result = prune(loaded, request, calibration=calibration, data=data, progress=_progress_bar(args.method))
+    checkpoint = None
+    if method.resumable:
+        try:
+            result, checkpoint = _run_resumable(args, held, loaded, request, calibration, data)
+        except TrainingStopped as stopped:
+            print(
+                f"stopped at step {stopped.done} of {stopped.total} ({stopped.reason}); checkpoint {stopped.path}; "
+                "run the same command again to resume there",
+                file=sys.stderr,
+            )
+            return 128 + _signal_number(stopped.reason)  # only a signal stops a CLI run: 130 for Ctrl-C, 143 for SIGTERM
+    else:
+        result = prune(loaded, request, calibration=calibration, data=data, progress=_progress_bar(args.method))
     evaluation = None
     if args.eval:
         from .evaluate import evaluate, paired_difference, summary
@@ -293,8 +392,19 @@ def _prune(args, request, held) -> int:
             f"[{p['ci_low']:.4f}, {p['ci_high']:.4f}] (n={p['n']}); drop {diff['drop']:+.4f} "
             f"[{diff['drop_ci_low']:+.4f}, {diff['drop_ci_high']:+.4f}]{noise}"
         )
+    if checkpoint is not None:
+        checkpoint.remove()  # the run is written: its training state is not needed any more
     print(f"wrote {out}/report.json, {out}/masks.safetensors" + ("" if args.no_model else f", {out}/model/"))
     return 0
+
+
+def _signal_number(name: str) -> int:
+    import signal
+
+    try:
+        return int(signal.Signals[name])
+    except KeyError:
+        return 0
 
 
 def _write_rows(rows: list[dict], out: Path) -> None:
@@ -557,6 +667,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval", action="store_true", help="also evaluate dense and pruned")
     p.add_argument("--no-model", action="store_true", help="write masks and report only")
     p.add_argument("--out", default="out/prune")
+    p.add_argument(
+        "--checkpoint-every", type=int, metavar="STEPS",
+        help="methods that train: also save the training checkpoint (<out>.ckpt) every this many steps",
+    )
+    p.add_argument(
+        "--checkpoint-minutes", type=float, default=10.0,
+        help="methods that train: save the training checkpoint this often (default 10; 0: only at the end and on a stop)",
+    )
     _overwrite_arg(p)
     p.set_defaults(func=cmd_prune)
 

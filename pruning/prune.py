@@ -93,7 +93,7 @@ def calibration_for(loaded, request: PruneRequest) -> list:
     )
 
 
-def context(loaded, request: PruneRequest, calibration=None, data=None, progress=None, observe=None) -> PruneContext:
+def context(loaded, request: PruneRequest, calibration=None, data=None, progress=None, observe=None, checkpoint=None) -> PruneContext:
     """The :class:`PruneContext` of ``request`` on ``loaded``: its layers resolved on this model, the
     calibration batches built from the request when the method needs them and none are given, and the
     request's dataset as the task data when none is given."""
@@ -110,10 +110,16 @@ def context(loaded, request: PruneRequest, calibration=None, data=None, progress
     if method.needs_calibration and len(calibration) == 0:
         raise PruneScopeError(f"method {method.name} needs calibration data, and the calibration set is empty")
     data = data if data is not None else request.dataset
-    return PruneContext(loaded, request, names, calibration, progress, data, observe)
+    if checkpoint is not None:
+        from .resume import training_header
+
+        checkpoint.bind(training_header(loaded, request, names, data, calibration))
+    return PruneContext(loaded, request, names, calibration, progress, data, observe, checkpoint)
 
 
-def prune(loaded, request: PruneRequest, calibration=None, data=None, progress=None, observe=None, placement=None) -> PruneResult:
+def prune(
+    loaded, request: PruneRequest, calibration=None, data=None, progress=None, observe=None, placement=None, checkpoint=None
+) -> PruneResult:
     """Run ``request`` once on ``loaded`` (never modified). For N:M the sparsity is N/M; for an
     allocation every listed layer keeps exactly ``floor(N (1 - s_layer))`` weights.
 
@@ -123,11 +129,14 @@ def prune(loaded, request: PruneRequest, calibration=None, data=None, progress=N
     MGPP/GMP, ``("step", stage)`` from SDS, ``("stage", stage)`` from randomized selection (the same
     dicts that end up in ``info["history"]`` / ``info["steps"]`` / ``info["stages"]``). ``placement``
     (a :class:`pruning.devices.Placement`) runs it elsewhere than where ``loaded`` was loaded for;
-    ``info["resources"]`` records the device, the dtype and the peak memory.
+    ``info["resources"]`` records the device, the dtype and the peak memory. ``checkpoint`` (a
+    :class:`pruning.resume.TrainingCheckpoint`) makes a method that trains save its state there as
+    it goes and resume from it; it is bound to this request's settings, and a checkpoint of other
+    settings is refused. Methods that do not train ignore it.
     """
     if placement is not None:
         loaded = with_placement(loaded, placement)
-    ctx = context(loaded, request, calibration, data, progress, observe)
+    ctx = context(loaded, request, calibration, data, progress, observe, checkpoint)
     start = time.perf_counter()
     with peak_memory(placement_of(loaded)) as resources:
         result = request.method_info.run(ctx)

@@ -64,7 +64,8 @@ class PruneContext:
     ``loaded`` is a :class:`pruning.models.LoadedModel` (never modified in place), ``request``
     the validated :class:`pruning.request.PruneRequest`, ``layers`` the layer names it names on
     this model, ``calibration`` a list of model-input batches (dicts of tensors) or ``None``,
-    ``data`` the task data for methods that train or select.
+    ``data`` the task data for methods that train or select, ``checkpoint`` (or ``None``) where a
+    method that trains saves its state and resumes from (:mod:`pruning.resume`).
     """
 
     loaded: Any
@@ -74,6 +75,7 @@ class PruneContext:
     progress: ProgressFn = None
     data: Any = None
     observe: ObserveFn = None  # receives intermediate results while the method runs (the app draws them live)
+    checkpoint: Any = None  # a pruning.resume.TrainingCheckpoint: trained methods save and resume their state there
 
     @property
     def sparsity(self) -> float:
@@ -123,6 +125,7 @@ class Method:
     granularity: str | Callable[[dict], str] = "layer"  # the paper's default, or a function of the resolved params
     steps_view: str | None = None  # how the app shows the method's steps: "schedule" | "stages" | "candidates" | None
     claim: str | None = None  # anchor of its paper's claim in docs/CLAIMS.md, measured at the paper's budget
+    resumable: bool = False  # works in steps and takes a training checkpoint (ctx.checkpoint, pruning.resume)
 
     @property
     def default_granularity(self) -> str:

@@ -284,15 +284,50 @@ def _info(run: _Run, started: float) -> dict:
     }
 
 
+def _state(run: _Run, target: float) -> dict:
+    """What the rest of the run depends on, as plain data (see :mod:`pruning.resume`)."""
+    return {
+        "tuner": run.tuner.state_dict(),
+        "history": run.history,
+        "losses": list(run.losses),
+        "limit": run.limit,
+        "masks": run.masks,
+        "frozen": run.frozen is not None,
+        "target": target,
+    }
+
+
+def _restore(run: _Run, state: dict) -> float:
+    """Put a saved state back into a fresh run; returns the sparsity target in force."""
+    run.tuner.load_state_dict(state["tuner"])
+    run.history[:] = state["history"]
+    run.losses[:] = state["losses"]
+    run.limit, run.masks = state["limit"], state["masks"]
+    if state["frozen"]:
+        run.frozen = T.ModuleMasks(run.model, run.masks)
+    for entry in run.history:  # an observer drawing the run live sees it from the start
+        run.ctx.emit("history", entry)
+    return float(state["target"])
+
+
 def gradual_prune(ctx: PruneContext, prior: bool):
-    """Fine-tune a copy with the cubic magnitude-pruning schedule, with (MGPP) or without (GMP) the prior."""
+    """Fine-tune a copy with the cubic magnitude-pruning schedule, with (MGPP) or without (GMP) the prior.
+
+    With ``ctx.checkpoint`` the run saves its state as it goes and resumes from a saved one."""
+    from ..resume import checkpoint_step, resume_state
+
     started = time.perf_counter()
     run = _start(ctx, prior)
     p = run.p  # t0, t1, interval and steps in steps from here on
     prune_at, record_at = set(pruning_steps(p["t0"], p["t1"], p["interval"])), _history_steps(p)
-    _record(run, 0, 0.0)
-    target = 0.0
-    for step in range(1, p["steps"] + 1):
+    state = resume_state(ctx.checkpoint)
+    if state is None:
+        first, target = 1, 0.0
+        _record(run, 0, 0.0)
+    else:
+        target = _restore(run, state)
+        first = run.tuner.steps + 1
+    for step in range(first, p["steps"] + 1):
         run.losses.append(run.tuner.step(_prior_hook(run, step) if prior else None))
         if run.frozen is not None:
             run.frozen.apply_()
@@ -301,9 +336,14 @@ def gradual_prune(ctx: PruneContext, prior: bool):
         if step in record_at:
             _record(run, step, target)
         ctx.report(step, p["steps"], f"{run.name}: step {step}/{p['steps']}, sparsity {target:.1%}")
+        checkpoint_step(ctx.checkpoint, step, p["steps"], lambda: _state(run, target))
     if run.frozen is None:  # t1 == steps == 0 edge: prune once at the end
         run.masks = _magnitude_prune(run, run.schedule["s_f"], ctx.granularity)
-    return T.trained_result(run.name, ctx.loaded, run.model, run.masks, ctx.sparsity, str(ctx.granularity), _info(run, started))
+    info = _info(run, started)
+    if ctx.checkpoint is not None:
+        info["elapsed_s"] = ctx.checkpoint.elapsed()
+        info["resumed_at_step"] = ctx.checkpoint.resumed_at
+    return T.trained_result(run.name, ctx.loaded, run.model, run.masks, ctx.sparsity, str(ctx.granularity), info)
 
 
 def _params(prior: bool) -> dict:
@@ -347,6 +387,7 @@ def _register_gradual(name: str, label: str, summary: str, prior: bool, referenc
             granularity="global",
             steps_view="schedule",
             claim="claim-mgpp",
+            resumable=True,
             params=_params(prior),
             reference=reference,
         )
