@@ -27,8 +27,8 @@ any moment and start it again, it resumes point by point.
     python bench/bench_claims.py --tiny --out /tmp/c    # smoke test at toy budgets (never in results/)
     python bench/bench_claims.py --only mgpp --stop-at 07:30   # checkpoint and exit (status 0) before 07:30
 
-A point that trains saves a training checkpoint beside its file (<point>.ckpt, and the one
-before it as <point>.prev.ckpt) every 10 minutes of wall time (--checkpoint-minutes) and, with
+A point that trains saves a training checkpoint (<point>.ckpt, and the one before it as
+<point>.prev.ckpt, in the PruneScope cache's claims-checkpoints/ or --checkpoint-dir) every 10 minutes of wall time (--checkpoint-minutes) and, with
 --checkpoint-every N, every N steps; run the same command again and it resumes mid-way, with the
 same final figures as an uninterrupted run. --stop-at HH:MM saves one and exits (status 0) shortly
 before that time (a point already in its final evaluation finishes first, then no other starts).
@@ -337,11 +337,24 @@ def run_minilm_point(pt: Point, st: dict, models: Models, progress, ckpt: Traini
     return out
 
 
+def checkpoint_dir(args) -> Path:
+    """Where the points' training checkpoints live: ``--checkpoint-dir``, by default a folder of the
+    PruneScope cache (outside the checkout, so a fresh checkout of the same machine still finds
+    them); for ``--tiny`` or another ``--out``, beside the results."""
+    if getattr(args, "checkpoint_dir", None):
+        return Path(args.checkpoint_dir)
+    if Path(args.out).resolve() != OUT.resolve():
+        return Path(args.out)
+    from pruning.paths import cache_dir
+
+    return cache_dir() / "claims-checkpoints"
+
+
 def point_checkpoint(pt: Point, args) -> TrainingCheckpoint:
     """The training checkpoint of a point, beside its file (resumed when the same point runs again)."""
     minutes = getattr(args, "checkpoint_minutes", 10.0)
     return TrainingCheckpoint(
-        Path(args.out) / f"{pt.name}.ckpt",
+        checkpoint_dir(args) / f"{pt.name}.ckpt",
         every_steps=getattr(args, "checkpoint_every", None),
         interval_s=None if not minutes else 60.0 * minutes,
         stop=getattr(args, "stop", None),
@@ -475,12 +488,12 @@ def _estimate(pt: Point, r: dict, st: dict) -> float:
     return steps * r["minilm_step_b32_distill"] + r["minilm_eval"] * (1 + 0.2 * stages * st["k"])
 
 
-def list_points(points, out: Path, rates: dict) -> None:
+def list_points(points, out: Path, rates: dict, ckpt_dir: Path) -> None:
     left = 0.0
     for pt in points:
         path = out / f"{pt.name}.json"
         est = estimate(pt, rates)
-        saved = checkpoint_progress(out / f"{pt.name}.ckpt")
+        saved = checkpoint_progress(ckpt_dir / f"{pt.name}.ckpt")
         if path.exists():
             rec = json.loads(path.read_text())
             status = f"done  {_duration(rec['wall_s'])} wall, {rec['metric']} {rec['value']:.4f}"
@@ -755,6 +768,7 @@ def main() -> None:
     parser.add_argument("--checkpoint-minutes", type=float, default=10.0, help="save the training checkpoint this often (default 10; 0: never by time)")
     parser.add_argument("--wikitext", default=str(WIKITEXT), help="the WikiText-2 raw test file (default ../shared/data/...)")
     parser.add_argument("--out", default=str(OUT))
+    parser.add_argument("--checkpoint-dir", help="where training checkpoints go (default: the PruneScope cache's claims-checkpoints)")
     args = parser.parse_args()
     args.commit = _commit()  # the code this process runs, whatever the checkout holds by the time a point ends
     out = Path(args.out)
@@ -772,7 +786,7 @@ def main() -> None:
         return
     points = select(all_points(), args)
     if args.list:
-        list_points(points, out, rates)
+        list_points(points, out, rates, checkpoint_dir(args))
         return
     args.stop = StopRequest(None if args.stop_at is None else next_clock_time(args.stop_at))
     if args.stop.deadline is not None:
