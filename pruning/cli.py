@@ -506,6 +506,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="out/sensitivity.csv")
     _overwrite_arg(p)
     p.set_defaults(func=cmd_sensitivity)
+
+    from .stability_cli import register as add_stability
+
+    add_stability(sub, sys.modules[__name__])  # `stability`: its own module, reusing this one's helpers
     return parser
 
 

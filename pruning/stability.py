@@ -420,8 +420,9 @@ class DrawStore:
 
     def remove(self) -> None:
         if self.folder.exists():
-            for p in self.folder.glob("draw-*.npz"):
-                p.unlink(missing_ok=True)
+            for p in self.folder.iterdir():  # the draws, and a temporary file a killed run left
+                if p.is_file():
+                    p.unlink(missing_ok=True)
             try:
                 self.folder.rmdir()
             except OSError:

@@ -241,3 +241,28 @@ def test_a_killed_stability_run_resumes_with_the_same_rows(tiny_bert, data, tmp_
     assert [layer["jaccard"] for layer in resumed.layers] == [layer["jaccard"] for layer in whole.layers]
     assert resumed.fragile == whole.fragile and resumed.between == whole.between
     assert json.loads(json.dumps(resumed.to_json()))["verdict"] == whole.verdict
+
+
+# ---------------------------------------------------------------- the command line
+def test_cli_stability_writes_three_tables_and_refuses_to_overwrite(tmp_path, tiny_folder, tiny_csv, capsys):
+    from pruning.cli import main
+
+    out = tmp_path / "stab.csv"
+    argv = ["stability", "--model", str(tiny_folder), "--method", "magnitude,wanda", "--draws", "3", "--calib", "4",
+            "--dataset", str(tiny_csv), "--eval-size", "16", "--out", str(out)]
+    assert main(argv) == 0
+    summary = json.loads(out.with_suffix(".json").read_text())
+    assert [r["method"] for r in summary["ranking"]] == ["magnitude", "wanda"]
+    assert summary["methods"]["magnitude"]["overall"]["jaccard"] == 1.0
+    import csv
+
+    draws = list(csv.DictReader(open(out.with_suffix(".draws.csv"))))
+    assert [(r["method"], r["draw"]) for r in draws] == [("magnitude", "0"), ("magnitude", "1"), ("magnitude", "2"), ("wanda", "0"), ("wanda", "1"), ("wanda", "2")]
+    layers = list(csv.DictReader(open(out)))
+    assert {r["method"] for r in layers} == {"magnitude", "wanda"} and "picture" not in layers[0]
+    assert not out.with_suffix(".partial.jsonl").exists() and not out.with_suffix(".partial.draws").exists()
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "--overwrite" in err and "\n" not in err
+    assert main(argv[:-2] + ["--draws", "1", "--out", str(tmp_path / "x.csv")]) == 2
