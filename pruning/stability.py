@@ -344,6 +344,21 @@ def rank_methods(results: Sequence["StabilityResult"]) -> list[dict]:
     return rows
 
 
+def report(model: str, results: Sequence["StabilityResult"]) -> dict:
+    """The JSON the CLI writes (and the app hands out): the ranking and every method's result."""
+    return {"model": model, "ranking": rank_methods(results), "methods": {r.request.method: r.to_json() for r in results}}
+
+
+def draw_rows(results: Sequence["StabilityResult"]) -> list[dict]:
+    """The per-draw table of several methods (the CLI's ``.draws.csv``)."""
+    return [row for r in results for row in r.rows]
+
+
+def layer_table(results: Sequence["StabilityResult"]) -> list[dict]:
+    """The per-layer table of several methods (the CLI's CSV)."""
+    return [row for r in results for row in r.layer_rows()]
+
+
 # ---------------------------------------------------------------- the run
 @dataclass
 class StabilityResult:

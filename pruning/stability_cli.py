@@ -62,7 +62,7 @@ def command(args, cli) -> int:
 
 
 def _run(args, cli, requests, held) -> int:
-    from .stability import DrawStore, rank_methods, stability
+    from .stability import DrawStore, draw_rows, layer_table, report, stability
 
     loaded = cli._load(args)
     params = {r.method: dict(r.params) for r in requests}
@@ -81,15 +81,15 @@ def _run(args, cli, requests, held) -> int:
             store=DrawStore(stores / request.method), fragile_top=args.top,
         )
         results.append(res)
-    ranking = rank_methods(results)
+    summary = report(loaded.name, results)
+    ranking = summary["ranking"]
     layers_csv, json_path, draws_csv = outputs(held.targets[0])
-    summary = {"model": loaded.name, "ranking": ranking, "methods": {r.request.method: r.to_json() for r in results}}
     with held.file(json_path) as tmp:
         tmp.write_text(json.dumps(summary, indent=2, default=str))
     with held.file(draws_csv) as tmp:
-        cli._write_rows([row for r in results for row in r.rows], tmp)
+        cli._write_rows(draw_rows(results), tmp)
     with held.file(layers_csv) as tmp:
-        cli._write_rows([row for r in results for row in r.layer_rows()], tmp)
+        cli._write_rows(layer_table(results), tmp)
     ckpt.remove()
     for request in requests:
         DrawStore(stores / request.method).remove()
