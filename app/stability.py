@@ -53,3 +53,23 @@ def stability(s: Settings, loaded, data, c: StabilityChoice) -> Answer:
 
     label = f"Stability of {', '.join(c.methods)} over {c.draws} draws"
     return answer("stability", key, label, prepare)
+
+
+def flips_sentence(first: dict | None, second: dict | None, a: str, b: str) -> str:
+    """Flips beside a paired comparison: how many of the same items ``b`` answers differently from ``a``
+    (two cached evaluations of ``app.resources.evaluation``), in words; "" when they cannot be compared."""
+    from pruning.flips import evaluation_flips
+
+    if first is None or second is None:
+        return ""
+    f = evaluation_flips(first, second)
+    if f is None:
+        return ""
+    unit = "examples" if first.get("metric") == "accuracy" else "predicted tokens (top-1 next token)"
+    text = (
+        f"**Flips:** {b} answers differently from {a} on **{f['flips']:.1%}** of the {f['items']:,} {unit} "
+        f"({f['flipped']:,}; 95% Wilson interval {f['flips_ci_low']:.1%} to {f['flips_ci_high']:.1%})"
+    )
+    if "to_wrong" in f:
+        text += f": {f['to_wrong']:,} from right to wrong, {f['to_right']:,} from wrong to right, {f['wrong_to_wrong']:,} from one wrong answer to another"
+    return text + ". The same metric can hide many changed answers; the Stability view lists the examples that flip most often."

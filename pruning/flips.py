@@ -33,7 +33,7 @@ class Predictions:
     ``answers`` and ``gold`` have one entry per item: ``(n_examples,)`` labels for a
     classifier, ``(n_windows, seq_len - 1)`` token ids for a causal LM (``gold`` is the
     true next token). ``evaluation`` is the :func:`pruning.evaluate.evaluate` result
-    (with ``per_item``). ``texts`` (classifier) or ``windows`` (causal LM) let
+    (with ``per_item``, which also holds ``answer`` and ``gold``). ``texts`` (classifier) or ``windows`` (causal LM) let
     :func:`item_text` show an item.
     """
 
@@ -67,14 +67,26 @@ def predict(loaded, data=None, overrides: Mapping[str, torch.Tensor] | None = No
     run = model_runner(loaded.model, overrides, placement_of(loaded))
     evaluation = run_plan(plan, run, progress, seed, on_logits=keep)
     ordered = plan.ordered(answers)
+    gold = plan.gold.numpy()[: ordered.size] if plan.metric == "accuracy" else None
     config = getattr(loaded.model, "config", None)
     id2label = getattr(config, "id2label", None) or {}
     names = [str(id2label[i]) for i in sorted(id2label)]
     if plan.metric == "accuracy":
+        evaluation["per_item"].update(answer=ordered, gold=gold)  # for flips between two cached evaluations
         texts = _plan_texts(loaded, data, split, max_examples, ordered.size)
-        return Predictions("accuracy", ordered, plan.gold.numpy()[: ordered.size], evaluation, texts=texts, label_names=names)
+        return Predictions("accuracy", ordered, gold, evaluation, texts=texts, label_names=names)
     windows = torch.cat([b["input_ids"] for b in plan.batches]).numpy()
+    evaluation["per_item"].update(answer=ordered, gold=windows[:, 1:])
     return Predictions("perplexity", ordered, windows[:, 1:], evaluation, windows=windows)
+
+
+def evaluation_flips(first: dict, second: dict) -> dict | None:
+    """:func:`flips` of two evaluations of :func:`predict` on the same items (their ``per_item``
+    holds ``answer`` and ``gold``); None when either has no answers (an evaluation from elsewhere)."""
+    a, b = first.get("per_item", {}), second.get("per_item", {})
+    if "answer" not in a or "answer" not in b or np.shape(a["answer"]) != np.shape(b["answer"]):
+        return None
+    return flips(a["answer"], b["answer"], a.get("gold"))
 
 
 def _plan_texts(loaded, data, split: str, max_examples, n: int) -> list[str] | None:

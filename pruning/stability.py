@@ -449,7 +449,7 @@ def _metric_columns(ev: dict) -> dict:
 
 
 def _per_item(ev: dict) -> dict[str, np.ndarray]:
-    return {f"item_{k}": np.asarray(v) for k, v in ev["per_item"].items()}
+    return {f"item_{k}": np.asarray(v) for k, v in ev["per_item"].items() if k not in ("answer", "gold")}
 
 
 def _restore_evaluation(row: dict, arrays: Mapping[str, np.ndarray]) -> dict:

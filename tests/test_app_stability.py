@@ -36,3 +36,17 @@ def test_stability_runs_from_its_button_and_shows_decided_magnitude():
     at.radio(key="ps_stab_value").set_value("undecided").run()
     assert_clean(at)
     assert any("undecided" in spec for spec in (e.proto.spec for e in at.get("vega_lite_chart")))
+
+
+def test_overview_reports_flips_beside_the_paired_difference():
+    import re
+
+    at = open_page()
+    assert_clean(at)
+    text = next(c.value for c in at.caption if c.value.startswith("**Flips:**"))
+    share, items, flipped, to_wrong, to_right, other = re.search(
+        r"on \*\*([\d.]+)%\*\* of the (\d+) examples \((\d+);.*: (\d+) from right to wrong, (\d+) from wrong to right, (\d+) from one", text
+    ).groups()
+    assert int(items) == 32  # PRUNESCOPE_EVAL_SIZE
+    assert int(flipped) == int(to_wrong) + int(to_right) + int(other) and int(other) == 0  # two labels: a wrong answer has no other wrong to flip to
+    assert float(share) == pytest.approx(100 * int(flipped) / 32, abs=0.05)
