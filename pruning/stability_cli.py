@@ -122,3 +122,12 @@ def describe(res) -> str:
     worst = sorted(res.layers, key=lambda r: (r["jaccard"], r["layer"]))[:3]
     lines.append("  least decided layers: " + ", ".join(f"{r['layer']} {r['jaccard']:.3f}" for r in worst))
     return "\n".join(lines)
+
+
+def flips_line(f: dict, metric: str) -> str:
+    """One line on the answers that changed between two evaluations (``prune --eval``)."""
+    unit = "examples" if metric == "accuracy" else "predicted tokens"
+    line = f"flips: {f['flips']:.2%} [{f['flips_ci_low']:.2%}, {f['flips_ci_high']:.2%}] of {f['items']:,} {unit} changed answer"
+    if "to_wrong" in f:
+        line += f" ({f['to_wrong']:,} right to wrong, {f['to_right']:,} wrong to right, {f['wrong_to_wrong']:,} wrong to another wrong)"
+    return line

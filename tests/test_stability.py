@@ -266,3 +266,21 @@ def test_cli_stability_writes_three_tables_and_refuses_to_overwrite(tmp_path, ti
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "--overwrite" in err and "\n" not in err
     assert main(argv[:-2] + ["--draws", "1", "--out", str(tmp_path / "x.csv")]) == 2
+
+
+def test_cli_prune_eval_reports_flips_that_add_up_to_the_accuracy_change(tmp_path, tiny_folder, tiny_csv, capsys):
+    from pruning.cli import main
+
+    out = tmp_path / "run"
+    argv = ["prune", "--model", str(tiny_folder), "--method", "magnitude", "--sparsity", "0.8", "--dataset", str(tiny_csv),
+            "--eval", "--eval-size", "16", "--no-model", "--out", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    report = json.loads((out / "report.json").read_text())
+    ev = report["evaluation"]
+    f = ev["flips"]
+    assert f["items"] == ev["dense"]["n"] == 16
+    assert f["flipped"] == f["to_wrong"] + f["to_right"] + f["wrong_to_wrong"]
+    # accuracy changes only through flips: dense - pruned = (right -> wrong - wrong -> right) / n
+    assert ev["dense"]["value"] - ev["pruned"]["value"] == pytest.approx((f["to_wrong"] - f["to_right"]) / 16)
+    assert f"flips: {f['flips']:.2%}" in printed
