@@ -216,7 +216,7 @@ def frequency_summary(counts: np.ndarray, draws: int) -> dict:
 def picture(counts: np.ndarray, draws: int, grid: int = GRID) -> dict:
     """A small picture of one layer's keep frequencies: block means on an at most ``grid x grid``
     grid (``keep`` mean keep frequency, ``undecided`` share of undecided weights per block) and per
-    row (``row_keep``, ``row_undecided``)."""
+    row (``row_keep``, ``row_undecided``), as float32 arrays rounded to 4 decimals."""
     freq = counts.astype(np.float64) / draws
     undecided = ((counts > 0) & (counts < draws)).astype(np.float64)
     rows, cols = freq.shape
@@ -228,13 +228,26 @@ def picture(counts: np.ndarray, draws: int, grid: int = GRID) -> dict:
         padded[:rows, :cols] = x
         return np.nanmean(padded.reshape(nr, br, nc, bc), axis=(1, 3))
 
-    return {
+    return {  # float32 arrays: a result of 200 layers stays a few MB in the app's store (lists in to_json)
         "block": [br, bc],
-        "keep": blocks(freq).round(4).tolist(),
-        "undecided": blocks(undecided).round(4).tolist(),
-        "row_keep": freq.mean(axis=1).round(4).tolist(),
-        "row_undecided": undecided.mean(axis=1).round(4).tolist(),
+        "keep": blocks(freq).round(4).astype(np.float32),
+        "undecided": blocks(undecided).round(4).astype(np.float32),
+        "row_keep": freq.mean(axis=1).round(4).astype(np.float32),
+        "row_undecided": undecided.mean(axis=1).round(4).astype(np.float32),
     }
+
+
+def _plain(value):
+    """``value`` with NumPy arrays and numbers as lists and Python numbers (for JSON)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return np.round(value.astype(np.float64), 4).tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
 
 
 def layer_summary(name: str, packed: Sequence[np.ndarray], shape: Sequence[int], with_picture: bool = True) -> tuple[dict, np.ndarray]:
@@ -395,7 +408,7 @@ class StabilityResult:
             "between_draws": self.between,
             "dense": self.dense,
             "draws": self.rows,
-            "layers": self.layers,
+            "layers": _plain(self.layers),
             "fragile": self.fragile,
             "seconds": self.seconds,
             **self.info,

@@ -109,8 +109,8 @@ def test_keep_frequencies_of_hand_made_masks():
     assert jac[0, 1] == 3 / 5 and jac[0, 2] == 3 / 5 and jac[1, 2] == 2 / 6
     row, _ = layer_summary("x", [pack(a), pack(b), pack(c)], (2, 4))
     assert row["jaccard"] == pytest.approx((3 / 5 + 3 / 5 + 1 / 3) / 3)
-    assert row["picture"]["keep"] == [[1, 0.6667, 0.3333, 0], [0.6667, 0, 1, 0.3333]]  # small: one weight per cell
-    assert row["picture"]["row_undecided"] == [0.5, 0.5]
+    assert np.allclose(row["picture"]["keep"], [[1, 0.6667, 0.3333, 0], [0.6667, 0, 1, 0.3333]], atol=1e-6)  # one weight per cell
+    assert row["picture"]["row_undecided"].tolist() == [0.5, 0.5]
 
 
 def test_mean_interval_uses_student_t():
@@ -284,3 +284,17 @@ def test_cli_prune_eval_reports_flips_that_add_up_to_the_accuracy_change(tmp_pat
     # accuracy changes only through flips: dense - pruned = (right -> wrong - wrong -> right) / n
     assert ev["dense"]["value"] - ev["pruned"]["value"] == pytest.approx((f["to_wrong"] - f["to_right"]) / 16)
     assert f"flips: {f['flips']:.2%}" in printed
+
+
+def test_the_layer_picture_is_block_means():
+    from pruning.stability import picture
+
+    rng = np.random.default_rng(0)
+    counts = rng.integers(0, 5, size=(100, 70)).astype(np.uint8)  # 4 draws
+    pic = picture(counts, 4, grid=48)
+    assert pic["block"] == [3, 2] and pic["keep"].shape == (34, 35)
+    assert pic["keep"][5, 7] == pytest.approx(counts[15:18, 14:16].mean() / 4, abs=1e-4)
+    assert pic["keep"][33, 0] == pytest.approx(counts[99:100, 0:2].mean() / 4, abs=1e-4)  # the last, partial block
+    undecided = (counts > 0) & (counts < 4)
+    assert pic["undecided"][0, 0] == pytest.approx(undecided[0:3, 0:2].mean(), abs=1e-4)
+    assert pic["row_undecided"] == pytest.approx(undecided.mean(axis=1), abs=1e-4)
