@@ -12,6 +12,7 @@ import pandas as pd
 from .style import ACCENT_COLOR, KEPT_FRACTION_SCALE, NEUTRAL_COLOR, method_scale, shown_value
 
 _LEGEND = alt.Legend(orient="bottom", direction="horizontal", titleLimit=0, gradientLength=160)
+LEGEND_SPACE = 110  # px: Streamlit fits the whole chart, legend and axis titles included, into its height
 
 
 def _require(df: pd.DataFrame, columns: list[str], what: str) -> None:
@@ -99,24 +100,32 @@ def jaccard_bars(df: pd.DataFrame) -> alt.Chart:
 
 def keep_heatmap(cells: pd.DataFrame, block: tuple[int, int], value: str = "keep", title: str = "") -> alt.Chart:
     """One layer's keep frequency (or undecided share) as a heatmap of the weight matrix in blocks of
-    ``block = (rows, cols)`` weights. ``cells``: :func:`picture_frame`."""
+    ``block = (rows, cols)`` weights, on the axes of the Masks view (output row and input column
+    indices). ``cells``: :func:`picture_frame`."""
     _require(cells, ["row", "col", "value"], "keep_heatmap")
     br, bc = block
+    df = cells.assign(out_from=cells["row"] * br, out_to=(cells["row"] + 1) * br, in_from=cells["col"] * bc, in_to=(cells["col"] + 1) * bc)
     if value == "keep":
         scale, what = KEPT_FRACTION_SCALE, "keep frequency (share of draws keeping the weight)"
     else:
         scale, what = alt.Scale(domain=[0, 1], range=["#ffffff", ACCENT_COLOR]), "share of undecided weights"
     unit = "weight" if br == bc == 1 else f"block of {br}x{bc} weights"
     return (
-        alt.Chart(cells)
+        alt.Chart(df)
         .mark_rect()
         .encode(
-            x=alt.X("col:O", title=f"input (column) {'' if bc == 1 else 'block '}index", axis=alt.Axis(labels=False, ticks=False)),
-            y=alt.Y("row:O", title=f"output (row) {'' if br == 1 else 'block '}index", axis=alt.Axis(labels=False, ticks=False)),
+            x=alt.X("in_from:Q", title="input column (d_in index)", scale=alt.Scale(nice=False)),
+            x2="in_to:Q",
+            y=alt.Y("out_from:Q", title="output row (d_out index)", scale=alt.Scale(reverse=True, nice=False)),
+            y2="out_to:Q",
             color=alt.Color("value:Q", title=what, scale=scale, legend=_LEGEND),
-            tooltip=[alt.Tooltip("row:O"), alt.Tooltip("col:O"), alt.Tooltip("value:Q", format=".3f", title=f"{what}, mean over the {unit}")],
+            tooltip=[
+                alt.Tooltip("out_from:Q", title="first output row"),
+                alt.Tooltip("in_from:Q", title="first input column"),
+                alt.Tooltip("value:Q", format=".3f", title=f"{what}, mean over the {unit}"),
+            ],
         )
-        .properties(title=title, height=320)
+        .properties(title=title, height=340 + LEGEND_SPACE)
     )
 
 
@@ -128,12 +137,12 @@ def keep_histogram(df: pd.DataFrame, title: str = "") -> alt.Chart:
         alt.Chart(df)
         .mark_bar()
         .encode(
-            x=alt.X("draws:O", title="number of draws that keep the weight"),
-            y=alt.Y("share:Q", title="share of the layer's weights", axis=alt.Axis(format="%")),
+            x=alt.X("draws:O", title="draws that keep the weight", axis=alt.Axis(labelAngle=0)),
+            y=alt.Y("share:Q", title="share of weights", axis=alt.Axis(format=".0%")),
             color=alt.Color("status:N", scale=scale, legend=alt.Legend(orient="bottom", title=None)),
             tooltip=[alt.Tooltip("draws:O", title="kept by draws"), alt.Tooltip("weights:Q", format=","), alt.Tooltip("share:Q", format=".2%")],
         )
-        .properties(title=title, height=220)
+        .properties(title=title, height=200 + LEGEND_SPACE)
     )
 
 
@@ -145,10 +154,10 @@ def row_lines(df: pd.DataFrame) -> alt.Chart:
         .mark_area(color=NEUTRAL_COLOR, opacity=0.7)
         .encode(
             x=alt.X("row:Q", title="output row"),
-            y=alt.Y("undecided:Q", title="undecided share of the row", axis=alt.Axis(format="%")),
+            y=alt.Y("undecided:Q", title="undecided", axis=alt.Axis(format=".0%")),
             tooltip=[alt.Tooltip("row:Q"), alt.Tooltip("undecided:Q", format=".2%"), alt.Tooltip("keep:Q", format=".3f", title="mean keep frequency")],
         )
-        .properties(height=160)
+        .properties(title="undecided share of each output row", height=200)
     )
 
 
@@ -159,7 +168,7 @@ def draw_points(df: pd.DataFrame, metric: str) -> alt.Chart:
     methods = list(dict.fromkeys(df["method"]))
     unit = " (points)" if metric == "accuracy" else ""
     base = alt.Chart(shown).encode(
-        x=alt.X("draw:O", title="draw"),
+        x=alt.X("draw:O", title="draw", axis=alt.Axis(labelAngle=0)),
         xOffset=alt.XOffset("method:N", sort=methods),
         color=alt.Color("method:N", scale=method_scale(methods), legend=alt.Legend(orient="bottom", title=None)),
     )
@@ -168,4 +177,4 @@ def draw_points(df: pd.DataFrame, metric: str) -> alt.Chart:
         y=y, tooltip=[alt.Tooltip("method:N"), alt.Tooltip("draw:O"), alt.Tooltip("value:Q", format=".4g"), alt.Tooltip("ci_low:Q", format=".4g"), alt.Tooltip("ci_high:Q", format=".4g")]
     )
     rules = base.mark_rule().encode(y="ci_low:Q", y2="ci_high:Q")
-    return alt.layer(rules, points).properties(height=240)
+    return alt.layer(rules, points).properties(height=240 + LEGEND_SPACE)

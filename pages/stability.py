@@ -96,7 +96,8 @@ def summary(results) -> None:
             f"sd {m['sd']:.4g}; {m['pairs_beyond_noise']} of {m['pairs']} pairs of draws differ beyond evaluation noise (paired 95% interval excludes 0)",
         )
         flips = [r["flips"] for r in res.rows]
-        cells[3].metric("Answers changed vs dense", f"{min(flips):.1%}-{max(flips):.1%}", help=f"share of the {res.rows[0]['items']:,} items whose answer differs from the dense model's, lowest and highest draw")
+        span = ui.pct(flips[0]) if min(flips) == max(flips) else f"{min(flips):.1%}-{max(flips):.1%}"
+        cells[3].metric("Answers changed vs dense", span, help=f"share of the {res.rows[0]['items']:,} items whose answer differs from the dense model's, lowest and highest draw")
         cells[4].metric("Answers changed between draws", ui.pct(b["flips_mean"]), help=f"mean over the {len(b['pairs'])} pairs of draws; range {b['flips_min']:.2%}-{b['flips_max']:.2%}")
     if len(results) > 1:
         from pruning.stability import rank_methods

@@ -43,6 +43,6 @@ def test_builders_give_charts_with_their_fields():
         SC.draw_points(SC.draws_frame([res]), "accuracy").to_dict(),
     ]
     text = [json.dumps(s) for s in specs]
-    assert "mean pairwise Jaccard" in text[0] and "keep frequency" in text[1] and "number of draws" in text[2]
+    assert "mean pairwise Jaccard" in text[0] and "keep frequency" in text[1] and "draws that keep the weight" in text[2]
     shown = [d["value"] for d in next(iter(specs[4]["datasets"].values()))]
     assert np.allclose(shown, [80.0, 70.0, 75.0])  # accuracy in points, as every view shows it
