@@ -68,9 +68,10 @@ def _run(args, cli, requests, held) -> int:
     params = {r.method: dict(r.params) for r in requests}
     ckpt = cli._checkpoint(
         args, loaded, "stability", ("method", "draw", "kind", "metric"),
-        method=[r.method for r in requests], params=params, draws=args.draws, draw_kind=args.draw_kind,
-        sparsity=requests[0].sparsity, granularity=[str(r.granularity) for r in requests],
-    )
+        method=[r.method for r in requests], params=params,
+        **{"--draws": args.draws, "--draw-kind": args.draw_kind, "--sparsity": requests[0].sparsity,
+           "--granularity": [str(r.granularity) for r in requests], "--include/--exclude": [args.include, args.exclude]},
+    )  # the keys a refusal to resume names
     data = cli._task_data(loaded, args)
     stores = Path(args.out).with_suffix(".partial.draws")
     results = []

@@ -298,3 +298,42 @@ def test_the_layer_picture_is_block_means():
     undecided = (counts > 0) & (counts < 4)
     assert pic["undecided"][0, 0] == pytest.approx(undecided[0:3, 0:2].mean(), abs=1e-4)
     assert pic["row_undecided"] == pytest.approx(undecided.mean(axis=1), abs=1e-4)
+
+
+def test_cli_stability_resumes_a_killed_run_only_with_the_same_settings(tmp_path, tiny_folder, tiny_csv, capsys, monkeypatch):
+    import csv
+
+    import pruning.stability as stab
+    from pruning.cli import main
+
+    def argv(out, draws="3"):
+        return ["stability", "--model", str(tiny_folder), "--method", "wanda", "--draws", draws, "--calib", "4",
+                "--dataset", str(tiny_csv), "--eval-size", "16", "--out", str(out)]
+
+    assert main(argv(tmp_path / "whole.csv")) == 0
+    out = tmp_path / "stab.csv"
+    original = stab.stability
+
+    def killed_after_the_first_draw(*args, **kwargs):
+        def die(row):
+            raise KeyboardInterrupt
+
+        return original(*args, **{**kwargs, "on_draw": die})
+
+    monkeypatch.setattr(stab, "stability", killed_after_the_first_draw)
+    assert main(argv(out)) == 130
+    monkeypatch.setattr(stab, "stability", original)
+    lines = out.with_suffix(".partial.jsonl").read_text().splitlines()
+    assert len(lines) == 2 and json.loads(lines[1])["draw"] == 0 and not out.exists()
+    capsys.readouterr()
+    assert main(argv(out, draws="4")) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # after the loading bar
+    assert last.startswith("error: cannot resume") and "--draws = 3, this run has 4" in last
+    assert main(argv(out)) == 0
+    assert not out.with_suffix(".partial.jsonl").exists() and not out.with_suffix(".partial.draws").exists()
+
+    def rows(path):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(open(path))]
+
+    assert rows(out.with_suffix(".draws.csv")) == rows(tmp_path / "whole.draws.csv")
+    assert list(csv.DictReader(open(out))) == list(csv.DictReader(open(tmp_path / "whole.csv")))
