@@ -37,7 +37,7 @@ from .request import PruneRequest
 
 DRAW_KINDS = {
     "calib": "disjoint slices of the calibration source",
-    "resample": "seeded resamples of the calibration source (they may share samples)",
+    "resample": "seeded resamples of the calibration source (they may share samples; a seeded method's seed follows the draw's)",
     "seed": "one calibration set, a different seed per draw",
 }
 DEFAULT_DRAWS = 8
