@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 
 import pytest
 
 pytest.importorskip("streamlit.testing.v1")
 
-from test_app_pages import assert_clean, metric, open_page, tiny_model_folder  # noqa: E402,F401 - the fixture sets the app's model
+from test_app_pages import assert_clean, open_page, tiny_model_folder  # noqa: E402,F401 - the fixture sets the app's model
 
 
 def test_stability_runs_from_its_button_and_shows_decided_magnitude():
