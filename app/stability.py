@@ -39,14 +39,16 @@ def stability(s: Settings, loaded, data, c: StabilityChoice) -> Answer:
 
     def prepare():
         def work(job: Job):
+            from pruning.flips import predict
             from pruning.stability import stability as run
 
             out = []
+            dense = predict(loaded, data, None, max_examples=s.eval_size, progress=lambda d, t, m: job.progress(0, 1, f"dense model: {m}"))  # once for every method
             for i, request in enumerate(requests):
                 def progress(done, total, message, i=i, method=request.method):
                     job.progress(i * total + done, len(requests) * total, f"{method}: {message}")
 
-                out.append(run(loaded, request, draws=c.draws, kind=c.kind, data=data, max_examples=s.eval_size, progress=progress, on_draw=job.add))
+                out.append(run(loaded, request, draws=c.draws, kind=c.kind, data=data, max_examples=s.eval_size, progress=progress, on_draw=job.add, dense=dense))
             return out
 
         return work

@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench_engine import machine, peak_rss_mb  # noqa: E402  (this folder is on sys.path when run as a script)
 from pruning.data import load_classification, load_lm_text  # noqa: E402
+from pruning.flips import predict  # noqa: E402
 from pruning.models import load_model  # noqa: E402
 from pruning.request import PruneRequest  # noqa: E402
 from pruning.stability import report, stability  # noqa: E402
@@ -67,7 +68,7 @@ def by_kind(layers: list[dict]) -> dict:
     return out
 
 
-def run_model(key: str, args) -> dict:
+def run_model(key: str, args, on_method=None) -> dict:
     name, data_fn, default_eval = MODELS[key]
     eval_size = args.eval_size or default_eval
     start = time.perf_counter()
@@ -88,10 +89,13 @@ def run_model(key: str, args) -> dict:
         "methods": {},
     }
     results = []
+    t0 = time.perf_counter()
+    dense = predict(loaded, data, None, max_examples=eval_size)  # once for every method
+    out["dense_eval_s"] = time.perf_counter() - t0
     for method in args.methods.split(","):
         request = PruneRequest.make(method, args.sparsity)
         t0 = time.perf_counter()
-        res = stability(loaded, request, draws=args.draws, kind=args.kind, data=data, max_examples=eval_size, fragile_top=10,
+        res = stability(loaded, request, draws=args.draws, kind=args.kind, data=data, max_examples=eval_size, fragile_top=10, dense=dense,
                         progress=lambda d, t, m, method=method: print(f"  {name} {method}: {d}/{t} {m}", flush=True) if "batch" not in m and "pruned" not in m else None)
         total = time.perf_counter() - t0
         results.append(res)
@@ -114,6 +118,9 @@ def run_model(key: str, args) -> dict:
                         "ratio_to_one_prune": total / max(1e-9, sum(prune_s) / len(prune_s))},
         }
         print(f"{name} {method}: {res.verdict}; Jaccard {o['jaccard']:.4f}, undecided {o['undecided']:.2%}, {total:.0f} s", flush=True)
+        if on_method is not None:  # what is measured so far, written at once (a long run stopped later keeps it)
+            on_method({**out, "ranking": report(name, results)["ranking"], "load_average_end": os.getloadavg(), "peak_rss_mb": peak_rss_mb(),
+                       "per_layer": {r.request.method: r.layer_rows() for r in results}})
     out["ranking"] = report(name, results)["ranking"]
     out["load_average_end"] = os.getloadavg()
     out["peak_rss_mb"] = peak_rss_mb()
@@ -168,10 +175,12 @@ def markdown(out: dict, note: str) -> str:
     lines += ["", "## Cost", ""]
     for method, r in out["methods"].items():
         s = r["seconds"]
-        per_eval = (s["stability_run"] - s["prunes"]) / (out["draws"] + 1)  # the dense model and each draw; the summary is small beside them
+        shared = "dense_eval_s" in out  # the dense evaluation made once for every method (else inside each run)
+        evals = out["draws"] + (0 if shared else 1)
+        per_eval = (s["stability_run"] - s["prunes"]) / evals  # the summary is small beside the evaluations
         one = s["one_prune_mean"] + per_eval
         lines.append(f"- {method}: stability run {s['stability_run']:.0f} s for {out['draws']} draws: prunes {s['prunes']:.0f} s, the rest "
-                     f"{out['draws'] + 1} evaluations (dense and each draw, about {per_eval:.0f} s each) and the summary. One prune "
+                     f"{evals} evaluations ({'each draw; the dense one, ' + format(out['dense_eval_s'], '.0f') + ' s, is shared' if shared else 'dense and each draw'}, about {per_eval:.0f} s each) and the summary. One prune "
                      f"{s['one_prune_mean']:.1f} s; one prune and its evaluation about {one:.0f} s, so the run costs about "
                      f"{s['stability_run'] / one:.1f}x a single evaluated prune ({s['ratio_to_one_prune']:.0f}x the prune alone).")
     lines += ["", f"Peak memory (RSS, whole run): {out['peak_rss_mb']:.0f} MB. Load {out['load_s']:.1f} s.", "", "## Most often flipped items (against dense)", ""]
@@ -209,10 +218,12 @@ def main() -> None:
             (out_dir / f"stability-{key}.md").write_text(markdown(out, args.note))
         return
     for key in [args.only] if args.only else list(MODELS):
-        out = run_model(key, args)
-        (out_dir / f"stability-{key}.json").write_text(json.dumps(out, indent=2, default=str))
-        (out_dir / f"stability-{key}.md").write_text(markdown(out, args.note))
-        print(f"wrote bench/results/stability-{key}.json and .md", flush=True)
+        def write(out, key=key):
+            (out_dir / f"stability-{key}.json").write_text(json.dumps(out, indent=2, default=str))
+            (out_dir / f"stability-{key}.md").write_text(markdown(out, args.note))
+            print(f"wrote bench/results/stability-{key}.json and .md", flush=True)
+
+        write(run_model(key, args, on_method=write))
 
 
 if __name__ == "__main__":

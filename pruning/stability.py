@@ -457,6 +457,12 @@ class DrawStore:
                 pass
 
 
+def _plan_items(plan) -> int:
+    """How many items (examples or windows) an evaluation plan scores."""
+    key = "order" if plan.metric == "accuracy" else "input_ids"
+    return sum(int(b[key].shape[0]) for b in plan.batches)
+
+
 def _metric_columns(ev: dict) -> dict:
     return {k: ev[k] for k in ("metric", "value", "ci_low", "ci_high", "n")}
 
@@ -486,6 +492,7 @@ def stability(
     checkpoint=None,
     store: DrawStore | str | Path | None = None,
     fragile_top: int = 20,
+    dense=None,
 ) -> StabilityResult:
     """Prune ``request`` once per draw (:func:`calibration_draws`), evaluate each pruned model against
     the dense one on the same items, and sum up how much the masks and the answers depend on the draw.
@@ -494,7 +501,8 @@ def stability(
     :class:`pruning.checkpoint.Checkpoint` or a path) every finished draw is appended to it and its
     masks and answers saved in ``store`` (default: a ``.draws`` folder beside the checkpoint); a rerun
     with the same checkpoint skips the draws it finds there (a draw whose file is missing is computed
-    again) and gives the same rows.
+    again) and gives the same rows. ``dense`` (:func:`pruning.flips.predict` of the dense model on the
+    same data, ``max_examples`` and ``split``) saves its evaluation when several methods are compared.
     """
     from .checkpoint import as_checkpoint
     from .flips import compare, fragile_items, pairwise_flips, predict
@@ -524,7 +532,10 @@ def stability(
         reqs = [request.replace(seed=draw_seed(request.seed, r)) if kind == "seed" and r else request for r in range(draws)]
     plan = evaluation_plan(loaded, data, max_examples, split)
     report(1, total, "dense model")
-    dense = predict(loaded, data, None, plan=plan)
+    if dense is None:
+        dense = predict(loaded, data, None, plan=plan)
+    elif dense.metric != plan.metric or dense.evaluation["n"] != _plan_items(plan):
+        raise PruneScopeError("the dense predictions given were made on other items than this evaluation's")
     packed_layers: dict[str, list[np.ndarray]] = {}
     shapes: dict[str, tuple] = {}
     answers, evaluations, rows = [], [], []

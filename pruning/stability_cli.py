@@ -62,6 +62,7 @@ def command(args, cli) -> int:
 
 
 def _run(args, cli, requests, held) -> int:
+    from .flips import predict
     from .stability import DrawStore, draw_rows, layer_table, report, stability
 
     loaded = cli._load(args)
@@ -75,9 +76,10 @@ def _run(args, cli, requests, held) -> int:
     data = cli._task_data(loaded, args)
     stores = Path(args.out).with_suffix(".partial.draws")
     results = []
+    dense = predict(loaded, data, None, max_examples=args.eval_size, progress=cli._progress_bar("dense model"))  # once for every method
     for request in requests:
         res = stability(
-            loaded, request, draws=args.draws, kind=args.draw_kind, data=data, max_examples=args.eval_size,
+            loaded, request, draws=args.draws, kind=args.draw_kind, data=data, max_examples=args.eval_size, dense=dense,
             progress=cli._progress_bar(f"stability {request.method}"), checkpoint=ckpt,
             store=DrawStore(stores / request.method), fragile_top=args.top,
         )

@@ -147,6 +147,10 @@ def test_resampled_draws_follow_their_seeds(tiny_bert, data):
 
 def test_wanda_masks_move_with_disjoint_calibration(tiny_bert, data):
     res = stability(tiny_bert, R("wanda", 0.5, calib_samples=4), draws=3, kind="calib", data=data)
+    shared = stability(tiny_bert, R("wanda", 0.5, calib_samples=4), draws=3, kind="calib", data=data, dense=predict(tiny_bert, data))
+    assert [{**r, "seconds": 0} for r in shared.rows] == [{**r, "seconds": 0} for r in res.rows]  # a dense evaluation made once serves
+    with pytest.raises(PruneScopeError, match="other items"):
+        stability(tiny_bert, R("wanda", 0.5, calib_samples=4), draws=2, data=data, dense=predict(tiny_bert, data, max_examples=3))
     assert len(res.rows) == 3 and res.overall["jaccard"] < 1.0 and res.overall["undecided"] > 0
     for layer in res.layers:
         assert sum(layer["histogram"]) == layer["params"]
