@@ -21,6 +21,7 @@ PAGES = [
     PageSpec("steps.py", "Method steps", ":material/timeline:", "steps"),
     PageSpec("ramp.py", "Sparsity ramp", ":material/trending_down:", "ramp"),
     PageSpec("sensitivity.py", "Layer sensitivity", ":material/tune:", "sensitivity"),
+    PageSpec("stability.py", "Stability", ":material/shuffle:", "stability"),
     PageSpec("runs.py", "Runs", ":material/folder_open:", "runs"),
     PageSpec("learn.py", "Learn", ":material/school:", "learn"),
 ]

@@ -263,8 +263,9 @@ def overrides(loaded, mask_set: MaskSet) -> dict:
 
 
 def evaluation(s: Settings, loaded, data, mask_set: MaskSet | None = None) -> dict:
-    """The task metric of the dense model (``mask_set=None``) or of the masked one, cached."""
-    from pruning.evaluate import evaluate
+    """The task metric of the dense model (``mask_set=None``) or of the masked one, cached; its
+    ``per_item`` also holds every answer, for flips between two of them."""
+    from pruning.flips import predict
 
     what = "dense" if mask_set is None else mask_set.key
     key = (s.model_key, s.data_key, s.eval_size, what)
@@ -272,7 +273,7 @@ def evaluation(s: Settings, loaded, data, mask_set: MaskSet | None = None) -> di
     def run(job: Job):
         job.progress(0, 1, f"evaluating on {s.eval_size} examples")
         ov = None if mask_set is None else overrides(loaded, mask_set)
-        return evaluate(loaded, data, overrides=ov, max_examples=s.eval_size, progress=job.progress)
+        return predict(loaded, data, ov, max_examples=s.eval_size, progress=job.progress).evaluation
 
     label = "Evaluating the dense model" if mask_set is None else f"Evaluating {mask_set.method} at {mask_set.sparsity:.0%}"
     return result("eval", key, label, run)

@@ -87,6 +87,8 @@ PARTS: dict[str, tuple[str, Callable[[dict], str]]] = {
     "integrity": ("integrity.json", _renderer("bench_integrity", "markdown")),
     "seeds-minilm": ("seeds-minilm.json", _renderer("bench_seeds", "markdown")),
     "seeds-sds-lm": ("seeds-sds-lm.json", _renderer("bench_seeds", "markdown")),
+    "stability-minilm": ("stability-minilm.json", _renderer("bench_stability", "markdown")),
+    "stability-smollm": ("stability-smollm.json", _renderer("bench_stability", "markdown")),
     "claims": ("claims", _claims),
     "headline": ("engine-minilm.json, engine-smollm.json", _headline),
 }
@@ -116,8 +118,8 @@ def _load(result: dict) -> str:
         return f"{v:.2f}" if isinstance(v, (int, float)) else str(v)
 
     m = result.get("machine") if isinstance(result.get("machine"), dict) else {}
-    before = _first(result, "load_average", "load_avg_before", "load_before") or m.get("load_average")
-    after = _first(result, "load_avg_after", "load_after")
+    before = _first(result, "load_average", "load_avg_before", "load_before", "load_average_start") or m.get("load_average")
+    after = _first(result, "load_avg_after", "load_after", "load_average_end")
     if before is None:
         return "not recorded"
     return fmt(before) + (f" before, {fmt(after)} after" if after is not None else "")
@@ -151,11 +153,23 @@ def _claims_provenance() -> str:
 def render_part(name: str) -> str:
     file, render = PARTS[name]
     if name == "claims":
-        return _claims_provenance() + "\n\n" + render({})
+        return _claims_provenance() + "\n\n" + _demote(render({}))
     if name == "headline":
         return render({})
     result = json.loads((RESULTS / file).read_text())
-    return provenance(name, result) + "\n\n" + render(result)
+    return provenance(name, result) + "\n\n" + _demote(render(result))
+
+
+def _demote(text: str) -> str:
+    """A renderer's own title becomes bold text and its sections sub-sub-headings, so a generated
+    part never adds a top-level heading to the page it sits in."""
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if line.startswith("# "):
+            lines[i] = f"**{line[2:]}**"
+        elif line.startswith("## "):
+            lines[i] = "#### " + line[3:]
+    return "\n".join(lines)
 
 
 def render_document(text: str, cache: dict[str, str] | None = None) -> str:

@@ -8,6 +8,7 @@ import streamlit as st
 from app import charts, downloads, resources, text, ui
 from app import intervals as I
 from app.allocation import ALLOCATED
+from app.stability import flips_sentence
 from pruning.masks import sparsity_table
 
 
@@ -65,6 +66,8 @@ def render() -> None:
         dense, pruned, diff = resources.comparison(s, loaded, data, None, mask_set)
 
     headline(table, removed, total, achieved, dense, pruned, diff)
+    if diff is not None:
+        st.caption(flips_sentence(dense, pruned, "the dense model", "the pruned model"))
     st.subheader("What pruning did")
     sentences = what_pruning_did(s, method, table, removed, total, achieved, dense, pruned, diff)
     if diff is not None and s.granularity == ALLOCATED:

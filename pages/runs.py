@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from app import charts, downloads, resources, runs, ui
+from app.stability import flips_sentence
 from app.text import md
 
 
@@ -83,13 +84,15 @@ def _compare(s, loaded, root, names: list) -> None:
     m4.metric("Overlap (Jaccard)", f"{total['jaccard']:.3f}")
     data = resources.task_data(s, loaded)
     if data is not None:
-        diff = metric_difference(resources.evaluation(s, loaded, data, set_a), resources.evaluation(s, loaded, data, set_b))
+        ev_a, ev_b = resources.evaluation(s, loaded, data, set_a), resources.evaluation(s, loaded, data, set_b)
+        diff = metric_difference(ev_a, ev_b)
         interval = "" if diff["ci_low"] is None else f" (paired 95% interval {diff['ci_low']:+.4g} to {diff['ci_high']:+.4g})"
         interval += ", within noise" if diff.get("within_noise") else ""
         st.markdown(
             f"**{diff['metric']}** on {diff['n']} examples of this session's dataset: A {diff['a']:.4g}, B {diff['b']:.4g}; "
             f"B minus A **{diff['difference']:+.4g}**{interval}."
         )
+        st.caption(flips_sentence(ev_a, ev_b, "run A", "run B"))
     per_layer = pd.DataFrame(rows[:-1])
     lines = per_layer.assign(layer=per_layer["layer"].map(ui.short_layer), pair=f"{a} / {b}")
     st.altair_chart(charts.layer_overlap_lines(lines[["layer", "pair", "jaccard"]]), width="stretch")

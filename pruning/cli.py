@@ -366,11 +366,13 @@ def _prune(args, request, held) -> int:
         result = prune(loaded, request, calibration=calibration, data=data, progress=_progress_bar(args.method))
     evaluation = None
     if args.eval:
-        from .evaluate import evaluate, paired_difference, summary
+        from .evaluate import paired_difference
+        from .flips import evaluation_flips, predict
 
-        dense = evaluate(loaded, data, None, max_examples=args.eval_size)
-        pruned = evaluate(loaded, data, result.overrides(loaded), max_examples=args.eval_size)
+        dense = predict(loaded, data, None, max_examples=args.eval_size).evaluation  # evaluate()'s result, with every answer
+        pruned = predict(loaded, data, result.overrides(loaded), max_examples=args.eval_size).evaluation
         evaluation = {"dense": dense, "pruned": pruned, "difference": paired_difference(dense, pruned)}
+        evaluation["flips"] = evaluation_flips(dense, pruned)
         if pruned["n"] < args.eval_size:  # evaluation runs in batches: a larger request is capped, never held at once
             print(f"note: --eval-size {args.eval_size} capped at the {pruned['n']} examples the evaluation data has", file=sys.stderr)
     if data is not None:
@@ -392,6 +394,9 @@ def _prune(args, request, held) -> int:
             f"[{p['ci_low']:.4f}, {p['ci_high']:.4f}] (n={p['n']}); drop {diff['drop']:+.4f} "
             f"[{diff['drop_ci_low']:+.4f}, {diff['drop_ci_high']:+.4f}]{noise}"
         )
+        from .stability_cli import flips_line
+
+        print(flips_line(evaluation["flips"], d["metric"]))
     if checkpoint is not None:
         checkpoint.remove()  # the run is written: its training state is not needed any more
     print(f"wrote {out}/report.json, {out}/masks.safetensors" + ("" if args.no_model else f", {out}/model/"))
@@ -706,6 +711,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="out/sensitivity.csv")
     _overwrite_arg(p)
     p.set_defaults(func=cmd_sensitivity)
+
+    from .stability_cli import register as add_stability
+
+    add_stability(sub, sys.modules[__name__])  # `stability`: its own module, reusing this one's helpers
     return parser
 
 
