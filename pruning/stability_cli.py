@@ -21,7 +21,7 @@ def register(sub, cli) -> None:
     """Add ``stability`` to the subparsers ``sub``; ``cli`` is :mod:`pruning.cli` (its helpers)."""
     from .stability import DEFAULT_DRAWS, DRAW_KINDS
 
-    p = sub.add_parser("stability", help="prune R times (calibration draws or seeds): mask Jaccard, keep frequencies, flips")
+    p = cli._command(sub, "stability", help="prune R times (calibration draws or seeds): mask Jaccard, keep frequencies, flips")
     cli._model_args(p)
     cli._layer_args(p)
     cli._data_args(p)
