@@ -352,10 +352,12 @@ def compare_requests(loaded, data, uniform, alloc, calib, eval_size: int) -> lis
     ]
 
 
-def sensitivity(s: Settings, loaded, data, method: str, sparsities: list) -> Answer:
+def sensitivity(s: Settings, loaded, data, method: str, sparsities: list, granularity: str | None = None) -> Answer:
     """Layer sensitivity: the metric with one layer pruned at a time (rows: dense first, then layer x sparsity),
-    at the sidebar's granularity within one layer (an N:M pattern fixes the only sparsity)."""
-    request = request_for(s, method).replace(sparsity=0.5)  # the sparsities are the view's own
+    at the sidebar's granularity within one layer (an N:M pattern fixes the only sparsity), or at ``granularity``
+    (the one an applied allocation was measured at: applying it must not change what was measured)."""
+    request = request_for(s, method)
+    request = request.replace(sparsity=0.5) if granularity is None else request.replace(sparsity=0.5, granularity=granularity)
     key = (s.model_key, s.data_key, request.key, tuple(sparsities), s.eval_size)
 
     def prepare():

@@ -111,12 +111,26 @@ def opening(title: str, intro: str = "", extra: str = ""):
     if intro:
         st.markdown(intro)
     s = settings()
+    foreign_allocation(s)
     loaded = resources.loaded_model(s)
     settings_line(s, loaded, extra)
     rebuilt = loaded.info.get("rebuilt")
     if rebuilt and rebuilt != NOT_BUILT:  # a damaged cache was built again on this load: say why
         st.warning(f"The cached {loaded.name} was built again when it was loaded: {rebuilt}.")
     return s, loaded
+
+
+def foreign_allocation(s: state.Settings) -> None:
+    """An allocation applied for another model: say what happened and offer uniform pruning, then stop the page
+    (its layers are not this model's, so nothing below could be computed)."""
+    from .allocation import ALLOCATED, SOURCE_KEY
+
+    source = st.session_state.get(SOURCE_KEY)
+    problem = source.mismatch(s.model_key) if source is not None and s.granularity == ALLOCATED else None
+    if problem:
+        st.warning(problem)
+        st.button("Back to uniform pruning", type="primary", key="btn_alloc_uniform", on_click=sidebar.back_to_uniform)
+        st.stop()
 
 
 def run_view(ans: jobs.Answer, button: str, key: str, idle: str, draw=None, stale: bool = False):

@@ -72,12 +72,21 @@ def ranking(s, df: pd.DataFrame, dense: dict, sparsities: list, metric: str) -> 
     return signal
 
 
+def measured_granularity(s) -> str:
+    """The granularity within one layer that the measurement uses: the sidebar's, or, once an allocation is
+    applied (the sidebar then says "allocated"), the one that allocation was measured at, so Apply keeps the result."""
+    source = st.session_state.get(A.SOURCE_KEY)
+    if s.granularity != A.ALLOCATED:
+        return str(s.request.granularity)
+    return source.granularity if source is not None else "layer"
+
+
 def allocation(s, rows: list, layer_rows, signal: str) -> dict:
     """The per-layer allocation built from ``signal``, its downloads, and Apply (the sidebar's "allocated"); returns it."""
     st.subheader("Suggested per-layer sparsity")
     params = {r.name: r.params for r in layer_rows}
     target = s.request.sparsity  # N/M for an N:M pattern
-    source = A.AllocationSource.from_rows(s.model_key, st.session_state["ps_sens_method"], signal, rows, params)
+    source = A.AllocationSource.from_rows(s.model_key, st.session_state["ps_sens_method"], signal, rows, params, measured_granularity(s))
     alloc = source.at(target)
     alloc_df = pd.DataFrame([{"layer": ui.short_layer(n), "sparsity": v} for n, v in alloc.items()])
     st.altair_chart(charts.allocation_bars(alloc_df, target), width="stretch")
@@ -91,7 +100,10 @@ def allocation(s, rows: list, layer_rows, signal: str) -> dict:
     c2.download_button("Download allocation (CSV)", A.to_csv(alloc, params).encode(), file_name="prunescope_allocation.csv", mime="text/csv", key="ps_alloc_csv")
     c3.button("Apply as the sidebar's granularity", type="primary", key="ps_alloc_apply", on_click=apply, args=(source,), help="Overview and the ramp then compare this allocation against uniform pruning at the same overall sparsity.")
     if st.session_state.get(A.SOURCE_KEY) == source and s.granularity == A.ALLOCATED:
-        st.success("Applied: the sidebar's granularity is **allocated**. The Overview and the Sparsity ramp compare it against uniform pruning.")
+        st.success(
+            "Applied: the sidebar's granularity is now **allocated** (each layer at its own sparsity above). The Overview and "
+            f"the Sparsity ramp compare it against uniform pruning. This measurement stays at granularity {source.granularity} within each layer."
+        )
     return alloc
 
 
@@ -146,7 +158,7 @@ def render() -> None:
         f"{len(layer_rows)} layers x {len(sparsities)} sparsities = {len(layer_rows) * len(sparsities)} evaluations of "
         f"{s.eval_size} {held_out}."
     )
-    ans = resources.sensitivity(s, loaded, data, method, sparsities)
+    ans = resources.sensitivity(s, loaded, data, method, sparsities, granularity=measured_granularity(s))
     idle = "Press **Measure sensitivity**: each layer is pruned alone and the model evaluated; results stay cached."
     job, _ = ui.run_view(ans, "Measure sensitivity", "ps_sens_run", idle, draw=lambda box, r: draw(box, r, metric))
     if job is not None:

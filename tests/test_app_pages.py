@@ -623,6 +623,46 @@ def test_sensitivity_ranks_by_kl_with_intervals_and_the_allocation_downloads_and
         assert (row["vs uniform"] == "within noise") == (row["drop_ci_low"] <= 0 <= row["drop_ci_high"])
 
 
+def test_apply_keeps_the_measurement_on_screen_and_says_applied():
+    """Apply changes the sidebar's granularity to "allocated": the measurement the user waited for stays
+    (it was made at the granularity it names), and the page says what Apply did."""
+    at = open_page("sensitivity")
+    at.text_input(key="ps_sens_sparsities").set_value("0.5, 0.9").run()
+    at.button(key="ps_sens_run").click().run()
+    assert_clean(at)
+    ranked = [c.value for c in at.caption if c.value.startswith("Dense accuracy:")]
+    assert ranked
+    at.button(key="ps_alloc_apply").click().run()
+    assert_clean(at)
+    assert at.sidebar.selectbox(key="ps_granularity").value == "allocated"
+    assert [c.value for c in at.caption if c.value.startswith("Dense accuracy:")] == ranked  # same rows, not a new run
+    assert not any("Press **Measure sensitivity**" in i.value for i in at.info)
+    assert any(m.value.startswith("Applied: the sidebar's granularity is now **allocated**") for m in at.success)
+
+
+def test_an_allocation_of_another_model_is_explained_with_a_way_back(tmp_path):
+    """An allocation applied on one model, then another model chosen: a warning that names both models and a
+    button back to uniform pruning, never an error about unknown layers."""
+    from app.allocation import SOURCE_KEY, AllocationSource
+
+    at = open_page("overview")
+    model = at.session_state["ps_model_choice"]
+    other = AllocationSource.from_rows(("some-other-model", None), "magnitude", "kl",
+                                       [{"layer": "bert.encoder.layer.0.attention.self.query", "sparsity": 0.5, "kl": 0.1}],
+                                       {"bert.encoder.layer.0.attention.self.query": 1024})
+    at.session_state[SOURCE_KEY] = other  # as if applied on that model, then the model switched
+    at.run()
+    at.sidebar.selectbox(key="ps_granularity").set_value("allocated").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    warned = [w.value for w in at.warning if "some-other-model" in w.value]
+    assert warned and "cannot be pruned with it" in warned[0]
+    at.button(key="btn_alloc_uniform").click().run()
+    assert_clean(at)
+    assert at.sidebar.selectbox(key="ps_granularity").value == "layer"
+    assert metric(at, "Overall sparsity") == "50.0%"
+    assert at.session_state["ps_model_choice"] == model
+
+
 def test_slider_views_label_wanda_one_pass_and_show_its_agreement_with_the_exact_masks():
     at = open_page("weights")
     at.sidebar.selectbox(key="ps_method").set_value("wanda").run()
