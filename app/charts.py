@@ -18,7 +18,11 @@ from .style import method_color, KEPT_COLOR, NEUTRAL_COLOR, SERIES_RANGE, PRUNED
 
 
 _LEGEND = alt.Legend(orient="bottom", direction="vertical", labelLimit=0, titleLimit=0)  # below the plot: never cut at narrow widths
-LEGEND_SPACE = 110  # px: Streamlit fits the whole chart, legends included, into its height; this keeps the plot itself tall
+LEGEND_SPACE = 0  # px: no longer needed: every served chart sizes only its width to the window (PLOT_AUTOSIZE), so a height is the plot's
+# Streamlit's theme fits the whole chart (legends, titles, axes) into its height, which squashed the plot of a chart with a
+# tall legend to a few pixels. Every chart served here fits its width to the container and keeps its height for the plot area.
+PLOT_AUTOSIZE = {"type": "fit-x", "contains": "padding"}
+ROW_PX = 22  # px per layer on a layer axis: the theme's labels are about 19 px tall, so 18 px rows overlapped
 _TOP_LEGEND = alt.Legend(orient="top", direction="vertical", labelLimit=0, titleLimit=0)  # a third legend above: three side by side do not fit 800 px
 _SMALL_LEGEND = alt.Legend(orient="bottom", direction="horizontal", titleLimit=0, gradientLength=120)
 
@@ -224,7 +228,11 @@ def histogram_panel_spec(bins: pd.DataFrame, title: str, width: int = 190, heigh
     status, count = bins["status"].to_numpy(), bins["count"].to_numpy()
     order, y0, y1 = _stack_order([np.unique(left, return_inverse=True)[1]], status, count)
     spec = json.loads(_panel_template(int(width), int(height)))
+    spec["autosize"] = {"type": "pad"}  # width and height are the panel's plot area (Streamlit's theme would squeeze them)
+    spec["description"] = f"small multiple: {title}"  # the SVG's aria-label; the browser test holds small multiples to their own minimum
     spec["title"]["text"] = title
+    top = int(y1.max()) if len(y1) else 0
+    spec["encoding"]["y"]["axis"]["values"] = [0, top] if top > 0 else [0]  # two y ticks: a small panel holds no more
     spec["data"] = {
         "values": [
             {"left": float(left[i]), "right": float(right[i]), "count": int(count[i]), "status": str(status[i]), "y0": int(a), "y1": int(b)}
@@ -334,11 +342,11 @@ def sparsity_bars(df: pd.DataFrame, target: float | None = None) -> alt.Chart:
         )
     )
     if target is None:
-        return bars.properties(height=max(200, 18 * len(order)) + LEGEND_SPACE)
+        return bars.properties(height=max(200, ROW_PX * len(order)) + LEGEND_SPACE)
     rule = alt.Chart(pd.DataFrame({"target": [target]})).mark_rule(color=ACCENT_COLOR, strokeDash=[4, 3]).encode(
         x="target:Q", tooltip=[alt.Tooltip("target:Q", title="target sparsity", format=".0%")]
     )
-    return alt.layer(bars, rule).properties(height=max(200, 18 * len(order)) + LEGEND_SPACE)
+    return alt.layer(bars, rule).properties(height=max(200, ROW_PX * len(order)) + LEGEND_SPACE)
 
 
 def overlap_matrix(df: pd.DataFrame, title: str = "", value_title: str = "Jaccard overlap of kept weights") -> alt.Chart:
@@ -384,7 +392,7 @@ def layer_overlap_lines(df: pd.DataFrame) -> alt.Chart:
             color=alt.value("#333333"),
             tooltip=[alt.Tooltip("layer:N"), alt.Tooltip("pair:N"), alt.Tooltip("jaccard:Q", format=".3f")],
         )
-        .properties(height=max(200, 18 * len(order)) + LEGEND_SPACE)
+        .properties(height=max(200, ROW_PX * len(order)) + LEGEND_SPACE)
     )
 
 
@@ -499,7 +507,7 @@ def sensitivity_bars(df: pd.DataFrame, metric: str = "accuracy", value: str = "d
             color=alt.value(ACCENT_COLOR),
             tooltip=[alt.Tooltip("layer:N"), alt.Tooltip("harm:Q", title=unit, format=".4g")],
         )
-        .properties(height=max(200, 18 * len(order)))
+        .properties(height=max(200, ROW_PX * len(order)))
     )
 
 
@@ -535,7 +543,7 @@ def sensitivity_heatmap(df: pd.DataFrame, metric: str = "accuracy", value: str =
             color=alt.Color("harm:Q", title=f"{unit}{note}", scale=_harm_scale(metric, value), legend=legend),
             tooltip=[alt.Tooltip("layer:N"), alt.Tooltip("sparsity:Q", format=".0%"), alt.Tooltip("harm:Q", title=unit, format=".4g")],
         )
-        .properties(height=max(200, 18 * len(order)) + LEGEND_SPACE)
+        .properties(height=max(200, ROW_PX * len(order)) + LEGEND_SPACE)
     )
 
 
@@ -836,9 +844,19 @@ def unvalidated(chart):
     schema validation: about half of a chart's conversion, paid on every slider move (and under
     Streamlit's process-wide Altair lock, so by every session in turn). Each builder's spec is
     validated by its test instead (``type(chart).to_dict(chart)``); anything else passes through."""
+    if isinstance(chart, list):  # a builder that returns one chart per panel
+        return [unvalidated(c) for c in chart]
     if isinstance(chart, alt.TopLevelMixin):
-        object.__setattr__(chart, "to_dict", functools.partial(type(chart).to_dict, chart, validate=False))
+        object.__setattr__(chart, "to_dict", functools.partial(_served_dict, chart))
     return chart
+
+
+def _served_dict(chart, *args, validate=False, context=None, **kwargs) -> dict:
+    """The chart's spec without validation; at the top level, with :data:`PLOT_AUTOSIZE` unless it sets its own."""
+    spec = type(chart).to_dict(chart, *args, validate=False, context=context, **kwargs)
+    if context is None and "autosize" not in spec:
+        spec["autosize"] = dict(PLOT_AUTOSIZE)
+    return spec
 
 
 def serve_unvalidated(namespace: dict) -> None:

@@ -108,7 +108,7 @@ def sensitivity_bars_ci(df: pd.DataFrame, metric: str = "accuracy", value: str =
         )
     )
     chart = alt.layer(charts.sensitivity_bars(df, metric, value, dense=dense), bars).resolve_scale(color="independent")
-    return chart.properties(height=alt.Step(16))  # a layered chart takes its size from the outside: one step per layer
+    return chart.properties(height=alt.Step(charts.ROW_PX))  # a layered chart takes its size from the outside: one step per layer
 
 
 def candidate_bars_ci(df: pd.DataFrame, value_title: str, reference: dict | None = None, fmt: str = ".4g") -> alt.Chart:

@@ -112,12 +112,27 @@ def opening(title: str, intro: str = "", extra: str = ""):
         st.markdown(intro)
     s = settings()
     foreign_allocation(s)
-    loaded = resources.loaded_model(s)
+    loaded = _loaded(s)
     settings_line(s, loaded, extra)
     rebuilt = loaded.info.get("rebuilt")
     if rebuilt and rebuilt != NOT_BUILT:  # a damaged cache was built again on this load: say why
         st.warning(f"The cached {loaded.name} was built again when it was loaded: {rebuilt}.")
     return s, loaded
+
+
+def _loaded(s: state.Settings):
+    """The session's model; one named by the address that cannot be loaded is dropped for the default model."""
+    from . import urls
+
+    try:
+        loaded = resources.loaded_model(s)
+    except PruneScopeError as exc:
+        if not st.session_state.get(urls.FROM_URL):
+            raise
+        urls.refuse_model(str(exc))
+        st.rerun()
+    st.session_state.pop(urls.FROM_URL, None)
+    return loaded
 
 
 def foreign_allocation(s: state.Settings) -> None:

@@ -12,7 +12,7 @@ BINS = 80
 GRID_ON_UP_TO = 48  # layers; a bigger model (SmolLM2: 210) shows the small multiples only when asked, a few blocks at a time
 BLOCKS_PER_PAGE = 4
 PANEL_WIDTH = 190
-RANGE_QUANTILE = 0.9995  # the histogram spans +-(this quantile of |w|); rarer outliers go to the edge bins
+RANGE_QUANTILE = 0.99  # the histogram spans +-(this quantile of |w|), where the mass is; the rarer outliers go to the edge bins (said under it)
 
 
 def render() -> None:
@@ -51,13 +51,15 @@ def render() -> None:
     )
     ui.one_pass_note(s, loaded, mask_set, layer)
 
-    draw_histogram(layer, binned, counts, mask.numel(), fit, spike, threshold, log_count, hide_zeros)
+    mags = np.abs(to_numpy(values))
+    outside = (int(np.count_nonzero(mags > binned.edges[-1])), float(mags.max()))
+    draw_histogram(layer, binned, counts, mask.numel(), fit, spike, threshold, log_count, hide_zeros, outside)
     fit_tables(fit, spike)
     score_section(s, loaded, layer)
     small_multiples(s, loaded, mask_set, hide_zeros)
 
 
-def draw_histogram(layer: str, binned, counts, n: int, fit, spike, threshold: float, log_count: bool, hide_zeros: bool) -> None:
+def draw_histogram(layer: str, binned, counts, n: int, fit, spike, threshold: float, log_count: bool, hide_zeros: bool, outside: tuple = (0, 0.0)) -> None:
     """The layer's histogram, kept and pruned, with the mixture's curves, the threshold and the mixture crossing w_gmm."""
     width = float(binned.edges[1] - binned.edges[0])
     centers = np.linspace(binned.edges[0], binned.edges[-1], 241)
@@ -68,8 +70,9 @@ def draw_histogram(layer: str, binned, counts, n: int, fit, spike, threshold: fl
     chart = charts.weight_histogram(charts.histogram_frame(counts), curves, pd.DataFrame(lines), log_count=log_count, title=layer)
     st.altair_chart(chart, width="stretch")
     st.caption(
-        f"{n:,} weights in {BINS} bins of width {width:.3g} over ±{binned.edges[-1]:.3g} "
-        f"(the {RANGE_QUANTILE:.2%} quantile of |w|; the rarer outliers are counted in the outermost bins). Blue: kept, grey: pruned"
+        f"{n:,} weights in {BINS} bins of width {width:.3g} over ±{binned.edges[-1]:.3g}, the {RANGE_QUANTILE:.0%} quantile of |w|: "
+        f"zoomed to where the mass is. Outside it: {outside[0]:,} weights ({outside[0] / max(1, n):.2%}), reaching ±{outside[1]:.3g}, "
+        "counted in the two outermost bins. Blue: kept, grey: pruned"
         + (" (hidden)" if hide_zeros else "")
         + f". Curves: a {fit.k}-component Gaussian mixture fitted to {fit.n_fitted:,} sampled weights, in expected counts per bin. "
         "The mixture crossing ±w_gmm is where a weight is equally likely under the narrow (spike) and wide (slab) zero-mean "

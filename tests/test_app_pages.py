@@ -433,16 +433,78 @@ def test_a_view_opens_from_a_url_with_settings():
     assert at.query_params["sparsity"] == "0.4" and at.query_params["method"] == "wanda"
 
 
-def test_bad_values_in_the_url_are_named_and_the_defaults_kept():
+def test_bad_values_in_the_url_are_named_dropped_from_it_and_the_defaults_shown():
     at = AppTest.from_file(MAIN, default_timeout=TIMEOUT)
-    at.query_params.update({"method": "nonsense", "sparsity": "1.5", "granularity": "3:2", "seed": "x"})
+    at.query_params.update({"method": "nonsense", "sparsity": "1.5", "granularity": "3:2", "seed": "x", "eval": "0",
+                            "layer": "no.such.layer", "run": "../../etc", "count_scale": "sideways"})
     at.run()
-    assert not at.exception
+    at.switch_page("../pages/weights.py").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
     warnings = " ".join(w.value for w in at.sidebar.warning)
-    for key in ("method='nonsense'", "sparsity='1.5'", "granularity='3:2'", "seed='x'"):
+    for key in ("method='nonsense'", "sparsity='1.5'", "granularity='3:2'", "seed='x'", "eval='0'", "run='../../etc'"):
         assert key in warnings
     assert at.sidebar.selectbox(key="ps_method").value == "magnitude"
     assert at.sidebar.slider(key="ps_sparsity").value == 0.5
+    shown = dict(at.query_params)  # the address now holds what is shown: the defaults, none of the refused values
+    assert shown["method"] == "magnitude" and shown["sparsity"] == "0.5" and shown["granularity"] == "layer"
+    assert shown["seed"] == "0" and shown["eval"] == "32" and "run" not in shown
+    assert shown["layer"] == at.selectbox(key="ps_layer").value == at.selectbox(key="ps_layer").options[0]
+    assert shown["count_scale"] == "linear"
+    assert "nonsense" not in str(shown) and "no.such.layer" not in str(shown)
+
+
+def test_url_values_that_cannot_work_together_are_dropped():
+    """Parameters the method refuses, and a granularity no link can carry (an allocation lives in its session):
+    each is named and dropped, and the page draws with the defaults."""
+    at = AppTest.from_file(MAIN, default_timeout=TIMEOUT)
+    at.query_params.update({"method": "mgpp", "p.steps": "-5", "p.nosuch": "1", "granularity": "allocated", "sparsity": "0.6"})
+    at.run()
+    at.switch_page("../pages/steps.py").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    warnings = " ".join(w.value for w in at.sidebar.warning)
+    assert "p.nosuch='1'" in warnings and "p.steps='-5'" in warnings and "granularity='allocated'" in warnings
+    assert at.sidebar.selectbox(key="ps_method").value == "mgpp"
+    assert at.sidebar.slider(key="ps_sparsity").value == 0.6
+    assert not any(k.startswith("p.") for k in at.query_params) and at.query_params["granularity"] == "layer"
+
+
+def test_a_shared_link_reproduces_the_view_in_a_fresh_session():
+    """Settings changed in one session (sidebar, a method parameter, evaluation size, the view's own widgets): its
+    address opened in a fresh session shows the same settings and the same numbers."""
+    at = open_page("weights")
+    at.sidebar.selectbox(key="ps_method").set_value("wanda").run()
+    set_sparsity(at, 0.7)
+    at.sidebar.number_input(key="ps_eval_size").set_value(64).run()
+    layer = at.selectbox(key="ps_layer").options[3]
+    at.selectbox(key="ps_layer").set_value(layer).run()
+    at.radio(key="ps_weights_scale").set_value("log").run()
+    at.selectbox(key="ps_weights_score_method").set_value("random").run()
+    assert_clean(at)
+    link = dict(at.query_params)
+    assert link["layer"] == layer and link["criterion"] == "random" and link["eval"] == "64" and link["count_scale"] == "log"
+    numbers = [metric(at, name) for name in ("Pruned in this layer", "Layer sparsity", "Magnitude threshold")]
+
+    fresh = AppTest.from_file(MAIN, default_timeout=TIMEOUT)
+    fresh.query_params.update(link)
+    fresh.run()
+    fresh.switch_page("../pages/weights.py").run()
+    assert_clean(fresh)
+    assert not fresh.sidebar.warning
+    assert fresh.selectbox(key="ps_layer").value == layer
+    assert fresh.selectbox(key="ps_weights_score_method").value == "random"
+    assert fresh.radio(key="ps_weights_scale").value == "log"
+    assert fresh.sidebar.number_input(key="ps_eval_size").value == 64
+    assert [metric(fresh, name) for name in ("Pruned in this layer", "Layer sparsity", "Magnitude threshold")] == numbers
+    assert dict(fresh.query_params) == link
+
+
+def test_a_method_parameter_travels_in_the_url():
+    at = AppTest.from_file(MAIN, default_timeout=TIMEOUT)
+    at.query_params.update({"method": "mgpp", "p.steps": "30"})
+    at.run()
+    assert not at.sidebar.warning
+    assert at.session_state["ps_param_mgpp_steps"] == 30
+    assert at.query_params["p.steps"] == "30"
 
 
 def test_bad_method_parameter_is_a_message():
@@ -530,6 +592,25 @@ def test_runs_view_opens_a_cli_run_and_shows_it_in_every_view(cli_runs):
     for page in ("weights", "masks"):
         at.switch_page(f"../pages/{page}.py").run()
         assert_clean(at)
+
+
+def test_a_run_is_named_in_the_url_by_its_folder_under_the_runs_directory(cli_runs):
+    at = open_page("runs")
+    at.selectbox(key="ps_runs_pick").set_value("mag50").run()
+    at.button(key="btn_runs_open").click().run()
+    at.button(key="btn_runs_use").click().run()
+    at.switch_page("../pages/overview.py").run()
+    assert_clean(at)
+    link = dict(at.query_params)
+    assert link["run"] == "mag50" and "method" not in link
+    assert str(cli_runs) not in str(link)  # never the server's absolute path
+    removed = metric(at, "Weights removed")
+    fresh = AppTest.from_file(MAIN, default_timeout=TIMEOUT)
+    fresh.query_params.update(link)
+    fresh.run()
+    assert_clean(fresh)
+    assert fresh.session_state["ps_method"].endswith("mag50")
+    assert metric(fresh, "Weights removed") == removed
 
 
 def test_a_wrong_mask_file_is_a_clear_message(cli_runs):

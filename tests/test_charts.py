@@ -62,8 +62,23 @@ def test_histogram_panel_is_one_small_chart_with_its_title():
 
 def test_served_charts_skip_validation_but_give_the_validated_spec():
     chart = charts.histogram_panel(hist_frame(), "block 0 · q", width=150)
-    assert chart.to_dict() == spec(chart)  # what Streamlit converts is the spec the test validated
+    served = chart.to_dict()
+    assert served.pop("autosize") == charts.PLOT_AUTOSIZE  # width to the window, the height kept for the plot area
+    assert served == spec(chart)  # what Streamlit converts is the spec the test validated
     assert "to_dict" not in chart._kwds  # the shortcut is not a Vega-Lite property
+
+
+def test_every_served_chart_keeps_its_height_for_the_plot():
+    """Streamlit's theme fits a chart's legends and titles into its height (squashing the plot); served charts,
+    one per panel too, fit only their width."""
+    import altair as alt
+
+    training = pd.DataFrame({"step": [0, 1, 0, 1], "series": ["held-out accuracy"] * 2 + ["held-out loss"] * 2,
+                             "value": [0.5, 0.6, 0.7, 0.6], "panel": ["accuracy"] * 2 + ["loss"] * 2})
+    served = charts.training_charts(training)
+    assert len(served) == 2 and all(c.to_dict()["autosize"] == {"type": "fit-x", "contains": "padding"} for c in served)
+    layered = alt.layer(charts.histogram_panel(hist_frame(), "x"))  # a served chart inside another: no nested autosize
+    assert "autosize" not in alt.LayerChart.to_dict(layered)["layer"][0]
 
 
 def test_histogram_panel_spec_is_the_panel_chart_from_a_template():
@@ -72,6 +87,9 @@ def test_histogram_panel_spec_is_the_panel_chart_from_a_template():
     full = spec(charts.histogram_panel(bins, "block 1 · v", width=150))
     stacked = pd.DataFrame(full.pop("datasets")[full.pop("data")["name"]])
     values = pd.DataFrame(fast.pop("data")["values"])
+    assert fast.pop("autosize") == {"type": "pad"}  # its width and height are the plot's: a small panel stays readable
+    assert fast.pop("description") == "small multiple: block 1 · v"
+    assert fast["encoding"]["y"]["axis"].pop("values") == [0, int(stacked["y1"].max())]  # two y ticks: 0 and the top
     assert fast == full  # the same encoding, scales, title and size
     pd.testing.assert_frame_equal(values[list(stacked.columns)], stacked, check_dtype=False)  # the same stacked bars
 
