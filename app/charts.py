@@ -397,7 +397,8 @@ def layer_overlap_lines(df: pd.DataFrame) -> alt.Chart:
 
 
 # ---------------------------------------------------------------- Random candidates view
-def candidate_bars(df: pd.DataFrame, value: str, value_title: str, fmt: str = ".3f", metric: str | None = None, span: tuple | None = None) -> alt.Chart:
+def candidate_bars(df: pd.DataFrame, value: str, value_title: str, fmt: str = ".3f", metric: str | None = None, span: tuple | None = None,
+                   min_span: float = 0.0) -> alt.Chart:
     """One dot per candidate mask, the chosen one highlighted.
 
     Dots, not bars: the axis is zoomed to the candidates' range (they often differ in the third
@@ -412,6 +413,9 @@ def candidate_bars(df: pd.DataFrame, value: str, value_title: str, fmt: str = ".
         span = span and tuple(shown_value(metric, v) for v in span)
     data = df.assign(role=df["chosen"].map({True: "chosen", False: "other"}))
     lo, hi = span or (float(data[value].min()), float(data[value].max()))
+    if hi - lo < min_span:
+        mid = (lo + hi) / 2
+        lo, hi = mid - min_span / 2, mid + min_span / 2
     pad = (hi - lo) * 0.15 or abs(hi) * 0.01 or 0.01
     return (
         alt.Chart(data)

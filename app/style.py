@@ -59,8 +59,12 @@ def method_scale(names) -> alt.Scale:
 MIXTURE_CROSSING = "mixture crossing ±w_gmm"  # where a FITTED two-Gaussian mixture's spike and slab are equally likely
 PRIOR_THRESHOLD = "prior threshold ±w*"  # where MGPP's PRIOR (lam, v0, v1) puts equal mass on spike and slab
 THRESHOLD = "pruning threshold ±t"
+# a mask that is not a cut in |w| (Wanda, random, ...) has no threshold on this axis: the |w| cut that would remove as many
+# weights is drawn instead, grey and dotted, never in the threshold's red
+EQUIVALENT_CUT = "|w| cut removing as many (not this mask's rule)"
 LINE_STYLES = {  # label -> (colour, dash); dashes keep the lines apart in print and for colour-blind readers
     THRESHOLD: (ACCENT_COLOR, []),
+    EQUIVALENT_CUT: ("#888888", [1, 3]),
     MIXTURE_CROSSING: ("#555555", [6, 3]),
     PRIOR_THRESHOLD: ("#000000", [2, 2]),
 }

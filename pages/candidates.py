@@ -80,7 +80,7 @@ def show(pool, base: str) -> None:
     with right:
         scores, band, unit = scores_shown(table, det, metric)
         st.altair_chart(IC.candidate_bars_ci(scores, f"held-out {metric} (selection score{unit})", band), width="stretch")
-        st.altair_chart(charts.candidate_bars(table, "overlap", "overlap with the deterministic mask", ".3f"), width="stretch")
+        st.altair_chart(charts.candidate_bars(table, "overlap", "overlap with the deterministic mask", ".3f", min_span=0.05), width="stretch")
     st.caption(
         f"Chosen (red): the best held-out {metric}; the grey band is the deterministic {base} mask, {I.metric_text(det, held_out=True)}. "
         f"Lines: each candidate's 95% interval. {I.comparison_sentence(metric, 'the deterministic mask', 'The chosen candidate', best)} "

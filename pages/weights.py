@@ -53,18 +53,30 @@ def render() -> None:
 
     mags = np.abs(to_numpy(values))
     outside = (int(np.count_nonzero(mags > binned.edges[-1])), float(mags.max()))
-    draw_histogram(layer, binned, counts, mask.numel(), fit, spike, threshold, log_count, hide_zeros, outside)
+    cut = is_magnitude_cut(mags, to_numpy(mask))
+    draw_histogram(layer, binned, counts, mask.numel(), fit, spike, threshold, log_count, hide_zeros, outside, cut)
     fit_tables(fit, spike)
     score_section(s, loaded, layer)
     small_multiples(s, loaded, mask_set, hide_zeros)
 
 
-def draw_histogram(layer: str, binned, counts, n: int, fit, spike, threshold: float, log_count: bool, hide_zeros: bool, outside: tuple = (0, 0.0)) -> None:
-    """The layer's histogram, kept and pruned, with the mixture's curves, the threshold and the mixture crossing w_gmm."""
+def is_magnitude_cut(mags, kept) -> bool:
+    """Whether the mask keeps exactly the largest |w| (then ``t`` is its threshold; otherwise the mask has none on this axis)."""
+    kept = np.asarray(kept, dtype=bool).reshape(mags.shape)
+    if kept.all() or not kept.any():
+        return True
+    return bool(mags[kept].min() >= mags[~kept].max())
+
+
+def draw_histogram(layer: str, binned, counts, n: int, fit, spike, threshold: float, log_count: bool, hide_zeros: bool,
+                   outside: tuple = (0, 0.0), cut: bool = True) -> None:
+    """The layer's histogram, kept and pruned, with the mixture's curves, the threshold (or, for a mask that is no
+    cut in |w|, the |w| cut that removes as many, marked as such) and the mixture crossing w_gmm."""
     width = float(binned.edges[1] - binned.edges[0])
     centers = np.linspace(binned.edges[0], binned.edges[-1], 241)
     curves = pd.DataFrame(fit.curves(centers, scale=n * width))
-    lines = [{"x": t, "label": style.THRESHOLD} for t in (-threshold, threshold)] if threshold > 0 else []
+    label = style.THRESHOLD if cut else style.EQUIVALENT_CUT
+    lines = [{"x": t, "label": label} for t in (-threshold, threshold)] if threshold > 0 else []
     if spike.w_gmm is not None:
         lines += [{"x": c, "label": style.MIXTURE_CROSSING} for c in (-spike.w_gmm, spike.w_gmm)]
     chart = charts.weight_histogram(charts.histogram_frame(counts), curves, pd.DataFrame(lines), log_count=log_count, title=layer)
@@ -147,6 +159,10 @@ def score_section(s, loaded, layer: str) -> None:
     st.subheader("Why these weights: the score picture")
     methods = list(resources.score_methods())
     ui.default("ps_weights_score_method", s.method if s.method in methods else ("wanda" if "wanda" in methods else methods[0]))
+    last = st.session_state.get("ps_weights_score_follows")
+    st.session_state["ps_weights_score_follows"] = s.method
+    if last is not None and last != s.method and s.method in methods:  # the sidebar's method changed: the picture follows it
+        st.session_state["ps_weights_score_method"] = s.method
     c1, c2 = st.columns([1, 2])
     method = c1.selectbox("Criterion", methods, key="ps_weights_score_method", help="any score-based method, at the sidebar's sparsity and granularity")
     ui.default("ps_weights_score_on", True)

@@ -116,6 +116,27 @@ def test_weights_score_picture_for_every_score_method():
     assert any("because their input is louder than the median" in c.value for c in at.caption)
 
 
+def test_the_score_picture_follows_the_sidebar_and_no_mask_gets_another_rules_threshold():
+    """Magnitude's mask is a cut in |w|: its histogram draws the threshold t (red). Wanda's is not: the same line
+    would be another method's threshold, so the |w| cut that removes as many is drawn and named as such."""
+    from app import style
+
+    threshold, cut = (json.dumps(x)[1:-1] for x in (style.THRESHOLD, style.EQUIVALENT_CUT))  # as the spec's JSON writes them
+    at = open_page("weights")
+    assert at.selectbox(key="ps_weights_score_method").value == "magnitude"
+    first = chart_specs(at)[0]
+    assert threshold in first and cut not in first
+    at.sidebar.selectbox(key="ps_method").set_value("wanda").run()
+    assert_clean(at)
+    assert at.selectbox(key="ps_weights_score_method").value == "wanda"  # the picture follows the sidebar
+    first = chart_specs(at)[0]
+    assert cut in first and threshold not in first
+    assert any("wanda score (log)" in spec for spec in chart_specs(at))
+    at.selectbox(key="ps_weights_score_method").set_value("random").run()  # a choice of its own stays until the sidebar moves
+    set_sparsity(at, 0.6)
+    assert at.selectbox(key="ps_weights_score_method").value == "random"
+
+
 def test_weights_small_multiples_in_block_and_role_order():
     at = open_page("weights")
     assert at.toggle(key="ps_weights_grid").value  # 12 layers: on by default

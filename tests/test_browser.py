@@ -391,6 +391,9 @@ OVERFLOW = """() => {
     return out;
 }"""
 
+DRAWN = """() => [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')].every(
+    b => { const m = b.querySelector('svg.marks, canvas'); return m && m.getBoundingClientRect().height > 0; })"""
+
 # Per drawn chart: its title (or first text), the plot areas (a group's background: one per view, per
 # facet cell or per concatenated panel; legends, axes and titles left out), and per axis the boxes of its
 # visible tick labels. Canvas charts (Streamlit draws big data with canvas) report their height only.
@@ -401,7 +404,7 @@ MEASURE = """() => {
         const svg = box.querySelector('svg.marks');
         const canvas = box.querySelector('canvas');
         const name = (box.querySelector('g.role-title text') || {}).textContent || `chart ${index + 1}`;
-        const small = ((box.querySelector('svg') || {getAttribute: () => ''}).getAttribute('aria-label') || '').startsWith('small multiple');
+        const small = (box.getAttribute('aria-label') || '').startsWith('small multiple');  // the spec's description
         if (!svg) {
             const r = canvas ? canvas.getBoundingClientRect() : box.getBoundingClientRect();
             charts.push({name, small, canvas: true, plots: [{w: r.width, h: r.height, leaf: true}], axes: []});
@@ -512,9 +515,16 @@ def test_every_chart_fits_and_reads(browser, app_url, width):
         wide = page.evaluate(OVERFLOW)
         if wide:
             found.append(f"{path}: {len(wide)} of {charts} charts run past the window: {wide[:5]}")
-        measured = page.evaluate(MEASURE)
+        problems = []
+        for _ in range(3):  # Vega lays a redrawn chart out asynchronously: a problem must still be there a moment later
+            page.wait_for_function(DRAWN)
+            measured = page.evaluate(MEASURE)
+            problems = readability_problems(measured)
+            if not problems:
+                break
+            page.wait_for_timeout(1500)
         print(f"{path} at {width} px:", [(c["name"], [round(p["h"]) for p in c["plots"] if p["leaf"]][:6]) for c in measured])
-        found += [f"{path}: {p}" for p in readability_problems(measured)]
+        found += [f"{path}: {p}" for p in problems]
     page.context.close()
     assert not found, f"at {width} px:\n" + "\n".join(found)
 
