@@ -43,10 +43,12 @@ FALLBACK_COLORS = ("#637939", "#843c39", "#7b4173", "#5254a3", "#8ca252", "#bd9e
 
 
 def method_color(name: str) -> str:
-    """The fixed colour of a method (a method registered later gets a stable colour from its name)."""
-    if name in METHOD_COLORS:
-        return METHOD_COLORS[name]
-    return FALLBACK_COLORS[sum(map(ord, str(name))) % len(FALLBACK_COLORS)]
+    """The fixed colour of a method, whatever its series is called: "magnitude (current)" or "magnitude, 2:4" is
+    magnitude's orange (a method registered later gets a stable colour from its name)."""
+    base = str(name).split(" (")[0].split(", ")[0].strip()
+    if base in METHOD_COLORS:
+        return METHOD_COLORS[base]
+    return FALLBACK_COLORS[sum(map(ord, base)) % len(FALLBACK_COLORS)]
 
 
 def method_scale(names) -> alt.Scale:

@@ -176,12 +176,19 @@ def run_view(ans: jobs.Answer, button: str, key: str, idle: str, draw=None, stal
 
 def settings_line(s: state.Settings, loaded=None, extra: str = "") -> None:
     """One caption with every setting that produced the numbers on the page."""
+    from . import runs
+
     r = s.request
+    if runs.is_run(s.method):  # an opened run is described by its own report, not by the sidebar's granularity and sparsity
+        report = runs.report_of(s.method)
+        what = [f"**{runs.label(s.method)}** ({report.get('method')})", f"granularity **{report.get('granularity', 'layer')}** (the run's own)",
+                f"sparsity **{float(report.get('requested_sparsity', report.get('overall_sparsity', 0.0))):.0%}** (the run's own)"]
+    else:
+        what = [f"method **{s.method}**", f"granularity **{r.granularity}**",
+                f"sparsity **{r.sparsity:.0%}**" if not r.granularity.is_nm else "sparsity **fixed by N:M**"]
     parts = [
         f"model **{loaded.name if loaded is not None else s.model}**",
-        f"method **{s.method}**",
-        f"granularity **{r.granularity}**",
-        f"sparsity **{r.sparsity:.0%}**" if not r.granularity.is_nm else "sparsity **fixed by N:M**",
+        *what,
         f"calibration {s.calibration}",
         f"evaluation size {s.eval_size}",
         f"seed {s.seed}",

@@ -11,7 +11,7 @@ errors. "candidates" (randomized selection): per stage, each candidate's score a
 import pandas as pd
 import streamlit as st
 
-from app import charts, resources, sidebar, style, ui
+from app import charts, resources, runs, sidebar, style, ui
 from app import intervals as I
 from pruning.seeds import views as V
 from pruning.seeds.mgpp import schedule_curve, schedule_of
@@ -42,7 +42,7 @@ def pick_one(s) -> None:
         "weights, or prune, re-densify and prune again, or sample several masks and keep the best after a short "
         "fine-tune. This view draws what each step did, while the method runs and after."
     )
-    st.info(f"The method in the sidebar, **{s.method}**, prunes in one shot: it has no steps to show. Pick one that has:")
+    st.info(f"The method in the sidebar, **{runs.display(s.method)}**, prunes in one shot: it has no steps to show. Pick one that has:")
     methods = stepwise_methods()
     for col, (name, m) in zip(st.columns(len(methods)), methods.items()):
         col.button(m.label, key=f"btn_steps_pick_{name}", on_click=sidebar.choose_method, args=(name,), help=m.summary, width="stretch")

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import charts, downloads, resources, style, ui
+from app import charts, downloads, resources, runs, style, ui
 from pruning.distribution import SCORE_POWERS, histogram, score_picture, split_counts, to_numpy
 from pruning.models import block_role_order, layer_role
 
@@ -29,7 +29,7 @@ def render() -> None:
     mask = mask_set.masks[layer]
     values, values_key = resources.layer_values(s, loaded, mask_set, layer)
     if values_key != "dense":
-        st.caption(f"{mask_set.method} changed the kept weights: the histogram shows the weights after its update.")
+        st.caption(f"{runs.display(mask_set.method)} changed the kept weights: the histogram shows the weights after its update.")
 
     binned = resources.binned(s, loaded, layer, values_key, values, BINS, RANGE_QUANTILE)
     counts = split_counts(binned, mask, values, hide_zeros=hide_zeros)

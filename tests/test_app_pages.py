@@ -634,6 +634,29 @@ def test_a_run_is_named_in_the_url_by_its_folder_under_the_runs_directory(cli_ru
     assert metric(fresh, "Weights removed") == removed
 
 
+def test_an_opened_run_is_described_compared_and_named_as_itself(cli_runs):
+    """With the sidebar at another granularity, an opened run is described with its own (from its report), joins the
+    Masks view's comparison, and legends and labels name it by its folder, never by its path."""
+    at = open_page("masks")  # the Masks view visited before the run is opened: its comparison must still take the run in
+    at.sidebar.selectbox(key="ps_granularity").set_value("row").run()
+    at.switch_page("../pages/runs.py").run()
+    at.selectbox(key="ps_runs_pick").set_value("mag50").run()
+    at.button(key="btn_runs_open").click().run()
+    at.button(key="btn_runs_use").click().run()
+    at.switch_page("../pages/overview.py").run()
+    assert_clean(at)
+    line = next(c.value for c in at.caption if c.value.startswith("model **"))
+    assert "**run mag50**" in line and "granularity **layer** (the run's own)" in line and "granularity **row**" not in line
+    assert any("at **layer** granularity" in m.value for m in at.markdown)
+    assert str(cli_runs) not in "".join(chart_specs(at))
+    at.switch_page("../pages/masks.py").run()
+    assert_clean(at)
+    chosen = at.multiselect(key="ps_masks_methods").value
+    assert chosen[0].endswith("mag50") and len(chosen) >= 2
+    specs = "".join(chart_specs(at))
+    assert "run mag50" in specs and str(cli_runs) not in specs
+
+
 def test_a_wrong_mask_file_is_a_clear_message(cli_runs):
     at = open_page("runs")
     at.selectbox(key="ps_runs_pick").set_value("wrong").run()
