@@ -203,6 +203,41 @@ def test_candidates_sample_score_and_choose():
     assert len(at.dataframe[0].value) == 4
 
 
+def test_the_chosen_candidate_is_measured_on_the_test_split_downloaded_and_opened_as_a_run():
+    """No winner's curse: the chosen mask and the deterministic one are evaluated on the test split (examples the
+    choice never saw, as many as the sidebar's evaluation size); the tie rule is said; the chosen mask's files are the
+    ones the CLI writes, and it opens as a run in every view with exactly the sampled masks."""
+    from pruning.io import load_masks
+    from pruning.runs import runs_dir
+
+    at = open_page("candidates")
+    at.number_input(key="ps_cand_k").set_value(3)
+    at.slider(key="ps_cand_holdout").set_value(32)
+    at.button(key="ps_cand_run").click().run()
+    assert_clean(at)
+    assert any(c.value.startswith("Tie rule: the highest held-out score wins") for c in at.caption)
+    assert any("winner's curse" in c.value for c in at.caption)
+    chosen = metric(at, "Chosen candidate")
+    at.toggle(key="ps_cand_test").set_value(True).run()
+    assert_clean(at)
+    test = next(m for m in at.metric if m.label.startswith("Chosen candidate, test"))
+    assert "n = 32" in test.help  # PRUNESCOPE_EVAL_SIZE: the test split, not the 32 held-out training examples by chance
+    assert any(m.value.startswith("On the test split the chosen candidate against the deterministic mask:") for m in at.markdown)
+    labels = {b.proto.label for b in at.get("download_button")}
+    assert {"Download masks.safetensors", "Download report.json"} <= labels
+    at.button(key="btn_cand_open").click().run()
+    assert_clean(at)
+    method = at.session_state["ps_method"]
+    assert method.startswith("run:") and method.endswith(f"-c{chosen[1:]}")
+    folder = runs_dir() / method.rsplit("/", 1)[-1]
+    saved = load_masks(folder / "masks.safetensors")
+    assert all(int((~m).sum()) * 2 == m.numel() for m in saved.values())  # the sampled mask: every layer at exactly 50%
+    at.switch_page("../pages/overview.py").run()
+    assert_clean(at)
+    pruned = sum(int((~m).sum()) for m in saved.values())
+    assert metric(at, "Weights removed") == f"{pruned:,}"
+
+
 def test_ramp_runs_and_reports_impossible_sparsity():
     at = open_page("ramp")
     assert_clean(at)
