@@ -598,7 +598,7 @@ def layer_sensitivity(
     if not any(r["layer"] == "-" for r in rows):
         zero = {"kl": 0.0, "kl_ci_low": 0.0, "kl_ci_high": 0.0, "method": request.method, "distinguishable": False}
         dense = {"layer": "-", "sparsity": 0.0, **metric_columns(probe.dense, probe.dense), **zero}
-        rows.append(dense)
+        rows.insert(0, dense)  # first, also when rows of a stopped run are handed in
         _append(checkpoint, dense)
     ranker = mask_ranker(loaded, request.replace(layers=tuple(names)), calibration) if request.method_info.score_based else None
     todo = [(n, round(float(s), 6)) for n in names for s in sparsities if (n, round(float(s), 6)) not in done]

@@ -953,6 +953,84 @@ def test_stop_a_running_ramp_then_run_it_again(monkeypatch):
     assert len(at.dataframe[0].value) == 1 + 2 * 2
 
 
+def test_sensitivity_measures_chosen_blocks_and_roles_with_an_estimate_first(downloads):
+    at = open_page()  # the Overview evaluates the dense model: the first measurement of this machine's speed
+    at.switch_page("../pages/sensitivity.py").run()
+    assert_clean(at)
+    assert at.multiselect(key="ps_sens_blocks").value == [0, 1]  # a shallow model: every block by default
+    assert any("Estimated time: **about" in m.value for m in at.markdown)  # before any click
+    at.text_input(key="ps_sens_sparsities").set_value("0.5, 0.9").run()
+    at.multiselect(key="ps_sens_blocks").set_value([1]).run()
+    at.multiselect(key="ps_sens_roles").set_value(["q", "FFN out"]).run()
+    assert any(m.value.startswith("2 of 12 layers x 2 sparsities = 4 evaluations") for m in at.markdown)
+    at.button(key="ps_sens_run").click().run()
+    assert_clean(at)
+    rows = pd_rows(downloads)
+    assert sorted({r for r in rows["layer"] if r != "-"}) == ["bert.encoder.layer.1.attention.self.query", "bert.encoder.layer.1.output.dense"]
+    assert at.button(key="ps_alloc_apply").disabled  # an allocation for the sidebar needs every layer
+    at.button(key="btn_sens_all").click().run()
+    assert at.multiselect(key="ps_sens_blocks").value == [0, 1] and len(at.multiselect(key="ps_sens_roles").value) == 6
+
+
+def pd_rows(files):
+    """The sensitivity rows the page offers as CSV (the dense row first)."""
+    import io
+
+    import pandas as pd
+
+    return pd.read_csv(io.BytesIO(files["prunescope_sensitivity.csv"]))
+
+
+def test_sensitivity_stopped_keeps_its_rows_and_goes_on_from_them(monkeypatch, downloads):
+    """Stop after two points: the page keeps the dense row and both points, draws them, and Measure measures only the rest."""
+    import threading
+
+    import pruning.sweep as sweep
+    from app import jobs
+
+    real = sweep.layer_sensitivity
+    seen = {}
+
+    def held(loaded, data, request, sparsities, progress=None, on_point=None, done_rows=None, **kw):
+        seen["done_rows"] = list(done_rows or [])
+        count = [0]
+
+        def point(row):
+            on_point(row)
+            count[0] += 1
+            while count[0] >= 2 and not seen.get("released") and len(seen["done_rows"]) == 0:
+                progress(0, 1, "held by the test")  # raises Stopped once stopped
+                time.sleep(0.01)
+
+        return real(loaded, data, request, sparsities, progress=progress, on_point=point, done_rows=done_rows, **kw)
+
+    monkeypatch.setattr(sweep, "layer_sensitivity", held)
+    at = open_page("sensitivity")
+    at.text_input(key="ps_sens_sparsities").set_value("0.5, 0.9").run()
+    at.multiselect(key="ps_sens_blocks").set_value([0]).run()
+    at.multiselect(key="ps_sens_roles").set_value(["q", "k"]).run()
+    session = at.session_state["ps_session_id"]
+    follower = threading.Thread(target=lambda: at.button(key="ps_sens_run").click().run())
+    follower.start()
+    key, job = _running_job("sensitivity")
+    while len(job.partial) < 2:
+        time.sleep(0.05)
+    time.sleep(1.2)  # the page draws what it has (it polls twice a second)
+    jobs.stop("sensitivity", key, session)
+    follower.join(120)
+    assert isinstance(job.error, jobs.Stopped)
+    at.run()
+    assert not at.exception and not at.error
+    assert any(i.value.startswith("Stopped: 2 of 4 points were measured") for i in at.info)
+    assert chart_specs(at)  # the kept rows are drawn
+    at.button(key="ps_sens_run").click().run()
+    assert_clean(at)
+    kept = seen["done_rows"]
+    assert kept == job.partial[:2]  # both finished points, handed to the run that goes on
+    rows = pd_rows(downloads)
+    assert len(rows) == 1 + 4 and rows["layer"][0] == "-" and list(rows["layer"][1:3]) == [r["layer"] for r in kept]  # two kept, two new
+
+
 def test_a_new_setting_replaces_the_sessions_running_job(monkeypatch):
     from app import jobs
 
