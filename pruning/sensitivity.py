@@ -41,6 +41,7 @@ no point re-applies the output head to the dense states.
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 from dataclasses import dataclass, field
@@ -204,6 +205,7 @@ class SensitivityProbe:
         from .models import transformer_blocks
 
         self.loaded, self.plan, self.seed, self.onednn = loaded, plan, seed, onednn
+        self.between_batches = None  # called before each batch of a point's evaluation (progress, so a Stop is seen)
         self.model = loaded.model
         self.blocks = transformer_blocks(self.model)
         self.budget = float(memory_mb) * 2**20
@@ -502,6 +504,8 @@ class SensitivityProbe:
         def items(i, logits):
             """The batch's metric items, and its KL into ``kls``. An LM's float32 log-softmax is
             taken once for both: its NLL first, then the KL overwrites it."""
+            if self.between_batches is not None:  # a Stop lands within one batch, not after the whole point
+                self.between_batches()
             if self._dense_logp is not None:
                 dense_logp, probs = self._dense_logp[i]
             else:
@@ -607,7 +611,9 @@ def layer_sensitivity(
     spent, total = 0, max(1, sum(costs))
     for i, (name, sparsity) in enumerate(todo):
         if progress is not None:
-            progress(spent, total, f"{name} at {sparsity:.0%} (point {i + 1} of {len(todo)})")
+            message = f"{name} at {sparsity:.0%} (point {i + 1} of {len(todo)})"
+            progress(spent, total, message)
+            probe.between_batches = functools.partial(progress, spent, total, message)
         spent += costs[i]
         ev, kl = probe.evaluate(name, _prune_one(loaded, request, name, sparsity, ranker, calibration, data))
         row = sensitivity_row(name, sparsity, request.method, ev, probe.dense, kl, plan, signal, request.seed)

@@ -271,5 +271,7 @@ def test_progress_counts_blocks_run_and_reports_the_dense_pass(tiny_bert, data):
     dense = [c for c in calls if c[2].startswith("dense pass, ")]
     assert dense and calls.index(dense[-1]) < next(i for i, c in enumerate(calls) if "point 1 of 2" in c[2])
     points = [c for c in calls if "point" in c[2]]
-    assert [(c[0], c[1]) for c in points] == [(0, 3), (2, 3)]  # block 0's point costs 2 of the 3 blocks run
+    assert sorted({(c[0], c[1]) for c in points}) == [(0, 3), (2, 3)]  # block 0's point costs 2 of the 3 blocks run
+    batches = len(evaluation_plan(tiny_bert, data, 16, "test").batches)
+    assert [c[2] for c in points].count(points[0][2]) == 1 + batches  # and each batch reports again: a Stop lands there
     assert calls[-1][:2] == (3, 3)
