@@ -24,6 +24,10 @@ LEGEND_SPACE = 0  # px: no longer needed: every served chart sizes only its widt
 PLOT_AUTOSIZE = {"type": "fit-x", "contains": "padding"}
 ROW_PX = 22  # px per layer on a layer axis: the theme's labels are about 19 px tall, so 18 px rows overlapped
 _TOP_LEGEND = alt.Legend(orient="top", direction="vertical", labelLimit=0, titleLimit=0)  # a third legend above: three side by side do not fit 800 px
+# a line-style legend draws the style: a dashed stroke, not the point overlay's dots (which look the same for every dash)
+_DASH_LEGEND = alt.Legend(orient="bottom", direction="vertical", labelLimit=0, titleLimit=0, symbolType="stroke", symbolStrokeWidth=2,
+                          symbolSize=500, symbolStrokeColor="#333333")
+KL_DOMAIN = [0.0, 1.0]  # nats: the KL colour scale is fixed (symlog), so the first small point is not drawn dark while points arrive
 _SMALL_LEGEND = alt.Legend(orient="bottom", direction="horizontal", titleLimit=0, gradientLength=120)
 
 
@@ -447,7 +451,7 @@ def ramp_chart(df: pd.DataFrame, dense: float | None = None, metric: str = "accu
             x=alt.X("sparsity:Q", title="sparsity (% of targeted weights removed)", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])),
             y=alt.Y("value:Q", title=title + (", log scale" if metric == "perplexity" else ""), scale=y_scale),
             color=alt.Color("method:N", title="method", scale=method_scale(df["method"]), legend=_LEGEND),
-            strokeDash=alt.StrokeDash("granularity:N", title="granularity", legend=_LEGEND),
+            strokeDash=alt.StrokeDash("granularity:N", title="granularity", legend=_DASH_LEGEND),
             tooltip=[
                 alt.Tooltip("method:N"),
                 alt.Tooltip("granularity:N"),
@@ -519,7 +523,7 @@ def _harm_scale(metric: str, value: str) -> alt.Scale:
     """The heatmap's colour scale: for a drop, fixed up front (``style.HARM_DOMAIN``) so it does not change
     while the points arrive; for the KL (no fixed range), from 0 up."""
     if value == "kl":
-        return alt.Scale(scheme="reds", domainMin=0)
+        return alt.Scale(scheme="reds", type="symlog", constant=1e-3, domain=KL_DOMAIN, clamp=True)
     kind = "accuracy" if metric == "accuracy" else "perplexity"
     return alt.Scale(scheme="redblue", reverse=True, domain=HARM_DOMAIN[kind], domainMid=HARM_MID[kind], clamp=True,
                      type="linear" if kind == "accuracy" else "log")

@@ -98,13 +98,13 @@ def allocation(s, rows: list, layer_rows, signal: str) -> dict:
         f"mean stays at the sidebar's target {target:.0%} (here {A.mean_sparsity(alloc, params):.1%}); the dashed line is the "
         "uniform target. Move the sparsity slider to re-allocate."
     )
-    c1, c2, c3 = st.columns(3)
-    c1.download_button("Download allocation (JSON)", A.to_json(alloc).encode(), file_name="prunescope_allocation.json", mime="application/json", key="ps_alloc_json", help="{layer: sparsity}: python -m pruning prune --allocation FILE.json")
-    c2.download_button("Download allocation (CSV)", A.to_csv(alloc, params).encode(), file_name="prunescope_allocation.csv", mime="text/csv", key="ps_alloc_csv")
+    c1 = c2 = c3 = ui.wrap_row()  # each button as wide as its label, wrapping on a narrow window (never cut into twins)
+    c1.download_button("Download allocation (JSON)", A.to_json(alloc).encode(), file_name="prunescope_allocation.json", mime="application/json", key="ps_alloc_json", help="{layer: sparsity}: python -m pruning prune --allocation FILE.json", width="content")
+    c2.download_button("Download allocation (CSV)", A.to_csv(alloc, params).encode(), file_name="prunescope_allocation.csv", mime="text/csv", key="ps_alloc_csv", width="content")
     if partial:
         st.caption(f"Measured: {len(measured)} of {len(layer_rows)} layers. An allocation for the sidebar needs every layer: "
                    "**Measure every layer** above, then Apply.")
-    c3.button("Apply as the sidebar's granularity", type="primary", key="ps_alloc_apply", on_click=apply, args=(source,), disabled=partial,
+    c3.button("Apply as the sidebar's granularity", type="primary", key="ps_alloc_apply", on_click=apply, args=(source,), disabled=partial, width="content",
               help="Overview and the ramp then compare this allocation against uniform pruning at the same overall sparsity.")
     if st.session_state.get(A.SOURCE_KEY) == source and s.granularity == A.ALLOCATED:
         st.success(

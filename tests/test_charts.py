@@ -199,6 +199,9 @@ def test_sensitivity_charts():
     assert "perplexity ratio to dense" in json.dumps(ppl) and ppl["encoding"]["color"]["scale"]["type"] == "log"
     kl = spec(charts.sensitivity_heatmap(df.rename(columns={"drop": "kl"}), "accuracy", "kl"))
     assert "KL divergence" in json.dumps(kl) and kl["encoding"]["color"]["scale"]["scheme"] == "reds"  # the KL as is, from 0 up
+    first_point = spec(charts.sensitivity_heatmap(df.rename(columns={"drop": "kl"}).head(1), "accuracy", "kl"))
+    for d in (kl, first_point):  # the same colours whatever has arrived: a domain fixed before any point
+        assert d["encoding"]["color"]["scale"]["domain"] == charts.KL_DOMAIN and d["encoding"]["color"]["scale"]["clamp"] is True
     alloc = pd.DataFrame({"layer": ["a", "b"], "sparsity": [0.6, 0.4]})
     assert tooltips(charts.allocation_bars(alloc, 0.5)) >= 2
 
@@ -351,3 +354,12 @@ def test_interval_sentences():
     real = {"drop": 12.5, "drop_ci_low": 9.0, "drop_ci_high": 16.25}
     assert I.drop_text("perplexity", real) == "+12.50 (95% CI +9.00 to +16.25)"
     assert I.comparison_sentence("accuracy", "dense", "pruned", noisy).startswith("pruned against dense: accuracy lost +1.2 points")
+
+
+def test_a_line_style_legend_draws_the_line_style():
+    """Solid and dashed granularities on the ramp: the legend shows strokes (dashes), not the point overlay's dots."""
+    df = pd.DataFrame({"method": ["magnitude"] * 4, "granularity": ["layer", "layer", "allocated", "allocated"],
+                       "sparsity": [0.3, 0.7] * 2, "value": [0.8, 0.6, 0.8, 0.7]})
+    d = spec(charts.ramp_chart(df))
+    legend = d["encoding"]["strokeDash"]["legend"]
+    assert legend["symbolType"] == "stroke" and legend["symbolStrokeWidth"] >= 2
