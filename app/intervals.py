@@ -132,8 +132,14 @@ def noise_summary(rows, signal: str, metric: str, at: float) -> str:
 
 def noise_column(rows, reference) -> list[str]:
     """Per row of a table with ``drop_ci_low, drop_ci_high``: "within noise" where the paired interval
-    covers 0, else ""; the rows the others are compared with (``reference``, one bool per row) say "reference"."""
+    covers 0, else "distinguishable from 0" (never a blank); the rows the others are compared with (``reference``, one
+    bool per row) say "reference"."""
     out = []
     for row, is_reference in zip(rows.to_dict("records"), reference):
-        out.append("reference" if is_reference else (WITHIN_NOISE if within_noise(row["drop_ci_low"], row["drop_ci_high"]) else ""))
+        out.append("reference" if is_reference else (WITHIN_NOISE if within_noise(row["drop_ci_low"], row["drop_ci_high"]) else TOLD_APART))
     return out
+
+
+TOLD_APART = "distinguishable from 0"
+SHOWN_COLUMNS = ("value", "ci_low", "ci_high", "drop", "drop_ci_low", "drop_ci_high")
+

@@ -288,3 +288,15 @@ def data_note(data) -> None:
     from pruning.data import data_parts
 
     st.caption("Data: " + "; ".join(data_parts(data).values()) + ". Calibration and training never draw from the evaluated part.")
+
+
+def shown_table(df, metric: str):
+    """``(table, column_config)``: metric rows in the unit the charts draw (accuracy in points), with headers that say
+    it (downloads keep the engine's units)."""
+    from .charts import in_points
+    from .intervals import SHOWN_COLUMNS
+
+    cols = [c for c in SHOWN_COLUMNS if c in df.columns]
+    if metric != "accuracy":
+        return df, {}
+    return in_points(df, metric, *cols), {c: st.column_config.NumberColumn(f"{c} (points)", format="%.2f") for c in cols}

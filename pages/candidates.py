@@ -92,7 +92,8 @@ def show(pool, base: str) -> None:
         "Selection uses held-out TRAINING data, never the test split. Selection after a short fine-tune of each candidate "
         "(early evaluation) is the randomized method in the sidebar; the Method steps view draws its candidates' curves."
     )
-    st.dataframe(table, hide_index=True)
+    shown, config = ui.shown_table(table, metric)
+    st.dataframe(shown, hide_index=True, column_config=config)
     top = [names[i] for i, x in enumerate(pool.scores) if x["score"] == pool.scores[chosen]["score"]]
     st.caption(
         "Tie rule: the highest held-out score wins; among equal scores, the lower held-out loss; then the lower candidate number."
@@ -183,7 +184,7 @@ def candidate_table(pool, names: list) -> pd.DataFrame:
     deterministic mask on the same held-out examples (harm-positive), in words, and its overlap."""
     rows = []
     for i, (score, diff) in enumerate(zip(pool.scores, resources.against_deterministic(pool))):
-        noise = I.WITHIN_NOISE if diff["within_noise"] else ""
+        noise = I.WITHIN_NOISE if diff["within_noise"] else I.TOLD_APART
         rows.append({"candidate": names[i], **I.value_columns(score), **I.drop_columns(diff), "vs deterministic": noise})
     return pd.DataFrame(rows).assign(overlap=pool.overlap_with_deterministic, chosen=[i == pool.chosen for i in range(len(names))])
 

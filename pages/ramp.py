@@ -74,7 +74,8 @@ def render() -> None:
 def table(job) -> None:
     """The ramp's points with their intervals and the paired drop against dense, and their downloads."""
     df = pd.DataFrame(job.value)
-    st.dataframe(df.assign(**{"vs dense": I.noise_column(df, df["method"] == "dense")}), hide_index=True, width="stretch")
+    shown, config = ui.shown_table(df.assign(**{"vs dense": I.noise_column(df, df["method"] == "dense")}), str(df["metric"].iloc[0]))
+    st.dataframe(shown, hide_index=True, width="stretch", column_config=config)
     table_downloads(job.value, "prunescope_ramp", key="ramp")
     st.caption(
         f"Computed in {job.seconds:.1f} s. Dense model as the dashed reference line, its 95% interval as the grey band; "
@@ -111,7 +112,8 @@ def allocated_section(s, loaded, data, chosen: list, sparsities: list, source) -
     if job is None:
         return
     df = pd.DataFrame(job.value)
-    st.dataframe(df.assign(**{"vs uniform": I.noise_column(df, df["granularity"] == "layer")}), hide_index=True, width="stretch")
+    shown, config = ui.shown_table(df.assign(**{"vs uniform": I.noise_column(df, df["granularity"] == "layer")}), str(df["metric"].iloc[0]))
+    st.dataframe(shown, hide_index=True, width="stretch", column_config=config)
     table_downloads(job.value, "prunescope_allocated", key="ramp_alloc")
     st.caption("drop: what the allocation costs against uniform pruning on the same examples (negative: the allocation is better).")
 

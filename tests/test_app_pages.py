@@ -249,6 +249,8 @@ def test_ramp_runs_and_reports_impossible_sparsity():
     assert len(table) == 1 + 2 * 2
     assert {"value", "ci_low", "ci_high", "n", "drop", "drop_ci_low", "drop_ci_high"} <= set(table.columns)
     assert (table["ci_low"] <= table["value"]).all() and (table["value"] <= table["ci_high"]).all()
+    assert set(table["vs dense"]) <= {"reference", "within noise", "distinguishable from 0"}  # never a blank cell
+    assert table["value"].max() > 1  # accuracy in points, as the chart draws it (the CSV keeps fractions)
     assert table["vs dense"].iloc[0] == "reference"
     for row in table.iloc[1:].to_dict("records"):
         assert (row["vs dense"] == "within noise") == (row["drop_ci_low"] <= 0 <= row["drop_ci_high"])
