@@ -352,6 +352,21 @@ def compare_requests(loaded, data, uniform, alloc, calib, eval_size: int) -> lis
     ]
 
 
+def majority_share(s: Settings, loaded, data) -> float | None:
+    """The share of the evaluated examples in their most common class: what a model that always says that class
+    scores (the accuracy floor the ramp draws); ``None`` for perplexity."""
+    if loaded.task != "classification" or data is None:
+        return None
+
+    def build():
+        from pruning.evaluate import evaluation_plan
+
+        gold = evaluation_plan(loaded, data, s.eval_size).gold
+        return float(gold.bincount().max()) / max(1, int(gold.numel()))
+
+    return memo(("majority", s.model_key, s.data_key, s.eval_size), build)
+
+
 _SENSITIVITY_RATES: dict = {}  # (model, data, evaluation size) -> seconds per block run by a point, measured on this server
 
 

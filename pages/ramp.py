@@ -10,6 +10,9 @@ from app import intervals as I
 from app.state import GRANULARITIES
 
 
+CHANCE = "ramp_chance"  # this page run's majority-class share (the draw callback runs while the job fills the chart)
+
+
 def draw(box, rows: list, metric_hint: str = "accuracy") -> None:
     if not rows:
         box.info("No point computed yet.")
@@ -20,7 +23,7 @@ def draw(box, rows: list, metric_hint: str = "accuracy") -> None:
     metric = str(df["metric"].iloc[0]) if "metric" in df else metric_hint
     reference = dense.iloc[0].to_dict() if len(dense) else None
     if len(points):
-        box.altair_chart(IC.ramp_chart_ci(points, reference, metric), width="stretch")
+        box.altair_chart(IC.ramp_chart_ci(points, reference, metric, chance=st.session_state.get(CHANCE)), width="stretch")
     else:
         box.info(f"Dense model: {metric} {I.metric_text(reference)}. The pruned points follow.")
 
@@ -61,6 +64,7 @@ def render() -> None:
         f"{len(sparsities)} sparsities x {len(chosen)} methods x {len(grans)} granularities, each pruned and evaluated on "
         f"{s.eval_size} examples." + (f" {', '.join(expensive)} prune from scratch at every point (slower)." if expensive else "")
     )
+    st.session_state[CHANCE] = resources.majority_share(s, loaded, data)
     ans = resources.ramp(s, loaded, data, chosen, grans, sparsities)
     idle = "Press **Run the ramp**: points appear on the chart as they are computed, and stay cached for this model and these settings."
     job, _ = ui.run_view(ans, "Run the ramp", "ps_ramp_run", idle, draw=draw)

@@ -363,3 +363,16 @@ def test_a_line_style_legend_draws_the_line_style():
     d = spec(charts.ramp_chart(df))
     legend = d["encoding"]["strokeDash"]["legend"]
     assert legend["symbolType"] == "stroke" and legend["symbolStrokeWidth"] >= 2
+
+
+def test_the_ramp_draws_the_majority_class_floor_in_points():
+    from app import interval_charts as IC
+
+    points = pd.DataFrame({"method": ["magnitude"] * 2, "granularity": ["layer"] * 2, "sparsity": [0.3, 0.9],
+                           "value": [0.8, 0.64], "ci_low": [0.75, 0.6], "ci_high": [0.85, 0.68], "n": [256, 256]})
+    d = spec(IC.ramp_chart_ci(points, None, "accuracy", chance=0.637))
+    text = json.dumps(d)
+    assert IC.CHANCE_LABEL in text
+    floors = [v for name, rows in d["datasets"].items() for v in rows if v.get("label") == IC.CHANCE_LABEL]
+    assert floors and floors[0]["value"] == pytest.approx(63.7)  # in points, as the axis
+    assert IC.CHANCE_LABEL not in json.dumps(spec(IC.ramp_chart_ci(points, None, "accuracy")))
