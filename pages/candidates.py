@@ -69,7 +69,7 @@ def show(pool, base: str) -> None:
         f"Its held-out {metric}",
         I.value_text(metric, best["value"]),
         **I.change_delta(metric, best["drop"], best["vs deterministic"] == I.WITHIN_NOISE, " vs deterministic"),
-        help=f"{I.metric_text(pool.scores[chosen], held_out=True)}; against the deterministic mask on the same examples: {I.drop_label(metric)} {I.drop_text(metric, best)}",
+        help=f"{I.metric_text(pool.scores[chosen], held_out=True)}; against the deterministic mask on the same examples: {I.change_text(metric, best)}",
     )
     m3.metric(f"Deterministic {base} mask", I.value_text(metric, det["value"]), help=I.metric_text(det, held_out=True))
     rounds = sorted(set(pool.rounds.values()))

@@ -36,7 +36,7 @@ def outcome(dense: dict, pruned: dict, diff: dict) -> str:
     text = f"{name.capitalize()} {what} went from {I.metric_text(dense)} to {I.metric_text(pruned)}"
     if name == "perplexity" and dense["value"]:
         text += f", {pruned['value'] / dense['value']:.2f}x"
-    return text + f". Measured on the same examples, the {I.drop_label(name)} is {I.drop_text(name, diff)}."
+    return text + f". Measured on the same examples: {I.change_text(name, diff)}."
 
 
 def against_uniform(s, loaded, data, allocated_set) -> str:

@@ -724,7 +724,7 @@ def test_overview_shows_intervals_and_within_noise():
     # Wilson's 95% interval of 17/32 is 0.3645 .. 0.6913 (by hand: centre 0.5279, half-width 0.1634)
     outcome = next(m.value for m in at.markdown if "went from" in m.value)
     assert "53.1% (95% CI 36.4% to 69.1%, n = 32) to 53.1% (95% CI 36.4% to 69.1%, n = 32)" in outcome
-    assert "accuracy lost is +0.0 points (95% CI +0.0 to +0.0), within noise" in outcome
+    assert "Measured on the same examples: accuracy change +0.0 points (95% CI +0.0 to +0.0), within noise" in outcome
     delta = next(m.delta for m in at.metric if m.label.startswith("accuracy"))
     assert delta == "+0.0 points, within noise"
 
@@ -773,7 +773,7 @@ def test_sensitivity_ranks_by_kl_with_intervals_and_the_allocation_downloads_and
     at.switch_page("../pages/overview.py").run()
     assert_clean(at)
     assert metric(at, "Overall sparsity") == "50.0%"  # the allocation keeps the target as its parameter-weighted mean
-    assert any("The allocation against uniform: accuracy lost" in m.value for m in at.markdown)
+    assert any("The allocation against uniform: accuracy change" in m.value for m in at.markdown)
     at.switch_page("../pages/ramp.py").run()
     at.text_input(key="ps_ramp_sparsities").set_value("0.3, 0.7").run()
     at.button(key="ps_ramp_alloc_run").click().run()

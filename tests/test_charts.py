@@ -353,7 +353,11 @@ def test_interval_sentences():
     assert I.drop_text("accuracy", noisy) == "+1.2 points (95% CI -0.4 to +2.7), within noise"
     real = {"drop": 12.5, "drop_ci_low": 9.0, "drop_ci_high": 16.25}
     assert I.drop_text("perplexity", real) == "+12.50 (95% CI +9.00 to +16.25)"
-    assert I.comparison_sentence("accuracy", "dense", "pruned", noisy).startswith("pruned against dense: accuracy lost +1.2 points")
+    # a sentence signs the difference as the metric moved, as the headline's delta beside it does
+    assert I.comparison_sentence("accuracy", "dense", "pruned", noisy) == (
+        "pruned against dense: accuracy change -1.2 points (95% CI -2.7 to +0.4), within noise.")
+    assert I.change_delta("accuracy", noisy["drop"], True)["delta"].startswith("-1.2 points")
+    assert I.change_text("perplexity", real) == "perplexity change +12.50 (95% CI +9.00 to +16.25)"
 
 
 def test_a_line_style_legend_draws_the_line_style():
