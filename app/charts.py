@@ -664,9 +664,11 @@ def training_charts(df: pd.DataFrame) -> list[alt.Chart]:
     _require(df, ["step", "series", "value", "panel"], "training_charts")
     charts = []
     for panel in dict.fromkeys(df["panel"]):
-        part = in_points(df[df["panel"] == panel], panel)
+        part = df[df["panel"] == panel]
+        cis = [c for c in ("ci_low", "ci_high") if c in part.columns and part[c].notna().any()]
+        part = in_points(part.astype({c: float for c in cis}), panel, "value", *cis)
         title = metric_title(panel) if panel != "loss" else "loss (cross-entropy, nats)"
-        charts.append(
+        line = (
             alt.Chart(part)
             .mark_line(point=True)
             .encode(
@@ -677,7 +679,24 @@ def training_charts(df: pd.DataFrame) -> list[alt.Chart]:
             )
             .properties(height=240 + LEGEND_SPACE)
         )
+        bars = _interval_rules(part, "step:Q")
+        charts.append(line if bars is None else alt.layer(line, bars).properties(height=240 + LEGEND_SPACE))
     return charts
+
+
+def _interval_rules(df: pd.DataFrame, x: str):
+    """The 95% intervals of the rows that have one (``ci_low``, ``ci_high``) as vertical rules, or None."""
+    if not {"ci_low", "ci_high"} <= set(df.columns):
+        return None
+    rows = df.dropna(subset=["ci_low", "ci_high"])
+    if not len(rows):
+        return None
+    return (
+        alt.Chart(rows)
+        .mark_rule(strokeWidth=2, color=NEUTRAL_COLOR, opacity=0.7)
+        .encode(x=x, y="ci_low:Q", y2="ci_high:Q",
+                tooltip=[alt.Tooltip("ci_low:Q", title="95% interval from", format=".4g"), alt.Tooltip("ci_high:Q", title="to", format=".4g")])
+    )
 
 
 def stage_bars(df: pd.DataFrame, metric: str, order: list | None = None) -> alt.Chart:
@@ -688,7 +707,7 @@ def stage_bars(df: pd.DataFrame, metric: str, order: list | None = None) -> alt.
     _require(df, ["stage", "value"], "stage_bars")
     order = order or list(dict.fromkeys(df["stage"]))
     fmt = ".1f" if metric == "accuracy" else ",.2f"
-    df = in_points(df, metric)
+    df = in_points(df, metric, "value", *[c for c in ("ci_low", "ci_high") if c in df.columns])
     base = alt.Chart(df).encode(
         x=alt.X("stage:N", sort=order, title="after stage", axis=alt.Axis(labelAngle=0)),
         y=alt.Y(
@@ -698,9 +717,10 @@ def stage_bars(df: pd.DataFrame, metric: str, order: list | None = None) -> alt.
         ),
         tooltip=[alt.Tooltip("stage:N"), alt.Tooltip("value:Q", title=metric, format=fmt)],
     )
-    bars = base.mark_bar(color=NEUTRAL_COLOR)
-    labels = base.mark_text(dy=-8).encode(text=alt.Text("value:Q", format=fmt))
-    return alt.layer(bars, labels).properties(height=260)
+    bars = base.mark_bar(color=NEUTRAL_COLOR, opacity=0.6)
+    labels = base.mark_text(dy=-8, align="left", dx=4).encode(text=alt.Text("value:Q", format=fmt))
+    rules = _interval_rules(df, alt.X("stage:N", sort=order))
+    return alt.layer(bars, labels, *([] if rules is None else [rules])).properties(height=260)
 
 
 def layer_error_chart(df: pd.DataFrame, order: list | None = None) -> alt.Chart:

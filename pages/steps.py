@@ -297,7 +297,8 @@ def draw_stages(steps: list, info: dict | None, done, seed: int) -> None:
     st.subheader("Metric after each step")
     if len(metric_rows):
         metric = metric_rows["metric"].iloc[0]
-        st.altair_chart(charts.stage_bars(metric_rows[["stage", "value"]], metric, order=labels), width="stretch")
+        cols = ["stage", "value"] + [c for c in ("ci_low", "ci_high") if c in metric_rows.columns]
+        st.altair_chart(charts.stage_bars(metric_rows[cols], metric, order=labels), width="stretch")
         held = (info or {}).get("held_out") or {}
         st.caption(f"Held-out slice of the TRAINING data ({held.get('examples', '?')} examples); the test-set figure of the final model is on the Overview.")
     else:

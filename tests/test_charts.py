@@ -380,3 +380,19 @@ def test_the_ramp_draws_the_majority_class_floor_in_points():
     floors = [v for name, rows in d["datasets"].items() for v in rows if v.get("label") == IC.CHANCE_LABEL]
     assert floors and floors[0]["value"] == pytest.approx(63.7)  # in points, as the axis
     assert IC.CHANCE_LABEL not in json.dumps(spec(IC.ramp_chart_ci(points, None, "accuracy")))
+
+
+def test_per_step_metrics_carry_their_intervals():
+    """MGPP/GMP snapshots and SDS stages are measured on n held-out examples: each point gets its 95% interval."""
+    training = pd.DataFrame({"step": [0, 10, 0, 10], "series": ["held-out accuracy"] * 2 + ["held-out loss"] * 2,
+                             "value": [0.5, 0.6, 0.7, 0.6], "panel": ["accuracy"] * 2 + ["loss"] * 2,
+                             "ci_low": [0.4, 0.5, None, None], "ci_high": [0.6, 0.7, None, None]})
+    acc, loss = charts.training_charts(training)
+    rules = [layer for layer in spec(acc)["layer"] if layer["mark"]["type"] == "rule"]
+    assert rules and rules[0]["encoding"]["y"]["field"] == "ci_low"
+    data = pd.DataFrame(spec(acc)["datasets"][rules[0]["data"]["name"]])
+    assert data["ci_low"].tolist() == pytest.approx([40.0, 50.0])  # in points, as the line
+    assert "layer" not in spec(loss)  # losses have no interval: no rules
+    stages = pd.DataFrame({"stage": ["dense", "sparse"], "value": [0.8, 0.7], "ci_low": [0.75, 0.64], "ci_high": [0.85, 0.76]})
+    d = spec(charts.stage_bars(stages, "accuracy"))
+    assert any(layer["mark"]["type"] == "rule" for layer in d["layer"])
