@@ -33,7 +33,8 @@ def render() -> None:
     from pruning.registry import all_methods
 
     methods = all_methods()
-    c1, c2, c3 = st.columns([2, 2, 2])
+    controls = ui.wrap_row()  # each control wide enough for its tags ("magnitude", not "itude"); they wrap at 800 px
+    c1, c2, c3 = (ui.tile(controls, w) for w in (420, 300, 260))
     ui.default("ps_ramp_methods", [m for m in dict.fromkeys(["magnitude", "random", s.method]) if m in methods])
     ui.default("ps_ramp_grans", [s.granularity] if s.granularity in GRANULARITIES else ["layer"])
     ui.default("ps_ramp_sparsities", "0.1, 0.3, 0.5, 0.7, 0.9")
