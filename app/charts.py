@@ -25,8 +25,9 @@ PLOT_AUTOSIZE = {"type": "fit-x", "contains": "padding"}
 ROW_PX = 22  # px per layer on a layer axis: the theme's labels are about 19 px tall, so 18 px rows overlapped
 _TOP_LEGEND = alt.Legend(orient="top", direction="vertical", labelLimit=0, titleLimit=0)  # a third legend above: three side by side do not fit 800 px
 # a line-style legend draws the style: a dashed stroke, not the point overlay's dots (which look the same for every dash)
-_DASH_LEGEND = alt.Legend(orient="bottom", direction="vertical", labelLimit=0, titleLimit=0, symbolType="stroke", symbolStrokeWidth=2,
-                          symbolSize=500, symbolStrokeColor="#333333")
+# (a path: Vega's "stroke" symbol draws nothing when a point overlay shares the legend)
+_DASH_LEGEND = alt.Legend(orient="bottom", direction="vertical", labelLimit=0, titleLimit=0, symbolType="M-1,0L1,0", symbolStrokeWidth=2,
+                          symbolSize=300, symbolStrokeColor="#333333", symbolFillColor="transparent")
 KL_DOMAIN = [0.0, 1.0]  # nats: the KL colour scale is fixed (symlog), so the first small point is not drawn dark while points arrive
 _SMALL_LEGEND = alt.Legend(orient="bottom", direction="horizontal", titleLimit=0, gradientLength=120)
 

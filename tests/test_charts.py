@@ -366,7 +366,8 @@ def test_a_line_style_legend_draws_the_line_style():
                        "sparsity": [0.3, 0.7] * 2, "value": [0.8, 0.6, 0.8, 0.7]})
     d = spec(charts.ramp_chart(df))
     legend = d["encoding"]["strokeDash"]["legend"]
-    assert legend["symbolType"] == "stroke" and legend["symbolStrokeWidth"] >= 2
+    assert legend["symbolType"] == "M-1,0L1,0" and legend["symbolStrokeWidth"] >= 2  # a line (seen in a browser)
+    assert legend["symbolStrokeColor"] and legend["symbolFillColor"] == "transparent"
 
 
 def test_the_ramp_draws_the_majority_class_floor_in_points():
