@@ -28,6 +28,7 @@ _TOP_LEGEND = alt.Legend(orient="top", direction="vertical", labelLimit=0, title
 # (a path: Vega's "stroke" symbol draws nothing when a point overlay shares the legend)
 _DASH_LEGEND = alt.Legend(orient="bottom", direction="vertical", labelLimit=0, titleLimit=0, symbolType="M-1,0L1,0", symbolStrokeWidth=2,
                           symbolSize=300, symbolStrokeColor="#333333", symbolFillColor="transparent")
+KL_TICKS = [0, 0.001, 0.01, 0.1, 1]
 KL_DOMAIN = [0.0, 1.0]  # nats: the KL colour scale is fixed (symlog), so the first small point is not drawn dark while points arrive
 _SMALL_LEGEND = alt.Legend(orient="bottom", direction="horizontal", titleLimit=0, gradientLength=120)
 
@@ -543,6 +544,8 @@ def sensitivity_heatmap(df: pd.DataFrame, metric: str = "accuracy", value: str =
     unit = sensitivity_unit(metric, value, dense)
     note = "" if value == "kl" else " (blue: better than dense)"
     legend = alt.Legend(orient="bottom", direction="horizontal", titleLimit=0, gradientLength=220)
+    if value == "kl":  # a symlog gradient bunches its automatic labels at the top: one label per decade
+        legend = alt.Legend(orient="bottom", direction="horizontal", titleLimit=0, gradientLength=260, values=KL_TICKS, format="~g")
     return (
         alt.Chart(data)
         .mark_rect()

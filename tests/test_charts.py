@@ -202,6 +202,7 @@ def test_sensitivity_charts():
     first_point = spec(charts.sensitivity_heatmap(df.rename(columns={"drop": "kl"}).head(1), "accuracy", "kl"))
     for d in (kl, first_point):  # the same colours whatever has arrived: a domain fixed before any point
         assert d["encoding"]["color"]["scale"]["domain"] == charts.KL_DOMAIN and d["encoding"]["color"]["scale"]["clamp"] is True
+        assert d["encoding"]["color"]["legend"]["values"] == [0, 0.001, 0.01, 0.1, 1]  # one label per decade, not bunched
     alloc = pd.DataFrame({"layer": ["a", "b"], "sparsity": [0.6, 0.4]})
     assert tooltips(charts.allocation_bars(alloc, 0.5)) >= 2
 
