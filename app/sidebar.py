@@ -109,6 +109,7 @@ def _reset_params(method) -> None:
 def render() -> state.Settings:
     """Draw the sidebar and return this session's settings (with their validated ``request``)."""
     urls.read_once()
+    urls.apply_refusals()
     state.init_defaults()
     sb = st.sidebar
     sb.markdown("### Settings")

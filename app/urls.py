@@ -252,11 +252,24 @@ def read_once() -> None:
     st.session_state[PROBLEMS] = problems
 
 
+REFUSED_MODEL = "url_model_refused"  # why the address's model did not load, until the next run's sidebar drops it
+
+
 def refuse_model(why: str) -> None:
-    """The model the address named cannot be loaded: back to the default model, said in the sidebar."""
-    raw = st.session_state.get("ps_model_text", "")
+    """The model the address named cannot be loaded: the next run (``st.rerun``) goes back to the default model and
+    says why in the sidebar (its widgets are drawn already in this run, so they cannot change now)."""
     st.session_state.pop(FROM_URL, None)
+    st.session_state[REFUSED_MODEL] = why
+
+
+def apply_refusals() -> None:
+    """Before the sidebar's widgets: drop a model the address named that did not load."""
+    why = st.session_state.pop(REFUSED_MODEL, None)
+    if why is None:
+        return
+    raw = st.session_state.get("ps_model_text", "")
     st.session_state["ps_model_choice"] = state.model_choices()[0]
+    st.session_state["ps_model_text"] = ""
     st.session_state[PROBLEMS] = list(st.session_state.get(PROBLEMS, [])) + [_message("model", raw, why)]
 
 

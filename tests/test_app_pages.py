@@ -526,6 +526,17 @@ def test_url_values_that_cannot_work_together_are_dropped():
     assert not any(k.startswith("p.") for k in at.query_params) and at.query_params["granularity"] == "layer"
 
 
+def test_a_model_in_the_url_that_does_not_load_is_dropped_for_the_default(tmp_path):
+    at = AppTest.from_file(MAIN, default_timeout=TIMEOUT)
+    at.query_params.update({"model": str(tmp_path / "no_such_model"), "sparsity": "0.6"})
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any("model=" in w.value and "no_such_model" in w.value for w in at.sidebar.warning)
+    assert at.sidebar.selectbox(key="ps_model_choice").value == os.environ["PRUNESCOPE_TEST_MODEL"]
+    assert at.query_params["model"] == os.environ["PRUNESCOPE_TEST_MODEL"] and at.query_params["sparsity"] == "0.6"
+    assert metric(at, "Overall sparsity") == "60.0%"
+
+
 def test_a_shared_link_reproduces_the_view_in_a_fresh_session():
     """Settings changed in one session (sidebar, a method parameter, evaluation size, the view's own widgets): its
     address opened in a fresh session shows the same settings and the same numbers."""
