@@ -484,8 +484,10 @@ def readability_problems(charts: list) -> list[str]:
 def _show_results(page, path: str) -> None:
     """Press the view's Run button (the first primary button of the page) when its results wait for it."""
     main = page.locator('[data-testid="stMain"]')
-    run = main.locator('button[kind="primary"]')
-    if run.count() and not main.locator('[data-testid="stVegaLiteChart"]').count():
+    for _ in range(3):  # on a loaded machine a rerun may swallow the click: press again while nothing is drawn
+        run = main.locator('button[kind="primary"]')
+        if not run.count() or main.locator('[data-testid="stVegaLiteChart"]').count():
+            return
         run.first.click()
         settled(page)
 
