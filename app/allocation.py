@@ -48,10 +48,13 @@ class AllocationSource:
         """What is wrong when the allocation is used with another model (None when it fits)."""
         if self.fits(model_key):
             return None
+        from .text import md  # model names come from the address or a typed path: text, never Markdown
+
+        here, there = md(model_key[0]), md(self.model_name())
         return (
-            f"The applied per-layer allocation was measured on **{self.model_name()}**, and names that model's layers; "
-            f"**{model_key[0]}** has other layers, so it cannot be pruned with it. Go back to uniform pruning (one sparsity "
-            f"for every layer), or switch the model back to {self.model_name()}."
+            f"The applied per-layer allocation was measured on **{there}**, and names that model's layers; "
+            f"**{here}** has other layers, so it cannot be pruned with it. Go back to uniform pruning (one sparsity "
+            f"for every layer), or switch the model back to {there}."
         )
 
     def at(self, target: float) -> dict[str, float]:

@@ -15,7 +15,7 @@ import streamlit as st
 
 from pruning.errors import PruneScopeError
 
-from . import runs, state, urls
+from . import runs, state, text, urls
 from .allocation import ALLOCATED, SOURCE_KEY
 from .state import CUSTOM_NM, DATA_CHOICES, DATA_HUB, DATA_PATH, DATA_UPLOAD, GRANULARITIES, OTHER_MODEL
 
@@ -106,6 +106,32 @@ def _reset_params(method) -> None:
         st.session_state[state.param_key(method.name, name)] = param.default
 
 
+SEED_TEXT, SEED_SHOWN, SEED_PROBLEM = "ps_seed_text", "_ps_seed_shown", "_ps_seed_problem"
+
+
+def _take_seed() -> None:
+    """The typed seed becomes ``ps_seed`` when it is a whole number in [0, 2**63-1] (like the CLI's);
+    otherwise the seed stays and the sidebar says why."""
+    from pruning.request import validate_seed
+
+    try:
+        value = validate_seed(st.session_state[SEED_TEXT])
+    except PruneScopeError as exc:
+        st.session_state[SEED_PROBLEM] = f"{exc}; the seed stays {st.session_state['ps_seed']}"
+        return
+    st.session_state.update({"ps_seed": value, SEED_SHOWN: value, SEED_PROBLEM: None})
+
+
+def seed_section(sb) -> None:
+    """The seed as text: a number box cannot hold every seed the CLI takes (JavaScript numbers stop at 2**53)."""
+    if st.session_state.get(SEED_SHOWN) != st.session_state["ps_seed"] or SEED_TEXT not in st.session_state:
+        st.session_state[SEED_TEXT] = str(st.session_state["ps_seed"])  # set elsewhere (the address): shown here
+        st.session_state[SEED_SHOWN] = st.session_state["ps_seed"]
+    sb.text_input("Seed", key=SEED_TEXT, on_change=_take_seed, help="A whole number from 0 to 2**63-1, as in the CLI's --seed.")
+    if st.session_state.get(SEED_PROBLEM):
+        sb.error(text.md(st.session_state[SEED_PROBLEM]))
+
+
 def render() -> state.Settings:
     """Draw the sidebar and return this session's settings (with their validated ``request``)."""
     urls.read_once()
@@ -114,7 +140,7 @@ def render() -> state.Settings:
     sb = st.sidebar
     sb.markdown("### Settings")
     for problem in st.session_state.get(urls.PROBLEMS, []):
-        sb.warning(problem)
+        sb.warning(text.md(problem))  # it quotes the address's value: shown as text, never as Markdown
     model_section(sb)
     data_section(sb)
     method_section(sb)
@@ -122,14 +148,14 @@ def render() -> state.Settings:
     c1, c2 = sb.columns(2)
     c1.number_input("Calibration samples", min_value=1, max_value=1024, step=8, key="ps_calibration", help="Sentences or text windows for Wanda and SparseGPT statistics.")
     c2.number_input("Evaluation size", min_value=8, max_value=20000, step=64, key="ps_eval_size", help="Examples (classification) or text windows (perplexity) per evaluation.")
-    sb.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1, key="ps_seed")
+    seed_section(sb)
     device_section(sb)
     settings = state.current()
     urls.write(settings)
     try:
         request = settings.request
     except PruneScopeError as exc:  # shown here, and by every page that needs the request
-        sb.error(str(exc))
+        sb.error(text.md(exc))
     else:
         if request.granularity.is_nm:
             sb.caption(f"An N:M pattern fixes the sparsity at N/M; the slider is ignored for {request.granularity}.")
@@ -221,7 +247,7 @@ def method_section(sb) -> None:
     )
     method = methods.get(st.session_state["ps_method"])
     if method is not None:
-        sb.caption(method.summary)
+        sb.caption(text.md(method.summary) if runs.is_run(method.name) else method.summary)  # a run's names its folder and report
         if method.params:
             with sb.expander(f"Parameters of {method.name}"):
                 param_widgets(method)

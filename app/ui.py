@@ -12,7 +12,7 @@ import streamlit as st
 from pruning.errors import PruneScopeError
 from pruning.integrity import NOT_BUILT
 
-from . import jobs, resources, sidebar, state
+from . import jobs, resources, sidebar, state, text
 
 
 def _missing_backend(exc: ImportError) -> str | None:
@@ -34,16 +34,16 @@ def guarded(body: Callable[[], None]) -> None:
     except jobs.NotStarted as exc:
         start_button(exc)
     except jobs.Stopped as exc:
-        st.info(f"{exc} Press Run to start it again.")
+        st.info(f"{text.md(exc)} Press Run to start it again.")
     except PruneScopeError as exc:
-        st.error(str(exc))
+        st.error(text.md(exc))  # it may quote a path, a column or an address value: text, never Markdown
     except ImportError as exc:
         missing = _missing_backend(exc)
         if missing is None:
             raise
         st.info(f"This part of PruneScope is not available yet ({missing} is still being written).")
     except Exception as exc:  # noqa: BLE001 - a clear message instead of a traceback, details folded away
-        st.error(f"Something went wrong: {type(exc).__name__}: {exc}")
+        st.error(f"Something went wrong: {type(exc).__name__}: {text.md(exc)}")
         with st.expander("Details"):
             st.code("".join(traceback.format_exception(exc)), language="text")
 
@@ -116,7 +116,7 @@ def opening(title: str, intro: str = "", extra: str = ""):
     settings_line(s, loaded, extra)
     rebuilt = loaded.info.get("rebuilt")
     if rebuilt and rebuilt != NOT_BUILT:  # a damaged cache was built again on this load: say why
-        st.warning(f"The cached {loaded.name} was built again when it was loaded: {rebuilt}.")
+        st.warning(f"The cached {text.md(loaded.name)} was built again when it was loaded: {text.md(rebuilt)}.")
     return s, loaded
 
 
@@ -181,13 +181,14 @@ def settings_line(s: state.Settings, loaded=None, extra: str = "") -> None:
     r = s.request
     if runs.is_run(s.method):  # an opened run is described by its own report, not by the sidebar's granularity and sparsity
         report = runs.report_of(s.method)
-        what = [f"**{runs.label(s.method)}** ({report.get('method')})", f"granularity **{report.get('granularity', 'layer')}** (the run's own)",
+        what = [f"**{text.md(runs.label(s.method))}** ({text.md(report.get('method'))})",
+                f"granularity **{text.md(report.get('granularity', 'layer'))}** (the run's own)",
                 f"sparsity **{float(report.get('requested_sparsity', report.get('overall_sparsity', 0.0))):.0%}** (the run's own)"]
     else:
-        what = [f"method **{s.method}**", f"granularity **{r.granularity}**",
+        what = [f"method **{text.md(s.method)}**", f"granularity **{r.granularity}**",
                 f"sparsity **{r.sparsity:.0%}**" if not r.granularity.is_nm else "sparsity **fixed by N:M**"]
     parts = [
-        f"model **{loaded.name if loaded is not None else s.model}**",
+        f"model **{text.md(loaded.name if loaded is not None else s.model)}**",
         *what,
         f"calibration {s.calibration}",
         f"evaluation size {s.eval_size}",
@@ -287,7 +288,7 @@ def data_note(data) -> None:
     """Which part of the dataset is evaluated and which calibrates and trains (a single file is split in two)."""
     from pruning.data import data_parts
 
-    st.caption("Data: " + "; ".join(data_parts(data).values()) + ". Calibration and training never draw from the evaluated part.")
+    st.caption("Data: " + "; ".join(map(text.md, data_parts(data).values())) + ". Calibration and training never draw from the evaluated part.")
 
 
 def shown_table(df, metric: str):

@@ -136,7 +136,7 @@ PARSERS = {
     "sparsity": _sparsity,
     "calibration": _int_between("ps_calibration", 1, 1024),
     "eval": _int_between("ps_eval_size", 8, 20000),
-    "seed": _int_between("ps_seed", 0, 2**31 - 1),
+    "seed": _int_between("ps_seed", 0, 2**63 - 1),  # as the CLI's --seed
 }
 
 

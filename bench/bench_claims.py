@@ -25,13 +25,25 @@ any moment and start it again, it resumes point by point.
     python bench/bench_claims.py --point sds.sparsegpt.2-4.sds.s0
     python bench/bench_claims.py                        # every point not yet done
     python bench/bench_claims.py --tiny --out /tmp/c    # smoke test at toy budgets (never in results/)
+    python bench/bench_claims.py --only mgpp --stop-at 07:30   # checkpoint and exit (status 0) before 07:30
+
+A point that trains saves a training checkpoint (<point>.ckpt, and the one before it as
+<point>.prev.ckpt, in the PruneScope cache's claims-checkpoints/ or --checkpoint-dir) every 10 minutes of wall time (--checkpoint-minutes) and, with
+--checkpoint-every N, every N steps; run the same command again and it resumes mid-way, with the
+same final figures as an uninterrupted run. --stop-at HH:MM saves one and exits (status 0) shortly
+before that time (a point already in its final evaluation finishes first, then no other starts).
+SIGTERM or Ctrl-C saves a checkpoint at the next step and exits (status 128 + the signal); a second
+Ctrl-C stops at once. The checkpoint is deleted when the point's file is
+written. Changed settings are refused naming the setting: delete the .ckpt files to start again.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -51,11 +63,14 @@ from pruning.models import load_model  # noqa: E402
 from pruning.prune import layer_names, prune  # noqa: E402
 from pruning.request import PruneRequest  # noqa: E402
 from pruning import training as T  # noqa: E402
+from pruning.resume import StopRequest, TrainingCheckpoint, TrainingStopped, checkpoint_progress  # noqa: E402
 from pruning.stats import paired_interval, perplexity_interval, safe_exp, wilson_interval  # noqa: E402
 
 WIKITEXT = ROOT.parent / "shared" / "data" / "wikitext-2-raw" / "wiki.test.raw"
 OUT = ROOT / "bench" / "results" / "claims"
 SEEDS = (0, 1, 2)
+# two-sided 95% Student-t quantiles by degrees of freedom (the interval over seeds)
+T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571}
 
 # minilm-rt: 10,246 training snippets, 256 held out for monitoring/selection -> 9,990 to train on
 RT_TRAIN = 10246 - 256
@@ -155,19 +170,26 @@ def all_points() -> list[Point]:
 
 # ---------------------------------------------------------------- progress with time left
 class Progress:
-    """Prints ``point: message (elapsed, about N min left)`` at most every ``every`` seconds."""
+    """Prints ``point: message (elapsed, about N min left)`` at most every ``every`` seconds.
+
+    The time left is from this process's own rate: a resumed run starts at its checkpoint's step."""
 
     def __init__(self, point: str, every: float = 30.0):
         self.point, self.every, self.start, self.last = point, every, time.perf_counter(), -1e9
+        self.first: tuple[int, int, float] | None = None  # (total, done, time) when this phase was first seen
 
     def __call__(self, done: int, total: int, message: str) -> None:
         now = time.perf_counter()
+        if self.first is None or self.first[0] != total or done < self.first[1]:
+            self.first = (total, done, now)
         if now - self.last < self.every and done < total:
             return
         self.last = now
         elapsed = now - self.start
         frac = done / max(1, total)
-        left = f", about {_duration(elapsed * (1 - frac) / frac)} left" if 0.01 < frac < 1 else ""
+        _, done0, t0 = self.first
+        rate = (done - done0) / (now - t0) if done > done0 and now > t0 else 0.0
+        left = f", about {_duration((total - done) / rate)} left" if rate > 0 and frac < 1 else ""
         print(f"  {self.point}: {message} ({frac:.0%}, {_duration(elapsed)} so far{left})", flush=True)
 
 
@@ -218,7 +240,7 @@ class Models:
         return self.get("wikitext", lambda: load_lm_text(str(self.wikitext_path)))
 
 
-def run_sds_point(pt: Point, st: dict, models: Models, progress) -> dict:
+def run_sds_point(pt: Point, st: dict, models: Models, progress, ckpt: TrainingCheckpoint | None = None) -> dict:
     loaded = models.lm()
     out = {"eval": f"WikiText-2 test (shared copy), first {st['eval_windows']} windows of {st['eval_len']} tokens"}
     overrides = None
@@ -230,7 +252,7 @@ def run_sds_point(pt: Point, st: dict, models: Models, progress) -> dict:
         else:
             params = {"base": pt.base, "iters": st["iters"], "adjust_iters": st["adjust_iters"], "track_metric": False}
             request = PruneRequest.make("sds", pt.sparsity, pt.granularity, params=params, seed=pt.seed)
-            result = prune(loaded, request, calibration=calib, progress=progress)
+            result = prune(loaded, request, calibration=calib, progress=progress, checkpoint=ckpt)
             out["layers_where_final_error_below_first"] = sum(
                 1 for v in result.info["layers"].values() if v["relative_error_final"] < v["relative_error_first_sparse"]
             )
@@ -243,9 +265,13 @@ def run_sds_point(pt: Point, st: dict, models: Models, progress) -> dict:
     return out
 
 
-def staged_magnitude(loaded, data, pt: Point, st: dict, progress):
+def staged_magnitude(loaded, data, pt: Point, st: dict, progress, ckpt: TrainingCheckpoint | None = None):
     """The randomized rows' baseline: magnitude masks (per layer) at the same stages, each stage
-    fine-tuned (with the same distillation) for as many steps as randomized selection spends on it."""
+    fine-tuned (with the same distillation) for as many steps as randomized selection spends on it.
+    With ``ckpt`` it saves its state as it goes and resumes from it (the header: the point, its
+    settings, the model's weights and the data)."""
+    from pruning.integrity import weights_fingerprint
+    from pruning.resume import data_fingerprint
     from pruning.seeds.randomized import stage_sparsities
 
     schedule = stage_sparsities(pt.sparsity, 1, st["schedule"])
@@ -253,44 +279,88 @@ def staged_magnitude(loaded, data, pt: Point, st: dict, progress):
     task = T.task_data(loaded, data, holdout=st["holdout"], batch_size=st["batch_size"], seed=pt.seed)
     model = T.trainable_copy(loaded, seed=pt.seed)
     layers = layer_names(loaded)
-    done, total, masks = 0, per_stage * len(schedule), None
-    for si, sparsity in enumerate(schedule):
-        weights = T.layer_weights(model, layers)
-        masks = compute_masks({k: w.abs() for k, w in weights.items()}, sparsity, "layer", weights)
+    done, total, masks, first = 0, per_stage * len(schedule), None, 0
+    saved = None
+    if ckpt is not None:
+        ckpt.bind({"point": pt.name, "sparsity": pt.sparsity, "seed": pt.seed, **{f"params.{k}": v for k, v in st.items()},
+                   "model": loaded.name, "weights": weights_fingerprint(loaded.model), "data": data_fingerprint(data)})
+        saved = ckpt.resume()
+    if saved is not None:
+        done, first, masks = int(saved["done"]), int(saved["stage"]), saved["masks"]
+    for si in range(first, len(schedule)):
+        sparsity = schedule[si]
+        if saved is None or si != first:
+            weights = T.layer_weights(model, layers)
+            masks = compute_masks({k: w.abs() for k, w in weights.items()}, sparsity, "layer", weights)
         bound = T.ModuleMasks(model, masks)
         bound.apply_()
         task.restart(pt.seed + 1000 * si + 1)
         tuner = T.FineTuner(model, task, st["lr"], teacher=loaded.model, distill=st["distill"], temperature=st["temperature"])
-        for _ in range(per_stage):
+        if saved is not None and si == first:
+            tuner.load_state_dict(saved["tuner"])
+        for _ in range(tuner.steps, per_stage):
             tuner.step()
             bound.apply_()
             done += 1
             progress(done, total, f"stage {si + 1}/{len(schedule)} at {sparsity:.1%}")
+            if ckpt is not None:
+                ckpt.step(done, total, lambda: {"done": done, "stage": si, "masks": masks, "tuner": tuner.state_dict()})
     info = {"schedule": schedule, "steps_per_stage": per_stage, "held_out_metric": T.held_out_metric(model, task)}
+    if ckpt is not None:
+        info["elapsed_s"], info["resumed_at_step"] = ckpt.elapsed(), ckpt.resumed_at
     return T.trained_result("magnitude (staged)", loaded, model, masks, pt.sparsity, "layer", info)
 
 
-def run_minilm_point(pt: Point, st: dict, models: Models, progress) -> dict:
+def run_minilm_point(pt: Point, st: dict, models: Models, progress, ckpt: TrainingCheckpoint | None = None) -> dict:
     loaded, data = models.classifier()
     out = {"eval": f"minilm-rt test split, n={len(data.split('test')[0])}"}
     result, start = None, time.perf_counter()
     if pt.claim == "mgpp" and pt.method != "dense":
         request = PruneRequest.make(pt.method, pt.sparsity, pt.granularity, params=st, seed=pt.seed)
-        result = prune(loaded, request, data=data, progress=progress)
+        result = prune(loaded, request, data=data, progress=progress, checkpoint=ckpt)
         out["schedule"] = result.info["schedule"]
     elif pt.method == "randomized":
         request = PruneRequest.make("randomized", pt.sparsity, pt.granularity, params=st, seed=pt.seed)
-        result = prune(loaded, request, data=data, progress=progress)
+        result = prune(loaded, request, data=data, progress=progress, checkpoint=ckpt)
         out["chosen"] = [s["chosen"] for s in result.info["stages"]]
         out["selection_scores"] = [s["selection_scores"] for s in result.info["stages"]]
     elif pt.method == "magnitude":
-        result = staged_magnitude(loaded, data, pt, st, progress)
+        result = staged_magnitude(loaded, data, pt, st, progress, ckpt)
     if result is not None:
         out["prune_s"] = time.perf_counter() - start
         out["held_out_metric"] = result.info.get("held_out_metric")
+        if result.info.get("resumed_at_step") is not None:
+            out["resumed_at_step"] = result.info["resumed_at_step"]
+            out["prune_s_all_pieces"] = result.info.get("elapsed_s")
     ev = evaluate(loaded, data, None if result is None else result.overrides(loaded), split="test", progress=progress)
     out.update(evaluation_record(ev))
     return out
+
+
+def checkpoint_dir(args) -> Path:
+    """Where the points' training checkpoints live: ``--checkpoint-dir``, by default a folder of the
+    PruneScope cache (outside the checkout, so a fresh checkout of the same machine still finds
+    them); for ``--tiny`` or another ``--out``, beside the results."""
+    if getattr(args, "checkpoint_dir", None):
+        return Path(args.checkpoint_dir)
+    if Path(args.out).resolve() != OUT.resolve():
+        return Path(args.out)
+    from pruning.paths import cache_dir
+
+    return cache_dir() / "claims-checkpoints"
+
+
+def point_checkpoint(pt: Point, args) -> TrainingCheckpoint:
+    """The training checkpoint of a point, beside its file (resumed when the same point runs again)."""
+    minutes = getattr(args, "checkpoint_minutes", 10.0)
+    return TrainingCheckpoint(
+        checkpoint_dir(args) / f"{pt.name}.ckpt",
+        every_steps=getattr(args, "checkpoint_every", None),
+        interval_s=None if not minutes else 60.0 * minutes,
+        stop=getattr(args, "stop", None),
+        warn=lambda m: print(f"  {pt.name}: warning: {m}", flush=True),
+        note=lambda m: print(f"  {pt.name}: {m}", flush=True),
+    )
 
 
 def run_point(pt: Point, args, models: Models) -> Path:
@@ -301,7 +371,8 @@ def run_point(pt: Point, args, models: Models) -> Path:
     start = time.perf_counter()
     load_before = os.getloadavg()
     runner = run_sds_point if pt.claim == "sds" else run_minilm_point
-    figures = runner(pt, st, models, progress)
+    ckpt = point_checkpoint(pt, args)
+    figures = runner(pt, st, models, progress, ckpt)
     record = {
         "point": pt.name,
         "claim": pt.claim,
@@ -321,6 +392,7 @@ def run_point(pt: Point, args, models: Models) -> Path:
         **figures,
     }
     write_json_atomic(path, record)
+    ckpt.remove()  # the point's file is in place: its training state is not needed any more
     return path
 
 
@@ -416,14 +488,18 @@ def _estimate(pt: Point, r: dict, st: dict) -> float:
     return steps * r["minilm_step_b32_distill"] + r["minilm_eval"] * (1 + 0.2 * stages * st["k"])
 
 
-def list_points(points, out: Path, rates: dict) -> None:
+def list_points(points, out: Path, rates: dict, ckpt_dir: Path) -> None:
     left = 0.0
     for pt in points:
         path = out / f"{pt.name}.json"
         est = estimate(pt, rates)
+        saved = checkpoint_progress(ckpt_dir / f"{pt.name}.ckpt")
         if path.exists():
             rec = json.loads(path.read_text())
             status = f"done  {_duration(rec['wall_s'])} wall, {rec['metric']} {rec['value']:.4f}"
+        elif saved is not None:
+            status = f"stopped at step {saved[0]} of {saved[1]} (resumes there)"
+            left += (est or 0.0) * (1 - saved[0] / max(1, saved[1]))
         else:
             status = "to do"
             left += est or 0.0
@@ -488,32 +564,95 @@ def sds_report(out: Path) -> list[str]:
     return lines
 
 
+def _seed_interval(ds: list[float]) -> str:
+    """Mean of the per-seed paired differences with a Student-t 95% interval over the seeds."""
+    mean = sum(ds) / len(ds)
+    if len(ds) < 2:
+        return f"{mean:+.4f} (one seed: no interval over seeds)"
+    sd = (sum((d - mean) ** 2 for d in ds) / (len(ds) - 1)) ** 0.5
+    half = T975.get(len(ds) - 1, 1.96) * sd / len(ds) ** 0.5
+    return f"{mean:+.4f} [{mean - half:+.4f}, {mean + half:+.4f}] over {len(ds)} seeds"
+
+
+def _conditions(*recs) -> str:
+    """Machine and load average at the start of each point, as its file records them."""
+    parts = []
+    for r in recs:
+        if r is None:
+            continue
+        load = (r.get("load_average") or {}).get("start")
+        cpu = (r.get("machine") or {}).get("cpu", "?")
+        parts.append(f"{cpu}, load {load[0]:.1f}" if load else cpu)
+    return " / ".join(parts) or "-"
+
+
 def pair_report(out: Path, title: str, rows: list[tuple[str, str, str]], names: tuple[str, str]) -> list[str]:
-    """One table of (label, baseline point, method point) rows, per seed, and the mean difference over seeds."""
-    lines = [f"## {title}", "", f"| setting | seed | {names[0]} | {names[1]} | {names[1]} - {names[0]} (paired) | wall |", "|---|---|---|---|---|---|"]
+    """One table of (label, baseline point, method point) rows, per seed (the paired interval within the
+    seed), and per label the mean difference over the seeds measured with its interval over seeds."""
+    lines = [
+        f"## {title}",
+        "",
+        f"| setting | seed | {names[0]} | {names[1]} | {names[1]} - {names[0]} (paired, within the seed) | wall | machine, load at start |",
+        "|---|---|---|---|---|---|---|",
+    ]
     by_label: dict[str, list[float]] = {}
     for label, base_name, new_name in rows:
         base, new = _load(out, base_name), _load(out, new_name)
         text, d = _paired(new, base)
         seed = (new or base or {}).get("seed", base_name.rsplit(".s", 1)[-1])
-        lines.append(f"| {label} | {seed} | {_figure(base)} | {_figure(new)} | {text} | {_wall(base, new)} |")
+        lines.append(f"| {label} | {seed} | {_figure(base)} | {_figure(new)} | {text} | {_wall(base, new)} | {_conditions(base, new)} |")
         if d is not None:
             by_label.setdefault(label, []).append(d)
     for label, ds in by_label.items():
-        lines.append(f"| {label} | mean of {len(ds)} | | | {sum(ds) / len(ds):+.4f} (range {min(ds):+.4f} .. {max(ds):+.4f}) | |")
+        lines.append(f"| {label} | mean of {len(ds)} | | | {_seed_interval(ds)} | | |")
     return lines
 
 
-def write_report(out: Path) -> Path:
+def _pair_summary(out: Path, label: str, pairs: list[tuple[str, str]], names: tuple[str, str]) -> str:
+    """One line: the paired difference per seed measured, and their mean over seeds with its interval."""
+    done = [(seed, *_paired(_load(out, new), _load(out, base))) for seed, (base, new) in enumerate(pairs)]
+    done = [(seed, text, d) for seed, text, d in done if d is not None]
+    head = f"{label}: {names[1]} - {names[0]}"
+    if not done:
+        return f"{label}: not measured yet (0 of {len(pairs)} seeds)"
+    if len(done) == 1:
+        seed, text, _ = done[0]
+        return f"{head} {text} (paired, seed {seed} only: 1 of {len(pairs)} seeds measured)"
+    per_seed = ", ".join(f"seed {seed} {d:+.4f}" for seed, _, d in done)
+    return f"{head} {_seed_interval([d for _, _, d in done])} ({per_seed})"
+
+
+def claim_summaries(out: Path) -> dict[str, list[str]]:
+    """Per claim (the anchor of its section in docs/CLAIMS.md), one line per setting with the measured
+    difference: what the app's Method steps view shows beside the method."""
+    mgpp = [
+        _pair_summary(out, f"{s}% global", [(f"mgpp.gmp.{s}.s{seed}", f"mgpp.mgpp.{s}.s{seed}") for seed in SEEDS], ("GMP", "MGPP"))
+        for s in (80, 90)
+    ]
+    randomized = [
+        _pair_summary(
+            out, "93.75% in 4 stages", [(f"randomized.magnitude.s{seed}", f"randomized.randomized.s{seed}") for seed in SEEDS], ("magnitude", "randomized")
+        )
+    ]
+    sds = []
+    for gran, pattern in (("2-4", "2:4"), ("layer", "50%")):
+        for base in ("sparsegpt", "wanda"):
+            tag = f"sds.{base}.{gran}"
+            text, d = _paired(_load(out, f"{tag}.sds.s0"), _load(out, f"{tag}.oneshot.s0"))
+            sds.append(f"from {base} at {pattern}: " + ("not measured yet" if d is None else f"perplexity SDS - one-shot {text}"))
+    return {"claim-mgpp": mgpp, "claim-randomized": randomized, "claim-sds": sds}
+
+
+def report_markdown(out: Path) -> str:
+    """The claims report of the finished points under ``out`` (bench/report.py puts it in docs/CLAIMS.md)."""
     dense = _load(out, "minilm.dense")
     mgpp_rows = [(f"{s}%", f"mgpp.gmp.{s}.s{seed}", f"mgpp.mgpp.{s}.s{seed}") for s in (80, 90) for seed in SEEDS]
     rand_rows = [("93.75%, 4 stages", f"randomized.magnitude.s{seed}", f"randomized.randomized.s{seed}") for seed in SEEDS]
     lines = [
-        "# The seed papers' claims at their own budgets (`bench/bench_claims.py`)",
-        "",
         "Every figure with its 95% interval: accuracy Wilson, perplexity a bootstrap over windows, differences a paired "
-        "bootstrap over the same test items (2,000 resamples, seed 0). Settings, wall time, machine, load and commit of "
-        "each point are in its file under `bench/results/claims/`.",
+        "bootstrap over the same test items (2,000 resamples, seed 0) within a seed, and a Student-t interval over the "
+        "seeds' differences for their mean. Settings, wall time, machine, load and commit of each point are in its file "
+        "under `bench/results/claims/`; \"not measured\" marks a point that has not finished.",
         "",
         *sds_report(out),
         "",
@@ -523,8 +662,13 @@ def write_report(out: Path) -> Path:
         "",
         *pair_report(out, "Randomized selection vs magnitude (minilm-rt, per layer)", rand_rows, ("magnitude", "randomized")),
     ]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(out: Path) -> Path:
     path = out.parent / "claims.md"
-    write_text_atomic(path, "\n".join(lines) + "\n")
+    text = "# The seed papers' claims at their own budgets (`bench/bench_claims.py`)\n\n" + report_markdown(out)
+    write_text_atomic(path, text)
     return path
 
 
@@ -539,18 +683,32 @@ def select(points, args) -> list[Point]:
     return [p for p in points if args.only is None or p.claim == args.only]
 
 
-def run_all(todo, args, rates) -> None:
+def run_all(todo, args, rates) -> int:
+    """Run the points not yet done; the exit status (0, or 128 + the signal that stopped a point)."""
     models = Models(args.wikitext)
     out = Path(args.out)
     pending = [p for p in todo if not (out / f"{p.name}.json").exists()]
     print(f"{len(todo) - len(pending)} of {len(todo)} points already done; {len(pending)} to run", flush=True)
+    stop: StopRequest = getattr(args, "stop", None) or StopRequest()
     for i, pt in enumerate(pending):
         if args.no_start_after and time.strftime("%H:%M") >= args.no_start_after:
             print(f"it is past {args.no_start_after}: not starting {pt.name} or the {len(pending) - i - 1} after it", flush=True)
-            return
+            return 0
+        why = stop.due()
+        if why is not None:
+            print(f"stopping ({why}): not starting {pt.name} or the {len(pending) - i - 1} after it", flush=True)
+            return _stop_status(stop)
         est = estimate(pt, rates)
         print(f"[{i + 1}/{len(pending)}] {pt.name} (estimate {'?' if est is None else _duration(est)})", flush=True)
-        rec = json.loads(run_point(pt, args, models).read_text())
+        try:
+            rec = json.loads(run_point(pt, args, models).read_text())
+        except TrainingStopped as stopped:
+            print(
+                f"[{i + 1}/{len(pending)}] {pt.name}: stopped at step {stopped.done} of {stopped.total} ({stopped.reason}); "
+                f"checkpoint {stopped.path}; run the same command again to resume there",
+                flush=True,
+            )
+            return _stop_status(stop)
         rest = [estimate(p, rates) for p in pending[i + 1 :]]
         left = "?" if None in rest else _duration(sum(rest))
         print(
@@ -558,6 +716,40 @@ def run_all(todo, args, rates) -> None:
             f"{len(rest)} points left, about {left} at the measured rates",
             flush=True,
         )
+    return 0
+
+
+def _stop_status(stop: StopRequest) -> int:
+    """0 for a deadline; 128 + the signal number when a signal stopped the run."""
+    signum = getattr(stop, "signum", None)
+    return 0 if signum is None else 128 + signum
+
+
+def next_clock_time(hhmm: str, now: datetime.datetime | None = None) -> float:
+    """The next time the clock reads ``HH:MM`` (today, or tomorrow when it has passed), as time.time() seconds."""
+    try:
+        hour, minute = (int(x) for x in hhmm.split(":"))
+        now = now or datetime.datetime.now()
+        at = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    except ValueError:
+        raise SystemExit(f"error: --stop-at takes a clock time HH:MM, got {hhmm!r}") from None
+    if at <= now:
+        at += datetime.timedelta(days=1)
+    return at.timestamp()
+
+
+def install_stop_handlers(stop: StopRequest) -> None:
+    """SIGTERM and the first Ctrl-C ask the running point to save a checkpoint and stop; a second Ctrl-C stops at once."""
+
+    def handler(signum, frame):
+        if stop.reason is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.signum = signum
+        stop.request(signal.Signals(signum).name)
+        print(f"\n{signal.Signals(signum).name}: saving a checkpoint at the next step, then stopping", flush=True)
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
 
 
 def main() -> None:
@@ -569,8 +761,14 @@ def main() -> None:
     parser.add_argument("--point", action="append", help="run this point only (repeatable)")
     parser.add_argument("--tiny", action="store_true", help="toy budgets, for a smoke test (use another --out)")
     parser.add_argument("--no-start-after", metavar="HH:MM", help="start no new point after this clock time")
+    parser.add_argument(
+        "--stop-at", metavar="HH:MM", help="save a checkpoint and exit (status 0) shortly before this clock time (the next time it comes)"
+    )
+    parser.add_argument("--checkpoint-every", type=int, metavar="STEPS", help="also save the training checkpoint every this many steps")
+    parser.add_argument("--checkpoint-minutes", type=float, default=10.0, help="save the training checkpoint this often (default 10; 0: never by time)")
     parser.add_argument("--wikitext", default=str(WIKITEXT), help="the WikiText-2 raw test file (default ../shared/data/...)")
     parser.add_argument("--out", default=str(OUT))
+    parser.add_argument("--checkpoint-dir", help="where training checkpoints go (default: the PruneScope cache's claims-checkpoints)")
     args = parser.parse_args()
     args.commit = _commit()  # the code this process runs, whatever the checkout holds by the time a point ends
     out = Path(args.out)
@@ -588,9 +786,13 @@ def main() -> None:
         return
     points = select(all_points(), args)
     if args.list:
-        list_points(points, out, rates)
+        list_points(points, out, rates, checkpoint_dir(args))
         return
-    run_all(points, args, rates)
+    args.stop = StopRequest(None if args.stop_at is None else next_clock_time(args.stop_at))
+    if args.stop.deadline is not None:
+        print(f"stopping before {time.strftime('%Y-%m-%d %H:%M', time.localtime(args.stop.deadline))}", flush=True)
+    install_stop_handlers(args.stop)
+    sys.exit(run_all(points, args, rates))
 
 
 if __name__ == "__main__":

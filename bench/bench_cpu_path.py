@@ -1,4 +1,4 @@
-"""The CPU path before and after a change, timed in one run (figure quoted in the README).
+"""The CPU path before and after a change, timed in one run (figures rendered into docs/BENCHMARKS.md by bench/report.py).
 
 Issue 12 moved pruning onto a block-by-block walk that can place each block on a device.
 On the CPU in float32 that walk must cost what the old one did. This bench checks it

@@ -1,4 +1,4 @@
-"""Benchmark of the pruning engine on the embedded defaults (figures quoted in the README).
+"""Benchmark of the pruning engine on the embedded defaults (figures rendered into docs/BENCHMARKS.md by bench/report.py).
 
 Measures, in one run on this machine:
   minilm-rt     dense accuracy; accuracy at 50% and 70% per method; time per method;
@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -75,7 +77,20 @@ def machine() -> dict:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "platform": platform.platform(),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "commit": commit(),
     }
+
+
+def commit() -> str:
+    """The checkout's short commit (with "+changes" when the tree differs from it), or "unknown"."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True, timeout=10)
+        return (head.stdout.strip() or "unknown") + ("+changes" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
 
 
 def timed(fn, repeat=1):

@@ -1,4 +1,4 @@
-"""Cost of the cache integrity check next to the load it guards (figure quoted in the README).
+"""Cost of the cache integrity check next to the load it guards (figures rendered into docs/BENCHMARKS.md by bench/report.py).
 
 For each embedded default already in the cache, medians of ``--repeats`` runs of:
 the full check alone (hash every file of the cached folder and compare with the
@@ -66,6 +66,27 @@ def measure(name: str, folder: Path, repeats: int) -> dict:
     return row
 
 
+def markdown(result: dict) -> str:
+    """The cache-check table of a result file (bench/report.py renders it into docs/BENCHMARKS.md)."""
+    rows = result["rows"]
+    lines = [
+        "| model | cached MB | hash of every file (s) | identity check (s) | plain load, no check (s) | load, files unchanged since their last check (s) | load, every file hashed beside it (s) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+
+    def added(r, key):
+        return f"{r[f'{key}_s']:+.3f} s ({100 * r[f'{key}_share']:+.0f}%)"
+
+    lines += [
+        f"| {r['model']} | {r['megabytes']} | {r['check_s']} | {r['identity_check_s']} | {r.get('plain_load_s', '-')} | "
+        + (f"{r['load_s']} ({added(r, 'added')}) | {r['load_full_s']} ({added(r, 'added_full')})" if "load_s" in r else "- | -")
+        + " |"
+        for r in rows
+    ]
+    lines.append(f"\nMachine: {result['machine']}, Python {result['python']}, load average {result['load_average']} at the end; medians of {result['repeats']}.")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--folder", help="time the check of this folder only (no load)")
@@ -85,28 +106,15 @@ def main() -> int:
         "machine": platform.processor() or platform.machine(),
         "python": platform.python_version(),
         "load_average": [round(x, 2) for x in os.getloadavg()],
+        "repeats": args.repeats,
         "rows": rows,
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=2))
-    lines = [
-        "| model | cached MB | hash of every file (s) | identity check (s) | plain load, no check (s) | load, files unchanged since their last check (s) | load, every file hashed beside it (s) |",
-        "|---|---|---|---|---|---|---|",
-    ]
-
-    def added(r, key):
-        return f"{r[f'{key}_s']:+.3f} s ({100 * r[f'{key}_share']:+.0f}%)"
-
-    lines += [
-        f"| {r['model']} | {r['megabytes']} | {r['check_s']} | {r['identity_check_s']} | {r.get('plain_load_s', '-')} | "
-        + (f"{r['load_s']} ({added(r, 'added')}) | {r['load_full_s']} ({added(r, 'added_full')})" if "load_s" in r else "- | -")
-        + " |"
-        for r in rows
-    ]
-    lines.append(f"\nMachine: {result['machine']}, Python {result['python']}, load average {result['load_average']} at the end; medians of {args.repeats}.")
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    text = markdown(result)
+    out.with_suffix(".md").write_text(text)
+    print(text, end="")
     return 0
 
 

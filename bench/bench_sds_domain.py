@@ -1,4 +1,4 @@
-"""Why SDS does not improve SparseGPT on SmolLM2 here: a diagnostic (figures quoted in the README).
+"""Why SDS does not improve SparseGPT on SmolLM2 here: a diagnostic (figures quoted in docs/BENCHMARKS.md).
 
 SparseGPT at 2:4 and SDS started from it, with the seed bench's settings (16 x 256 calibration
 tokens of the Rotten Tomatoes plot texts, seed 0), evaluated twice: on 16 x 512 tokens of

@@ -35,7 +35,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench_engine import machine  # noqa: E402  (this folder is on sys.path when run as a script)
+from bench_engine import commit, machine  # noqa: E402  (this folder is on sys.path when run as a script)
 from pruning.data import calibration_batches, load_classification, load_lm_text  # noqa: E402
 from pruning.evaluate import evaluate, paired_difference  # noqa: E402
 from pruning.models import load_model  # noqa: E402
@@ -72,37 +72,38 @@ class Table:
         self.md_path.write_text(self.markdown())
 
     def markdown(self) -> str:
-        m = self.res["machine"]
-        lines = [
-            f"Machine: {m['cpu']}, {m['threads']} torch threads, torch {m['torch']}, Python {m['python']}. "
-            f"Commit {self.res['commit']}. Arguments: {json.dumps(self.res['args'])}",
-            "",
-            "Every value with its 95% interval (accuracy: Wilson; perplexity: bootstrap over windows); `drop` is the "
-            "paired difference against the row named in `vs` on the same items (positive: this row is worse), with "
-            "its paired bootstrap interval.",
-            "",
-            "| section | model | method | granularity | sparsity | metric | value [95%] | vs | drop [95%] | eval size | seed | budget | seconds |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-        ]
-        for r in self.res["rows"]:
-            drop = "-"
-            if "drop" in r:
-                noise = " (within noise)" if r["within_noise"] else ""
-                drop = f"{r['drop']:+.4f} [{r['drop_ci_low']:+.4f}, {r['drop_ci_high']:+.4f}]{noise}"
-            lines.append(
-                f"| {r['section']} | {r['model']} | {r['method']} | {r['granularity']} | {_fmt(r['sparsity'])} | {r['metric']} | "
-                f"{r['value']:.4f} [{r['ci_low']:.4f}, {r['ci_high']:.4f}] | {r.get('vs', '-')} | {drop} | {r['eval']} | "
-                f"{r['seed']} | {r['budget']} | {_fmt(r['seconds'])} |"
-            )
-        return "\n".join(lines) + "\n"
+        return markdown(self.res)
+
+
+def markdown(res: dict) -> str:
+    """The seed table of a result file (bench/report.py renders it into docs/BENCHMARKS.md)."""
+    m = res["machine"]
+    lines = [
+        f"Machine: {m['cpu']}, {m['threads']} torch threads, torch {m['torch']}, Python {m['python']}. "
+        f"Commit {res['commit']}. Arguments: {json.dumps(res['args'])}",
+        "",
+        "Every value with its 95% interval (accuracy: Wilson; perplexity: bootstrap over windows); `drop` is the "
+        "paired difference against the row named in `vs` on the same items (positive: this row is worse), with "
+        "its paired bootstrap interval.",
+        "",
+        "| section | model | method | granularity | sparsity | metric | value [95%] | vs | drop [95%] | eval size | seed | budget | seconds |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in res["rows"]:
+        drop = "-"
+        if "drop" in r:
+            noise = " (within noise)" if r["within_noise"] else ""
+            drop = f"{r['drop']:+.4f} [{r['drop_ci_low']:+.4f}, {r['drop_ci_high']:+.4f}]{noise}"
+        lines.append(
+            f"| {r['section']} | {r['model']} | {r['method']} | {r['granularity']} | {_fmt(r['sparsity'])} | {r['metric']} | "
+            f"{r['value']:.4f} [{r['ci_low']:.4f}, {r['ci_high']:.4f}] | {r.get('vs', '-')} | {drop} | {r['eval']} | "
+            f"{r['seed']} | {r['budget']} | {_fmt(r['seconds'])} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def _commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
+    return commit()
 
 
 def _fmt(v):

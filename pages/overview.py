@@ -5,7 +5,7 @@ import dataclasses
 import pandas as pd
 import streamlit as st
 
-from app import charts, downloads, resources, runs, ui
+from app import charts, downloads, resources, runs, text, ui
 from app import intervals as I
 from app.allocation import ALLOCATED
 from pruning.masks import sparsity_table
@@ -104,7 +104,7 @@ def what_pruning_did(s, method, table, removed: int, total: int, achieved: float
     """The plain-words account of what the current settings did, one sentence per fact (``granularity``: the masks'
     own, e.g. an opened run's, which the sidebar's need not be)."""
     sentences = [
-        f"**{method.label}** at **{granularity or s.request.granularity}** granularity set **{removed:,}** of the **{total:,}** weights "
+        f"**{text.md(method.label)}** at **{text.md(granularity or s.request.granularity)}** granularity set **{removed:,}** of the **{total:,}** weights "
         f"in {len(table)} linear layers to zero ({achieved:.1%})."
     ]
     if dense is not None and pruned is not None:

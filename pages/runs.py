@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from app import charts, downloads, resources, runs, ui
+from app.text import md
 
 
 def _root(default: str):
@@ -24,33 +25,39 @@ def _summary_table(rows: list) -> None:
     st.dataframe(table, hide_index=True, width="stretch", column_config=config)
 
 
+def _number(value) -> float:
+    """A number from report.json (a shared file): anything else shows as NaN, never breaks the page."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else float("nan")
+
+
 def _show_run(s, loaded, folder) -> None:
     run = runs.load(s, loaded, folder)
     value = runs.value_of(run.folder)
     r = run.report
     ev = r.get("evaluation") or {}
     m1, m2, m3, m4 = st.columns(4)
-    m1.metric("Method", f"{r.get('method')} ({r.get('granularity')})")
-    m2.metric("Overall sparsity", f"{r.get('overall_sparsity', 0):.2%}", help=f"{r.get('total', 0) - r.get('kept', 0):,} of {r.get('total', 0):,} weights pruned")
+    m1.metric("Method", md(f"{r.get('method')} ({r.get('granularity')})"))
+    kept, total = run.counts()  # from the mask file, not the report's claims
+    m2.metric("Overall sparsity", f"{1 - kept / max(total, 1):.2%}", help=f"{total - kept:,} of {total:,} weights pruned (counted in the mask file)")
     if ev.get("pruned"):
         d, p = ev["dense"], ev["pruned"]
-        m3.metric(f"{p['metric']} when saved", f"{p['value']:.4g}", delta=f"{p['value'] - d['value']:+.4g} from dense", delta_color="normal" if p["metric"] == "accuracy" else "inverse")
+        m3.metric(md(f"{p.get('metric')} when saved"), f"{_number(p.get('value')):.4g}", delta=f"{_number(p.get('value')) - _number(d.get('value')):+.4g} from dense", delta_color="normal" if p.get("metric") == "accuracy" else "inverse")
     m4.metric("Updated weights", f"{len(run.weights or {})} layers", help="layers whose kept weights the method changed (read from the saved model)")
-    notes = [f"Masks checked against **{loaded.name}**: every layer name, shape and dtype matches."]
+    notes = [f"Masks checked against **{md(loaded.name)}**: every layer name, shape and dtype matches."]
     if run.untouched:
         notes.append(f"{len(run.untouched)} layers were not pruned by this run (kept whole).")
     if r.get("updates_weights") and not run.weights:
         notes.append("The method changed the kept weights, but the folder has no `model/`: the views apply the masks to the dense weights.")
     if r.get("model") != loaded.name:
-        notes.append(f"It was made on **{r.get('model')}**; the sidebar's model has the same layers.")
+        notes.append(f"It was made on **{md(r.get('model'))}**; the sidebar's model has the same layers.")
     st.markdown(" ".join(notes))
     st.button(
-        f"Show {runs.label(value)} in every view",
+        f"Show {md(runs.label(value))} in every view",
         key="btn_runs_use",
         on_click=lambda: st.session_state.update(ps_method=value),
         help="Sets the sidebar's method to this run: Overview, Weights and Masks then show its saved masks.",
     )
-    layers = pd.DataFrame(r.get("layers") or [])
+    layers = pd.DataFrame(run.layer_table())
     if len(layers):
         layers["shape"] = layers["shape"].map(lambda v: " x ".join(map(str, v)))
         st.dataframe(layers, hide_index=True, width="stretch")
@@ -97,12 +104,12 @@ def render() -> None:
     root = _root(str(runs_dir()))
     rows = list_runs(root)
     if not rows:
-        st.info(f"No run folder under {root} yet. `python -m pruning prune --model ... --out {root}/<name>` writes one.")
+        st.info(f"No run folder under {md(root)} yet. `python -m pruning prune --model ... --out <folder>/<name>` writes one.")
         return
     _summary_table(rows)
     names = [r["run"] for r in rows if "problem" not in r]
     for bad in (r for r in rows if "problem" in r):
-        st.warning(f"{bad['run']}: {bad['problem']}")
+        st.warning(md(f"{bad['run']}: {bad['problem']}"))
     if not names:
         return
     st.subheader("Open a run")

@@ -13,18 +13,22 @@ import streamlit as st
 
 from app import charts, resources, runs, sidebar, style, ui
 from app import intervals as I
+from app.docs import claim_lines, claim_ref
 from pruning.seeds import views as V
 from pruning.seeds.mgpp import schedule_curve, schedule_of
 
 BINS, GRID_BINS = 60, 40
 MIXTURE_CHOICES = [2, 1, 3, 4, "bic"]
 PRIOR = ("lam", "v0", "v1")  # a method with these parameters fine-tunes with a spike-and-slab prior
-CLAIMS = {  # README sections measuring each seed method against its baseline at the paper's own budget
-    "mgpp": "Claim: MGPP beats gradual magnitude pruning at high sparsity",
-    "gmp": "Claim: MGPP beats gradual magnitude pruning at high sparsity",
-    "sds": "Claim: SDS improves SparseGPT and Wanda",
-    "randomized": "Claim: randomized selection beats magnitude at high sparsity",
-}
+
+
+def claim_verdict(anchor: str) -> None:
+    """Does it beat its baseline at the paper's own budget? The measured lines, and where the verdict is."""
+    lines = claim_lines(anchor)
+    with st.expander("Measured at the paper's own budget", expanded=False):
+        for line in lines or ["no point measured in this checkout"]:
+            st.text(line)
+        st.caption(f"Settings, every point and our verdict: {claim_ref(anchor)}")
 
 
 def stepwise_methods() -> dict:
@@ -58,9 +62,8 @@ def render() -> None:
     s, loaded = ui.opening("Method steps", extra=f"parameters: {changed} (sidebar, under the method)")
     params = dict(s.request.param_dict)
     st.caption(method.summary + " Budget and schedule: the method's parameters in the sidebar.")
-    if s.method in CLAIMS:
-        st.caption(f"Does it beat its baseline at the paper's own budget? README.md, section *{CLAIMS[s.method]}* "
-                   "(under Benchmarks; figures with intervals in `bench/results/claims.md`).")
+    if method.claim:
+        claim_verdict(method.claim)
     ui.default("ps_steps_k", 2)
     draw = drawer(method.steps_view, params, s)
     live = st.empty()

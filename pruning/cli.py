@@ -16,6 +16,14 @@ from .errors import PruneScopeError
 
 EXIT_USAGE = 2
 _OPEN_BARS: list = []  # closed before an error is printed, so the message gets a line of its own
+POSTFIX_ROOM = 60  # characters of a progress message shown beside the bar; a longer one is also written whole
+
+
+def _say(line: str) -> None:
+    """A line on stderr above any open progress bar (never cut off or overdrawn by it)."""
+    from tqdm import tqdm
+
+    tqdm.write(line, file=sys.stderr)  # clears a bar drawn on the line, writes, draws the bar again
 
 
 def _progress_bar(desc: str):
@@ -23,6 +31,7 @@ def _progress_bar(desc: str):
     from tqdm import tqdm
 
     bar = None
+    said = set()
 
     def update(done: int, total: int, message: str) -> None:
         nonlocal bar
@@ -31,8 +40,11 @@ def _progress_bar(desc: str):
                 bar.close()
             bar = tqdm(total=total, desc=desc, unit="step", leave=False, dynamic_ncols=True)
             _OPEN_BARS.append(bar)
+        if len(message) > POSTFIX_ROOM and message not in said:  # e.g. why a cache is rebuilt: whole, on its own line
+            said.add(message)
+            _say(f"{desc}: {message}")
         bar.n = done
-        bar.set_postfix_str(message[:60], refresh=False)
+        bar.set_postfix_str(message[:POSTFIX_ROOM], refresh=False)
         bar.refresh()
         if done >= total:
             bar.close()
@@ -41,11 +53,14 @@ def _progress_bar(desc: str):
     return update
 
 
-def _floats(text: str) -> list[float]:
+def _floats(text: str, flag: str = "--sparsities") -> list[float]:
     try:
-        return [float(x) for x in text.split(",") if x.strip()]
+        values = [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise PruneScopeError(f"expected comma-separated numbers such as 0.3,0.5,0.7, got {text!r}") from None
+        values = []
+    if not values or any(v != v for v in values):
+        raise PruneScopeError(f"{flag} expects comma-separated numbers such as 0.3,0.5,0.7, got {text!r}")
+    return values
 
 
 def _names(text: str) -> list[str]:
@@ -70,12 +85,12 @@ def _load(args):
         placement=_placement(args),
     )
     if loaded.info.get("rebuilt"):
-        print(f"note: built the cached {loaded.name} now: {loaded.info['rebuilt']}", file=sys.stderr)
+        _note(f"built the cached {loaded.name} now: {loaded.info['rebuilt']}")
     return loaded
 
 
 def _warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr)
+    _say(f"warning: {message}")
 
 
 def _task_data(loaded, args):
@@ -93,9 +108,15 @@ def _task_data(loaded, args):
 
 
 def _calibration(loaded, request):
-    from .prune import calibration_for
+    from .prune import calibration_for, calibration_note
 
-    return calibration_for(loaded, request) if request.method_info.needs_calibration else None
+    if not request.method_info.needs_calibration:
+        return None
+    batches = calibration_for(loaded, request)
+    used = sum(int(b["input_ids"].shape[0]) for b in batches)
+    if used < request.calib_samples:
+        _note(f"--calib capped: {calibration_note(request.calib_samples, used)}")
+    return batches
 
 
 def _method_params(pairs: list[str] | None) -> dict:
@@ -219,18 +240,108 @@ def cmd_layers(args) -> int:
 
 
 def cmd_prune(args) -> int:
-    from .outputs import claim
+    from .outputs import claim, output_path
 
     request = _request(args, args.method, allocation=_allocation(args.allocation))  # every check before loading
-    out = Path(args.out)
+    out = output_path(args.out)
     if out.exists() and not out.is_dir():
         raise PruneScopeError(f"--out {out} is a file; give a folder for the run")
+    offload = Path(args.offload_folder).expanduser().resolve() if args.offload_folder else None
+    if offload is not None and (offload == out.resolve() or out.resolve() in offload.parents):
+        raise PruneScopeError(f"--offload-folder {args.offload_folder} lies inside --out {out}, which is replaced whole; choose a folder outside it")
+    if args.checkpoint_every is not None and args.checkpoint_every < 1:
+        raise PruneScopeError(f"--checkpoint-every must be at least 1, got {args.checkpoint_every}")
     with claim(out, overwrite=args.overwrite) as held:  # before any work: writable, not taken, not occupied
         return _prune(args, request, held)
 
 
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _eta_lines(what: str, every: float = 30.0):
+    """A progress callback printing ``what: message (done/total, time so far, about T left)`` lines to stderr,
+    at most every ``every`` seconds; the time left is from this process's own rate (a resumed run
+    starts at its checkpoint's step)."""
+    import time
+
+    state = {"first": None, "last": -1e9, "start": time.monotonic()}
+
+    def update(done: int, total: int, message: str) -> None:
+        now = time.monotonic()
+        first = state["first"]
+        if first is None or first[0] != total or done < first[1]:
+            state["first"] = first = (total, done, now)
+        if now - state["last"] < every and done < total:
+            return
+        state["last"] = now
+        rate = (done - first[1]) / (now - first[2]) if done > first[1] and now > first[2] else 0.0
+        left = f", about {_duration((total - done) / rate)} left" if rate > 0 and done < total else ""
+        print(f"  {what}: {message} ({done}/{total}, {_duration(now - state['start'])} so far{left})", file=sys.stderr, flush=True)
+
+    return update
+
+
+def _training_checkpoint(args, held, stop):
+    """The training checkpoint beside the output folder (``<out>.ckpt``): resumed by the same command, replaced by --overwrite."""
+    from .paths import clear_orphans
+    from .resume import TrainingCheckpoint
+
+    out = held.targets[0]
+    path = out.with_name(out.name + ".ckpt")
+    clear_orphans(path)  # the output's claim is held: no other run writes this checkpoint
+    minutes = args.checkpoint_minutes
+    return TrainingCheckpoint(
+        path,
+        every_steps=args.checkpoint_every,
+        interval_s=60.0 * minutes if minutes else None,
+        stop=stop,
+        warn=_warn,
+        note=lambda message: print(f"note: {message}", file=sys.stderr, flush=True),
+        overwrite=args.overwrite,
+    )
+
+
+def _stop_on_signals(stop):
+    """SIGTERM and a first Ctrl-C ask the training to save a checkpoint and stop; a second Ctrl-C stops at once.
+    Returns the handlers to put back."""
+    import signal
+
+    def handler(signum, frame):
+        if stop.reason is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.signum = signum
+        stop.request(signal.Signals(signum).name)
+        print(f"\n{signal.Signals(signum).name}: saving a checkpoint at the next step, then stopping", file=sys.stderr, flush=True)
+
+    return {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+
+
+def _run_resumable(args, held, loaded, request, calibration, data):
+    """A method that trains: ETA lines, a training checkpoint, signals that stop it at a checkpoint."""
+    import signal
+
+    from .prune import prune
+    from .resume import StopRequest
+
+    stop = StopRequest()
+    checkpoint = _training_checkpoint(args, held, stop)
+    previous = _stop_on_signals(stop)
+    try:
+        result = prune(loaded, request, calibration=calibration, data=data, progress=_eta_lines(args.method), checkpoint=checkpoint)
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+    return result, checkpoint
+
+
 def _prune(args, request, held) -> int:
     from .prune import prune
+    from .resume import TrainingStopped
     from .runs import write_run
 
     loaded = _load(args)
@@ -240,7 +351,19 @@ def _prune(args, request, held) -> int:
     from .devices import reset_device_peak
 
     reset_device_peak(loaded.placement)  # the entry point may: report.json gets this run's own peak
-    result = prune(loaded, request, calibration=calibration, data=data, progress=_progress_bar(args.method))
+    checkpoint = None
+    if method.resumable:
+        try:
+            result, checkpoint = _run_resumable(args, held, loaded, request, calibration, data)
+        except TrainingStopped as stopped:
+            print(
+                f"stopped at step {stopped.done} of {stopped.total} ({stopped.reason}); checkpoint {stopped.path}; "
+                "run the same command again to resume there",
+                file=sys.stderr,
+            )
+            return 128 + _signal_number(stopped.reason)  # only a signal stops a CLI run: 130 for Ctrl-C, 143 for SIGTERM
+    else:
+        result = prune(loaded, request, calibration=calibration, data=data, progress=_progress_bar(args.method))
     evaluation = None
     if args.eval:
         from .evaluate import evaluate, paired_difference, summary
@@ -269,8 +392,19 @@ def _prune(args, request, held) -> int:
             f"[{p['ci_low']:.4f}, {p['ci_high']:.4f}] (n={p['n']}); drop {diff['drop']:+.4f} "
             f"[{diff['drop_ci_low']:+.4f}, {diff['drop_ci_high']:+.4f}]{noise}"
         )
+    if checkpoint is not None:
+        checkpoint.remove()  # the run is written: its training state is not needed any more
     print(f"wrote {out}/report.json, {out}/masks.safetensors" + ("" if args.no_model else f", {out}/model/"))
     return 0
+
+
+def _signal_number(name: str) -> int:
+    import signal
+
+    try:
+        return int(signal.Signals[name])
+    except KeyError:
+        return 0
 
 
 def _write_rows(rows: list[dict], out: Path) -> None:
@@ -287,17 +421,23 @@ def _write_rows(rows: list[dict], out: Path) -> None:
 
 def _table_outputs(args):
     """Claim a sweep's or sensitivity run's CSV and JSON (before any work)."""
-    from .outputs import claim
+    from .outputs import claim, output_path
 
-    out = Path(args.out)
-    return claim(out, out.with_suffix(".json"), overwrite=args.overwrite)
+    out = output_path(args.out)
+    if out.suffix.lower() == ".json":
+        raise PruneScopeError(f"--out {out}: the table is written as CSV beside a JSON of the same name; give a name ending in .csv")
+    return claim(out, out.with_suffix(".json"), overwrite=args.overwrite, files=True)
 
 
-def _checkpoint(args, loaded, kind: str, required: tuple, **extra):
+def _note(message: str) -> None:
+    _say(f"note: {message}")
+
+
+def _checkpoint(args, loaded, kind: str, required: tuple, request):
     from .outputs import resume_checkpoint, run_header
 
     path = Path(args.out).with_suffix(".partial.jsonl")
-    return resume_checkpoint(path, run_header(args, loaded, kind, **extra), required, args.overwrite, _warn)
+    return resume_checkpoint(path, run_header(args, loaded, kind, request), required, args.overwrite, _warn, _note)
 
 
 def cmd_sweep(args) -> int:
@@ -317,7 +457,7 @@ def _sweep(args, requests, granularities, held) -> int:
     from .sweep import sparsity_ramp
 
     loaded = _load(args)
-    checkpoint = _checkpoint(args, loaded, "sweep", ("method", "granularity", "metric"))
+    checkpoint = _checkpoint(args, loaded, "sweep", ("method", "granularity", "metric"), requests[0])
     data = _task_data(loaded, args)
     calibration = next((_calibration(loaded, r) for r in requests if r.method_info.needs_calibration), None)
     out = Path(args.out)
@@ -356,7 +496,7 @@ def _sensitivity(args, request, sparsities, held) -> int:
     from .sensitivity import distinguishable_layers, layer_sensitivity, suggest_allocation
 
     loaded = _load(args)
-    checkpoint = _checkpoint(args, loaded, "sensitivity", ("layer", "drop", "metric"), method=args.method, params=_method_params(getattr(args, "param", None)))
+    checkpoint = _checkpoint(args, loaded, "sensitivity", ("layer", "drop", "metric"), request)
     data = _task_data(loaded, args)
     out = Path(args.out)
     rows = layer_sensitivity(
@@ -403,7 +543,14 @@ def cmd_show(args) -> int:
         f"({r.get('total', 0) - r.get('kept', 0):,d} of {r.get('total', 0):,d} weights pruned)"
     )
     pruned = len(run.masks) - len(run.untouched)
-    print(f"masks match {loaded.name}: {pruned} layers pruned, {len(run.untouched)} untouched, {len(run.weights or {})} with updated weights")
+    from .masks import parse_granularity
+
+    try:
+        g = parse_granularity(str(r.get("granularity")))
+    except PruneScopeError:
+        g = None
+    groups = f"; every group of {g.m} inputs keeps at most {g.m - g.n}" if g is not None and g.is_nm else ""  # checked by open_run
+    print(f"masks match {loaded.name}: {pruned} layers pruned, {len(run.untouched)} untouched, {len(run.weights or {})} with updated weights{groups}")
     if args.against:
         total = compare_masks(run.masks, open_run(args.against, loaded).masks)[-1]
         print(f"kept by both {total['both']:,d}, by A only {total['A only']:,d}, by B only {total['B only']:,d}; Jaccard {total['jaccard']:.4f}")
@@ -411,6 +558,41 @@ def cmd_show(args) -> int:
 
 
 # ---------------------------------------------------------------- parser
+class _Parser(argparse.ArgumentParser):
+    """Bad command-line input: one ``error:`` line and where to look, exit 2 (no screenful of usage)."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"error: {message}\nsee {self.prog} --help\n")
+
+
+def _at_least(low: int):
+    """An argparse type: a whole number of at least ``low`` (the error then names the flag)."""
+
+    def check(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    return check
+
+
+def _finite(text: str) -> float:
+    """An argparse type: a finite number (NaN and infinities are refused with the flag's name)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="minilm-rt", help="minilm-rt, smollm2-135m, a hub name, a folder or a .gguf file")
     p.add_argument("--gguf-file", help="GGUF file name inside a hub repo or folder")
@@ -432,9 +614,9 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", help="rotten-tomatoes, rt-plots, a CSV/TSV/JSONL/text file, or a hub name")
     p.add_argument("--text-column")
     p.add_argument("--label-column")
-    p.add_argument("--calib", type=int, default=16, help="calibration samples (default 16)")
-    p.add_argument("--calib-len", type=int, default=128, help="tokens per calibration sample for causal LMs")
-    p.add_argument("--eval-size", type=int, default=512, help="evaluation sentences / perplexity windows")
+    p.add_argument("--calib", type=_at_least(1), default=16, help="calibration samples (default 16)")
+    p.add_argument("--calib-len", type=_at_least(2), default=128, help="tokens per calibration sample for causal LMs")
+    p.add_argument("--eval-size", type=_at_least(1), default=512, help="evaluation sentences / perplexity windows")
     p.add_argument("--seed", type=int, default=0)
 
 
@@ -448,43 +630,61 @@ def _granularity_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--granularity", help="layer, global, row, or N:M such as 2:4 (default: the method's own, see `methods`)")
 
 
+DOCS_HINT = "Every command, option, output and exit code: docs/CLI.md"
+
+
+def _command(sub, name: str, help: str) -> argparse.ArgumentParser:
+    """A subcommand whose --help opens with what it is for, in one line, and points at docs/CLI.md."""
+    return sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".", epilog=DOCS_HINT)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m pruning", description="PruneScope: prune a transformer and see what it costs.")
+    parser = _Parser(
+        prog="python -m pruning", description="PruneScope: prune a transformer and see what it costs.", epilog=DOCS_HINT
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("models", help="list the embedded default models").set_defaults(func=cmd_models)
-    sub.add_parser("methods", help="list the pruning methods and their parameters").set_defaults(func=cmd_methods)
-    p = sub.add_parser("prepare", help="build the embedded default models into the user cache now, with progress")
+    _command(sub, "models", help="list the embedded default models").set_defaults(func=cmd_models)
+    _command(sub, "methods", help="list the pruning methods and their parameters").set_defaults(func=cmd_methods)
+    p = _command(sub, "prepare", help="build the embedded default models into the user cache now, with progress")
     p.add_argument("models", nargs="*", help="which defaults (all when none is named)")
     p.add_argument("--verify", action="store_true", help="hash every cached file again, even those unchanged since their last check")
     p.set_defaults(func=cmd_prepare)
 
-    p = sub.add_parser("layers", help="list a model's prunable layers")
+    p = _command(sub, "layers", help="list a model's prunable layers")
     _model_args(p)
     _layer_args(p)
     p.set_defaults(func=cmd_layers)
 
-    p = sub.add_parser("prune", help="prune once; write the model, the masks and a JSON report")
+    p = _command(sub, "prune", help="prune once; write the model, the masks and a JSON report")
     _model_args(p)
     _layer_args(p)
     _data_args(p)
     p.add_argument("--method", default="magnitude")
-    p.add_argument("--sparsity", type=float, help="fraction of weights removed (default 0.5; N/M for N:M)")
+    p.add_argument("--sparsity", type=_finite, help="fraction of weights removed (default 0.5; N/M for N:M)")
     _granularity_arg(p)
     p.add_argument("--allocation", metavar="FILE.json", help="prune each listed layer at its own sparsity: {layer: sparsity}")
     p.add_argument("--param", action="append", metavar="NAME=VALUE", help="a method parameter (see `methods`)")
     p.add_argument("--eval", action="store_true", help="also evaluate dense and pruned")
     p.add_argument("--no-model", action="store_true", help="write masks and report only")
     p.add_argument("--out", default="out/prune")
+    p.add_argument(
+        "--checkpoint-every", type=int, metavar="STEPS",
+        help="methods that train: also save the training checkpoint (<out>.ckpt) every this many steps",
+    )
+    p.add_argument(
+        "--checkpoint-minutes", type=float, default=10.0,
+        help="methods that train: save the training checkpoint this often (default 10; 0: only at the end and on a stop)",
+    )
     _overwrite_arg(p)
     p.set_defaults(func=cmd_prune)
 
-    p = sub.add_parser("show", help="read a run folder back, check its masks against the model, and compare it with another")
+    p = _command(sub, "show", help="read a run folder back, check its masks against the model, and compare it with another")
     p.add_argument("run", help="a folder written by prune (or the app's masks.safetensors + report.json)")
     p.add_argument("--against", help="a second run folder: weights kept by both, by one only")
     _model_args(p)
     p.set_defaults(func=cmd_show)
 
-    p = sub.add_parser("sweep", help="metric vs sparsity for methods and granularities (CSV and JSON)")
+    p = _command(sub, "sweep", help="metric vs sparsity for methods and granularities (CSV and JSON)")
     _model_args(p)
     _data_args(p)
     p.add_argument("--methods", default="magnitude,wanda")
@@ -494,7 +694,7 @@ def build_parser() -> argparse.ArgumentParser:
     _overwrite_arg(p)
     p.set_defaults(func=cmd_sweep)
 
-    p = sub.add_parser("sensitivity", help="prune one layer at a time; KL and metric drop per layer (CSV and JSON)")
+    p = _command(sub, "sensitivity", help="prune one layer at a time; KL and metric drop per layer (CSV and JSON)")
     _model_args(p)
     _layer_args(p)
     _data_args(p)
@@ -502,7 +702,7 @@ def build_parser() -> argparse.ArgumentParser:
     _granularity_arg(p)
     p.add_argument("--sparsities", default="0.5")
     p.add_argument("--signal", choices=["kl", "drop"], default="kl", help="what ranks layers and builds the allocation")
-    p.add_argument("--memory-mb", type=float, default=1024, help="memory for the cached dense activations (else full passes)")
+    p.add_argument("--memory-mb", type=_finite, default=1024, help="memory for the cached dense activations (else full passes)")
     p.add_argument("--out", default="out/sensitivity.csv")
     _overwrite_arg(p)
     p.set_defaults(func=cmd_sensitivity)
@@ -511,7 +711,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # named by the subcommand's parser, so the hint points to its own --help
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        sub.choices[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     threads = os.environ.get("PRUNESCOPE_THREADS")
     if threads:
         import torch

@@ -631,7 +631,9 @@ def calibration_batches(
 
     Classification / encoder models: ``n_samples`` random training sentences
     (truncated to ``seq_len`` tokens, padded per batch). Causal LMs: ``n_samples``
-    random windows of exactly ``seq_len`` tokens from ``train_text``.
+    random windows of exactly ``seq_len`` tokens from ``train_text``. ``n_samples`` above what the
+    data holds (its training sentences; the text's length in whole windows) is capped there: no
+    sample is drawn twice to make up a count (the batches' sizes say how many were used).
     ``data_source`` defaults to ``"rotten-tomatoes"`` / ``"rt-plots"``; it may also
     be a :class:`ClassificationData` or :class:`LMText`. Same seed, same batches.
     """
@@ -656,6 +658,7 @@ def calibration_batches(
             raise PruneScopeError(
                 f"the calibration text of {text.name} has {ids.numel()} tokens, fewer than one window of {seq_len}"
             )
+        n_samples = min(n_samples, ids.numel() // seq_len)  # no more windows than the text holds side by side
         starts = [rng.randrange(0, ids.numel() - seq_len + 1) for _ in range(n_samples)]
         windows = torch.stack([ids[s : s + seq_len] for s in starts])
         return [
@@ -668,7 +671,8 @@ def calibration_batches(
     texts = training_texts(data)
     if not texts:
         raise PruneScopeError(f"dataset {data.name} has no sentences to calibrate on")
-    picks = [texts[i] for i in (rng.sample(range(len(texts)), n_samples) if n_samples <= len(texts) else [rng.randrange(len(texts)) for _ in range(n_samples)])]
+    n_samples = min(n_samples, len(texts))  # each sentence once: asking for more than the data holds takes them all
+    picks = [texts[i] for i in rng.sample(range(len(texts)), n_samples)]
     encoded = tokenize(tokenizer, picks, truncation=True, max_length=seq_len, return_attention_mask=False)["input_ids"]
     left = getattr(tokenizer, "padding_side", "right") == "left"
     return [pad_batch(encoded[i : i + batch_size], pad_id_of(tokenizer), left) for i in range(0, n_samples, batch_size)]

@@ -79,10 +79,21 @@ def ensure_minilm_rt(progress=None, cache_dir: str | Path | None = None, load=No
     from .integrity import ensure_cached, load_verified
 
     target = minilm_rt_dir(cache_dir)
-    args = (target, lambda tmp: train_minilm_rt(tmp, progress=progress), "minilm-rt classifier")
+    args = (target, lambda tmp: _train_resumably(tmp, target, progress), "minilm-rt classifier")
     if load is not None:
         return load_verified(*args, load, progress, is_complete)
     return target, ensure_cached(*args, progress, is_complete)
+
+
+def _train_resumably(out_dir: Path, target: Path, progress) -> dict:
+    """:func:`train_minilm_rt` with a training checkpoint beside the cached folder (``minilm-rt-v3.ckpt``,
+    every 10 minutes): a build stopped mid-way goes on from there next time; removed once trained."""
+    from .resume import TrainingCheckpoint
+
+    checkpoint = TrainingCheckpoint(Path(target).with_name(f"{Path(target).name}.ckpt"))
+    report = train_minilm_rt(out_dir, progress=progress, checkpoint=checkpoint)
+    checkpoint.remove()
+    return report
 
 
 def _linear_warmup(step: int, total: int, warmup: int) -> float:
@@ -155,9 +166,15 @@ def _optimizer(model, r: dict):
     return optimizer, [p for _, p in trainable]
 
 
-def _fit(model, tokenizer, encoded, labels, r: dict, max_steps, progress) -> tuple[int, list[float]]:
-    """The recipe's epochs of length-bucketed batches, linear warm-up and decay; returns (steps, losses)."""
+def _fit(model, tokenizer, encoded, labels, r: dict, max_steps, progress, checkpoint=None) -> tuple[int, list[float]]:
+    """The recipe's epochs of length-bucketed batches, linear warm-up and decay; returns (steps, losses).
+
+    With ``checkpoint`` (a :class:`pruning.resume.TrainingCheckpoint`) the parameters, AdamW state,
+    dropout generators, losses and position are saved as it goes, and a saved state is resumed
+    (the batches are drawn again from their seeds and the ones done are skipped)."""
     from .data import pad_batch
+    from .resume import checkpoint_step, resume_state
+    from .training import generator_states, load_trainable_state, set_generator_states, trainable_state
 
     lengths = [len(x) for x in encoded]
     batches = bucketed_batches(lengths, r["batch_size"], r["seed"])
@@ -169,10 +186,20 @@ def _fit(model, tokenizer, encoded, labels, r: dict, max_steps, progress) -> tup
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     model.train()
     step, losses = 0, []
+    saved = resume_state(checkpoint)
+    if saved is not None:
+        load_trainable_state(model, saved["params"])
+        set_generator_states(model, saved["generators"])
+        optimizer.load_state_dict(saved["optimizer"])
+        step, losses = int(saved["step"]), list(saved["losses"])
+    position = 0  # batches passed, over all epochs (the steps done are skipped on a resume)
     for epoch in range(r["epochs"]):
         if epoch > 0:
             batches = bucketed_batches(lengths, r["batch_size"], r["seed"] + epoch)
         for idx in batches:
+            position += 1
+            if position <= step:
+                continue
             if step >= total:
                 break
             factor = _linear_warmup(step, total, warmup)
@@ -188,15 +215,21 @@ def _fit(model, tokenizer, encoded, labels, r: dict, max_steps, progress) -> tup
             if progress is not None:
                 recent = sum(losses[-20:]) / len(losses[-20:])
                 progress(step, total, f"fine-tuning minilm-rt: step {step}/{total}, loss {recent:.3f}")
+            checkpoint_step(checkpoint, step, total, lambda: {
+                "params": trainable_state(model), "generators": generator_states(model),
+                "optimizer": optimizer.state_dict(), "step": step, "losses": losses,
+            })
     return step, losses
 
 
-def train_minilm_rt(out_dir: Path, progress=None, recipe: dict | None = None, max_steps: int | None = None) -> dict:
+def train_minilm_rt(out_dir: Path, progress=None, recipe: dict | None = None, max_steps: int | None = None, checkpoint=None) -> dict:
     """Fine-tune all-MiniLM-L6-v2 on the Rotten Tomatoes training split and save it to ``out_dir``.
 
     Returns the report also written to ``out_dir/prunescope.json``. ``max_steps``
     cuts training short (for quick experiments; the cached model never uses it).
     This runs once per machine, when the model is first built (``python -m pruning prepare``).
+    ``checkpoint`` (a :class:`pruning.resume.TrainingCheckpoint`) is bound to the recipe, ``max_steps``,
+    the training data and the starting weights, and the training saves and resumes there.
     """
     from .data import RT_LABEL_NAMES, rotten_tomatoes_splits
     from .evaluate import accuracy
@@ -208,7 +241,13 @@ def train_minilm_rt(out_dir: Path, progress=None, recipe: dict | None = None, ma
     start = time.perf_counter()
     tokenizer, model = _base_classifier(r)
     encoded = tokenizer(train_texts, truncation=True, max_length=r["max_length"], return_attention_mask=False)["input_ids"]
-    step, losses = _fit(model, tokenizer, encoded, train_labels, r, max_steps, progress)
+    if checkpoint is not None:
+        from .integrity import weights_fingerprint
+        from .resume import data_fingerprint
+
+        checkpoint.bind({**{f"recipe.{k}": v for k, v in r.items()}, "max_steps": max_steps, "data": data_fingerprint(data),
+                         "weights": weights_fingerprint(model)})
+    step, losses = _fit(model, tokenizer, encoded, train_labels, r, max_steps, progress, checkpoint)
     train_seconds = time.perf_counter() - start
     model.eval()
     for p in model.parameters():

@@ -24,7 +24,7 @@ def build_report(result, loaded, evaluation: dict | None = None, request=None) -
     """A JSON-able account of one run: settings, exact counts per layer, timing, metric
     (and, given the request, its data and calibration choice; an allocation is always recorded)."""
     extra = {"request": request.describe()} if request is not None else {}
-    for key in ("allocation", "data"):  # the allocation pruned with; which part of the data was evaluated
+    for key in ("allocation", "data", "calibration_note"):  # the allocation pruned with; which part of the data was evaluated; a capped --calib
         if key in result.info:
             extra[key] = result.info[key]
     return {

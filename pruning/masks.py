@@ -195,12 +195,29 @@ def row_mask(scores: torch.Tensor, sparsity: float, weight: torch.Tensor | None 
     return mask
 
 
+def nm_misfit(n: int, m: int, d_in: int, layer: str = "this layer") -> str | None:
+    """The one message for an N:M pattern a layer's input size cannot hold (None when it can)."""
+    if d_in % m == 0:
+        return None
+    return f"the N:M pattern {n}:{m} needs the input size to be a multiple of {m}; {layer} has {d_in} inputs"
+
+
+def check_nm_fits(g: "Granularity", widths: Mapping[str, int]) -> None:
+    """Refuse an N:M ``g`` that some layer's input size (``widths``: layer -> d_in) cannot hold."""
+    if not g.is_nm:
+        return
+    for name, d_in in widths.items():
+        problem = nm_misfit(g.n, g.m, int(d_in), name)
+        if problem:
+            raise PruneScopeError(problem)
+
+
 def nm_mask(scores: torch.Tensor, n: int, m: int, weight: torch.Tensor | None = None) -> torch.Tensor:
     """In every group of ``m`` consecutive inputs of a row, prune the ``n`` lowest scores."""
     prepared = prepare_scores(scores, weight)
     d_out, d_in = prepared.shape
     if d_in % m:
-        raise PruneScopeError(f"an {n}:{m} pattern needs the input size to be a multiple of {m}; this layer has {d_in}")
+        raise PruneScopeError(nm_misfit(n, m, d_in))
     groups = prepared.view(d_out, d_in // m, m)
     if m <= 4:
         return _rank_in_groups(groups, m - n).view(d_out, d_in)

@@ -174,7 +174,7 @@ register(
         updates_weights=True,
         params={
             "damp": Param(0.01, "dampening added to the Hessian diagonal, as a fraction of its mean", minimum=0.0),
-            "blocksize": Param(128, "columns per lazy-update block", minimum=1),
+            "blocksize": Param(128, "columns per lazy-update block", minimum=1, maximum=65536),
             "order": ORDER_PARAM,
         },
         reference="Frantar & Alistarh 2023, SparseGPT",

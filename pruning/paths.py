@@ -158,13 +158,15 @@ def _put_in_place(tmp: Path, target: Path, replace: bool) -> None:
 
 
 @contextlib.contextmanager
-def atomic_dir(target: Path, replace: bool = False):
+def atomic_dir(target: Path, replace: bool = False, strict: bool = False):
     """Yield a fresh temporary folder beside ``target``; on success rename it to ``target``.
 
     If the block raises (or is interrupted) the temporary folder is removed, so
     ``target`` is either absent or complete. If ``target`` appeared meanwhile it
     is kept and the new folder is discarded, unless ``replace`` is true: then the
-    old ``target`` is replaced whole.
+    old ``target`` is replaced whole. With ``strict`` (an output the caller claimed)
+    a rename that fails for any reason raises :class:`PruneScopeError`: the caller
+    must never report a write that did not happen.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -176,7 +178,9 @@ def atomic_dir(target: Path, replace: bool = False):
         yield tmp
         try:
             _put_in_place(tmp, target, replace)
-        except OSError:
+        except OSError as exc:
+            if strict:
+                raise PruneScopeError(_not_placed(target, exc)) from None
             if not target.exists():
                 raise
     finally:
@@ -184,9 +188,14 @@ def atomic_dir(target: Path, replace: bool = False):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _not_placed(target: Path, exc: OSError) -> str:
+    return f"could not move the finished output into place at {target} ({exc.strerror or type(exc).__name__}); nothing was written there"
+
+
 @contextlib.contextmanager
 def atomic_file(target: Path):
-    """Yield a temporary file path beside ``target`` (same suffix); on success it replaces ``target`` in one rename."""
+    """Yield a temporary file path beside ``target`` (same suffix); on success it replaces ``target`` in one rename
+    (a rename that fails raises :class:`PruneScopeError`)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=_tmp_prefix(target), suffix=target.suffix, dir=target.parent)
@@ -197,6 +206,9 @@ def atomic_file(target: Path):
     os.chmod(tmp, 0o666 & ~umask)
     try:
         yield tmp
-        os.replace(tmp, target)
+        try:
+            os.replace(tmp, target)
+        except OSError as exc:
+            raise PruneScopeError(_not_placed(target, exc)) from None
     finally:
         tmp.unlink(missing_ok=True)

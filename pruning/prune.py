@@ -93,21 +93,33 @@ def calibration_for(loaded, request: PruneRequest) -> list:
     )
 
 
-def context(loaded, request: PruneRequest, calibration=None, data=None, progress=None, observe=None) -> PruneContext:
+def context(loaded, request: PruneRequest, calibration=None, data=None, progress=None, observe=None, checkpoint=None) -> PruneContext:
     """The :class:`PruneContext` of ``request`` on ``loaded``: its layers resolved on this model, the
     calibration batches built from the request when the method needs them and none are given, and the
     request's dataset as the task data when none is given."""
+    from .masks import check_nm_fits
+    from .models import prunable_layers
+
     method = request.method_info
     names = layer_names(loaded, request.layers, request.include, request.exclude)
+    if request.granularity.is_nm:  # one rule for every method, before any of them runs
+        widths = {i.name: i.shape[1] for i in prunable_layers(loaded.model)}
+        check_nm_fits(request.granularity, {n: widths[n] for n in names})
     if method.needs_calibration and calibration is None:
         calibration = calibration_for(loaded, request)
     if method.needs_calibration and len(calibration) == 0:
         raise PruneScopeError(f"method {method.name} needs calibration data, and the calibration set is empty")
     data = data if data is not None else request.dataset
-    return PruneContext(loaded, request, names, calibration, progress, data, observe)
+    if checkpoint is not None:
+        from .resume import training_header
+
+        checkpoint.bind(training_header(loaded, request, names, data, calibration))
+    return PruneContext(loaded, request, names, calibration, progress, data, observe, checkpoint)
 
 
-def prune(loaded, request: PruneRequest, calibration=None, data=None, progress=None, observe=None, placement=None) -> PruneResult:
+def prune(
+    loaded, request: PruneRequest, calibration=None, data=None, progress=None, observe=None, placement=None, checkpoint=None
+) -> PruneResult:
     """Run ``request`` once on ``loaded`` (never modified). For N:M the sparsity is N/M; for an
     allocation every listed layer keeps exactly ``floor(N (1 - s_layer))`` weights.
 
@@ -117,11 +129,14 @@ def prune(loaded, request: PruneRequest, calibration=None, data=None, progress=N
     MGPP/GMP, ``("step", stage)`` from SDS, ``("stage", stage)`` from randomized selection (the same
     dicts that end up in ``info["history"]`` / ``info["steps"]`` / ``info["stages"]``). ``placement``
     (a :class:`pruning.devices.Placement`) runs it elsewhere than where ``loaded`` was loaded for;
-    ``info["resources"]`` records the device, the dtype and the peak memory.
+    ``info["resources"]`` records the device, the dtype and the peak memory. ``checkpoint`` (a
+    :class:`pruning.resume.TrainingCheckpoint`) makes a method that trains save its state there as
+    it goes and resume from it; it is bound to this request's settings, and a checkpoint of other
+    settings is refused. Methods that do not train ignore it.
     """
     if placement is not None:
         loaded = with_placement(loaded, placement)
-    ctx = context(loaded, request, calibration, data, progress, observe)
+    ctx = context(loaded, request, calibration, data, progress, observe, checkpoint)
     start = time.perf_counter()
     with peak_memory(placement_of(loaded)) as resources:
         result = request.method_info.run(ctx)
@@ -130,11 +145,19 @@ def prune(loaded, request: PruneRequest, calibration=None, data=None, progress=N
     result.info.setdefault("params", dict(request.params))
     result.info.setdefault("seed", request.seed)
     if ctx.calibration is not None:
-        result.info.setdefault("calibration_samples", sum(int(b["input_ids"].shape[0]) for b in ctx.calibration))
+        used = sum(int(b["input_ids"].shape[0]) for b in ctx.calibration)
+        result.info.setdefault("calibration_samples", used)
+        if used < request.calib_samples:
+            result.info["calibration_note"] = calibration_note(request.calib_samples, used)
     if request.granularity.is_allocated:
         result.info["allocation"] = request.granularity.allocation_dict
         result.sparsity = allocation_mean(request.granularity.allocation_dict, {n: m.numel() for n, m in result.masks.items()})
     return result
+
+
+def calibration_note(asked: int, used: int) -> str:
+    """Why fewer calibration samples were used than asked for (the report and the CLI say it)."""
+    return f"{asked} calibration samples asked for; the data holds {used} (sentences, or windows side by side), so {used} were used"
 
 
 def allocation_mean(allocation: Mapping[str, float], layer_params: Mapping[str, int]) -> float:

@@ -13,6 +13,7 @@ re-threshold them on every slider move (see :func:`pruning.prune.mask_ranker`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -43,8 +44,10 @@ class Param:
                 out = value.strip().lower() in ("1", "true", "yes", "on")
             else:
                 out = kind(value) if self.default is not None else value
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise PruneScopeError(f"parameter {name}: {value!r} is not a valid {kind.__name__}") from None
+        if isinstance(out, float) and not math.isfinite(out):  # NaN passes every comparison below
+            raise PruneScopeError(f"parameter {name}: {value!r} is not a finite number")
         if self.choices is not None and out not in self.choices:
             raise PruneScopeError(f"parameter {name}: {out!r} is not one of {', '.join(map(str, self.choices))}")
         if self.minimum is not None and out < self.minimum:
@@ -61,7 +64,8 @@ class PruneContext:
     ``loaded`` is a :class:`pruning.models.LoadedModel` (never modified in place), ``request``
     the validated :class:`pruning.request.PruneRequest`, ``layers`` the layer names it names on
     this model, ``calibration`` a list of model-input batches (dicts of tensors) or ``None``,
-    ``data`` the task data for methods that train or select.
+    ``data`` the task data for methods that train or select, ``checkpoint`` (or ``None``) where a
+    method that trains saves its state and resumes from (:mod:`pruning.resume`).
     """
 
     loaded: Any
@@ -71,6 +75,7 @@ class PruneContext:
     progress: ProgressFn = None
     data: Any = None
     observe: ObserveFn = None  # receives intermediate results while the method runs (the app draws them live)
+    checkpoint: Any = None  # a pruning.resume.TrainingCheckpoint: trained methods save and resume their state there
 
     @property
     def sparsity(self) -> float:
@@ -119,6 +124,8 @@ class Method:
     reference: str = ""
     granularity: str | Callable[[dict], str] = "layer"  # the paper's default, or a function of the resolved params
     steps_view: str | None = None  # how the app shows the method's steps: "schedule" | "stages" | "candidates" | None
+    claim: str | None = None  # anchor of its paper's claim in docs/CLAIMS.md, measured at the paper's budget
+    resumable: bool = False  # works in steps and takes a training checkpoint (ctx.checkpoint, pruning.resume)
 
     @property
     def default_granularity(self) -> str:

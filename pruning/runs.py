@@ -105,6 +105,22 @@ class Run:
     def name(self) -> str:
         return self.folder.name
 
+    @property
+    def pruned(self) -> dict:
+        """The masks of the layers the run pruned (the report's counts are claims; these are the file's)."""
+        return {n: m for n, m in self.masks.items() if n not in self.untouched}
+
+    def layer_table(self) -> list[dict]:
+        """Per pruned layer: shape, params, kept, pruned and sparsity, counted from the mask file."""
+        from .masks import sparsity_table
+
+        return sparsity_table(self.pruned)
+
+    def counts(self) -> tuple[int, int]:
+        """``(kept, total)`` weights of the pruned layers, counted from the mask file."""
+        rows = self.layer_table()
+        return sum(int(r["kept"]) for r in rows), sum(int(r["params"]) for r in rows)
+
 
 def check_masks(masks: dict, loaded) -> dict:
     """Every mask must name a prunable layer of ``loaded``, have its (d_out, d_in) shape and be boolean."""
@@ -168,6 +184,26 @@ def _changed_weights(model_dir: Path, loaded, masks: dict) -> tuple[dict | None,
     return weights or None, other or None
 
 
+def _check_pattern(report: dict, masks: dict, folder: Path) -> None:
+    """A run labelled N:M must hold N:M masks: every group of M inputs of every pruned row keeps at most M - N."""
+    from .masks import nm_misfit, nm_violations, parse_granularity
+
+    try:
+        g = parse_granularity(str(report.get("granularity")))
+    except PruneScopeError:
+        return  # "allocated" and the like: no pattern to check
+    if not g.is_nm:
+        return
+    for name, mask in masks.items():
+        problem = nm_misfit(g.n, g.m, mask.shape[1], name)
+        bad = 0 if problem else nm_violations(mask, g.n, g.m)
+        if problem or bad:
+            raise PruneScopeError(
+                f"{folder / REPORT_FILE} labels the run {g}, but its masks do not follow it: "
+                + (problem if problem else f"{bad:,d} groups of {g.m} inputs of {name} keep more than {g.m - g.n}")
+            )
+
+
 def open_run(folder, loaded) -> Run:
     """Read a run folder and check it against ``loaded``: masks (names, shapes, dtype), report, and any updated weights."""
     folder = Path(folder)
@@ -181,6 +217,7 @@ def open_run(folder, loaded) -> Run:
     weights = other = None
     if (folder / MODEL_DIR).is_dir():
         weights, other = _changed_weights(folder / MODEL_DIR, loaded, masks)
+    _check_pattern(report, masks, folder)
     untouched = [n for n in shapes if n not in masks]
     full = {n: masks[n] if n in masks else torch.ones(shape, dtype=torch.bool) for n, shape in shapes.items()}
     return Run(folder, report, full, weights, other, untouched)

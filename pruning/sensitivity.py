@@ -538,6 +538,11 @@ def _prune_one(loaded, request, name: str, sparsity: float, ranker, calibration,
     return prune(loaded, one, calibration=calibration, data=data).overrides(loaded)
 
 
+def _row_point(row: dict) -> tuple:
+    """The grid point a sensitivity row belongs to: ``(layer, sparsity)`` (the dense row is ``("-", 0.0)``)."""
+    return (row["layer"], round(float(row["sparsity"]), 6))
+
+
 def _signal_interval(row: dict, signal: str) -> tuple[float, float]:
     return (row["kl_ci_low"], row["kl_ci_high"]) if signal == "kl" else (row["drop_ci_low"], row["drop_ci_high"])
 
@@ -595,8 +600,9 @@ def layer_sensitivity(
     names = layer_names(loaded, request.layers, request.include, request.exclude)
     if request.granularity.within_layer.is_nm:
         sparsities = [request.granularity.within_layer.fixed_sparsity]
-    rows = list(done_rows or []) + _load_checkpoint(checkpoint)
-    done = {(r["layer"], round(float(r["sparsity"]), 6)) for r in rows}
+    grid = {("-", 0.0)} | {(n, round(float(s), 6)) for n in names for s in sparsities}
+    rows = list(done_rows or []) + _load_checkpoint(checkpoint, _row_point, grid)
+    done = {_row_point(r) for r in rows}
     plan = evaluation_plan(loaded, data, max_examples, split)
     probe = SensitivityProbe(loaded, plan, memory_mb, cache, request.seed, progress=progress)
     if not any(r["layer"] == "-" for r in rows):

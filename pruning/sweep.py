@@ -16,10 +16,18 @@ from .request import PruneRequest
 from .sensitivity import layer_sensitivity, suggest_allocation  # noqa: F401 - their former home; callers import them here
 
 
-def _load_checkpoint(checkpoint) -> list[dict]:
-    """The points a checkpoint (a :class:`pruning.checkpoint.Checkpoint` or a path) already holds."""
+def _load_checkpoint(checkpoint, key=None, grid: set | None = None) -> list[dict]:
+    """The points a checkpoint (a :class:`pruning.checkpoint.Checkpoint` or a path) already holds;
+    with ``key`` and ``grid`` only those of this run's grid (:meth:`Checkpoint.in_grid`)."""
     ckpt = as_checkpoint(checkpoint)
-    return [] if ckpt is None else ckpt.rows()
+    if ckpt is None:
+        return []
+    return ckpt.rows() if grid is None else ckpt.in_grid(key, grid)
+
+
+def row_point(row: dict) -> tuple:
+    """The grid point a ramp row belongs to: ``(method, granularity, sparsity)``."""
+    return (row["method"], row["granularity"], round(float(row["sparsity"]), 6))
 
 
 def _append(checkpoint, row: dict) -> None:
@@ -101,9 +109,10 @@ def sparsity_ramp(
     method ``"dense"``; ``drop`` is the paired harm against it, see
     :func:`pruning.evaluate.paired_difference`).
     """
-    rows = list(done_rows or []) + _load_checkpoint(checkpoint)
-    done = {(r["method"], r["granularity"], round(float(r["sparsity"]), 6)) for r in rows}
-    todo = [p for p in [None] + ramp_points(requests, granularities, sparsities) if _point(p) not in done]
+    points = [None] + ramp_points(requests, granularities, sparsities)
+    rows = list(done_rows or []) + _load_checkpoint(checkpoint, row_point, {_point(p) for p in points})
+    done = {row_point(r) for r in rows}
+    todo = [p for p in points if _point(p) not in done]
     seed = requests[0].seed if requests else 0
     dense = _eval(loaded, data, None, max_examples, split) if todo else None
     for i, request in enumerate(todo):

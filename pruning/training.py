@@ -190,6 +190,21 @@ class TaskData:
         take, self._order = self._order[: self.batch_size], self._order[self.batch_size :]
         return self.tokenize([self.train_items[i] for i in take])
 
+    def state_dict(self) -> dict:
+        """Where the batch sequence stands (the rest of the shuffled epoch and the shuffle generator), as plain data."""
+        from .resume import python_random_state
+
+        return {"order": list(self._order), "rng": python_random_state(self._rng)}
+
+    def load_state_dict(self, state: dict) -> None:
+        from .resume import set_python_random_state
+
+        self._order = [int(i) for i in state["order"]]
+        self._rng = None
+        if state["rng"] is not None:
+            self._rng = random.Random()
+            set_python_random_state(self._rng, state["rng"])
+
 
 def _classification_tokenizer(loaded, max_length: int):
     tok = loaded.tokenizer
@@ -443,6 +458,60 @@ class FineTuner:
         self.optimizer.step()
         self.steps += 1
         return float(loss.detach())
+
+    def state_dict(self) -> dict:
+        """Everything the next steps depend on, as plain data: the trainable parameters, the optimizer,
+        the dropout generators, the data order and the step count (see :mod:`pruning.resume`)."""
+        return {
+            "params": trainable_state(self.model),
+            "generators": generator_states(self.model),
+            "optimizer": self.optimizer.state_dict(),
+            "data": self.data.state_dict(),
+            "steps": self.steps,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        load_trainable_state(self.model, state["params"])
+        set_generator_states(self.model, state["generators"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.data.load_state_dict(state["data"])
+        self.steps = int(state["steps"])
+
+
+def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Copies of the parameters that train (the frozen ones are the loaded model's)."""
+    return {k: p.detach().clone() for k, p in model.named_parameters() if p.requires_grad}
+
+
+@torch.no_grad()
+def load_trainable_state(model: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
+    params = dict(model.named_parameters())
+    missing = sorted(k for k, p in params.items() if p.requires_grad and k not in state)
+    if missing or any(k not in params for k in state):
+        raise PruneScopeError(f"the checkpoint's parameters do not match this model (e.g. {(missing or sorted(set(state) - set(params)))[0]})")
+    for key, value in state.items():
+        params[key].copy_(value)
+
+
+def _generators(model: nn.Module) -> list[torch.Generator]:
+    """The distinct dropout generators of ``model``, in module order."""
+    seen: dict[int, torch.Generator] = {}
+    for module in model.modules():
+        if isinstance(module, GeneratorDropout):
+            seen.setdefault(id(module.generator), module.generator)
+    return list(seen.values())
+
+
+def generator_states(model: nn.Module) -> list[torch.Tensor]:
+    return [g.get_state() for g in _generators(model)]
+
+
+def set_generator_states(model: nn.Module, states: Sequence[torch.Tensor]) -> None:
+    generators = _generators(model)
+    if len(generators) != len(states):
+        raise PruneScopeError(f"the checkpoint has {len(states)} dropout generators, this model {len(generators)}")
+    for g, state in zip(generators, states):
+        g.set_state(state)
 
 
 # ---------------------------------------------------------------- results

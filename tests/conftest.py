@@ -83,9 +83,8 @@ def _loaded(name, model, tokenizer, task, max_length):
     return LoadedModel(name, model, tokenizer, task, max_length, f"tiny random {type(model).__name__}", {})
 
 
-@pytest.fixture(scope="session")
-def tiny_bert():
-    """BertForSequenceClassification: 2 blocks, hidden 32, FFN 64, 4 heads, 2 labels."""
+def make_tiny_bert():
+    """BertForSequenceClassification: 2 blocks, hidden 32, FFN 64, 4 heads, 2 labels (also built by subprocesses)."""
     from transformers import BertConfig, BertForSequenceClassification
 
     tokenizer = _wordpiece_tokenizer()
@@ -106,6 +105,12 @@ def tiny_bert():
         torch.manual_seed(0)
         model = BertForSequenceClassification(config)
     return _loaded("tiny-bert", model, tokenizer, "classification", 64)
+
+
+@pytest.fixture(scope="session")
+def tiny_bert():
+    """BertForSequenceClassification: 2 blocks, hidden 32, FFN 64, 4 heads, 2 labels."""
+    return make_tiny_bert()
 
 
 @pytest.fixture(scope="session")
@@ -182,8 +187,8 @@ POS = "good great fine fun love best funny".split()
 NEG = "bad awful boring dull hate worst".split()
 
 
-@pytest.fixture(scope="session")
-def tiny_sentiment():
+def make_tiny_sentiment():
+    """96 two-class snippets, one sentiment word each (also built by subprocesses)."""
     from pruning.data import ClassificationData
 
     rng = random.Random(0)
@@ -195,6 +200,11 @@ def tiny_sentiment():
         texts.append(" ".join(words))
         labels.append(y)
     return ClassificationData("tiny-sentiment", {"train": (texts, labels)}, ["negative", "positive"])
+
+
+@pytest.fixture(scope="session")
+def tiny_sentiment():
+    return make_tiny_sentiment()
 
 
 @pytest.fixture(scope="session")

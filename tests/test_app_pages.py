@@ -383,8 +383,12 @@ def test_mgpp_waits_for_run_then_shows_its_schedule_and_snapshots():
     # nothing trains before the user asks: a Run button, no job in the shared store
     assert [b.label for b in at.button if b.key == "btn_start_mgpp"] == ["Run MGPP (mixture Gaussian prior)"]
     assert "steps=8" in at.info[0].value
-    # where the method is measured against its baseline at the paper's own budget
-    assert any("section *Claim: MGPP beats gradual magnitude pruning at high sparsity*" in c.value for c in at.caption)
+    # beside the method: its claim's measured lines (bench/results/claims-summary.json) and where the verdict is
+    from app.docs import claim_lines
+
+    shown = [t.value for t in at.text]
+    assert claim_lines("claim-mgpp") and all(line in shown for line in claim_lines("claim-mgpp"))
+    assert any("docs/CLAIMS.md#claim-mgpp" in c.value for c in at.caption)
     jobs_before = dict(jobs.store()._items.get("prune", {}))
     assert not [k for k in jobs_before if "mgpp" in k]
     at.button(key="btn_start_mgpp").click().run()
@@ -485,10 +489,20 @@ def test_a_view_opens_from_a_url_with_settings():
     at.switch_page("../pages/weights.py").run()
     assert_clean(at)
     assert at.sidebar.selectbox(key="ps_method").value == "wanda"
-    assert at.sidebar.number_input(key="ps_seed").value == 3
+    assert at.sidebar.text_input(key="ps_seed_text").value == "3" and at.session_state["ps_seed"] == 3
     assert metric(at, "Layer sparsity") == "70.0%"
     set_sparsity(at, 0.4)  # the address follows the sidebar, so it can be shared
     assert at.query_params["sparsity"] == "0.4" and at.query_params["method"] == "wanda"
+
+
+def test_the_seed_takes_every_value_the_cli_takes():
+    at = open_page()
+    at.sidebar.text_input(key="ps_seed_text").set_value(str(2**63 - 1)).run()
+    assert_clean(at)
+    assert at.session_state["ps_seed"] == 2**63 - 1 and f"seed {2**63 - 1}" in " ".join(c.value for c in at.caption)
+    at.sidebar.text_input(key="ps_seed_text").set_value(str(2**63)).run()  # one past the CLI's bound: named, the seed kept
+    assert not at.exception and at.session_state["ps_seed"] == 2**63 - 1
+    assert any("2\\*\\*63-1" in e.value and "stays" in e.value for e in at.sidebar.error)
 
 
 def test_bad_values_in_the_url_are_named_dropped_from_it_and_the_defaults_shown():
@@ -711,6 +725,47 @@ def test_a_wrong_mask_file_is_a_clear_message(cli_runs):
     at.button(key="btn_runs_open").click().run()
     assert not at.exception
     assert at.error and "has shape (5, 7)" in at.error[0].value and "another model" in at.error[0].value
+
+
+# Report fields of a run folder received from someone else: Markdown, HTML, links, Streamlit directives.
+HOSTILE = {
+    "method": "**Masks checked against FAKE** ![x](http://127.0.0.1:9/method.png)",
+    "granularity": "<img src='http://127.0.0.1:9/g.png'>",
+    "model": "[a link](http://127.0.0.1:9/model) :red[faked] $x^2$",
+}
+
+
+def test_a_shared_run_folder_is_shown_as_text_and_its_counts_come_from_the_masks(cli_runs, tmp_path):
+    import json
+    import shutil
+
+    from markdown_it import MarkdownIt
+
+    root = tmp_path / "shared_runs"
+    shutil.copytree(cli_runs / "mag50", root / "hostile")
+    report = json.loads((root / "hostile" / "report.json").read_text())
+    report.update(HOSTILE, overall_sparsity=0.99, kept=1)  # claims the masks do not back
+    report["evaluation"]["pruned"]["metric"] = "![m](http://127.0.0.1:9/metric.png)"
+    (root / "hostile" / "report.json").write_text(json.dumps(report))
+
+    at = open_page("runs")
+    at.text_input(key="ps_runs_dir").set_value(str(root)).run()
+    at.selectbox(key="ps_runs_pick").set_value("hostile").run()
+    at.button(key="btn_runs_open").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    # every string Streamlit renders as Markdown, rendered as a browser would: no image, link or HTML element
+    shown = [e.value for kind in ("markdown", "caption", "info", "warning", "error", "success") for e in getattr(at, kind)]
+    shown += [m.label for m in at.metric] + [m.value for m in at.metric] + [m.proto.help for m in at.metric]
+    shown += [b.label for b in at.button]
+    html = [MarkdownIt("commonmark", {"html": False}).render(text) for text in shown]  # Streamlit renders no raw HTML
+    assert not any(tag in h for h in html for tag in ("<img", "<a ", "<script")), [h for h in html if "<img" in h or "<a " in h]
+    # the fields are there, as their own text (HTML-escaped by the renderer), and no directive survives unescaped
+    page = " ".join(html)
+    assert "**Masks checked against FAKE**" in page and "[a link](http://127.0.0.1:9/model)" in page
+    assert "&lt;img src='http://127.0.0.1:9/g.png'&gt;" in page
+    assert not any(":red[" in text for text in shown) and any("\\:red\\[faked\\]" in text for text in shown)
+    # the sparsity shown is counted in the mask file (the run pruned half), not the report's 0.99
+    assert metric(at, "Overall sparsity") == "50.00%"
 
 
 def test_two_runs_compare_side_by_side(cli_runs):

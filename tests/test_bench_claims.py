@@ -62,3 +62,65 @@ def test_point_files_are_written_whole(tmp_path):
     B.write_json_atomic(tmp_path / "a.json", {"x": 1})
     assert json.loads((tmp_path / "a.json").read_text()) == {"x": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"]  # no temporary sibling left behind
+
+
+def test_stop_at_is_the_next_time_the_clock_reads_it():
+    import datetime
+
+    now = datetime.datetime(2026, 12, 3, 14, 0, 30)
+    assert B.next_clock_time("15:25", now) == datetime.datetime(2026, 12, 3, 15, 25).timestamp()
+    assert B.next_clock_time("07:30", now) == datetime.datetime(2026, 12, 4, 7, 30).timestamp()  # passed today: tomorrow
+
+
+def _args(tmp_path, stop):
+    import argparse
+
+    return argparse.Namespace(out=str(tmp_path), wikitext=str(tmp_path / "none"), no_start_after=None, stop=stop, tiny=True)
+
+
+def test_a_point_stopped_at_its_checkpoint_ends_the_run_cleanly(tmp_path, monkeypatch, capsys):
+    from pruning.resume import StopRequest, TrainingStopped
+
+    started = []
+
+    def stopped_point(pt, args, models):
+        started.append(pt.name)
+        raise TrainingStopped(5, 12, tmp_path / f"{pt.name}.ckpt", "the deadline 07:30 is near")
+
+    monkeypatch.setattr(B, "run_point", stopped_point)
+    points = [p for p in B.all_points() if p.claim == "mgpp"][:3]
+    assert B.run_all(points, _args(tmp_path, StopRequest()), {}) == 0  # a deadline: status 0
+    assert started == [points[0].name]  # the points after it are not started
+    assert f"{points[0].name}: stopped at step 5 of 12 (the deadline 07:30 is near)" in capsys.readouterr().out
+    by_signal = StopRequest()
+    by_signal.signum = 15
+    assert B.run_all(points, _args(tmp_path, by_signal), {}) == 128 + 15
+    past = StopRequest(deadline=0.0)
+    assert B.run_all(points, _args(tmp_path, past), {}) == 0 and len(started) == 2
+    assert "not starting" in capsys.readouterr().out
+
+
+def test_the_staged_magnitude_baseline_resumes_to_the_same_weights(tiny_bert, tiny_sentiment, tmp_path):
+    import pytest
+    import torch
+
+    from pruning.resume import StopRequest, TrainingCheckpoint, TrainingStopped
+
+    pt = B.Point("randomized.magnitude.s0", "randomized", "magnitude", 0.9375, "layer", 0)
+    st = {**B.randomized_settings(True), "holdout": 16}  # 4 stages of 2 x 2 + 2 = 6 steps
+    quiet = lambda *a: None  # noqa: E731
+    whole = B.staged_magnitude(tiny_bert, tiny_sentiment, pt, st, quiet)
+    notes = []
+    for at in (4, 6, 15):  # inside stage 1, at its end, inside stage 3
+        stop = StopRequest()
+        ckpt = TrainingCheckpoint(tmp_path / "p.ckpt", every_steps=1, interval_s=None, stop=stop, note=notes.append)
+        with pytest.raises(TrainingStopped) as stopped:
+            B.staged_magnitude(tiny_bert, tiny_sentiment, pt, st, lambda d, t, m, at=at, stop=stop: d >= at and stop.request("test"), ckpt)
+        assert stopped.value.done == at
+    ckpt = TrainingCheckpoint(tmp_path / "p.ckpt", every_steps=1, interval_s=None, note=notes.append)
+    resumed = B.staged_magnitude(tiny_bert, tiny_sentiment, pt, st, quiet, ckpt)
+    assert [n.split(" from ")[0] for n in notes] == ["resumed at step 4 of 24", "resumed at step 6 of 24", "resumed at step 15 of 24"]
+    assert all(torch.equal(whole.masks[n], resumed.masks[n]) and torch.equal(whole.weights[n], resumed.weights[n]) for n in whole.masks)
+    assert all(torch.equal(v, resumed.other_params[k]) for k, v in whole.other_params.items())
+    with pytest.raises(Exception, match="method parameter lr"):
+        B.staged_magnitude(tiny_bert, tiny_sentiment, pt, {**st, "lr": 1e-3}, quiet, TrainingCheckpoint(tmp_path / "p.ckpt"))

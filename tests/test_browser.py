@@ -609,3 +609,39 @@ def test_a_cli_run_opens_in_every_view_and_two_runs_compare(browser, app_url, ru
     assert metric_value(page, "Kept by both") == f"{both:,}"
     assert_no_errors(page, "Runs, comparison")
     page.close()
+
+
+def test_a_shared_run_is_shown_as_text_and_no_request_leaves_the_page(browser, app_url, runs_root):
+    """A run folder received from someone else whose report.json holds Markdown images, links and HTML:
+    the Runs view shows the fields as text, and the browser asks nothing of any other address."""
+    import json
+    import shutil
+
+    folder = runs_root / "shared" / "zz"  # sorts after the other runs, so their tests keep their picks
+    shutil.copytree(runs_root / "mag50", folder)
+    report = json.loads((folder / "report.json").read_text())
+    report.update(
+        method="**Masks checked against FAKE** ![x](http://127.0.0.1:9/method.png)",
+        granularity="<img src='http://127.0.0.1:9/g.png'>",
+        model="[a link](http://127.0.0.1:9/model) :red[faked]",
+    )
+    (folder / "report.json").write_text(json.dumps(report))
+    page = browser.new_page(viewport={"width": 1360, "height": 1000})
+    page.set_default_timeout(WAIT_MS)
+    elsewhere = []
+    page.on("request", lambda r: elsewhere.append(r.url) if not r.url.startswith((app_url, "data:", "blob:", "about:")) else None)
+    page.goto(app_url + "/runs")
+    settled(page)
+    box = page.get_by_label("Runs directory", exact=True)
+    box.fill(str(folder.parent))
+    box.press("Enter")
+    settled(page)
+    page.get_by_role("button", name="Open run", exact=True).click()
+    settled(page)
+    assert_no_errors(page, "Runs, shared run opened")
+    text = page.locator('[data-testid="stMain"]').inner_text()
+    assert "**Masks checked against FAKE** ![x](http://127.0.0.1:9/method.png)" in text
+    assert "[a link](http://127.0.0.1:9/model) :red[faked]" in text
+    assert page.locator('[data-testid="stMain"] img[src*="127.0.0.1:9"], [data-testid="stMain"] a[href*="127.0.0.1:9"]').count() == 0
+    assert elsewhere == []
+    page.close()

@@ -101,7 +101,7 @@ def test_both_defaults_rebuild_a_damaged_cache(name, tmp_path, monkeypatch, tiny
     if name == "minilm-rt":
         build = save_tiny(tiny_bert, builds)
 
-        def train(folder, progress=None):
+        def train(folder, progress=None, checkpoint=None):
             build(folder)
             (folder / finetune.REPORT_FILE).write_text(json.dumps({"test_accuracy": 0.5}))
 

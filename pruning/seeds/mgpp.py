@@ -284,15 +284,50 @@ def _info(run: _Run, started: float) -> dict:
     }
 
 
+def _state(run: _Run, target: float) -> dict:
+    """What the rest of the run depends on, as plain data (see :mod:`pruning.resume`)."""
+    return {
+        "tuner": run.tuner.state_dict(),
+        "history": run.history,
+        "losses": list(run.losses),
+        "limit": run.limit,
+        "masks": run.masks,
+        "frozen": run.frozen is not None,
+        "target": target,
+    }
+
+
+def _restore(run: _Run, state: dict) -> float:
+    """Put a saved state back into a fresh run; returns the sparsity target in force."""
+    run.tuner.load_state_dict(state["tuner"])
+    run.history[:] = state["history"]
+    run.losses[:] = state["losses"]
+    run.limit, run.masks = state["limit"], state["masks"]
+    if state["frozen"]:
+        run.frozen = T.ModuleMasks(run.model, run.masks)
+    for entry in run.history:  # an observer drawing the run live sees it from the start
+        run.ctx.emit("history", entry)
+    return float(state["target"])
+
+
 def gradual_prune(ctx: PruneContext, prior: bool):
-    """Fine-tune a copy with the cubic magnitude-pruning schedule, with (MGPP) or without (GMP) the prior."""
+    """Fine-tune a copy with the cubic magnitude-pruning schedule, with (MGPP) or without (GMP) the prior.
+
+    With ``ctx.checkpoint`` the run saves its state as it goes and resumes from a saved one."""
+    from ..resume import checkpoint_step, resume_state
+
     started = time.perf_counter()
     run = _start(ctx, prior)
     p = run.p  # t0, t1, interval and steps in steps from here on
     prune_at, record_at = set(pruning_steps(p["t0"], p["t1"], p["interval"])), _history_steps(p)
-    _record(run, 0, 0.0)
-    target = 0.0
-    for step in range(1, p["steps"] + 1):
+    state = resume_state(ctx.checkpoint)
+    if state is None:
+        first, target = 1, 0.0
+        _record(run, 0, 0.0)
+    else:
+        target = _restore(run, state)
+        first = run.tuner.steps + 1
+    for step in range(first, p["steps"] + 1):
         run.losses.append(run.tuner.step(_prior_hook(run, step) if prior else None))
         if run.frozen is not None:
             run.frozen.apply_()
@@ -301,22 +336,27 @@ def gradual_prune(ctx: PruneContext, prior: bool):
         if step in record_at:
             _record(run, step, target)
         ctx.report(step, p["steps"], f"{run.name}: step {step}/{p['steps']}, sparsity {target:.1%}")
+        checkpoint_step(ctx.checkpoint, step, p["steps"], lambda: _state(run, target))
     if run.frozen is None:  # t1 == steps == 0 edge: prune once at the end
         run.masks = _magnitude_prune(run, run.schedule["s_f"], ctx.granularity)
-    return T.trained_result(run.name, ctx.loaded, run.model, run.masks, ctx.sparsity, str(ctx.granularity), _info(run, started))
+    info = _info(run, started)
+    if ctx.checkpoint is not None:
+        info["elapsed_s"] = ctx.checkpoint.elapsed()
+        info["resumed_at_step"] = ctx.checkpoint.resumed_at
+    return T.trained_result(run.name, ctx.loaded, run.model, run.masks, ctx.sparsity, str(ctx.granularity), info)
 
 
 def _params(prior: bool) -> dict:
     common = {
-        "steps": Param(200, "fine-tuning steps in all (6 epochs of SST-2 at batch 32 in the paper)", minimum=1, group="budget"),
-        "batch_size": Param(16, "training batch size (32 in the paper)", minimum=1, group="budget"),
+        "steps": Param(200, "fine-tuning steps in all (6 epochs of SST-2 at batch 32 in the paper)", minimum=1, maximum=1_000_000, group="budget"),
+        "batch_size": Param(16, "training batch size (32 in the paper)", minimum=1, maximum=1024, group="budget"),
         "t0": Param(0.15, "first pruning: a fraction of the steps (below 1) or a step number (1 and above); 1000 steps in the paper", minimum=0.0),
         "t1": Param(0.7, "last pruning, after which the mask is frozen: a fraction of the steps (below 1) or a step number", minimum=0.0),
         "interval": Param(0.05, "between prunings from t0 to t1: a fraction of the steps (below 1) or a number of steps", minimum=0.0),
         "s_i": Param(0.3, "sparsity of the first pruning (cubic schedule from s_i to the target)", minimum=0.0, maximum=0.99),
         "lr": Param(5e-5, "AdamW learning rate (betas 0.9/0.98, eps 1e-6, no weight decay)", minimum=0.0),
         "history_points": Param(8, "how many snapshots of the weights and metric to record", minimum=2, maximum=100),
-        "holdout": Param(256, "held-out examples of the TRAINING data used to monitor the metric", minimum=8),
+        "holdout": Param(256, "held-out examples of the TRAINING data used to monitor the metric", minimum=8, maximum=100_000),
     }
     if prior:
         common.update(
@@ -324,7 +364,7 @@ def _params(prior: bool) -> dict:
                 "lam": Param(0.1, "slab weight lam of the prior (annealed to 0.001 lam at t1)", minimum=1e-6, maximum=0.999),
                 "v0": Param(1e-9, "spike variance v0", minimum=1e-14),
                 "v1": Param(0.1, "slab variance v1", minimum=1e-8),
-                "n": Param(0, "n in the prior gradient (0: the training-set size)", minimum=0),
+                "n": Param(0, "n in the prior gradient (0: the training-set size)", minimum=0, maximum=10**12),
             }
         )
     return common
@@ -346,6 +386,8 @@ def _register_gradual(name: str, label: str, summary: str, prior: bool, referenc
             granularities=GRANULARITIES,
             granularity="global",
             steps_view="schedule",
+            claim="claim-mgpp",
+            resumable=True,
             params=_params(prior),
             reference=reference,
         )

@@ -379,10 +379,12 @@ def _calibration_for(ctx: PruneContext, base: str):
     return calibration_for(ctx.loaded, ctx.request)
 
 
-def _early_evaluation(p, task, start_model, masks, teacher, tick, seed=0):
+def _early_evaluation(p, task, start_model, masks, teacher, tick, seed=0, saved=None, save=None):
     """Fine-tune a copy of ``start_model`` with ``masks`` fixed; score = mean of the last evaluations.
 
-    Every candidate sees the same minibatches and dropout draws (``seed``), so only the mask differs."""
+    Every candidate sees the same minibatches and dropout draws (``seed``), so only the mask differs.
+    ``saved`` (a state ``save`` was given) goes on from where that state was; ``save(state_fn)`` is
+    called after every step with a function building the candidate's state."""
     import copy
 
     task.restart(seed)
@@ -391,14 +393,19 @@ def _early_evaluation(p, task, start_model, masks, teacher, tick, seed=0):
     bound.apply_()
     tuner = T.FineTuner(model, task, p["lr"], teacher=teacher, distill=p["distill"], temperature=p["temperature"])
     curve, losses = [], []
+    if saved is not None:
+        tuner.load_state_dict(saved["tuner"])
+        curve, losses = list(saved["curve"]), list(saved["losses"])
     every = max(1, int(p["eval_every"]))
-    for step in range(1, int(p["steps"]) + 1):
+    for step in range(tuner.steps + 1, int(p["steps"]) + 1):
         losses.append(tuner.step())
         bound.apply_()
         if step % every == 0 or step == int(p["steps"]):
             ev = T.held_out_metric(model, task)
             curve.append({"step": step, "score": ev["score"], "value": ev["value"], "loss": ev["loss"]})
         tick(step)
+        if save is not None:
+            save(lambda: {"tuner": tuner.state_dict(), "curve": curve, "losses": losses})
     last = curve[-max(1, int(p["n_last"])) :]
     score = sum(c["score"] for c in last) / len(last)
     return model, score, curve, losses
@@ -416,6 +423,9 @@ class _Selection:
     schedule: list[float]
     total: int
     done: int = 0
+    stages: list = field(default_factory=list)  # the finished stages' records
+    base: dict | None = None  # with a checkpoint: the trainable parameters the current stage started from
+    saved: dict | None = None  # a checkpoint's state not yet put back (for the stage it was saved in)
 
     @property
     def early(self) -> bool:
@@ -424,6 +434,13 @@ class _Selection:
     def report(self, message: str, units: int = 0) -> None:
         self.done += units
         self.ctx.report(min(self.done, self.total), self.total, message)
+
+    def checkpoint(self, si: int, phase: dict) -> None:
+        """After a training step: save the run's state when the checkpoint is due (``phase()``: the stage's part)."""
+        from ..resume import checkpoint_step
+
+        checkpoint_step(self.ctx.checkpoint, self.done, self.total,
+                        lambda: {"stages": self.stages, "stage": si, "done": self.done, "base": self.base, **phase()})
 
 
 def _selection_start(ctx: PruneContext) -> _Selection:
@@ -448,40 +465,76 @@ def _cheap_stage(run: _Selection, pool: CandidatePool, si: int) -> tuple[dict, d
     return masks, summary(pool.scores[pool.chosen])
 
 
+def _trained_copy(run: _Selection, seed: int, state: dict) -> torch.nn.Module:
+    """A candidate's trained model put back from its saved parameters and dropout generators
+    (``state``: ``{"params", "generators", ...}``, e.g. a :meth:`FineTuner.state_dict`)."""
+    import copy
+
+    model = T.seed_dropout(copy.deepcopy(run.model), seed)
+    T.load_trainable_state(model, state["params"])
+    T.set_generator_states(model, state["generators"])
+    return model
+
+
 def _early_stage(run: _Selection, pool: CandidatePool, si: int, stage_seed: int, stage: dict) -> tuple[dict, dict]:
     """Fine-tune every candidate briefly, keep the best, fine-tune the winner further."""
     p = run.ctx.params
-    best, early_scores, curves = None, [], []
-    for ci, masks in enumerate(pool.masks):
+    saved, run.saved = run.saved, None
+    best, early_scores, curves, first = None, [], [], 0
+    if saved is not None:
+        early_scores, curves, first = list(saved["early_scores"]), list(saved["curves"]), saved.get("candidate", p["k"])
+        if saved.get("best") is not None:
+            b = saved["best"]
+            best = (b["index"], b["score"], _trained_copy(run, stage_seed, b))
+    for ci in range(first, p["k"]):
         def tick(step, ci=ci):
             run.report(f"stage {si + 1}: early evaluation of candidate {ci + 1}/{p['k']}, step {step}", 1)
 
-        trained, score, curve, _ = _early_evaluation(p, run.task, run.model, masks, run.teacher, tick, stage_seed)
+        def save(candidate_state, ci=ci):
+            run.checkpoint(si, lambda: {
+                "phase": "candidates", "candidate": ci, "early_scores": early_scores, "curves": curves,
+                "best": None if best is None else {"index": best[0], "score": best[1], "params": T.trainable_state(best[2]),
+                                                   "generators": T.generator_states(best[2])},
+                "current": candidate_state(),
+            })
+
+        resume = saved["current"] if saved is not None and saved["phase"] == "candidates" and ci == first else None
+        trained, score, curve, _ = _early_evaluation(
+            p, run.task, run.model, pool.masks[ci], run.teacher, tick, stage_seed, resume, save if run.ctx.checkpoint else None
+        )
         run.report(f"stage {si + 1}: candidate {ci + 1}/{p['k']} early score {score:.4f}")
         early_scores.append(score)
         curves.append(curve)
         if best is None or score > best[1]:
             best = (ci, score, trained)
-    chosen, _, run.model = best
-    final_curve, metric = _finetune_winner(run, pool.masks[chosen], si, stage_seed)
+    if saved is not None and saved["phase"] == "winner":
+        chosen, run.model = saved["chosen"], _trained_copy(run, stage_seed, saved["tuner"])
+    else:
+        chosen, _, run.model = best
+    final_curve, metric = _finetune_winner(run, pool.masks[chosen], si, stage_seed, saved if saved and saved["phase"] == "winner" else None,
+                                           {"chosen": chosen, "early_scores": early_scores, "curves": curves})
     stage.update({"early_scores": early_scores, "early_curves": curves, "selection_scores": early_scores, "chosen": chosen,
                   "winner_after_fine_tuning": metric, "final_curve": final_curve})
     return pool.masks[chosen], metric
 
 
-def _finetune_winner(run: _Selection, masks: dict, si: int, stage_seed: int) -> tuple[list, dict]:
+def _finetune_winner(run: _Selection, masks: dict, si: int, stage_seed: int, saved: dict | None = None, chosen: dict | None = None) -> tuple[list, dict]:
     p = run.ctx.params
     run.task.restart(stage_seed + 1)  # the winner goes on with batches it has not seen in this order
     bound = T.ModuleMasks(run.model, masks)
     tuner = T.FineTuner(run.model, run.task, p["lr"], teacher=run.teacher, distill=p["distill"], temperature=p["temperature"])
     curve = []
-    for step in range(1, int(p["final_steps"]) + 1):
+    if saved is not None:
+        tuner.load_state_dict(saved["tuner"])
+        curve = list(saved["final_curve"])
+    for step in range(tuner.steps + 1, int(p["final_steps"]) + 1):
         loss = tuner.step()
         bound.apply_()
-        run.done += 1
         if step % max(1, int(p["eval_every"]) * 4) == 0:
             curve.append({"step": step, "loss": loss})
-            run.report(f"stage {si + 1}: fine-tuning the winner, step {step}")
+        run.report(f"stage {si + 1}: fine-tuning the winner, step {step}", 1)
+        if run.ctx.checkpoint is not None:
+            run.checkpoint(si, lambda: {"phase": "winner", **(chosen or {}), "tuner": tuner.state_dict(), "final_curve": curve})
     metric = summary(T.held_out_metric(run.model, run.task))
     run.report(f"stage {si + 1}/{len(run.schedule)}: winner fine-tuned, held-out {metric['metric']} {metric['value']:.4g}")
     return curve, metric
@@ -508,19 +561,36 @@ def _selection_info(run: _Selection, stages: list, final_metric: dict, started: 
     }
 
 
+def _resume(run: _Selection) -> int:
+    """Put a checkpoint's state back (early selection only); returns the stage to go on with."""
+    from ..resume import resume_state
+
+    saved = resume_state(run.ctx.checkpoint) if run.early else None
+    if saved is None:
+        return 0
+    run.stages, run.done, run.saved = list(saved["stages"]), int(saved["done"]), saved
+    T.load_trainable_state(run.model, saved["base"])
+    for stage in run.stages:  # an observer drawing the run live sees it from the start
+        run.ctx.emit("stage", stage)
+    return int(saved["stage"])
+
+
 def _randomized_run(ctx: PruneContext):
     started = time.perf_counter()
     run = _selection_start(ctx)
     p = ctx.params
     shapes = {n: tuple(w.shape) for n, w in T.layer_weights(ctx.loaded.model, ctx.layers).items()}
     sampler = T.WeightSampler(shapes, 3000, ctx.seed)
-    stages = []
-    for si, s in enumerate(run.schedule):
+    first = _resume(run)
+    for si in range(first, len(run.schedule)):
+        s = run.schedule[si]
         stage_seed = ctx.seed + 1000 * si
+        if run.early and ctx.checkpoint is not None:
+            run.base = T.trainable_state(run.model)
         scores = base_scores(ctx, run.model, p["base"], run.calibration)
         stage_request = ctx.request.replace(sparsity=s, seed=stage_seed % (MAX_SEED + 1))
         pool = candidate_pool(ctx.loaded, scores, stage_request, task=run.task, base_model=run.model)
-        run.report(f"stage {si + 1}/{len(run.schedule)}: {p['k']} candidates at {s:.1%} scored", p["k"] + 1)
+        run.report(f"stage {si + 1}/{len(run.schedule)}: {p['k']} candidates at {s:.1%} scored", 0 if run.saved else p["k"] + 1)
         stage = {"sparsity": s, **pool.to_info(), "selection": p["selection"]}
         if run.early:
             masks, metric = _early_stage(run, pool, si, stage_seed, stage)
@@ -528,10 +598,14 @@ def _randomized_run(ctx: PruneContext):
             masks, metric = _cheap_stage(run, pool, si)
             stage["selection_scores"] = stage["candidate_scores"]
         stage["weight_sample"] = sampler.take(T.layer_weights(run.model, ctx.layers)) if run.early else []
-        stages.append(stage)
+        run.stages.append(stage)
         ctx.emit("stage", stage)
+    stages = run.stages
     info = _selection_info(run, stages, metric, started)
     if run.early:
+        if ctx.checkpoint is not None:
+            info["elapsed_s"] = ctx.checkpoint.elapsed()
+            info["resumed_at_step"] = ctx.checkpoint.resumed_at
         return T.trained_result("randomized", ctx.loaded, run.model, masks, ctx.sparsity, str(ctx.granularity), info)
     from ..prune import PruneResult
 
@@ -552,25 +626,27 @@ register(
         granularities=("layer", "global", "row", "2:4", "4:8"),
         granularity="layer",
         steps_view="candidates",
+        claim="claim-randomized",
+        resumable=True,
         params={
             "base": Param("magnitude", "criterion whose scores are sampled around (any score-based method: magnitude, wanda, random)"),
             "k": Param(4, "candidate masks per stage (8 in the paper)", minimum=1, maximum=64, group="budget"),
             "randomness": Param(
-                DEFAULT_RANDOMNESS, "r: rounds R = max(floor((N - k) r), 1); smaller = more random (paper: 5e-5..3e-4)", minimum=0.0
+                DEFAULT_RANDOMNESS, "r: rounds R = max(floor((N - k) r), 1); smaller = more random (paper: 5e-5..3e-4)", minimum=0.0, maximum=1e-3
             ),
             "power": Param(5.0, "a: sampling probability ~ score^a", minimum=0.0),
             "selection": Param("early", "cheap: held-out metric with no training; early: short fine-tune of each candidate", choices=("cheap", "early")),
-            "steps": Param(20, "early evaluation: fine-tuning steps per candidate (one epoch in the paper)", minimum=1, group="budget"),
-            "eval_every": Param(10, "early evaluation: evaluate every this many steps", minimum=1),
-            "n_last": Param(2, "early evaluation: score = mean of the last this many evaluations", minimum=1),
-            "final_steps": Param(80, "fine-tuning steps of the winner of each stage", minimum=0, group="budget"),
+            "steps": Param(20, "early evaluation: fine-tuning steps per candidate (one epoch in the paper)", minimum=1, maximum=100_000, group="budget"),
+            "eval_every": Param(10, "early evaluation: evaluate every this many steps", minimum=1, maximum=100_000),
+            "n_last": Param(2, "early evaluation: score = mean of the last this many evaluations", minimum=1, maximum=1000),
+            "final_steps": Param(80, "fine-tuning steps of the winner of each stage", minimum=0, maximum=100_000, group="budget"),
             "stages": Param(1, "stages of rising sparsity (4 in the paper), geometric in density", minimum=1, maximum=10, group="budget"),
             "schedule": Param("", "explicit stage sparsities, e.g. 0.54,0.83,0.92,0.9375 (overrides stages)"),
             "lr": Param(5e-5, "AdamW learning rate", minimum=0.0),
-            "batch_size": Param(16, "training batch size", minimum=1),
+            "batch_size": Param(16, "training batch size", minimum=1, maximum=1024),
             "distill": Param(0.0, "weight of logits distillation (KL to the dense model); 0 = off", minimum=0.0, maximum=1.0),
             "temperature": Param(2.0, "distillation temperature", minimum=0.01),
-            "holdout": Param(256, "held-out examples of the TRAINING data used for selection", minimum=8),
+            "holdout": Param(256, "held-out examples of the TRAINING data used for selection", minimum=8, maximum=100_000),
         },
         reference="Li, Gao, Lei, Xu (EMNLP Findings 2023), Breaking through Deterministic Barriers: "
         "Randomized Pruning Mask Generation and Selection",

@@ -254,11 +254,26 @@ def _sds_start(ctx: PruneContext) -> _SdsRun:
     return _SdsRun(ctx, dense, sampler, task, 2 * len(ctx.layers) + 4)
 
 
-def _dense_steps(run: _SdsRun, W1: dict, grams: dict) -> tuple[dict, dict]:
-    """Step 2 for every layer, from the first sparse weights toward the dense outputs."""
+def _resumed(run: _SdsRun, saved: dict | None, phase: str) -> dict | None:
+    """``saved`` when it was saved in ``phase`` (its progress count put back), else None."""
+    if saved is None or saved["phase"] != phase:
+        return None
+    run.done = int(saved["done"])
+    return saved
+
+
+def _dense_steps(run: _SdsRun, W1: dict, grams: dict, saved: dict | None = None) -> tuple[dict, dict]:
+    """Step 2 for every layer, from the first sparse weights toward the dense outputs (a checkpoint after each
+    layer; ``saved``: go on after the layers it holds)."""
+    from ..resume import checkpoint_step
+
     p, dense = run.ctx.params, run.dense
     W_mid, info, lam_cache = {}, {}, {}
+    if saved is not None:
+        W_mid, info = dict(saved["W_mid"]), dict(saved["dense_info"])
     for name in run.ctx.layers:
+        if name in W_mid:
+            continue
         G = grams[name]
         if id(G) not in lam_cache:
             lam_cache[id(G)] = (largest_eigenvalue(G), float(torch.diagonal(G).mean()))
@@ -271,14 +286,25 @@ def _dense_steps(run: _SdsRun, W1: dict, grams: dict) -> tuple[dict, dict]:
         after = sds_objective(W_mid[name], dense[name], G, l1, l2)
         info[name] = {"objective_before": before, "objective_after": after, "l1": l1, "l2": l2, "lr": lr}
         run.tick(f"dense step of {name}")
+        checkpoint_step(run.ctx.checkpoint, run.done, run.total,
+                        lambda: {"phase": "dense", "done": run.done, "W_mid": W_mid, "dense_info": info})
     return W_mid, info
 
 
-def _adjustments(run: _SdsRun, W1: dict, W2: dict, masks2: dict, grams: dict, dense_info: dict) -> tuple[dict, dict, dict]:
-    """Step 3's soft-mask adjustment for every layer, and the per-layer reconstruction errors."""
+def _adjustments(
+    run: _SdsRun, W1: dict, W2: dict, masks2: dict, grams: dict, dense_info: dict, W_mid: dict, saved: dict | None = None
+) -> tuple[dict, dict, dict]:
+    """Step 3's soft-mask adjustment for every layer, and the per-layer reconstruction errors (a checkpoint
+    after each layer, which holds ``W_mid`` too; ``saved``: go on after the layers it holds)."""
+    from ..resume import checkpoint_step
+
     p, dense = run.ctx.params, run.dense
     final_w, final_m, per_layer = {}, {}, {}
+    if saved is not None:
+        final_w, final_m, per_layer = dict(saved["final_w"]), dict(saved["final_m"]), dict(saved["per_layer"])
     for name in run.ctx.layers:
+        if name in final_w:
+            continue
         G = grams[name]
         s_l, g_l = _layer_granularity(run.ctx.granularity, masks2[name])
         W3, M3, adj = sds_third_step(W1[name], W2[name], masks2[name], dense[name], G, s_l, g_l, p["adjust_rule"], p["adjust_iters"])
@@ -293,6 +319,10 @@ def _adjustments(run: _SdsRun, W1: dict, W2: dict, masks2: dict, grams: dict, de
             "adjustment_skipped": adj["skipped"],
         }
         run.tick(f"soft-mask adjustment of {name}")
+        checkpoint_step(run.ctx.checkpoint, run.done, run.total, lambda: {
+            "phase": "adjust", "done": run.done, "W_mid": W_mid, "dense_info": dense_info,
+            "final_w": final_w, "final_m": final_m, "per_layer": per_layer,
+        })
     return final_w, final_m, per_layer
 
 
@@ -314,10 +344,15 @@ def _sds_info(run: _SdsRun, per_layer: dict, started: float) -> dict:
 
 
 def _sds_run(ctx: PruneContext):
+    """The three steps. With ``ctx.checkpoint`` the per-layer loops of steps 2 and 3 save their results as
+    they go; a resumed run does the one-shot prunings and statistics again (deterministic) and goes on
+    after the last saved layer."""
     from ..prune import PruneResult, prune
+    from ..resume import resume_state
 
     started = time.perf_counter()
     run = _sds_start(ctx)
+    saved = resume_state(ctx.checkpoint)
     loaded, layers, calib = ctx.loaded, ctx.layers, ctx.calibration
     run.snapshot("dense", run.dense, loaded.model)
     # 1. sparse
@@ -328,9 +363,13 @@ def _sds_run(ctx: PruneContext):
     run.snapshot("sparse", W1, sparse_model)
     run.tick("one-shot pruning done")
     # 2. dense, with inputs from the sparse model
-    grams = _grams(T.with_model(loaded, sparse_model), layers, calib)
-    run.tick("input statistics of the sparse model collected")
-    W_mid, dense_info = _dense_steps(run, W1, grams)
+    if saved is not None and saved["phase"] == "adjust":  # step 2 was done: its weights are in the checkpoint
+        W_mid, dense_info = saved["W_mid"], saved["dense_info"]
+    else:
+        grams = _grams(T.with_model(loaded, sparse_model), layers, calib)
+        run.tick("input statistics of the sparse model collected")
+        W_mid, dense_info = _dense_steps(run, W1, grams, _resumed(run, saved, "dense"))
+        del grams
     mid_model = run.model_with(W_mid)
     run.snapshot("dense step", W_mid, mid_model)
     # 3. sparse again: the same one-shot method, then the soft-mask adjustment
@@ -340,9 +379,12 @@ def _sds_run(ctx: PruneContext):
     run.tick("second one-shot pruning done")
     grams3 = _grams(T.with_model(loaded, run.model_with(W2)), layers, calib)
     run.tick("input statistics of the re-pruned model collected")
-    final_w, final_m, per_layer = _adjustments(run, W1, W2, r2.masks, grams3, dense_info)
+    final_w, final_m, per_layer = _adjustments(run, W1, W2, r2.masks, grams3, dense_info, W_mid, _resumed(run, saved, "adjust"))
     run.snapshot("sparse again", final_w, run.model_with(final_w))
-    return PruneResult("sds", ctx.sparsity, str(ctx.granularity), final_m, final_w, info=_sds_info(run, per_layer, started))
+    info = _sds_info(run, per_layer, started)
+    if ctx.checkpoint is not None:
+        info["elapsed_s"], info["resumed_at_step"] = ctx.checkpoint.elapsed(), ctx.checkpoint.resumed_at
+    return PruneResult("sds", ctx.sparsity, str(ctx.granularity), final_m, final_w, info=info)
 
 
 register(
@@ -359,12 +401,14 @@ register(
         granularities=("layer", "global", "row", "2:4", "4:8"),
         granularity=lambda params: get_method(params["base"]).default_granularity,
         steps_view="stages",
+        claim="claim-sds",
+        resumable=True,
         params={
             "base": Param("sparsegpt", "the one-shot method used for both sparse steps", choices=("sparsegpt", "wanda")),
             "l1": Param(1e-3, "L1 weight of the dense step, relative (x mean diag(G) x mean|W|)", minimum=0.0),
             "l2": Param(1e-3, "L2 weight of the dense step, relative (x mean diag(G))", minimum=0.0),
-            "iters": Param(100, "iterations of the dense step (FISTA, step 1/L)", minimum=0, group="budget"),
-            "adjust_iters": Param(30, "iterations of the soft-mask adjustment (0 = skip it)", minimum=0, group="budget"),
+            "iters": Param(100, "iterations of the dense step (FISTA, step 1/L)", minimum=0, maximum=100_000, group="budget"),
+            "adjust_iters": Param(30, "iterations of the soft-mask adjustment (0 = skip it)", minimum=0, maximum=100_000, group="budget"),
             "adjust_rule": Param(
                 "paper",
                 "step 3: 'paper' skips the adjustment in layers where the second pruning already beats the first and "
@@ -372,8 +416,8 @@ register(
                 choices=ADJUST_RULES,
             ),
             "track_metric": Param(True, "evaluate the model after each step on held-out training data"),
-            "holdout": Param(256, "classifier: held-out training examples for the tracked metric", minimum=8),
-            "lm_holdout": Param(8, "causal LM: held-out windows of training text for the tracked metric", minimum=1),
+            "holdout": Param(256, "classifier: held-out training examples for the tracked metric", minimum=8, maximum=100_000),
+            "lm_holdout": Param(8, "causal LM: held-out windows of training text for the tracked metric", minimum=1, maximum=10_000),
         },
         reference="Li et al. 2024, Enhancing One-shot Pruned Pre-trained Language Models through Sparse-Dense-Sparse Mechanism",
     )
