@@ -30,11 +30,32 @@ class AllocationSource:
     signal: str  # "kl" or "drop": the column that ranks the layers
     rows: tuple  # (layer, sparsity, signal value) per measured point
     params: tuple  # (layer, parameter count)
+    granularity: str = "layer"  # the granularity within one layer that the measurement used
 
     @classmethod
-    def from_rows(cls, model_key: tuple, method: str, signal: str, rows, params: dict) -> "AllocationSource":
+    def from_rows(cls, model_key: tuple, method: str, signal: str, rows, params: dict, granularity: str = "layer") -> "AllocationSource":
         points = tuple((r["layer"], float(r["sparsity"]), float(r[signal])) for r in rows if r["layer"] != "-")
-        return cls(tuple(model_key), method, signal, points, tuple(sorted(params.items())))
+        return cls(tuple(model_key), method, signal, points, tuple(sorted(params.items())), str(granularity))
+
+    def model_name(self) -> str:
+        return str(self.model_key[0])
+
+    def fits(self, model_key: tuple) -> bool:
+        """Whether this allocation was measured on the model ``model_key`` names (its layers are that model's)."""
+        return tuple(model_key) == self.model_key
+
+    def mismatch(self, model_key: tuple) -> str | None:
+        """What is wrong when the allocation is used with another model (None when it fits)."""
+        if self.fits(model_key):
+            return None
+        from .text import md  # model names come from the address or a typed path: text, never Markdown
+
+        here, there = md(model_key[0]), md(self.model_name())
+        return (
+            f"The applied per-layer allocation was measured on **{there}**, and names that model's layers; "
+            f"**{here}** has other layers, so it cannot be pruned with it. Go back to uniform pruning (one sparsity "
+            f"for every layer), or switch the model back to {there}."
+        )
 
     def at(self, target: float) -> dict[str, float]:
         """``{layer: sparsity}`` with the parameter-weighted mean at ``target``."""

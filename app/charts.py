@@ -18,8 +18,18 @@ from .style import method_color, KEPT_COLOR, NEUTRAL_COLOR, SERIES_RANGE, PRUNED
 
 
 _LEGEND = alt.Legend(orient="bottom", direction="vertical", labelLimit=0, titleLimit=0)  # below the plot: never cut at narrow widths
-LEGEND_SPACE = 110  # px: Streamlit fits the whole chart, legends included, into its height; this keeps the plot itself tall
+LEGEND_SPACE = 0  # px: no longer needed: every served chart sizes only its width to the window (PLOT_AUTOSIZE), so a height is the plot's
+# Streamlit's theme fits the whole chart (legends, titles, axes) into its height, which squashed the plot of a chart with a
+# tall legend to a few pixels. Every chart served here fits its width to the container and keeps its height for the plot area.
+PLOT_AUTOSIZE = {"type": "fit-x", "contains": "padding"}
+ROW_PX = 22  # px per layer on a layer axis: the theme's labels are about 19 px tall, so 18 px rows overlapped
 _TOP_LEGEND = alt.Legend(orient="top", direction="vertical", labelLimit=0, titleLimit=0)  # a third legend above: three side by side do not fit 800 px
+# a line-style legend draws the style: a dashed stroke, not the point overlay's dots (which look the same for every dash)
+# (a path: Vega's "stroke" symbol draws nothing when a point overlay shares the legend)
+_DASH_LEGEND = alt.Legend(orient="bottom", direction="vertical", labelLimit=0, titleLimit=0, symbolType="M-1,0L1,0", symbolStrokeWidth=2,
+                          symbolSize=300, symbolStrokeColor="#333333", symbolFillColor="transparent")
+KL_TICKS = [0, 0.001, 0.01, 0.1, 1]
+KL_DOMAIN = [0.0, 1.0]  # nats: the KL colour scale is fixed (symlog), so the first small point is not drawn dark while points arrive
 _SMALL_LEGEND = alt.Legend(orient="bottom", direction="horizontal", titleLimit=0, gradientLength=120)
 
 
@@ -224,7 +234,11 @@ def histogram_panel_spec(bins: pd.DataFrame, title: str, width: int = 190, heigh
     status, count = bins["status"].to_numpy(), bins["count"].to_numpy()
     order, y0, y1 = _stack_order([np.unique(left, return_inverse=True)[1]], status, count)
     spec = json.loads(_panel_template(int(width), int(height)))
+    spec["autosize"] = {"type": "pad"}  # width and height are the panel's plot area (Streamlit's theme would squeeze them)
+    spec["description"] = f"small multiple: {title}"  # the SVG's aria-label; the browser test holds small multiples to their own minimum
     spec["title"]["text"] = title
+    top = int(y1.max()) if len(y1) else 0
+    spec["encoding"]["y"]["axis"]["values"] = [0, top] if top > 0 else [0]  # two y ticks: a small panel holds no more
     spec["data"] = {
         "values": [
             {"left": float(left[i]), "right": float(right[i]), "count": int(count[i]), "status": str(status[i]), "y0": int(a), "y1": int(b)}
@@ -334,11 +348,11 @@ def sparsity_bars(df: pd.DataFrame, target: float | None = None) -> alt.Chart:
         )
     )
     if target is None:
-        return bars.properties(height=max(200, 18 * len(order)) + LEGEND_SPACE)
+        return bars.properties(height=max(200, ROW_PX * len(order)) + LEGEND_SPACE)
     rule = alt.Chart(pd.DataFrame({"target": [target]})).mark_rule(color=ACCENT_COLOR, strokeDash=[4, 3]).encode(
         x="target:Q", tooltip=[alt.Tooltip("target:Q", title="target sparsity", format=".0%")]
     )
-    return alt.layer(bars, rule).properties(height=max(200, 18 * len(order)) + LEGEND_SPACE)
+    return alt.layer(bars, rule).properties(height=max(200, ROW_PX * len(order)) + LEGEND_SPACE)
 
 
 def overlap_matrix(df: pd.DataFrame, title: str = "", value_title: str = "Jaccard overlap of kept weights") -> alt.Chart:
@@ -384,12 +398,13 @@ def layer_overlap_lines(df: pd.DataFrame) -> alt.Chart:
             color=alt.value("#333333"),
             tooltip=[alt.Tooltip("layer:N"), alt.Tooltip("pair:N"), alt.Tooltip("jaccard:Q", format=".3f")],
         )
-        .properties(height=max(200, 18 * len(order)) + LEGEND_SPACE)
+        .properties(height=max(200, ROW_PX * len(order)) + LEGEND_SPACE)
     )
 
 
 # ---------------------------------------------------------------- Random candidates view
-def candidate_bars(df: pd.DataFrame, value: str, value_title: str, fmt: str = ".3f", metric: str | None = None, span: tuple | None = None) -> alt.Chart:
+def candidate_bars(df: pd.DataFrame, value: str, value_title: str, fmt: str = ".3f", metric: str | None = None, span: tuple | None = None,
+                   min_span: float = 0.0) -> alt.Chart:
     """One dot per candidate mask, the chosen one highlighted.
 
     Dots, not bars: the axis is zoomed to the candidates' range (they often differ in the third
@@ -404,6 +419,9 @@ def candidate_bars(df: pd.DataFrame, value: str, value_title: str, fmt: str = ".
         span = span and tuple(shown_value(metric, v) for v in span)
     data = df.assign(role=df["chosen"].map({True: "chosen", False: "other"}))
     lo, hi = span or (float(data[value].min()), float(data[value].max()))
+    if hi - lo < min_span:
+        mid = (lo + hi) / 2
+        lo, hi = mid - min_span / 2, mid + min_span / 2
     pad = (hi - lo) * 0.15 or abs(hi) * 0.01 or 0.01
     return (
         alt.Chart(data)
@@ -435,7 +453,7 @@ def ramp_chart(df: pd.DataFrame, dense: float | None = None, metric: str = "accu
             x=alt.X("sparsity:Q", title="sparsity (% of targeted weights removed)", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])),
             y=alt.Y("value:Q", title=title + (", log scale" if metric == "perplexity" else ""), scale=y_scale),
             color=alt.Color("method:N", title="method", scale=method_scale(df["method"]), legend=_LEGEND),
-            strokeDash=alt.StrokeDash("granularity:N", title="granularity", legend=_LEGEND),
+            strokeDash=alt.StrokeDash("granularity:N", title="granularity", legend=_DASH_LEGEND),
             tooltip=[
                 alt.Tooltip("method:N"),
                 alt.Tooltip("granularity:N"),
@@ -499,7 +517,7 @@ def sensitivity_bars(df: pd.DataFrame, metric: str = "accuracy", value: str = "d
             color=alt.value(ACCENT_COLOR),
             tooltip=[alt.Tooltip("layer:N"), alt.Tooltip("harm:Q", title=unit, format=".4g")],
         )
-        .properties(height=max(200, 18 * len(order)))
+        .properties(height=max(200, ROW_PX * len(order)))
     )
 
 
@@ -507,7 +525,7 @@ def _harm_scale(metric: str, value: str) -> alt.Scale:
     """The heatmap's colour scale: for a drop, fixed up front (``style.HARM_DOMAIN``) so it does not change
     while the points arrive; for the KL (no fixed range), from 0 up."""
     if value == "kl":
-        return alt.Scale(scheme="reds", domainMin=0)
+        return alt.Scale(scheme="reds", type="symlog", constant=1e-3, domain=KL_DOMAIN, clamp=True)
     kind = "accuracy" if metric == "accuracy" else "perplexity"
     return alt.Scale(scheme="redblue", reverse=True, domain=HARM_DOMAIN[kind], domainMid=HARM_MID[kind], clamp=True,
                      type="linear" if kind == "accuracy" else "log")
@@ -526,6 +544,8 @@ def sensitivity_heatmap(df: pd.DataFrame, metric: str = "accuracy", value: str =
     unit = sensitivity_unit(metric, value, dense)
     note = "" if value == "kl" else " (blue: better than dense)"
     legend = alt.Legend(orient="bottom", direction="horizontal", titleLimit=0, gradientLength=220)
+    if value == "kl":  # a symlog gradient bunches its automatic labels at the top: one label per decade
+        legend = alt.Legend(orient="bottom", direction="horizontal", titleLimit=0, gradientLength=260, values=KL_TICKS, format="~g")
     return (
         alt.Chart(data)
         .mark_rect()
@@ -535,7 +555,7 @@ def sensitivity_heatmap(df: pd.DataFrame, metric: str = "accuracy", value: str =
             color=alt.Color("harm:Q", title=f"{unit}{note}", scale=_harm_scale(metric, value), legend=legend),
             tooltip=[alt.Tooltip("layer:N"), alt.Tooltip("sparsity:Q", format=".0%"), alt.Tooltip("harm:Q", title=unit, format=".4g")],
         )
-        .properties(height=max(200, 18 * len(order)) + LEGEND_SPACE)
+        .properties(height=max(200, ROW_PX * len(order)) + LEGEND_SPACE)
     )
 
 
@@ -648,9 +668,11 @@ def training_charts(df: pd.DataFrame) -> list[alt.Chart]:
     _require(df, ["step", "series", "value", "panel"], "training_charts")
     charts = []
     for panel in dict.fromkeys(df["panel"]):
-        part = in_points(df[df["panel"] == panel], panel)
+        part = df[df["panel"] == panel]
+        cis = [c for c in ("ci_low", "ci_high") if c in part.columns and part[c].notna().any()]
+        part = in_points(part.astype({c: float for c in cis}), panel, "value", *cis)
         title = metric_title(panel) if panel != "loss" else "loss (cross-entropy, nats)"
-        charts.append(
+        line = (
             alt.Chart(part)
             .mark_line(point=True)
             .encode(
@@ -661,7 +683,24 @@ def training_charts(df: pd.DataFrame) -> list[alt.Chart]:
             )
             .properties(height=240 + LEGEND_SPACE)
         )
+        bars = _interval_rules(part, "step:Q")
+        charts.append(line if bars is None else alt.layer(line, bars).properties(height=240 + LEGEND_SPACE))
     return charts
+
+
+def _interval_rules(df: pd.DataFrame, x: str):
+    """The 95% intervals of the rows that have one (``ci_low``, ``ci_high``) as vertical rules, or None."""
+    if not {"ci_low", "ci_high"} <= set(df.columns):
+        return None
+    rows = df.dropna(subset=["ci_low", "ci_high"])
+    if not len(rows):
+        return None
+    return (
+        alt.Chart(rows)
+        .mark_rule(strokeWidth=2, color=NEUTRAL_COLOR, opacity=0.7)
+        .encode(x=x, y="ci_low:Q", y2="ci_high:Q",
+                tooltip=[alt.Tooltip("ci_low:Q", title="95% interval from", format=".4g"), alt.Tooltip("ci_high:Q", title="to", format=".4g")])
+    )
 
 
 def stage_bars(df: pd.DataFrame, metric: str, order: list | None = None) -> alt.Chart:
@@ -672,7 +711,7 @@ def stage_bars(df: pd.DataFrame, metric: str, order: list | None = None) -> alt.
     _require(df, ["stage", "value"], "stage_bars")
     order = order or list(dict.fromkeys(df["stage"]))
     fmt = ".1f" if metric == "accuracy" else ",.2f"
-    df = in_points(df, metric)
+    df = in_points(df, metric, "value", *[c for c in ("ci_low", "ci_high") if c in df.columns])
     base = alt.Chart(df).encode(
         x=alt.X("stage:N", sort=order, title="after stage", axis=alt.Axis(labelAngle=0)),
         y=alt.Y(
@@ -682,9 +721,10 @@ def stage_bars(df: pd.DataFrame, metric: str, order: list | None = None) -> alt.
         ),
         tooltip=[alt.Tooltip("stage:N"), alt.Tooltip("value:Q", title=metric, format=fmt)],
     )
-    bars = base.mark_bar(color=NEUTRAL_COLOR)
-    labels = base.mark_text(dy=-8).encode(text=alt.Text("value:Q", format=fmt))
-    return alt.layer(bars, labels).properties(height=260)
+    bars = base.mark_bar(color=NEUTRAL_COLOR, opacity=0.6)
+    labels = base.mark_text(dy=-8, align="left", dx=4).encode(text=alt.Text("value:Q", format=fmt))
+    rules = _interval_rules(df, alt.X("stage:N", sort=order))
+    return alt.layer(bars, labels, *([] if rules is None else [rules])).properties(height=260)
 
 
 def layer_error_chart(df: pd.DataFrame, order: list | None = None) -> alt.Chart:
@@ -836,9 +876,19 @@ def unvalidated(chart):
     schema validation: about half of a chart's conversion, paid on every slider move (and under
     Streamlit's process-wide Altair lock, so by every session in turn). Each builder's spec is
     validated by its test instead (``type(chart).to_dict(chart)``); anything else passes through."""
+    if isinstance(chart, list):  # a builder that returns one chart per panel
+        return [unvalidated(c) for c in chart]
     if isinstance(chart, alt.TopLevelMixin):
-        object.__setattr__(chart, "to_dict", functools.partial(type(chart).to_dict, chart, validate=False))
+        object.__setattr__(chart, "to_dict", functools.partial(_served_dict, chart))
     return chart
+
+
+def _served_dict(chart, *args, validate=False, context=None, **kwargs) -> dict:
+    """The chart's spec without validation; at the top level, with :data:`PLOT_AUTOSIZE` unless it sets its own."""
+    spec = type(chart).to_dict(chart, *args, validate=False, context=context, **kwargs)
+    if context is None and "autosize" not in spec:
+        spec["autosize"] = dict(PLOT_AUTOSIZE)
+    return spec
 
 
 def serve_unvalidated(namespace: dict) -> None:

@@ -40,7 +40,7 @@ def _band(reference: dict, label: str, metric: str, fmt: str = ".4g") -> alt.Cha
     )
 
 
-def ramp_chart_ci(points: pd.DataFrame, dense: dict | None = None, metric: str = "accuracy") -> alt.Chart:
+def ramp_chart_ci(points: pd.DataFrame, dense: dict | None = None, metric: str = "accuracy", chance: float | None = None) -> alt.Chart:
     """The sparsity ramp with each point's 95% interval as an error bar and the dense model's as a band.
 
     ``points``: ``method, granularity, sparsity, value, ci_low, ci_high, n``; ``dense``: a dict with
@@ -67,11 +67,25 @@ def ramp_chart_ci(points: pd.DataFrame, dense: dict | None = None, metric: str =
             ],
         )
     )
+    floor = [] if chance is None else [_chance_rule(style.shown_value(metric, chance))]
     if dense is None:
-        return alt.layer(base, bars).properties(height=380)
+        return alt.layer(base, bars, *floor).properties(height=380)
     band = charts.in_points(pd.DataFrame([dense]), metric, "value", "ci_low", "ci_high").iloc[0].to_dict()
-    layers = [_band(band, "dense model", metric), base, bars]
+    layers = [_band(band, "dense model", metric), base, bars, *floor]
     return alt.layer(*layers).properties(height=380)
+
+
+CHANCE_LABEL = "majority class (always its answer)"
+
+
+def _chance_rule(value: float) -> alt.Chart:
+    """A grey dotted line at the accuracy of always answering the most common class, labelled at its left end."""
+    frame = pd.DataFrame([{"value": value, "label": CHANCE_LABEL}])
+    rule = alt.Chart(frame).mark_rule(color="#888888", strokeDash=[2, 3], strokeWidth=1.5).encode(
+        y="value:Q", tooltip=[alt.Tooltip("label:N"), alt.Tooltip("value:Q", title="accuracy (points)", format=".1f")])
+    text = alt.Chart(frame).mark_text(align="left", baseline="bottom", dx=4, dy=-2, color="#666666", fontSize=11).encode(
+        x=alt.datum(0), y="value:Q", text="label:N")
+    return alt.layer(rule, text)
 
 
 def noise_labels(df: pd.DataFrame, value: str) -> pd.Series:
@@ -108,7 +122,7 @@ def sensitivity_bars_ci(df: pd.DataFrame, metric: str = "accuracy", value: str =
         )
     )
     chart = alt.layer(charts.sensitivity_bars(df, metric, value, dense=dense), bars).resolve_scale(color="independent")
-    return chart.properties(height=alt.Step(16))  # a layered chart takes its size from the outside: one step per layer
+    return chart.properties(height=alt.Step(charts.ROW_PX))  # a layered chart takes its size from the outside: one step per layer
 
 
 def candidate_bars_ci(df: pd.DataFrame, value_title: str, reference: dict | None = None, fmt: str = ".4g") -> alt.Chart:

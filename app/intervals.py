@@ -80,10 +80,21 @@ def change_delta(metric: str, drop: float, within: bool, against: str = "") -> d
     return {"delta": f"{text}{against}{noise}", "delta_color": "normal" if metric == "accuracy" else "inverse"}
 
 
+def change_text(metric: str, diff: dict) -> str:
+    """``"accuracy change -9.8 points (95% CI -12.1 to -7.5)"``: a paired difference signed as the metric moved, the
+    way the headline's delta is (a harm-positive drop of +9.8 would read as the opposite of the delta beside it)."""
+    sign = -1.0 if metric == "accuracy" else 1.0
+    low, high = sorted((sign * diff["drop_ci_low"], sign * diff["drop_ci_high"]))
+    unit = drop_unit(metric)
+    core = f"{_signed(metric, sign * diff['drop'] + 0.0)}{' ' + unit if unit else ''}"
+    noise = f", {WITHIN_NOISE}" if within_noise(diff["drop_ci_low"], diff["drop_ci_high"]) else ""
+    return f"{metric} change {core} (95% CI {_signed(metric, low + 0.0)} to {_signed(metric, high + 0.0)}){noise}"
+
+
 def comparison_sentence(metric: str, first: str, second: str, diff: dict) -> str:
     """One sentence comparing two models on the same examples, e.g.
-    ``"Wanda (allocated) against Wanda (uniform): accuracy lost +0.8 points (95% CI ...), within noise."``"""
-    return f"{second} against {first}: {drop_label(metric)} {drop_text(metric, diff)}."
+    ``"Wanda (allocated) against Wanda (uniform): accuracy change -0.8 points (95% CI ...), within noise."``"""
+    return f"{second} against {first}: {change_text(metric, diff)}."
 
 
 def drop_columns(diff: dict) -> dict:
@@ -132,8 +143,14 @@ def noise_summary(rows, signal: str, metric: str, at: float) -> str:
 
 def noise_column(rows, reference) -> list[str]:
     """Per row of a table with ``drop_ci_low, drop_ci_high``: "within noise" where the paired interval
-    covers 0, else ""; the rows the others are compared with (``reference``, one bool per row) say "reference"."""
+    covers 0, else "distinguishable from 0" (never a blank); the rows the others are compared with (``reference``, one
+    bool per row) say "reference"."""
     out = []
     for row, is_reference in zip(rows.to_dict("records"), reference):
-        out.append("reference" if is_reference else (WITHIN_NOISE if within_noise(row["drop_ci_low"], row["drop_ci_high"]) else ""))
+        out.append("reference" if is_reference else (WITHIN_NOISE if within_noise(row["drop_ci_low"], row["drop_ci_high"]) else TOLD_APART))
     return out
+
+
+TOLD_APART = "distinguishable from 0"
+SHOWN_COLUMNS = ("value", "ci_low", "ci_high", "drop", "drop_ci_low", "drop_ci_high")
+

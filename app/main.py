@@ -43,4 +43,9 @@ for key in list(st.session_state):
     if key.startswith("ps_") and key not in sidebar.NOT_ASSIGNABLE and not key.endswith(BUTTON_SUFFIXES):
         st.session_state[key] = st.session_state[key]
 sidebar.render()
-navigation.run()
+try:
+    navigation.run()
+finally:  # the address also holds what the view's own widgets settled on (a refused value is gone from it)
+    from app import state, urls  # noqa: E402
+
+    urls.write(state.current())

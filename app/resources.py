@@ -353,25 +353,83 @@ def compare_requests(loaded, data, uniform, alloc, calib, eval_size: int) -> lis
     ]
 
 
-def sensitivity(s: Settings, loaded, data, method: str, sparsities: list) -> Answer:
+def majority_share(s: Settings, loaded, data) -> float | None:
+    """The share of the evaluated examples in their most common class: what a model that always says that class
+    scores (the accuracy floor the ramp draws); ``None`` for perplexity."""
+    if loaded.task != "classification" or data is None:
+        return None
+
+    def build():
+        from pruning.evaluate import evaluation_plan
+
+        gold = evaluation_plan(loaded, data, s.eval_size).gold
+        return float(gold.bincount().max()) / max(1, int(gold.numel()))
+
+    return memo(("majority", s.model_key, s.data_key, s.eval_size), build)
+
+
+_SENSITIVITY_RATES: dict = {}  # (model, data, evaluation size) -> seconds per block run by a point, measured on this server
+
+
+def sensitivity(s: Settings, loaded, data, method: str, sparsities: list, granularity: str | None = None,
+                layers: tuple | None = None, done_rows=None) -> Answer:
     """Layer sensitivity: the metric with one layer pruned at a time (rows: dense first, then layer x sparsity),
-    at the sidebar's granularity within one layer (an N:M pattern fixes the only sparsity)."""
-    request = request_for(s, method).replace(sparsity=0.5)  # the sparsities are the view's own
+    at the sidebar's granularity within one layer (an N:M pattern fixes the only sparsity), or at ``granularity``
+    (the one an applied allocation was measured at: applying it must not change what was measured).
+    ``layers``: measure only these; ``done_rows()``: rows kept from a stopped run at these settings (not measured again).
+    Each run records its seconds per block run (see :func:`sensitivity_estimate`)."""
+    request = request_for(s, method)
+    changes = {"sparsity": 0.5} if granularity is None else {"sparsity": 0.5, "granularity": granularity}
+    if layers:
+        changes["layers"] = tuple(layers)
+    request = request.replace(**changes)
     key = (s.model_key, s.data_key, request.key, tuple(sparsities), s.eval_size)
+    rate_key = (s.model_key, s.data_key, s.eval_size)
 
     def prepare():
         calib = calibration(s, loaded, data) if request.method_info.needs_calibration else None
+        kept = list(done_rows() or []) if done_rows is not None else []
 
         def work(job: Job):
+            import time
+
             from pruning.sweep import layer_sensitivity
 
+            first: list = []  # (time, blocks done) at the first point; the dense pass comes before it
+
+            def progress(done, total, message):
+                if "point" in message or message.startswith("done"):
+                    now = time.perf_counter()
+                    if not first:
+                        first.append((now, done))
+                    elif done > first[0][1]:
+                        _SENSITIVITY_RATES[rate_key] = ((now - first[0][0]) / (done - first[0][1]), first[0][0] - job.started)
+                job.progress(done, total, message)
+
             return layer_sensitivity(
-                loaded, data, request, sparsities, calibration=calib, max_examples=s.eval_size, progress=job.progress, on_point=job.add
+                loaded, data, request, sparsities, calibration=calib, max_examples=s.eval_size, progress=progress, on_point=job.add,
+                done_rows=kept,
             )
 
         return work
 
     return answer("sensitivity", key, "Layer sensitivity", prepare)
+
+
+def sensitivity_estimate(s: Settings, blocks_run: int, n_blocks: int) -> tuple[float, str] | None:
+    """Seconds a sensitivity run of ``blocks_run`` blocks (summed over its points) will take on this server, and how
+    that was measured: from an earlier sensitivity run on this model, data and evaluation size, else from the dense
+    model's evaluation (one pass through all ``n_blocks`` blocks, as the Overview ran it); ``None`` when neither ran."""
+    rate = _SENSITIVITY_RATES.get((s.model_key, s.data_key, s.eval_size))
+    if rate is not None:
+        per_block, dense = rate
+        return dense + per_block * blocks_run, "measured by the last sensitivity run on this model, per block run"
+    job = store().peek("eval", (s.model_key, s.data_key, s.eval_size, "dense"))
+    seconds = getattr(job, "seconds", 0.0) if isinstance(job, Job) and job.done.is_set() and job.error is None else 0.0
+    if seconds > 0:
+        per_block = seconds / max(1, n_blocks)
+        return seconds + per_block * blocks_run, f"from the dense evaluation ({seconds:.0f} s for all {n_blocks} blocks)"
+    return None
 
 
 @dataclass(frozen=True)

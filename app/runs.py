@@ -68,6 +68,18 @@ def load(s, loaded, folder):
     return run
 
 
+def report_of(value: str) -> dict:
+    """The saved report of the opened run ``value``."""
+    from pruning.io import read_report
+
+    return read_report(folder_of(value) / "report.json")
+
+
+def display(method: str) -> str:
+    """A method's short name for legends and tables: an opened run by its folder's name, never its path."""
+    return label(method) if is_run(method) else method
+
+
 def method_spec(value: str):
     """A registry-shaped description of an opened run (it is never run again)."""
     from pruning.io import read_report

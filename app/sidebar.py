@@ -135,6 +135,7 @@ def seed_section(sb) -> None:
 def render() -> state.Settings:
     """Draw the sidebar and return this session's settings (with their validated ``request``)."""
     urls.read_once()
+    urls.apply_refusals()
     state.init_defaults()
     sb = st.sidebar
     sb.markdown("### Settings")
@@ -252,6 +253,11 @@ def method_section(sb) -> None:
                 param_widgets(method)
 
 
+def back_to_uniform() -> None:
+    """Leave an applied allocation: one sparsity for every layer (granularity "layer"); the allocation stays offered."""
+    st.session_state["ps_granularity"] = "layer"
+
+
 def sparsity_section(sb) -> None:
     from pruning.masks import GRANULARITY_LABELS
 
@@ -266,7 +272,12 @@ def sparsity_section(sb) -> None:
         help="'allocated' appears once an allocation is applied on the Layer sensitivity page.",
     )
     if st.session_state["ps_granularity"] == ALLOCATED:
-        sb.caption(f"Each layer at its own sparsity, {source.describe()}; rebuilt for the target sparsity below.")
+        problem = source.mismatch(state.current().model_key)
+        if problem:
+            sb.warning(problem)
+            sb.button("Back to uniform pruning", key="btn_alloc_uniform_side", on_click=back_to_uniform)
+        else:
+            sb.caption(f"Each layer at its own sparsity, {source.describe()}; rebuilt for the target sparsity below.")
     if st.session_state["ps_granularity"] == CUSTOM_NM:
         sb.text_input("N:M pattern (N pruned of every M inputs)", key="ps_custom_nm")
     sb.slider(

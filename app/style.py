@@ -43,10 +43,12 @@ FALLBACK_COLORS = ("#637939", "#843c39", "#7b4173", "#5254a3", "#8ca252", "#bd9e
 
 
 def method_color(name: str) -> str:
-    """The fixed colour of a method (a method registered later gets a stable colour from its name)."""
-    if name in METHOD_COLORS:
-        return METHOD_COLORS[name]
-    return FALLBACK_COLORS[sum(map(ord, str(name))) % len(FALLBACK_COLORS)]
+    """The fixed colour of a method, whatever its series is called: "magnitude (current)" or "magnitude, 2:4" is
+    magnitude's orange (a method registered later gets a stable colour from its name)."""
+    base = str(name).split(" (")[0].split(", ")[0].strip()
+    if base in METHOD_COLORS:
+        return METHOD_COLORS[base]
+    return FALLBACK_COLORS[sum(map(ord, base)) % len(FALLBACK_COLORS)]
 
 
 def method_scale(names) -> alt.Scale:
@@ -59,8 +61,12 @@ def method_scale(names) -> alt.Scale:
 MIXTURE_CROSSING = "mixture crossing ±w_gmm"  # where a FITTED two-Gaussian mixture's spike and slab are equally likely
 PRIOR_THRESHOLD = "prior threshold ±w*"  # where MGPP's PRIOR (lam, v0, v1) puts equal mass on spike and slab
 THRESHOLD = "pruning threshold ±t"
+# a mask that is not a cut in |w| (Wanda, random, ...) has no threshold on this axis: the |w| cut that would remove as many
+# weights is drawn instead, grey and dotted, never in the threshold's red
+EQUIVALENT_CUT = "|w| cut removing as many (not this mask's rule)"
 LINE_STYLES = {  # label -> (colour, dash); dashes keep the lines apart in print and for colour-blind readers
     THRESHOLD: (ACCENT_COLOR, []),
+    EQUIVALENT_CUT: ("#888888", [1, 3]),
     MIXTURE_CROSSING: ("#555555", [6, 3]),
     PRIOR_THRESHOLD: ("#000000", [2, 2]),
 }

@@ -111,12 +111,41 @@ def opening(title: str, intro: str = "", extra: str = ""):
     if intro:
         st.markdown(intro)
     s = settings()
-    loaded = resources.loaded_model(s)
+    foreign_allocation(s)
+    loaded = _loaded(s)
     settings_line(s, loaded, extra)
     rebuilt = loaded.info.get("rebuilt")
     if rebuilt and rebuilt != NOT_BUILT:  # a damaged cache was built again on this load: say why
         st.warning(f"The cached {text.md(loaded.name)} was built again when it was loaded: {text.md(rebuilt)}.")
     return s, loaded
+
+
+def _loaded(s: state.Settings):
+    """The session's model; one named by the address that cannot be loaded is dropped for the default model."""
+    from . import urls
+
+    try:
+        loaded = resources.loaded_model(s)
+    except PruneScopeError as exc:
+        if not st.session_state.get(urls.FROM_URL):
+            raise
+        urls.refuse_model(str(exc))
+        st.rerun()
+    st.session_state.pop(urls.FROM_URL, None)
+    return loaded
+
+
+def foreign_allocation(s: state.Settings) -> None:
+    """An allocation applied for another model: say what happened and offer uniform pruning, then stop the page
+    (its layers are not this model's, so nothing below could be computed)."""
+    from .allocation import ALLOCATED, SOURCE_KEY
+
+    source = st.session_state.get(SOURCE_KEY)
+    problem = source.mismatch(s.model_key) if source is not None and s.granularity == ALLOCATED else None
+    if problem:
+        st.warning(problem)
+        st.button("Back to uniform pruning", type="primary", key="btn_alloc_uniform", on_click=sidebar.back_to_uniform)
+        st.stop()
 
 
 def run_view(ans: jobs.Answer, button: str, key: str, idle: str, draw=None, stale: bool = False):
@@ -147,12 +176,20 @@ def run_view(ans: jobs.Answer, button: str, key: str, idle: str, draw=None, stal
 
 def settings_line(s: state.Settings, loaded=None, extra: str = "") -> None:
     """One caption with every setting that produced the numbers on the page."""
+    from . import runs
+
     r = s.request
+    if runs.is_run(s.method):  # an opened run is described by its own report, not by the sidebar's granularity and sparsity
+        report = runs.report_of(s.method)
+        what = [f"**{text.md(runs.label(s.method))}** ({text.md(report.get('method'))})",
+                f"granularity **{text.md(report.get('granularity', 'layer'))}** (the run's own)",
+                f"sparsity **{float(report.get('requested_sparsity', report.get('overall_sparsity', 0.0))):.0%}** (the run's own)"]
+    else:
+        what = [f"method **{text.md(s.method)}**", f"granularity **{r.granularity}**",
+                f"sparsity **{r.sparsity:.0%}**" if not r.granularity.is_nm else "sparsity **fixed by N:M**"]
     parts = [
         f"model **{text.md(loaded.name if loaded is not None else s.model)}**",
-        f"method **{text.md(s.method)}**",
-        f"granularity **{r.granularity}**",
-        f"sparsity **{r.sparsity:.0%}**" if not r.granularity.is_nm else "sparsity **fixed by N:M**",
+        *what,
         f"calibration {s.calibration}",
         f"evaluation size {s.eval_size}",
         f"seed {s.seed}",
@@ -252,3 +289,15 @@ def data_note(data) -> None:
     from pruning.data import data_parts
 
     st.caption("Data: " + "; ".join(map(text.md, data_parts(data).values())) + ". Calibration and training never draw from the evaluated part.")
+
+
+def shown_table(df, metric: str):
+    """``(table, column_config)``: metric rows in the unit the charts draw (accuracy in points), with headers that say
+    it (downloads keep the engine's units)."""
+    from .charts import in_points
+    from .intervals import SHOWN_COLUMNS
+
+    cols = [c for c in SHOWN_COLUMNS if c in df.columns]
+    if metric != "accuracy":
+        return df, {}
+    return in_points(df, metric, *cols), {c: st.column_config.NumberColumn(f"{c} (points)", format="%.2f") for c in cols}

@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from app import charts, resources, style, ui
+from app import charts, downloads, resources, runs, style, ui
 from app import interval_charts as IC
 from app import intervals as I
 
@@ -50,6 +50,8 @@ def render() -> None:
     job, stale = ui.run_view(ans, "Sample and score the candidates", "ps_cand_run", idle, stale=True)
     if job is not None:
         show(job.value, "base" if stale else c.base)
+        if not stale:
+            chosen_section(s, loaded, data, job.value, c, ans.key)
 
 
 def show(pool, base: str) -> None:
@@ -67,7 +69,7 @@ def show(pool, base: str) -> None:
         f"Its held-out {metric}",
         I.value_text(metric, best["value"]),
         **I.change_delta(metric, best["drop"], best["vs deterministic"] == I.WITHIN_NOISE, " vs deterministic"),
-        help=f"{I.metric_text(pool.scores[chosen], held_out=True)}; against the deterministic mask on the same examples: {I.drop_label(metric)} {I.drop_text(metric, best)}",
+        help=f"{I.metric_text(pool.scores[chosen], held_out=True)}; against the deterministic mask on the same examples: {I.change_text(metric, best)}",
     )
     m3.metric(f"Deterministic {base} mask", I.value_text(metric, det["value"]), help=I.metric_text(det, held_out=True))
     rounds = sorted(set(pool.rounds.values()))
@@ -80,7 +82,7 @@ def show(pool, base: str) -> None:
     with right:
         scores, band, unit = scores_shown(table, det, metric)
         st.altair_chart(IC.candidate_bars_ci(scores, f"held-out {metric} (selection score{unit})", band), width="stretch")
-        st.altair_chart(charts.candidate_bars(table, "overlap", "overlap with the deterministic mask", ".3f"), width="stretch")
+        st.altair_chart(charts.candidate_bars(table, "overlap", "overlap with the deterministic mask", ".3f", min_span=0.05), width="stretch")
     st.caption(
         f"Chosen (red): the best held-out {metric}; the grey band is the deterministic {base} mask, {I.metric_text(det, held_out=True)}. "
         f"Lines: each candidate's 95% interval. {I.comparison_sentence(metric, 'the deterministic mask', 'The chosen candidate', best)} "
@@ -90,7 +92,83 @@ def show(pool, base: str) -> None:
         "Selection uses held-out TRAINING data, never the test split. Selection after a short fine-tune of each candidate "
         "(early evaluation) is the randomized method in the sidebar; the Method steps view draws its candidates' curves."
     )
-    st.dataframe(table, hide_index=True)
+    shown, config = ui.shown_table(table, metric)
+    st.dataframe(shown, hide_index=True, column_config=config)
+    top = [names[i] for i, x in enumerate(pool.scores) if x["score"] == pool.scores[chosen]["score"]]
+    st.caption(
+        "Tie rule: the highest held-out score wins; among equal scores, the lower held-out loss; then the lower candidate number."
+        + (f" Here {', '.join(top)} tie on the score, and {names[chosen]} wins on the rule." if len(top) > 1 else "")
+    )
+
+
+def chosen_masks(pool, c, key: tuple) -> tuple[resources.MaskSet, resources.MaskSet]:
+    """The chosen candidate and the deterministic mask as mask sets (the other views' and the evaluation's currency)."""
+    info = {"candidate": pool.chosen + 1, "base": c.base, "k": c.k, "randomness": c.randomness, "power": c.power,
+            "seed": c.seed, "holdout": c.holdout, "chosen_by": "held-out training examples (no fine-tune)"}
+    chosen = resources.MaskSet("randomized", pool.sparsity, pool.granularity, pool.masks[pool.chosen], info=info,
+                               ident=("candidate", key, pool.chosen))
+    det = resources.MaskSet(c.base, pool.sparsity, pool.granularity, pool.deterministic, info={"base": c.base},
+                            ident=("candidate deterministic", key))
+    return chosen, det
+
+
+def chosen_section(s, loaded, data, pool, c, key: tuple) -> None:
+    """The winner's curse undone: the chosen mask and the deterministic one measured on the test split (examples
+    the choice never saw); the chosen mask's files; and the chosen mask opened as a run in every view."""
+    st.subheader("The chosen candidate on examples it was not chosen on")
+    chosen, det = chosen_masks(pool, c, key)
+    st.caption(
+        f"The chosen candidate's gain above is measured on the same {c.holdout} held-out training examples that chose it: the "
+        f"best of {c.k} looks better there than it is (the winner's curse). The test split below never took part in the choice."
+    )
+    if st.toggle(f"Evaluate the chosen candidate and the deterministic mask on the test split ({s.eval_size} examples, the sidebar's evaluation size)",
+                 key="ps_cand_test"):
+        first, second, diff = resources.comparison(s, loaded, data, det, chosen)
+        metric = first["metric"]
+        m1, m2 = ui.metric_row(2)
+        m1.metric(f"Chosen candidate, test {metric}", I.value_text(metric, second["value"]),
+                  **I.change_delta(metric, diff["drop"], diff["within_noise"], " vs deterministic"), help=I.metric_text(second))
+        m2.metric(f"Deterministic {c.base} mask, test {metric}", I.value_text(metric, first["value"]), help=I.metric_text(first))
+        st.markdown(I.comparison_sentence(metric, "the deterministic mask", "On the test split the chosen candidate", diff))
+    row = ui.wrap_row()
+    downloads.mask_set_buttons(ui.tile(row, 480), loaded, chosen, key="cand_chosen")
+    ui.tile(row, 330).button("Open the chosen mask as a run in every view", key="btn_cand_open", on_click=open_as_run,
+                             args=(loaded, chosen, c), help="Writes it to the runs directory (as the CLI's prune would) and makes it the sidebar's method.")
+    opened = st.session_state.get("ps_cand_opened")
+    if opened:
+        st.success(f"Opened as **{opened}** (the sidebar's method now); the Runs view lists it.")
+
+
+def run_name(c, chosen) -> str:
+    """The run folder's name: what made the candidate, short and stable."""
+    return f"candidate-{c.base}-s{chosen.sparsity:g}-{chosen.granularity.replace(':', 'of')}-k{c.k}-r{c.randomness:g}-seed{c.seed}-c{chosen.info['candidate']}"
+
+
+def open_as_run(loaded, chosen, c) -> None:
+    """Write the chosen mask as a run folder under the runs directory (a temporary sibling renamed into place) and
+    make it the sidebar's method."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from pruning.runs import runs_dir
+
+    root = runs_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    folder = root / run_name(c, chosen)
+    if not folder.exists():
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=root))
+        try:
+            for name, data in downloads.run_files(loaded, chosen).items():
+                (tmp / name).write_bytes(data)
+            tmp.rename(folder)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if not folder.exists():
+                raise
+    value = runs.remember(folder)
+    st.session_state["ps_method"] = value
+    st.session_state["ps_cand_opened"] = runs.label(value)
 
 
 def scores_shown(table: pd.DataFrame, det: dict, metric: str) -> tuple[pd.DataFrame, dict, str]:
@@ -106,7 +184,7 @@ def candidate_table(pool, names: list) -> pd.DataFrame:
     deterministic mask on the same held-out examples (harm-positive), in words, and its overlap."""
     rows = []
     for i, (score, diff) in enumerate(zip(pool.scores, resources.against_deterministic(pool))):
-        noise = I.WITHIN_NOISE if diff["within_noise"] else ""
+        noise = I.WITHIN_NOISE if diff["within_noise"] else I.TOLD_APART
         rows.append({"candidate": names[i], **I.value_columns(score), **I.drop_columns(diff), "vs deterministic": noise})
     return pd.DataFrame(rows).assign(overlap=pool.overlap_with_deterministic, chosen=[i == pool.chosen for i in range(len(names))])
 

@@ -5,7 +5,7 @@ import itertools
 import pandas as pd
 import streamlit as st
 
-from app import charts, downloads, resources, ui
+from app import charts, downloads, resources, runs, ui
 from pruning.distribution import AGREEMENT, agreement, mask_grid, to_numpy
 from pruning.masks import mask_overlap, nm_violations, sparsity_table
 
@@ -50,7 +50,7 @@ def render() -> None:
     st.caption(note)
 
     st.subheader("Sparsity per layer")
-    bars = table.assign(method=s.method)[["layer", "method", "sparsity"]]
+    bars = table.assign(method=runs.display(s.method))[["layer", "method", "sparsity"]]
     bars["layer"] = bars["layer"].map(ui.short_layer)
     st.altair_chart(charts.sparsity_bars(bars, target=mask_set.sparsity), width="stretch")
     downloads.mask_set_buttons(st, loaded, mask_set, key="masks")
@@ -100,13 +100,18 @@ def compare(s, loaded, mask_set, layer: str) -> None:
     """Jaccard overlaps between the masks of several methods at the same sparsity and granularity."""
     st.subheader("Overlap between methods at the same sparsity")
     methods = list(resources.score_methods())
-    default = [m for m in dict.fromkeys([s.method, "magnitude", "wanda"]) if m in methods][:2]
     options = methods + [m for m in [s.method] if m not in methods]
+    default = [m for m in dict.fromkeys([s.method, "magnitude", "wanda"]) if m in options][:2]
     ui.default("ps_masks_methods", default)
+    last = st.session_state.get("ps_masks_follows")
+    st.session_state["ps_masks_follows"] = s.method
+    if last is not None and last != s.method and s.method not in st.session_state["ps_masks_methods"]:
+        st.session_state["ps_masks_methods"] = [s.method] + list(st.session_state["ps_masks_methods"])  # a newly opened run joins
     st.session_state["ps_masks_methods"] = [m for m in st.session_state["ps_masks_methods"] if m in options]
     chosen = st.multiselect(
         "Methods to compare",
         options,
+        format_func=runs.display,
         key="ps_masks_methods",
         help="Score-based methods are re-thresholded from cached scores; others are pruned once per setting.",
     )
@@ -123,10 +128,11 @@ def compare(s, loaded, mask_set, layer: str) -> None:
 
     pairs = resources.of_masks(tuple(sets[m] for m in chosen), "overlaps", overlaps)
     overall, per_layer, this_layer = [], [], []
+    name = runs.display
     for m in chosen:
-        overall.append({"a": m, "b": m, "value": 1.0})
-        this_layer.append({"a": m, "b": m, "value": 1.0})
-    for (a, b), ov in pairs.items():
+        overall.append({"a": name(m), "b": name(m), "value": 1.0})
+        this_layer.append({"a": name(m), "b": name(m), "value": 1.0})
+    for (a, b), ov in ((tuple(map(name, k)), v) for k, v in pairs.items()):
         for x, y in ((a, b), (b, a)):
             overall.append({"a": x, "b": y, "value": ov["overall"]["jaccard"]})
             this_layer.append({"a": x, "b": y, "value": ov["per_layer"][layer]["jaccard"]})
@@ -150,24 +156,24 @@ def disagreement(sets: dict, chosen: list, layer: str) -> None:
     c1, c2 = st.columns(2)
     if st.session_state.get("ps_masks_a") not in chosen:
         st.session_state["ps_masks_a"] = chosen[0]
-    a = c1.selectbox("Mask A", chosen, key="ps_masks_a")
+    a = c1.selectbox("Mask A", chosen, key="ps_masks_a", format_func=runs.display)
     others = [m for m in chosen if m != a]
     if st.session_state.get("ps_masks_b") not in others:
         st.session_state["ps_masks_b"] = others[0]
-    b = c2.selectbox("Mask B", others, key="ps_masks_b")
+    b = c2.selectbox("Mask B", others, key="ps_masks_b", format_func=runs.display)
     found = resources.of_masks((sets[a], sets[b]), f"agreement {layer}", lambda: agreement(sets[a].masks[layer], sets[b].masks[layer]))
     counts = found["counts"]
     total = sum(counts.values())
     row = ui.wrap_row()
     row.metric("Jaccard overlap", f"{found['jaccard']:.3f}", help="kept by both / kept by either", width="content")
     for name in AGREEMENT:
-        label = name.replace("A only", f"{a} only").replace("B only", f"{b} only")
+        label = name.replace("A only", f"{runs.display(a)} only").replace("B only", f"{runs.display(b)} only")
         row.metric(label, f"{counts[name] / total:.1%}", help=f"{counts[name]:,} of {total:,} weights", width="content")
-    st.altair_chart(charts.agreement_picture(pd.DataFrame(found["cells"]), a, b, title=f"{ui.short_layer(layer)}: top-left corner"), width="stretch")
+    st.altair_chart(charts.agreement_picture(pd.DataFrame(found["cells"]), runs.display(a), runs.display(b), title=f"{ui.short_layer(layer)}: top-left corner"), width="stretch")
     st.caption(
         "One cell per weight of the layer's top-left corner (32 output rows x 64 input columns). Blue: kept by both, grey: pruned by both, "
         f"and in each method's own colour the weights only that method keeps. The Jaccard number is "
-        f"both / (both + {a} only + {b} only) over the whole layer."
+        f"both / (both + {runs.display(a)} only + {runs.display(b)} only) over the whole layer."
     )
 
 

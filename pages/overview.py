@@ -5,7 +5,7 @@ import dataclasses
 import pandas as pd
 import streamlit as st
 
-from app import charts, downloads, resources, text, ui
+from app import charts, downloads, resources, runs, text, ui
 from app import intervals as I
 from app.allocation import ALLOCATED
 from app.stability import flips_sentence
@@ -37,7 +37,7 @@ def outcome(dense: dict, pruned: dict, diff: dict) -> str:
     text = f"{name.capitalize()} {what} went from {I.metric_text(dense)} to {I.metric_text(pruned)}"
     if name == "perplexity" and dense["value"]:
         text += f", {pruned['value'] / dense['value']:.2f}x"
-    return text + f". Measured on the same examples, the {I.drop_label(name)} is {I.drop_text(name, diff)}."
+    return text + f". Measured on the same examples: {I.change_text(name, diff)}."
 
 
 def against_uniform(s, loaded, data, allocated_set) -> str:
@@ -69,7 +69,7 @@ def render() -> None:
     if diff is not None:
         st.caption(flips_sentence(dense, pruned, "the dense model", "the pruned model"))
     st.subheader("What pruning did")
-    sentences = what_pruning_did(s, method, table, removed, total, achieved, dense, pruned, diff)
+    sentences = what_pruning_did(s, method, table, removed, total, achieved, dense, pruned, diff, granularity=mask_set.granularity)
     if diff is not None and s.granularity == ALLOCATED:
         sentences.insert(2, against_uniform(s, loaded, data, mask_set))
     st.markdown(" ".join(sentences))
@@ -103,10 +103,11 @@ def headline(table, removed: int, total: int, achieved: float, dense, pruned, di
         c4.metric("Task metric", "n/a", help="a bare encoder has no task head to evaluate")
 
 
-def what_pruning_did(s, method, table, removed: int, total: int, achieved: float, dense, pruned, diff) -> list[str]:
-    """The plain-words account of what the current settings did, one sentence per fact."""
+def what_pruning_did(s, method, table, removed: int, total: int, achieved: float, dense, pruned, diff, granularity=None) -> list[str]:
+    """The plain-words account of what the current settings did, one sentence per fact (``granularity``: the masks'
+    own, e.g. an opened run's, which the sidebar's need not be)."""
     sentences = [
-        f"**{text.md(method.label)}** at **{s.request.granularity}** granularity set **{removed:,}** of the **{total:,}** weights "
+        f"**{text.md(method.label)}** at **{text.md(granularity or s.request.granularity)}** granularity set **{removed:,}** of the **{total:,}** weights "
         f"in {len(table)} linear layers to zero ({achieved:.1%})."
     ]
     if dense is not None and pruned is not None:
@@ -130,7 +131,7 @@ def layers_table(s, loaded, table, counts, mask_set) -> None:
         [{"layer": r.name, "kind": r.kind, "shape (d_out x d_in)": f"{r.shape[0]} x {r.shape[1]}", "parameters": r.params} for r in table]
     )
     current = {row["layer"]: row["sparsity"] for row in counts}
-    rows[f"sparsity: {s.method} (current)"] = rows["layer"].map(current)
+    rows[f"sparsity: {runs.display(s.method)} (current)"] = rows["layer"].map(current)
     for name in compare:
         if name == s.method:
             continue

@@ -10,6 +10,9 @@ from app import intervals as I
 from app.state import GRANULARITIES
 
 
+CHANCE = "ramp_chance"  # this page run's majority-class share (the draw callback runs while the job fills the chart)
+
+
 def draw(box, rows: list, metric_hint: str = "accuracy") -> None:
     if not rows:
         box.info("No point computed yet.")
@@ -20,7 +23,7 @@ def draw(box, rows: list, metric_hint: str = "accuracy") -> None:
     metric = str(df["metric"].iloc[0]) if "metric" in df else metric_hint
     reference = dense.iloc[0].to_dict() if len(dense) else None
     if len(points):
-        box.altair_chart(IC.ramp_chart_ci(points, reference, metric), width="stretch")
+        box.altair_chart(IC.ramp_chart_ci(points, reference, metric, chance=st.session_state.get(CHANCE)), width="stretch")
     else:
         box.info(f"Dense model: {metric} {I.metric_text(reference)}. The pruned points follow.")
 
@@ -30,7 +33,8 @@ def render() -> None:
     from pruning.registry import all_methods
 
     methods = all_methods()
-    c1, c2, c3 = st.columns([2, 2, 2])
+    controls = ui.wrap_row()  # each control wide enough for its tags ("magnitude", not "itude"); they wrap at 800 px
+    c1, c2, c3 = (ui.tile(controls, w) for w in (420, 300, 260))
     ui.default("ps_ramp_methods", [m for m in dict.fromkeys(["magnitude", "random", s.method]) if m in methods])
     ui.default("ps_ramp_grans", [s.granularity] if s.granularity in GRANULARITIES else ["layer"])
     ui.default("ps_ramp_sparsities", "0.1, 0.3, 0.5, 0.7, 0.9")
@@ -61,6 +65,7 @@ def render() -> None:
         f"{len(sparsities)} sparsities x {len(chosen)} methods x {len(grans)} granularities, each pruned and evaluated on "
         f"{s.eval_size} examples." + (f" {', '.join(expensive)} prune from scratch at every point (slower)." if expensive else "")
     )
+    st.session_state[CHANCE] = resources.majority_share(s, loaded, data)
     ans = resources.ramp(s, loaded, data, chosen, grans, sparsities)
     idle = "Press **Run the ramp**: points appear on the chart as they are computed, and stay cached for this model and these settings."
     job, _ = ui.run_view(ans, "Run the ramp", "ps_ramp_run", idle, draw=draw)
@@ -74,7 +79,8 @@ def render() -> None:
 def table(job) -> None:
     """The ramp's points with their intervals and the paired drop against dense, and their downloads."""
     df = pd.DataFrame(job.value)
-    st.dataframe(df.assign(**{"vs dense": I.noise_column(df, df["method"] == "dense")}), hide_index=True, width="stretch")
+    shown, config = ui.shown_table(df.assign(**{"vs dense": I.noise_column(df, df["method"] == "dense")}), str(df["metric"].iloc[0]))
+    st.dataframe(shown, hide_index=True, width="stretch", column_config=config)
     table_downloads(job.value, "prunescope_ramp", key="ramp")
     st.caption(
         f"Computed in {job.seconds:.1f} s. Dense model as the dashed reference line, its 95% interval as the grey band; "
@@ -111,7 +117,8 @@ def allocated_section(s, loaded, data, chosen: list, sparsities: list, source) -
     if job is None:
         return
     df = pd.DataFrame(job.value)
-    st.dataframe(df.assign(**{"vs uniform": I.noise_column(df, df["granularity"] == "layer")}), hide_index=True, width="stretch")
+    shown, config = ui.shown_table(df.assign(**{"vs uniform": I.noise_column(df, df["granularity"] == "layer")}), str(df["metric"].iloc[0]))
+    st.dataframe(shown, hide_index=True, width="stretch", column_config=config)
     table_downloads(job.value, "prunescope_allocated", key="ramp_alloc")
     st.caption("drop: what the allocation costs against uniform pruning on the same examples (negative: the allocation is better).")
 

@@ -8,6 +8,7 @@ from app import allocation as A
 from app import charts, downloads, resources, sweeps, ui
 from app import interval_charts as IC
 from app import intervals as I
+from pruning.sensitivity import point_cost
 from pruning.stats import within_noise
 
 
@@ -72,12 +73,23 @@ def ranking(s, df: pd.DataFrame, dense: dict, sparsities: list, metric: str) -> 
     return signal
 
 
+def measured_granularity(s) -> str:
+    """The granularity within one layer that the measurement uses: the sidebar's, or, once an allocation is
+    applied (the sidebar then says "allocated"), the one that allocation was measured at, so Apply keeps the result."""
+    source = st.session_state.get(A.SOURCE_KEY)
+    if s.granularity != A.ALLOCATED:
+        return str(s.request.granularity)
+    return source.granularity if source is not None else "layer"
+
+
 def allocation(s, rows: list, layer_rows, signal: str) -> dict:
     """The per-layer allocation built from ``signal``, its downloads, and Apply (the sidebar's "allocated"); returns it."""
     st.subheader("Suggested per-layer sparsity")
-    params = {r.name: r.params for r in layer_rows}
+    measured = {r["layer"] for r in rows if r["layer"] != "-"}
+    params = {r.name: r.params for r in layer_rows if r.name in measured}
+    partial = len(measured) < len(layer_rows)
     target = s.request.sparsity  # N/M for an N:M pattern
-    source = A.AllocationSource.from_rows(s.model_key, st.session_state["ps_sens_method"], signal, rows, params)
+    source = A.AllocationSource.from_rows(s.model_key, st.session_state["ps_sens_method"], signal, rows, params, measured_granularity(s))
     alloc = source.at(target)
     alloc_df = pd.DataFrame([{"layer": ui.short_layer(n), "sparsity": v} for n, v in alloc.items()])
     st.altair_chart(charts.allocation_bars(alloc_df, target), width="stretch")
@@ -86,12 +98,19 @@ def allocation(s, rows: list, layer_rows, signal: str) -> dict:
         f"mean stays at the sidebar's target {target:.0%} (here {A.mean_sparsity(alloc, params):.1%}); the dashed line is the "
         "uniform target. Move the sparsity slider to re-allocate."
     )
-    c1, c2, c3 = st.columns(3)
-    c1.download_button("Download allocation (JSON)", A.to_json(alloc).encode(), file_name="prunescope_allocation.json", mime="application/json", key="ps_alloc_json", help="{layer: sparsity}: python -m pruning prune --allocation FILE.json")
-    c2.download_button("Download allocation (CSV)", A.to_csv(alloc, params).encode(), file_name="prunescope_allocation.csv", mime="text/csv", key="ps_alloc_csv")
-    c3.button("Apply as the sidebar's granularity", type="primary", key="ps_alloc_apply", on_click=apply, args=(source,), help="Overview and the ramp then compare this allocation against uniform pruning at the same overall sparsity.")
+    c1 = c2 = c3 = ui.wrap_row()  # each button as wide as its label, wrapping on a narrow window (never cut into twins)
+    c1.download_button("Download allocation (JSON)", A.to_json(alloc).encode(), file_name="prunescope_allocation.json", mime="application/json", key="ps_alloc_json", help="{layer: sparsity}: python -m pruning prune --allocation FILE.json", width="content")
+    c2.download_button("Download allocation (CSV)", A.to_csv(alloc, params).encode(), file_name="prunescope_allocation.csv", mime="text/csv", key="ps_alloc_csv", width="content")
+    if partial:
+        st.caption(f"Measured: {len(measured)} of {len(layer_rows)} layers. An allocation for the sidebar needs every layer: "
+                   "**Measure every layer** above, then Apply.")
+    c3.button("Apply as the sidebar's granularity", type="primary", key="ps_alloc_apply", on_click=apply, args=(source,), disabled=partial, width="content",
+              help="Overview and the ramp then compare this allocation against uniform pruning at the same overall sparsity.")
     if st.session_state.get(A.SOURCE_KEY) == source and s.granularity == A.ALLOCATED:
-        st.success("Applied: the sidebar's granularity is **allocated**. The Overview and the Sparsity ramp compare it against uniform pruning.")
+        st.success(
+            "Applied: the sidebar's granularity is now **allocated** (each layer at its own sparsity above). The Overview and "
+            f"the Sparsity ramp compare it against uniform pruning. This measurement stays at granularity {source.granularity} within each layer."
+        )
     return alloc
 
 
@@ -142,15 +161,85 @@ def render() -> None:
         if metric == "perplexity"
         else "examples each (validation split; Overview evaluates the test split)"
     )
-    st.caption(
-        f"{len(layer_rows)} layers x {len(sparsities)} sparsities = {len(layer_rows) * len(sparsities)} evaluations of "
-        f"{s.eval_size} {held_out}."
+    chosen = which_layers(layer_rows)
+    blocks = sorted({r.block for r in layer_rows if r.block is not None})
+    n_points = len(chosen) * len(sparsities)
+    work = len(sparsities) * sum(point_cost(r.block, len(blocks)) for r in chosen)
+    estimate = resources.sensitivity_estimate(s, work, len(blocks))
+    when = (f" Estimated time: **about {_duration(estimate[0])}** ({estimate[1]}; a layer near the output costs a fraction of one near the input)."
+            if estimate else " No estimate yet: nothing has been evaluated on this model at this evaluation size; the progress bar's time left appears with the first points.")
+    st.markdown(
+        f"{len(chosen)} of {len(layer_rows)} layers x {len(sparsities)} sparsities = {n_points} evaluations of "
+        f"{s.eval_size} {held_out}." + when
     )
-    ans = resources.sensitivity(s, loaded, data, method, sparsities)
+    if not chosen:
+        st.info("Choose at least one block and one layer role.")
+        return
+    ans = resources.sensitivity(s, loaded, data, method, sparsities, granularity=measured_granularity(s),
+                                layers=tuple(r.name for r in chosen), done_rows=lambda: kept_rows(None))
+    kept = kept_rows(ans.key)
+
+    def live(box, rows):
+        st.session_state[PARTIAL] = (ans.key, list(rows))  # kept if the run is stopped
+        draw(box, rows, metric)
+
     idle = "Press **Measure sensitivity**: each layer is pruned alone and the model evaluated; results stay cached."
-    job, _ = ui.run_view(ans, "Measure sensitivity", "ps_sens_run", idle, draw=lambda box, r: draw(box, r, metric))
+    if kept:
+        idle = (f"Stopped: {sum(r['layer'] != '-' for r in kept)} of {n_points} points were measured (drawn below). "
+                "**Measure sensitivity** measures the rest and keeps these.")
+    job, _ = ui.run_view(ans, "Measure sensitivity", "ps_sens_run", idle, draw=live)
+    if job is None and kept:
+        draw(st.container(), kept, metric)
     if job is not None:
+        st.session_state.pop(PARTIAL, None)
         results(s, job.value, sparsities, metric, layer_rows)
+
+
+PARTIAL = "ps_sens_partial"  # (job key, rows) of the last run drawn live: what a Stop leaves
+
+
+def kept_rows(key) -> list:
+    """Rows a stopped run at these settings finished (``key=None``: whatever was kept, for the job that resumes)."""
+    kept = st.session_state.get(PARTIAL)
+    if not kept or (key is not None and kept[0] != key):
+        return []
+    return list(kept[1])
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+SAMPLED_UP_TO = 12  # blocks; a deeper model (SmolLM2: 30) measures a few blocks across its depth unless asked for all
+
+
+def sampled_blocks(blocks: list) -> list:
+    """Blocks spread across depth (first, a third, two thirds, last) for a deep model; every block of a shallow one."""
+    if len(blocks) <= SAMPLED_UP_TO:
+        return list(blocks)
+    return sorted({blocks[round(i * (len(blocks) - 1) / 3)] for i in range(4)})
+
+
+def _measure_all(blocks: list, roles: list) -> None:
+    st.session_state["ps_sens_blocks"] = list(blocks)
+    st.session_state["ps_sens_roles"] = list(roles)
+
+
+def which_layers(layer_rows) -> list:
+    """The layers to measure: chosen blocks and layer roles (a deep model starts with blocks sampled across depth)."""
+    from pruning.models import layer_role
+
+    blocks = sorted({r.block for r in layer_rows if r.block is not None})
+    roles = list(dict.fromkeys(layer_role(r.name)[1] for r in sorted(layer_rows, key=lambda r: layer_role(r.name)[0])))
+    ui.default("ps_sens_blocks", sampled_blocks(blocks))
+    ui.default("ps_sens_roles", roles)
+    c1, c2, c3 = st.columns([3, 3, 2])
+    chosen_blocks = c1.multiselect("Blocks", blocks, key="ps_sens_blocks", help="Each chosen block's layers are measured.")
+    chosen_roles = c2.multiselect("Layer roles", roles, key="ps_sens_roles", help="q, k, v, attention out, FFN in, FFN out: which layers of each block.")
+    every = set(chosen_blocks) == set(blocks) and set(chosen_roles) == set(roles)
+    c3.button("Measure every layer", key="btn_sens_all", on_click=_measure_all, args=(blocks, roles), disabled=every,
+              help="All blocks and roles: the full run (its time is estimated above once chosen).")
+    return [r for r in layer_rows if (r.block is None or r.block in chosen_blocks) and layer_role(r.name)[1] in chosen_roles]
 
 
 def results(s, rows: list, sparsities: list, metric: str, layer_rows) -> None:

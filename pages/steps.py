@@ -11,7 +11,7 @@ errors. "candidates" (randomized selection): per stage, each candidate's score a
 import pandas as pd
 import streamlit as st
 
-from app import charts, resources, sidebar, style, ui
+from app import charts, resources, runs, sidebar, style, ui
 from app import intervals as I
 from app.docs import claim_lines, claim_ref
 from pruning.seeds import views as V
@@ -46,7 +46,7 @@ def pick_one(s) -> None:
         "weights, or prune, re-densify and prune again, or sample several masks and keep the best after a short "
         "fine-tune. This view draws what each step did, while the method runs and after."
     )
-    st.info(f"The method in the sidebar, **{s.method}**, prunes in one shot: it has no steps to show. Pick one that has:")
+    st.info(f"The method in the sidebar, **{runs.display(s.method)}**, prunes in one shot: it has no steps to show. Pick one that has:")
     methods = stepwise_methods()
     for col, (name, m) in zip(st.columns(len(methods)), methods.items()):
         col.button(m.label, key=f"btn_steps_pick_{name}", on_click=sidebar.choose_method, args=(name,), help=m.summary, width="stretch")
@@ -300,7 +300,8 @@ def draw_stages(steps: list, info: dict | None, done, seed: int) -> None:
     st.subheader("Metric after each step")
     if len(metric_rows):
         metric = metric_rows["metric"].iloc[0]
-        st.altair_chart(charts.stage_bars(metric_rows[["stage", "value"]], metric, order=labels), width="stretch")
+        cols = ["stage", "value"] + [c for c in ("ci_low", "ci_high") if c in metric_rows.columns]
+        st.altair_chart(charts.stage_bars(metric_rows[cols], metric, order=labels), width="stretch")
         held = (info or {}).get("held_out") or {}
         st.caption(f"Held-out slice of the TRAINING data ({held.get('examples', '?')} examples); the test-set figure of the final model is on the Overview.")
     else:

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import charts, downloads, resources, style, ui
+from app import charts, downloads, resources, runs, style, ui
 from pruning.distribution import SCORE_POWERS, histogram, score_picture, split_counts, to_numpy
 from pruning.models import block_role_order, layer_role
 
@@ -12,7 +12,7 @@ BINS = 80
 GRID_ON_UP_TO = 48  # layers; a bigger model (SmolLM2: 210) shows the small multiples only when asked, a few blocks at a time
 BLOCKS_PER_PAGE = 4
 PANEL_WIDTH = 190
-RANGE_QUANTILE = 0.9995  # the histogram spans +-(this quantile of |w|); rarer outliers go to the edge bins
+RANGE_QUANTILE = 0.99  # the histogram spans +-(this quantile of |w|), where the mass is; the rarer outliers go to the edge bins (said under it)
 
 
 def render() -> None:
@@ -29,7 +29,7 @@ def render() -> None:
     mask = mask_set.masks[layer]
     values, values_key = resources.layer_values(s, loaded, mask_set, layer)
     if values_key != "dense":
-        st.caption(f"{mask_set.method} changed the kept weights: the histogram shows the weights after its update.")
+        st.caption(f"{runs.display(mask_set.method)} changed the kept weights: the histogram shows the weights after its update.")
 
     binned = resources.binned(s, loaded, layer, values_key, values, BINS, RANGE_QUANTILE)
     counts = split_counts(binned, mask, values, hide_zeros=hide_zeros)
@@ -51,25 +51,40 @@ def render() -> None:
     )
     ui.one_pass_note(s, loaded, mask_set, layer)
 
-    draw_histogram(layer, binned, counts, mask.numel(), fit, spike, threshold, log_count, hide_zeros)
+    mags = np.abs(to_numpy(values))
+    outside = (int(np.count_nonzero(mags > binned.edges[-1])), float(mags.max()))
+    cut = is_magnitude_cut(mags, to_numpy(mask))
+    draw_histogram(layer, binned, counts, mask.numel(), fit, spike, threshold, log_count, hide_zeros, outside, cut)
     fit_tables(fit, spike)
     score_section(s, loaded, layer)
     small_multiples(s, loaded, mask_set, hide_zeros)
 
 
-def draw_histogram(layer: str, binned, counts, n: int, fit, spike, threshold: float, log_count: bool, hide_zeros: bool) -> None:
-    """The layer's histogram, kept and pruned, with the mixture's curves, the threshold and the mixture crossing w_gmm."""
+def is_magnitude_cut(mags, kept) -> bool:
+    """Whether the mask keeps exactly the largest |w| (then ``t`` is its threshold; otherwise the mask has none on this axis)."""
+    kept = np.asarray(kept, dtype=bool).reshape(mags.shape)
+    if kept.all() or not kept.any():
+        return True
+    return bool(mags[kept].min() >= mags[~kept].max())
+
+
+def draw_histogram(layer: str, binned, counts, n: int, fit, spike, threshold: float, log_count: bool, hide_zeros: bool,
+                   outside: tuple = (0, 0.0), cut: bool = True) -> None:
+    """The layer's histogram, kept and pruned, with the mixture's curves, the threshold (or, for a mask that is no
+    cut in |w|, the |w| cut that removes as many, marked as such) and the mixture crossing w_gmm."""
     width = float(binned.edges[1] - binned.edges[0])
     centers = np.linspace(binned.edges[0], binned.edges[-1], 241)
     curves = pd.DataFrame(fit.curves(centers, scale=n * width))
-    lines = [{"x": t, "label": style.THRESHOLD} for t in (-threshold, threshold)] if threshold > 0 else []
+    label = style.THRESHOLD if cut else style.EQUIVALENT_CUT
+    lines = [{"x": t, "label": label} for t in (-threshold, threshold)] if threshold > 0 else []
     if spike.w_gmm is not None:
         lines += [{"x": c, "label": style.MIXTURE_CROSSING} for c in (-spike.w_gmm, spike.w_gmm)]
     chart = charts.weight_histogram(charts.histogram_frame(counts), curves, pd.DataFrame(lines), log_count=log_count, title=layer)
     st.altair_chart(chart, width="stretch")
     st.caption(
-        f"{n:,} weights in {BINS} bins of width {width:.3g} over ±{binned.edges[-1]:.3g} "
-        f"(the {RANGE_QUANTILE:.2%} quantile of |w|; the rarer outliers are counted in the outermost bins). Blue: kept, grey: pruned"
+        f"{n:,} weights in {BINS} bins of width {width:.3g} over ±{binned.edges[-1]:.3g}, the {RANGE_QUANTILE:.0%} quantile of |w|: "
+        f"zoomed to where the mass is. Outside it: {outside[0]:,} weights ({outside[0] / max(1, n):.2%}), reaching ±{outside[1]:.3g}, "
+        "counted in the two outermost bins. Blue: kept, grey: pruned"
         + (" (hidden)" if hide_zeros else "")
         + f". Curves: a {fit.k}-component Gaussian mixture fitted to {fit.n_fitted:,} sampled weights, in expected counts per bin. "
         "The mixture crossing ±w_gmm is where a weight is equally likely under the narrow (spike) and wide (slab) zero-mean "
@@ -144,6 +159,10 @@ def score_section(s, loaded, layer: str) -> None:
     st.subheader("Why these weights: the score picture")
     methods = list(resources.score_methods())
     ui.default("ps_weights_score_method", s.method if s.method in methods else ("wanda" if "wanda" in methods else methods[0]))
+    last = st.session_state.get("ps_weights_score_follows")
+    st.session_state["ps_weights_score_follows"] = s.method
+    if last is not None and last != s.method and s.method in methods:  # the sidebar's method changed: the picture follows it
+        st.session_state["ps_weights_score_method"] = s.method
     c1, c2 = st.columns([1, 2])
     method = c1.selectbox("Criterion", methods, key="ps_weights_score_method", help="any score-based method, at the sidebar's sparsity and granularity")
     ui.default("ps_weights_score_on", True)

@@ -41,6 +41,7 @@ no point re-applies the output head to the dense states.
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 from dataclasses import dataclass, field
@@ -175,6 +176,19 @@ class _BlockRecord:
     groups: dict = field(default_factory=dict)  # local name -> locals reading the same input tensor
 
 
+def point_cost(block: int | None, n_blocks: int) -> int:
+    """Blocks run to evaluate one layer of block ``block`` pruned alone (``None``: a full pass): a layer near the
+    output costs a fraction of one near the input, so a time estimate must weigh points by their block."""
+    return max(1, int(n_blocks) - int(block or 0))
+
+
+def _dense_progress(progress):
+    """The dense pass's batches as sub-progress of a sensitivity run (share 0: its points have not started)."""
+    if progress is None:
+        return None
+    return lambda done, total, message: progress(0, 1, f"dense pass, {message}")
+
+
 class SensitivityProbe:
     """Evaluates a model with one layer's weight replaced, running only what that layer changes.
 
@@ -184,12 +198,14 @@ class SensitivityProbe:
     ``mode`` is ``"cached"``, ``"blocks"`` or ``"full"`` (see the module notes).
     """
 
-    def __init__(self, loaded, plan, memory_mb: float = DEFAULT_MEMORY_MB, cache: bool = True, seed: int = 0, onednn: bool = True):
+    def __init__(self, loaded, plan, memory_mb: float = DEFAULT_MEMORY_MB, cache: bool = True, seed: int = 0, onednn: bool = True,
+                 progress=None):
         from .devices import placement_of, runs_in_place
         from .evaluate import model_runner, run_plan
         from .models import transformer_blocks
 
         self.loaded, self.plan, self.seed, self.onednn = loaded, plan, seed, onednn
+        self.between_batches = None  # called before each batch of a point's evaluation (progress, so a Stop is seen)
         self.model = loaded.model
         self.blocks = transformer_blocks(self.model)
         self.budget = float(memory_mb) * 2**20
@@ -200,7 +216,7 @@ class SensitivityProbe:
         if not runs_in_place(loaded):  # another device, dtype or offloading: full passes, dense logits kept on the host
             self._placed = lambda overrides: model_runner(self.model, overrides, placement_of(loaded))
             self._head = None
-            self.dense = run_plan(plan, self._placed(None), seed=seed, on_logits=self._keep_logits)
+            self.dense = run_plan(plan, self._placed(None), progress=_dense_progress(progress), seed=seed, on_logits=self._keep_logits)
             self.mode, self._record = "full", None
             return
         private = self._copy()  # our hook never touches the shared model
@@ -208,7 +224,7 @@ class SensitivityProbe:
         handle = None
         if self._head is not None:  # an LM's logits are huge: keep the head's input, re-apply the head
             handle = self._head.register_forward_pre_hook(lambda m, a: self._reference.append(a[0]))
-        self.dense = run_plan(plan, lambda **inputs: private(**inputs), seed=seed, on_logits=self._keep_logits)
+        self.dense = run_plan(plan, lambda **inputs: private(**inputs), progress=_dense_progress(progress), seed=seed, on_logits=self._keep_logits)
         if handle is not None:
             handle.remove()
         self.mode = self._mode(cache)
@@ -266,6 +282,11 @@ class SensitivityProbe:
         if self._head is None:
             return self._reference[i]
         return self._head(self._reference[i])
+
+    def point_cost(self, name: str) -> int:
+        """What evaluating one pruned layer costs, in transformer blocks run: the cached modes run only the blocks
+        from the layer's own to the last, a full pass runs them all (the time estimate weighs points by it)."""
+        return point_cost(self.block_of(name) if self.mode != "full" else 0, len(self.blocks))
 
     def block_of(self, name: str) -> int:
         for index, (prefix, _) in enumerate(self.blocks):
@@ -483,6 +504,8 @@ class SensitivityProbe:
         def items(i, logits):
             """The batch's metric items, and its KL into ``kls``. An LM's float32 log-softmax is
             taken once for both: its NLL first, then the KL overwrites it."""
+            if self.between_batches is not None:  # a Stop lands within one batch, not after the whole point
+                self.between_batches()
             if self._dense_logp is not None:
                 dense_logp, probs = self._dense_logp[i]
             else:
@@ -581,23 +604,28 @@ def layer_sensitivity(
     rows = list(done_rows or []) + _load_checkpoint(checkpoint, _row_point, grid)
     done = {_row_point(r) for r in rows}
     plan = evaluation_plan(loaded, data, max_examples, split)
-    probe = SensitivityProbe(loaded, plan, memory_mb, cache, request.seed)
+    probe = SensitivityProbe(loaded, plan, memory_mb, cache, request.seed, progress=progress)
     if not any(r["layer"] == "-" for r in rows):
         zero = {"kl": 0.0, "kl_ci_low": 0.0, "kl_ci_high": 0.0, "method": request.method, "distinguishable": False}
         dense = {"layer": "-", "sparsity": 0.0, **metric_columns(probe.dense, probe.dense), **zero}
-        rows.append(dense)
+        rows.insert(0, dense)  # first, also when rows of a stopped run are handed in
         _append(checkpoint, dense)
     ranker = mask_ranker(loaded, request.replace(layers=tuple(names)), calibration) if request.method_info.score_based else None
     todo = [(n, round(float(s), 6)) for n in names for s in sparsities if (n, round(float(s), 6)) not in done]
     todo.sort(key=lambda point: probe.block_of(point[0]))  # stable: block by block, as the probe walks
+    costs = [probe.point_cost(name) for name, _ in todo]  # progress counts blocks run, so its share of time is right
+    spent, total = 0, max(1, sum(costs))
     for i, (name, sparsity) in enumerate(todo):
         if progress is not None:
-            progress(i, len(todo), f"{name} at {sparsity:.0%}")
+            message = f"{name} at {sparsity:.0%} (point {i + 1} of {len(todo)})"
+            progress(spent, total, message)
+            probe.between_batches = functools.partial(progress, spent, total, message)
+        spent += costs[i]
         ev, kl = probe.evaluate(name, _prune_one(loaded, request, name, sparsity, ranker, calibration, data))
         row = sensitivity_row(name, sparsity, request.method, ev, probe.dense, kl, plan, signal, request.seed)
         _record(rows, row, checkpoint, on_point)
     if progress is not None:
-        progress(len(todo), len(todo), f"done ({probe.mode} evaluation)")
+        progress(total, total, f"done ({probe.mode} evaluation)")
     return rows
 
 

@@ -116,6 +116,27 @@ def test_weights_score_picture_for_every_score_method():
     assert any("because their input is louder than the median" in c.value for c in at.caption)
 
 
+def test_the_score_picture_follows_the_sidebar_and_no_mask_gets_another_rules_threshold():
+    """Magnitude's mask is a cut in |w|: its histogram draws the threshold t (red). Wanda's is not: the same line
+    would be another method's threshold, so the |w| cut that removes as many is drawn and named as such."""
+    from app import style
+
+    threshold, cut = (json.dumps(x)[1:-1] for x in (style.THRESHOLD, style.EQUIVALENT_CUT))  # as the spec's JSON writes them
+    at = open_page("weights")
+    assert at.selectbox(key="ps_weights_score_method").value == "magnitude"
+    first = chart_specs(at)[0]
+    assert threshold in first and cut not in first
+    at.sidebar.selectbox(key="ps_method").set_value("wanda").run()
+    assert_clean(at)
+    assert at.selectbox(key="ps_weights_score_method").value == "wanda"  # the picture follows the sidebar
+    first = chart_specs(at)[0]
+    assert cut in first and threshold not in first
+    assert any("wanda score (log)" in spec for spec in chart_specs(at))
+    at.selectbox(key="ps_weights_score_method").set_value("random").run()  # a choice of its own stays until the sidebar moves
+    set_sparsity(at, 0.6)
+    assert at.selectbox(key="ps_weights_score_method").value == "random"
+
+
 def test_weights_small_multiples_in_block_and_role_order():
     at = open_page("weights")
     assert at.toggle(key="ps_weights_grid").value  # 12 layers: on by default
@@ -182,6 +203,41 @@ def test_candidates_sample_score_and_choose():
     assert len(at.dataframe[0].value) == 4
 
 
+def test_the_chosen_candidate_is_measured_on_the_test_split_downloaded_and_opened_as_a_run():
+    """No winner's curse: the chosen mask and the deterministic one are evaluated on the test split (examples the
+    choice never saw, as many as the sidebar's evaluation size); the tie rule is said; the chosen mask's files are the
+    ones the CLI writes, and it opens as a run in every view with exactly the sampled masks."""
+    from pruning.io import load_masks
+    from pruning.runs import runs_dir
+
+    at = open_page("candidates")
+    at.number_input(key="ps_cand_k").set_value(3)
+    at.slider(key="ps_cand_holdout").set_value(32)
+    at.button(key="ps_cand_run").click().run()
+    assert_clean(at)
+    assert any(c.value.startswith("Tie rule: the highest held-out score wins") for c in at.caption)
+    assert any("winner's curse" in c.value for c in at.caption)
+    chosen = metric(at, "Chosen candidate")
+    at.toggle(key="ps_cand_test").set_value(True).run()
+    assert_clean(at)
+    test = next(m for m in at.metric if m.label.startswith("Chosen candidate, test"))
+    assert "n = 32" in test.help  # PRUNESCOPE_EVAL_SIZE: the test split, not the 32 held-out training examples by chance
+    assert any(m.value.startswith("On the test split the chosen candidate against the deterministic mask:") for m in at.markdown)
+    labels = {b.proto.label for b in at.get("download_button")}
+    assert {"Download masks.safetensors", "Download report.json"} <= labels
+    at.button(key="btn_cand_open").click().run()
+    assert_clean(at)
+    method = at.session_state["ps_method"]
+    assert method.startswith("run:") and method.endswith(f"-c{chosen[1:]}")
+    folder = runs_dir() / method.rsplit("/", 1)[-1]
+    saved = load_masks(folder / "masks.safetensors")
+    assert all(int((~m).sum()) * 2 == m.numel() for m in saved.values())  # the sampled mask: every layer at exactly 50%
+    at.switch_page("../pages/overview.py").run()
+    assert_clean(at)
+    pruned = sum(int((~m).sum()) for m in saved.values())
+    assert metric(at, "Weights removed") == f"{pruned:,}"
+
+
 def test_ramp_runs_and_reports_impossible_sparsity():
     at = open_page("ramp")
     assert_clean(at)
@@ -193,6 +249,8 @@ def test_ramp_runs_and_reports_impossible_sparsity():
     assert len(table) == 1 + 2 * 2
     assert {"value", "ci_low", "ci_high", "n", "drop", "drop_ci_low", "drop_ci_high"} <= set(table.columns)
     assert (table["ci_low"] <= table["value"]).all() and (table["value"] <= table["ci_high"]).all()
+    assert set(table["vs dense"]) <= {"reference", "within noise", "distinguishable from 0"}  # never a blank cell
+    assert table["value"].max() > 1  # accuracy in points, as the chart draws it (the CSV keeps fractions)
     assert table["vs dense"].iloc[0] == "reference"
     for row in table.iloc[1:].to_dict("records"):
         assert (row["vs dense"] == "within noise") == (row["drop_ci_low"] <= 0 <= row["drop_ci_high"])
@@ -447,16 +505,89 @@ def test_the_seed_takes_every_value_the_cli_takes():
     assert any("2\\*\\*63-1" in e.value and "stays" in e.value for e in at.sidebar.error)
 
 
-def test_bad_values_in_the_url_are_named_and_the_defaults_kept():
+def test_bad_values_in_the_url_are_named_dropped_from_it_and_the_defaults_shown():
     at = AppTest.from_file(MAIN, default_timeout=TIMEOUT)
-    at.query_params.update({"method": "nonsense", "sparsity": "1.5", "granularity": "3:2", "seed": "x"})
+    at.query_params.update({"method": "nonsense", "sparsity": "1.5", "granularity": "3:2", "seed": "x", "eval": "0",
+                            "layer": "no.such.layer", "run": "../../etc", "count_scale": "sideways"})
     at.run()
-    assert not at.exception
+    at.switch_page("../pages/weights.py").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
     warnings = " ".join(w.value for w in at.sidebar.warning)
-    for key in ("method='nonsense'", "sparsity='1.5'", "granularity='3:2'", "seed='x'"):
+    for key in ("method='nonsense'", "sparsity='1.5'", "granularity='3:2'", "seed='x'", "eval='0'", "run='../../etc'"):
         assert key in warnings
     assert at.sidebar.selectbox(key="ps_method").value == "magnitude"
     assert at.sidebar.slider(key="ps_sparsity").value == 0.5
+    shown = dict(at.query_params)  # the address now holds what is shown: the defaults, none of the refused values
+    assert shown["method"] == "magnitude" and shown["sparsity"] == "0.5" and shown["granularity"] == "layer"
+    assert shown["seed"] == "0" and shown["eval"] == "32" and "run" not in shown
+    assert shown["layer"] == at.selectbox(key="ps_layer").value == at.selectbox(key="ps_layer").options[0]
+    assert shown["count_scale"] == "linear"
+    assert "nonsense" not in str(shown) and "no.such.layer" not in str(shown)
+
+
+def test_url_values_that_cannot_work_together_are_dropped():
+    """Parameters the method refuses, and a granularity no link can carry (an allocation lives in its session):
+    each is named and dropped, and the page draws with the defaults."""
+    at = AppTest.from_file(MAIN, default_timeout=TIMEOUT)
+    at.query_params.update({"method": "mgpp", "p.steps": "-5", "p.nosuch": "1", "granularity": "allocated", "sparsity": "0.6"})
+    at.run()
+    at.switch_page("../pages/steps.py").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    warnings = " ".join(w.value for w in at.sidebar.warning)
+    assert "p.nosuch='1'" in warnings and "p.steps='-5'" in warnings and "granularity='allocated'" in warnings
+    assert at.sidebar.selectbox(key="ps_method").value == "mgpp"
+    assert at.sidebar.slider(key="ps_sparsity").value == 0.6
+    assert not any(k.startswith("p.") for k in at.query_params) and at.query_params["granularity"] == "layer"
+
+
+def test_a_model_in_the_url_that_does_not_load_is_dropped_for_the_default(tmp_path):
+    at = AppTest.from_file(MAIN, default_timeout=TIMEOUT)
+    at.query_params.update({"model": str(tmp_path / "no_such_model"), "sparsity": "0.6"})
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any("model=" in w.value and "no\\_such\\_model" in w.value for w in at.sidebar.warning)  # as text: _ escaped
+    assert at.sidebar.selectbox(key="ps_model_choice").value == os.environ["PRUNESCOPE_TEST_MODEL"]
+    assert at.query_params["model"] == os.environ["PRUNESCOPE_TEST_MODEL"] and at.query_params["sparsity"] == "0.6"
+    assert metric(at, "Overall sparsity") == "60.0%"
+
+
+def test_a_shared_link_reproduces_the_view_in_a_fresh_session():
+    """Settings changed in one session (sidebar, a method parameter, evaluation size, the view's own widgets): its
+    address opened in a fresh session shows the same settings and the same numbers."""
+    at = open_page("weights")
+    at.sidebar.selectbox(key="ps_method").set_value("wanda").run()
+    set_sparsity(at, 0.7)
+    at.sidebar.number_input(key="ps_eval_size").set_value(64).run()
+    layer = at.selectbox(key="ps_layer").options[3]
+    at.selectbox(key="ps_layer").set_value(layer).run()
+    at.radio(key="ps_weights_scale").set_value("log").run()
+    at.selectbox(key="ps_weights_score_method").set_value("random").run()
+    assert_clean(at)
+    link = dict(at.query_params)
+    assert link["layer"] == layer and link["criterion"] == "random" and link["eval"] == "64" and link["count_scale"] == "log"
+    numbers = [metric(at, name) for name in ("Pruned in this layer", "Layer sparsity", "Magnitude threshold")]
+
+    fresh = AppTest.from_file(MAIN, default_timeout=TIMEOUT)
+    fresh.query_params.update(link)
+    fresh.run()
+    fresh.switch_page("../pages/weights.py").run()
+    assert_clean(fresh)
+    assert not fresh.sidebar.warning
+    assert fresh.selectbox(key="ps_layer").value == layer
+    assert fresh.selectbox(key="ps_weights_score_method").value == "random"
+    assert fresh.radio(key="ps_weights_scale").value == "log"
+    assert fresh.sidebar.number_input(key="ps_eval_size").value == 64
+    assert [metric(fresh, name) for name in ("Pruned in this layer", "Layer sparsity", "Magnitude threshold")] == numbers
+    assert dict(fresh.query_params) == link
+
+
+def test_a_method_parameter_travels_in_the_url():
+    at = AppTest.from_file(MAIN, default_timeout=TIMEOUT)
+    at.query_params.update({"method": "mgpp", "p.steps": "30"})
+    at.run()
+    assert not at.sidebar.warning
+    assert at.session_state["ps_param_mgpp_steps"] == 30
+    assert at.query_params["p.steps"] == "30"
 
 
 def test_bad_method_parameter_is_a_message():
@@ -546,6 +677,48 @@ def test_runs_view_opens_a_cli_run_and_shows_it_in_every_view(cli_runs):
         assert_clean(at)
 
 
+def test_a_run_is_named_in_the_url_by_its_folder_under_the_runs_directory(cli_runs):
+    at = open_page("runs")
+    at.selectbox(key="ps_runs_pick").set_value("mag50").run()
+    at.button(key="btn_runs_open").click().run()
+    at.button(key="btn_runs_use").click().run()
+    at.switch_page("../pages/overview.py").run()
+    assert_clean(at)
+    link = dict(at.query_params)
+    assert link["run"] == "mag50" and "method" not in link
+    assert str(cli_runs) not in str(link)  # never the server's absolute path
+    removed = metric(at, "Weights removed")
+    fresh = AppTest.from_file(MAIN, default_timeout=TIMEOUT)
+    fresh.query_params.update(link)
+    fresh.run()
+    assert_clean(fresh)
+    assert fresh.session_state["ps_method"].endswith("mag50")
+    assert metric(fresh, "Weights removed") == removed
+
+
+def test_an_opened_run_is_described_compared_and_named_as_itself(cli_runs):
+    """With the sidebar at another granularity, an opened run is described with its own (from its report), joins the
+    Masks view's comparison, and legends and labels name it by its folder, never by its path."""
+    at = open_page("masks")  # the Masks view visited before the run is opened: its comparison must still take the run in
+    at.sidebar.selectbox(key="ps_granularity").set_value("row").run()
+    at.switch_page("../pages/runs.py").run()
+    at.selectbox(key="ps_runs_pick").set_value("mag50").run()
+    at.button(key="btn_runs_open").click().run()
+    at.button(key="btn_runs_use").click().run()
+    at.switch_page("../pages/overview.py").run()
+    assert_clean(at)
+    line = next(c.value for c in at.caption if c.value.startswith("model **"))
+    assert "**run mag50**" in line and "granularity **layer** (the run's own)" in line and "granularity **row**" not in line
+    assert any("at **layer** granularity" in m.value for m in at.markdown)
+    assert str(cli_runs) not in "".join(chart_specs(at))
+    at.switch_page("../pages/masks.py").run()
+    assert_clean(at)
+    chosen = at.multiselect(key="ps_masks_methods").value
+    assert chosen[0].endswith("mag50") and len(chosen) >= 2
+    specs = "".join(chart_specs(at))
+    assert "run mag50" in specs and str(cli_runs) not in specs
+
+
 def test_a_wrong_mask_file_is_a_clear_message(cli_runs):
     at = open_page("runs")
     at.selectbox(key="ps_runs_pick").set_value("wrong").run()
@@ -617,7 +790,7 @@ def test_overview_shows_intervals_and_within_noise():
     # Wilson's 95% interval of 17/32 is 0.3645 .. 0.6913 (by hand: centre 0.5279, half-width 0.1634)
     outcome = next(m.value for m in at.markdown if "went from" in m.value)
     assert "53.1% (95% CI 36.4% to 69.1%, n = 32) to 53.1% (95% CI 36.4% to 69.1%, n = 32)" in outcome
-    assert "accuracy lost is +0.0 points (95% CI +0.0 to +0.0), within noise" in outcome
+    assert "Measured on the same examples: accuracy change +0.0 points (95% CI +0.0 to +0.0), within noise" in outcome
     delta = next(m.delta for m in at.metric if m.label.startswith("accuracy"))
     assert delta == "+0.0 points, within noise"
 
@@ -666,7 +839,7 @@ def test_sensitivity_ranks_by_kl_with_intervals_and_the_allocation_downloads_and
     at.switch_page("../pages/overview.py").run()
     assert_clean(at)
     assert metric(at, "Overall sparsity") == "50.0%"  # the allocation keeps the target as its parameter-weighted mean
-    assert any("The allocation against uniform: accuracy lost" in m.value for m in at.markdown)
+    assert any("The allocation against uniform: accuracy change" in m.value for m in at.markdown)
     at.switch_page("../pages/ramp.py").run()
     at.text_input(key="ps_ramp_sparsities").set_value("0.3, 0.7").run()
     at.button(key="ps_ramp_alloc_run").click().run()
@@ -676,6 +849,46 @@ def test_sensitivity_ranks_by_kl_with_intervals_and_the_allocation_downloads_and
     assert set(table["vs uniform"][table["granularity"] == "layer"]) == {"reference"}
     for row in table[table["granularity"] == "allocated"].to_dict("records"):
         assert (row["vs uniform"] == "within noise") == (row["drop_ci_low"] <= 0 <= row["drop_ci_high"])
+
+
+def test_apply_keeps_the_measurement_on_screen_and_says_applied():
+    """Apply changes the sidebar's granularity to "allocated": the measurement the user waited for stays
+    (it was made at the granularity it names), and the page says what Apply did."""
+    at = open_page("sensitivity")
+    at.text_input(key="ps_sens_sparsities").set_value("0.5, 0.9").run()
+    at.button(key="ps_sens_run").click().run()
+    assert_clean(at)
+    ranked = [c.value for c in at.caption if c.value.startswith("Dense accuracy:")]
+    assert ranked
+    at.button(key="ps_alloc_apply").click().run()
+    assert_clean(at)
+    assert at.sidebar.selectbox(key="ps_granularity").value == "allocated"
+    assert [c.value for c in at.caption if c.value.startswith("Dense accuracy:")] == ranked  # same rows, not a new run
+    assert not any("Press **Measure sensitivity**" in i.value for i in at.info)
+    assert any(m.value.startswith("Applied: the sidebar's granularity is now **allocated**") for m in at.success)
+
+
+def test_an_allocation_of_another_model_is_explained_with_a_way_back(tmp_path):
+    """An allocation applied on one model, then another model chosen: a warning that names both models and a
+    button back to uniform pruning, never an error about unknown layers."""
+    from app.allocation import SOURCE_KEY, AllocationSource
+
+    at = open_page("overview")
+    model = at.session_state["ps_model_choice"]
+    other = AllocationSource.from_rows(("some-other-model", None), "magnitude", "kl",
+                                       [{"layer": "bert.encoder.layer.0.attention.self.query", "sparsity": 0.5, "kl": 0.1}],
+                                       {"bert.encoder.layer.0.attention.self.query": 1024})
+    at.session_state[SOURCE_KEY] = other  # as if applied on that model, then the model switched
+    at.run()
+    at.sidebar.selectbox(key="ps_granularity").set_value("allocated").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    warned = [w.value for w in at.warning if "some-other-model" in w.value]
+    assert warned and "cannot be pruned with it" in warned[0]
+    at.button(key="btn_alloc_uniform").click().run()
+    assert_clean(at)
+    assert at.sidebar.selectbox(key="ps_granularity").value == "layer"
+    assert metric(at, "Overall sparsity") == "50.0%"
+    assert at.session_state["ps_model_choice"] == model
 
 
 def test_slider_views_label_wanda_one_pass_and_show_its_agreement_with_the_exact_masks():
@@ -806,6 +1019,84 @@ def test_stop_a_running_ramp_then_run_it_again(monkeypatch):
     at.button(key="ps_ramp_run").click().run()
     assert_clean(at)
     assert len(at.dataframe[0].value) == 1 + 2 * 2
+
+
+def test_sensitivity_measures_chosen_blocks_and_roles_with_an_estimate_first(downloads):
+    at = open_page()  # the Overview evaluates the dense model: the first measurement of this machine's speed
+    at.switch_page("../pages/sensitivity.py").run()
+    assert_clean(at)
+    assert at.multiselect(key="ps_sens_blocks").value == [0, 1]  # a shallow model: every block by default
+    assert any("Estimated time: **about" in m.value for m in at.markdown)  # before any click
+    at.text_input(key="ps_sens_sparsities").set_value("0.5, 0.9").run()
+    at.multiselect(key="ps_sens_blocks").set_value([1]).run()
+    at.multiselect(key="ps_sens_roles").set_value(["q", "FFN out"]).run()
+    assert any(m.value.startswith("2 of 12 layers x 2 sparsities = 4 evaluations") for m in at.markdown)
+    at.button(key="ps_sens_run").click().run()
+    assert_clean(at)
+    rows = pd_rows(downloads)
+    assert sorted({r for r in rows["layer"] if r != "-"}) == ["bert.encoder.layer.1.attention.self.query", "bert.encoder.layer.1.output.dense"]
+    assert at.button(key="ps_alloc_apply").disabled  # an allocation for the sidebar needs every layer
+    at.button(key="btn_sens_all").click().run()
+    assert at.multiselect(key="ps_sens_blocks").value == [0, 1] and len(at.multiselect(key="ps_sens_roles").value) == 6
+
+
+def pd_rows(files):
+    """The sensitivity rows the page offers as CSV (the dense row first)."""
+    import io
+
+    import pandas as pd
+
+    return pd.read_csv(io.BytesIO(files["prunescope_sensitivity.csv"]))
+
+
+def test_sensitivity_stopped_keeps_its_rows_and_goes_on_from_them(monkeypatch, downloads):
+    """Stop after two points: the page keeps the dense row and both points, draws them, and Measure measures only the rest."""
+    import threading
+
+    import pruning.sweep as sweep
+    from app import jobs
+
+    real = sweep.layer_sensitivity
+    seen = {}
+
+    def held(loaded, data, request, sparsities, progress=None, on_point=None, done_rows=None, **kw):
+        seen["done_rows"] = list(done_rows or [])
+        count = [0]
+
+        def point(row):
+            on_point(row)
+            count[0] += 1
+            while count[0] >= 2 and not seen.get("released") and len(seen["done_rows"]) == 0:
+                progress(0, 1, "held by the test")  # raises Stopped once stopped
+                time.sleep(0.01)
+
+        return real(loaded, data, request, sparsities, progress=progress, on_point=point, done_rows=done_rows, **kw)
+
+    monkeypatch.setattr(sweep, "layer_sensitivity", held)
+    at = open_page("sensitivity")
+    at.text_input(key="ps_sens_sparsities").set_value("0.5, 0.9").run()
+    at.multiselect(key="ps_sens_blocks").set_value([0]).run()
+    at.multiselect(key="ps_sens_roles").set_value(["q", "k"]).run()
+    session = at.session_state["ps_session_id"]
+    follower = threading.Thread(target=lambda: at.button(key="ps_sens_run").click().run())
+    follower.start()
+    key, job = _running_job("sensitivity")
+    while len(job.partial) < 2:
+        time.sleep(0.05)
+    time.sleep(1.2)  # the page draws what it has (it polls twice a second)
+    jobs.stop("sensitivity", key, session)
+    follower.join(120)
+    assert isinstance(job.error, jobs.Stopped)
+    at.run()
+    assert not at.exception and not at.error
+    assert any(i.value.startswith("Stopped: 2 of 4 points were measured") for i in at.info)
+    assert chart_specs(at)  # the kept rows are drawn
+    at.button(key="ps_sens_run").click().run()
+    assert_clean(at)
+    kept = seen["done_rows"]
+    assert kept == job.partial[:2]  # both finished points, handed to the run that goes on
+    rows = pd_rows(downloads)
+    assert len(rows) == 1 + 4 and rows["layer"][0] == "-" and list(rows["layer"][1:3]) == [r["layer"] for r in kept]  # two kept, two new
 
 
 def test_a_new_setting_replaces_the_sessions_running_job(monkeypatch):

@@ -62,8 +62,23 @@ def test_histogram_panel_is_one_small_chart_with_its_title():
 
 def test_served_charts_skip_validation_but_give_the_validated_spec():
     chart = charts.histogram_panel(hist_frame(), "block 0 · q", width=150)
-    assert chart.to_dict() == spec(chart)  # what Streamlit converts is the spec the test validated
+    served = chart.to_dict()
+    assert served.pop("autosize") == charts.PLOT_AUTOSIZE  # width to the window, the height kept for the plot area
+    assert served == spec(chart)  # what Streamlit converts is the spec the test validated
     assert "to_dict" not in chart._kwds  # the shortcut is not a Vega-Lite property
+
+
+def test_every_served_chart_keeps_its_height_for_the_plot():
+    """Streamlit's theme fits a chart's legends and titles into its height (squashing the plot); served charts,
+    one per panel too, fit only their width."""
+    import altair as alt
+
+    training = pd.DataFrame({"step": [0, 1, 0, 1], "series": ["held-out accuracy"] * 2 + ["held-out loss"] * 2,
+                             "value": [0.5, 0.6, 0.7, 0.6], "panel": ["accuracy"] * 2 + ["loss"] * 2})
+    served = charts.training_charts(training)
+    assert len(served) == 2 and all(c.to_dict()["autosize"] == {"type": "fit-x", "contains": "padding"} for c in served)
+    layered = alt.layer(charts.histogram_panel(hist_frame(), "x"))  # a served chart inside another: no nested autosize
+    assert "autosize" not in alt.LayerChart.to_dict(layered)["layer"][0]
 
 
 def test_histogram_panel_spec_is_the_panel_chart_from_a_template():
@@ -72,6 +87,9 @@ def test_histogram_panel_spec_is_the_panel_chart_from_a_template():
     full = spec(charts.histogram_panel(bins, "block 1 · v", width=150))
     stacked = pd.DataFrame(full.pop("datasets")[full.pop("data")["name"]])
     values = pd.DataFrame(fast.pop("data")["values"])
+    assert fast.pop("autosize") == {"type": "pad"}  # its width and height are the plot's: a small panel stays readable
+    assert fast.pop("description") == "small multiple: block 1 · v"
+    assert fast["encoding"]["y"]["axis"].pop("values") == [0, int(stacked["y1"].max())]  # two y ticks: 0 and the top
     assert fast == full  # the same encoding, scales, title and size
     pd.testing.assert_frame_equal(values[list(stacked.columns)], stacked, check_dtype=False)  # the same stacked bars
 
@@ -181,6 +199,10 @@ def test_sensitivity_charts():
     assert "perplexity ratio to dense" in json.dumps(ppl) and ppl["encoding"]["color"]["scale"]["type"] == "log"
     kl = spec(charts.sensitivity_heatmap(df.rename(columns={"drop": "kl"}), "accuracy", "kl"))
     assert "KL divergence" in json.dumps(kl) and kl["encoding"]["color"]["scale"]["scheme"] == "reds"  # the KL as is, from 0 up
+    first_point = spec(charts.sensitivity_heatmap(df.rename(columns={"drop": "kl"}).head(1), "accuracy", "kl"))
+    for d in (kl, first_point):  # the same colours whatever has arrived: a domain fixed before any point
+        assert d["encoding"]["color"]["scale"]["domain"] == charts.KL_DOMAIN and d["encoding"]["color"]["scale"]["clamp"] is True
+        assert d["encoding"]["color"]["legend"]["values"] == [0, 0.001, 0.01, 0.1, 1]  # one label per decade, not bunched
     alloc = pd.DataFrame({"layer": ["a", "b"], "sparsity": [0.6, 0.4]})
     assert tooltips(charts.allocation_bars(alloc, 0.5)) >= 2
 
@@ -332,4 +354,47 @@ def test_interval_sentences():
     assert I.drop_text("accuracy", noisy) == "+1.2 points (95% CI -0.4 to +2.7), within noise"
     real = {"drop": 12.5, "drop_ci_low": 9.0, "drop_ci_high": 16.25}
     assert I.drop_text("perplexity", real) == "+12.50 (95% CI +9.00 to +16.25)"
-    assert I.comparison_sentence("accuracy", "dense", "pruned", noisy).startswith("pruned against dense: accuracy lost +1.2 points")
+    # a sentence signs the difference as the metric moved, as the headline's delta beside it does
+    assert I.comparison_sentence("accuracy", "dense", "pruned", noisy) == (
+        "pruned against dense: accuracy change -1.2 points (95% CI -2.7 to +0.4), within noise.")
+    assert I.change_delta("accuracy", noisy["drop"], True)["delta"].startswith("-1.2 points")
+    assert I.change_text("perplexity", real) == "perplexity change +12.50 (95% CI +9.00 to +16.25)"
+
+
+def test_a_line_style_legend_draws_the_line_style():
+    """Solid and dashed granularities on the ramp: the legend shows strokes (dashes), not the point overlay's dots."""
+    df = pd.DataFrame({"method": ["magnitude"] * 4, "granularity": ["layer", "layer", "allocated", "allocated"],
+                       "sparsity": [0.3, 0.7] * 2, "value": [0.8, 0.6, 0.8, 0.7]})
+    d = spec(charts.ramp_chart(df))
+    legend = d["encoding"]["strokeDash"]["legend"]
+    assert legend["symbolType"] == "M-1,0L1,0" and legend["symbolStrokeWidth"] >= 2  # a line (seen in a browser)
+    assert legend["symbolStrokeColor"] and legend["symbolFillColor"] == "transparent"
+
+
+def test_the_ramp_draws_the_majority_class_floor_in_points():
+    from app import interval_charts as IC
+
+    points = pd.DataFrame({"method": ["magnitude"] * 2, "granularity": ["layer"] * 2, "sparsity": [0.3, 0.9],
+                           "value": [0.8, 0.64], "ci_low": [0.75, 0.6], "ci_high": [0.85, 0.68], "n": [256, 256]})
+    d = spec(IC.ramp_chart_ci(points, None, "accuracy", chance=0.637))
+    text = json.dumps(d)
+    assert IC.CHANCE_LABEL in text
+    floors = [v for name, rows in d["datasets"].items() for v in rows if v.get("label") == IC.CHANCE_LABEL]
+    assert floors and floors[0]["value"] == pytest.approx(63.7)  # in points, as the axis
+    assert IC.CHANCE_LABEL not in json.dumps(spec(IC.ramp_chart_ci(points, None, "accuracy")))
+
+
+def test_per_step_metrics_carry_their_intervals():
+    """MGPP/GMP snapshots and SDS stages are measured on n held-out examples: each point gets its 95% interval."""
+    training = pd.DataFrame({"step": [0, 10, 0, 10], "series": ["held-out accuracy"] * 2 + ["held-out loss"] * 2,
+                             "value": [0.5, 0.6, 0.7, 0.6], "panel": ["accuracy"] * 2 + ["loss"] * 2,
+                             "ci_low": [0.4, 0.5, None, None], "ci_high": [0.6, 0.7, None, None]})
+    acc, loss = charts.training_charts(training)
+    rules = [layer for layer in spec(acc)["layer"] if layer["mark"]["type"] == "rule"]
+    assert rules and rules[0]["encoding"]["y"]["field"] == "ci_low"
+    data = pd.DataFrame(spec(acc)["datasets"][rules[0]["data"]["name"]])
+    assert data["ci_low"].tolist() == pytest.approx([40.0, 50.0])  # in points, as the line
+    assert "layer" not in spec(loss)  # losses have no interval: no rules
+    stages = pd.DataFrame({"stage": ["dense", "sparse"], "value": [0.8, 0.7], "ci_low": [0.75, 0.64], "ci_high": [0.85, 0.76]})
+    d = spec(charts.stage_bars(stages, "accuracy"))
+    assert any(layer["mark"]["type"] == "rule" for layer in d["layer"])

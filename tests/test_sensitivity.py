@@ -256,3 +256,22 @@ def test_an_lm_probe_keeps_the_dense_log_probs_only_within_its_budget(tiny_llama
     overrides = masked_overrides(tiny_llama, compute_masks({name: magnitude_scores(w)}, 0.7, "layer", {name: w}))
     kl_kept, kl_tight = kept.evaluate(name, overrides)[1], tight.evaluate(name, overrides)[1]
     assert float(kl_kept.min()) > 0 and np.allclose(kl_kept, kl_tight, rtol=1e-6, atol=1e-12)
+
+
+def test_progress_counts_blocks_run_and_reports_the_dense_pass(tiny_bert, data):
+    """A layer of block 0 re-runs both blocks of the tiny BERT, one of block 1 only one: the progress share is time's
+    share, not the points'. The dense pass reports its batches before any point (a Stop can land there too)."""
+    from pruning.sensitivity import point_cost
+
+    assert [point_cost(b, 2) for b in (0, 1)] == [2, 1] and point_cost(None, 30) == 30
+    calls = []
+    request = PruneRequest.make("magnitude", granularity="layer", layers=("bert.encoder.layer.0.attention.self.query",
+                                                                         "bert.encoder.layer.1.attention.self.query"))
+    layer_sensitivity(tiny_bert, data, request, [0.5], max_examples=16, split="test", progress=lambda *a: calls.append(a))
+    dense = [c for c in calls if c[2].startswith("dense pass, ")]
+    assert dense and calls.index(dense[-1]) < next(i for i, c in enumerate(calls) if "point 1 of 2" in c[2])
+    points = [c for c in calls if "point" in c[2]]
+    assert sorted({(c[0], c[1]) for c in points}) == [(0, 3), (2, 3)]  # block 0's point costs 2 of the 3 blocks run
+    batches = len(evaluation_plan(tiny_bert, data, 16, "test").batches)
+    assert [c[2] for c in points].count(points[0][2]) == 1 + batches  # and each batch reports again: a Stop lands there
+    assert calls[-1][:2] == (3, 3)

@@ -81,11 +81,13 @@ def history_rows(history: Sequence[dict]) -> list[dict]:
 
 
 def training_curves(history: Sequence[dict]) -> list[dict]:
-    """Rows ``{step, series, value, panel}`` of the held-out metric and the two losses over steps."""
+    """Rows ``{step, series, value, panel, ci_low, ci_high}`` of the held-out metric (with its 95% interval when the
+    snapshot has one) and the two losses (no interval) over steps."""
     rows = []
     for h in history:
         metric = h.get("metric") or "metric"
-        rows.append({"step": h["step"], "series": f"held-out {metric}", "value": h.get("value"), "panel": metric})
+        rows.append({"step": h["step"], "series": f"held-out {metric}", "value": h.get("value"), "panel": metric,
+                     "ci_low": h.get("ci_low"), "ci_high": h.get("ci_high")})
         if h.get("held_out_loss") is not None:
             rows.append({"step": h["step"], "series": "held-out loss", "value": h["held_out_loss"], "panel": "loss"})
         if h.get("loss") is not None:
