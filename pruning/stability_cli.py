@@ -44,7 +44,7 @@ def outputs(out: Path) -> tuple[Path, Path, Path]:
 
 def command(args, cli) -> int:
     from .errors import PruneScopeError
-    from .outputs import claim
+    from .outputs import claim, output_path
     from .stability import check_draws
 
     methods = cli._names(args.method)
@@ -54,10 +54,10 @@ def command(args, cli) -> int:
     if args.top < 0:
         raise PruneScopeError(f"--top must be 0 or more, got {args.top}")
     requests = [cli._request(args, m) for m in methods]  # every check before loading
-    out = Path(args.out)
+    out = output_path(args.out)
     if out.suffix.lower() == ".json":
         raise PruneScopeError("--out names the CSV of the layers (the JSON is written beside it); give a .csv name")
-    with claim(*outputs(out), overwrite=args.overwrite) as held:
+    with claim(*outputs(out), overwrite=args.overwrite, files=True) as held:
         return _run(args, cli, requests, held)
 
 
@@ -66,13 +66,8 @@ def _run(args, cli, requests, held) -> int:
     from .stability import DrawStore, draw_rows, layer_table, report, stability
 
     loaded = cli._load(args)
-    params = {r.method: dict(r.params) for r in requests}
-    ckpt = cli._checkpoint(
-        args, loaded, "stability", ("method", "draw", "kind", "metric"),
-        method=[r.method for r in requests], params=params,
-        **{"--draws": args.draws, "--draw-kind": args.draw_kind, "--sparsity": requests[0].sparsity,
-           "--granularity": [str(r.granularity) for r in requests], "--include/--exclude": [args.include, args.exclude]},
-    )  # the keys a refusal to resume names
+    # the header: every option of the command (--method, --draws, --draw-kind, ...) and the request's fields
+    ckpt = cli._checkpoint(args, loaded, "stability", ("method", "draw", "kind", "metric"), requests[0])
     data = cli._task_data(loaded, args)
     stores = Path(args.out).with_suffix(".partial.draws")
     results = []
