@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -449,7 +448,11 @@ def _granularity_arg(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m pruning", description="PruneScope: prune a transformer and see what it costs.")
+    from . import threads
+
+    parser = argparse.ArgumentParser(
+        prog="python -m pruning", description="PruneScope: prune a transformer and see what it costs.", epilog=threads.describe()
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("models", help="list the embedded default models").set_defaults(func=cmd_models)
     sub.add_parser("methods", help="list the pruning methods and their parameters").set_defaults(func=cmd_methods)
@@ -510,14 +513,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from . import threads
+
+    try:  # the wait policy and thread counts, once, before any command imports torch (``__main__`` prepared them already)
+        threads.prepare()
+    except PruneScopeError as exc:
+        return _fail(f"error: {exc}", EXIT_USAGE)
     parser = build_parser()
     args = parser.parse_args(argv)
-    threads = os.environ.get("PRUNESCOPE_THREADS")
-    if threads:
-        import torch
-
-        torch.set_num_threads(int(threads))
     try:
+        threads.apply()
         return args.func(args)
     except PruneScopeError as exc:
         return _fail(f"error: {exc}", EXIT_USAGE)
