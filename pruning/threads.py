@@ -22,8 +22,8 @@ What is chosen (measured by ``bench/bench_busy.py``, figures in ``bench/results/
   quiet).
 * intra-op threads (``torch.set_num_threads``, which also sets MKL's and oneDNN's, both
   running on the same OpenMP team): the CPUs this process may run on
-  (``os.sched_getaffinity``), fewer when the load average at the start says other work
-  holds some of them (:func:`intra_threads`), at least one.
+  (``os.sched_getaffinity``), fewer when other work holds some of them at the start
+  (:func:`load_average`, :func:`intra_threads`), at least one.
 * inter-op threads: 1 (PruneScope runs no inter-op parallel work; the pool's threads
   would only sit there).
 
@@ -41,7 +41,7 @@ import os
 import sys
 from dataclasses import asdict, dataclass, field
 
-SPIN_COUNT = 30000  # spins before an idle OpenMP worker sleeps (libgomp's default is 300000)
+SPIN_COUNT = 10000  # spins before an idle OpenMP worker sleeps (libgomp's default is 300000)
 WAIT_KEYS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 THREAD_KEYS = ("PRUNESCOPE_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -54,7 +54,7 @@ class Choice:
     intra_op: int | None = None  # None: the user's own count (or torch's own default) stays
     inter_op: int | None = 1
     cpus: int = 1
-    load: float | None = None  # the 1-minute load average at the start
+    load: float | None = None  # the threads that wanted a CPU at the start (:func:`load_average`)
     user: dict = field(default_factory=dict)  # the user's own settings that won, as they were given
 
     def as_dict(self) -> dict:
@@ -69,7 +69,23 @@ def available_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def load_average() -> float | None:
+def load_average(samples: int = 5, pause: float = 0.02) -> float | None:
+    """How many other threads want a CPU now: the median of a few readings of the kernel's count of
+    runnable threads (``/proc/loadavg``, less this one), which follows the load at once where the
+    1-minute load average lags a minute behind; that average where the count cannot be read."""
+    import time
+
+    counts = []
+    for i in range(samples):
+        try:
+            with open("/proc/loadavg") as f:
+                counts.append(int(f.read().split()[3].split("/")[0]) - 1)
+        except (OSError, ValueError, IndexError):
+            break
+        if i + 1 < samples:
+            time.sleep(pause)
+    if counts:
+        return float(sorted(counts)[len(counts) // 2])
     try:
         return float(os.getloadavg()[0])
     except (AttributeError, OSError):
