@@ -52,7 +52,7 @@ WORKLOADS = ("eval", "wanda", "sensitivity")  # cheapest first: a run cut short 
 CANDIDATES = {
     "passive": {"OMP_WAIT_POLICY": "PASSIVE"},
     "spin100k": {"GOMP_SPINCOUNT": "100000"},
-    "spin10k-2threads": {"GOMP_SPINCOUNT": "10000", "PRUNESCOPE_THREADS": "2"},
+    "spin10k-1thread": {"GOMP_SPINCOUNT": "10000", "OMP_NUM_THREADS": "1"},
 }
 
 
@@ -312,6 +312,7 @@ def main() -> int:
     ap.add_argument("--examples", type=int, default=256, help="sensitivity: examples")
     ap.add_argument("--calib", type=int, default=16, help="wanda: calibration samples of 128 tokens")
     ap.add_argument("--windows", type=int, default=32, help="eval: perplexity windows")
+    ap.add_argument("--variants", help="comma-separated settings to run instead of old,new (old, new, " + ", ".join(CANDIDATES) + ")")
     ap.add_argument("--quick", action="store_true", help="tiny workloads (2 layers, 32 examples, 4 samples, 4 windows)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "busy"))
     args = ap.parse_args()
@@ -338,6 +339,8 @@ def main() -> int:
         save(args, size, runs, app, start_load)
 
     variants = [("old", None), ("new", None)] + ([(k, v) for k, v in CANDIDATES.items()] if args.candidates else [])
+    if args.variants:
+        variants = [(k, CANDIDATES.get(k)) for k in args.variants.split(",")]
     for rep in range(args.reps):
         order = variants if rep % 2 == 0 else variants[::-1]
         if timed:

@@ -22,8 +22,8 @@ What is chosen (measured by ``bench/bench_busy.py``, figures in ``bench/results/
   quiet).
 * intra-op threads (``torch.set_num_threads``, which also sets MKL's and oneDNN's, both
   running on the same OpenMP team): the CPUs this process may run on
-  (``os.sched_getaffinity``), fewer when other work holds some of them at the start
-  (:func:`load_average`, :func:`intra_threads`), at least one.
+  (``os.sched_getaffinity``: a ``taskset`` or a container's CPU set counts), not fewer under
+  load (:func:`intra_threads` says why); the load at the start is recorded.
 * inter-op threads: 1 (PruneScope runs no inter-op parallel work; the pool's threads
   would only sit there).
 
@@ -93,15 +93,18 @@ def load_average(samples: int = 5, pause: float = 0.02) -> float | None:
 
 
 def intra_threads(cpus: int, load: float | None) -> int:
-    """Intra-op threads for ``cpus`` CPUs when other work keeps ``load`` of them busy: the CPUs left
-    over, rounded to the nearest whole one, at least one and at most ``cpus``.
+    """Intra-op threads: every CPU this process may run on, whatever the load at the start.
 
-    >>> intra_threads(2, 0.3), intra_threads(2, 1.4), intra_threads(2, 6.0), intra_threads(16, 4.0)
-    (2, 1, 1, 12)
+    Measured (``bench/results/busy.md``): fewer threads than CPUs under load gives the process a
+    smaller share of the machine (the kernel shares it out per thread), so the run slows by more
+    than the load; and a count taken at the start halves a quiet run whenever something else
+    happened to be running at that moment. The short spin is what makes the full count cheap
+    under load. ``load`` is recorded, not used.
+
+    >>> intra_threads(2, 0.3), intra_threads(2, 6.0)
+    (2, 2)
     """
-    if load is None:
-        return cpus
-    return max(1, min(cpus, int(cpus - load + 0.5)))
+    return cpus
 
 
 def choose(environ: dict, cpus: int, load: float | None) -> Choice:
