@@ -219,8 +219,10 @@ def markdown(result: dict) -> str:
         f"Load average (1 min) {result['load_avg_before']} before the run, {result['load_avg_after']} after; runs alternate old and new.",
         "",
         "Settings: **old** = torch's defaults (libgomp's 300 000-spin wait, every CPU); **new** = `pruning/threads.py` "
-        f"(GOMP_SPINCOUNT={result['spin_count']}, intra-op threads = the CPUs left over at the start, 1 inter-op thread).",
+        f"(GOMP_SPINCOUNT={result['spin_count']}, 1 inter-op thread; the intra-op threads of each run are listed below).",
         "",
+        *[f"- Note: {n}" for n in result.get("notes", [])],
+        *([""] if result.get("notes") else []),
         "Stand-ins: " + result["stand_ins"],
         "",
         "| workload | settings | quiet s | loaded s | loaded / quiet | new quiet / old quiet |",
@@ -230,9 +232,9 @@ def markdown(result: dict) -> str:
         for settings, got in row.items():
             if not isinstance(got, dict):
                 continue
-            loaded = f"> {got['loaded']}" if got.get("loaded_timed_out") else got.get("loaded", "-")
+            loaded = f"> {got['loaded']} (the child's limit, all three workloads)" if got.get("loaded_timed_out") else got.get("loaded", "-")
             ratio = got.get("loaded_over_quiet", "-")
-            ratio = f"> {ratio}" if got.get("loaded_timed_out") else ratio
+            ratio = "-" if got.get("loaded_timed_out") else ratio
             rel = row.get("new_quiet_over_old_quiet", "-") if settings == "new" else ""
             lines.append(f"| {name} | {settings} | {got.get('quiet', '-')} | {loaded} | {ratio} | {rel} |")
     lines += ["", "Every run (seconds wall / CPU, threads, load average and runnable threads before -> after):", ""]
