@@ -194,7 +194,7 @@ def describe(choice: Choice | None = None) -> str:
     choice = choice or prepare()
     wait = ", ".join(f"{k}={v}" for k, v in choice.env.items()) or "the user's " + ", ".join(f"{k}={choice.user[k]}" for k in WAIT_KEYS if k in choice.user)
     count = (
-        f"{choice.intra_op} intra-op thread(s) (of {choice.cpus} CPUs, load {choice.load})"
+        f"{choice.intra_op} intra-op thread(s) (the CPUs this process may use)"
         if choice.intra_op is not None and "PRUNESCOPE_THREADS" not in choice.user
         else f"{choice.intra_op} intra-op thread(s) from PRUNESCOPE_THREADS"
         if choice.intra_op is not None
