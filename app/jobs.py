@@ -26,11 +26,25 @@ callback raises :class:`Stopped` once stop is requested (the engine reports prog
 often), and the stopped job leaves the store at once, so the same settings can be
 started again. A job the session stopped itself is not restarted by the next script
 run: the page says "not started" until the user presses Run.
+
+Jobs that share the process
+---------------------------
+Every job runs in this one process, whose torch thread count is set once for all of
+them (``pruning.threads``): two heavy jobs at once would each ask for every core. So the
+slow work that starts from a Run button (``answer``, and ``result`` with ``ask``) is
+*queued*: a process-wide :class:`Gate` lets at most :func:`job_slots` of them run at once
+(one by default, ``PRUNESCOPE_JOBS`` to change it) and the rest wait in the order they
+were started, their progress line saying their place in the queue. Two sessions' runs
+then take twice as long as one, not more. Stop reaches a queued job before it starts
+(it never runs) and a running one at its next progress call, as before. Short jobs
+(loading, data, an evaluation) are not queued: they run beside a queued job, which the
+OpenMP wait settings keep gentle.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 import time
 import uuid
@@ -65,12 +79,77 @@ class Stopped(BaseException):
     for a failure (and, say, deletes a cache it was reading)."""
 
 
-class Job:
-    """One piece of heavy work on a background thread, with progress the page can draw."""
+def job_slots(environ=None) -> int:
+    """How many queued jobs may run at once: ``PRUNESCOPE_JOBS`` (a whole number, at least 1), else 1."""
+    text = (os.environ if environ is None else environ).get("PRUNESCOPE_JOBS", "").strip()
+    return max(1, int(text)) if text.isdigit() else 1
 
-    def __init__(self, label: str, fn: Callable[["Job"], Any]):
+
+class Gate:
+    """At most ``slots`` jobs run at once, process-wide; the others wait first come, first served.
+
+    :meth:`enter` blocks the job's own thread until it is its turn (or raises :class:`Stopped`
+    as soon as the job was stopped while it waited); :meth:`leave` hands its place on."""
+
+    def __init__(self, slots: int = 1):
+        self.slots = max(1, int(slots))
+        self._cond = threading.Condition()
+        self._running: list = []
+        self._waiting: list = []
+
+    def position(self, job) -> int | None:
+        """0 while ``job`` runs, n >= 1 while it is n-th in the queue, None otherwise."""
+        with self._cond:
+            if job in self._running:
+                return 0
+            return self._waiting.index(job) + 1 if job in self._waiting else None
+
+    def counts(self) -> tuple[int, int]:
+        """(running, waiting)."""
+        with self._cond:
+            return len(self._running), len(self._waiting)
+
+    def enter(self, job) -> None:
+        with self._cond:
+            self._waiting.append(job)
+            try:
+                while True:
+                    if job.stop_requested:
+                        raise Stopped(f"{job.label}: stopped before it started.")
+                    place = self._waiting.index(job)
+                    if place < self.slots - len(self._running):
+                        break
+                    ahead = place + len(self._running)
+                    job.message = f"queued: {ahead} job{'s' if ahead != 1 else ''} ahead of it"
+                    self._cond.wait(1.0)
+            finally:
+                self._waiting.remove(job)
+                self._cond.notify_all()
+            self._running.append(job)
+
+    def leave(self, job) -> None:
+        with self._cond:
+            if job in self._running:
+                self._running.remove(job)
+            self._cond.notify_all()
+
+    def wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+
+GATE = Gate(job_slots())  # process-wide, like the store: every session's queued jobs pass through it
+
+
+class Job:
+    """One piece of heavy work on a background thread, with progress the page can draw.
+
+    With a ``gate`` the job waits for its turn there before ``fn`` runs (:class:`Gate`)."""
+
+    def __init__(self, label: str, fn: Callable[["Job"], Any], gate: Gate | None = None):
         self.label = label
         self.fn = fn
+        self.gate = gate
         self.fraction = 0.0
         self.message = "starting"
         self.value: Any = None
@@ -103,6 +182,17 @@ class Job:
 
     def stop(self) -> None:
         self._stop.set()
+        if self.gate is not None:
+            self.gate.wake()  # a queued job leaves the queue at once
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
+
+    @property
+    def queue_position(self) -> int | None:
+        """0 while it runs, n >= 1 while n-th in the queue, None for a job without a gate (or done)."""
+        return None if self.gate is None or self.done.is_set() else self.gate.position(self)
 
     @property
     def running(self) -> bool:
@@ -113,11 +203,19 @@ class Job:
         return self
 
     def _run(self) -> None:
+        entered = False
         try:
+            if self.gate is not None:
+                self.gate.enter(self)
+                entered = True
+                self.started = time.perf_counter()  # the time it ran, not the time it waited
+                self.message = "starting"
             self.value = self.fn(self)
         except BaseException as exc:  # noqa: BLE001 - handed to the page that shows it
             self.error = exc
         finally:
+            if entered:
+                self.gate.leave(self)
             self.seconds = time.perf_counter() - self.started
             self.fraction = 1.0
             self.done.set()
@@ -165,13 +263,14 @@ class Store:
             if key in items and (job is None or items[key] is job):
                 del items[key]
 
-    def get_or_start(self, kind: str, key, label: str, fn: Callable[[Job], Any], session: str) -> Job:
-        """The job under ``key`` (started now if there is none), followed by ``session`` from now on."""
+    def get_or_start(self, kind: str, key, label: str, fn: Callable[[Job], Any], session: str, gate: Gate | None = None) -> Job:
+        """The job under ``key`` (started now if there is none; through ``gate``'s queue when given),
+        followed by ``session`` from now on."""
         with self._lock:
             items = self._kind(kind)
             job = items.get(key)
             if job is None:
-                job = items[key] = Job(label, fn)
+                job = items[key] = Job(label, fn, gate)
                 self._bound(kind)
                 job.start()
             else:
@@ -286,7 +385,7 @@ def answer(kind: str, key, label: str, prepare: Callable[[], Callable[[Job], Any
         store().follow(sid, kind, key, job)
     old_key, old = store().latest(sid, kind)
     previous = old if old is not None and old_key != key and old.done.is_set() and old.error is None else None
-    return Answer(kind, key, job, lambda: store().get_or_start(kind, key, label, prepare(), sid), previous)
+    return Answer(kind, key, job, lambda: store().get_or_start(kind, key, label, prepare(), sid, GATE), previous)
 
 
 def result(kind: str, key, label: str, fn: Callable[[Job], Any], on_partial=None, ask: Callable[..., NotStarted] | None = None):
@@ -297,8 +396,8 @@ def result(kind: str, key, label: str, fn: Callable[[Job], Any], on_partial=None
     """
     sid = session()
 
-    def start() -> Job:
-        return store().get_or_start(kind, key, label, fn, sid)
+    def start() -> Job:  # slow work (asked for with a Run button) waits its turn in the process-wide queue
+        return store().get_or_start(kind, key, label, fn, sid, GATE if ask is not None else None)
 
     job = None if store().was_stopped(sid, kind, key) else store().peek(kind, key)
     if job is None and (ask is not None or store().was_stopped(sid, kind, key)):

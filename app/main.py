@@ -6,13 +6,21 @@ page chosen in the navigation. One file per view in ``pages/``.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `streamlit run app/main.py` puts only app/ on the path
     sys.path.insert(0, str(ROOT))
+
+from pruning import threads  # noqa: E402
+from pruning.errors import PruneScopeError  # noqa: E402
+
+try:  # the OpenMP wait settings, before anything imports torch (this process's first script run)
+    threads.prepare()
+    _THREADS_ERROR = None
+except PruneScopeError as exc:  # a bad PRUNESCOPE_THREADS: said on the page below
+    _THREADS_ERROR = str(exc)
 
 import streamlit as st  # noqa: E402
 
@@ -22,18 +30,10 @@ from app.pages_index import PAGES, register  # noqa: E402
 BUTTON_SUFFIXES = ("_run", "_csv", "_json", "_apply")  # buttons and downloads: their state cannot be set
 
 st.set_page_config(page_title="PruneScope", page_icon="✂️", layout="wide")
-
-
-@st.cache_resource(show_spinner=False)
-def _threads(count: str) -> None:
-    """Torch's thread count, set once by the app's entry point (as the CLI does); engine calls never set it."""
-    if count:
-        import torch
-
-        torch.set_num_threads(int(count))
-
-
-_threads(os.environ.get("PRUNESCOPE_THREADS", ""))
+if _THREADS_ERROR:
+    st.error(_THREADS_ERROR)
+    st.stop()
+threads.apply()  # torch's thread counts, once per process (as the CLI does); engine calls never set them
 
 pages = [st.Page(str(ROOT / "pages" / p.file), title=p.title, icon=p.icon, url_path=p.url, default=(i == 0)) for i, p in enumerate(PAGES)]
 register(pages)

@@ -30,10 +30,16 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from pruning import threads  # noqa: E402
+
+threads.prepare()  # the entry point's OpenMP wait settings, before torch loads (pruning/threads.py)
+
+import torch  # noqa: E402
+
+threads.apply()
 
 from pruning.data import calibration_batches, load_classification, load_lm_text  # noqa: E402
 from pruning.evaluate import evaluate, paired_difference, summary  # noqa: E402
@@ -74,6 +80,7 @@ def machine() -> dict:
     return {
         "cpu": cpu,
         "threads": torch.get_num_threads(),
+        "thread_settings": threads.record(),  # the wait settings and thread counts in force (pruning/threads.py)
         "python": platform.python_version(),
         "torch": torch.__version__,
         "platform": platform.platform(),

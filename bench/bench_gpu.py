@@ -26,10 +26,16 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from pruning import threads  # noqa: E402
+
+threads.prepare()  # the entry point's OpenMP wait settings, before torch loads (pruning/threads.py)
+
+import torch  # noqa: E402
+
+threads.apply()
 
 from pruning.devices import Placement, host_peak_mb, reset_device_peak  # noqa: E402
 from pruning.models import LoadedModel, prunable_layers  # noqa: E402

@@ -30,10 +30,16 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from pruning import threads  # noqa: E402
+
+threads.prepare()  # the entry point's OpenMP wait settings, before torch loads (pruning/threads.py)
+
+import torch  # noqa: E402
+
+threads.apply()
 
 from bench_engine import commit, machine  # noqa: E402  (this folder is on sys.path when run as a script)
 from pruning.data import calibration_batches, load_classification, load_lm_text  # noqa: E402

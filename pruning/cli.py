@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -644,8 +643,12 @@ def _command(sub, name: str, help: str) -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import threads
+
     parser = _Parser(
-        prog="python -m pruning", description="PruneScope: prune a transformer and see what it costs.", epilog=DOCS_HINT
+        prog="python -m pruning",
+        description="PruneScope: prune a transformer and see what it costs.",
+        epilog=f"{threads.describe()} {DOCS_HINT}",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     _command(sub, "models", help="list the embedded default models").set_defaults(func=cmd_models)
@@ -719,17 +722,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from . import threads
+
+    try:  # the wait policy and thread counts, once, before any command imports torch (``__main__`` prepared them already)
+        threads.prepare()
+    except PruneScopeError as exc:
+        return _fail(f"error: {exc}", EXIT_USAGE)
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # named by the subcommand's parser, so the hint points to its own --help
         sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
         sub.choices[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
-    threads = os.environ.get("PRUNESCOPE_THREADS")
-    if threads:
-        import torch
-
-        torch.set_num_threads(int(threads))
     try:
+        threads.apply()
         return args.func(args)
     except PruneScopeError as exc:
         return _fail(f"error: {exc}", EXIT_USAGE)

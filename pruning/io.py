@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from . import threads
 from .devices import placement_of
 from .errors import PruneScopeError
 from .masks import overall_sparsity, sparsity_table
@@ -46,6 +47,7 @@ def build_report(result, loaded, evaluation: dict | None = None, request=None) -
         "evaluation": _evaluation_summary(evaluation),
         "placement": placement_of(loaded).summary(),
         "resources": result.info.get("resources"),  # device, dtype, peak device and host memory
+        "threads": threads.record(),  # the wait settings and thread counts this process ran under (set by its entry point)
         **steps_summary(result.info),
         **extra,
     }
