@@ -1,0 +1,30 @@
+"""RIA, relative importance and activation (Zhang et al., ICLR 2024, "Plug-and-Play").
+
+Score of weight (i, j), i the output row and j the input column:
+
+    (|W_ij| / sum_k |W_kj|  +  |W_ij| / sum_k |W_ik|)  *  (||X_j|| / sqrt(n))^a
+
+the weight relative to its column's and its row's total absolute weight, times the root mean
+square of input feature j over the n calibration tokens to the power a (0.5 in the paper).
+The authors' code (``lib/prune.py``, ``prune_ria``) thresholds the whole layer unless asked
+for ``--per_outneuron``, so the paper's granularity is one threshold per layer.
+"""
+
+from __future__ import annotations
+
+import torch
+
+DEFAULT_A = 0.5
+GRANULARITY = "layer"  # the authors' default (no --per_outneuron)
+
+
+def ria_scores(weight: torch.Tensor, sq_sum: torch.Tensor, n_tokens: int, a: float = DEFAULT_A) -> torch.Tensor:
+    """RIA scores of a (d_out, d_in) ``weight`` given ``sq_sum[j] = sum over tokens of x_j^2``.
+
+    A row or column whose weights are all zero scores 0 (its relative importance is undefined)."""
+    w = weight.detach().abs().to(torch.float32)
+    col = w.sum(dim=0, keepdim=True)
+    row = w.sum(dim=1, keepdim=True)
+    relative = torch.where(col > 0, w / col.clamp_min(1e-30), 0.0) + torch.where(row > 0, w / row.clamp_min(1e-30), 0.0)
+    rms = (sq_sum.detach().to(torch.float64).clamp_min(0) / max(1, int(n_tokens))).sqrt().to(torch.float32)
+    return relative * rms.unsqueeze(0).pow(float(a))
