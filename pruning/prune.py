@@ -99,9 +99,9 @@ def context(loaded, request: PruneRequest, calibration=None, data=None, progress
     request's dataset as the task data when none is given."""
     method = request.method_info
     names = layer_names(loaded, request.layers, request.include, request.exclude)
-    if method.needs_calibration and calibration is None:
+    if request.needs_calibration and calibration is None:  # the method's, or its update's (OBS, DSnoT on magnitude)
         calibration = calibration_for(loaded, request)
-    if method.needs_calibration and len(calibration) == 0:
+    if request.needs_calibration and len(calibration) == 0:
         raise PruneScopeError(f"method {method.name} needs calibration data, and the calibration set is empty")
     data = data if data is not None else request.dataset
     return PruneContext(loaded, request, names, calibration, progress, data, observe)

@@ -38,3 +38,54 @@ def block_sparsities(ratios: Sequence[float], sparsity: float, lam: float = DEFA
     k = (d - d.min()) / span * 2.0 * float(lam) if span > 0 else torch.zeros_like(d)
     k = k - k.mean() + (1.0 - float(sparsity))
     return [min(max(1.0 - float(x), 0.0), 0.9999) for x in k]
+
+
+# ---------------------------------------------------------------- the registered allocation
+from ..registry import Param  # noqa: E402
+from .registry import Allocation, register_allocation  # noqa: E402
+
+
+def block_of(layers: Sequence[str], blocks: Sequence[str]) -> dict[str, str | None]:
+    """The transformer block (by name) holding each layer, or ``None`` outside every block."""
+    out = {}
+    for name in layers:
+        out[name] = next((b for b in blocks if name.startswith(b + ".")), None)
+    return out
+
+
+def owl_allocation(loaded, layers, calibration, sparsity: float, params: dict, progress=None) -> tuple[dict[str, float], dict]:
+    """Per-layer sparsities by OWL: one dense pass gives ``||X_j||`` per layer; the Wanda scores of each
+    block's layers give its outlier ratio; every layer of a block gets the block's sparsity (a layer
+    outside the blocks keeps the target)."""
+    from ..calibration import collect_input_stats
+    from ..models import layer_weight, transformer_blocks
+    from ..scores import wanda_scores
+
+    stats = collect_input_stats(loaded, layers, calibration, progress=progress)
+    blocks = [name for name, _ in transformer_blocks(loaded.model)]
+    where = block_of(layers, blocks)
+    used = [b for b in blocks if any(where[n] == b for n in layers)]
+    ratios = []
+    for b in used:
+        scores = [wanda_scores(layer_weight(loaded.model, n), stats[n].sq_sum) for n in layers if where[n] == b]
+        ratios.append(outlier_ratio(scores, params["m"]))
+    per_block = dict(zip(used, block_sparsities(ratios, sparsity, params["lambda"]))) if used else {}
+    allocation = {n: per_block.get(where[n], float(sparsity)) for n in layers}
+    info = {"blocks": [{"block": b, "outlier_ratio": r, "sparsity": per_block[b]} for b, r in zip(used, ratios)]}
+    return allocation, info
+
+
+register_allocation(
+    Allocation(
+        name="owl",
+        label="OWL",
+        summary="Outlier-weighted layerwise sparsity: blocks whose Wanda scores hold more outliers (above M times "
+        "their mean) keep more weights; block sparsities spread over +-lambda around the target, mean = target.",
+        compute=owl_allocation,
+        params={
+            "m": Param(DEFAULT_M, "outlier threshold: a score above M times its block's mean is an outlier", minimum=0.0),
+            "lambda": Param(DEFAULT_LAMBDA, "how far block sparsities may spread from the target (+-lambda)", minimum=0.0, maximum=0.5),
+        },
+        reference="Yin et al. 2024, Outlier Weighed Layerwise Sparsity (OWL), ICML",
+    )
+)

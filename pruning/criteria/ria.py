@@ -28,3 +28,41 @@ def ria_scores(weight: torch.Tensor, sq_sum: torch.Tensor, n_tokens: int, a: flo
     relative = torch.where(col > 0, w / col.clamp_min(1e-30), 0.0) + torch.where(row > 0, w / row.clamp_min(1e-30), 0.0)
     rms = (sq_sum.detach().to(torch.float64).clamp_min(0) / max(1, int(n_tokens))).sqrt().to(torch.float32)
     return relative * rms.unsqueeze(0).pow(float(a))
+
+
+# ---------------------------------------------------------------- the registered criterion
+# (the recipe: a score function of the weight and its layer's statistics, one register call)
+from ..calibration import collect_input_stats  # noqa: E402
+from ..registry import Method, Param, register  # noqa: E402
+from ..walk import layer_weights, score_walk_run  # noqa: E402
+
+
+def _layer_scores(ctx, name, weight, stats) -> torch.Tensor:
+    return ria_scores(weight, stats.sq_sum, stats.n_tokens, ctx.params["a"])
+
+
+def _dense_scores(ctx) -> dict[str, torch.Tensor]:
+    """RIA scores with every layer's inputs from the dense model (one pass): the slider views' scores."""
+    stats = collect_input_stats(ctx.loaded, ctx.layers, ctx.calibration, progress=ctx.progress)
+    weights = layer_weights(ctx)
+    return {n: _layer_scores(ctx, n, weights[n], stats[n]) for n in ctx.layers}
+
+
+register(
+    Method(
+        name="ria",
+        label="RIA",
+        summary="Keep weights with the largest relative importance (|W_ij| over its row's and its column's total |W|) "
+        "times the input's RMS to the power a. No weight update of its own. The paper thresholds each layer.",
+        run=score_walk_run("ria", _layer_scores, _dense_scores),
+        scores=_dense_scores,
+        needs_calibration=True,
+        params={
+            "a": Param(DEFAULT_A, "exponent of the input activation's RMS (0: relative importance alone)", minimum=0.0),
+        },
+        granularity=GRANULARITY,
+        takes_update=True,
+        walks_blocks=True,
+        reference="Zhang et al. 2024, Plug-and-Play: An Efficient Post-training Pruning Method for LLMs (ICLR)",
+    )
+)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import torch
 
 from ..masks import Granularity, parse_granularity
+from .registry import Update, register_update
 
 DEFAULT_MAX_CYCLES = 50
 DEFAULT_THRESHOLD = 0.1
@@ -113,3 +114,34 @@ def dsnot_update(
         pruned[r, grow[active]] = False
         err = torch.where(active, after, err)
     return ~pruned
+
+
+def dsnot_inputs(stats, n_samples: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """DSnoT's ``x_sum`` (the sum over tokens divided by the number of samples) and ``x_var`` (the
+    population variance over the calibration tokens) from a layer's input statistics."""
+    n = max(1, int(stats.n_tokens))
+    lin = stats.lin_sum.detach().to(torch.float64).cpu()
+    mean = lin / n
+    var = (stats.sq_sum.detach().to(torch.float64).cpu() / n - mean * mean).clamp_min(0)
+    return lin / max(1, int(n_samples)), var
+
+
+def _apply(weight, keep, stats, env):
+    x_sum, x_var = dsnot_inputs(stats, env.n_samples)
+    w = weight.detach().to(torch.float32).cpu()
+    score = w.abs() * stats.sq_sum.detach().to(torch.float32).cpu().clamp_min(0).sqrt().unsqueeze(0)
+    g = env.granularity if env.granularity is not None and env.granularity.is_nm else "layer"
+    new_keep = dsnot_update(w, keep.cpu(), x_sum, x_var, score, granularity=g)
+    return None, new_keep.to(keep.device)
+
+
+register_update(
+    Update(
+        name="dsnot",
+        label="DSnoT",
+        summary="Training-free prune-and-grow: per output row, swap pruned and kept weights (same count per row) "
+        "to drive the row's expected output error towards zero. Weights keep their values; the mask changes.",
+        apply=_apply,
+        reference="Zhang et al. 2024, Dynamic Sparse No Training (ICLR)",
+    )
+)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 
 from ..sparsegpt import hessian_inverse_factor, sparsegpt_solve
+from .registry import Update, register_update
 
 
 def obs_update(weight: torch.Tensor, keep: torch.Tensor, gram: torch.Tensor, n_tokens: int, damp: float = 0.01, blocksize: int = 128) -> torch.Tensor:
@@ -21,3 +22,26 @@ def obs_update(weight: torch.Tensor, keep: torch.Tensor, gram: torch.Tensor, n_t
     U, dead = hessian_inverse_factor(gram, n_tokens, damp=damp)
     new, _ = sparsegpt_solve(weight, U, 0.0, "layer", dead=dead, blocksize=blocksize, keep=keep.to(torch.bool))
     return new
+
+
+def _apply(weight, keep, stats, env):
+    key = ("obs", 0.01)
+    if key not in stats.cache:  # layers reading one input share the factorisation
+        stats.cache[key] = hessian_inverse_factor(stats.gram, stats.n_tokens, damp=0.01)
+    U, dead = stats.cache[key]
+    new, _ = sparsegpt_solve(weight.to(torch.float32), U, 0.0, "layer", dead=dead, keep=keep.to(torch.bool))
+    return new, keep  # the mask stays exactly (a never-active input's kept weight is set to 0, harmlessly)
+
+
+register_update(
+    Update(
+        name="obs",
+        label="OBS",
+        summary="SparseGPT's column walk on the given mask: each pruned weight's error is spread over the kept "
+        "weights after it through the inverse Hessian of the layer's inputs. The mask stays; kept weights change.",
+        apply=_apply,
+        want_gram=True,
+        changes_weights=True,
+        reference="Frantar & Alistarh 2023 (SparseGPT); Sun et al. 2023 (Wanda's ablate code)",
+    )
+)
