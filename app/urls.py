@@ -12,7 +12,7 @@ import streamlit as st
 
 from . import state
 
-URL_KEYS = ("model", "method", "granularity", "sparsity", "calibration", "seed")
+URL_KEYS = ("model", "method", "granularity", "sparsity", "calibration", "seed", "update")
 READ_FLAG = "ps_url_read"
 PROBLEMS = "ps_url_problems"
 
@@ -21,6 +21,12 @@ def _method(value: str) -> dict:
     from pruning.registry import get_method
 
     return {"ps_method": get_method(value).name}
+
+
+def _update(value: str) -> dict:
+    from pruning.updates.registry import get_update
+
+    return {"ps_update": state.UPDATE_DEFAULT if value == state.UPDATE_DEFAULT else get_update(value).name}
 
 
 def _granularity(value: str) -> dict:
@@ -61,6 +67,7 @@ PARSERS = {
     "sparsity": _sparsity,
     "calibration": _int_between("ps_calibration", 1, 1024),
     "seed": _int_between("ps_seed", 0, 2**31 - 1),
+    "update": _update,
 }
 
 
@@ -97,6 +104,7 @@ def url_of(s: state.Settings) -> dict:
         "sparsity": f"{s.sparsity:g}",
         "calibration": str(s.calibration),
         "seed": str(s.seed),
+        "update": s.update,
     }
 
 
