@@ -300,7 +300,7 @@ def _prune(args, request, held) -> int:
         result.info["allocation_rule"] = rule_info
     if "reconstruction_error" not in result.info:  # no calibration walk: one dense pass measures it
         from .prune import calibration_for
-        from .updates.reconstruction import DENSE_INPUTS, dense_reconstruction_errors
+        from .walk import DENSE_INPUTS, dense_reconstruction_errors
 
         calib = calibration if calibration is not None else calibration_for(loaded, request)
         result.info["reconstruction_error"] = dense_reconstruction_errors(loaded, result.masks, result.weights, calib)

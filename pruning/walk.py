@@ -14,7 +14,7 @@ from typing import Callable
 
 import torch
 
-from .calibration import InputStats, sequential_prune
+from .calibration import InputStats, collect_input_stats, sequential_prune
 from .masks import compute_masks, global_masks
 from .prune import PruneResult
 from .registry import PruneContext
@@ -101,3 +101,21 @@ def score_walk_run(name: str, score_fn: ScoreFn, dense_scores: Callable[[PruneCo
         return PruneResult(name, ctx.sparsity, str(ctx.granularity), masks, new_weights or None, info=info)
 
     return run
+
+
+DENSE_INPUTS = "calibration inputs of the dense model (one extra pass when the report was written)"
+
+
+def dense_reconstruction_errors(loaded, masks, weights, calibration, progress=None) -> dict[str, float]:
+    """Each masked layer's :func:`reconstruction_error` on its inputs in the dense model (one forward
+    pass over ``calibration`` with Gram matrices): for runs whose method had no calibration walk."""
+    from .models import layer_weight
+
+    names = list(masks)
+    stats = collect_input_stats(loaded, names, calibration, want_gram=True, progress=progress)
+    out = {}
+    for n in names:
+        dense = layer_weight(loaded.model, n).detach().to(torch.float32).cpu()
+        base = weights[n] if weights is not None and n in weights else dense
+        out[n] = reconstruction_error(dense, base.detach().to(torch.float32).cpu() * masks[n].cpu(), stats[n].gram.cpu())
+    return out

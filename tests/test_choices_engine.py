@@ -217,7 +217,7 @@ def test_owl_gives_each_layer_its_blocks_sparsity_with_the_target_as_mean(tiny_l
 
 # ------------------------------------------------------------------ reconstruction error
 def test_reconstruction_error_is_zero_without_pruning(tiny_llama, llama_calib):
-    from pruning.updates.reconstruction import dense_reconstruction_errors
+    from pruning.walk import dense_reconstruction_errors
 
     walked = prune(tiny_llama, R.make("wanda", 0.0, "layer", update="obs"), calibration=llama_calib)
     assert all(e == pytest.approx(0.0, abs=1e-12) for e in walked.info["reconstruction_error"].values())
