@@ -262,3 +262,11 @@ def test_cli_rejects_a_bad_update_with_one_error_line(tmp_path, capsys):
     assert main(["prune", "--allocation", "owl:m=x", "--out", str(tmp_path / "run")]) == 2
     assert capsys.readouterr().err.strip().startswith("error: parameter m")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_sweep_row_says_which_update_it_ran(tiny_bert, tiny_sentiment):
+    from pruning.sweep import sparsity_ramp
+
+    calib = calibration_batches(tiny_bert, tiny_sentiment, n_samples=4, seq_len=16, seed=0)
+    rows = sparsity_ramp(tiny_bert, tiny_sentiment, [R.make("magnitude", update="dsnot")], sparsities=[0.5], calibration=calib, max_examples=16, split="train")
+    assert [(r["method"], r["update"]) for r in rows] == [("dense", "-"), ("magnitude", "dsnot")]
