@@ -120,19 +120,21 @@ def dsnot_inputs(stats, n_samples: int) -> tuple[torch.Tensor, torch.Tensor]:
     """DSnoT's ``x_sum`` (the sum over tokens divided by the number of samples) and ``x_var`` (the
     population variance over the calibration tokens) from a layer's input statistics."""
     n = max(1, int(stats.n_tokens))
-    lin = stats.lin_sum.detach().to(torch.float64).cpu()
+    lin = stats.lin_sum.detach().to(torch.float64)
     mean = lin / n
-    var = (stats.sq_sum.detach().to(torch.float64).cpu() / n - mean * mean).clamp_min(0)
+    var = (stats.sq_sum.detach().to(torch.float64) / n - mean * mean).clamp_min(0)
     return lin / max(1, int(n_samples)), var
 
 
 def _apply(weight, keep, stats, env):
-    x_sum, x_var = dsnot_inputs(stats, env.n_samples)
-    w = weight.detach().to(torch.float32).cpu()
-    score = w.abs() * stats.sq_sum.detach().to(torch.float32).cpu().clamp_min(0).sqrt().unsqueeze(0)
+    w = weight.detach().to(torch.float32)  # on the walk's device; float64 inside where it is not the MPS
+    x_sum, x_var = (t.to(w.device) for t in dsnot_inputs(stats, env.n_samples))
+    score = w.abs() * stats.sq_sum.detach().to(w.device, torch.float32).clamp_min(0).sqrt().unsqueeze(0)
     g = env.granularity if env.granularity is not None and env.granularity.is_nm else "layer"
-    new_keep = dsnot_update(w, keep.cpu(), x_sum, x_var, score, granularity=g)
-    return None, new_keep.to(keep.device)
+    if w.device.type == "mps":  # no float64 there
+        w, keep, x_sum, x_var, score = (t.cpu() for t in (w, keep, x_sum, x_var, score))
+    new_keep = dsnot_update(w, keep.to(w.device), x_sum, x_var, score, granularity=g)
+    return None, new_keep.to(weight.device)
 
 
 register_update(
