@@ -172,9 +172,11 @@ class MaskSet:
 
 
 def one_pass_approximation(method) -> bool:
-    """Whether re-thresholding cached scores only approximates the method: Wanda's scores come from one
-    dense pass, while the method itself walks the blocks in order (each block sees the pruned ones before it)."""
-    return method.score_based and method.needs_calibration
+    """Whether re-thresholding cached scores only approximates the method: its scores come from one
+    dense pass, while the method itself walks the blocks in order (each block sees the pruned ones before
+    it; the registry's ``walks_blocks``: Wanda, RIA). A calibrated criterion whose own masks are its dense
+    scores is exact, and gets no label and no background job."""
+    return method.score_based and method.walks_blocks
 
 
 def masks(s: Settings, loaded, method: str | None = None, on_partial=None, exact: bool = False) -> MaskSet:
@@ -194,14 +196,14 @@ def masks(s: Settings, loaded, method: str | None = None, on_partial=None, exact
     req = request_for(s, method)
     m = req.method_info
     ident = (s.model_key, s.data_key, req.key)
-    if m.score_based and not (exact and one_pass_approximation(m)):
+    if m.score_based and req.update == "none" and not (exact and one_pass_approximation(m)):  # an update changes what the scores keep
         r = ranker(s, loaded, req.method)
         one_pass = ("one-pass scores",) if one_pass_approximation(m) else ()  # never the same cache entry as the method's own masks
         return MaskSet(req.method, req.sparsity, str(req.granularity), r.masks(req.sparsity, req.granularity), ident=ident + one_pass)
     if m.needs_training_data and loaded.task == "encoder":
         raise PruneScopeError(f"{m.label} trains on the task, and this model has no task head")
-    data = task_data(s, loaded) if (m.needs_calibration or m.needs_training_data) else None
-    calib = calibration(s, loaded, data) if m.needs_calibration else None
+    data = task_data(s, loaded) if (req.needs_calibration or m.needs_training_data) else None
+    calib = calibration(s, loaded, data) if req.needs_calibration else None
 
     def run(job: Job):
         from pruning.prune import prune
@@ -289,7 +291,7 @@ def ramp(s: Settings, loaded, data, methods: list, granularities: list, sparsiti
     key = (s.model_key, s.data_key, tuple(r.key for r in requests), tuple(granularities), tuple(sparsities), s.eval_size)
 
     def prepare():
-        calib = calibration(s, loaded, data) if any(r.method_info.needs_calibration for r in requests) else None
+        calib = calibration(s, loaded, data) if any(r.needs_calibration for r in requests) else None
 
         def work(job: Job):
             from pruning.sweep import sparsity_ramp
@@ -343,7 +345,7 @@ def compare_requests(loaded, data, uniform, alloc, calib, eval_size: int) -> lis
 
     evs = []
     for req in (uniform, alloc):
-        result = prune(loaded, req, calibration=calib if req.method_info.needs_calibration else None)
+        result = prune(loaded, req, calibration=calib if req.needs_calibration else None)
         evs.append(evaluate(loaded, data, overrides=result.overrides(loaded), max_examples=eval_size))
     diff = paired_difference(*evs)
     base = {"method": uniform.method, "sparsity": uniform.sparsity, "metric": evs[0]["metric"]}
@@ -387,7 +389,7 @@ def sensitivity(s: Settings, loaded, data, method: str, sparsities: list, granul
     rate_key = (s.model_key, s.data_key, s.eval_size)
 
     def prepare():
-        calib = calibration(s, loaded, data) if request.method_info.needs_calibration else None
+        calib = calibration(s, loaded, data) if request.needs_calibration else None
         kept = list(done_rows() or []) if done_rows is not None else []
 
         def work(job: Job):

@@ -251,6 +251,25 @@ def method_section(sb) -> None:
         if method.params:
             with sb.expander(f"Parameters of {method.name}"):
                 param_widgets(method)
+        if method.takes_update:
+            update_select(sb, method)
+
+
+def update_select(sb, method) -> None:
+    """What happens to the weights the mask keeps (the registry of updates; "default": the method's own)."""
+    from pruning.updates.registry import all_updates
+
+    updates = all_updates()
+    options = [state.UPDATE_DEFAULT] + list(updates)
+    _keep_valid("ps_update", options)
+    sb.selectbox(
+        "Update",
+        options,
+        key="ps_update",
+        format_func=lambda u: f"the method's own ({method.default_update})" if u == state.UPDATE_DEFAULT else updates[u].label,
+        help="What happens to the kept weights: none, OBS (SparseGPT's reconstruction on this mask) or DSnoT "
+        "(prune-and-grow, same count per row). Any update other than none runs the method itself, not the slider's cached scores.",
+    )
 
 
 def back_to_uniform() -> None:

@@ -65,7 +65,10 @@ DEFAULTS = {
     "ps_eval_size": 256,
     "ps_seed": 0,
     "ps_device": "auto",
+    "ps_update": "default",
 }
+
+UPDATE_DEFAULT = "default"  # the Update select's "the method's own" (none; SparseGPT: obs)
 
 
 def init_defaults() -> None:
@@ -98,6 +101,7 @@ class Settings:
     params: tuple = ()  # (name, value) of the chosen method's parameters that differ from their defaults
     allocation: tuple = ()  # granularity "allocated": sorted (layer, sparsity) pairs at the target sparsity
     device: str = "auto"  # where pruning and evaluation run; results do not depend on it, so no cache key holds it
+    update: str = UPDATE_DEFAULT  # what happens to the kept weights (a registered update, or the method's own)
 
     def params_for(self, method: str) -> dict:
         """The parameters set in the sidebar for ``method`` (only the chosen method has any)."""
@@ -126,6 +130,9 @@ def _request(s: Settings):
     from .runs import is_run
 
     method = "magnitude" if is_run(s.method) else s.method  # an opened run: the request carries only the other settings
+    from pruning.registry import get_method
+
+    update = None if s.update == UPDATE_DEFAULT or not get_method(method).takes_update else s.update
     allocation = dict(s.allocation) if s.granularity == ALLOCATED else None  # rebuilt for the target sparsity
     return PruneRequest.make(
         method,
@@ -136,6 +143,7 @@ def _request(s: Settings):
         dataset=s.data_source or None,
         calib_samples=s.calibration,
         seed=s.seed,
+        update=update,
     )
 
 
@@ -192,6 +200,7 @@ def current() -> Settings:
         params=method_params(s["ps_method"]),
         allocation=applied_allocation(granularity, sparsity),
         device=s["ps_device"],
+        update=s.get("ps_update", UPDATE_DEFAULT),
     )
 
 

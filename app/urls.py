@@ -24,7 +24,7 @@ import streamlit as st
 
 from . import state
 
-SIDEBAR_KEYS = ("model", "data", "text_column", "label_column", "method", "granularity", "sparsity", "calibration", "eval", "seed")
+SIDEBAR_KEYS = ("model", "data", "text_column", "label_column", "method", "granularity", "sparsity", "calibration", "eval", "seed", "update")
 RUN_KEY = "run"
 PARAM_PREFIX = "p."
 READ_FLAG = "ps_url_read"
@@ -87,6 +87,12 @@ def _method(value: str) -> dict:
     return {"ps_method": get_method(value).name}
 
 
+def _update(value: str) -> dict:
+    from pruning.updates.registry import get_update
+
+    return {"ps_update": state.UPDATE_DEFAULT if value == state.UPDATE_DEFAULT else get_update(value).name}
+
+
 def _granularity(value: str) -> dict:
     from pruning.masks import parse_granularity
 
@@ -137,6 +143,7 @@ PARSERS = {
     "calibration": _int_between("ps_calibration", 1, 1024),
     "eval": _int_between("ps_eval_size", 8, 20000),
     "seed": _int_between("ps_seed", 0, 2**63 - 1),  # as the CLI's --seed
+    "update": _update,
 }
 
 
@@ -311,7 +318,7 @@ def url_of(s: state.Settings) -> dict:
     else:
         out["method"] = s.method
         out.update({PARAM_PREFIX + k: _text(v) for k, v in s.params})
-    out.update(granularity=s.granularity, sparsity=f"{s.sparsity:g}", calibration=str(s.calibration), eval=str(s.eval_size), seed=str(s.seed))
+    out.update(granularity=s.granularity, sparsity=f"{s.sparsity:g}", calibration=str(s.calibration), eval=str(s.eval_size), seed=str(s.seed), update=s.update)
     for key, (session_key, _) in PAGE_KEYS.items():
         if session_key in st.session_state and st.session_state[session_key] is not None:
             out[key] = _text(st.session_state[session_key])

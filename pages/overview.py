@@ -137,12 +137,16 @@ def layers_table(s, loaded, table, counts, mask_set) -> None:
             continue
         other = resources.masks(s, loaded, method=name, exact=True)
         rows[f"sparsity: {name}"] = rows["layer"].map({r["layer"]: r["sparsity"] for r in sparsity_table(other.masks)})
+    errors = (mask_set.info or {}).get("reconstruction_error")  # runs through the block walk measure it per layer
+    if errors:
+        rows[f"reconstruction error: {s.method}"] = rows["layer"].map(errors)
     long = rows.melt(id_vars=["layer"], value_vars=[c for c in rows.columns if c.startswith("sparsity")], var_name="method", value_name="sparsity")
     long["method"] = long["method"].str.replace("sparsity: ", "", regex=False)
     long["layer"] = long["layer"].map(ui.short_layer)
     st.altair_chart(charts.sparsity_bars(long, target=mask_set.sparsity), width="stretch")
     config = {c: st.column_config.NumberColumn(format="percent") for c in rows.columns if c.startswith("sparsity")}
     config["parameters"] = st.column_config.NumberColumn(format="localized")
+    config.update({c: st.column_config.NumberColumn(format="%.4f", help="||WX - W'X||^2 / ||WX||^2 on the layer's calibration inputs") for c in rows.columns if c.startswith("reconstruction")})
     st.dataframe(rows, hide_index=True, width="stretch", column_config=config)
     downloads.table_button(st, rows, "prunescope_layers.csv", key="overview_layers", label="Download this table (CSV)")
 

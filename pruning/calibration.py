@@ -49,11 +49,13 @@ class InputStats:
     device: torch.device | str = "cpu"  # where the inputs arrive (the statistics stay there)
     n_tokens: int = 0
     sq_sum: torch.Tensor = field(init=False)
+    lin_sum: torch.Tensor = field(init=False)  # sum over tokens of x_j (DSnoT's mean and variance)
     gram: torch.Tensor | None = field(init=False, default=None)
     cache: dict = field(default_factory=dict)  # derived objects shared by the group (e.g. SparseGPT's factor)
 
     def __post_init__(self) -> None:
         self.sq_sum = torch.zeros(self.d_in, dtype=stats_dtype(self.device), device=self.device)
+        self.lin_sum = torch.zeros_like(self.sq_sum)
         if self.want_gram:
             self.gram = torch.zeros(self.d_in, self.d_in, dtype=torch.float32, device=self.device)
 
@@ -65,6 +67,7 @@ class InputStats:
         for part in x.split(STATS_CHUNK):
             part = part.to(torch.float32)
             self.sq_sum += (part * part).sum(dim=0).to(self.sq_sum.dtype)
+            self.lin_sum += part.sum(dim=0).to(self.lin_sum.dtype)
             if self.gram is not None:
                 self.gram += part.T @ part
 
@@ -456,7 +459,7 @@ def _stats_by_blocks(loaded, layers, calibration, want_gram: bool, progress) -> 
 
     def record(names, weights, stats: InputStats):
         if torch.device(stats.device).type != "cpu":
-            stats.sq_sum, stats.device = stats.sq_sum.cpu(), "cpu"
+            stats.sq_sum, stats.lin_sum, stats.device = stats.sq_sum.cpu(), stats.lin_sum.cpu(), "cpu"
             stats.gram = None if stats.gram is None else stats.gram.cpu()
         out.update((n, stats) for n in names)
         return [(None, torch.ones_like(w, dtype=torch.bool)) for w in weights]

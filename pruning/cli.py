@@ -109,7 +109,7 @@ def _task_data(loaded, args):
 def _calibration(loaded, request):
     from .prune import calibration_for, calibration_note
 
-    if not request.method_info.needs_calibration:
+    if not request.needs_calibration:
         return None
     batches = calibration_for(loaded, request)
     used = sum(int(b["input_ids"].shape[0]) for b in batches)
@@ -128,9 +128,25 @@ def _method_params(pairs: list[str] | None) -> dict:
     return params
 
 
+def _allocation_rule(text: str | None):
+    """``--allocation NAME[:k=v,...]`` naming a registered allocation (OWL): ``(allocation, params)``, else ``None``."""
+    if text is None or Path(text).exists():
+        return None
+    from .allocations.registry import all_allocations, parse_spec
+
+    name, params = parse_spec(text)
+    rules = all_allocations()
+    if name not in rules:
+        if text.lower().endswith(".json") or "/" in text:
+            return None  # a file path (its absence is reported when it is read)
+        raise PruneScopeError(f"--allocation {text!r} is neither a file nor an allocation; allocations: {', '.join(sorted(rules))}")
+    rule = rules[name]
+    return rule, rule.resolve_params(params)
+
+
 def _allocation(path: str | None) -> dict | None:
     """``{layer: sparsity}`` from a JSON file (checked further by :meth:`PruneRequest.make`)."""
-    if path is None:
+    if path is None or _allocation_rule(path) is not None:
         return None
     try:
         value = json.loads(Path(path).read_text())
@@ -155,6 +171,7 @@ def _request(args, method: str, **changes):
         seed=args.seed,
         include=getattr(args, "include", None),
         exclude=getattr(args, "exclude", None),
+        update=getattr(args, "update", None),
     )
     settings.update(changes)
     return PruneRequest.make(method, **settings)
@@ -208,8 +225,13 @@ def cmd_prepare(args) -> int:
 
 
 def cmd_methods(args) -> int:
+    """The three choices: criteria (and the procedures built on them), allocations, updates."""
+    from .allocations.registry import all_allocations
+    from .masks import GRANULARITY_LABELS
     from .registry import all_methods
+    from .updates.registry import all_updates
 
+    print("Criteria and methods (--method): which weights are kept")
     for m in all_methods().values():
         flags = []
         if m.needs_calibration:
@@ -218,10 +240,28 @@ def cmd_methods(args) -> int:
             flags.append("updates weights")
         if m.needs_training_data:
             flags.append("trains")
-        print(f"{m.name:10s} [{m.family}] {m.summary}" + (f" ({', '.join(flags)})" if flags else ""))
-        print(f"{'':10s} granularities: {', '.join(m.granularities)} (default {m.default_granularity})")
+        print(f"  {m.name:10s} [{m.family}] {m.summary}" + (f" ({', '.join(flags)})" if flags else ""))
+        print(f"  {'':10s} granularities: {', '.join(m.granularities)} (default {m.default_granularity})")
+        updates = "any --update" if m.takes_update else "no --update choice"
+        print(f"  {'':10s} update: {m.default_update} by default; {updates}")
         for key, p in m.params.items():
-            print(f"{'':10s} --param {key}={p.default}  {p.help}")
+            print(f"  {'':10s} --param {key}={p.default}  {p.help}")
+    print()
+    print("Allocations: how many weights each layer keeps")
+    for name, text in GRANULARITY_LABELS.items():
+        if name != "allocated":
+            print(f"  {name:10s} --granularity {name}: {text}")
+    print(f"  {'FILE.json':10s} --allocation FILE.json: each listed layer at its own sparsity {{layer: sparsity}}")
+    for a in all_allocations().values():
+        spec = ",".join(f"{k}={p.default:g}" if isinstance(p.default, float) else f"{k}={p.default}" for k, p in a.params.items())
+        print(f"  {a.name:10s} --allocation {a.name}" + (f"[:{spec}]" if spec else "") + f": {a.summary}")
+        for key, p in a.params.items():
+            print(f"  {'':10s} {key}={p.default}  {p.help}")
+    print()
+    print("Updates (--update): what happens to the weights the mask keeps")
+    for u in all_updates().values():
+        flags = ", ".join(f for f, on in (("calibration", u.needs_calibration), ("changes weights", u.changes_weights)) if on)
+        print(f"  {u.name:10s} {u.summary}" + (f" ({flags})" if flags else ""))
     return 0
 
 
@@ -242,6 +282,10 @@ def cmd_prune(args) -> int:
     from .outputs import claim, output_path
 
     request = _request(args, args.method, allocation=_allocation(args.allocation))  # every check before loading
+    if _allocation_rule(args.allocation) is not None and "allocated" not in request.method_info.granularities:
+        raise PruneScopeError(f"method {request.method} cannot prune each layer at its own sparsity (no 'allocated' granularity)")
+    if _allocation_rule(args.allocation) is not None and args.granularity is not None:
+        raise PruneScopeError(f"--allocation {args.allocation} gives each layer its own sparsity; it cannot be combined with --granularity")
     out = output_path(args.out)
     if out.exists() and not out.is_dir():
         raise PruneScopeError(f"--out {out} is a file; give a folder for the run")
@@ -345,8 +389,19 @@ def _prune(args, request, held) -> int:
 
     loaded = _load(args)
     method = request.method_info
-    data = _task_data(loaded, args) if (args.eval or method.needs_training_data or method.needs_calibration) else None
+    rule = _allocation_rule(args.allocation)
+    data = _task_data(loaded, args) if (args.eval or method.needs_training_data or request.needs_calibration or rule) else None
     calibration = _calibration(loaded, request)
+    rule_info = None
+    if rule is not None:  # a measured allocation (OWL): one dense pass, then each layer at its own sparsity
+        from .prune import calibration_for, layer_names
+
+        rule_calibration = calibration if calibration is not None else calibration_for(loaded, request)
+        allocator, params = rule
+        names = layer_names(loaded, request.layers, request.include, request.exclude)
+        alloc, info = allocator.compute(loaded, names, rule_calibration, request.sparsity, params, progress=_progress_bar(allocator.name))
+        rule_info = {"name": allocator.name, "params": params, **info}
+        request = _request(args, args.method, allocation=alloc, sparsity=request.sparsity)
     from .devices import reset_device_peak
 
     reset_device_peak(loaded.placement)  # the entry point may: report.json gets this run's own peak
@@ -363,6 +418,15 @@ def _prune(args, request, held) -> int:
             return 128 + _signal_number(stopped.reason)  # only a signal stops a CLI run: 130 for Ctrl-C, 143 for SIGTERM
     else:
         result = prune(loaded, request, calibration=calibration, data=data, progress=_progress_bar(args.method))
+    if rule_info is not None:
+        result.info["allocation_rule"] = rule_info
+    if "reconstruction_error" not in result.info:  # no calibration walk: one dense pass measures it
+        from .prune import calibration_for
+        from .walk import DENSE_INPUTS, dense_reconstruction_errors
+
+        calib = calibration if calibration is not None else calibration_for(loaded, request)
+        result.info["reconstruction_error"] = dense_reconstruction_errors(loaded, result.masks, result.weights, calib)
+        result.info["reconstruction_inputs"] = DENSE_INPUTS
     evaluation = None
     if args.eval:
         from .evaluate import paired_difference
@@ -382,7 +446,7 @@ def _prune(args, request, held) -> int:
     with held.folder() as tmp:  # the whole run appears in one rename
         report = write_run(tmp, loaded, result, evaluation, request, with_model=not args.no_model)
     print(
-        f"{args.method} {result.granularity}: {report['overall_sparsity']:.4f} sparsity "
+        f"{args.method} {result.granularity} update {request.update}: {report['overall_sparsity']:.4f} sparsity "
         f"({report['total'] - report['kept']:,d} of {report['total']:,d} weights) in {result.seconds:.1f} s"
     )
     if evaluation:
@@ -463,7 +527,7 @@ def _sweep(args, requests, granularities, held) -> int:
     loaded = _load(args)
     checkpoint = _checkpoint(args, loaded, "sweep", ("method", "granularity", "metric"), requests[0])
     data = _task_data(loaded, args)
-    calibration = next((_calibration(loaded, r) for r in requests if r.method_info.needs_calibration), None)
+    calibration = next((_calibration(loaded, r) for r in requests if r.needs_calibration), None)
     out = Path(args.out)
     rows = sparsity_ramp(
         loaded,
@@ -634,6 +698,13 @@ def _granularity_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--granularity", help="layer, global, row, or N:M such as 2:4 (default: the method's own, see `methods`)")
 
 
+def _update_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--update", help="what happens to the kept weights: none, obs (SparseGPT's reconstruction on the mask) or dsnot "
+        "(prune-and-grow); default: the method's own (none; SparseGPT: obs). See `methods`",
+    )
+
+
 DOCS_HINT = "Every command, option, output and exit code: docs/CLI.md"
 
 
@@ -670,7 +741,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="magnitude")
     p.add_argument("--sparsity", type=_finite, help="fraction of weights removed (default 0.5; N/M for N:M)")
     _granularity_arg(p)
-    p.add_argument("--allocation", metavar="FILE.json", help="prune each listed layer at its own sparsity: {layer: sparsity}")
+    p.add_argument(
+        "--allocation", metavar="FILE.json|NAME[:k=v,...]",
+        help="prune each listed layer at its own sparsity: a file {layer: sparsity}, or a measured allocation such as "
+        "owl (owl:m=5,lambda=0.08; see `methods`)",
+    )
+    _update_arg(p)
     p.add_argument("--param", action="append", metavar="NAME=VALUE", help="a method parameter (see `methods`)")
     p.add_argument("--eval", action="store_true", help="also evaluate dense and pruned")
     p.add_argument("--no-model", action="store_true", help="write masks and report only")
@@ -696,6 +772,7 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(p)
     _data_args(p)
     p.add_argument("--methods", default="magnitude,wanda")
+    _update_arg(p)
     p.add_argument("--granularities", help="comma-separated; default: each method's own (see `methods`)")
     p.add_argument("--sparsities", default="0.3,0.5,0.7")
     p.add_argument("--out", default="out/sweep.csv")

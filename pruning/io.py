@@ -25,7 +25,7 @@ def build_report(result, loaded, evaluation: dict | None = None, request=None) -
     """A JSON-able account of one run: settings, exact counts per layer, timing, metric
     (and, given the request, its data and calibration choice; an allocation is always recorded)."""
     extra = {"request": request.describe()} if request is not None else {}
-    for key in ("allocation", "data", "calibration_note"):  # the allocation pruned with; which part of the data was evaluated; a capped --calib
+    for key in ("allocation", "allocation_rule", "data", "calibration_note", "reconstruction_inputs"):  # the allocation (and the rule that measured it); the evaluated data; a capped --calib; the inputs errors were measured on
         if key in result.info:
             extra[key] = result.info[key]
     return {
@@ -43,7 +43,8 @@ def build_report(result, loaded, evaluation: dict | None = None, request=None) -
         "params": result.info.get("params", {}),
         "calibration_samples": result.info.get("calibration_samples"),
         "updates_weights": result.weights is not None,
-        "layers": [{**row, "shape": list(row["shape"])} for row in sparsity_table(result.masks)],
+        "update": result.info.get("update", getattr(request, "update", None)),
+        "layers": [_layer_row(row, result.info.get("reconstruction_error") or {}) for row in sparsity_table(result.masks)],
         "evaluation": _evaluation_summary(evaluation),
         "placement": placement_of(loaded).summary(),
         "resources": result.info.get("resources"),  # device, dtype, peak device and host memory
@@ -51,6 +52,14 @@ def build_report(result, loaded, evaluation: dict | None = None, request=None) -
         **steps_summary(result.info),
         **extra,
     }
+
+
+def _layer_row(row: dict, errors: dict) -> dict:
+    """A report's layer row; ``reconstruction_error``: ||WX - W'X||^2 / ||WX||^2 on the calibration inputs."""
+    out = {**row, "shape": list(row["shape"])}
+    if row["layer"] in errors:
+        out["reconstruction_error"] = errors[row["layer"]]
+    return out
 
 
 def _evaluation_summary(evaluation: dict | None) -> dict | None:

@@ -8,24 +8,25 @@ from __future__ import annotations
 
 import torch
 
-from .calibration import ORDERS, InputStats, collect_input_stats, sequential_prune
-from .masks import compute_masks, global_masks
+from .calibration import ORDERS, InputStats, collect_input_stats
+from .masks import compute_masks
 from .prune import PruneResult
 from .registry import Method, Param, PruneContext, register
 from .scores import magnitude_scores, random_scores, wanda_scores
 from .sparsegpt import hessian_inverse_factor, sparsegpt_solve
+from .walk import criterion_walk, layer_sparsities, score_walk_run
+from .walk import layer_weights as _weights
 
 
-def _weights(ctx: PruneContext) -> dict[str, torch.Tensor]:
-    from .models import layer_weight
-
-    return {n: layer_weight(ctx.loaded.model, n) for n in ctx.layers}
-
-
-def _score_method(name: str, scores_fn):
-    """``run`` for a method whose mask is a top-k of scores that do not depend on the sparsity."""
+def _score_method(name: str, scores_fn, layer_score=None):
+    """``run`` for a method whose mask is a top-k of scores that need no data: with the update
+    "none" one thresholding, with any other the block walk (the update needs the layers' inputs;
+    ``layer_score(ctx, name, weight, stats)`` gives one layer's scores there)."""
+    walk = None if layer_score is None else score_walk_run(name, layer_score, scores_fn)
 
     def run(ctx: PruneContext) -> PruneResult:
+        if ctx.request.update != "none":
+            return walk(ctx)
         masks = compute_masks(scores_fn(ctx), ctx.sparsity, ctx.granularity, _weights(ctx))
         return PruneResult(name, ctx.sparsity, str(ctx.granularity), masks)
 
@@ -46,8 +47,9 @@ register(
         name="magnitude",
         label="Magnitude",
         summary="Keep the weights with the largest |W|. No data needed.",
-        run=_score_method("magnitude", _magnitude),
+        run=_score_method("magnitude", _magnitude, lambda ctx, n, w, stats: magnitude_scores(w)),
         scores=_magnitude,
+        takes_update=True,
         reference="Han et al. 2015",
     )
 )
@@ -56,8 +58,9 @@ register(
         name="random",
         label="Random",
         summary="Keep weights at random (seeded): the floor every method must beat.",
-        run=_score_method("random", _random),
+        run=_score_method("random", _random, lambda ctx, n, w, stats: random_scores(w, ctx.seed, salt=n)),
         scores=_random,
+        takes_update=True,
     )
 )
 
@@ -77,31 +80,7 @@ def _wanda_dense_scores(ctx: PruneContext) -> dict[str, torch.Tensor]:
     return {n: wanda_scores(weights[n], stats[n].sq_sum) for n in ctx.layers}
 
 
-def _layer_sparsities(ctx: PruneContext, dense_scores) -> dict[str, float]:
-    """Per-layer sparsity: the requested one, the allocated one, or for global the share a global
-    threshold leaves."""
-    if ctx.granularity.is_allocated:
-        return ctx.granularity.allocation_dict
-    if ctx.granularity.kind != "global":
-        return {n: ctx.sparsity for n in ctx.layers}
-    masks = global_masks(dense_scores(), ctx.sparsity, _weights(ctx))
-    return {n: 1.0 - int(m.sum()) / m.numel() for n, m in masks.items()}
-
-
-def _wanda_run(ctx: PruneContext) -> PruneResult:
-    sparsity = _layer_sparsities(ctx, lambda: _wanda_dense_scores(ctx))
-    within = ctx.granularity.within_layer
-
-    def prune_group(names, weights, stats: InputStats):
-        return [
-            (None, compute_masks({n: wanda_scores(w, stats.sq_sum)}, sparsity[n], within, {n: w})[n])
-            for n, w in zip(names, weights)
-        ]
-
-    masks, _ = sequential_prune(
-        ctx.loaded, ctx.layers, ctx.calibration, prune_group, progress=ctx.progress, order=ctx.params["order"]
-    )
-    return PruneResult("wanda", ctx.sparsity, str(ctx.granularity), {n: masks[n] for n in ctx.layers})
+_wanda_run = score_walk_run("wanda", lambda ctx, n, w, stats: wanda_scores(w, stats.sq_sum), _wanda_dense_scores)
 
 
 register(
@@ -115,6 +94,8 @@ register(
         needs_calibration=True,
         params={"order": ORDER_PARAM},
         granularity="row",
+        takes_update=True,
+        walks_blocks=True,
         reference="Sun et al. 2023, A Simple and Effective Pruning Approach for LLMs",
     )
 )
@@ -136,10 +117,10 @@ def _sparsegpt_run(ctx: PruneContext) -> PruneResult:
             out[n] = sparsegpt_scores(weights[n], torch.diag(U))
         return out
 
-    sparsity = _layer_sparsities(ctx, dense_scores)
+    sparsity = layer_sparsities(ctx, dense_scores)
     within = ctx.granularity.within_layer
 
-    def prune_group(names, weights, stats: InputStats):
+    def choose(names, weights, stats: InputStats, sparsity):
         """Layers reading one input share U, so they are solved as one stacked matrix."""
         U, dead = _factor(stats, damp)
         bounds = torch.tensor([0] + [w.shape[0] for w in weights]).cumsum(0).tolist()
@@ -149,10 +130,8 @@ def _sparsegpt_run(ctx: PruneContext) -> PruneResult:
         )
         return [(new[a:b], mask[a:b]) for a, b in segments]
 
-    masks, weights = sequential_prune(
-        ctx.loaded, ctx.layers, ctx.calibration, prune_group, want_gram=True, progress=ctx.progress, order=ctx.params["order"]
-    )
-    return PruneResult("sparsegpt", ctx.sparsity, str(ctx.granularity), masks, weights)
+    masks, weights, info = criterion_walk(ctx, choose, sparsity)
+    return PruneResult("sparsegpt", ctx.sparsity, str(ctx.granularity), masks, weights or None, info=info)
 
 
 def _factor(stats: InputStats, damp: float):
@@ -168,10 +147,14 @@ register(
         name="sparsegpt",
         label="SparseGPT",
         summary="Prune column by column using the inverse Hessian of the layer's reconstruction error, "
-        "updating the kept weights to compensate. Weights change, not only the mask.",
+        "updating the kept weights to compensate (its own update, obs). Weights change, not only the mask; "
+        "with update none its mask keeps the original weights.",
         run=_sparsegpt_run,
         needs_calibration=True,
         updates_weights=True,
+        takes_update=True,
+        default_update="obs",
+        walks_blocks=True,
         params={
             "damp": Param(0.01, "dampening added to the Hessian diagonal, as a fraction of its mean", minimum=0.0),
             "blocksize": Param(128, "columns per lazy-update block", minimum=1, maximum=65536),

@@ -105,9 +105,9 @@ def context(loaded, request: PruneRequest, calibration=None, data=None, progress
     if request.granularity.is_nm:  # one rule for every method, before any of them runs
         widths = {i.name: i.shape[1] for i in prunable_layers(loaded.model)}
         check_nm_fits(request.granularity, {n: widths[n] for n in names})
-    if method.needs_calibration and calibration is None:
+    if request.needs_calibration and calibration is None:  # the method's, or its update's (OBS, DSnoT on magnitude)
         calibration = calibration_for(loaded, request)
-    if method.needs_calibration and len(calibration) == 0:
+    if request.needs_calibration and len(calibration) == 0:
         raise PruneScopeError(f"method {method.name} needs calibration data, and the calibration set is empty")
     data = data if data is not None else request.dataset
     if checkpoint is not None:

@@ -126,6 +126,9 @@ class Method:
     steps_view: str | None = None  # how the app shows the method's steps: "schedule" | "stages" | "candidates" | None
     claim: str | None = None  # anchor of its paper's claim in docs/CLAIMS.md, measured at the paper's budget
     resumable: bool = False  # works in steps and takes a training checkpoint (ctx.checkpoint, pruning.resume)
+    takes_update: bool = False  # True: any registered update (none, obs, dsnot) may follow its mask (the block walk applies it)
+    default_update: str = "none"  # the update a request gets when it names none (SparseGPT: "obs", its own reconstruction)
+    walks_blocks: bool = False  # True: its own masks come from the block walk, so scores from one dense pass only approximate them
 
     @property
     def default_granularity(self) -> str:
@@ -160,8 +163,11 @@ def register(method: Method) -> Method:
 
 
 def _load_builtin() -> None:
-    # Importing these modules registers their methods.
+    # Importing these modules registers their methods; every file of pruning/criteria/ registers its criterion.
     from . import methods  # noqa: F401
+    from .plugins import import_all
+
+    import_all("pruning.criteria")
 
     try:
         from . import seeds  # noqa: F401

@@ -69,6 +69,7 @@ class PruneRequest:
     layers: tuple[str, ...] | None = None
     include: str | None = None
     exclude: str | None = None
+    update: str = "none"  # what happens to the kept weights: a name from pruning.updates.registry
 
     @classmethod
     def make(
@@ -86,12 +87,14 @@ class PruneRequest:
         layers=None,
         include: str | None = None,
         exclude: str | None = None,
+        update: str | None = None,
     ) -> "PruneRequest":
         """Check every value once and build the request.
 
         ``granularity=None`` takes the method's paper default (:attr:`Method.default_granularity`);
         ``allocation`` (``{layer: sparsity}``) makes the granularity ``allocated`` and, when no
-        ``layers`` are given, prunes exactly the listed layers.
+        ``layers`` are given, prunes exactly the listed layers. ``update=None`` takes the method's
+        own (:attr:`Method.default_update`: ``"none"``, SparseGPT ``"obs"``).
         """
         from .registry import get_method
 
@@ -119,6 +122,7 @@ class PruneRequest:
             layers=None if layers is None else _layer_tuple(layers),
             include=include or None,
             exclude=exclude or None,
+            update=_update(m, update),
         )
 
     def replace(self, **changes) -> "PruneRequest":
@@ -130,6 +134,13 @@ class PruneRequest:
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         if "method" in changes and "params" not in changes and changes["method"] != self.method:
             fields["params"] = None
+        if "method" in changes and "update" not in changes and changes["method"] != self.method:
+            # the method's own update goes with it; a chosen one stays where the new method takes it
+            from .registry import get_method
+
+            new = get_method(changes["method"])
+            own = self.update == self.method_info.default_update
+            fields["update"] = None if own or not new.takes_update else self.update
         fields.update(changes)
         if "granularity" in changes and self.granularity.is_allocated and "layers" not in changes:
             fields["layers"] = None
@@ -145,6 +156,18 @@ class PruneRequest:
     def key(self) -> tuple:
         """A hashable identity of the request (equal requests, equal keys), for caches."""
         return dataclasses.astuple(self)
+
+    @property
+    def update_info(self):
+        """The registered :class:`pruning.updates.registry.Update`."""
+        from .updates.registry import get_update
+
+        return get_update(self.update)
+
+    @property
+    def needs_calibration(self) -> bool:
+        """Whether running this request needs calibration batches (its method's or its update's)."""
+        return self.method_info.needs_calibration or self.update_info.needs_calibration
 
     @property
     def method_info(self):
@@ -163,6 +186,7 @@ class PruneRequest:
             "dataset": self.dataset,
             "calibration": {"samples": self.calib_samples, "tokens_per_sample": self.calib_len},
             "seed": self.seed,
+            "update": self.update,
         }
         if self.granularity.is_allocated:
             out["allocation"] = self.granularity.allocation_dict
@@ -185,6 +209,21 @@ def _granularity(method, granularity, allocation, params: dict) -> Granularity:
             f"method {method.name} does not support granularity {g}; it supports {', '.join(method.granularities)}"
         )
     return g
+
+
+def _update(method, update: str | None) -> str:
+    """The request's update, checked: a registered one, and one the method takes."""
+    from .updates.registry import get_update
+
+    if update is None or str(update).strip() == "":
+        return method.default_update
+    name = get_update(update).name
+    if name != method.default_update and not method.takes_update:
+        raise PruneScopeError(
+            f"method {method.name} does not take an update choice (its own is {method.default_update!r}); "
+            "updates follow the one-shot criteria (see `python -m pruning methods`)"
+        )
+    return name
 
 
 def _layer_tuple(layers) -> tuple[str, ...]:

@@ -610,7 +610,8 @@ def layer_sensitivity(
         dense = {"layer": "-", "sparsity": 0.0, **metric_columns(probe.dense, probe.dense), **zero}
         rows.insert(0, dense)  # first, also when rows of a stopped run are handed in
         _append(checkpoint, dense)
-    ranker = mask_ranker(loaded, request.replace(layers=tuple(names)), calibration) if request.method_info.score_based else None
+    exact_scores = request.method_info.score_based and request.update == "none"  # an update changes what the scores keep
+    ranker = mask_ranker(loaded, request.replace(layers=tuple(names)), calibration) if exact_scores else None
     todo = [(n, round(float(s), 6)) for n in names for s in sparsities if (n, round(float(s), 6)) not in done]
     todo.sort(key=lambda point: probe.block_of(point[0]))  # stable: block by block, as the probe walks
     costs = [probe.point_cost(name) for name, _ in todo]  # progress counts blocks run, so its share of time is right

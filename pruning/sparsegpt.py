@@ -59,8 +59,13 @@ def sparsegpt_solve(
     segments: Sequence[tuple[int, int]] | None = None,
     dead: torch.Tensor | None = None,
     blocksize: int = 128,
+    keep: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Prune ``weight`` (rows, d_in) with SparseGPT; return ``(new_weight, mask)`` (True = kept).
+
+    With ``keep`` (a boolean mask, True = kept) the mask is given, not chosen: the same column
+    walk only spreads each pruned weight's error over the columns after it (the OBS update on a
+    fixed mask, as in Wanda's ``ablate`` code), and ``sparsity``/``granularity`` are ignored.
 
     ``segments`` splits the rows into layers stacked together (default: one);
     ``sparsity`` may give one value per segment. Per-layer and per-row
@@ -86,13 +91,15 @@ def sparsegpt_solve(
         U1 = U[i1:i2, i1:i2]
         d = torch.diag(U1)
         mask1 = torch.zeros_like(W1, dtype=torch.bool)  # True = pruned
-        if not g.is_nm:
+        if keep is not None:
+            mask1 = ~keep[:, i1:i2].to(W.device)
+        elif not g.is_nm:
             saliency = prepare_scores(W1**2 / d.unsqueeze(0) ** 2, W1)
             for (r1, r2), s in zip(segments, sparsities):
                 mask1[r1:r2] = ~_block_keep(saliency[r1:r2], g, s, i1, i2, cols)
         for i in range(count):
             w = W1[:, i]
-            if g.is_nm and (i1 + i) % g.m == 0:  # groups start at absolute columns 0, M, 2M, ...
+            if keep is None and g.is_nm and (i1 + i) % g.m == 0:  # groups start at absolute columns 0, M, 2M, ...
                 group = W1[:, i : i + g.m]
                 sal = prepare_scores(group**2 / d[i : i + g.m].unsqueeze(0) ** 2, group)
                 order = torch.sort(sal, dim=1, descending=True, stable=True).indices[:, g.m - g.n :]
@@ -109,6 +116,8 @@ def sparsegpt_solve(
             W[:, i2:] -= Err1 @ U[i1:i2, i2:]
         i1 = i2
     W[pruned] = 0
+    if dead is not None and keep is not None:
+        W[:, dead] = 0  # a never-active input's weights are zero whatever the given mask says
     return W, ~pruned
 
 

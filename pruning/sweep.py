@@ -105,7 +105,7 @@ def sparsity_ramp(
 
     Each point prunes with its request's parameters, layers and seed, and with ``data`` as the
     task data of methods that train. Rows: ``method, granularity, sparsity, metric, value,
-    ci_low, ci_high, n, drop, drop_ci_low, drop_ci_high, seconds, seed`` (the dense row has
+    ci_low, ci_high, n, drop, drop_ci_low, drop_ci_high, update, seconds, seed`` (the dense row has
     method ``"dense"``; ``drop`` is the paired harm against it, see
     :func:`pruning.evaluate.paired_difference`).
     """
@@ -121,11 +121,11 @@ def sparsity_ramp(
             progress(i, len(todo), f"{method} {gran} at {sparsity:.0%}")
         overrides, seconds = None, 0.0
         if request is not None:
-            result = prune(loaded, request, calibration=calibration if request.method_info.needs_calibration else None, data=data)
+            result = prune(loaded, request, calibration=calibration if request.needs_calibration else None, data=data)
             overrides, seconds, seed = result.overrides(loaded), result.seconds, request.seed
         ev = dense if request is None else _eval(loaded, data, overrides, max_examples, split)
         row = {"method": method, "granularity": gran, "sparsity": sparsity, **metric_columns(ev, dense)}
-        row.update({"seconds": round(seconds, 3), "seed": seed})
+        row.update({"update": "-" if request is None else request.update, "seconds": round(seconds, 3), "seed": seed})
         _record(rows, row, checkpoint, on_point)
     if progress is not None:
         progress(len(todo), len(todo), "done")

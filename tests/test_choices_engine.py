@@ -1,0 +1,272 @@
+"""The three choices end to end through :func:`pruning.prune.prune` and the CLI on tiny models:
+RIA through the block walk, the OBS and DSnoT updates after any criterion's mask, OWL's per-block
+sparsities, the reconstruction error every run reports, and SparseGPT unchanged by all of it."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+import torch
+
+from pruning.data import calibration_batches
+from pruning.functional import with_overrides
+from pruning.masks import keep_count
+from pruning.models import layer_weight, transformer_blocks
+from pruning.prune import prune, weight_overrides
+from pruning.request import PruneRequest as R
+
+
+@pytest.fixture(scope="module")
+def llama_calib(tiny_llama, tiny_text):
+    return calibration_batches(tiny_llama, tiny_text, n_samples=4, seq_len=16, seed=0)
+
+
+def _inputs(loaded, model, names, calib) -> dict[str, torch.Tensor]:
+    """Every named layer's inputs (tokens, d_in) when ``model`` runs the calibration batches (no padding here)."""
+    seen, handles = {}, []
+    for n in names:
+        handles.append(model.get_submodule(n).register_forward_pre_hook(lambda m, a, n=n: seen.setdefault(n, []).append(a[0].reshape(-1, a[0].shape[-1]).double())))
+    try:
+        with torch.no_grad():
+            for b in calib:
+                model(**b, use_cache=False)
+    finally:
+        for h in handles:
+            h.remove()
+    return {n: torch.cat(v) for n, v in seen.items()}
+
+
+def _walk_inputs(loaded, result, calib) -> dict[str, torch.Tensor]:
+    """Each layer's inputs in the block walk's order: block b's layers read the model whose earlier
+    blocks are pruned (with the run's masks and weights) and whose block b is still dense."""
+    blocks = [b for b, _ in transformer_blocks(loaded.model)]
+    pruned = result.pruned_weights(loaded)
+    out = {}
+    for i, b in enumerate(blocks):
+        earlier = {n: w for n, w in pruned.items() if any(n.startswith(p + ".") for p in blocks[:i])}
+        model = with_overrides(loaded.model, weight_overrides(loaded.model, earlier))
+        out.update(_inputs(loaded, model, [n for n in result.masks if n.startswith(b + ".")], calib))
+    return out
+
+
+def _relative_error(w, new, x) -> float:
+    w, new = w.double(), new.double()
+    return float(((x @ (w - new).T) ** 2).sum() / ((x @ w.T) ** 2).sum())
+
+
+# ------------------------------------------------------------------ RIA
+def test_ria_through_the_walk_is_the_brute_force_top_half_of_each_layer(tiny_llama, llama_calib):
+    result = prune(tiny_llama, R.make("ria", 0.5), calibration=llama_calib)
+    assert result.granularity == "layer"  # the paper's
+    xs = _walk_inputs(tiny_llama, result, llama_calib)
+    for name, mask in result.masks.items():
+        w = layer_weight(tiny_llama.model, name).double().abs()
+        rms = (xs[name] ** 2).mean(dim=0).sqrt()
+        score = (w / w.sum(dim=0, keepdim=True) + w / w.sum(dim=1, keepdim=True)) * rms.unsqueeze(0) ** 0.5
+        k = keep_count(w.numel(), 0.5)
+        want = torch.zeros(w.numel(), dtype=torch.bool)
+        want[torch.argsort(score.flatten(), descending=True)[:k]] = True
+        assert torch.equal(mask.flatten(), want), name
+
+
+def test_ria_is_listed_with_its_parameter_and_exact_masks_are_its_own():
+    from pruning.registry import get_method
+
+    m = get_method("ria")
+    assert m.params["a"].default == 0.5 and m.needs_calibration and m.walks_blocks and m.takes_update
+    assert R.make("ria", 0.5, params={"a": 0}).param_dict["a"] == 0.0
+
+
+# ------------------------------------------------------------------ updates
+def _block0_layers(loaded):
+    from pruning.models import prunable_layers
+
+    b0 = transformer_blocks(loaded.model)[0][0]
+    return tuple(i.name for i in prunable_layers(loaded.model) if i.name.startswith(b0 + "."))
+
+
+def test_obs_on_a_wanda_mask_keeps_it_and_lowers_every_layers_error(tiny_llama, llama_calib):
+    layers = _block0_layers(tiny_llama)  # one block: both runs see the same inputs
+    plain = prune(tiny_llama, R.make("wanda", 0.5, layers=layers), calibration=llama_calib)
+    obs = prune(tiny_llama, R.make("wanda", 0.5, layers=layers, update="obs"), calibration=llama_calib)
+    assert plain.weights is None and obs.weights is not None
+    xs = _inputs(tiny_llama, tiny_llama.model, layers, llama_calib)
+    for name in layers:
+        assert torch.equal(plain.masks[name], obs.masks[name]), name
+        w = layer_weight(tiny_llama.model, name)
+        e_plain = _relative_error(w, w * plain.masks[name], xs[name])
+        e_obs = _relative_error(w, obs.weights[name] * obs.masks[name], xs[name])
+        assert plain.info["reconstruction_error"][name] == pytest.approx(e_plain, rel=1e-4)
+        assert obs.info["reconstruction_error"][name] == pytest.approx(e_obs, rel=1e-4)
+        assert e_obs < e_plain, name
+
+
+def test_magnitude_with_obs_runs_the_walk_and_keeps_magnitudes_mask(tiny_llama, llama_calib):
+    plain = prune(tiny_llama, R.make("magnitude", 0.5))
+    obs = prune(tiny_llama, R.make("magnitude", 0.5, update="obs"), calibration=llama_calib)
+    assert R.make("magnitude", 0.5, update="obs").needs_calibration and not R.make("magnitude", 0.5).needs_calibration
+    xs = _walk_inputs(tiny_llama, obs, llama_calib)
+    for name, mask in plain.masks.items():
+        assert torch.equal(mask, obs.masks[name]), name
+        w = layer_weight(tiny_llama.model, name)
+        assert obs.info["reconstruction_error"][name] == pytest.approx(_relative_error(w, obs.weights[name] * mask, xs[name]), rel=1e-4)
+        assert obs.info["reconstruction_error"][name] < _relative_error(w, w * mask, xs[name]), name
+
+
+def test_dsnot_keeps_each_rows_count_and_the_weights(tiny_llama, llama_calib):
+    layers = _block0_layers(tiny_llama)
+    plain = prune(tiny_llama, R.make("wanda", 0.5, "layer", layers=layers), calibration=llama_calib)
+    swapped = prune(tiny_llama, R.make("wanda", 0.5, "layer", layers=layers, update="dsnot"), calibration=llama_calib)
+    assert swapped.weights is None
+    changed = 0
+    for name in layers:
+        assert torch.equal(plain.masks[name].sum(dim=1), swapped.masks[name].sum(dim=1)), name
+        changed += int((plain.masks[name] != swapped.masks[name]).sum())
+    assert changed > 0  # DSnoT swapped some weights
+
+
+def test_dsnot_on_2_4_keeps_the_pattern(tiny_llama, llama_calib):
+    from pruning.masks import is_nm_valid
+
+    result = prune(tiny_llama, R.make("wanda", granularity="2:4", update="dsnot"), calibration=llama_calib)
+    assert all(is_nm_valid(m, 2, 4) for m in result.masks.values())
+
+
+def test_sparsegpt_update_none_is_its_mask_with_the_original_weights(tiny_llama, llama_calib):
+    layers = _block0_layers(tiny_llama)
+    own = prune(tiny_llama, R.make("sparsegpt", 0.5, layers=layers), calibration=llama_calib)
+    bare = prune(tiny_llama, R.make("sparsegpt", 0.5, layers=layers, update="none"), calibration=llama_calib)
+    assert R.make("sparsegpt").update == "obs" and bare.weights is None
+    for name in layers:
+        assert torch.equal(own.masks[name], bare.masks[name])
+        assert bare.info["reconstruction_error"][name] > own.info["reconstruction_error"][name]
+
+
+# SparseGPT's masks (sha256 of the bool bytes) and weights (sha256 of the float32 bytes, plus two
+# sums) on the tiny models, computed with the code before the three choices (main at 3cfe0b8).
+SPARSEGPT_BEFORE = {
+    "llama": {
+        "layer": ("a445e373e14f51a8", -3.785923504, 7.874722524, "940fd0d1c29fcbb9"),
+        "row": ("18656a7395d35495", -8.619550059, 8.026404759, "569743a3b49939e8"),
+        "2:4": ("47a9cdd167ddb8cd", 4.392928584, 7.451721047, "8cc61ba26ca6328c"),
+    },
+    "bert": {
+        "layer": ("fae289c741ab4892", -2.156169152, 6.895759854, "764d2c8f7106a5b4"),
+        "row": ("82afb8f9db9682ad", -3.414692869, 6.890304917, "e1f13e57b488c781"),
+        "2:4": ("da46b2ca3a2501f9", -1.675231394, 6.610025, "904304e9515a6bbe"),
+    },
+}
+
+
+def _fingerprint(loaded, data):
+    calib = calibration_batches(loaded, data, n_samples=4, seq_len=16, seed=0)
+    out = {}
+    for g in ("layer", "row", "2:4"):
+        r = prune(loaded, R.make("sparsegpt", 0.5, g), calibration=calib)
+        h, hw = hashlib.sha256(), hashlib.sha256()
+        for n in sorted(r.masks):
+            h.update(n.encode())
+            h.update(r.masks[n].to(torch.uint8).numpy().tobytes())
+            hw.update(r.weights[n].float().numpy().tobytes())
+        index_weighted = sum(
+            float((r.weights[n].double() * torch.arange(r.weights[n].numel()).reshape(r.weights[n].shape).double().remainder(7)).sum())
+            for n in sorted(r.weights)
+        )
+        squares = sum(float((r.weights[n].double() ** 2).sum()) for n in r.weights)
+        out[g] = (h.hexdigest()[:16], round(index_weighted, 9), round(squares, 9), hw.hexdigest()[:16])
+    return out
+
+
+def test_sparsegpt_masks_and_weights_are_unchanged(tiny_llama, tiny_text, tiny_bert, tiny_sentiment):
+    for key, loaded, data in (("llama", tiny_llama, tiny_text), ("bert", tiny_bert, tiny_sentiment)):
+        got = _fingerprint(loaded, data)
+        for g, (mask_hash, weighted, squares, weight_hash) in SPARSEGPT_BEFORE[key].items():
+            assert got[g][0] == mask_hash, (key, g)  # masks: bit for bit
+            assert got[g][1] == pytest.approx(weighted, abs=1e-6) and got[g][2] == pytest.approx(squares, abs=1e-6), (key, g)
+            assert got[g][3] == weight_hash, (key, g)  # weights: bit for bit on this platform's BLAS
+
+
+# ------------------------------------------------------------------ OWL
+def test_owl_gives_each_layer_its_blocks_sparsity_with_the_target_as_mean(tiny_llama, llama_calib):
+    from pruning.allocations.owl import block_sparsities, outlier_ratio, owl_allocation
+    from pruning.calibration import collect_input_stats
+    from pruning.models import prunable_layers
+    from pruning.scores import wanda_scores
+
+    names = [i.name for i in prunable_layers(tiny_llama.model)]
+    params = {"m": 2.0, "lambda": 0.08}  # M = 2: the tiny random model has outliers at 2x the mean, not 5x
+    alloc, info = owl_allocation(tiny_llama, names, llama_calib, 0.5, params)
+    stats = collect_input_stats(tiny_llama, names, llama_calib)
+    blocks = [b for b, _ in transformer_blocks(tiny_llama.model)]
+    ratios = [
+        outlier_ratio([wanda_scores(layer_weight(tiny_llama.model, n), stats[n].sq_sum) for n in names if n.startswith(b + ".")], 2.0)
+        for b in blocks
+    ]
+    assert ratios[0] != ratios[1]  # the test means something: the blocks differ
+    want = block_sparsities(ratios, 0.5, 0.08)
+    assert [r["sparsity"] for r in info["blocks"]] == want
+    for n in names:
+        assert alloc[n] == want[0 if n.startswith(blocks[0] + ".") else 1]
+    result = prune(tiny_llama, R.make("wanda", allocation=alloc), calibration=llama_calib)
+    for n, m in result.masks.items():
+        assert int(m.sum()) == keep_count(m.numel(), alloc[n])
+    total = sum(m.numel() for m in result.masks.values())  # the two blocks are the same size
+    assert abs(result.overall_sparsity - 0.5) <= len(names) / total
+
+
+# ------------------------------------------------------------------ reconstruction error
+def test_reconstruction_error_is_zero_without_pruning(tiny_llama, llama_calib):
+    from pruning.walk import dense_reconstruction_errors
+
+    walked = prune(tiny_llama, R.make("wanda", 0.0, "layer", update="obs"), calibration=llama_calib)
+    assert all(e == pytest.approx(0.0, abs=1e-12) for e in walked.info["reconstruction_error"].values())
+    plain = prune(tiny_llama, R.make("magnitude", 0.0))
+    errors = dense_reconstruction_errors(tiny_llama, plain.masks, plain.weights, llama_calib)
+    assert set(errors) == set(plain.masks) and all(e == 0.0 for e in errors.values())
+
+
+# ------------------------------------------------------------------ registry and CLI
+def test_a_toy_calibrated_criterion_is_one_score_function_and_runs_with_any_update(tiny_llama, llama_calib, monkeypatch, capsys):
+    from pruning import registry
+    from pruning.cli import main
+    from pruning.walk import score_walk_run
+
+    monkeypatch.setattr(registry, "_METHODS", dict(registry.all_methods()))
+
+    def loud_inputs(ctx, name, weight, stats):  # keep the columns of the loudest inputs
+        return stats.sq_sum.float().unsqueeze(0).expand_as(weight).clone()
+
+    registry.register(registry.Method("toyloud", "Toy loud", "Keep the loudest inputs' columns.", score_walk_run("toyloud", loud_inputs),
+                                      needs_calibration=True, takes_update=True, walks_blocks=True))
+    assert main(["methods"]) == 0
+    out = capsys.readouterr().out
+    assert "toyloud" in out and "Updates (--update)" in out and "--allocation owl" in out
+    layers = _block0_layers(tiny_llama)
+    result = prune(tiny_llama, R.make("toyloud", 0.5, layers=layers, update="obs"), calibration=llama_calib)
+    stats_x = _inputs(tiny_llama, tiny_llama.model, layers, llama_calib)
+    for name in layers:
+        loud = (stats_x[name] ** 2).sum(dim=0)
+        kept_cols = result.masks[name].all(dim=0)
+        assert int(kept_cols.sum()) == loud.numel() // 2 and bool((loud[kept_cols].min() > loud[~kept_cols].max()))
+
+
+def test_cli_rejects_a_bad_update_with_one_error_line(tmp_path, capsys):
+    from pruning.cli import main
+
+    assert main(["prune", "--update", "bogus", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: unknown update 'bogus'")
+    assert main(["prune", "--method", "mgpp", "--update", "obs", "--out", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    assert main(["prune", "--allocation", "owl:m=x", "--out", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err.strip().startswith("error: parameter m")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_sweep_row_says_which_update_it_ran(tiny_bert, tiny_sentiment):
+    from pruning.sweep import sparsity_ramp
+
+    calib = calibration_batches(tiny_bert, tiny_sentiment, n_samples=4, seq_len=16, seed=0)
+    rows = sparsity_ramp(tiny_bert, tiny_sentiment, [R.make("magnitude", update="dsnot")], sparsities=[0.5], calibration=calib, max_examples=16, split="train")
+    assert [(r["method"], r["update"]) for r in rows] == [("dense", "-"), ("magnitude", "dsnot")]
