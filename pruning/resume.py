@@ -133,13 +133,13 @@ def _plain(value):
 
 def setting_name(key: str) -> str:
     """How a header entry is called in a message (the CLI flag where there is one)."""
-    from .checkpoint import SETTING_NAMES
+    from .checkpoint import setting_name as table_setting_name
 
     if key.startswith("params."):
         return f"method parameter {key[len('params.'):]} (--param)"
     flags = {"sparsity": "--sparsity", "granularity": "--granularity", "calib_samples": "--calib", "layers": "the layers (--include/--exclude)",
              "data": "the task data (--dataset)", "calibration": "the calibration batches", "format": "checkpoint format"}
-    return flags.get(key) or SETTING_NAMES.get(key, key)
+    return flags.get(key) or table_setting_name(key)  # the rest named as sweep's checkpoints name them (--seed, ...)
 
 
 # ---------------------------------------------------------------- the checkpoint file
