@@ -12,7 +12,8 @@ import pandas as pd
 from .style import ACCENT_COLOR, KEPT_FRACTION_SCALE, NEUTRAL_COLOR, method_scale, shown_value
 
 _LEGEND = alt.Legend(orient="bottom", direction="horizontal", titleLimit=0, gradientLength=160)
-LEGEND_SPACE = 110  # px: Streamlit fits the whole chart, legend and axis titles included, into its height
+LEGEND_SPACE = 0  # px: every chart here sizes only its width to the window (PLOT_SIZE), so a height is the plot's own
+PLOT_SIZE = alt.AutoSizeParams(type="fit-x", contains="padding")  # as app/charts.py serves its charts
 
 
 def _require(df: pd.DataFrame, columns: list[str], what: str) -> None:
@@ -95,7 +96,7 @@ def jaccard_bars(df: pd.DataFrame) -> alt.Chart:
     )
     spread = base.mark_rule(color="black").encode(x="low:Q", x2="high:Q")
     step = 12 * max(1, len(methods)) + 4
-    return alt.layer(bars, spread).properties(height=alt.Step(step) if len(order) < 80 else 8 * len(order) * len(methods))
+    return alt.layer(bars, spread).properties(height=alt.Step(step) if len(order) < 80 else 8 * len(order) * len(methods), autosize=PLOT_SIZE)
 
 
 def keep_heatmap(cells: pd.DataFrame, block: tuple[int, int], value: str = "keep", title: str = "") -> alt.Chart:
@@ -125,7 +126,7 @@ def keep_heatmap(cells: pd.DataFrame, block: tuple[int, int], value: str = "keep
                 alt.Tooltip("value:Q", format=".3f", title=f"{what}, mean over the {unit}"),
             ],
         )
-        .properties(title=title, height=340 + LEGEND_SPACE)
+        .properties(title=title, height=340 + LEGEND_SPACE, autosize=PLOT_SIZE)
     )
 
 
@@ -142,7 +143,7 @@ def keep_histogram(df: pd.DataFrame, title: str = "") -> alt.Chart:
             color=alt.Color("status:N", scale=scale, legend=alt.Legend(orient="bottom", title=None)),
             tooltip=[alt.Tooltip("draws:O", title="kept by draws"), alt.Tooltip("weights:Q", format=","), alt.Tooltip("share:Q", format=".2%")],
         )
-        .properties(title=title, height=200 + LEGEND_SPACE)
+        .properties(title=title, height=200 + LEGEND_SPACE, autosize=PLOT_SIZE)
     )
 
 
@@ -157,7 +158,7 @@ def row_lines(df: pd.DataFrame) -> alt.Chart:
             y=alt.Y("undecided:Q", title="undecided", axis=alt.Axis(format=".0%")),
             tooltip=[alt.Tooltip("row:Q"), alt.Tooltip("undecided:Q", format=".2%"), alt.Tooltip("keep:Q", format=".3f", title="mean keep frequency")],
         )
-        .properties(title="undecided share of each output row", height=200)
+        .properties(title="undecided share of each output row", height=200, autosize=PLOT_SIZE)
     )
 
 
@@ -177,4 +178,4 @@ def draw_points(df: pd.DataFrame, metric: str) -> alt.Chart:
         y=y, tooltip=[alt.Tooltip("method:N"), alt.Tooltip("draw:O"), alt.Tooltip("value:Q", format=".4g"), alt.Tooltip("ci_low:Q", format=".4g"), alt.Tooltip("ci_high:Q", format=".4g")]
     )
     rules = base.mark_rule().encode(y="ci_low:Q", y2="ci_high:Q")
-    return alt.layer(rules, points).properties(height=240 + LEGEND_SPACE)
+    return alt.layer(rules, points).properties(height=240 + LEGEND_SPACE, autosize=PLOT_SIZE)
