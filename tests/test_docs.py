@@ -126,3 +126,10 @@ def test_every_command_says_what_it_is_for_and_points_at_the_cli_docs():
         assert p.description and "\n" not in p.description.strip(), name
         assert "docs/CLI.md" in text, name
         assert f"python -m pruning {name}" in cli_doc, f"docs/CLI.md never shows the command {name}"
+
+
+def test_the_architecture_page_names_every_module():
+    text = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
+    files = [*(ROOT / "pruning").rglob("*.py"), *(ROOT / "app").glob("*.py"), *(ROOT / "pages").glob("*.py")]
+    missing = [str(f.relative_to(ROOT)) for f in files if f.name != "__init__.py" and f.name not in text]
+    assert not missing, f"docs/ARCHITECTURE.md does not name: {missing}"
