@@ -509,6 +509,45 @@ def list_points(points, out: Path, rates: dict, ckpt_dir: Path) -> None:
     print(f"left to run: about {_duration(left)} at the measured rates{note}")
 
 
+def point_states(points, out: Path, ckpt_dir: Path) -> dict[str, dict]:
+    """Where every point stands: done (its file), stopped at step k of N (its training checkpoint), or to do."""
+    states = {}
+    for pt in points:
+        saved = checkpoint_progress(ckpt_dir / f"{pt.name}.ckpt")
+        if (out / f"{pt.name}.json").exists():
+            states[pt.name] = {"state": "done"}
+        elif saved is not None:
+            states[pt.name] = {"state": "stopped", "step": saved[0], "of": saved[1]}
+        else:
+            states[pt.name] = {"state": "to do"}
+    return states
+
+
+def write_status(points, out: Path, ckpt_dir: Path) -> Path:
+    """bench/results/claims/status.json: every point's state as of now (the report renders it, so the docs
+    say which rows are still running and how far each has come, from a file the checkout holds)."""
+    path = out / "status.json"
+    write_json_atomic(path, {"as_of": time.strftime("%Y-%m-%d %H:%M %Z"), "points": point_states(points, out, ckpt_dir)})
+    return path
+
+
+def status_report(out: Path) -> list[str]:
+    """The points not yet done, from status.json, with how far each has come."""
+    path = out / "status.json"
+    if not path.exists():
+        return []
+    status = json.loads(path.read_text())
+    open_points = {k: v for k, v in status["points"].items() if v["state"] != "done" and not (out / f"{k}.json").exists()}
+    lines = ["## Points not yet measured", "", f"As of {status['as_of']} (`bench/results/claims/status.json`, written by `--status`):", ""]
+    if not open_points:
+        return lines + ["every point is measured."]
+    lines += ["| point | state |", "|---|---|"]
+    for name, v in open_points.items():
+        state = f"stopped at step {v['step']} of {v['of']} ({v['step'] / max(1, v['of']):.0%}); resumes there" if v["state"] == "stopped" else v["state"]
+        lines.append(f"| {name} | {state} |")
+    return lines
+
+
 # ---------------------------------------------------------------- report (intervals from the raw per-item values)
 def _load(out: Path, name: str) -> dict | None:
     path = out / f"{name}.json"
@@ -661,6 +700,8 @@ def report_markdown(out: Path) -> str:
         *pair_report(out, "MGPP vs GMP (minilm-rt, global)", mgpp_rows, ("GMP", "MGPP")),
         "",
         *pair_report(out, "Randomized selection vs magnitude (minilm-rt, per layer)", rand_rows, ("magnitude", "randomized")),
+        "",
+        *status_report(out),
     ]
     return "\n".join(lines) + "\n"
 
@@ -757,6 +798,7 @@ def main() -> None:
     parser.add_argument("--list", action="store_true", help="list the points with their state and time estimate")
     parser.add_argument("--measure", choices=["lm", "minilm"], help="measure per-step costs for the estimates (a few minutes)")
     parser.add_argument("--report", action="store_true", help="write bench/results/claims.md from the finished points")
+    parser.add_argument("--status", action="store_true", help="write claims/status.json: every point done, stopped at step k of N, or to do")
     parser.add_argument("--only", choices=["mgpp", "randomized", "sds"])
     parser.add_argument("--point", action="append", help="run this point only (repeatable)")
     parser.add_argument("--tiny", action="store_true", help="toy budgets, for a smoke test (use another --out)")
@@ -787,6 +829,9 @@ def main() -> None:
     points = select(all_points(), args)
     if args.list:
         list_points(points, out, rates, checkpoint_dir(args))
+        return
+    if args.status:
+        print(f"wrote {write_status(points, out, checkpoint_dir(args))}")
         return
     args.stop = StopRequest(None if args.stop_at is None else next_clock_time(args.stop_at))
     if args.stop.deadline is not None:

@@ -124,3 +124,17 @@ def test_the_staged_magnitude_baseline_resumes_to_the_same_weights(tiny_bert, ti
     assert all(torch.equal(v, resumed.other_params[k]) for k, v in whole.other_params.items())
     with pytest.raises(Exception, match="method parameter lr"):
         B.staged_magnitude(tiny_bert, tiny_sentiment, pt, {**st, "lr": 1e-3}, quiet, TrainingCheckpoint(tmp_path / "p.ckpt"))
+
+
+def test_the_status_file_says_which_points_are_done_stopped_or_to_do(tmp_path, monkeypatch):
+    points = [p for p in B.all_points() if p.claim == "mgpp"][:3]
+    (tmp_path / f"{points[0].name}.json").write_text("{}")
+    stopped = {points[1].name: (5, 12)}
+    monkeypatch.setattr(B, "checkpoint_progress", lambda path: stopped.get(path.name[: -len(".ckpt")]))
+    B.write_status(points, tmp_path, tmp_path)
+    states = json.loads((tmp_path / "status.json").read_text())["points"]
+    assert states == {points[0].name: {"state": "done"}, points[1].name: {"state": "stopped", "step": 5, "of": 12}, points[2].name: {"state": "to do"}}
+    table = "\n".join(B.status_report(tmp_path))
+    assert points[0].name not in table
+    assert f"| {points[1].name} | stopped at step 5 of 12 (42%); resumes there |" in table
+    assert f"| {points[2].name} | to do |" in table
