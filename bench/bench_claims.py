@@ -64,6 +64,7 @@ from pruning.prune import layer_names, prune  # noqa: E402
 from pruning.request import PruneRequest  # noqa: E402
 from pruning import training as T  # noqa: E402
 from pruning.resume import StopRequest, TrainingCheckpoint, TrainingStopped, checkpoint_progress  # noqa: E402
+from pruning.resume import duration_text as _duration  # noqa: E402
 from pruning.stats import paired_interval, perplexity_interval, safe_exp, wilson_interval  # noqa: E402
 
 WIKITEXT = ROOT.parent / "shared" / "data" / "wikitext-2-raw" / "wiki.test.raw"
@@ -191,14 +192,6 @@ class Progress:
         rate = (done - done0) / (now - t0) if done > done0 and now > t0 else 0.0
         left = f", about {_duration((total - done) / rate)} left" if rate > 0 and frac < 1 else ""
         print(f"  {self.point}: {message} ({frac:.0%}, {_duration(elapsed)} so far{left})", flush=True)
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 # ---------------------------------------------------------------- per-item evaluation

@@ -298,19 +298,13 @@ def cmd_prune(args) -> int:
         return _prune(args, request, held)
 
 
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
 def _eta_lines(what: str, every: float = 30.0):
     """A progress callback printing ``what: message (done/total, time so far, about T left)`` lines to stderr,
     at most every ``every`` seconds; the time left is from this process's own rate (a resumed run
     starts at its checkpoint's step)."""
     import time
+
+    from .resume import duration_text as _duration
 
     state = {"first": None, "last": -1e9, "start": time.monotonic()}
 

@@ -287,6 +287,15 @@ class TrainingCheckpoint:
             leftover.unlink(missing_ok=True)
 
 
+def duration_text(seconds: float) -> str:
+    """``42 s``, ``17 min`` or ``2.5 h``: how the time so far and the time left of a long run are printed."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def checkpoint_progress(path) -> tuple[int, int] | None:
     """``(done, total)`` of the newest readable checkpoint at ``path`` (or its previous one); None when there is none."""
     for candidate in (Path(path), TrainingCheckpoint(path).previous):
