@@ -637,6 +637,10 @@ def test_a_shared_run_is_shown_as_text_and_no_request_leaves_the_page(browser, a
     box.press("Enter")
     settled(page)
     page.get_by_role("button", name="Open run", exact=True).click()
+    # the click's rerun may begin after a first settle on a busy machine: wait for what it draws
+    page.wait_for_function(
+        "(t) => document.querySelector('[data-testid=\"stMain\"]').innerText.includes(t)", arg="**Masks checked against FAKE**", timeout=WAIT_MS
+    )
     settled(page)
     assert_no_errors(page, "Runs, shared run opened")
     text = page.locator('[data-testid="stMain"]').inner_text()
