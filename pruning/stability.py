@@ -479,6 +479,85 @@ def _restore_evaluation(row: dict, arrays: Mapping[str, np.ndarray]) -> dict:
     return ev
 
 
+def _resumed_draws(ckpt, store, request: PruneRequest, kind: str) -> tuple[dict, dict]:
+    """The draws a checkpoint holds for this method and kind whose masks and answers are in ``store``:
+    ``({draw: row}, {draw: (packed masks, shapes, arrays)})``."""
+    rows = {}
+    for row in ([] if ckpt is None else ckpt.rows()):
+        if row.get("method") == request.method and row.get("kind") == kind and isinstance(row.get("draw"), int):
+            rows[row["draw"]] = row
+    saved = {i: store.load(i) for i in rows} if store is not None else {}
+    return {i: r for i, r in rows.items() if saved.get(i) is not None}, saved
+
+
+def _requests_of_draws(loaded, request: PruneRequest, draws: int, kind: str, data):
+    """The calibration draws (None for a method without calibration) and the request of each draw."""
+    cal = calibration_draws(loaded, request, draws, kind, source=data) if request.method_info.needs_calibration else None
+    if cal is not None:
+        return cal, draw_requests(request, cal)
+    # no calibration to draw: only a seed can change the mask
+    return None, [request.replace(seed=draw_seed(request.seed, r)) if kind == "seed" and r else request for r in range(draws)]
+
+
+def _one_draw(loaded, request: PruneRequest, req: PruneRequest, r: int, kind: str, cal, data, plan, dense, progress):
+    """Prune and evaluate draw ``r``: its row, packed masks, mask shapes, evaluation and answers."""
+    from .evaluate import paired_difference
+    from .flips import compare, predict
+    from .prune import prune
+
+    result = prune(loaded, req, calibration=None if cal is None else cal[r].batches, data=data, progress=progress)
+    pred = predict(loaded, data, result.overrides(loaded), plan=plan, progress=progress)
+    ev = pred.evaluation
+    row = {
+        "method": request.method,
+        "kind": kind,
+        "draw": r,
+        "seed": req.seed,
+        "sparsity": round(request.sparsity, 6),
+        "overall_sparsity": round(result.overall_sparsity, 6),
+        **_metric_columns(ev),
+    }
+    diff = paired_difference(dense.evaluation, ev)
+    row.update({k: diff[k] for k in ("drop", "drop_ci_low", "drop_ci_high")})
+    f = compare(dense, pred)
+    row.update({k: f[k] for k in ("flips", "flips_ci_low", "flips_ci_high", "flipped", "items", "to_wrong", "to_right", "wrong_to_wrong")})
+    if cal is not None and cal[r].sources:
+        row["calibration_first"] = int(cal[r].sources[0])
+    row["seconds"] = round(result.seconds, 3)
+    packed = {n: pack(m) for n, m in result.masks.items()}
+    shapes = {n: tuple(m.shape) for n, m in result.masks.items()}
+    return row, packed, shapes, ev, pred.answers
+
+
+def _metric_across_draws(rows: list[dict], evaluations: list[dict]) -> dict:
+    """The draws' mean metric with its t interval, and how many pairs of draws differ beyond noise."""
+    from .evaluate import paired_difference
+
+    metric = mean_interval_t([r["value"] for r in rows])
+    pairs = [
+        not paired_difference(evaluations[i], evaluations[j])["within_noise"]
+        for i in range(len(evaluations))
+        for j in range(i + 1, len(evaluations))
+    ]
+    metric.update(moves=any(pairs), pairs_beyond_noise=int(sum(pairs)), pairs=len(pairs))
+    return metric
+
+
+def _flips_between_draws(answers: list[np.ndarray]) -> dict:
+    """The share of answers that differ between two draws: mean, spread, and every pair."""
+    from .flips import pairwise_flips
+
+    between_pairs = pairwise_flips(answers)
+    shares = np.array([p["flips"] for p in between_pairs])
+    return {
+        "flips_mean": float(shares.mean()),
+        "flips_sd": float(shares.std(ddof=1)) if shares.size > 1 else 0.0,
+        "flips_min": float(shares.min()),
+        "flips_max": float(shares.max()),
+        "pairs": [{k: p[k] for k in ("a", "b", "flips", "flips_ci_low", "flips_ci_high", "flipped", "items")} for p in between_pairs],
+    }
+
+
 def stability(
     loaded,
     request: PruneRequest,
@@ -505,9 +584,8 @@ def stability(
     same data, ``max_examples`` and ``split``) saves its evaluation when several methods are compared.
     """
     from .checkpoint import as_checkpoint
-    from .flips import compare, fragile_items, pairwise_flips, predict
-    from .evaluate import evaluation_plan, paired_difference, summary
-    from .prune import prune
+    from .evaluate import evaluation_plan, summary
+    from .flips import fragile_items, predict
 
     draws, kind = check_draws(draws), check_kind(kind)
     ckpt = as_checkpoint(checkpoint)
@@ -515,21 +593,11 @@ def stability(
         store = ckpt.path.with_suffix(".draws")
     store = DrawStore(store) if store is not None and not isinstance(store, DrawStore) else store
     start = time.perf_counter()
-    done_rows = {}
-    for row in ([] if ckpt is None else ckpt.rows()):
-        if row.get("method") == request.method and row.get("kind") == kind and isinstance(row.get("draw"), int):
-            done_rows[row["draw"]] = row
-    saved = {i: store.load(i) for i in done_rows} if store is not None else {}
-    done_rows = {i: r for i, r in done_rows.items() if saved.get(i) is not None}
+    done_rows, saved = _resumed_draws(ckpt, store, request, kind)
     total = draws + 2
     report = progress or (lambda *a: None)
     report(0, total, "calibration draws")
-    method = request.method_info
-    cal = calibration_draws(loaded, request, draws, kind, source=data) if method.needs_calibration else None
-    if cal is not None:
-        reqs = draw_requests(request, cal)
-    else:  # no calibration to draw: only a seed can change the mask
-        reqs = [request.replace(seed=draw_seed(request.seed, r)) if kind == "seed" and r else request for r in range(draws)]
+    cal, reqs = _requests_of_draws(loaded, request, draws, kind, data)
     plan = evaluation_plan(loaded, data, max_examples, split)
     report(1, total, "dense model")
     if dense is None:
@@ -549,27 +617,7 @@ def stability(
             def sub(done, all_, message, r=r):  # the engine reports often: Stop reaches inside a draw
                 report(1 + r, total, f"draw {r + 1}/{draws}: {message}")
 
-            result = prune(loaded, reqs[r], calibration=None if cal is None else cal[r].batches, data=data, progress=sub)
-            pred = predict(loaded, data, result.overrides(loaded), plan=plan, progress=sub)
-            ev, answer = pred.evaluation, pred.answers
-            packed = {n: pack(m) for n, m in result.masks.items()}
-            shapes_r = {n: tuple(m.shape) for n, m in result.masks.items()}
-            row = {
-                "method": request.method,
-                "kind": kind,
-                "draw": r,
-                "seed": reqs[r].seed,
-                "sparsity": round(request.sparsity, 6),
-                "overall_sparsity": round(result.overall_sparsity, 6),
-                **_metric_columns(ev),
-            }
-            diff = paired_difference(dense.evaluation, ev)
-            row.update({k: diff[k] for k in ("drop", "drop_ci_low", "drop_ci_high")})
-            f = compare(dense, pred)
-            row.update({k: f[k] for k in ("flips", "flips_ci_low", "flips_ci_high", "flipped", "items", "to_wrong", "to_right", "wrong_to_wrong")})
-            if cal is not None and cal[r].sources:
-                row["calibration_first"] = int(cal[r].sources[0])
-            row["seconds"] = round(result.seconds, 3)
+            row, packed, shapes_r, ev, answer = _one_draw(loaded, request, reqs[r], r, kind, cal, data, plan, dense, sub)
             if store is not None:
                 store.save(r, packed, shapes_r, {"answers": answer, **_per_item(ev)})
             if ckpt is not None:
@@ -585,24 +633,7 @@ def stability(
     report(draws + 1, total, "summing up")
     layers = [layer_summary(n, packed_layers[n], shapes[n])[0] for n in packed_layers]
     overall = overall_summary(layers, packed_layers)
-    metric = mean_interval_t([r["value"] for r in rows])
-    pairs = []
-    for i in range(draws):
-        for j in range(i + 1, draws):
-            d = paired_difference(evaluations[i], evaluations[j])
-            pairs.append(not d["within_noise"])
-    metric["moves"] = any(pairs)
-    metric["pairs_beyond_noise"] = int(sum(pairs))
-    metric["pairs"] = len(pairs)
-    between_pairs = pairwise_flips(answers)
-    shares = np.array([p["flips"] for p in between_pairs])
-    between = {
-        "flips_mean": float(shares.mean()),
-        "flips_sd": float(shares.std(ddof=1)) if shares.size > 1 else 0.0,
-        "flips_min": float(shares.min()),
-        "flips_max": float(shares.max()),
-        "pairs": [{k: p[k] for k in ("a", "b", "flips", "flips_ci_low", "flips_ci_high", "flipped", "items")} for p in between_pairs],
-    }
+    metric = _metric_across_draws(rows, evaluations)
     fragile = fragile_items(dense, answers, loaded.tokenizer, top=fragile_top)
     report(total, total, "done")
     return StabilityResult(
@@ -612,10 +643,10 @@ def stability(
         layers=layers,
         overall=overall,
         metric=metric,
-        between=between,
+        between=_flips_between_draws(answers),
         fragile=fragile,
         dense=summary(dense.evaluation),
         verdict=verdict(overall["jaccard"], metric["moves"]),
         seconds=time.perf_counter() - start,
-        info={"draws_resumed": len(done_rows), "needs_calibration": method.needs_calibration},
+        info={"draws_resumed": len(done_rows), "needs_calibration": request.method_info.needs_calibration},
     )
