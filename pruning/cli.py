@@ -159,7 +159,14 @@ def _allocation(path: str | None) -> dict | None:
 
 def _request(args, method: str, **changes):
     """The validated request the command line describes (before any model is loaded)."""
+    from .data import RT_ALIASES
     from .request import PruneRequest
+
+    dataset = getattr(args, "dataset", None)
+    named = [f for f in ("text_column", "label_column") if getattr(args, f, None)]
+    if named and (dataset is None or str(dataset).strip().lower() in RT_ALIASES or str(dataset).strip().lower() == "rt-plots"):
+        flags = " and ".join("--" + f.replace("_", "-") for f in named)
+        raise PruneScopeError(f"{flags} name a column of a CSV/TSV/JSONL file or a hub dataset; the embedded data has fixed columns (give --dataset)")
 
     settings = dict(
         sparsity=getattr(args, "sparsity", None),

@@ -385,3 +385,12 @@ def test_a_long_progress_message_is_written_whole(capsys):
     update(0, 1, reason)
     update(1, 1, "done")
     assert f"loading model: {reason}" in capsys.readouterr().err
+
+
+def test_a_column_flag_with_the_embedded_data_is_refused_before_any_work(tmp_path, capsys):
+    """--text-column names a column of a file; with the embedded data it was silently ignored."""
+    never = tmp_path / "never.csv"
+    assert main(["sensitivity", "--text-column", "nope", "--out", str(never)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: --text-column name a column of a CSV/TSV/JSONL file or a hub dataset; the embedded data has fixed columns (give --dataset)"]
+    assert not never.exists() and not never.with_suffix(".json").exists()
