@@ -166,7 +166,8 @@ def _request(args, method: str, **changes):
     named = [f for f in ("text_column", "label_column") if getattr(args, f, None)]
     if named and (dataset is None or str(dataset).strip().lower() in RT_ALIASES or str(dataset).strip().lower() == "rt-plots"):
         flags = " and ".join("--" + f.replace("_", "-") for f in named)
-        raise PruneScopeError(f"{flags} name a column of a CSV/TSV/JSONL file or a hub dataset; the embedded data has fixed columns (give --dataset)")
+        verb = "names" if len(named) == 1 else "name"
+        raise PruneScopeError(f"{flags} {verb} a column of a CSV/TSV/JSONL file or a hub dataset; the embedded data has fixed columns (give --dataset)")
 
     settings = dict(
         sparsity=getattr(args, "sparsity", None),

@@ -392,5 +392,5 @@ def test_a_column_flag_with_the_embedded_data_is_refused_before_any_work(tmp_pat
     never = tmp_path / "never.csv"
     assert main(["sensitivity", "--text-column", "nope", "--out", str(never)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["error: --text-column name a column of a CSV/TSV/JSONL file or a hub dataset; the embedded data has fixed columns (give --dataset)"]
+    assert err == ["error: --text-column names a column of a CSV/TSV/JSONL file or a hub dataset; the embedded data has fixed columns (give --dataset)"]
     assert not never.exists() and not never.with_suffix(".json").exists()
