@@ -6,6 +6,7 @@ import streamlit as st
 from app import charts, downloads, resources, runs, style, ui
 from app import interval_charts as IC
 from app import intervals as I
+from app.stability import flips_sentence
 
 RANDOMNESS = (5e-5, 8e-5, 1e-4, 3e-4, 1e-3, 1e-2)
 
@@ -130,6 +131,7 @@ def chosen_section(s, loaded, data, pool, c, key: tuple) -> None:
                   **I.change_delta(metric, diff["drop"], diff["within_noise"], " vs deterministic"), help=I.metric_text(second))
         m2.metric(f"Deterministic {c.base} mask, test {metric}", I.value_text(metric, first["value"]), help=I.metric_text(first))
         st.markdown(I.comparison_sentence(metric, "the deterministic mask", "On the test split the chosen candidate", diff))
+        st.caption(flips_sentence(first, second, "the deterministic mask", "the chosen candidate"))
     row = ui.wrap_row()
     downloads.mask_set_buttons(ui.tile(row, 480), loaded, chosen, key="cand_chosen")
     ui.tile(row, 330).button("Open the chosen mask as a run in every view", key="btn_cand_open", on_click=open_as_run,

@@ -223,6 +223,8 @@ def test_the_chosen_candidate_is_measured_on_the_test_split_downloaded_and_opene
     test = next(m for m in at.metric if m.label.startswith("Chosen candidate, test"))
     assert "n = 32" in test.help  # PRUNESCOPE_EVAL_SIZE: the test split, not the 32 held-out training examples by chance
     assert any(m.value.startswith("On the test split the chosen candidate against the deterministic mask:") for m in at.markdown)
+    flips = next(c.value for c in at.caption if c.value.startswith("**Flips:** the chosen candidate answers differently"))
+    assert "of the 32 examples" in flips  # beside the paired comparison: the answers that changed, on the same 32 test items
     labels = {b.proto.label for b in at.get("download_button")}
     assert {"Download masks.safetensors", "Download report.json"} <= labels
     at.button(key="btn_cand_open").click().run()
