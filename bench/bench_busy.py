@@ -46,6 +46,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from provenance import commit  # noqa: E402  (this folder is on sys.path when run as a script)
+
 SPIN = "while True: pass"
 OURS = ("OMP_", "GOMP_", "MKL_", "KMP_", "PRUNESCOPE_THREADS", "PRUNESCOPE_JOBS")
 WORKLOADS = ("eval", "wanda", "sensitivity")  # cheapest first: a run cut short keeps the most
@@ -270,6 +272,8 @@ def save(args, size, runs, app, start_load) -> dict:
     result = {
         "machine": {"cpu": platform.processor() or platform.machine(), "cpus": threads.available_cpus(), "torch": version("torch"),
                     "python": platform.python_version()},
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "commit": commit(),
         "load": args.load,
         "load_avg_before": start_load,
         "load_avg_after": round(os.getloadavg()[0], 2),

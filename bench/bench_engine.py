@@ -25,7 +25,6 @@ import os
 import platform
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -33,6 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from provenance import commit  # noqa: E402,F401  (bench_seeds.py imports it from here)
 from pruning import threads  # noqa: E402
 
 threads.prepare()  # the entry point's OpenMP wait settings, before torch loads (pruning/threads.py)
@@ -88,16 +88,6 @@ def machine() -> dict:
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "commit": commit(),
     }
-
-
-def commit() -> str:
-    """The checkout's short commit (with "+changes" when the tree differs from it), or "unknown"."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True, timeout=10)
-        return (head.stdout.strip() or "unknown") + ("+changes" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def timed(fn, repeat=1):
