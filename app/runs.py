@@ -1,7 +1,7 @@
 """Opened runs in the app: a run folder becomes a method choice ``run:<folder>`` in every view.
 
 The Runs view opens a folder (checked against the session's model by
-``pruning.runs.open_run``) and remembers it in this session; the sidebar then
+``pruning.store.runs.open_run``) and remembers it in this session; the sidebar then
 offers it as a method, and :func:`mask_set` is what the resources return for it:
 the saved masks, updated weights and report, never pruned again.
 """
@@ -55,9 +55,9 @@ def _stamp(folder: Path) -> tuple:
 
 
 def load(s, loaded, folder):
-    """The :class:`pruning.runs.Run` of ``folder`` checked against the session's model (cached)."""
-    from pruning.roots import check_allowed
-    from pruning.runs import open_run
+    """The :class:`pruning.store.runs.Run` of ``folder`` checked against the session's model (cached)."""
+    from pruning.store.roots import check_allowed
+    from pruning.store.runs import open_run
 
     folder = check_allowed(str(folder), "run")
     key = (s.model_key, str(folder), _stamp(folder))
@@ -70,7 +70,7 @@ def load(s, loaded, folder):
 
 def report_of(value: str) -> dict:
     """The saved report of the opened run ``value``."""
-    from pruning.io import read_report
+    from pruning.store.io import read_report
 
     return read_report(folder_of(value) / "report.json")
 
@@ -82,7 +82,7 @@ def display(method: str) -> str:
 
 def method_spec(value: str):
     """A registry-shaped description of an opened run (it is never run again)."""
-    from pruning.io import read_report
+    from pruning.store.io import read_report
     from pruning.registry import Method
 
     def rerun(ctx):

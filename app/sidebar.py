@@ -163,7 +163,7 @@ def render() -> state.Settings:
 
 
 def device_section(sb) -> None:
-    from pruning.devices import available_devices
+    from pruning.loading.devices import available_devices
 
     devices = ["auto"] + available_devices()
     _keep_valid("ps_device", devices)

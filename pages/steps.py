@@ -14,8 +14,8 @@ import streamlit as st
 from app import charts, resources, runs, sidebar, style, ui
 from app import intervals as I
 from app.docs import claim_lines, claim_ref
-from pruning.seeds import views as V
-from pruning.seeds.mgpp import schedule_curve, schedule_of
+from pruning.procedures import views as V
+from pruning.procedures.mgpp import schedule_curve, schedule_of
 
 BINS, GRID_BINS = 60, 40
 MIXTURE_CHOICES = [2, 1, 3, 4, "bic"]

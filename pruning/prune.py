@@ -8,7 +8,7 @@ from typing import Mapping
 
 import torch
 
-from .devices import peak_memory, placement_of, with_placement
+from .loading.devices import peak_memory, placement_of, with_placement
 from .errors import PruneScopeError
 from .masks import MaskRanker, overall_sparsity
 from .registry import PruneContext
@@ -32,7 +32,7 @@ class PruneResult:
         return masked_weights(loaded.model, self.masks, self.weights)
 
     def overrides(self, loaded) -> dict[str, torch.Tensor]:
-        """``named_parameters`` key -> pruned tensor, for :func:`pruning.functional.with_overrides`."""
+        """``named_parameters`` key -> pruned tensor, for :func:`pruning.loading.functional.with_overrides`."""
         return masked_overrides(loaded, self.masks, self.weights)
 
     @property
@@ -42,7 +42,7 @@ class PruneResult:
 
 def layer_names(loaded, layers=None, include: str | None = None, exclude: str | None = None) -> list[str]:
     """The layers to prune: the given names (checked), or every prunable layer matching the patterns."""
-    from .models import prunable_layers
+    from .loading.models import prunable_layers
 
     available = [info.name for info in prunable_layers(loaded.model, include=include, exclude=exclude)]
     if layers is None:
@@ -58,7 +58,7 @@ def layer_names(loaded, layers=None, include: str | None = None, exclude: str | 
 
 def masked_weights(model, masks: Mapping[str, torch.Tensor], weights: Mapping[str, torch.Tensor] | None = None):
     """The (d_out, d_in) float weight of every masked layer: ``weights[name]`` (or the model's) times its mask."""
-    from .models import layer_weight
+    from .loading.models import layer_weight
 
     out = {}
     for name, mask in masks.items():
@@ -69,8 +69,8 @@ def masked_weights(model, masks: Mapping[str, torch.Tensor], weights: Mapping[st
 
 def weight_overrides(model, weights: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """``named_parameters`` key -> tensor in the module's layout and dtype, for
-    :func:`pruning.functional.with_overrides`, from (d_out, d_in) layer weights."""
-    from .models import param_key, to_module_layout
+    :func:`pruning.loading.functional.with_overrides`, from (d_out, d_in) layer weights."""
+    from .loading.models import param_key, to_module_layout
 
     out = {}
     for name, w in weights.items():
@@ -86,7 +86,7 @@ def masked_overrides(loaded, masks: Mapping[str, torch.Tensor], weights: Mapping
 
 def calibration_for(loaded, request: PruneRequest) -> list:
     """The calibration batches the request asks for (its dataset, samples, tokens and seed)."""
-    from .data import calibration_batches
+    from .loading.data import calibration_batches
 
     return calibration_batches(
         loaded, request.dataset, n_samples=request.calib_samples, seq_len=request.calib_len, seed=request.seed
@@ -98,7 +98,7 @@ def context(loaded, request: PruneRequest, calibration=None, data=None, progress
     calibration batches built from the request when the method needs them and none are given, and the
     request's dataset as the task data when none is given."""
     from .masks import check_nm_fits
-    from .models import prunable_layers
+    from .loading.models import prunable_layers
 
     method = request.method_info
     names = layer_names(loaded, request.layers, request.include, request.exclude)
@@ -111,7 +111,7 @@ def context(loaded, request: PruneRequest, calibration=None, data=None, progress
         raise PruneScopeError(f"method {method.name} needs calibration data, and the calibration set is empty")
     data = data if data is not None else request.dataset
     if checkpoint is not None:
-        from .resume import training_header
+        from .store.resume import training_header
 
         checkpoint.bind(training_header(loaded, request, names, data, calibration))
     return PruneContext(loaded, request, names, calibration, progress, data, observe, checkpoint)
@@ -128,9 +128,9 @@ def prune(
     intermediate results of methods that have them while they run: ``("history", snapshot)`` from
     MGPP/GMP, ``("step", stage)`` from SDS, ``("stage", stage)`` from randomized selection (the same
     dicts that end up in ``info["history"]`` / ``info["steps"]`` / ``info["stages"]``). ``placement``
-    (a :class:`pruning.devices.Placement`) runs it elsewhere than where ``loaded`` was loaded for;
+    (a :class:`pruning.loading.devices.Placement`) runs it elsewhere than where ``loaded`` was loaded for;
     ``info["resources"]`` records the device, the dtype and the peak memory. ``checkpoint`` (a
-    :class:`pruning.resume.TrainingCheckpoint`) makes a method that trains save its state there as
+    :class:`pruning.store.resume.TrainingCheckpoint`) makes a method that trains save its state there as
     it goes and resume from it; it is bound to this request's settings, and a checkpoint of other
     settings is refused. Methods that do not train ignore it.
     """
@@ -177,7 +177,7 @@ def compute_scores(loaded, request: PruneRequest, calibration=None, progress=Non
 def mask_ranker(loaded, request: PruneRequest, calibration=None, progress=None) -> MaskRanker:
     """Scores ranked once; ``ranker.masks(s, g)`` is then a comparison per weight (for sliders).
     The request's sparsity and granularity do not matter here."""
-    from .models import layer_weight
+    from .loading.models import layer_weight
 
     scores = compute_scores(loaded, request, calibration, progress)
     return MaskRanker(scores, {n: layer_weight(loaded.model, n) for n in scores})

@@ -61,11 +61,11 @@ class Param:
 class PruneContext:
     """Everything a method needs to prune one model once: the request and what it resolved to.
 
-    ``loaded`` is a :class:`pruning.models.LoadedModel` (never modified in place), ``request``
+    ``loaded`` is a :class:`pruning.loading.models.LoadedModel` (never modified in place), ``request``
     the validated :class:`pruning.request.PruneRequest`, ``layers`` the layer names it names on
     this model, ``calibration`` a list of model-input batches (dicts of tensors) or ``None``,
     ``data`` the task data for methods that train or select, ``checkpoint`` (or ``None``) where a
-    method that trains saves its state and resumes from (:mod:`pruning.resume`).
+    method that trains saves its state and resumes from (:mod:`pruning.store.resume`).
     """
 
     loaded: Any
@@ -75,7 +75,7 @@ class PruneContext:
     progress: ProgressFn = None
     data: Any = None
     observe: ObserveFn = None  # receives intermediate results while the method runs (the app draws them live)
-    checkpoint: Any = None  # a pruning.resume.TrainingCheckpoint: trained methods save and resume their state there
+    checkpoint: Any = None  # a pruning.store.resume.TrainingCheckpoint: trained methods save and resume their state there
 
     @property
     def sparsity(self) -> float:
@@ -125,7 +125,7 @@ class Method:
     granularity: str | Callable[[dict], str] = "layer"  # the paper's default, or a function of the resolved params
     steps_view: str | None = None  # how the app shows the method's steps: "schedule" | "stages" | "candidates" | None
     claim: str | None = None  # anchor of its paper's claim in docs/CLAIMS.md, measured at the paper's budget
-    resumable: bool = False  # works in steps and takes a training checkpoint (ctx.checkpoint, pruning.resume)
+    resumable: bool = False  # works in steps and takes a training checkpoint (ctx.checkpoint, pruning.store.resume)
     takes_update: bool = False  # True: any registered update (none, obs, dsnot) may follow its mask (the block walk applies it)
     default_update: str = "none"  # the update a request gets when it names none (SparseGPT: "obs", its own reconstruction)
     walks_blocks: bool = False  # True: its own masks come from the block walk, so scores from one dense pass only approximate them
@@ -164,13 +164,12 @@ def register(method: Method) -> Method:
 
 def _load_builtin() -> None:
     # Importing these modules registers their methods; every file of pruning/criteria/ registers its criterion.
-    from . import methods  # noqa: F401
     from .plugins import import_all
 
     import_all("pruning.criteria")
 
     try:
-        from . import seeds  # noqa: F401
+        from . import procedures  # noqa: F401
     except ImportError:  # seed methods are optional while being developed
         pass
 

@@ -9,10 +9,10 @@ import hashlib
 import pytest
 import torch
 
-from pruning.data import calibration_batches
-from pruning.functional import with_overrides
+from pruning.loading.data import calibration_batches
+from pruning.loading.functional import with_overrides
 from pruning.masks import keep_count
-from pruning.models import layer_weight, transformer_blocks
+from pruning.loading.models import layer_weight, transformer_blocks
 from pruning.prune import prune, weight_overrides
 from pruning.request import PruneRequest as R
 
@@ -80,7 +80,7 @@ def test_ria_is_listed_with_its_parameter_and_exact_masks_are_its_own():
 
 # ------------------------------------------------------------------ updates
 def _block0_layers(loaded):
-    from pruning.models import prunable_layers
+    from pruning.loading.models import prunable_layers
 
     b0 = transformer_blocks(loaded.model)[0][0]
     return tuple(i.name for i in prunable_layers(loaded.model) if i.name.startswith(b0 + "."))
@@ -191,8 +191,8 @@ def test_sparsegpt_masks_and_weights_are_unchanged(tiny_llama, tiny_text, tiny_b
 def test_owl_gives_each_layer_its_blocks_sparsity_with_the_target_as_mean(tiny_llama, llama_calib):
     from pruning.allocations.owl import block_sparsities, outlier_ratio, owl_allocation
     from pruning.calibration import collect_input_stats
-    from pruning.models import prunable_layers
-    from pruning.scores import wanda_scores
+    from pruning.loading.models import prunable_layers
+    from pruning.criteria.wanda import wanda_scores
 
     names = [i.name for i in prunable_layers(tiny_llama.model)]
     params = {"m": 2.0, "lambda": 0.08}  # M = 2: the tiny random model has outliers at 2x the mean, not 5x
@@ -265,7 +265,7 @@ def test_cli_rejects_a_bad_update_with_one_error_line(tmp_path, capsys):
 
 
 def test_a_sweep_row_says_which_update_it_ran(tiny_bert, tiny_sentiment):
-    from pruning.sweep import sparsity_ramp
+    from pruning.analysis.sweep import sparsity_ramp
 
     calib = calibration_batches(tiny_bert, tiny_sentiment, n_samples=4, seq_len=16, seed=0)
     rows = sparsity_ramp(tiny_bert, tiny_sentiment, [R.make("magnitude", update="dsnot")], sparsities=[0.5], calibration=calib, max_examples=16, split="train")

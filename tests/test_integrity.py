@@ -11,7 +11,7 @@ import json
 import pytest
 import torch
 
-from pruning import integrity
+from pruning.store import integrity
 
 
 def save_tiny(tiny, counter):
@@ -94,7 +94,8 @@ def test_weights_fingerprint_sees_one_changed_weight(tiny_bert):
 
 @pytest.mark.parametrize("name", ["minilm-rt", "smollm2-135m"])
 def test_both_defaults_rebuild_a_damaged_cache(name, tmp_path, monkeypatch, tiny_bert, tiny_llama):
-    from pruning import finetune, models
+    from pruning.embedded import minilm_rt as finetune
+    from pruning.loading import models
 
     monkeypatch.setenv("PRUNESCOPE_CACHE", str(tmp_path))
     builds = []
@@ -150,8 +151,9 @@ def test_a_verified_folder_is_trusted_by_identity_and_any_write_brings_the_hash_
 
 
 def test_prepare_verify_forgets_the_remembered_identities_before_loading(tmp_path, monkeypatch):
-    from pruning import cli, models
-    from pruning.finetune import minilm_rt_dir
+    from pruning import cli
+    from pruning.loading import models
+    from pruning.embedded.minilm_rt import minilm_rt_dir
 
     monkeypatch.setenv("PRUNESCOPE_CACHE", str(tmp_path))
     folder = minilm_rt_dir()

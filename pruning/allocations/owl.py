@@ -58,8 +58,8 @@ def owl_allocation(loaded, layers, calibration, sparsity: float, params: dict, p
     block's layers give its outlier ratio; every layer of a block gets the block's sparsity (a layer
     outside the blocks keeps the target)."""
     from ..calibration import collect_input_stats
-    from ..models import layer_weight, transformer_blocks
-    from ..scores import wanda_scores
+    from ..loading.models import layer_weight, transformer_blocks
+    from ..criteria.wanda import wanda_scores
 
     stats = collect_input_stats(loaded, layers, calibration, progress=progress)
     blocks = [name for name, _ in transformer_blocks(loaded.model)]
