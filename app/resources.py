@@ -32,7 +32,7 @@ def loaded_model(s: Settings):
     if not s.model:
         raise PruneScopeError("type a hub model name, a local model folder or a .gguf file in the sidebar")
     from pruning.loading.devices import Placement, with_placement
-    from pruning.loading.models import load_model
+    from pruning.embedded import load_model
     from pruning.store.roots import check_allowed, looks_like_path
 
     from .state import model_choices
@@ -113,7 +113,7 @@ def dense_weight(s: Settings, loaded, layer: str):
 
 # ---------------------------------------------------------------- methods, scores, masks
 def method_info(name: str):
-    from pruning.registry import get_method
+    from pruning.catalog import get_method
 
     from . import runs
 
@@ -256,7 +256,7 @@ def exact_agreement(s: Settings, loaded, fast: MaskSet) -> Job | None:
 def overrides(loaded, mask_set: MaskSet) -> dict:
     """Overrides that evaluate the pruned model: masked (and updated) layers, plus whatever else a
     trained method fine-tuned (biases, LayerNorms, the head)."""
-    from pruning.prune import masked_overrides
+    from pruning.result import masked_overrides
 
     out = masked_overrides(loaded, mask_set.masks, mask_set.weights)
     for key, value in (mask_set.other or {}).items():
@@ -485,7 +485,7 @@ def against_deterministic(pool) -> list[dict]:
 
 
 def score_methods() -> dict:
-    from pruning.registry import all_methods
+    from pruning.catalog import all_methods
 
     return {n: m for n, m in all_methods().items() if m.score_based}
 

@@ -26,7 +26,7 @@ class StabilityChoice:
 def stable_methods() -> dict:
     """Methods a stability run can repeat in seconds to minutes: every registered method but the seed
     family's (they train; their run is the Method steps view)."""
-    from pruning.registry import all_methods
+    from pruning.catalog import all_methods
 
     return {name: m for name, m in all_methods().items() if m.family != "seed" and not m.needs_training_data}
 

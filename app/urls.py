@@ -82,7 +82,7 @@ PAGE_KEYS = {
 
 
 def _method(value: str) -> dict:
-    from pruning.registry import get_method
+    from pruning.catalog import get_method
 
     return {"ps_method": get_method(value).name}
 
@@ -153,7 +153,7 @@ def _message(key: str, raw: str, why) -> str:
 
 def _params(params, method: str, problems: list) -> dict:
     """The ``p.<name>`` values for ``method``'s parameters (each checked by the registry)."""
-    from pruning.registry import get_method
+    from pruning.catalog import get_method
 
     try:
         spec = get_method(method)

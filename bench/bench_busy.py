@@ -68,7 +68,8 @@ def worker(names: list, settings: str, size: dict) -> dict:
 
     from pruning import threads
     from pruning.loading.data import calibration_batches, load_classification, load_lm_text
-    from pruning.loading.models import load_model, prunable_layers
+    from pruning.embedded import load_model
+    from pruning.loading.models import prunable_layers
     from pruning.request import PruneRequest
 
     work = {}

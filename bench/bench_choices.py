@@ -36,7 +36,7 @@ from bench_engine import machine  # noqa: E402  (this folder is on sys.path when
 from bench_sensitivity import write_results  # noqa: E402
 from pruning.loading.data import calibration_batches, load_classification, load_lm_text  # noqa: E402
 from pruning.analysis.evaluate import evaluate, paired_difference, summary  # noqa: E402
-from pruning.loading.models import load_model  # noqa: E402
+from pruning.embedded import load_model  # noqa: E402
 from pruning.loading.models import prunable_layers  # noqa: E402
 from pruning.prune import prune  # noqa: E402
 from pruning.request import PruneRequest  # noqa: E402

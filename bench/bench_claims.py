@@ -59,7 +59,7 @@ from bench_seeds import _commit  # noqa: E402
 from pruning.loading.data import calibration_batches, load_classification, load_lm_text  # noqa: E402
 from pruning.analysis.evaluate import evaluate  # noqa: E402
 from pruning.masks import compute_masks  # noqa: E402
-from pruning.loading.models import load_model  # noqa: E402
+from pruning.embedded import load_model  # noqa: E402
 from pruning.prune import layer_names, prune  # noqa: E402
 from pruning.request import PruneRequest  # noqa: E402
 from pruning.procedures import training as T  # noqa: E402

@@ -43,7 +43,8 @@ threads.apply()
 
 from pruning.loading.data import calibration_batches, load_classification, load_lm_text  # noqa: E402
 from pruning.analysis.evaluate import evaluate, paired_difference, summary  # noqa: E402
-from pruning.loading.models import load_model, prunable_layers  # noqa: E402
+from pruning.embedded import load_model  # noqa: E402
+from pruning.loading.models import prunable_layers  # noqa: E402
 from pruning.prune import mask_ranker, prune  # noqa: E402
 from pruning.request import PruneRequest  # noqa: E402
 

@@ -49,7 +49,8 @@ def measure(name: str, folder: Path, repeats: int) -> dict:
     problem(folder)  # remembers the files' identities (they are older than SETTLE_S)
     row["identity_check_s"] = round(median_seconds(lambda: problem(folder), repeats), 4)
     if name != "folder":
-        from pruning.loading.models import _from_pretrained, load_model
+        from pruning.loading.models import _from_pretrained
+        from pruning.embedded import load_model
 
         task = "classification" if name == "minilm-rt" else "causal-lm"
         row["plain_load_s"] = round(median_seconds(lambda: _from_pretrained(str(folder), task), repeats), 3)
@@ -94,7 +95,7 @@ def main() -> int:
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "integrity"))
     args = parser.parse_args()
     from pruning.embedded.minilm_rt import minilm_rt_dir
-    from pruning.loading.models import SMOLLM2_CACHE_NAME
+    from pruning.embedded.smollm2 import SMOLLM2_CACHE_NAME
     from pruning.paths import cache_dir
 
     if args.folder:

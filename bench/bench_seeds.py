@@ -44,7 +44,7 @@ threads.apply()
 from bench_engine import commit, machine  # noqa: E402  (this folder is on sys.path when run as a script)
 from pruning.loading.data import calibration_batches, load_classification, load_lm_text  # noqa: E402
 from pruning.analysis.evaluate import evaluate, paired_difference  # noqa: E402
-from pruning.loading.models import load_model  # noqa: E402
+from pruning.embedded import load_model  # noqa: E402
 from pruning.prune import prune  # noqa: E402
 from pruning.request import PruneRequest  # noqa: E402
 

@@ -133,7 +133,7 @@ def measurement_downloads(rows: list, signal: str, alloc: dict) -> None:
 def render() -> None:
     s, loaded = ui.opening("Layer sensitivity")
     methods = resources.score_methods()
-    from pruning.registry import all_methods
+    from pruning.catalog import all_methods
 
     every = all_methods()
     c1, c2 = st.columns([2, 3])

@@ -33,7 +33,7 @@ def claim_verdict(anchor: str) -> None:
 
 def stepwise_methods() -> dict:
     """The registered methods whose steps this view draws (``Method.steps_view`` set)."""
-    from pruning.registry import all_methods
+    from pruning.catalog import all_methods
 
     return {n: m for n, m in all_methods().items() if m.steps_view}
 

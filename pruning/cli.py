@@ -74,7 +74,7 @@ def _placement(args):
 
 
 def _load(args):
-    from .loading.models import load_model
+    from .embedded import load_model
 
     loaded = load_model(
         args.model,
@@ -213,13 +213,14 @@ def cmd_prepare(args) -> int:
     """Build the embedded defaults now (minilm-rt's fine-tune, SmolLM2's float32 copy)."""
     import time
 
-    from .loading.models import EMBEDDED_MODELS, load_model
+    from .loading.models import EMBEDDED_MODELS
+    from .embedded import load_model
 
     names = args.models or list(EMBEDDED_MODELS)
     if args.verify:
         from .embedded.minilm_rt import minilm_rt_dir
         from .store.integrity import forget_verified
-        from .loading.models import SMOLLM2_CACHE_NAME
+        from .embedded.smollm2 import SMOLLM2_CACHE_NAME
         from .paths import cache_dir
 
         for folder in (minilm_rt_dir(), cache_dir() / SMOLLM2_CACHE_NAME):
@@ -236,7 +237,7 @@ def cmd_methods(args) -> int:
     """The three choices: criteria (and the procedures built on them), allocations, updates."""
     from .allocations.registry import all_allocations
     from .masks import GRANULARITY_LABELS
-    from .registry import all_methods
+    from .catalog import all_methods
     from .updates.registry import all_updates
 
     print("Criteria and methods (--method): which weights are kept")

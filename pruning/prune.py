@@ -3,41 +3,14 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from typing import Mapping
 
 import torch
 
 from .loading.devices import peak_memory, placement_of, with_placement
 from .errors import PruneScopeError
-from .masks import MaskRanker, overall_sparsity
-from .registry import PruneContext
-from .request import PruneRequest
-
-
-@dataclass
-class PruneResult:
-    """Masks (True = kept) per layer, plus new weights for methods that change them."""
-
-    method: str
-    sparsity: float
-    granularity: str
-    masks: dict[str, torch.Tensor]
-    weights: dict[str, torch.Tensor] | None = None
-    seconds: float = 0.0
-    info: dict = field(default_factory=dict)
-
-    def pruned_weights(self, loaded) -> dict[str, torch.Tensor]:
-        """The (d_out, d_in) weight of every pruned layer after pruning."""
-        return masked_weights(loaded.model, self.masks, self.weights)
-
-    def overrides(self, loaded) -> dict[str, torch.Tensor]:
-        """``named_parameters`` key -> pruned tensor, for :func:`pruning.loading.functional.with_overrides`."""
-        return masked_overrides(loaded, self.masks, self.weights)
-
-    @property
-    def overall_sparsity(self) -> float:
-        return overall_sparsity(self.masks)
+from .masks import MaskRanker
+from .core import PruneContext
 
 
 def layer_names(loaded, layers=None, include: str | None = None, exclude: str | None = None) -> list[str]:
@@ -56,35 +29,7 @@ def layer_names(loaded, layers=None, include: str | None = None, exclude: str | 
     return list(layers)
 
 
-def masked_weights(model, masks: Mapping[str, torch.Tensor], weights: Mapping[str, torch.Tensor] | None = None):
-    """The (d_out, d_in) float weight of every masked layer: ``weights[name]`` (or the model's) times its mask."""
-    from .loading.models import layer_weight
-
-    out = {}
-    for name, mask in masks.items():
-        base = weights[name] if weights is not None and name in weights else layer_weight(model, name)
-        out[name] = base.detach().to(torch.float32) * mask
-    return out
-
-
-def weight_overrides(model, weights: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """``named_parameters`` key -> tensor in the module's layout and dtype, for
-    :func:`pruning.loading.functional.with_overrides`, from (d_out, d_in) layer weights."""
-    from .loading.models import param_key, to_module_layout
-
-    out = {}
-    for name, w in weights.items():
-        key = param_key(model, name)
-        out[key] = to_module_layout(model, name, w).to(model.get_parameter(key).dtype)
-    return out
-
-
-def masked_overrides(loaded, masks: Mapping[str, torch.Tensor], weights: Mapping[str, torch.Tensor] | None = None):
-    """Overrides that apply ``masks`` (and new ``weights``) to the shared model without changing it."""
-    return weight_overrides(loaded.model, masked_weights(loaded.model, masks, weights))
-
-
-def calibration_for(loaded, request: PruneRequest) -> list:
+def calibration_for(loaded, request) -> list:
     """The calibration batches the request asks for (its dataset, samples, tokens and seed)."""
     from .loading.data import calibration_batches
 
@@ -93,7 +38,7 @@ def calibration_for(loaded, request: PruneRequest) -> list:
     )
 
 
-def context(loaded, request: PruneRequest, calibration=None, data=None, progress=None, observe=None, checkpoint=None) -> PruneContext:
+def context(loaded, request, calibration=None, data=None, progress=None, observe=None, checkpoint=None) -> PruneContext:
     """The :class:`PruneContext` of ``request`` on ``loaded``: its layers resolved on this model, the
     calibration batches built from the request when the method needs them and none are given, and the
     request's dataset as the task data when none is given."""
@@ -118,7 +63,7 @@ def context(loaded, request: PruneRequest, calibration=None, data=None, progress
 
 
 def prune(
-    loaded, request: PruneRequest, calibration=None, data=None, progress=None, observe=None, placement=None, checkpoint=None
+    loaded, request, calibration=None, data=None, progress=None, observe=None, placement=None, checkpoint=None
 ) -> PruneResult:
     """Run ``request`` once on ``loaded`` (never modified). For N:M the sparsity is N/M; for an
     allocation every listed layer keeps exactly ``floor(N (1 - s_layer))`` weights.
@@ -166,7 +111,7 @@ def allocation_mean(allocation: Mapping[str, float], layer_params: Mapping[str, 
     return sum(layer_params[n] * s for n, s in allocation.items()) / max(1, total)
 
 
-def compute_scores(loaded, request: PruneRequest, calibration=None, progress=None) -> dict[str, torch.Tensor]:
+def compute_scores(loaded, request, calibration=None, progress=None) -> dict[str, torch.Tensor]:
     """Scores of a score-based method for every layer of the request, computed once (dense calibration pass)."""
     method = request.method_info
     if not method.score_based:
@@ -174,7 +119,7 @@ def compute_scores(loaded, request: PruneRequest, calibration=None, progress=Non
     return method.scores(context(loaded, request, calibration, progress=progress))
 
 
-def mask_ranker(loaded, request: PruneRequest, calibration=None, progress=None) -> MaskRanker:
+def mask_ranker(loaded, request, calibration=None, progress=None) -> MaskRanker:
     """Scores ranked once; ``ranker.masks(s, g)`` is then a comparison per weight (for sliders).
     The request's sparsity and granularity do not matter here."""
     from .loading.models import layer_weight
@@ -183,7 +128,7 @@ def mask_ranker(loaded, request: PruneRequest, calibration=None, progress=None) 
     return MaskRanker(scores, {n: layer_weight(loaded.model, n) for n in scores})
 
 
-def one_pass_agreement(loaded, request: PruneRequest, calibration=None) -> dict:
+def one_pass_agreement(loaded, request, calibration=None) -> dict:
     """How well the slider views' one-pass masks (scores from one dense pass, re-thresholded)
     agree with the method's own masks for ``request`` (for Wanda: its block-by-block walk).
 

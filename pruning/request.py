@@ -96,7 +96,7 @@ class PruneRequest:
         ``layers`` are given, prunes exactly the listed layers. ``update=None`` takes the method's
         own (:attr:`Method.default_update`: ``"none"``, SparseGPT ``"obs"``).
         """
-        from .registry import get_method
+        from .catalog import get_method
 
         m = get_method(method)
         resolved = m.resolve_params(dict(params or {}))
@@ -136,7 +136,7 @@ class PruneRequest:
             fields["params"] = None
         if "method" in changes and "update" not in changes and changes["method"] != self.method:
             # the method's own update goes with it; a chosen one stays where the new method takes it
-            from .registry import get_method
+            from .catalog import get_method
 
             new = get_method(changes["method"])
             own = self.update == self.method_info.default_update
@@ -172,7 +172,7 @@ class PruneRequest:
     @property
     def method_info(self):
         """The registered :class:`pruning.registry.Method`."""
-        from .registry import get_method
+        from .catalog import get_method
 
         return get_method(self.method)
 

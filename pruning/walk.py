@@ -16,8 +16,9 @@ import torch
 
 from .calibration import ORDERS, InputStats, collect_input_stats, sequential_prune
 from .masks import compute_masks, global_masks
-from .prune import PruneResult
-from .registry import Param, PruneContext
+from .result import PruneResult
+from .registry import Param
+from .core import PruneContext
 from .updates.reconstruction import reconstruction_error
 from .updates.registry import UpdateEnv, get_update
 

@@ -2,7 +2,7 @@
 
 ``tiny_bert`` (BertForSequenceClassification, 2 labels), ``tiny_llama``
 (LlamaForCausalLM, grouped-query attention) and ``tiny_gpt2`` (GPT2LMHeadModel,
-Conv1D layers) are :class:`pruning.loading.models.LoadedModel` objects, built once per
+Conv1D layers) are :class:`pruning.core.LoadedModel` objects, built once per
 session with fixed seeds. Tests must never modify them (evaluate through
 overrides). No downloads.
 """
@@ -75,7 +75,7 @@ def saved_folder(tmp_path_factory, loaded, name: str):
 
 
 def _loaded(name, model, tokenizer, task, max_length):
-    from pruning.loading.models import LoadedModel
+    from pruning.core import LoadedModel
 
     model = model.float().eval()
     for p in model.parameters():

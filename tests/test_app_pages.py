@@ -1173,11 +1173,11 @@ def test_an_impossible_setting_is_an_error_in_the_sidebar_and_the_page():
 
 def test_a_criterion_registered_in_a_test_is_a_sidebar_choice(monkeypatch):
     """The sidebar half of "add a criterion": one score function and one register call, and the app offers it."""
-    from pruning import registry
+    from pruning import catalog, registry
     from pruning.walk import score_method
     from pruning.loading.models import layer_weight
 
-    monkeypatch.setattr(registry, "_METHODS", dict(registry.all_methods()))  # the registration ends with the test
+    monkeypatch.setattr(registry, "_METHODS", dict(catalog.all_methods()))  # the registration ends with the test
 
     def column_scores(ctx) -> dict:  # every weight scores its input column's total |W|: whole columns go first
         out = {}

@@ -369,7 +369,7 @@ MAX_SMALL_Y_TICKS = 2  # y tick labels on one small-multiple panel
 
 def views() -> list[str]:
     from app.pages_index import PAGES as INDEX
-    from pruning.registry import all_methods
+    from pruning.catalog import all_methods
 
     stepwise = [name for name, m in all_methods().items() if m.steps_view]
     paths = []

@@ -13,7 +13,8 @@ from pruning.loading.data import calibration_batches
 from pruning.loading.functional import with_overrides
 from pruning.masks import keep_count
 from pruning.loading.models import layer_weight, transformer_blocks
-from pruning.prune import prune, weight_overrides
+from pruning.prune import prune
+from pruning.result import weight_overrides
 from pruning.request import PruneRequest as R
 
 
@@ -71,7 +72,7 @@ def test_ria_through_the_walk_is_the_brute_force_top_half_of_each_layer(tiny_lla
 
 
 def test_ria_is_listed_with_its_parameter_and_exact_masks_are_its_own():
-    from pruning.registry import get_method
+    from pruning.catalog import get_method
 
     m = get_method("ria")
     assert m.params["a"].default == 0.5 and m.needs_calibration and m.walks_blocks and m.takes_update
@@ -228,11 +229,11 @@ def test_reconstruction_error_is_zero_without_pruning(tiny_llama, llama_calib):
 
 # ------------------------------------------------------------------ registry and CLI
 def test_a_toy_calibrated_criterion_is_one_score_function_and_runs_with_any_update(tiny_llama, llama_calib, monkeypatch, capsys):
-    from pruning import registry
+    from pruning import catalog, registry
     from pruning.cli import main
     from pruning.walk import score_walk_run
 
-    monkeypatch.setattr(registry, "_METHODS", dict(registry.all_methods()))
+    monkeypatch.setattr(registry, "_METHODS", dict(catalog.all_methods()))
 
     def loud_inputs(ctx, name, weight, stats):  # keep the columns of the loudest inputs
         return stats.sq_sum.float().unsqueeze(0).expand_as(weight).clone()

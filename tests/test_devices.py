@@ -24,7 +24,7 @@ from pruning.loading.data import LMText
 from pruning.errors import PruneScopeError
 from pruning.analysis.evaluate import evaluate, perplexity
 from pruning.store.io import read_report
-from pruning.loading.models import load_model
+from pruning.embedded import load_model
 from pruning.prune import prune as prune_request
 from pruning.request import PruneRequest
 
@@ -399,7 +399,7 @@ def test_blocks_are_onloaded_one_at_a_time(plain, calibration, monkeypatch):
 def test_peak_device_memory_is_about_one_block_not_the_model():
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from pruning.loading.models import LoadedModel
+    from pruning.core import LoadedModel
 
     config = LlamaConfig(vocab_size=256, hidden_size=256, intermediate_size=1024, num_hidden_layers=16,
                          num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=128)

@@ -18,7 +18,8 @@ from pruning.analysis.evaluate import (
     model_runner,
     perplexity,
 )
-from pruning.loading.models import LoadedModel, layer_weight, param_key, prunable_layers, to_module_layout
+from pruning.core import LoadedModel
+from pruning.loading.models import layer_weight, param_key, prunable_layers, to_module_layout
 
 SENTENCES = [
     "a good film",
@@ -279,7 +280,7 @@ def test_bad_overrides_are_clear_errors(tiny_bert):
 def test_minilm_rt_is_a_sensible_classifier():
     """Uses the default cache: the first run fine-tunes (a few minutes on 2 cores), later runs load."""
     from pruning.loading.data import rotten_tomatoes_splits
-    from pruning.loading.models import load_model
+    from pruning.embedded import load_model
 
     loaded = load_model("minilm-rt")
     assert loaded.task == "classification" and loaded.info["label_names"] == ["rotten", "fresh"]
@@ -292,7 +293,7 @@ def test_minilm_rt_is_a_sensible_classifier():
 def test_smollm2_loads_and_has_a_sane_perplexity():
     """4 windows of 512 tokens of the rt-plots evaluation text (measured 48.5; WikiText-2 gives about 30)."""
     from pruning.loading.data import load_lm_text
-    from pruning.loading.models import load_model
+    from pruning.embedded import load_model
 
     loaded = load_model("smollm2-135m")
     assert loaded.task == "causal-lm" and len(prunable_layers(loaded.model)) == 30 * 7

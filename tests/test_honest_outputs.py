@@ -274,7 +274,7 @@ def test_a_failed_sensitivity_leaves_no_checkpoint(tmp_path, tiny_folder, tiny_c
 # ---------------------------------------------------------------- 3. one N:M rule
 def test_an_nm_pattern_the_inputs_cannot_hold_is_refused_for_every_method_with_one_message(tiny_bert, tiny_sentiment):
     from pruning.prune import prune
-    from pruning.registry import all_methods
+    from pruning.catalog import all_methods
 
     supporting = [m for m in all_methods().values() if "2:4" in m.granularities]
     assert {"magnitude", "random", "wanda", "sparsegpt", "sds", "randomized"} <= {m.name for m in supporting}
@@ -303,7 +303,7 @@ def test_show_checks_an_nm_run_groups_not_only_shapes(tmp_path, tiny_folder, cap
 
 # ---------------------------------------------------------------- 5. parameters checked fully
 def test_nan_and_infinities_are_refused_for_every_numeric_method_parameter():
-    from pruning.registry import all_methods
+    from pruning.catalog import all_methods
 
     checked = 0
     for m in all_methods().values():
@@ -318,7 +318,7 @@ def test_nan_and_infinities_are_refused_for_every_numeric_method_parameter():
 
 
 def test_every_parameter_that_sets_an_amount_of_work_has_a_bound():
-    from pruning.registry import all_methods
+    from pruning.catalog import all_methods
 
     for m in all_methods().values():
         for name, p in m.params.items():

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def minilm():
     from pruning.loading.data import calibration_batches, load_classification
-    from pruning.loading.models import load_model
+    from pruning.embedded import load_model
 
     loaded = load_model("minilm-rt")
     return loaded, load_classification("rotten-tomatoes"), calibration_batches(loaded, None, n_samples=16, seed=0)

@@ -10,7 +10,7 @@ import torch
 from pruning.masks import is_nm_valid, keep_count, overall_sparsity
 from pruning.loading.models import layer_weight, prunable_layers, transformer_blocks
 from pruning.prune import compute_scores, mask_ranker, prune
-from pruning.registry import all_methods, get_method
+from pruning.catalog import all_methods, get_method
 from pruning.request import PruneRequest
 
 R = PruneRequest.make

@@ -5,17 +5,9 @@ import torch
 from torch import nn
 
 from pruning.errors import PruneScopeError
-from pruning.loading.models import (
-    EMBEDDED_MODELS,
-    LoadedModel,
-    detect_task,
-    layer_weight,
-    load_model,
-    param_key,
-    prunable_layers,
-    to_module_layout,
-    transformer_blocks,
-)
+from pruning.loading.models import EMBEDDED_MODELS, detect_task, layer_weight, param_key, prunable_layers, to_module_layout, transformer_blocks
+from pruning.core import LoadedModel
+from pruning.embedded import load_model
 
 
 class _Config:

@@ -8,7 +8,7 @@ from pruning.errors import PruneScopeError
 from pruning.masks import keep_count
 from pruning.loading.models import prunable_layers
 from pruning.prune import mask_ranker, prune
-from pruning.registry import get_method
+from pruning.catalog import get_method
 from pruning.request import PruneRequest
 
 R = PruneRequest.make
@@ -151,11 +151,11 @@ def test_sensitivity_of_an_nm_pattern_uses_its_own_sparsity(tiny_bert):
 
 def test_a_toy_criterion_is_one_function_and_one_register_call(tiny_bert, monkeypatch, capsys):
     """The "add a criterion" recipe of docs/ARCHITECTURE.md, end to end."""
-    from pruning import registry
+    from pruning import catalog, registry
     from pruning.cli import main
     from pruning.walk import layer_weights, score_method
 
-    monkeypatch.setattr(registry, "_METHODS", dict(registry.all_methods()))
+    monkeypatch.setattr(registry, "_METHODS", dict(catalog.all_methods()))
 
     def rows_first(ctx):  # keep the weights of the first rows: score = minus the row index
         return {n: -torch.arange(w.shape[0], dtype=torch.float32).unsqueeze(1).expand_as(w).clone() for n, w in layer_weights(ctx).items()}
@@ -170,7 +170,7 @@ def test_a_toy_criterion_is_one_function_and_one_register_call(tiny_bert, monkey
 
 
 def test_each_method_says_how_its_steps_are_shown():
-    from pruning.registry import all_methods
+    from pruning.catalog import all_methods
 
     views = {n: m.steps_view for n, m in all_methods().items()}
     assert {n: v for n, v in views.items() if n in ("mgpp", "gmp", "sds", "randomized", "magnitude", "wanda")} == {

@@ -43,7 +43,7 @@ def test_a_mask_file_that_is_not_safetensors_is_a_clear_message(tmp_path, tiny_b
 
 def test_a_sparsegpt_run_reads_back_with_its_updated_weights(tmp_path, tiny_bert, tiny_folder, tiny_csv):
     from pruning.analysis.evaluate import evaluate
-    from pruning.prune import masked_overrides
+    from pruning.result import masked_overrides
 
     out = tmp_path / "runs" / "sgpt"
     assert main(["prune", "--model", str(tiny_folder), "--method", "sparsegpt", "--sparsity", "0.5", "--dataset", str(tiny_csv),

@@ -261,7 +261,7 @@ def _check_exact(result, sparsity, granularity):
 
 
 def test_seed_methods_are_registered():
-    from pruning.registry import all_methods
+    from pruning.catalog import all_methods
 
     seeds = all_methods(family="seed")
     assert {"randomized", "mgpp", "gmp", "sds"} <= set(seeds)

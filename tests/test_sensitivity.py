@@ -10,7 +10,7 @@ from pruning.loading.data import ClassificationData, LMText
 from pruning.errors import PruneScopeError
 from pruning.analysis.evaluate import evaluation_plan
 from pruning.loading.models import prunable_layers
-from pruning.prune import masked_overrides
+from pruning.result import masked_overrides
 from pruning.criteria.magnitude import magnitude_scores
 from pruning.masks import compute_masks
 from pruning.request import PruneRequest

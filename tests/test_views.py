@@ -108,7 +108,7 @@ def test_candidate_and_early_curve_rows():
 @pytest.mark.parametrize("steps", [1, 2, 3, 5, 10, 200])
 def test_default_schedule_scales_with_any_budget(steps):
     """The defaults (t0, t1, interval as fractions) give a valid schedule for every budget the sidebar allows."""
-    from pruning.registry import get_method
+    from pruning.catalog import get_method
 
     params = get_method("mgpp").resolve_params({"steps": steps})
     s = schedule_of(params, 0.5, "layer")

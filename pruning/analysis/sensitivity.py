@@ -529,7 +529,8 @@ class SensitivityProbe:
 # ---------------------------------------------------------------- the sweep
 def _prune_one(loaded, request, name: str, sparsity: float, ranker, calibration, data) -> dict:
     """Overrides that prune layer ``name`` alone at ``sparsity`` (the request's granularity within one layer)."""
-    from ..prune import masked_overrides, prune
+    from ..result import masked_overrides
+    from ..prune import prune
 
     within = request.granularity.within_layer
     if ranker is not None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from ..registry import Method, PruneContext, register
+from ..registry import Method, register
+from ..core import PruneContext
 from ..walk import layer_weights, score_method
 
 

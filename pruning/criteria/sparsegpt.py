@@ -7,8 +7,9 @@ from __future__ import annotations
 import torch
 
 from ..calibration import InputStats, collect_input_stats
-from ..prune import PruneResult
-from ..registry import Method, Param, PruneContext, register
+from ..result import PruneResult
+from ..registry import Method, Param, register
+from ..core import PruneContext
 from ..updates.sparsegpt_solver import hessian_inverse_factor, sparsegpt_solve
 from ..walk import ORDER_PARAM, criterion_walk, layer_sparsities, layer_weights
 

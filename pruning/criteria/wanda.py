@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from ..calibration import collect_input_stats
-from ..registry import Method, PruneContext, register
+from ..registry import Method, register
+from ..core import PruneContext
 from ..walk import ORDER_PARAM, layer_weights, score_walk_run
 
 

@@ -23,6 +23,9 @@ from pathlib import Path
 
 import torch
 
+from ..core import LoadedModel
+from ..loading.models import _label_names, _max_length, _report
+from .cached import cached_loader
 
 MINILM_RT_DIR = "minilm-rt-v3"
 REPORT_FILE = "prunescope.json"
@@ -233,7 +236,7 @@ def train_minilm_rt(out_dir: Path, progress=None, recipe: dict | None = None, ma
     """
     from ..loading.data import RT_LABEL_NAMES, rotten_tomatoes_splits
     from ..analysis.evaluate import accuracy
-    from ..loading.models import LoadedModel, _quiet
+    from ..loading.models import _quiet
 
     r = {**RECIPE, **(recipe or {})}
     data = rotten_tomatoes_splits()
@@ -275,3 +278,21 @@ def train_minilm_rt(out_dir: Path, progress=None, recipe: dict | None = None, ma
         tokenizer.save_pretrained(out_dir)
     (out_dir / REPORT_FILE).write_text(json.dumps(report, indent=2))
     return report
+
+
+# ---------------------------------------------------------------- loading it
+def load_minilm_rt(progress, placement=None) -> LoadedModel:
+    folder = minilm_rt_dir()
+    load = cached_loader("classification", "minilm-rt classifier", placement)
+    (model, tokenizer), rebuilt = ensure_minilm_rt(progress, load=load)
+    report = read_training_report(folder)
+    info = {
+        "accuracy": report.get("test_accuracy"),
+        "validation_accuracy": report.get("validation_accuracy"),
+        "label_names": _label_names(model),
+        "training": report,
+        "dataset": "rotten-tomatoes",
+        **({"rebuilt": rebuilt} if rebuilt else {}),
+    }
+    _report(progress, 1, 1, "minilm-rt loaded")
+    return LoadedModel("minilm-rt", model, tokenizer, "classification", min(128, _max_length(model, tokenizer)), str(folder), info)

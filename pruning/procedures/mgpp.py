@@ -38,7 +38,8 @@ import torch
 from ..analysis.distribution import mixture_crossing
 from ..errors import PruneScopeError
 from ..masks import compute_masks, parse_granularity
-from ..registry import Method, Param, PruneContext, register
+from ..registry import Method, Param, register
+from ..core import PruneContext
 from . import training as T
 
 ALPHA_END = 0.001  # lam is annealed to lam * ALPHA_END at t1

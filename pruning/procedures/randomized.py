@@ -54,8 +54,9 @@ import torch
 from ..errors import PruneScopeError
 from ..analysis.evaluate import summary
 from ..masks import Masks, compute_masks, keep_count, mask_overlap, parse_granularity, prepare_scores
-from ..prune import masked_weights, weight_overrides
-from ..registry import Method, Param, PruneContext, get_method, register
+from ..result import masked_weights, weight_overrides
+from ..core import PruneContext
+from ..registry import Method, Param, register, registered_method
 from ..request import MAX_SEED
 from ..criteria.random import _mix
 from . import training as T
@@ -355,7 +356,7 @@ def candidate_pool(
 # ---------------------------------------------------------------- the method
 def base_scores(ctx: PruneContext, model, base: str, calibration) -> dict[str, torch.Tensor]:
     """Scores of a registered score-based criterion, computed on ``model`` (a pruned/trained copy)."""
-    method = get_method(base)
+    method = registered_method(base)
     if not method.score_based:
         raise PruneScopeError(
             f"randomized selection samples around a criterion's scores; {method.name} has none "
@@ -372,7 +373,7 @@ def base_scores(ctx: PruneContext, model, base: str, calibration) -> dict[str, t
 
 
 def _calibration_for(ctx: PruneContext, base: str):
-    if not get_method(base).needs_calibration or ctx.calibration is not None:
+    if not registered_method(base).needs_calibration or ctx.calibration is not None:
         return ctx.calibration
     from ..prune import calibration_for
 
@@ -607,7 +608,7 @@ def _randomized_run(ctx: PruneContext):
             info["elapsed_s"] = ctx.checkpoint.elapsed()
             info["resumed_at_step"] = ctx.checkpoint.resumed_at
         return T.trained_result("randomized", ctx.loaded, run.model, masks, ctx.sparsity, str(ctx.granularity), info)
-    from ..prune import PruneResult
+    from ..result import PruneResult
 
     return PruneResult("randomized", ctx.sparsity, str(ctx.granularity), masks, None, info=info)
 

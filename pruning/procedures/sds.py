@@ -45,8 +45,9 @@ from typing import Mapping
 import torch
 
 from ..masks import compute_masks, parse_granularity
-from ..prune import weight_overrides
-from ..registry import Method, Param, PruneContext, get_method, register
+from ..result import weight_overrides
+from ..core import PruneContext
+from ..registry import Method, Param, register, registered_method
 from . import training as T
 
 
@@ -347,7 +348,8 @@ def _sds_run(ctx: PruneContext):
     """The three steps. With ``ctx.checkpoint`` the per-layer loops of steps 2 and 3 save their results as
     they go; a resumed run does the one-shot prunings and statistics again (deterministic) and goes on
     after the last saved layer."""
-    from ..prune import PruneResult, prune
+    from ..result import PruneResult
+    from ..prune import prune
     from ..store.resume import resume_state
 
     started = time.perf_counter()
@@ -399,7 +401,7 @@ register(
         updates_weights=True,
         family="seed",
         granularities=("layer", "global", "row", "2:4", "4:8"),
-        granularity=lambda params: get_method(params["base"]).default_granularity,
+        granularity=lambda params: registered_method(params["base"]).default_granularity,
         steps_view="stages",
         claim="claim-sds",
         resumable=True,

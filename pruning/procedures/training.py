@@ -45,7 +45,7 @@ from torch import nn
 
 from ..errors import PruneScopeError
 from ..analysis.evaluate import summary
-from ..prune import PruneResult, masked_weights, weight_overrides
+from ..result import PruneResult, masked_weights, weight_overrides
 
 CAUSAL = "causal-lm"
 

@@ -36,7 +36,7 @@ def runs_dir() -> Path:
 def run_files(loaded, result, evaluation: dict | None = None, request=None) -> dict[str, bytes]:
     """The bytes of ``masks.safetensors`` and ``report.json`` for one pruning result.
 
-    ``result`` is a :class:`pruning.prune.PruneResult` or anything with the same
+    ``result`` is a :class:`pruning.result.PruneResult` or anything with the same
     fields (``method, granularity, sparsity, masks, weights, seconds, info``);
     ``request`` the :class:`pruning.request.PruneRequest` that made it, if known.
     """
