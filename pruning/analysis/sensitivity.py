@@ -53,6 +53,7 @@ from torch import nn
 
 from ..errors import PruneScopeError
 from ..loading.functional import shallow_copy
+from .rows import append_row, checkpoint_rows, metric_columns, record_row
 from .stats import mean_interval, within_noise
 
 DEFAULT_MEMORY_MB = 1024
@@ -550,8 +551,6 @@ def _signal_interval(row: dict, signal: str) -> tuple[float, float]:
 
 def sensitivity_row(name, sparsity, method, ev, dense_ev, kl, plan, signal: str, seed: int = 0) -> dict:
     """One result row: the metric columns, the paired drop, the KL and whether the signal is told from 0."""
-    from .sweep import metric_columns
-
     weights = ev["per_item"]["tokens"].astype(np.float64) if plan.metric == "perplexity" else None
     row = {"layer": name, "sparsity": sparsity, **metric_columns(ev, dense_ev), **kl_columns(kl, weights, seed), "method": method}
     row["distinguishable"] = not within_noise(*_signal_interval(row, signal))
@@ -595,14 +594,13 @@ def layer_sensitivity(
     """
     from .evaluate import evaluation_plan
     from ..prune import layer_names, mask_ranker
-    from .sweep import _append, _load_checkpoint, _record, metric_columns
 
     _check_signal(signal)
     names = layer_names(loaded, request.layers, request.include, request.exclude)
     if request.granularity.within_layer.is_nm:
         sparsities = [request.granularity.within_layer.fixed_sparsity]
     grid = {("-", 0.0)} | {(n, round(float(s), 6)) for n in names for s in sparsities}
-    rows = list(done_rows or []) + _load_checkpoint(checkpoint, _row_point, grid)
+    rows = list(done_rows or []) + checkpoint_rows(checkpoint, _row_point, grid)
     done = {_row_point(r) for r in rows}
     plan = evaluation_plan(loaded, data, max_examples, split)
     probe = SensitivityProbe(loaded, plan, memory_mb, cache, request.seed, progress=progress)
@@ -610,7 +608,7 @@ def layer_sensitivity(
         zero = {"kl": 0.0, "kl_ci_low": 0.0, "kl_ci_high": 0.0, "method": request.method, "distinguishable": False}
         dense = {"layer": "-", "sparsity": 0.0, **metric_columns(probe.dense, probe.dense), **zero}
         rows.insert(0, dense)  # first, also when rows of a stopped run are handed in
-        _append(checkpoint, dense)
+        append_row(checkpoint, dense)
     exact_scores = request.method_info.score_based and request.update == "none"  # an update changes what the scores keep
     ranker = mask_ranker(loaded, request.replace(layers=tuple(names)), calibration) if exact_scores else None
     todo = [(n, round(float(s), 6)) for n in names for s in sparsities if (n, round(float(s), 6)) not in done]
@@ -625,7 +623,7 @@ def layer_sensitivity(
         spent += costs[i]
         ev, kl = probe.evaluate(name, _prune_one(loaded, request, name, sparsity, ranker, calibration, data))
         row = sensitivity_row(name, sparsity, request.method, ev, probe.dense, kl, plan, signal, request.seed)
-        _record(rows, row, checkpoint, on_point)
+        record_row(rows, row, checkpoint, on_point)
     if progress is not None:
         progress(total, total, f"done ({probe.mode} evaluation)")
     return rows

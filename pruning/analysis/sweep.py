@@ -9,20 +9,11 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
-from ..store.checkpoint import as_checkpoint
 from ..masks import parse_granularity
 from ..prune import prune
 from ..request import PruneRequest
+from .rows import checkpoint_rows, metric_columns, record_row
 from .sensitivity import layer_sensitivity, suggest_allocation  # noqa: F401 - their former home; callers import them here
-
-
-def _load_checkpoint(checkpoint, key=None, grid: set | None = None) -> list[dict]:
-    """The points a checkpoint (a :class:`pruning.store.checkpoint.Checkpoint` or a path) already holds;
-    with ``key`` and ``grid`` only those of this run's grid (:meth:`Checkpoint.in_grid`)."""
-    ckpt = as_checkpoint(checkpoint)
-    if ckpt is None:
-        return []
-    return ckpt.rows() if grid is None else ckpt.in_grid(key, grid)
 
 
 def row_point(row: dict) -> tuple:
@@ -30,35 +21,10 @@ def row_point(row: dict) -> tuple:
     return (row["method"], row["granularity"], round(float(row["sparsity"]), 6))
 
 
-def _append(checkpoint, row: dict) -> None:
-    if checkpoint is not None:
-        as_checkpoint(checkpoint).append(row)
-
-
-def _record(rows: list, row: dict, checkpoint, on_point) -> None:
-    """Keep a finished point: in the result, in the checkpoint file, and for the caller's callback."""
-    rows.append(row)
-    _append(checkpoint, row)
-    if on_point is not None:
-        on_point(row)
-
-
 def _eval(loaded, data, overrides, max_examples, split):
     from .evaluate import evaluate
 
     return evaluate(loaded, data, overrides=overrides, max_examples=max_examples, split=split)
-
-
-def metric_columns(ev: dict, dense: dict | None) -> dict:
-    """A row's metric columns: ``metric, value, ci_low, ci_high, n`` and, against ``dense``
-    on the same items, the paired ``drop, drop_ci_low, drop_ci_high``."""
-    from .evaluate import paired_difference
-
-    row = {k: ev[k] for k in ("metric", "value", "ci_low", "ci_high", "n")}
-    if dense is not None:
-        diff = paired_difference(dense, ev)
-        row.update({k: diff[k] for k in ("drop", "drop_ci_low", "drop_ci_high")})
-    return row
 
 
 def ramp_points(
@@ -110,7 +76,7 @@ def sparsity_ramp(
     :func:`pruning.analysis.evaluate.paired_difference`).
     """
     points = [None] + ramp_points(requests, granularities, sparsities)
-    rows = list(done_rows or []) + _load_checkpoint(checkpoint, row_point, {_point(p) for p in points})
+    rows = list(done_rows or []) + checkpoint_rows(checkpoint, row_point, {_point(p) for p in points})
     done = {row_point(r) for r in rows}
     todo = [p for p in points if _point(p) not in done]
     seed = requests[0].seed if requests else 0
@@ -126,7 +92,7 @@ def sparsity_ramp(
         ev = dense if request is None else _eval(loaded, data, overrides, max_examples, split)
         row = {"method": method, "granularity": gran, "sparsity": sparsity, **metric_columns(ev, dense)}
         row.update({"update": "-" if request is None else request.update, "seconds": round(seconds, 3), "seed": seed})
-        _record(rows, row, checkpoint, on_point)
+        record_row(rows, row, checkpoint, on_point)
     if progress is not None:
         progress(len(todo), len(todo), "done")
     return rows
