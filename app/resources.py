@@ -16,13 +16,14 @@ milliseconds, so the Weights and Masks views follow the slider without a job.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from pruning.errors import PruneScopeError
 
 from . import intervals as I
 from .jobs import Answer, Job, NotStarted, answer, memo, result, session, store
+from .masksets import MaskSet
 from .state import DATA_EMBEDDED, DATA_PATH, Settings
 
 
@@ -150,25 +151,6 @@ def needs_start(method) -> bool:
     """Methods that train or run several passes (the seed methods) take minutes on a small CPU:
     they start when the user asks, after setting their budget, never on a slider move."""
     return method.family == "seed" or method.needs_training_data
-
-
-@dataclass
-class MaskSet:
-    """The masks (True = kept) of one method at one sparsity and granularity, and new weights if any."""
-
-    method: str
-    sparsity: float
-    granularity: str
-    masks: dict
-    weights: dict | None = None
-    info: dict = field(default_factory=dict)
-    other: dict | None = None  # parameters a trained method fine-tuned besides the pruned layers (module layout)
-
-    ident: tuple = ()  # everything that produced these masks (model, data, the request's key): a safe cache key
-
-    @property
-    def key(self) -> tuple:
-        return self.ident
 
 
 def one_pass_approximation(method) -> bool:

@@ -14,8 +14,8 @@ import streamlit as st
 
 from pruning.errors import PruneScopeError
 
-from . import resources
 from .jobs import store
+from .masksets import MaskSet
 
 PREFIX = "run:"
 OPENED = "ps_runs_opened"  # method values of the runs opened in this session
@@ -100,12 +100,12 @@ def method_spec(value: str):
     )
 
 
-def mask_set(s, loaded, value: str) -> resources.MaskSet:
+def mask_set(s, loaded, value: str) -> MaskSet:
     """The saved run as the resources' MaskSet (masks, updated weights, other changed parameters, report)."""
     run = load(s, loaded, folder_of(value))
     report = run.report
     ident = (s.model_key, str(run.folder), _stamp(run.folder))
-    return resources.MaskSet(
+    return MaskSet(
         value,
         float(report.get("requested_sparsity", report.get("overall_sparsity", 0.0))),
         str(report.get("granularity", "layer")),
