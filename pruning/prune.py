@@ -7,16 +7,18 @@ from typing import Mapping
 
 import torch
 
-from .loading.devices import peak_memory, placement_of, with_placement
-from .errors import PruneScopeError
-from .masks import MaskRanker
 from .core import PruneContext
+from .errors import PruneScopeError
+from .loading.data import calibration_batches
+from .loading.devices import peak_memory, placement_of, with_placement
+from .loading.models import layer_weight, prunable_layers
+from .masks import MaskRanker, check_nm_fits, mask_overlap
+from .result import PruneResult
+from .store.resume import training_header
 
 
 def layer_names(loaded, layers=None, include: str | None = None, exclude: str | None = None) -> list[str]:
     """The layers to prune: the given names (checked), or every prunable layer matching the patterns."""
-    from .loading.models import prunable_layers
-
     available = [info.name for info in prunable_layers(loaded.model, include=include, exclude=exclude)]
     if layers is None:
         if not available:
@@ -31,8 +33,6 @@ def layer_names(loaded, layers=None, include: str | None = None, exclude: str | 
 
 def calibration_for(loaded, request) -> list:
     """The calibration batches the request asks for (its dataset, samples, tokens and seed)."""
-    from .loading.data import calibration_batches
-
     return calibration_batches(
         loaded, request.dataset, n_samples=request.calib_samples, seq_len=request.calib_len, seed=request.seed
     )
@@ -42,9 +42,6 @@ def context(loaded, request, calibration=None, data=None, progress=None, observe
     """The :class:`PruneContext` of ``request`` on ``loaded``: its layers resolved on this model, the
     calibration batches built from the request when the method needs them and none are given, and the
     request's dataset as the task data when none is given."""
-    from .masks import check_nm_fits
-    from .loading.models import prunable_layers
-
     method = request.method_info
     names = layer_names(loaded, request.layers, request.include, request.exclude)
     if request.granularity.is_nm:  # one rule for every method, before any of them runs
@@ -56,8 +53,6 @@ def context(loaded, request, calibration=None, data=None, progress=None, observe
         raise PruneScopeError(f"method {method.name} needs calibration data, and the calibration set is empty")
     data = data if data is not None else request.dataset
     if checkpoint is not None:
-        from .store.resume import training_header
-
         checkpoint.bind(training_header(loaded, request, names, data, calibration))
     return PruneContext(loaded, request, names, calibration, progress, data, observe, checkpoint)
 
@@ -122,8 +117,6 @@ def compute_scores(loaded, request, calibration=None, progress=None) -> dict[str
 def mask_ranker(loaded, request, calibration=None, progress=None) -> MaskRanker:
     """Scores ranked once; ``ranker.masks(s, g)`` is then a comparison per weight (for sliders).
     The request's sparsity and granularity do not matter here."""
-    from .loading.models import layer_weight
-
     scores = compute_scores(loaded, request, calibration, progress)
     return MaskRanker(scores, {n: layer_weight(loaded.model, n) for n in scores})
 
@@ -135,8 +128,6 @@ def one_pass_agreement(loaded, request, calibration=None) -> dict:
     Returns :func:`pruning.masks.mask_overlap` of the two: per layer and overall, ``agreement``
     (share of identical mask entries), ``hamming`` and ``jaccard``.
     """
-    from .masks import mask_overlap
-
     if request.granularity.is_allocated:
         raise PruneScopeError("the one-pass agreement compares a uniform setting; give a granularity other than 'allocated'")
     fast = mask_ranker(loaded, request, calibration).masks(request.sparsity, request.granularity)

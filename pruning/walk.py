@@ -14,11 +14,12 @@ from typing import Callable
 
 import torch
 
-from .calibration import ORDERS, InputStats, collect_input_stats, sequential_prune
-from .masks import compute_masks, global_masks
-from .result import PruneResult
-from .registry import Param
+from .calibration import InputStats, ORDERS, collect_input_stats, sequential_prune
 from .core import PruneContext
+from .loading.models import layer_weight
+from .masks import compute_masks, global_masks
+from .registry import Param
+from .result import PruneResult
 from .updates.reconstruction import reconstruction_error
 from .updates.registry import UpdateEnv, get_update
 
@@ -31,8 +32,6 @@ WALK_INPUTS = "calibration inputs through the already-pruned blocks before each 
 
 
 def layer_weights(ctx: PruneContext) -> dict[str, torch.Tensor]:
-    from .loading.models import layer_weight
-
     return {n: layer_weight(ctx.loaded.model, n) for n in ctx.layers}
 
 
@@ -134,8 +133,6 @@ DENSE_INPUTS = "calibration inputs of the dense model (one extra pass when the r
 def dense_reconstruction_errors(loaded, masks, weights, calibration, progress=None) -> dict[str, float]:
     """Each masked layer's :func:`reconstruction_error` on its inputs in the dense model (one forward
     pass over ``calibration`` with Gram matrices): for runs whose method had no calibration walk."""
-    from .loading.models import layer_weight
-
     names = list(masks)
     stats = collect_input_stats(loaded, names, calibration, want_gram=True, progress=progress)
     out = {}

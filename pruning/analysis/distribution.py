@@ -174,7 +174,7 @@ def fit_gmm(values, k: int | str = "bic", seed: int = 0, max_points: int = 20000
     ``k`` is 1-4 components, or ``"bic"`` to try 1..``k_max`` and keep the lowest
     BIC. At most ``max_points`` values are used (a seeded subsample).
     """
-    from sklearn.mixture import GaussianMixture
+    from sklearn.mixture import GaussianMixture  # lazy: a heavy optional import, loaded on first use
 
     if isinstance(k, str):
         if k.lower() != "bic":

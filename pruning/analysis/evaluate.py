@@ -25,9 +25,21 @@ import numpy as np
 import torch
 from torch.func import functional_call
 
-from ..loading.devices import placement_of, with_placement
 from ..errors import PruneScopeError
-from .stats import paired_interval, perplexity_interval, safe_exp, wilson_interval
+from ..loading.data import (
+    ClassificationData,
+    LMText,
+    load_classification,
+    load_lm_text,
+    pad_batch,
+    pad_id_of,
+    token_ids,
+    tokenize,
+)
+from ..loading.devices import dispatched_runner, needs_dispatch, placement_of, with_placement
+from ..loading.functional import shallow_copy, with_overrides
+from ..loading.onednn import available, pack_linears
+from .stats import paired_interval, perplexity_interval, safe_exp, wilson_interval, within_noise
 
 DEFAULT_PPL_SEQ_LEN = 512
 _MODEL_KEYS = ("input_ids", "attention_mask", "token_type_ids")
@@ -59,10 +71,6 @@ def model_runner(model: torch.nn.Module, overrides: Mapping[str, torch.Tensor] |
     Off the plain CPU path (a GPU ``placement``, an offloaded model) a private copy is
     placed by accelerate (:func:`pruning.loading.devices.dispatched_runner`).
     """
-    from ..loading.devices import dispatched_runner, needs_dispatch
-    from ..loading.functional import shallow_copy, with_overrides
-    from ..loading.onednn import available, pack_linears
-
     tensors = check_overrides(model, overrides)
     if needs_dispatch(model, placement):
         return dispatched_runner(model, tensors, placement)
@@ -98,8 +106,6 @@ def encode_sorted(
     padding stays below ~10% in every batch. The result depends only on the
     arguments: callers may cache it (see :func:`cached_encode_sorted`).
     """
-    from ..loading.data import pad_batch, pad_id_of, tokenize
-
     if len(texts) == 0:
         return []
     ids = tokenize(tokenizer, list(map(str, texts)), truncation=True, max_length=int(max_length), return_attention_mask=False)["input_ids"]
@@ -280,8 +286,6 @@ def lm_windows(tokenizer, text: str, seq_len: int) -> torch.Tensor:
     dropped. A text shorter than one window gives a single shorter window.
     Cached per (tokenizer, text, seq_len).
     """
-    from ..loading.data import token_ids
-
     if int(seq_len) < 2:
         raise PruneScopeError(f"perplexity windows need at least 2 tokens, got seq_len={seq_len}")
     ids = token_ids(tokenizer, text, True)
@@ -389,8 +393,6 @@ def evaluate(
 
 def evaluation_plan(loaded, data=None, max_examples: int | None = None, split: str = "test") -> EvalPlan:
     """The :class:`EvalPlan` that :func:`evaluate` runs for this model's task (see there)."""
-    from ..loading.data import ClassificationData, LMText, load_classification, load_lm_text
-
     if loaded.task == "classification":
         if isinstance(data, LMText):
             raise PruneScopeError("a classification model needs labelled sentences, not plain text")
@@ -434,8 +436,6 @@ def paired_difference(dense: dict, pruned: dict, seed: int = 0) -> dict:
     :func:`evaluate` results on the same data and examples. Returns ``{"drop",
     "drop_ci_low", "drop_ci_high", "within_noise", "n"}``.
     """
-    from .stats import within_noise
-
     if dense.get("metric") != pruned.get("metric") or dense.get("n") != pruned.get("n"):
         raise PruneScopeError(
             f"a paired difference needs two evaluations on the same items; got {dense.get('metric')} on {dense.get('n')} "

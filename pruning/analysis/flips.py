@@ -21,6 +21,9 @@ import numpy as np
 import torch
 
 from ..errors import PruneScopeError
+from ..loading.data import ClassificationData, load_classification
+from ..loading.devices import placement_of
+from .evaluate import evaluation_plan, model_runner, paired_difference, run_plan
 from .stats import wilson_interval
 
 CONTEXT_TOKENS = 12  # tokens of text shown before a causal LM's flipped token
@@ -52,9 +55,6 @@ def predict(loaded, data=None, overrides: Mapping[str, torch.Tensor] | None = No
     ``plan`` (an :class:`pruning.analysis.evaluate.EvalPlan` from :func:`pruning.analysis.evaluate.evaluation_plan`)
     may be given to evaluate several models on exactly the same items without building it again.
     """
-    from ..loading.devices import placement_of
-    from .evaluate import evaluation_plan, model_runner, run_plan
-
     plan = plan if plan is not None else evaluation_plan(loaded, data, max_examples, split)
     answers: list[np.ndarray] = []
 
@@ -91,8 +91,6 @@ def evaluation_flips(first: dict, second: dict) -> dict | None:
 
 def _plan_texts(loaded, data, split: str, max_examples, n: int) -> list[str] | None:
     """The evaluated sentences in their original order (for showing flipped examples)."""
-    from ..loading.data import ClassificationData, load_classification
-
     try:
         data = data if isinstance(data, ClassificationData) else load_classification(data)
     except PruneScopeError:
@@ -134,8 +132,6 @@ def flips(a: np.ndarray, b: np.ndarray, gold: np.ndarray | None = None) -> dict:
 def compare(first: Predictions, second: Predictions, seed: int = 0) -> dict:
     """``second`` against ``first`` on the same items: :func:`flips` beside the paired metric
     difference (:func:`pruning.analysis.evaluate.paired_difference`: positive ``drop`` = ``second`` is worse)."""
-    from .evaluate import paired_difference
-
     diff = paired_difference(first.evaluation, second.evaluation, seed=seed)
     return {**diff, **flips(first.answers, second.answers, first.gold)}
 

@@ -52,7 +52,14 @@ import torch
 from torch import nn
 
 from ..errors import PruneScopeError
+from ..loading.devices import placement_of, runs_in_place
 from ..loading.functional import shallow_copy
+from ..loading.models import prunable_layers, transformer_blocks
+from ..loading.onednn import pack_linears
+from ..prune import layer_names, mask_ranker, prune
+from ..result import masked_overrides
+from .evaluate import check_overrides, evaluation_plan, model_runner, run_plan
+from .first_position import supports_first_position, use_first_position
 from .rows import append_row, checkpoint_rows, metric_columns, record_row
 from .stats import mean_interval, within_noise
 
@@ -201,10 +208,6 @@ class SensitivityProbe:
 
     def __init__(self, loaded, plan, memory_mb: float = DEFAULT_MEMORY_MB, cache: bool = True, seed: int = 0, onednn: bool = True,
                  progress=None):
-        from ..loading.devices import placement_of, runs_in_place
-        from .evaluate import model_runner, run_plan
-        from ..loading.models import transformer_blocks
-
         self.loaded, self.plan, self.seed, self.onednn = loaded, plan, seed, onednn
         self.between_batches = None  # called before each batch of a point's evaluation (progress, so a Stop is seen)
         self.model = loaded.model
@@ -239,8 +242,6 @@ class SensitivityProbe:
     def _mode(self, cache: bool) -> str:
         """``cached`` when a block's hidden states in and out plus its layers' outputs fit the
         budget, ``blocks`` when only the hidden states do, else ``full``."""
-        from ..loading.models import prunable_layers
-
         if not cache:
             return "full"
         tokens = sum(int(b["input_ids"].numel()) for b in self.plan.batches)
@@ -301,8 +302,6 @@ class SensitivityProbe:
         for oneDNN (:mod:`pruning.loading.onednn`). Every pass of a probe (dense, recording, points)
         runs on such a copy, so the same values come out of the same arithmetic: a point
         that changes nothing gives exactly the dense outputs (KL 0)."""
-        from ..loading.onednn import pack_linears
-
         private = shallow_copy(self.model)
         if self.onednn:
             pack_linears(private)
@@ -311,8 +310,6 @@ class SensitivityProbe:
     def _private(self, replaced: dict[str, list], state: dict, first_position: bool = False) -> nn.Module:
         """A private copy with ``replaced`` modules replaying per-batch values (and, with
         ``first_position``, the last block computed at the position the head reads)."""
-        from .first_position import use_first_position
-
         private = self._copy()
         for path, outputs in replaced.items():
             private.set_submodule(path, _Replay(outputs, state))
@@ -323,8 +320,6 @@ class SensitivityProbe:
     def _runner(self, replaced: dict[str, list], overrides: dict, state: dict, private: nn.Module | None = None):
         """``run(**inputs)`` on a private copy (``private``, or a new one) with ``overrides`` put in
         place on it (see :func:`_put_in_place`; the caller restores it with the returned undo)."""
-        from .evaluate import check_overrides
-
         private = private if private is not None else self._private(replaced, state)
         undo = _put_in_place(private, check_overrides(self.model, overrides))
         counter = iter(range(len(self.plan.batches)))
@@ -339,9 +334,6 @@ class SensitivityProbe:
         """Whether the last block may run at the head's position only: a model whose head reads
         the first position (:mod:`pruning.analysis.first_position`), checked against the dense logits of
         every evaluation batch (largest difference at most 1e-4) before any point uses it."""
-        from .evaluate import run_plan
-        from .first_position import supports_first_position
-
         if self.mode == "full" or self._head is not None or not supports_first_position(self.model, self.blocks[-1][1]):
             return False
         private, worst = self._private({}, {}, first_position=True), [0.0]
@@ -492,8 +484,6 @@ class SensitivityProbe:
         """The evaluation with ``overrides`` (which change layer ``name`` only) and its per-item KL.
 
         ``on_logits(i, logits)`` also sees each batch's logits (to compare with full passes)."""
-        from .evaluate import run_plan
-
         first_position = False
         if self._placed is not None:
             run = self._placed(overrides)
@@ -530,9 +520,6 @@ class SensitivityProbe:
 # ---------------------------------------------------------------- the sweep
 def _prune_one(loaded, request, name: str, sparsity: float, ranker, calibration, data) -> dict:
     """Overrides that prune layer ``name`` alone at ``sparsity`` (the request's granularity within one layer)."""
-    from ..result import masked_overrides
-    from ..prune import prune
-
     within = request.granularity.within_layer
     if ranker is not None:
         return masked_overrides(loaded, ranker.masks(sparsity, within, layers=[name]))
@@ -592,9 +579,6 @@ def layer_sensitivity(
     computed once: pruning a single layer leaves its inputs dense, so the dense-input
     scores are the exact ones. ``cache=False`` forces full passes (same numbers, slower).
     """
-    from .evaluate import evaluation_plan
-    from ..prune import layer_names, mask_ranker
-
     _check_signal(signal)
     names = layer_names(loaded, request.layers, request.include, request.exclude)
     if request.granularity.within_layer.is_nm:

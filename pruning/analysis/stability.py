@@ -32,8 +32,28 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import torch
 
+from ..budget import check_calibration
 from ..errors import PruneScopeError
+from ..loading.data import (
+    ClassificationData,
+    LMText,
+    RT_NAME,
+    RT_PLOTS_NAME,
+    calibration_batches,
+    load_classification,
+    load_lm_text,
+    pad_batch,
+    pad_id_of,
+    token_ids,
+    tokenize,
+    training_texts,
+)
+from ..paths import atomic_file
+from ..prune import prune
 from ..request import PruneRequest
+from ..store.checkpoint import as_checkpoint
+from .evaluate import evaluation_plan, paired_difference, summary
+from .flips import compare, fragile_items, pairwise_flips, predict
 
 DRAW_KINDS = {
     "calib": "disjoint slices of the calibration source",
@@ -87,8 +107,6 @@ def calibration_draws(loaded, request: PruneRequest, draws: int = DEFAULT_DRAWS,
     :func:`pruning.loading.data.calibration_batches` with seeds ``seed, seed + 1, ...``; ``"seed"``: the
     request's own calibration set every time (the seed changes, see :func:`draw_requests`).
     """
-    from ..loading.data import calibration_batches
-
     draws, kind = check_draws(draws), check_kind(kind)
     n, seq_len, seed = request.calib_samples, request.calib_len, request.seed
     source = request.dataset if source is None else source
@@ -101,9 +119,6 @@ def calibration_draws(loaded, request: PruneRequest, draws: int = DEFAULT_DRAWS,
 
 
 def _disjoint_draws(loaded, source, n: int, seq_len: int, seed: int, draws: int, batch_size: int) -> list[CalibrationDraw]:
-    from ..budget import check_calibration
-    from ..loading.data import RT_NAME, RT_PLOTS_NAME, ClassificationData, LMText, load_classification, load_lm_text, pad_batch, pad_id_of, token_ids, tokenize, training_texts
-
     rng = random.Random(int(seed))
     tokenizer = loaded.tokenizer
     seq_len = min(seq_len, int(getattr(loaded, "max_length", seq_len) or seq_len))
@@ -425,8 +440,6 @@ class DrawStore:
         return self.folder / f"draw-{index:03d}.npz"
 
     def save(self, index: int, packed: Mapping[str, np.ndarray], shapes: Mapping[str, Sequence[int]], arrays: Mapping[str, np.ndarray]) -> None:
-        from ..paths import atomic_file
-
         self.folder.mkdir(parents=True, exist_ok=True)
         payload = {f"mask/{n}": b for n, b in packed.items()}
         payload.update({f"shape/{n}": np.asarray(s, dtype=np.int64) for n, s in shapes.items()})
@@ -501,10 +514,6 @@ def _requests_of_draws(loaded, request: PruneRequest, draws: int, kind: str, dat
 
 def _one_draw(loaded, request: PruneRequest, req: PruneRequest, r: int, kind: str, cal, data, plan, dense, progress):
     """Prune and evaluate draw ``r``: its row, packed masks, mask shapes, evaluation and answers."""
-    from .evaluate import paired_difference
-    from .flips import compare, predict
-    from ..prune import prune
-
     result = prune(loaded, req, calibration=None if cal is None else cal[r].batches, data=data, progress=progress)
     pred = predict(loaded, data, result.overrides(loaded), plan=plan, progress=progress)
     ev = pred.evaluation
@@ -531,8 +540,6 @@ def _one_draw(loaded, request: PruneRequest, req: PruneRequest, r: int, kind: st
 
 def _metric_across_draws(rows: list[dict], evaluations: list[dict]) -> dict:
     """The draws' mean metric with its t interval, and how many pairs of draws differ beyond noise."""
-    from .evaluate import paired_difference
-
     metric = mean_interval_t([r["value"] for r in rows])
     pairs = [
         not paired_difference(evaluations[i], evaluations[j])["within_noise"]
@@ -545,8 +552,6 @@ def _metric_across_draws(rows: list[dict], evaluations: list[dict]) -> dict:
 
 def _flips_between_draws(answers: list[np.ndarray]) -> dict:
     """The share of answers that differ between two draws: mean, spread, and every pair."""
-    from .flips import pairwise_flips
-
     between_pairs = pairwise_flips(answers)
     shares = np.array([p["flips"] for p in between_pairs])
     return {
@@ -583,10 +588,6 @@ def stability(
     again) and gives the same rows. ``dense`` (:func:`pruning.analysis.flips.predict` of the dense model on the
     same data, ``max_examples`` and ``split``) saves its evaluation when several methods are compared.
     """
-    from ..store.checkpoint import as_checkpoint
-    from .evaluate import evaluation_plan, summary
-    from .flips import fragile_items, predict
-
     draws, kind = check_draws(draws), check_kind(kind)
     ckpt = as_checkpoint(checkpoint)
     if store is None and ckpt is not None:

@@ -12,6 +12,7 @@ from typing import Iterable, Sequence
 from ..masks import parse_granularity
 from ..prune import prune
 from ..request import PruneRequest
+from .evaluate import evaluate
 from .rows import checkpoint_rows, metric_columns, record_row
 from .sensitivity import layer_sensitivity, suggest_allocation  # noqa: F401 - their former home; callers import them here
 
@@ -22,8 +23,6 @@ def row_point(row: dict) -> tuple:
 
 
 def _eval(loaded, data, overrides, max_examples, split):
-    from .evaluate import evaluate
-
     return evaluate(loaded, data, overrides=overrides, max_examples=max_examples, split=split)
 
 

@@ -23,8 +23,20 @@ from pathlib import Path
 
 import torch
 
+from ..analysis.evaluate import accuracy
 from ..core import LoadedModel
-from ..loading.models import _label_names, _max_length, _report
+from ..loading.data import RT_LABEL_NAMES, pad_batch, rotten_tomatoes_splits
+from ..loading.models import _label_names, _max_length, _quiet, _report
+from ..paths import cache_dir as default_cache, minilm_base_dir
+from ..procedures.training import (
+    generator_states,
+    load_trainable_state,
+    seed_dropout,
+    set_generator_states,
+    trainable_state,
+)
+from ..store.integrity import ensure_cached, load_verified
+from ..store.resume import TrainingCheckpoint, checkpoint_step, resume_state
 from .cached import cached_loader
 
 MINILM_RT_DIR = "minilm-rt-v3"
@@ -46,8 +58,6 @@ RECIPE = {
 
 def minilm_rt_dir(cache_dir: str | Path | None = None) -> Path:
     """Where the fine-tuned classifier lives (whether or not it exists yet)."""
-    from ..paths import cache_dir as default_cache
-
     return Path(cache_dir).expanduser() / MINILM_RT_DIR if cache_dir is not None else default_cache() / MINILM_RT_DIR
 
 
@@ -79,8 +89,6 @@ def ensure_minilm_rt(progress=None, cache_dir: str | Path | None = None, load=No
     folder is loaded while its hashes are checked and ``(loaded, reason)`` is
     returned instead. The number of torch threads is left to the caller.
     """
-    from ..store.integrity import ensure_cached, load_verified
-
     target = minilm_rt_dir(cache_dir)
     args = (target, lambda tmp: _train_resumably(tmp, target, progress), "minilm-rt classifier")
     if load is not None:
@@ -91,8 +99,6 @@ def ensure_minilm_rt(progress=None, cache_dir: str | Path | None = None, load=No
 def _train_resumably(out_dir: Path, target: Path, progress) -> dict:
     """:func:`train_minilm_rt` with a training checkpoint beside the cached folder (``minilm-rt-v3.ckpt``,
     every 10 minutes): a build stopped mid-way goes on from there next time; removed once trained."""
-    from ..store.resume import TrainingCheckpoint
-
     checkpoint = TrainingCheckpoint(Path(target).with_name(f"{Path(target).name}.ckpt"))
     report = train_minilm_rt(out_dir, progress=progress, checkpoint=checkpoint)
     checkpoint.remove()
@@ -126,12 +132,7 @@ def _base_classifier(r: dict):
     """all-MiniLM-L6-v2 with a fresh two-label head drawn from a generator seeded with the recipe's
     seed (N(0, initializer_range) weights, zero bias), its dropout layers drawing from their own
     seeded generator (:func:`pruning.procedures.training.seed_dropout`)."""
-    from transformers import AutoTokenizer, BertForSequenceClassification
-
-    from ..loading.data import RT_LABEL_NAMES
-    from ..loading.models import _quiet
-    from ..paths import minilm_base_dir
-    from ..procedures.training import seed_dropout
+    from transformers import AutoTokenizer, BertForSequenceClassification  # lazy: a heavy optional import, loaded on first use
 
     base = minilm_base_dir()
     with _quiet():
@@ -175,10 +176,6 @@ def _fit(model, tokenizer, encoded, labels, r: dict, max_steps, progress, checkp
     With ``checkpoint`` (a :class:`pruning.store.resume.TrainingCheckpoint`) the parameters, AdamW state,
     dropout generators, losses and position are saved as it goes, and a saved state is resumed
     (the batches are drawn again from their seeds and the ones done are skipped)."""
-    from ..loading.data import pad_batch
-    from ..store.resume import checkpoint_step, resume_state
-    from ..procedures.training import generator_states, load_trainable_state, set_generator_states, trainable_state
-
     lengths = [len(x) for x in encoded]
     batches = bucketed_batches(lengths, r["batch_size"], r["seed"])
     total = len(batches) * r["epochs"]
@@ -234,10 +231,6 @@ def train_minilm_rt(out_dir: Path, progress=None, recipe: dict | None = None, ma
     ``checkpoint`` (a :class:`pruning.store.resume.TrainingCheckpoint`) is bound to the recipe, ``max_steps``,
     the training data and the starting weights, and the training saves and resumes there.
     """
-    from ..loading.data import RT_LABEL_NAMES, rotten_tomatoes_splits
-    from ..analysis.evaluate import accuracy
-    from ..loading.models import _quiet
-
     r = {**RECIPE, **(recipe or {})}
     data = rotten_tomatoes_splits()
     train_texts, train_labels = data.splits["train"]
@@ -245,9 +238,6 @@ def train_minilm_rt(out_dir: Path, progress=None, recipe: dict | None = None, ma
     tokenizer, model = _base_classifier(r)
     encoded = tokenizer(train_texts, truncation=True, max_length=r["max_length"], return_attention_mask=False)["input_ids"]
     if checkpoint is not None:
-        from ..store.integrity import weights_fingerprint
-        from ..store.resume import data_fingerprint
-
         checkpoint.bind({**{f"recipe.{k}": v for k, v in r.items()}, "max_steps": max_steps, "data": data_fingerprint(data),
                          "weights": weights_fingerprint(model)})
     step, losses = _fit(model, tokenizer, encoded, train_labels, r, max_steps, progress, checkpoint)

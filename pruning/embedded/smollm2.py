@@ -9,6 +9,8 @@ from pathlib import Path
 
 from ..core import LoadedModel
 from ..loading.models import _load_gguf, _max_length, _quiet, _report
+from ..paths import cache_dir, smollm2_gguf_path
+from ..store.integrity import load_verified
 from .cached import cached_loader
 
 SMOLLM2_CACHE_NAME = "smollm2-135m-f32-v1"
@@ -16,8 +18,6 @@ SMOLLM2_CACHE_NAME = "smollm2-135m-f32-v1"
 
 def build_smollm2_copy(folder: Path, progress=None) -> None:
     """Dequantize the SmolLM2 GGUF to float32 and save it (with its tokenizer) into ``folder``."""
-    from ..paths import smollm2_gguf_path
-
     gguf = smollm2_gguf_path()
     _report(progress, 0, 2, "dequantizing SmolLM2-135M from GGUF (about 30 s, once)")
     start = time.perf_counter()
@@ -40,9 +40,6 @@ def load_smollm2(progress, placement=None) -> LoadedModel:
     each file; later loads check the hashes and read that copy (a damaged copy is
     built again).
     """
-    from ..store.integrity import load_verified
-    from ..paths import cache_dir, smollm2_gguf_path
-
     gguf = smollm2_gguf_path()
     cached = cache_dir() / SMOLLM2_CACHE_NAME
     load = cached_loader("causal-lm", "SmolLM2 float32 copy", placement)

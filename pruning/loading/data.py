@@ -25,13 +25,16 @@ import math
 import random
 import re
 import threading
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import torch
 
+from ..budget import check_calibration
 from ..errors import PruneScopeError
+from ..paths import rt_corpus_path
 
 RT_NAME = "rotten-tomatoes"
 RT_ALIASES = {"rotten-tomatoes", "rotten_tomatoes", "rt", "rotten-tomatoes-snippets"}
@@ -108,9 +111,7 @@ def split_sizes(n: int, fractions: Sequence[float]) -> list[int]:
 
 
 def _read_rt_corpus():
-    import pandas as pd
-
-    from ..paths import rt_corpus_path
+    import pandas as pd  # lazy: a heavy optional import, loaded on first use
 
     path = rt_corpus_path()
     try:
@@ -365,7 +366,7 @@ def _hub_dataset(source: str):
             f"{source!r} is not a local file or folder; loading it from the Hugging Face hub needs the `datasets` "
             "package (pip install datasets) and internet access. Offline, pass a local CSV/TSV/JSONL file instead."
         ) from None
-    from datasets import load_dataset
+    from datasets import load_dataset  # lazy: a heavy optional import, loaded on first use
 
     path, config = _HUB_CONFIGS.get(source.lower(), (source, None))
     if config is None and ":" in path:
@@ -560,8 +561,6 @@ def tokenize(tokenizer, texts, **kwargs) -> dict:
 @functools.lru_cache(maxsize=4)
 def token_ids(tokenizer, text: str, add_special_tokens: bool = True) -> torch.Tensor:
     """``text`` tokenized once as one long 1-D id tensor (cached per tokenizer and text)."""
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "sequence longer than the model maximum": we cut windows ourselves
         ids = tokenize(tokenizer, text, add_special_tokens=add_special_tokens, return_attention_mask=False, verbose=False)["input_ids"]
@@ -645,7 +644,6 @@ def calibration_batches(
     rng = random.Random(int(seed))
     tokenizer = loaded.tokenizer
     seq_len = min(seq_len, int(getattr(loaded, "max_length", seq_len) or seq_len))
-    from ..budget import check_calibration
 
     check_calibration(loaded, n_samples, seq_len)  # before any token is made
     if loaded.task == "causal-lm":

@@ -20,6 +20,7 @@ dtype (:func:`stats_dtype`), and SparseGPT factorises in float32.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import resource
 import sys
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ import torch
 from torch import nn
 
 from ..errors import PruneScopeError
+from .functional import shallow_copy, with_overrides
 
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _DTYPE_ALIASES = {"fp32": "float32", "f32": "float32", "bf16": "bfloat16", "fp16": "float16", "f16": "float16", "half": "float16"}
@@ -113,7 +115,7 @@ def parse_max_memory(value) -> tuple[tuple[str, str], ...]:
             pairs.append(tuple(s.strip() for s in part.split("=", 1)))
     else:
         pairs = list(value)
-    from accelerate.utils import convert_file_size_to_int
+    from accelerate.utils import convert_file_size_to_int  # lazy: a heavy optional import, loaded on first use
 
     out = []
     for place, size in pairs:
@@ -196,8 +198,6 @@ def private_copy(model: nn.Module) -> nn.Module:
     An offloaded module's weights map stays reachable as ``_prunescope_source`` (shared, not
     copied), so :func:`onloaded` can read its ``meta`` weights. The shared model keeps its hooks.
     """
-    from .functional import shallow_copy
-
     hooks = [m._hf_hook for m in model.modules() if hasattr(m, "_hf_hook")]
     copy = shallow_copy(model, share=hooks)
     for module in copy.modules():
@@ -334,9 +334,7 @@ def dispatched_runner(model: nn.Module, overrides: Mapping[str, torch.Tensor], p
     """
     if is_offloaded(model):
         return _rehooked_copy(model, overrides)
-    from accelerate import dispatch_model, infer_auto_device_map
-
-    from .functional import shallow_copy, with_overrides
+    from accelerate import dispatch_model, infer_auto_device_map  # lazy: a heavy optional import, loaded on first use
 
     copy = with_overrides(model, overrides) if overrides else shallow_copy(model)  # never the shared model
     device = placement.torch_device
@@ -359,7 +357,7 @@ def dispatched_runner(model: nn.Module, overrides: Mapping[str, torch.Tensor], p
 
 def _default_budget(device: torch.device) -> dict:
     """All of the device's free memory (less 10%) and all host memory, in accelerate's keys."""
-    from accelerate.utils import get_max_memory
+    from accelerate.utils import get_max_memory  # lazy: a heavy optional import, loaded on first use
 
     every = get_max_memory()
     key = device.index if device.type == "cuda" else device.type
@@ -392,7 +390,6 @@ def _rehooked_copy(model: nn.Module, overrides: Mapping[str, torch.Tensor]):
     maps and tied-weight caches shared, not copied) and ``overrides`` put in."""
     hooks = [m._hf_hook for m in model.modules() if hasattr(m, "_hf_hook")]
     shared = [x for h in hooks for x in (getattr(h, "weights_map", None), getattr(h, "tied_params_map", None)) if x is not None]
-    from .functional import shallow_copy
 
     copy = shallow_copy(model, share=shared)
     for key, value in overrides.items():
@@ -416,6 +413,4 @@ def onload_each(blocks: Iterable[tuple[str, nn.Module]], placement: Placement):
 
 def with_placement(loaded, placement: Placement):
     """The same loaded model (the same tensors, storage dtype unchanged) run at another placement."""
-    import dataclasses
-
     return dataclasses.replace(loaded, placement=placement)

@@ -14,22 +14,26 @@ parameter is stored (d_in, d_out), and :func:`to_module_layout` converts back.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import socket
+import tempfile
 import threading
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import torch
 from torch import nn
 
 from ..core import LoadedModel
 from ..errors import PruneScopeError
+from .devices import CPU_FLOAT32, Placement, host_tensor
 
 TASKS = ("classification", "causal-lm", "encoder")
 
@@ -153,8 +157,6 @@ def layer_weight(model: nn.Module, name: str) -> torch.Tensor:
     module = _layer_module(model, name)
     w = module.weight.detach()
     if w.device.type == "meta":  # offloaded to disk by accelerate: read it from there
-        from .devices import host_tensor
-
         w = host_tensor(module, "weight").detach()
     return w.t() if _is_conv1d(module) else w
 
@@ -201,7 +203,7 @@ def _check_task(task: str | None) -> str | None:
 
 
 def _auto_class(task: str):
-    import transformers
+    import transformers  # lazy: a heavy optional import, loaded on first use
 
     return {
         "classification": transformers.AutoModelForSequenceClassification,
@@ -264,11 +266,9 @@ def _report(progress, done: int, total: int, message: str) -> None:
 
 def _quiet():
     """Silence transformers' warnings and progress bars while loading."""
-    import contextlib
-
     @contextlib.contextmanager
     def ctx():
-        from transformers.utils import logging as tlog
+        from transformers.utils import logging as tlog  # lazy: a heavy optional import, loaded on first use
 
         old = tlog.get_verbosity()
         tlog.set_verbosity_error()
@@ -298,7 +298,7 @@ def _from_pretrained(
 
     A placement with ``max_memory`` loads through accelerate's dispatch: what does not fit in
     host memory stays on disk (in ``offload_folder``), read back block by block."""
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # lazy: a heavy optional import, loaded on first use
 
     kwargs: dict[str, Any] = {"trust_remote_code": bool(trust_remote_code), "local_files_only": local_only}
     model_kwargs: dict[str, Any] = {}
@@ -310,7 +310,6 @@ def _from_pretrained(
             model_kwargs["quantization_config"] = GgufConfig(dequantize=True)
         except ImportError:  # older transformers always dequantize
             pass
-    from .devices import CPU_FLOAT32
 
     place = placement or CPU_FLOAT32
     if place.max_memory:
@@ -327,7 +326,6 @@ def _offload_folder(place) -> str:
     """The placement's offload folder, or a fresh temporary one (left in the temporary folder)."""
     if place.offload_folder:
         return place.offload_folder
-    import tempfile
 
     return tempfile.mkdtemp(prefix="prunescope-offload-")
 
@@ -365,7 +363,7 @@ def _load_local_folder(folder: Path, task: str | None, gguf_file: str | None, tr
         if not (folder / gguf_file).exists():
             raise PruneScopeError(f"could not load {shown!r}: no GGUF file {gguf_file!r} in {folder}")
         return _load_gguf(folder, gguf_file, task, trust_remote_code, shown, placement)
-    from transformers import AutoConfig
+    from transformers import AutoConfig  # lazy: a heavy optional import, loaded on first use
 
     try:
         config = AutoConfig.from_pretrained(str(folder), trust_remote_code=bool(trust_remote_code), local_files_only=True)
@@ -400,7 +398,6 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return False
     if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
         return True
-    from urllib.parse import urlparse
 
     endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
     host, port = endpoint.hostname or "huggingface.co", endpoint.port or (443 if endpoint.scheme == "https" else 80)
@@ -423,7 +420,7 @@ _HUB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*
 
 
 def _load_hub(name: str, task: str | None, gguf_file: str | None, trust_remote_code: bool, progress, placement=None):
-    from transformers import AutoConfig
+    from transformers import AutoConfig  # lazy: a heavy optional import, loaded on first use
 
     def config(local_only: bool):
         return AutoConfig.from_pretrained(
@@ -485,8 +482,6 @@ def load_model(
     The embedded defaults (:data:`EMBEDDED_MODELS`) are built on first use; they load through
     :func:`pruning.embedded.load_model`, which takes the same arguments.
     """
-    from .devices import Placement
-
     placement = placement or Placement.make(device, dtype)
     loaded = _load(name_or_path, task, gguf_file, trust_remote_code, progress, placement)
     loaded.placement = placement

@@ -36,10 +36,11 @@ from dataclasses import dataclass, field
 import torch
 
 from ..analysis.distribution import mixture_crossing
+from ..core import PruneContext
 from ..errors import PruneScopeError
 from ..masks import compute_masks, parse_granularity
 from ..registry import Method, Param, register
-from ..core import PruneContext
+from ..store.resume import checkpoint_step, resume_state
 from . import training as T
 
 ALPHA_END = 0.001  # lam is annealed to lam * ALPHA_END at t1
@@ -315,8 +316,6 @@ def gradual_prune(ctx: PruneContext, prior: bool):
     """Fine-tune a copy with the cubic magnitude-pruning schedule, with (MGPP) or without (GMP) the prior.
 
     With ``ctx.checkpoint`` the run saves its state as it goes and resumes from a saved one."""
-    from ..store.resume import checkpoint_step, resume_state
-
     started = time.perf_counter()
     run = _start(ctx, prior)
     p = run.p  # t0, t1, interval and steps in steps from here on

@@ -44,6 +44,7 @@ layer (so R stays per matrix, as in the paper).
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import dataclass, field
@@ -51,14 +52,17 @@ from typing import Mapping, Sequence
 
 import torch
 
-from ..errors import PruneScopeError
 from ..analysis.evaluate import summary
-from ..masks import Masks, compute_masks, keep_count, mask_overlap, parse_granularity, prepare_scores
-from ..result import masked_weights, weight_overrides
 from ..core import PruneContext
+from ..criteria.random import _mix
+from ..errors import PruneScopeError
+from ..loading.functional import with_overrides
+from ..masks import Masks, compute_masks, keep_count, mask_overlap, parse_granularity, prepare_scores
+from ..prune import calibration_for
 from ..registry import Method, Param, register, registered_method
 from ..request import MAX_SEED
-from ..criteria.random import _mix
+from ..result import PruneResult, masked_weights, weight_overrides
+from ..store.resume import checkpoint_step, resume_state
 from . import training as T
 
 DEFAULT_RANDOMNESS = 1e-4
@@ -375,7 +379,6 @@ def base_scores(ctx: PruneContext, model, base: str, calibration) -> dict[str, t
 def _calibration_for(ctx: PruneContext, base: str):
     if not registered_method(base).needs_calibration or ctx.calibration is not None:
         return ctx.calibration
-    from ..prune import calibration_for
 
     return calibration_for(ctx.loaded, ctx.request)
 
@@ -386,8 +389,6 @@ def _early_evaluation(p, task, start_model, masks, teacher, tick, seed=0, saved=
     Every candidate sees the same minibatches and dropout draws (``seed``), so only the mask differs.
     ``saved`` (a state ``save`` was given) goes on from where that state was; ``save(state_fn)`` is
     called after every step with a function building the candidate's state."""
-    import copy
-
     task.restart(seed)
     model = T.seed_dropout(copy.deepcopy(start_model), seed)
     bound = T.ModuleMasks(model, masks)
@@ -438,8 +439,6 @@ class _Selection:
 
     def checkpoint(self, si: int, phase: dict) -> None:
         """After a training step: save the run's state when the checkpoint is due (``phase()``: the stage's part)."""
-        from ..store.resume import checkpoint_step
-
         checkpoint_step(self.ctx.checkpoint, self.done, self.total,
                         lambda: {"stages": self.stages, "stage": si, "done": self.done, "base": self.base, **phase()})
 
@@ -460,8 +459,6 @@ def _cheap_stage(run: _Selection, pool: CandidatePool, si: int) -> tuple[dict, d
     """Keep the candidate with the best held-out score; later stages sample around its pruned weights."""
     masks = pool.masks[pool.chosen]
     if si < len(run.schedule) - 1:
-        from ..loading.functional import with_overrides
-
         run.model = with_overrides(run.model, weight_overrides(run.model, masked_weights(run.model, masks)))
     return masks, summary(pool.scores[pool.chosen])
 
@@ -469,8 +466,6 @@ def _cheap_stage(run: _Selection, pool: CandidatePool, si: int) -> tuple[dict, d
 def _trained_copy(run: _Selection, seed: int, state: dict) -> torch.nn.Module:
     """A candidate's trained model put back from its saved parameters and dropout generators
     (``state``: ``{"params", "generators", ...}``, e.g. a :meth:`FineTuner.state_dict`)."""
-    import copy
-
     model = T.seed_dropout(copy.deepcopy(run.model), seed)
     T.load_trainable_state(model, state["params"])
     T.set_generator_states(model, state["generators"])
@@ -564,8 +559,6 @@ def _selection_info(run: _Selection, stages: list, final_metric: dict, started: 
 
 def _resume(run: _Selection) -> int:
     """Put a checkpoint's state back (early selection only); returns the stage to go on with."""
-    from ..store.resume import resume_state
-
     saved = resume_state(run.ctx.checkpoint) if run.early else None
     if saved is None:
         return 0
@@ -608,7 +601,6 @@ def _randomized_run(ctx: PruneContext):
             info["elapsed_s"] = ctx.checkpoint.elapsed()
             info["resumed_at_step"] = ctx.checkpoint.resumed_at
         return T.trained_result("randomized", ctx.loaded, run.model, masks, ctx.sparsity, str(ctx.granularity), info)
-    from ..result import PruneResult
 
     return PruneResult("randomized", ctx.sparsity, str(ctx.granularity), masks, None, info=info)
 

@@ -44,10 +44,14 @@ from typing import Mapping
 
 import torch
 
-from ..masks import compute_masks, parse_granularity
-from ..result import weight_overrides
+from ..calibration import collect_input_stats
 from ..core import PruneContext
+from ..loading.functional import with_overrides
+from ..masks import compute_masks, parse_granularity
+from ..prune import prune
 from ..registry import Method, Param, register, registered_method
+from ..result import PruneResult, weight_overrides
+from ..store.resume import checkpoint_step, resume_state
 from . import training as T
 
 
@@ -190,8 +194,6 @@ def sds_third_step(W1, W2, mask2, W_dense, G, sparsity: float, granularity: str,
 # ---------------------------------------------------------------- model-level driver
 def _grams(loaded, layers, calibration) -> dict[str, torch.Tensor]:
     """``X X^T / n`` of every layer's inputs in ``loaded.model`` (layers sharing an input share one)."""
-    from ..calibration import collect_input_stats
-
     stats = collect_input_stats(loaded, layers, calibration, want_gram=True)
     out, seen = {}, {}
     for name in layers:
@@ -239,8 +241,6 @@ class _SdsRun:
         self.steps.append(entry)
 
     def model_with(self, weights: Mapping[str, torch.Tensor]):
-        from ..loading.functional import with_overrides
-
         return with_overrides(self.ctx.loaded.model, weight_overrides(self.ctx.loaded.model, weights))
 
 
@@ -266,8 +266,6 @@ def _resumed(run: _SdsRun, saved: dict | None, phase: str) -> dict | None:
 def _dense_steps(run: _SdsRun, W1: dict, grams: dict, saved: dict | None = None) -> tuple[dict, dict]:
     """Step 2 for every layer, from the first sparse weights toward the dense outputs (a checkpoint after each
     layer; ``saved``: go on after the layers it holds)."""
-    from ..store.resume import checkpoint_step
-
     p, dense = run.ctx.params, run.dense
     W_mid, info, lam_cache = {}, {}, {}
     if saved is not None:
@@ -297,8 +295,6 @@ def _adjustments(
 ) -> tuple[dict, dict, dict]:
     """Step 3's soft-mask adjustment for every layer, and the per-layer reconstruction errors (a checkpoint
     after each layer, which holds ``W_mid`` too; ``saved``: go on after the layers it holds)."""
-    from ..store.resume import checkpoint_step
-
     p, dense = run.ctx.params, run.dense
     final_w, final_m, per_layer = {}, {}, {}
     if saved is not None:
@@ -348,10 +344,6 @@ def _sds_run(ctx: PruneContext):
     """The three steps. With ``ctx.checkpoint`` the per-layer loops of steps 2 and 3 save their results as
     they go; a resumed run does the one-shot prunings and statistics again (deterministic) and goes on
     after the last saved layer."""
-    from ..result import PruneResult
-    from ..prune import prune
-    from ..store.resume import resume_state
-
     started = time.perf_counter()
     run = _sds_start(ctx)
     saved = resume_state(ctx.checkpoint)

@@ -43,9 +43,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..analysis.evaluate import label_mapping, summary
+from ..analysis.stats import perplexity_interval, wilson_interval
 from ..errors import PruneScopeError
-from ..analysis.evaluate import summary
+from ..loading.data import LMText, calibration_batches, load_classification
+from ..loading.functional import with_overrides
+from ..loading.models import layer_weight, param_key, to_module_layout
+from ..masks import overall_sparsity
 from ..result import PruneResult, masked_weights, weight_overrides
+from ..store.resume import python_random_state, set_python_random_state
 
 CAUSAL = "causal-lm"
 
@@ -111,14 +117,10 @@ def trainable_copy(loaded, freeze_embeddings: bool = True, seed: int = 0) -> nn.
 
 def layer_weights(model: nn.Module, layers: Sequence[str]) -> dict[str, torch.Tensor]:
     """(d_out, d_in) float copies of the named layers' weights."""
-    from ..loading.models import layer_weight
-
     return {n: layer_weight(model, n).detach().float().clone() for n in layers}
 
 
 def _module_layout(model: nn.Module, name: str, tensor: torch.Tensor) -> torch.Tensor:
-    from ..loading.models import to_module_layout
-
     return to_module_layout(model, name, tensor)
 
 
@@ -126,8 +128,6 @@ class ModuleMasks:
     """Boolean masks (given in (d_out, d_in) layout) bound to a model's weight parameters."""
 
     def __init__(self, model: nn.Module, masks: Mapping[str, torch.Tensor]):
-        from ..loading.models import param_key
-
         self.masks = dict(masks)
         self.bound: list[tuple[nn.Parameter, torch.Tensor]] = []
         for name, mask in masks.items():
@@ -146,8 +146,6 @@ class ModuleMasks:
 
 def targeted_parameters(model: nn.Module, layers: Sequence[str]) -> list[tuple[str, nn.Parameter]]:
     """``(layer name, weight parameter)`` for the targeted layers (module layout)."""
-    from ..loading.models import param_key
-
     return [(n, model.get_parameter(param_key(model, n))) for n in layers]
 
 
@@ -192,13 +190,9 @@ class TaskData:
 
     def state_dict(self) -> dict:
         """Where the batch sequence stands (the rest of the shuffled epoch and the shuffle generator), as plain data."""
-        from ..store.resume import python_random_state
-
         return {"order": list(self._order), "rng": python_random_state(self._rng)}
 
     def load_state_dict(self, state: dict) -> None:
-        from ..store.resume import set_python_random_state
-
         self._order = [int(i) for i in state["order"]]
         self._rng = None
         if state["rng"] is not None:
@@ -266,8 +260,6 @@ def task_data(
 
 def _lm_task_data(loaded, data, batch_size: int, seed: int, n_sequences: int, seq_len: int, n_holdout: int) -> TaskData:
     """Disjoint training and held-out windows of the training text."""
-    from ..loading.data import LMText, calibration_batches
-
     n_hold = max(1, int(n_holdout))
     source = data if isinstance(data, (str, LMText)) else None
     batches = calibration_batches(loaded, source, n_samples=n_sequences + n_hold, seq_len=seq_len, seed=seed)
@@ -289,9 +281,6 @@ def _lm_task_data(loaded, data, batch_size: int, seed: int, n_sequences: int, se
 
 def _classification_task_data(loaded, data, holdout: int, batch_size: int, seed: int, max_length: int | None) -> TaskData:
     """A seeded split of the train split: ``holdout`` held-out examples, the rest for training."""
-    from ..loading.data import load_classification
-    from ..analysis.evaluate import label_mapping
-
     data = load_classification(data if data is not None else "rotten-tomatoes")
     source = data.name
     if "train" not in data.splits:
@@ -383,8 +372,6 @@ def held_out_metric(model: nn.Module, data: TaskData) -> dict:
 
 def _held_out_result(task: str, values, weights) -> dict:
     """The :func:`held_out_metric` dict from per-item losses and (LM) token counts or (classifier) correctness."""
-    from ..analysis.stats import perplexity_interval, wilson_interval
-
     if task == CAUSAL:
         tokens = weights.astype("int64")
         loss = float((values * tokens).sum() / max(1, int(tokens.sum())))
@@ -404,8 +391,6 @@ def masked_metric(loaded, masks: Mapping[str, torch.Tensor], data: TaskData, bas
 
     Uses a shallow copy with overridden weights, so neither model is modified.
     """
-    from ..loading.functional import with_overrides
-
     model = base if base is not None else loaded.model
     return held_out_metric(with_overrides(model, weight_overrides(model, masked_weights(model, masks))), data)
 
@@ -536,8 +521,6 @@ def trained_result(
     method: str, loaded, model: nn.Module, masks: Mapping[str, torch.Tensor], sparsity: float, granularity: str, info: dict
 ) -> TrainedPruneResult:
     """Package a fine-tuned copy: pruned layers' weights (masked) and the other changed parameters."""
-    from ..loading.models import param_key
-
     layers = list(masks)
     weights = masked_weights(model, masks)
     targeted = {param_key(model, n) for n in layers}
@@ -615,8 +598,6 @@ def finetune_masked(
     The equal-budget baseline of the trained seed methods: e.g. the magnitude mask
     fine-tuned for as many steps as randomized selection spends in all.
     """
-    from ..masks import overall_sparsity
-
     model = trainable_copy(loaded, seed=seed)
     bound = ModuleMasks(model, masks)
     bound.apply_()

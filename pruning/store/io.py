@@ -6,16 +6,18 @@ import json
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 
 from .. import threads
-from ..loading.devices import placement_of
+from ..analysis.evaluate import summary
 from ..errors import PruneScopeError
+from ..loading.devices import placement_of
+from ..loading.functional import with_overrides
 from ..masks import overall_sparsity, sparsity_table
+from ..procedures import views
 
 
 def load_masks(path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
     if not Path(path).is_file():
         raise PruneScopeError(f"no mask file at {path}")
     return load_file(str(path))
@@ -64,8 +66,6 @@ def _layer_row(row: dict, errors: dict) -> dict:
 
 def _evaluation_summary(evaluation: dict | None) -> dict | None:
     """The evaluations (value, ci_low, ci_high, n, ...) without per-item arrays."""
-    from ..analysis.evaluate import summary
-
     if evaluation is None:
         return None
     return {k: summary(v) if isinstance(v, dict) and "per_item" in v else v for k, v in evaluation.items()}
@@ -75,8 +75,6 @@ def steps_summary(info: dict) -> dict:
     """What a stepwise method recorded, without the weight samples: MGPP/GMP snapshots
     (``history``), SDS stages and per-layer errors (``stages``, ``layer_errors``), and the
     candidates of each randomized-selection stage (``selection``)."""
-    from ..procedures import views
-
     out = {}
     if info.get("stages") and info.get("selection"):
         out["selection"] = [
@@ -107,8 +105,6 @@ def save_pruned_model(loaded, result, folder) -> Path:
     The shared model is not changed: the weights go into a shallow copy whose
     pruned layers hold new tensors.
     """
-    from ..loading.functional import with_overrides
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     model = with_overrides(loaded.model, result.overrides(loaded))

@@ -16,12 +16,17 @@ output or a whole one, never one run's masks beside another run's report.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import __version__
 from ..errors import PruneScopeError
+from ..loading.data import _sibling_train_file
 from ..paths import atomic_dir, atomic_file, build_lock, clear_orphans
+from .checkpoint import Checkpoint
+from .integrity import file_digest, weights_fingerprint
 
 
 def _check_writable(folder: Path) -> None:
@@ -122,8 +127,6 @@ def claim(*targets, overwrite: bool = False, files: bool = False):
 
 def resume_checkpoint(path, header: dict, required: tuple[str, ...], overwrite: bool, warn, note=None):
     """The checkpoint of a sweep or sensitivity run, checked against ``header`` (see :mod:`pruning.store.checkpoint`)."""
-    from .checkpoint import Checkpoint
-
     clear_orphans(path)  # the caller holds the output's claim, so no other run is rewriting this checkpoint
     ckpt = Checkpoint(path, header, required, warn, note)
     ckpt.begin(overwrite)
@@ -152,9 +155,6 @@ GRID_FIELDS = {"method", "granularity", "sparsity", "params"}
 def dataset_fingerprint(source) -> dict:
     """What identifies the data a run reads: a local file's (or folder's files') sha256 and size,
     else its name (an embedded dataset comes with the installed packages; a hub name is its own identity)."""
-    from ..loading.data import _sibling_train_file
-    from .integrity import file_digest
-
     if source is None:
         return {"name": None}
     path = Path(str(source)).expanduser()
@@ -172,11 +172,6 @@ def run_header(args, loaded, kind: str, request) -> dict:
     command-line option but :data:`NOT_NUMBERS` and :data:`GRID_OPTIONS`, every field of ``request``
     but :data:`GRID_FIELDS`, the resolved device and dtype, a fingerprint of the model's weights and
     of the dataset's content, and the project version."""
-    import dataclasses
-
-    from .. import __version__
-    from .integrity import weights_fingerprint
-
     options = {k: v for k, v in sorted(vars(args).items()) if k not in NOT_NUMBERS and k not in GRID_OPTIONS}
     fields = {f"request.{f.name}": getattr(request, f.name) for f in dataclasses.fields(request) if f.name not in GRID_FIELDS}
     return {

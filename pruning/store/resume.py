@@ -31,6 +31,7 @@ point owns the :class:`StopRequest`.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -41,6 +42,8 @@ from typing import Callable
 import torch
 
 from ..errors import PruneScopeError
+from .checkpoint import setting_name as table_setting_name
+from .integrity import weights_fingerprint
 
 FORMAT = 1
 DEFAULT_INTERVAL_S = 600.0  # a checkpoint every 10 minutes of wall time
@@ -107,10 +110,6 @@ def calibration_fingerprint(calibration) -> str | None:
 def training_header(loaded, request, layers, data=None, calibration=None) -> dict:
     """Everything a trained result depends on: every field of ``request`` (method parameters as
     ``params.<name>``), the model and its weights, the layers, the task data and calibration."""
-    import dataclasses
-
-    from .integrity import weights_fingerprint
-
     header: dict = {"format": FORMAT, "model": getattr(loaded, "name", None), "weights": weights_fingerprint(loaded.model),
                     "device": getattr(getattr(loaded, "placement", None), "device", "cpu"),
                     "dtype": getattr(getattr(loaded, "placement", None), "dtype", "float32")}
@@ -133,8 +132,6 @@ def _plain(value):
 
 def setting_name(key: str) -> str:
     """How a header entry is called in a message (the CLI flag where there is one)."""
-    from .checkpoint import setting_name as table_setting_name
-
     if key.startswith("params."):
         return f"method parameter {key[len('params.'):]} (--param)"
     flags = {"sparsity": "--sparsity", "granularity": "--granularity", "calib_samples": "--calib", "layers": "the layers (--include/--exclude)",

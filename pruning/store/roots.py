@@ -13,14 +13,13 @@ import os
 from pathlib import Path
 
 from ..errors import PruneScopeError
+from ..paths import cache_dir
+from .runs import runs_dir
 
 DATA_DIRS_ENV = "PRUNESCOPE_DATA_DIRS"
 
 
 def allowed_roots() -> list[Path]:
-    from ..paths import cache_dir
-    from .runs import runs_dir
-
     extra = [Path(p).expanduser() for p in os.environ.get(DATA_DIRS_ENV, "").split(os.pathsep) if p.strip()]
     return [Path(p).resolve() for p in [Path.cwd(), runs_dir(), cache_dir(), *extra]]
 

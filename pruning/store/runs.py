@@ -16,8 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save
 
+from ..analysis.evaluate import paired_difference
 from ..errors import PruneScopeError
+from ..loading.models import layer_weight, prunable_layers
+from ..masks import nm_misfit, nm_violations, parse_granularity, sparsity_table
 from .io import build_report, load_masks, read_report, save_pruned_model
 
 RUNS_ENV = "PRUNESCOPE_RUNS_DIR"
@@ -40,8 +44,6 @@ def run_files(loaded, result, evaluation: dict | None = None, request=None) -> d
     fields (``method, granularity, sparsity, masks, weights, seconds, info``);
     ``request`` the :class:`pruning.request.PruneRequest` that made it, if known.
     """
-    from safetensors.torch import save
-
     masks = {n: m.to(torch.bool).contiguous() for n, m in result.masks.items()}
     report = build_report(result, loaded, evaluation, request)
     return {MASKS_FILE: save(masks), REPORT_FILE: json.dumps(report, indent=2, default=float).encode()}
@@ -112,8 +114,6 @@ class Run:
 
     def layer_table(self) -> list[dict]:
         """Per pruned layer: shape, params, kept, pruned and sparsity, counted from the mask file."""
-        from ..masks import sparsity_table
-
         return sparsity_table(self.pruned)
 
     def counts(self) -> tuple[int, int]:
@@ -124,8 +124,6 @@ class Run:
 
 def check_masks(masks: dict, loaded) -> dict:
     """Every mask must name a prunable layer of ``loaded``, have its (d_out, d_in) shape and be boolean."""
-    from ..loading.models import prunable_layers
-
     shapes = {i.name: tuple(i.shape) for i in prunable_layers(loaded.model)}
     if not masks:
         raise PruneScopeError("the mask file holds no masks")
@@ -151,8 +149,6 @@ def _read_masks(path: Path) -> dict:
 
 
 def _saved_tensors(model_dir: Path) -> dict:
-    from safetensors.torch import load_file
-
     tensors: dict = {}
     for f in sorted(model_dir.glob("*.safetensors")):
         tensors.update(load_file(str(f)))
@@ -161,8 +157,6 @@ def _saved_tensors(model_dir: Path) -> dict:
 
 def _changed_weights(model_dir: Path, loaded, masks: dict) -> tuple[dict | None, dict | None]:
     """The pruned layers' saved weights where they differ from masked dense ones, and other changed parameters."""
-    from ..loading.models import layer_weight, prunable_layers
-
     saved = _saved_tensors(model_dir)
     if not saved:
         return None, None
@@ -186,8 +180,6 @@ def _changed_weights(model_dir: Path, loaded, masks: dict) -> tuple[dict | None,
 
 def _check_pattern(report: dict, masks: dict, folder: Path) -> None:
     """A run labelled N:M must hold N:M masks: every group of M inputs of every pruned row keeps at most M - N."""
-    from ..masks import nm_misfit, nm_violations, parse_granularity
-
     try:
         g = parse_granularity(str(report.get("granularity")))
     except PruneScopeError:
@@ -256,8 +248,6 @@ def metric_difference(a: dict, b: dict) -> dict:
     reference model), turned into B minus A: for accuracy the harm is A - B, for
     perplexity it is B - A. Without per-example results the interval stays None.
     """
-    from ..analysis.evaluate import paired_difference
-
     if a.get("metric") != b.get("metric") or a.get("n") != b.get("n"):
         raise PruneScopeError("the two evaluations are not on the same examples with the same metric, so they cannot be paired")
     out = {"metric": a["metric"], "n": a["n"], "a": a["value"], "b": b["value"], "difference": b["value"] - a["value"]}
