@@ -16,6 +16,8 @@ from torch import nn
 ProgressFn = Optional[Callable[[int, int, str], None]]
 ObserveFn = Optional[Callable[[str, dict], None]]
 
+MAX_SEED = 2**63 - 1  # the largest seed a request takes (a torch.Generator seed is 64 bits)
+
 
 @dataclass
 class LoadedModel:

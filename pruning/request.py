@@ -17,11 +17,11 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from .catalog import get_method
+from .core import MAX_SEED
 from .errors import PruneScopeError
 from .masks import Granularity, allocated, parse_granularity, validate_sparsity
 from .updates.registry import get_update
 
-MAX_SEED = 2**63 - 1
 
 
 def validate_seed(seed: Any) -> int:

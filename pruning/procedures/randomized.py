@@ -53,14 +53,13 @@ from typing import Mapping, Sequence
 import torch
 
 from ..analysis.evaluate import summary
-from ..core import PruneContext
+from ..core import MAX_SEED, PruneContext
 from ..criteria.random import _mix
 from ..errors import PruneScopeError
 from ..loading.functional import with_overrides
 from ..masks import Masks, compute_masks, keep_count, mask_overlap, parse_granularity, prepare_scores
 from ..prune import calibration_for
 from ..registry import Method, Param, register, registered_method
-from ..request import MAX_SEED
 from ..result import PruneResult, masked_weights, weight_overrides
 from ..store.resume import checkpoint_step, resume_state
 from . import training as T
