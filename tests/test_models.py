@@ -272,4 +272,4 @@ def test_layers_sort_by_block_then_role_not_alphabetically():
     llama = ["model.layers.0.mlp.down_proj", "model.layers.0.self_attn.o_proj", "model.layers.0.mlp.up_proj", "model.layers.0.mlp.gate_proj",
              "model.layers.0.self_attn.q_proj"]
     assert [layer_role(n)[1] for n in sorted(llama, key=lambda n: layer_role(n)[0])] == ["q", "attention out", "FFN gate", "FFN in", "FFN out"]
-    assert layer_role("something.else") == (len(__import__("pruning.loading.models").models.LAYER_ROLES), "other")
+    assert layer_role("something.else") == (len(__import__("pruning.loading.models").loading.models.LAYER_ROLES), "other")
