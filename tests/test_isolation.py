@@ -71,7 +71,7 @@ def test_minilm_rt_fine_tune_gives_the_same_model_while_another_thread_draws_fro
     """The one-time fine-tune of the embedded classifier (which the app may run as a job) seeds its
     head, batch order and dropout from its own generators: two training steps on 16 sentences
     give bit-identical weights whether or not another thread draws from torch's global stream."""
-    from pruning.embedded import finetune
+    from pruning.embedded import minilm_rt as finetune
     from pruning.loading.data import rotten_tomatoes_splits
 
     texts, labels = (part[:16] for part in rotten_tomatoes_splits().splits["train"])

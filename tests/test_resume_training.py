@@ -309,7 +309,7 @@ def test_sds_resumes_inside_its_dense_steps_and_its_adjustments(tiny_llama, tiny
 def test_the_minilm_rt_fine_tune_resumes_across_an_epoch_boundary(tmp_path):
     """The embedded classifier's one-time fine-tune (two epochs of 3 batches here) stopped after steps 2
     and 4 ends with the same weights and losses as one uninterrupted run."""
-    from pruning.embedded import finetune
+    from pruning.embedded import minilm_rt as finetune
     from pruning.loading.data import rotten_tomatoes_splits
 
     texts, labels = (part[:24] for part in rotten_tomatoes_splits().splits["train"])
