@@ -67,7 +67,7 @@ class AllocationSource:
 
 @functools.lru_cache(maxsize=64)
 def _allocate(source: AllocationSource, target: float) -> tuple:
-    from pruning.sensitivity import suggest_allocation
+    from pruning.analysis.sensitivity import suggest_allocation
 
     rows = [{"layer": layer, "sparsity": s, source.signal: v} for layer, s, v in source.rows]
     return tuple(suggest_allocation(rows, target, dict(source.params), signal=source.signal).items())

@@ -48,7 +48,7 @@ def in_points(df: pd.DataFrame, metric: str, *columns: str) -> pd.DataFrame:
 
 # ---------------------------------------------------------------- Weights view
 def histogram_columns(counts: dict, layer: str | None = None) -> dict:
-    """Long form of ``pruning.distribution.split_counts`` output: one row per bin and status
+    """Long form of ``pruning.analysis.distribution.split_counts`` output: one row per bin and status
     (``left, right, count, status`` and, with ``layer``, a panel label)."""
     import numpy as np
 

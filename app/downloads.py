@@ -1,7 +1,7 @@
 """Download buttons that hand over what a view shows in the files the CLI writes.
 
 A mask set gives ``masks.safetensors`` and ``report.json`` (the bytes come from
-``pruning.runs.run_files``, the function the CLI's ``prune`` writes with), tables
+``pruning.store.runs.run_files``, the function the CLI's ``prune`` writes with), tables
 give CSV, an allocation the JSON of ``python -m pruning sensitivity``. A
 downloaded pair put in a folder is a run: the Runs view and ``python -m pruning
 show`` open it.
@@ -17,7 +17,7 @@ import pandas as pd
 
 
 def _as_result(mask_set) -> SimpleNamespace:
-    """The fields ``pruning.io.build_report`` reads from a prune result."""
+    """The fields ``pruning.store.io.build_report`` reads from a prune result."""
     info = dict(mask_set.info or {})
     return SimpleNamespace(
         method=mask_set.method,
@@ -32,7 +32,7 @@ def _as_result(mask_set) -> SimpleNamespace:
 
 def run_files(loaded, mask_set, evaluation: dict | None = None) -> dict[str, bytes]:
     """``masks.safetensors`` and ``report.json`` of a mask set (an opened run hands back its own files)."""
-    from pruning.runs import MASKS_FILE, REPORT_FILE, run_files as build
+    from pruning.store.runs import MASKS_FILE, REPORT_FILE, run_files as build
 
     report = (mask_set.info or {}).get("report")
     if report is not None:  # an opened run: the files as they were saved
@@ -49,7 +49,7 @@ def mask_set_buttons(container, loaded, mask_set, evaluation: dict | None = None
     The files are made when a button is clicked (Streamlit calls the function then, on
     its own thread), not on every script run: the report counts every layer's mask,
     which would add a few hundred milliseconds to each slider move."""
-    from pruning.runs import MASKS_FILE, REPORT_FILE
+    from pruning.store.runs import MASKS_FILE, REPORT_FILE
 
     c1, c2 = container.columns(2)
     for col, name in zip((c1, c2), (MASKS_FILE, REPORT_FILE)):

@@ -2,7 +2,7 @@
 difference with its paired interval, and "within noise" where that interval covers 0.
 
 Pure functions of the engine's result dicts (no Streamlit, no torch), so every sentence the
-views show can be checked in a test. Conventions (from ``pruning.evaluate`` / ``pruning.stats``):
+views show can be checked in a test. Conventions (from ``pruning.analysis.evaluate`` / ``pruning.analysis.stats``):
 a metric dict has ``metric, value, ci_low, ci_high, n``; a paired difference has ``drop,
 drop_ci_low, drop_ci_high``, where ``drop`` is the harm of the second model against the first
 (accuracy lost, perplexity added), so a positive drop always means "worse".
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-from pruning.stats import within_noise
+from pruning.analysis.stats import within_noise
 
 WITHIN_NOISE = "within noise"
 

@@ -16,13 +16,14 @@ milliseconds, so the Weights and Masks views follow the slider without a job.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from pruning.errors import PruneScopeError
 
 from . import intervals as I
 from .jobs import Answer, Job, NotStarted, answer, memo, result, session, store
+from .masksets import MaskSet
 from .state import DATA_EMBEDDED, DATA_PATH, Settings
 
 
@@ -31,9 +32,9 @@ def loaded_model(s: Settings):
     """The LoadedModel for the session's model choice (loading or fine-tuning it on first use)."""
     if not s.model:
         raise PruneScopeError("type a hub model name, a local model folder or a .gguf file in the sidebar")
-    from pruning.devices import Placement, with_placement
-    from pruning.models import load_model
-    from pruning.roots import check_allowed, looks_like_path
+    from pruning.loading.devices import Placement, with_placement
+    from pruning.embedded import load_model
+    from pruning.store.roots import check_allowed, looks_like_path
 
     from .state import model_choices
 
@@ -58,8 +59,8 @@ def task_data(s: Settings, loaded):
         return None
     if s.data_kind != DATA_EMBEDDED and not s.data_source:
         raise PruneScopeError("choose a dataset in the sidebar: a file path, an uploaded file or a hub name")
-    from pruning import data as D
-    from pruning.roots import check_allowed
+    from pruning.loading import data as D
+    from pruning.store.roots import check_allowed
 
     if s.data_kind == DATA_PATH:  # typed into the browser
         check_allowed(s.data_source, "dataset")
@@ -75,7 +76,7 @@ def task_data(s: Settings, loaded):
 
 def calibration(s: Settings, loaded, data):
     """The calibration batches of the session's request (samples, tokens per sample, seed) from ``data``."""
-    from pruning.data import calibration_batches
+    from pruning.loading.data import calibration_batches
 
     r = s.request
     key = (s.model_key, s.data_key, r.calib_samples, r.calib_len, r.seed)
@@ -97,7 +98,7 @@ class LayerRow:
 
 
 def layers(s: Settings, loaded) -> list[LayerRow]:
-    from pruning.models import prunable_layers
+    from pruning.loading.models import prunable_layers
 
     def build():
         return [LayerRow(i.name, i.kind, tuple(i.shape), int(i.params), i.block) for i in prunable_layers(loaded.model)]
@@ -106,14 +107,14 @@ def layers(s: Settings, loaded) -> list[LayerRow]:
 
 
 def dense_weight(s: Settings, loaded, layer: str):
-    from pruning.models import layer_weight
+    from pruning.loading.models import layer_weight
 
     return layer_weight(loaded.model, layer)
 
 
 # ---------------------------------------------------------------- methods, scores, masks
 def method_info(name: str):
-    from pruning.registry import get_method
+    from pruning.catalog import get_method
 
     from . import runs
 
@@ -150,25 +151,6 @@ def needs_start(method) -> bool:
     """Methods that train or run several passes (the seed methods) take minutes on a small CPU:
     they start when the user asks, after setting their budget, never on a slider move."""
     return method.family == "seed" or method.needs_training_data
-
-
-@dataclass
-class MaskSet:
-    """The masks (True = kept) of one method at one sparsity and granularity, and new weights if any."""
-
-    method: str
-    sparsity: float
-    granularity: str
-    masks: dict
-    weights: dict | None = None
-    info: dict = field(default_factory=dict)
-    other: dict | None = None  # parameters a trained method fine-tuned besides the pruned layers (module layout)
-
-    ident: tuple = ()  # everything that produced these masks (model, data, the request's key): a safe cache key
-
-    @property
-    def key(self) -> tuple:
-        return self.ident
 
 
 def one_pass_approximation(method) -> bool:
@@ -256,7 +238,7 @@ def exact_agreement(s: Settings, loaded, fast: MaskSet) -> Job | None:
 def overrides(loaded, mask_set: MaskSet) -> dict:
     """Overrides that evaluate the pruned model: masked (and updated) layers, plus whatever else a
     trained method fine-tuned (biases, LayerNorms, the head)."""
-    from pruning.prune import masked_overrides
+    from pruning.result import masked_overrides
 
     out = masked_overrides(loaded, mask_set.masks, mask_set.weights)
     for key, value in (mask_set.other or {}).items():
@@ -267,7 +249,7 @@ def overrides(loaded, mask_set: MaskSet) -> dict:
 def evaluation(s: Settings, loaded, data, mask_set: MaskSet | None = None) -> dict:
     """The task metric of the dense model (``mask_set=None``) or of the masked one, cached; its
     ``per_item`` also holds every answer, for flips between two of them."""
-    from pruning.flips import predict
+    from pruning.analysis.flips import predict
 
     what = "dense" if mask_set is None else mask_set.key
     key = (s.model_key, s.data_key, s.eval_size, what)
@@ -294,7 +276,7 @@ def ramp(s: Settings, loaded, data, methods: list, granularities: list, sparsiti
         calib = calibration(s, loaded, data) if any(r.needs_calibration for r in requests) else None
 
         def work(job: Job):
-            from pruning.sweep import sparsity_ramp
+            from pruning.analysis.sweep import sparsity_ramp
 
             return sparsity_ramp(
                 loaded, data, requests, granularities, sparsities, calibration=calib,
@@ -340,7 +322,7 @@ def allocated_ramp(s: Settings, loaded, data, methods: list, sparsities: list, s
 
 def compare_requests(loaded, data, uniform, alloc, calib, eval_size: int) -> list[dict]:
     """Prune with both requests, evaluate both on the same examples, and the paired harm of the second."""
-    from pruning.evaluate import evaluate, paired_difference
+    from pruning.analysis.evaluate import evaluate, paired_difference
     from pruning.prune import prune
 
     evs = []
@@ -362,7 +344,7 @@ def majority_share(s: Settings, loaded, data) -> float | None:
         return None
 
     def build():
-        from pruning.evaluate import evaluation_plan
+        from pruning.analysis.evaluate import evaluation_plan
 
         gold = evaluation_plan(loaded, data, s.eval_size).gold
         return float(gold.bincount().max()) / max(1, int(gold.numel()))
@@ -395,7 +377,7 @@ def sensitivity(s: Settings, loaded, data, method: str, sparsities: list, granul
         def work(job: Job):
             import time
 
-            from pruning.sweep import layer_sensitivity
+            from pruning.analysis.sweep import layer_sensitivity
 
             first: list = []  # (time, blocks done) at the first point; the dense pass comes before it
 
@@ -454,7 +436,7 @@ def candidates(s: Settings, loaded, data, c: CandidateChoice) -> Answer:
     key = (s.model_key, s.data_key, request.key)
 
     def prepare():
-        from pruning.seeds.randomized import candidate_pool
+        from pruning.procedures.randomized import candidate_pool
 
         rk = ranker(s, loaded, c.base)
 
@@ -469,7 +451,7 @@ def candidates(s: Settings, loaded, data, c: CandidateChoice) -> Answer:
 def comparison(s: Settings, loaded, data, first: MaskSet | None, second: MaskSet) -> tuple[dict, dict, dict]:
     """Both models' metrics on the same examples and the paired difference: the harm of ``second``
     against ``first`` (``None``: the dense model) with its paired 95% interval, cached."""
-    from pruning.evaluate import paired_difference
+    from pruning.analysis.evaluate import paired_difference
 
     a, b = evaluation(s, loaded, data, first), evaluation(s, loaded, data, second)
     ident = ("paired", s.model_key, s.data_key, s.eval_size, "dense" if first is None else first.key, second.key)
@@ -479,13 +461,13 @@ def comparison(s: Settings, loaded, data, first: MaskSet | None, second: MaskSet
 def against_deterministic(pool) -> list[dict]:
     """Each random candidate against the deterministic mask on the same held-out examples: the paired
     difference (harm-positive: positive = the candidate is worse) with its 95% interval."""
-    from pruning.evaluate import paired_difference
+    from pruning.analysis.evaluate import paired_difference
 
     return [paired_difference(pool.deterministic_score, score) for score in pool.scores]
 
 
 def score_methods() -> dict:
-    from pruning.registry import all_methods
+    from pruning.catalog import all_methods
 
     return {n: m for n, m in all_methods().items() if m.score_based}
 
@@ -501,13 +483,13 @@ def layer_values(s: Settings, loaded, mask_set: MaskSet, layer: str):
 
 def threshold(s: Settings, layer: str, values_key, values, sparsity: float) -> float:
     """The |w| below which a ``sparsity`` share of the values lies (per-layer magnitude pruning's exact cut)."""
-    from pruning.distribution import equivalent_threshold
+    from pruning.analysis.distribution import equivalent_threshold
 
     return memo(("threshold", s.model_key, layer, values_key, round(sparsity, 6)), lambda: equivalent_threshold(values, sparsity))
 
 
 def binned(s: Settings, loaded, layer: str, values_key: str = "dense", values=None, bins: int = 80, quantile: float = 1.0):
-    from pruning.distribution import bin_weights
+    from pruning.analysis.distribution import bin_weights
 
     return memo(
         ("bins", s.model_key, layer, values_key, bins, quantile),
@@ -516,7 +498,7 @@ def binned(s: Settings, loaded, layer: str, values_key: str = "dense", values=No
 
 
 def mixture(s: Settings, loaded, layer: str, k, values_key: str = "dense", values=None):
-    from pruning.distribution import fit_gmm
+    from pruning.analysis.distribution import fit_gmm
 
     return memo(
         ("gmm", s.model_key, layer, values_key, k, s.seed),
@@ -525,7 +507,7 @@ def mixture(s: Settings, loaded, layer: str, k, values_key: str = "dense", value
 
 
 def spike_slab(s: Settings, loaded, layer: str, values_key: str = "dense", values=None):
-    from pruning.distribution import fit_spike_slab
+    from pruning.analysis.distribution import fit_spike_slab
 
     return memo(
         ("spikeslab", s.model_key, layer, values_key, s.seed),
@@ -537,7 +519,7 @@ def small_sample(s: Settings, loaded, layer: str, n: int = 4000):
     """Positions (flat indices) and values of a fixed random sample of a layer's weights."""
     import numpy as np
 
-    from pruning.distribution import to_numpy
+    from pruning.analysis.distribution import to_numpy
 
     def build():
         w = to_numpy(dense_weight(s, loaded, layer)).ravel()
@@ -552,7 +534,7 @@ def input_norms(s: Settings, loaded) -> dict:
     """``||X_j||`` of every input feature of every prunable layer, over the session's calibration
     set through the dense model (what Wanda multiplies |W| by), as NumPy arrays; a cached job."""
     from pruning.calibration import input_feature_norms
-    from pruning.distribution import to_numpy
+    from pruning.analysis.distribution import to_numpy
 
     calib = calibration(s, loaded, task_data(s, loaded))
     names = [r.name for r in layers(s, loaded)]

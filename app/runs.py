@@ -1,7 +1,7 @@
 """Opened runs in the app: a run folder becomes a method choice ``run:<folder>`` in every view.
 
 The Runs view opens a folder (checked against the session's model by
-``pruning.runs.open_run``) and remembers it in this session; the sidebar then
+``pruning.store.runs.open_run``) and remembers it in this session; the sidebar then
 offers it as a method, and :func:`mask_set` is what the resources return for it:
 the saved masks, updated weights and report, never pruned again.
 """
@@ -14,8 +14,8 @@ import streamlit as st
 
 from pruning.errors import PruneScopeError
 
-from . import resources
 from .jobs import store
+from .masksets import MaskSet
 
 PREFIX = "run:"
 OPENED = "ps_runs_opened"  # method values of the runs opened in this session
@@ -55,9 +55,9 @@ def _stamp(folder: Path) -> tuple:
 
 
 def load(s, loaded, folder):
-    """The :class:`pruning.runs.Run` of ``folder`` checked against the session's model (cached)."""
-    from pruning.roots import check_allowed
-    from pruning.runs import open_run
+    """The :class:`pruning.store.runs.Run` of ``folder`` checked against the session's model (cached)."""
+    from pruning.store.roots import check_allowed
+    from pruning.store.runs import open_run
 
     folder = check_allowed(str(folder), "run")
     key = (s.model_key, str(folder), _stamp(folder))
@@ -70,7 +70,7 @@ def load(s, loaded, folder):
 
 def report_of(value: str) -> dict:
     """The saved report of the opened run ``value``."""
-    from pruning.io import read_report
+    from pruning.store.io import read_report
 
     return read_report(folder_of(value) / "report.json")
 
@@ -82,7 +82,7 @@ def display(method: str) -> str:
 
 def method_spec(value: str):
     """A registry-shaped description of an opened run (it is never run again)."""
-    from pruning.io import read_report
+    from pruning.store.io import read_report
     from pruning.registry import Method
 
     def rerun(ctx):
@@ -100,12 +100,12 @@ def method_spec(value: str):
     )
 
 
-def mask_set(s, loaded, value: str) -> resources.MaskSet:
+def mask_set(s, loaded, value: str) -> MaskSet:
     """The saved run as the resources' MaskSet (masks, updated weights, other changed parameters, report)."""
     run = load(s, loaded, folder_of(value))
     report = run.report
     ident = (s.model_key, str(run.folder), _stamp(run.folder))
-    return resources.MaskSet(
+    return MaskSet(
         value,
         float(report.get("requested_sparsity", report.get("overall_sparsity", 0.0))),
         str(report.get("granularity", "layer")),

@@ -50,7 +50,7 @@ def _save_upload(upload) -> str:
 
 def _method_options() -> tuple[list[str], dict]:
     try:
-        from pruning.registry import all_methods
+        from pruning.catalog import all_methods
 
         methods = all_methods()
     except Exception:  # noqa: BLE001 - the registry itself failing must not take the sidebar down
@@ -163,7 +163,7 @@ def render() -> state.Settings:
 
 
 def device_section(sb) -> None:
-    from pruning.devices import available_devices
+    from pruning.loading.devices import available_devices
 
     devices = ["auto"] + available_devices()
     _keep_valid("ps_device", devices)
@@ -221,7 +221,7 @@ def _paper_granularity() -> None:
     """Set the granularity to the chosen method's paper default (on a method change)."""
     try:
         from pruning.masks import parse_granularity
-        from pruning.registry import get_method
+        from pruning.catalog import get_method
 
         g = get_method(st.session_state["ps_method"]).default_granularity
     except PruneScopeError:

@@ -26,21 +26,21 @@ class StabilityChoice:
 def stable_methods() -> dict:
     """Methods a stability run can repeat in seconds to minutes: every registered method but the seed
     family's (they train; their run is the Method steps view)."""
-    from pruning.registry import all_methods
+    from pruning.catalog import all_methods
 
     return {name: m for name, m in all_methods().items() if m.family != "seed" and not m.needs_training_data}
 
 
 def stability(s: Settings, loaded, data, c: StabilityChoice) -> Answer:
-    """A :class:`pruning.stability.StabilityResult` per chosen method (a list, in the chosen order);
+    """A :class:`pruning.analysis.stability.StabilityResult` per chosen method (a list, in the chosen order);
     each finished draw's row is handed to the page as it comes (``job.partial``)."""
     requests = [request_for(s, m) for m in c.methods]
     key = (s.model_key, s.data_key, tuple(r.key for r in requests), c.draws, c.kind, s.eval_size)
 
     def prepare():
         def work(job: Job):
-            from pruning.flips import predict
-            from pruning.stability import stability as run
+            from pruning.analysis.flips import predict
+            from pruning.analysis.stability import stability as run
 
             out = []
             dense = predict(loaded, data, None, max_examples=s.eval_size, progress=lambda d, t, m: job.progress(0, 1, f"dense model: {m}"))  # once for every method
@@ -60,7 +60,7 @@ def stability(s: Settings, loaded, data, c: StabilityChoice) -> Answer:
 def flips_sentence(first: dict | None, second: dict | None, a: str, b: str) -> str:
     """Flips beside a paired comparison: how many of the same items ``b`` answers differently from ``a``
     (two cached evaluations of ``app.resources.evaluation``), in words; "" when they cannot be compared."""
-    from pruning.flips import evaluation_flips
+    from pruning.analysis.flips import evaluation_flips
 
     if first is None or second is None:
         return ""

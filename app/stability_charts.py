@@ -1,6 +1,6 @@
 """Chart builders of the Stability view: pure ``DataFrame -> altair.Chart`` functions, and the frames they take.
 
-No Streamlit, no torch. The frames come from a :class:`pruning.stability.StabilityResult`
+No Streamlit, no torch. The frames come from a :class:`pruning.analysis.stability.StabilityResult`
 (its ``layers`` rows and their ``picture``), reshaped by the ``*_frame`` functions here.
 """
 

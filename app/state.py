@@ -130,7 +130,7 @@ def _request(s: Settings):
     from .runs import is_run
 
     method = "magnitude" if is_run(s.method) else s.method  # an opened run: the request carries only the other settings
-    from pruning.registry import get_method
+    from pruning.catalog import get_method
 
     update = None if s.update == UPDATE_DEFAULT or not get_method(method).takes_update else s.update
     allocation = dict(s.allocation) if s.granularity == ALLOCATED else None  # rebuilt for the target sparsity
@@ -155,7 +155,7 @@ def param_key(method: str, name: str) -> str:
 def method_params(method: str) -> tuple:
     """``(name, value)`` pairs of ``method``'s parameters whose widgets differ from the defaults."""
     try:
-        from pruning.registry import get_method
+        from pruning.catalog import get_method
 
         spec = get_method(method)
     except Exception:  # noqa: BLE001 - an unknown method has no parameters to read

@@ -10,7 +10,7 @@ from typing import Callable
 import streamlit as st
 
 from pruning.errors import PruneScopeError
-from pruning.integrity import NOT_BUILT
+from pruning.store.integrity import NOT_BUILT
 
 from . import jobs, resources, sidebar, state, text
 
@@ -286,7 +286,7 @@ def agreement_text(label: str, job, layer: str) -> str:
 
 def data_note(data) -> None:
     """Which part of the dataset is evaluated and which calibrates and trains (a single file is split in two)."""
-    from pruning.data import data_parts
+    from pruning.loading.data import data_parts
 
     st.caption("Data: " + "; ".join(map(text.md, data_parts(data).values())) + ". Calibration and training never draw from the evaluated part.")
 

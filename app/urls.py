@@ -82,7 +82,7 @@ PAGE_KEYS = {
 
 
 def _method(value: str) -> dict:
-    from pruning.registry import get_method
+    from pruning.catalog import get_method
 
     return {"ps_method": get_method(value).name}
 
@@ -153,7 +153,7 @@ def _message(key: str, raw: str, why) -> str:
 
 def _params(params, method: str, problems: list) -> dict:
     """The ``p.<name>`` values for ``method``'s parameters (each checked by the registry)."""
-    from pruning.registry import get_method
+    from pruning.catalog import get_method
 
     try:
         spec = get_method(method)
@@ -175,7 +175,7 @@ def _params(params, method: str, problems: list) -> dict:
 
 def _run(raw: str) -> str:
     """The method value of the run named ``raw`` under the runs directory (checked, remembered in the session)."""
-    from pruning.runs import REPORT_FILE, runs_dir
+    from pruning.store.runs import REPORT_FILE, runs_dir
 
     from . import runs
 
@@ -282,7 +282,7 @@ def apply_refusals() -> None:
 
 def _run_name(method: str) -> str | None:
     """An opened run's name under the runs directory (None when it lies elsewhere: then no link can name it)."""
-    from pruning.runs import runs_dir
+    from pruning.store.runs import runs_dir
 
     from .runs import folder_of
 

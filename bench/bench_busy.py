@@ -69,13 +69,14 @@ def worker(names: list, settings: str, size: dict) -> dict:
     import torch
 
     from pruning import threads
-    from pruning.data import calibration_batches, load_classification, load_lm_text
-    from pruning.models import load_model, prunable_layers
+    from pruning.loading.data import calibration_batches, load_classification, load_lm_text
+    from pruning.embedded import load_model
+    from pruning.loading.models import prunable_layers
     from pruning.request import PruneRequest
 
     work = {}
     if {"sensitivity", "app"} & set(names):
-        from pruning.sensitivity import layer_sensitivity
+        from pruning.analysis.sensitivity import layer_sensitivity
 
         mini, rt = load_model("minilm-rt"), load_classification("rotten-tomatoes")
         layers = [i.name for i in prunable_layers(mini.model) if i.block == 0]
@@ -87,7 +88,7 @@ def worker(names: list, settings: str, size: dict) -> dict:
 
         work["sensitivity"] = sensitivity
     if {"wanda", "eval"} & set(names):
-        from pruning.evaluate import evaluate
+        from pruning.analysis.evaluate import evaluate
         from pruning.prune import prune
 
         smol, text = load_model("smollm2-135m"), load_lm_text("rt-plots")

@@ -34,13 +34,13 @@ sys.path.insert(0, str(ROOT))
 
 from bench_engine import machine  # noqa: E402  (this folder is on sys.path when run as a script)
 from bench_sensitivity import write_results  # noqa: E402
-from pruning.data import calibration_batches, load_classification, load_lm_text  # noqa: E402
-from pruning.evaluate import evaluate, paired_difference, summary  # noqa: E402
-from pruning.models import load_model  # noqa: E402
-from pruning.models import prunable_layers  # noqa: E402
+from pruning.loading.data import calibration_batches, load_classification, load_lm_text  # noqa: E402
+from pruning.analysis.evaluate import evaluate, paired_difference, summary  # noqa: E402
+from pruning.embedded import load_model  # noqa: E402
+from pruning.loading.models import prunable_layers  # noqa: E402
 from pruning.prune import prune  # noqa: E402
 from pruning.request import PruneRequest  # noqa: E402
-from pruning.sensitivity import layer_sensitivity, suggest_allocation  # noqa: E402
+from pruning.analysis.sensitivity import layer_sensitivity, suggest_allocation  # noqa: E402
 
 WIKITEXT = [ROOT.parent / "shared" / "data" / "wikitext-2-raw" / "wiki.test.raw", Path("/work/shared/data/wikitext-2-raw/wiki.test.raw")]
 

@@ -56,16 +56,16 @@ sys.path.insert(0, str(ROOT))
 
 from bench_engine import machine  # noqa: E402
 from bench_seeds import _commit  # noqa: E402
-from pruning.data import calibration_batches, load_classification, load_lm_text  # noqa: E402
-from pruning.evaluate import evaluate  # noqa: E402
+from pruning.loading.data import calibration_batches, load_classification, load_lm_text  # noqa: E402
+from pruning.analysis.evaluate import evaluate  # noqa: E402
 from pruning.masks import compute_masks  # noqa: E402
-from pruning.models import load_model  # noqa: E402
+from pruning.embedded import load_model  # noqa: E402
 from pruning.prune import layer_names, prune  # noqa: E402
 from pruning.request import PruneRequest  # noqa: E402
-from pruning import training as T  # noqa: E402
-from pruning.resume import StopRequest, TrainingCheckpoint, TrainingStopped, checkpoint_progress  # noqa: E402
-from pruning.resume import duration_text as _duration  # noqa: E402
-from pruning.stats import paired_interval, perplexity_interval, safe_exp, wilson_interval  # noqa: E402
+from pruning.procedures import training as T  # noqa: E402
+from pruning.store.resume import StopRequest, TrainingCheckpoint, TrainingStopped, checkpoint_progress  # noqa: E402
+from pruning.store.resume import duration_text as _duration  # noqa: E402
+from pruning.analysis.stats import paired_interval, perplexity_interval, safe_exp, wilson_interval  # noqa: E402
 
 WIKITEXT = ROOT.parent / "shared" / "data" / "wikitext-2-raw" / "wiki.test.raw"
 OUT = ROOT / "bench" / "results" / "claims"
@@ -263,9 +263,9 @@ def staged_magnitude(loaded, data, pt: Point, st: dict, progress, ckpt: Training
     fine-tuned (with the same distillation) for as many steps as randomized selection spends on it.
     With ``ckpt`` it saves its state as it goes and resumes from it (the header: the point, its
     settings, the model's weights and the data)."""
-    from pruning.integrity import weights_fingerprint
-    from pruning.resume import data_fingerprint
-    from pruning.seeds.randomized import stage_sparsities
+    from pruning.store.integrity import weights_fingerprint
+    from pruning.store.resume import data_fingerprint
+    from pruning.procedures.randomized import stage_sparsities
 
     schedule = stage_sparsities(pt.sparsity, 1, st["schedule"])
     per_stage = st["k"] * st["steps"] + st["final_steps"]
@@ -419,7 +419,7 @@ def measure_minilm(models: Models) -> dict:
 def measure_lm(models: Models) -> dict:
     """Seconds per evaluation window, per 1,000 calibration tokens of a one-shot pruning, and per
     SDS iteration over all 210 layers (a dense step on every layer's real weight shape)."""
-    from pruning.seeds.sds import sds_dense_step
+    from pruning.procedures.sds import sds_dense_step
 
     lm = models.lm()
     rates = {"lm_window": _timed(lambda: evaluate(lm, models.wikitext(), None, max_examples=2)) / 2}

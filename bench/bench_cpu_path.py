@@ -34,8 +34,8 @@ BASE = "b1a11d7"  # the last commit before the device work (issue 12)
 SNIPPET = r"""
 import hashlib, json, sys, time
 import torch
-from pruning.data import calibration_batches
-from pruning.models import load_model
+from pruning.loading.data import calibration_batches
+from pruning.loading.models import load_model
 from pruning.prune import prune
 try:
     from pruning.request import PruneRequest

@@ -41,9 +41,10 @@ import torch  # noqa: E402
 
 threads.apply()
 
-from pruning.data import calibration_batches, load_classification, load_lm_text  # noqa: E402
-from pruning.evaluate import evaluate, paired_difference, summary  # noqa: E402
-from pruning.models import load_model, prunable_layers  # noqa: E402
+from pruning.loading.data import calibration_batches, load_classification, load_lm_text  # noqa: E402
+from pruning.analysis.evaluate import evaluate, paired_difference, summary  # noqa: E402
+from pruning.embedded import load_model  # noqa: E402
+from pruning.loading.models import prunable_layers  # noqa: E402
 from pruning.prune import mask_ranker, prune  # noqa: E402
 from pruning.request import PruneRequest  # noqa: E402
 
@@ -103,7 +104,7 @@ def timed(fn, repeat=1):
 def bench_padding(loaded, texts, batch_size=64, max_length=128):
     """Sorted, padded evaluation pass vs a pass over the same batches cut to their shortest
     sentence (no padding at all, and never more tokens). Ratio <= 1.3 is the target."""
-    from pruning.evaluate import encode_sorted
+    from pruning.analysis.evaluate import encode_sorted
 
     batches = encode_sorted(loaded.tokenizer, texts, batch_size, max_length)
     model = loaded.model

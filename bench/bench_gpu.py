@@ -37,8 +37,9 @@ import torch  # noqa: E402
 
 threads.apply()
 
-from pruning.devices import Placement, host_peak_mb, reset_device_peak  # noqa: E402
-from pruning.models import LoadedModel, prunable_layers  # noqa: E402
+from pruning.loading.devices import Placement, host_peak_mb, reset_device_peak  # noqa: E402
+from pruning.core import LoadedModel  # noqa: E402
+from pruning.loading.models import prunable_layers  # noqa: E402
 from pruning.prune import prune  # noqa: E402
 from pruning.request import PruneRequest  # noqa: E402
 

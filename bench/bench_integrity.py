@@ -2,7 +2,7 @@
 
 For each embedded default already in the cache, medians of ``--repeats`` runs of:
 the full check alone (hash every file of the cached folder and compare with the
-recorded hashes, ``pruning.integrity.problem(full=True)``); the identity check
+recorded hashes, ``pruning.store.integrity.problem(full=True)``); the identity check
 alone (files unchanged since their last full check); the plain load of the folder
 with no check (``from_pretrained``); the whole ``load_model`` when the files are
 unchanged (the usual case); and the whole ``load_model`` with every file hashed in a
@@ -41,7 +41,7 @@ def median_seconds(fn, repeats: int) -> float:
 
 
 def measure(name: str, folder: Path, repeats: int) -> dict:
-    from pruning.integrity import forget_verified, problem
+    from pruning.store.integrity import forget_verified, problem
 
     size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
     row = {"model": name, "folder": str(folder), "megabytes": round(size / 1e6, 1)}
@@ -49,7 +49,8 @@ def measure(name: str, folder: Path, repeats: int) -> dict:
     problem(folder)  # remembers the files' identities (they are older than SETTLE_S)
     row["identity_check_s"] = round(median_seconds(lambda: problem(folder), repeats), 4)
     if name != "folder":
-        from pruning.models import _from_pretrained, load_model
+        from pruning.loading.models import _from_pretrained
+        from pruning.embedded import load_model
 
         task = "classification" if name == "minilm-rt" else "causal-lm"
         row["plain_load_s"] = round(median_seconds(lambda: _from_pretrained(str(folder), task), repeats), 3)
@@ -93,8 +94,8 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "integrity"))
     args = parser.parse_args()
-    from pruning.finetune import minilm_rt_dir
-    from pruning.models import SMOLLM2_CACHE_NAME
+    from pruning.embedded.minilm_rt import minilm_rt_dir
+    from pruning.embedded.smollm2 import SMOLLM2_CACHE_NAME
     from pruning.paths import cache_dir
 
     if args.folder:

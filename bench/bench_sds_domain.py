@@ -24,9 +24,9 @@ sys.path.insert(0, str(ROOT))
 
 from bench_engine import machine  # noqa: E402
 from bench_seeds import WIKITEXT, _commit  # noqa: E402
-from pruning.data import calibration_batches, load_lm_text  # noqa: E402
-from pruning.evaluate import perplexity  # noqa: E402
-from pruning.models import load_model  # noqa: E402
+from pruning.loading.data import calibration_batches, load_lm_text  # noqa: E402
+from pruning.analysis.evaluate import perplexity  # noqa: E402
+from pruning.embedded import load_model  # noqa: E402
 from pruning.prune import prune  # noqa: E402
 from pruning.request import PruneRequest  # noqa: E402
 

@@ -42,14 +42,14 @@ import torch  # noqa: E402
 threads.apply()
 
 from bench_engine import commit, machine  # noqa: E402  (this folder is on sys.path when run as a script)
-from pruning.data import calibration_batches, load_classification, load_lm_text  # noqa: E402
-from pruning.evaluate import evaluate, paired_difference  # noqa: E402
-from pruning.models import load_model  # noqa: E402
+from pruning.loading.data import calibration_batches, load_classification, load_lm_text  # noqa: E402
+from pruning.analysis.evaluate import evaluate, paired_difference  # noqa: E402
+from pruning.embedded import load_model  # noqa: E402
 from pruning.prune import prune  # noqa: E402
 from pruning.request import PruneRequest  # noqa: E402
 
 R = PruneRequest.make
-from pruning import training as T  # noqa: E402
+from pruning.procedures import training as T  # noqa: E402
 
 WIKITEXT = ROOT.parent / "shared" / "data" / "wikitext-2-raw" / "wiki.test.raw"
 

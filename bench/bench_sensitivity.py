@@ -32,12 +32,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench_engine import machine, peak_rss_mb  # noqa: E402  (this folder is on sys.path when run as a script)
-from pruning.data import calibration_batches, load_classification, load_lm_text  # noqa: E402
-from pruning.evaluate import evaluation_plan  # noqa: E402
-from pruning.models import load_model, prunable_layers  # noqa: E402
-from pruning.prune import mask_ranker, masked_overrides  # noqa: E402
+from pruning.loading.data import calibration_batches, load_classification, load_lm_text  # noqa: E402
+from pruning.analysis.evaluate import evaluation_plan  # noqa: E402
+from pruning.embedded import load_model  # noqa: E402
+from pruning.loading.models import prunable_layers  # noqa: E402
+from pruning.prune import mask_ranker  # noqa: E402
+from pruning.result import masked_overrides  # noqa: E402
 from pruning.request import PruneRequest  # noqa: E402
-from pruning.sensitivity import DEFAULT_MEMORY_MB, SensitivityProbe, layer_sensitivity  # noqa: E402
+from pruning.analysis.sensitivity import DEFAULT_MEMORY_MB, SensitivityProbe, layer_sensitivity  # noqa: E402
 
 SPARSITIES = (0.5, 0.7, 0.9)  # the Layer sensitivity page's default
 

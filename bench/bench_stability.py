@@ -30,11 +30,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench_engine import machine, peak_rss_mb  # noqa: E402  (this folder is on sys.path when run as a script)
-from pruning.data import load_classification, load_lm_text  # noqa: E402
-from pruning.flips import predict  # noqa: E402
-from pruning.models import load_model  # noqa: E402
+from pruning.loading.data import load_classification, load_lm_text  # noqa: E402
+from pruning.analysis.flips import predict  # noqa: E402
+from pruning.embedded import load_model  # noqa: E402
 from pruning.request import PruneRequest  # noqa: E402
-from pruning.stability import report, stability  # noqa: E402
+from pruning.analysis.stability import report, stability  # noqa: E402
 
 MODELS = {
     "minilm": ("minilm-rt", lambda: load_classification("rotten-tomatoes"), 512),

@@ -153,7 +153,7 @@ def open_as_run(loaded, chosen, c) -> None:
     import tempfile
     from pathlib import Path
 
-    from pruning.runs import runs_dir
+    from pruning.store.runs import runs_dir
 
     root = runs_dir()
     root.mkdir(parents=True, exist_ok=True)

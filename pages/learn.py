@@ -5,9 +5,11 @@ import streamlit as st
 import torch
 
 from app import charts, ui
-from pruning.distribution import output_error, toy_layer
+from pruning.analysis.distribution import output_error, toy_layer
 from pruning.masks import compute_masks, parse_granularity
-from pruning.scores import magnitude_scores, random_scores, wanda_scores
+from pruning.criteria.magnitude import magnitude_scores
+from pruning.criteria.random import random_scores
+from pruning.criteria.wanda import wanda_scores
 
 CRITERIA = ("magnitude", "wanda", "random")
 MATRIX_WIDTH = 330  # px: an 8x8 matrix with its numbers readable; the row wraps on a narrow window

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from app import charts, downloads, resources, runs, ui
-from pruning.distribution import AGREEMENT, agreement, mask_grid, to_numpy
+from pruning.analysis.distribution import AGREEMENT, agreement, mask_grid, to_numpy
 from pruning.masks import mask_overlap, nm_violations, sparsity_table
 
 WHOLE = "whole layer (block averages)"

@@ -30,7 +30,7 @@ def draw(box, rows: list, metric_hint: str = "accuracy") -> None:
 
 def render() -> None:
     s, loaded = ui.opening("Sparsity ramp")
-    from pruning.registry import all_methods
+    from pruning.catalog import all_methods
 
     methods = all_methods()
     controls = ui.wrap_row()  # each control wide enough for its tags ("magnitude", not "itude"); they wrap at 800 px

@@ -9,7 +9,7 @@ from app.text import md
 
 
 def _root(default: str):
-    from pruning.roots import check_allowed
+    from pruning.store.roots import check_allowed
 
     ui.default("ps_runs_dir", default)
     text = st.text_input(
@@ -66,7 +66,7 @@ def _show_run(s, loaded, folder) -> None:
 
 
 def _compare(s, loaded, root, names: list) -> None:
-    from pruning.runs import compare_masks, metric_difference
+    from pruning.store.runs import compare_masks, metric_difference
 
     c1, c2 = st.columns(2)
     ui.default("ps_runs_a", names[0])
@@ -102,7 +102,7 @@ def _compare(s, loaded, root, names: list) -> None:
 
 def render() -> None:
     s, loaded = ui.opening("Runs")
-    from pruning.runs import list_runs, runs_dir
+    from pruning.store.runs import list_runs, runs_dir
 
     root = _root(str(runs_dir()))
     rows = list_runs(root)

@@ -8,8 +8,8 @@ from app import allocation as A
 from app import charts, downloads, resources, sweeps, ui
 from app import interval_charts as IC
 from app import intervals as I
-from pruning.sensitivity import point_cost
-from pruning.stats import within_noise
+from pruning.analysis.sensitivity import point_cost
+from pruning.analysis.stats import within_noise
 
 
 def draw(box, rows: list, metric: str) -> None:
@@ -121,7 +121,7 @@ def apply(source) -> None:
 
 def measurement_downloads(rows: list, signal: str, alloc: dict) -> None:
     """The measurement as the CLI's ``sensitivity`` writes it: every row (the dense one too) as CSV, and the JSON summary."""
-    from pruning.sensitivity import distinguishable_layers
+    from pruning.analysis.sensitivity import distinguishable_layers
 
     told = distinguishable_layers(rows, signal)
     summary = {"rows": rows, "signal": signal, "distinguishable_layers": told, "suggested_allocation": alloc}
@@ -133,7 +133,7 @@ def measurement_downloads(rows: list, signal: str, alloc: dict) -> None:
 def render() -> None:
     s, loaded = ui.opening("Layer sensitivity")
     methods = resources.score_methods()
-    from pruning.registry import all_methods
+    from pruning.catalog import all_methods
 
     every = all_methods()
     c1, c2 = st.columns([2, 3])
@@ -227,7 +227,7 @@ def _measure_all(blocks: list, roles: list) -> None:
 
 def which_layers(layer_rows) -> list:
     """The layers to measure: chosen blocks and layer roles (a deep model starts with blocks sampled across depth)."""
-    from pruning.models import layer_role
+    from pruning.loading.models import layer_role
 
     blocks = sorted({r.block for r in layer_rows if r.block is not None})
     roles = list(dict.fromkeys(layer_role(r.name)[1] for r in sorted(layer_rows, key=lambda r: layer_role(r.name)[0])))

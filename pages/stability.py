@@ -100,7 +100,7 @@ def summary(results) -> None:
         cells[3].metric("Answers changed vs dense", span, help=f"share of the {res.rows[0]['items']:,} items whose answer differs from the dense model's, lowest and highest draw")
         cells[4].metric("Answers changed between draws", ui.pct(b["flips_mean"]), help=f"mean over the {len(b['pairs'])} pairs of draws; range {b['flips_min']:.2%}-{b['flips_max']:.2%}")
     if len(results) > 1:
-        from pruning.stability import rank_methods
+        from pruning.analysis.stability import rank_methods
 
         st.markdown("**Ranked by stability** (highest mean Jaccard first, at the same sparsity and granularity):")
         st.dataframe(pd.DataFrame(rank_methods(results)), hide_index=True)
@@ -156,7 +156,7 @@ def flips_section(results) -> None:
 
 
 def downloads_section(loaded, results) -> None:
-    from pruning.stability import draw_rows, layer_table, report
+    from pruning.analysis.stability import draw_rows, layer_table, report
 
     row = ui.wrap_row()
     c1, c2, c3 = (ui.tile(row, 260) for _ in range(3))

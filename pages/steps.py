@@ -14,8 +14,8 @@ import streamlit as st
 from app import charts, resources, runs, sidebar, style, ui
 from app import intervals as I
 from app.docs import claim_lines, claim_ref
-from pruning.seeds import views as V
-from pruning.seeds.mgpp import schedule_curve, schedule_of
+from pruning.procedures import views as V
+from pruning.procedures.mgpp import schedule_curve, schedule_of
 
 BINS, GRID_BINS = 60, 40
 MIXTURE_CHOICES = [2, 1, 3, 4, "bic"]
@@ -33,7 +33,7 @@ def claim_verdict(anchor: str) -> None:
 
 def stepwise_methods() -> dict:
     """The registered methods whose steps this view draws (``Method.steps_view`` set)."""
-    from pruning.registry import all_methods
+    from pruning.catalog import all_methods
 
     return {n: m for n, m in all_methods().items() if m.steps_view}
 

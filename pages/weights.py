@@ -5,8 +5,8 @@ import pandas as pd
 import streamlit as st
 
 from app import charts, downloads, resources, runs, style, ui
-from pruning.distribution import SCORE_POWERS, histogram, score_picture, split_counts, to_numpy
-from pruning.models import block_role_order, layer_role
+from pruning.analysis.distribution import SCORE_POWERS, histogram, score_picture, split_counts, to_numpy
+from pruning.loading.models import block_role_order, layer_role
 
 BINS = 80
 GRID_ON_UP_TO = 48  # layers; a bigger model (SmolLM2: 210) shows the small multiples only when asked, a few blocks at a time

@@ -32,9 +32,19 @@ import torch
 from torch import nn
 
 from .budget import calibration_chunk
-from .devices import onload_each, onloaded, outside_blocks, placement_of, private_copy, runs_in_place, stats_dtype, to_device
 from .errors import PruneScopeError
-from .functional import shallow_copy
+from .loading.devices import (
+    onload_each,
+    onloaded,
+    outside_blocks,
+    placement_of,
+    private_copy,
+    runs_in_place,
+    stats_dtype,
+    to_device,
+)
+from .loading.functional import shallow_copy
+from .loading.models import layer_weight, to_module_layout, transformer_blocks
 
 
 STATS_CHUNK = 16384  # tokens per float32 slice when statistics accumulate (one slice at the CPU defaults)
@@ -230,8 +240,6 @@ class _Walk:
 
     def keep(self, block: nn.Module, prefix: str, name: str, new_w, mask) -> None:
         """Record a layer's result and put its pruned weight into the private copy."""
-        from .models import layer_weight
-
         self.masks[name] = mask.cpu()  # results live in host memory (no copy on the CPU)
         if new_w is not None:
             self.new_weights[name] = new_w.to("cpu", self.host_dtype)
@@ -243,8 +251,6 @@ class _Walk:
 
 def _pruning_hook(walk: _Walk, block: nn.Module, prefix: str, name: str, shared, pending: dict):
     """A forward pre-hook that prunes ``name``'s input group the first time one of its members runs."""
-    from .models import layer_weight
-
     local = name[len(prefix) + 1 :]
 
     def hook(module, inputs):
@@ -278,8 +284,6 @@ def _block_sequential(walk: _Walk, block: nn.Module, prefix: str, names, shared,
 
 def _block_once(walk: _Walk, block: nn.Module, prefix: str, names, shared, run):
     """Collect every layer's statistics in one pass over the unpruned block, prune, then rerun the block."""
-    from .models import layer_weight
-
     seen: dict[str, InputStats] = {}
 
     def make_hook(name: str):
@@ -335,8 +339,6 @@ def sequential_prune(
     all of them on the CPU, a memory budget's worth on an accelerator); the
     per-layer order always runs them as one batch.
     """
-    from .models import transformer_blocks
-
     if order not in ORDERS:
         raise PruneScopeError(f"unknown statistics order {order!r}: use {' or '.join(ORDERS)}")
     step = _block_sequential if order == "sequential" else _block_once
@@ -476,8 +478,6 @@ def _pad_id(loaded) -> int:
 
 def _set_weight(model: nn.Module, block: nn.Module, local: str, name: str, weight_out_in: torch.Tensor) -> None:
     """Put a (d_out, d_in) weight into the private copy's layer (Conv1D stores it transposed)."""
-    from .models import to_module_layout
-
     module = block.get_submodule(local)
     value = to_module_layout(model, name, weight_out_in).to(module.weight.dtype)  # SparseGPT solves in float32
     module._parameters["weight"] = nn.Parameter(value, requires_grad=False)

@@ -68,13 +68,13 @@ def _names(text: str) -> list[str]:
 
 def _placement(args):
     """The --device/--dtype/--max-memory/--offload-folder choice, checked before anything loads."""
-    from .devices import Placement
+    from .loading.devices import Placement
 
     return Placement.make(args.device, args.dtype, args.max_memory, args.offload_folder)
 
 
 def _load(args):
-    from .models import load_model
+    from .embedded import load_model
 
     loaded = load_model(
         args.model,
@@ -94,7 +94,7 @@ def _warn(message: str) -> None:
 
 def _task_data(loaded, args):
     """The evaluation data matching the model's task."""
-    from .data import load_classification, load_lm_text
+    from .loading.data import load_classification, load_lm_text
 
     source = getattr(args, "dataset", None)
     if loaded.task == "causal-lm":
@@ -159,7 +159,7 @@ def _allocation(path: str | None) -> dict | None:
 
 def _request(args, method: str, **changes):
     """The validated request the command line describes (before any model is loaded)."""
-    from .data import RT_ALIASES
+    from .loading.data import RT_ALIASES
     from .request import PruneRequest
 
     dataset = getattr(args, "dataset", None)
@@ -187,7 +187,7 @@ def _request(args, method: str, **changes):
 
 # ---------------------------------------------------------------- commands
 def cmd_models(args) -> int:
-    from .models import EMBEDDED_MODELS
+    from .loading.models import EMBEDDED_MODELS
 
     print("Embedded defaults (work offline, from installed packages):")
     for name, text in EMBEDDED_MODELS.items():
@@ -213,13 +213,14 @@ def cmd_prepare(args) -> int:
     """Build the embedded defaults now (minilm-rt's fine-tune, SmolLM2's float32 copy)."""
     import time
 
-    from .models import EMBEDDED_MODELS, load_model
+    from .loading.models import EMBEDDED_MODELS
+    from .embedded import load_model
 
     names = args.models or list(EMBEDDED_MODELS)
     if args.verify:
-        from .finetune import minilm_rt_dir
-        from .integrity import forget_verified
-        from .models import SMOLLM2_CACHE_NAME
+        from .embedded.minilm_rt import minilm_rt_dir
+        from .store.integrity import forget_verified
+        from .embedded.smollm2 import SMOLLM2_CACHE_NAME
         from .paths import cache_dir
 
         for folder in (minilm_rt_dir(), cache_dir() / SMOLLM2_CACHE_NAME):
@@ -236,7 +237,7 @@ def cmd_methods(args) -> int:
     """The three choices: criteria (and the procedures built on them), allocations, updates."""
     from .allocations.registry import all_allocations
     from .masks import GRANULARITY_LABELS
-    from .registry import all_methods
+    from .catalog import all_methods
     from .updates.registry import all_updates
 
     print("Criteria and methods (--method): which weights are kept")
@@ -274,7 +275,7 @@ def cmd_methods(args) -> int:
 
 
 def cmd_layers(args) -> int:
-    from .models import prunable_layers
+    from .loading.models import prunable_layers
 
     loaded = _load(args)
     layers = prunable_layers(loaded.model, include=args.include, exclude=args.exclude)
@@ -287,7 +288,7 @@ def cmd_layers(args) -> int:
 
 
 def cmd_prune(args) -> int:
-    from .outputs import claim, output_path
+    from .store.outputs import claim, output_path
 
     request = _request(args, args.method, allocation=_allocation(args.allocation))  # every check before loading
     if _allocation_rule(args.allocation) is not None and "allocated" not in request.method_info.granularities:
@@ -312,7 +313,7 @@ def _eta_lines(what: str, every: float = 30.0):
     starts at its checkpoint's step)."""
     import time
 
-    from .resume import duration_text as _duration
+    from .store.resume import duration_text as _duration
 
     state = {"first": None, "last": -1e9, "start": time.monotonic()}
 
@@ -334,7 +335,7 @@ def _eta_lines(what: str, every: float = 30.0):
 def _training_checkpoint(args, held, stop):
     """The training checkpoint beside the output folder (``<out>.ckpt``): resumed by the same command, replaced by --overwrite."""
     from .paths import clear_orphans
-    from .resume import TrainingCheckpoint
+    from .store.resume import TrainingCheckpoint
 
     out = held.targets[0]
     path = out.with_name(out.name + ".ckpt")
@@ -371,7 +372,7 @@ def _run_resumable(args, held, loaded, request, calibration, data):
     import signal
 
     from .prune import prune
-    from .resume import StopRequest
+    from .store.resume import StopRequest
 
     stop = StopRequest()
     checkpoint = _training_checkpoint(args, held, stop)
@@ -386,8 +387,8 @@ def _run_resumable(args, held, loaded, request, calibration, data):
 
 def _prune(args, request, held) -> int:
     from .prune import prune
-    from .resume import TrainingStopped
-    from .runs import write_run
+    from .store.resume import TrainingStopped
+    from .store.runs import write_run
 
     loaded = _load(args)
     method = request.method_info
@@ -404,7 +405,7 @@ def _prune(args, request, held) -> int:
         alloc, info = allocator.compute(loaded, names, rule_calibration, request.sparsity, params, progress=_progress_bar(allocator.name))
         rule_info = {"name": allocator.name, "params": params, **info}
         request = _request(args, args.method, allocation=alloc, sparsity=request.sparsity)
-    from .devices import reset_device_peak
+    from .loading.devices import reset_device_peak
 
     reset_device_peak(loaded.placement)  # the entry point may: report.json gets this run's own peak
     checkpoint = None
@@ -431,8 +432,8 @@ def _prune(args, request, held) -> int:
         result.info["reconstruction_inputs"] = DENSE_INPUTS
     evaluation = None
     if args.eval:
-        from .evaluate import paired_difference
-        from .flips import evaluation_flips, predict
+        from .analysis.evaluate import paired_difference
+        from .analysis.flips import evaluation_flips, predict
 
         dense = predict(loaded, data, None, max_examples=args.eval_size).evaluation  # evaluate()'s result, with every answer
         pruned = predict(loaded, data, result.overrides(loaded), max_examples=args.eval_size).evaluation
@@ -441,7 +442,7 @@ def _prune(args, request, held) -> int:
         if pruned["n"] < args.eval_size:  # evaluation runs in batches: a larger request is capped, never held at once
             print(f"note: --eval-size {args.eval_size} capped at the {pruned['n']} examples the evaluation data has", file=sys.stderr)
     if data is not None:
-        from .data import data_parts
+        from .loading.data import data_parts
 
         result.info["data"] = {"name": data.name, "parts": data_parts(data)}
     out = held.targets[0]
@@ -491,7 +492,7 @@ def _write_rows(rows: list[dict], out: Path) -> None:
 
 def _table_outputs(args):
     """Claim a sweep's or sensitivity run's CSV and JSON (before any work)."""
-    from .outputs import claim, output_path
+    from .store.outputs import claim, output_path
 
     out = output_path(args.out)
     if out.suffix.lower() == ".json":
@@ -504,14 +505,14 @@ def _note(message: str) -> None:
 
 
 def _checkpoint(args, loaded, kind: str, required: tuple, request):
-    from .outputs import resume_checkpoint, run_header
+    from .store.outputs import resume_checkpoint, run_header
 
     path = Path(args.out).with_suffix(".partial.jsonl")
     return resume_checkpoint(path, run_header(args, loaded, kind, request), required, args.overwrite, _warn, _note)
 
 
 def cmd_sweep(args) -> int:
-    from .sweep import ramp_points
+    from .analysis.sweep import ramp_points
 
     methods = _names(args.methods)
     if not methods:
@@ -524,7 +525,7 @@ def cmd_sweep(args) -> int:
 
 
 def _sweep(args, requests, granularities, held) -> int:
-    from .sweep import sparsity_ramp
+    from .analysis.sweep import sparsity_ramp
 
     loaded = _load(args)
     checkpoint = _checkpoint(args, loaded, "sweep", ("method", "granularity", "metric"), requests[0])
@@ -562,8 +563,8 @@ def cmd_sensitivity(args) -> int:
 
 
 def _sensitivity(args, request, sparsities, held) -> int:
-    from .models import prunable_layers
-    from .sensitivity import distinguishable_layers, layer_sensitivity, suggest_allocation
+    from .loading.models import prunable_layers
+    from .analysis.sensitivity import distinguishable_layers, layer_sensitivity, suggest_allocation
 
     loaded = _load(args)
     checkpoint = _checkpoint(args, loaded, "sensitivity", ("layer", "drop", "metric"), request)
@@ -603,7 +604,7 @@ def _sensitivity(args, request, sparsities, held) -> int:
 
 def cmd_show(args) -> int:
     """Read a run folder back (from ``prune`` or the app's downloads), check it against the model, compare two."""
-    from .runs import compare_masks, open_run
+    from .store.runs import compare_masks, open_run
 
     loaded = _load(args)
     run = open_run(args.run, loaded)
@@ -667,7 +668,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="minilm-rt", help="minilm-rt, smollm2-135m, a hub name, a folder or a .gguf file")
     p.add_argument("--gguf-file", help="GGUF file name inside a hub repo or folder")
     p.add_argument("--trust-remote-code", action="store_true", help="allow model code from the hub (off by default)")
-    from .devices import DEVICE_HELP, DTYPES
+    from .loading.devices import DEVICE_HELP, DTYPES
 
     p.add_argument("--device", default="auto", help=f"where pruning and evaluation run: {DEVICE_HELP}")
     p.add_argument("--dtype", default="float32", help=f"storage dtype: {', '.join(DTYPES)} (statistics stay float32)")

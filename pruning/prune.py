@@ -3,47 +3,22 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from typing import Mapping
 
 import torch
 
-from .devices import peak_memory, placement_of, with_placement
+from .core import PruneContext
 from .errors import PruneScopeError
-from .masks import MaskRanker, overall_sparsity
-from .registry import PruneContext
-from .request import PruneRequest
-
-
-@dataclass
-class PruneResult:
-    """Masks (True = kept) per layer, plus new weights for methods that change them."""
-
-    method: str
-    sparsity: float
-    granularity: str
-    masks: dict[str, torch.Tensor]
-    weights: dict[str, torch.Tensor] | None = None
-    seconds: float = 0.0
-    info: dict = field(default_factory=dict)
-
-    def pruned_weights(self, loaded) -> dict[str, torch.Tensor]:
-        """The (d_out, d_in) weight of every pruned layer after pruning."""
-        return masked_weights(loaded.model, self.masks, self.weights)
-
-    def overrides(self, loaded) -> dict[str, torch.Tensor]:
-        """``named_parameters`` key -> pruned tensor, for :func:`pruning.functional.with_overrides`."""
-        return masked_overrides(loaded, self.masks, self.weights)
-
-    @property
-    def overall_sparsity(self) -> float:
-        return overall_sparsity(self.masks)
+from .loading.data import calibration_batches
+from .loading.devices import peak_memory, placement_of, with_placement
+from .loading.models import layer_weight, prunable_layers
+from .masks import MaskRanker, check_nm_fits, mask_overlap
+from .result import PruneResult
+from .store.resume import training_header
 
 
 def layer_names(loaded, layers=None, include: str | None = None, exclude: str | None = None) -> list[str]:
     """The layers to prune: the given names (checked), or every prunable layer matching the patterns."""
-    from .models import prunable_layers
-
     available = [info.name for info in prunable_layers(loaded.model, include=include, exclude=exclude)]
     if layers is None:
         if not available:
@@ -56,50 +31,17 @@ def layer_names(loaded, layers=None, include: str | None = None, exclude: str | 
     return list(layers)
 
 
-def masked_weights(model, masks: Mapping[str, torch.Tensor], weights: Mapping[str, torch.Tensor] | None = None):
-    """The (d_out, d_in) float weight of every masked layer: ``weights[name]`` (or the model's) times its mask."""
-    from .models import layer_weight
-
-    out = {}
-    for name, mask in masks.items():
-        base = weights[name] if weights is not None and name in weights else layer_weight(model, name)
-        out[name] = base.detach().to(torch.float32) * mask
-    return out
-
-
-def weight_overrides(model, weights: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """``named_parameters`` key -> tensor in the module's layout and dtype, for
-    :func:`pruning.functional.with_overrides`, from (d_out, d_in) layer weights."""
-    from .models import param_key, to_module_layout
-
-    out = {}
-    for name, w in weights.items():
-        key = param_key(model, name)
-        out[key] = to_module_layout(model, name, w).to(model.get_parameter(key).dtype)
-    return out
-
-
-def masked_overrides(loaded, masks: Mapping[str, torch.Tensor], weights: Mapping[str, torch.Tensor] | None = None):
-    """Overrides that apply ``masks`` (and new ``weights``) to the shared model without changing it."""
-    return weight_overrides(loaded.model, masked_weights(loaded.model, masks, weights))
-
-
-def calibration_for(loaded, request: PruneRequest) -> list:
+def calibration_for(loaded, request) -> list:
     """The calibration batches the request asks for (its dataset, samples, tokens and seed)."""
-    from .data import calibration_batches
-
     return calibration_batches(
         loaded, request.dataset, n_samples=request.calib_samples, seq_len=request.calib_len, seed=request.seed
     )
 
 
-def context(loaded, request: PruneRequest, calibration=None, data=None, progress=None, observe=None, checkpoint=None) -> PruneContext:
+def context(loaded, request, calibration=None, data=None, progress=None, observe=None, checkpoint=None) -> PruneContext:
     """The :class:`PruneContext` of ``request`` on ``loaded``: its layers resolved on this model, the
     calibration batches built from the request when the method needs them and none are given, and the
     request's dataset as the task data when none is given."""
-    from .masks import check_nm_fits
-    from .models import prunable_layers
-
     method = request.method_info
     names = layer_names(loaded, request.layers, request.include, request.exclude)
     if request.granularity.is_nm:  # one rule for every method, before any of them runs
@@ -111,14 +53,12 @@ def context(loaded, request: PruneRequest, calibration=None, data=None, progress
         raise PruneScopeError(f"method {method.name} needs calibration data, and the calibration set is empty")
     data = data if data is not None else request.dataset
     if checkpoint is not None:
-        from .resume import training_header
-
         checkpoint.bind(training_header(loaded, request, names, data, calibration))
     return PruneContext(loaded, request, names, calibration, progress, data, observe, checkpoint)
 
 
 def prune(
-    loaded, request: PruneRequest, calibration=None, data=None, progress=None, observe=None, placement=None, checkpoint=None
+    loaded, request, calibration=None, data=None, progress=None, observe=None, placement=None, checkpoint=None
 ) -> PruneResult:
     """Run ``request`` once on ``loaded`` (never modified). For N:M the sparsity is N/M; for an
     allocation every listed layer keeps exactly ``floor(N (1 - s_layer))`` weights.
@@ -128,9 +68,9 @@ def prune(
     intermediate results of methods that have them while they run: ``("history", snapshot)`` from
     MGPP/GMP, ``("step", stage)`` from SDS, ``("stage", stage)`` from randomized selection (the same
     dicts that end up in ``info["history"]`` / ``info["steps"]`` / ``info["stages"]``). ``placement``
-    (a :class:`pruning.devices.Placement`) runs it elsewhere than where ``loaded`` was loaded for;
+    (a :class:`pruning.loading.devices.Placement`) runs it elsewhere than where ``loaded`` was loaded for;
     ``info["resources"]`` records the device, the dtype and the peak memory. ``checkpoint`` (a
-    :class:`pruning.resume.TrainingCheckpoint`) makes a method that trains save its state there as
+    :class:`pruning.store.resume.TrainingCheckpoint`) makes a method that trains save its state there as
     it goes and resume from it; it is bound to this request's settings, and a checkpoint of other
     settings is refused. Methods that do not train ignore it.
     """
@@ -166,7 +106,7 @@ def allocation_mean(allocation: Mapping[str, float], layer_params: Mapping[str, 
     return sum(layer_params[n] * s for n, s in allocation.items()) / max(1, total)
 
 
-def compute_scores(loaded, request: PruneRequest, calibration=None, progress=None) -> dict[str, torch.Tensor]:
+def compute_scores(loaded, request, calibration=None, progress=None) -> dict[str, torch.Tensor]:
     """Scores of a score-based method for every layer of the request, computed once (dense calibration pass)."""
     method = request.method_info
     if not method.score_based:
@@ -174,24 +114,20 @@ def compute_scores(loaded, request: PruneRequest, calibration=None, progress=Non
     return method.scores(context(loaded, request, calibration, progress=progress))
 
 
-def mask_ranker(loaded, request: PruneRequest, calibration=None, progress=None) -> MaskRanker:
+def mask_ranker(loaded, request, calibration=None, progress=None) -> MaskRanker:
     """Scores ranked once; ``ranker.masks(s, g)`` is then a comparison per weight (for sliders).
     The request's sparsity and granularity do not matter here."""
-    from .models import layer_weight
-
     scores = compute_scores(loaded, request, calibration, progress)
     return MaskRanker(scores, {n: layer_weight(loaded.model, n) for n in scores})
 
 
-def one_pass_agreement(loaded, request: PruneRequest, calibration=None) -> dict:
+def one_pass_agreement(loaded, request, calibration=None) -> dict:
     """How well the slider views' one-pass masks (scores from one dense pass, re-thresholded)
     agree with the method's own masks for ``request`` (for Wanda: its block-by-block walk).
 
     Returns :func:`pruning.masks.mask_overlap` of the two: per layer and overall, ``agreement``
     (share of identical mask entries), ``hamming`` and ``jaccard``.
     """
-    from .masks import mask_overlap
-
     if request.granularity.is_allocated:
         raise PruneScopeError("the one-pass agreement compares a uniform setting; give a granularity other than 'allocated'")
     fast = mask_ranker(loaded, request, calibration).masks(request.sparsity, request.granularity)

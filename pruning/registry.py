@@ -1,12 +1,13 @@
 """The one registry of pruning methods.
 
-Each method registers itself under a name with :func:`register`. The CLI, the
-app's sidebar and the tests list and describe methods from here only, so adding
-a method is one module and no hand-kept list.
+Each method registers itself under a name with :func:`register`; :mod:`pruning.catalog`
+imports every file that registers one and is what the CLI, the app's sidebar and the tests
+list and describe methods from, so adding a method is one file and no hand-kept list. This
+module holds only the types, the dict and :func:`register`: it imports no method.
 
 A method is described by a :class:`Method` and run through its ``run``
 callable, which takes a :class:`PruneContext` and returns a
-:class:`pruning.prune.PruneResult`. Methods whose mask at any sparsity is a
+:class:`pruning.result.PruneResult`. Methods whose mask at any sparsity is a
 top-k of fixed scores also give ``scores``; callers cache those scores and
 re-threshold them on every slider move (see :func:`pruning.prune.mask_ranker`).
 """
@@ -15,13 +16,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
+from .core import PruneContext
 from .errors import PruneScopeError
-
-ProgressFn = Optional[Callable[[int, int, str], None]]
-ObserveFn = Optional[Callable[[str, dict], None]]
-
 
 @dataclass(frozen=True)
 class Param:
@@ -57,57 +55,6 @@ class Param:
         return out
 
 
-@dataclass
-class PruneContext:
-    """Everything a method needs to prune one model once: the request and what it resolved to.
-
-    ``loaded`` is a :class:`pruning.models.LoadedModel` (never modified in place), ``request``
-    the validated :class:`pruning.request.PruneRequest`, ``layers`` the layer names it names on
-    this model, ``calibration`` a list of model-input batches (dicts of tensors) or ``None``,
-    ``data`` the task data for methods that train or select, ``checkpoint`` (or ``None``) where a
-    method that trains saves its state and resumes from (:mod:`pruning.resume`).
-    """
-
-    loaded: Any
-    request: Any
-    layers: list[str]
-    calibration: list | None = None
-    progress: ProgressFn = None
-    data: Any = None
-    observe: ObserveFn = None  # receives intermediate results while the method runs (the app draws them live)
-    checkpoint: Any = None  # a pruning.resume.TrainingCheckpoint: trained methods save and resume their state there
-
-    @property
-    def sparsity(self) -> float:
-        return self.request.sparsity
-
-    @property
-    def granularity(self):
-        """The parsed :class:`pruning.masks.Granularity`."""
-        return self.request.granularity
-
-    @property
-    def seed(self) -> int:
-        return self.request.seed
-
-    @property
-    def params(self):
-        return self.request.param_dict
-
-    def report(self, done: int, total: int, message: str) -> None:
-        if self.progress is not None:
-            self.progress(done, total, message)
-
-    def emit(self, kind: str, entry: dict) -> None:
-        """Hand an intermediate result (an MGPP snapshot, an SDS step, a randomized stage) to the observer, if any.
-
-        ``entry`` is the same dict the method also puts in its final ``info``; observers must
-        treat it as read-only.
-        """
-        if self.observe is not None:
-            self.observe(kind, entry)
-
-
 @dataclass(frozen=True)
 class Method:
     name: str
@@ -125,7 +72,7 @@ class Method:
     granularity: str | Callable[[dict], str] = "layer"  # the paper's default, or a function of the resolved params
     steps_view: str | None = None  # how the app shows the method's steps: "schedule" | "stages" | "candidates" | None
     claim: str | None = None  # anchor of its paper's claim in docs/CLAIMS.md, measured at the paper's budget
-    resumable: bool = False  # works in steps and takes a training checkpoint (ctx.checkpoint, pruning.resume)
+    resumable: bool = False  # works in steps and takes a training checkpoint (ctx.checkpoint, pruning.store.resume)
     takes_update: bool = False  # True: any registered update (none, obs, dsnot) may follow its mask (the block walk applies it)
     default_update: str = "none"  # the update a request gets when it names none (SparseGPT: "obs", its own reconstruction)
     walks_blocks: bool = False  # True: its own masks come from the block walk, so scores from one dense pass only approximate them
@@ -162,27 +109,17 @@ def register(method: Method) -> Method:
     return method
 
 
-def _load_builtin() -> None:
-    # Importing these modules registers their methods; every file of pruning/criteria/ registers its criterion.
-    from . import methods  # noqa: F401
-    from .plugins import import_all
-
-    import_all("pruning.criteria")
-
-    try:
-        from . import seeds  # noqa: F401
-    except ImportError:  # seed methods are optional while being developed
-        pass
+def registered() -> dict[str, Method]:
+    """Every method registered so far, by name. Nothing is imported here: :mod:`pruning.catalog`
+    imports every criterion and procedure file (each registers itself) and lists them; a procedure
+    that runs another method (SDS's base, randomized selection's criterion) looks it up here, after
+    the catalog made its request."""
+    return dict(_METHODS)
 
 
-def all_methods(family: str | None = None) -> dict[str, Method]:
-    _load_builtin()
-    return {n: m for n, m in _METHODS.items() if family is None or m.family == family}
-
-
-def get_method(name: str) -> Method:
-    methods = all_methods()
+def registered_method(name: str) -> Method:
+    """The registered method ``name`` (a clear error for an unknown one)."""
     key = str(name).strip().lower()
-    if key not in methods:
-        raise PruneScopeError(f"unknown method {name!r}; available: {', '.join(sorted(methods))}")
-    return methods[key]
+    if key not in _METHODS:
+        raise PruneScopeError(f"unknown method {name!r}; available: {', '.join(sorted(_METHODS))}")
+    return _METHODS[key]

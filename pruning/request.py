@@ -16,10 +16,12 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Mapping
 
+from .catalog import get_method
+from .core import MAX_SEED
 from .errors import PruneScopeError
 from .masks import Granularity, allocated, parse_granularity, validate_sparsity
+from .updates.registry import get_update
 
-MAX_SEED = 2**63 - 1
 
 
 def validate_seed(seed: Any) -> int:
@@ -96,8 +98,6 @@ class PruneRequest:
         ``layers`` are given, prunes exactly the listed layers. ``update=None`` takes the method's
         own (:attr:`Method.default_update`: ``"none"``, SparseGPT ``"obs"``).
         """
-        from .registry import get_method
-
         m = get_method(method)
         resolved = m.resolve_params(dict(params or {}))
         g = _granularity(m, granularity, allocation, resolved)
@@ -136,7 +136,7 @@ class PruneRequest:
             fields["params"] = None
         if "method" in changes and "update" not in changes and changes["method"] != self.method:
             # the method's own update goes with it; a chosen one stays where the new method takes it
-            from .registry import get_method
+            from .catalog import get_method
 
             new = get_method(changes["method"])
             own = self.update == self.method_info.default_update
@@ -160,8 +160,6 @@ class PruneRequest:
     @property
     def update_info(self):
         """The registered :class:`pruning.updates.registry.Update`."""
-        from .updates.registry import get_update
-
         return get_update(self.update)
 
     @property
@@ -172,8 +170,6 @@ class PruneRequest:
     @property
     def method_info(self):
         """The registered :class:`pruning.registry.Method`."""
-        from .registry import get_method
-
         return get_method(self.method)
 
     def describe(self) -> dict:
@@ -213,8 +209,6 @@ def _granularity(method, granularity, allocation, params: dict) -> Granularity:
 
 def _update(method, update: str | None) -> str:
     """The request's update, checked: a registered one, and one the method takes."""
-    from .updates.registry import get_update
-
     if update is None or str(update).strip() == "":
         return method.default_update
     name = get_update(update).name

@@ -19,7 +19,7 @@ from pathlib import Path
 
 def register(sub, cli) -> None:
     """Add ``stability`` to the subparsers ``sub``; ``cli`` is :mod:`pruning.cli` (its helpers)."""
-    from .stability import DEFAULT_DRAWS, DRAW_KINDS
+    from .analysis.stability import DEFAULT_DRAWS, DRAW_KINDS
 
     p = cli._command(sub, "stability", help="prune R times (calibration draws or seeds): mask Jaccard, keep frequencies, flips")
     cli._model_args(p)
@@ -44,8 +44,8 @@ def outputs(out: Path) -> tuple[Path, Path, Path]:
 
 def command(args, cli) -> int:
     from .errors import PruneScopeError
-    from .outputs import claim, output_path
-    from .stability import check_draws
+    from .store.outputs import claim, output_path
+    from .analysis.stability import check_draws
 
     methods = cli._names(args.method)
     if not methods:
@@ -62,8 +62,8 @@ def command(args, cli) -> int:
 
 
 def _run(args, cli, requests, held) -> int:
-    from .flips import predict
-    from .stability import DrawStore, draw_rows, layer_table, report, stability
+    from .analysis.flips import predict
+    from .analysis.stability import DrawStore, draw_rows, layer_table, report, stability
 
     loaded = cli._load(args)
     # the header: every option of the command (--method, --draws, --draw-kind, ...) and the request's fields

@@ -14,10 +14,12 @@ from typing import Callable
 
 import torch
 
-from .calibration import InputStats, collect_input_stats, sequential_prune
+from .calibration import InputStats, ORDERS, collect_input_stats, sequential_prune
+from .core import PruneContext
+from .loading.models import layer_weight
 from .masks import compute_masks, global_masks
-from .prune import PruneResult
-from .registry import PruneContext
+from .registry import Param
+from .result import PruneResult
 from .updates.reconstruction import reconstruction_error
 from .updates.registry import UpdateEnv, get_update
 
@@ -30,8 +32,6 @@ WALK_INPUTS = "calibration inputs through the already-pruned blocks before each 
 
 
 def layer_weights(ctx: PruneContext) -> dict[str, torch.Tensor]:
-    from .models import layer_weight
-
     return {n: layer_weight(ctx.loaded.model, n) for n in ctx.layers}
 
 
@@ -103,14 +103,36 @@ def score_walk_run(name: str, score_fn: ScoreFn, dense_scores: Callable[[PruneCo
     return run
 
 
+def score_method(name: str, scores_fn, layer_score=None):
+    """``run`` for a method whose mask is a top-k of scores that need no data: with the update
+    "none" one thresholding, with any other the block walk (the update needs the layers' inputs;
+    ``layer_score(ctx, name, weight, stats)`` gives one layer's scores there)."""
+    walk = None if layer_score is None else score_walk_run(name, layer_score, scores_fn)
+
+    def run(ctx: PruneContext) -> PruneResult:
+        if ctx.request.update != "none":
+            return walk(ctx)
+        masks = compute_masks(scores_fn(ctx), ctx.sparsity, ctx.granularity, layer_weights(ctx))
+        return PruneResult(name, ctx.sparsity, str(ctx.granularity), masks)
+
+    return run
+
+
+ORDER_PARAM = Param(
+    "block",
+    "where each layer's calibration statistics come from: 'block' collects a whole block's in one pass over the "
+    "unpruned block (the reference code); 'sequential' prunes each layer as soon as its input is known, so later "
+    "layers of the block see inputs from the pruned ones (SparseGPT's true_sequential)",
+    choices=ORDERS,
+)
+
+
 DENSE_INPUTS = "calibration inputs of the dense model (one extra pass when the report was written)"
 
 
 def dense_reconstruction_errors(loaded, masks, weights, calibration, progress=None) -> dict[str, float]:
     """Each masked layer's :func:`reconstruction_error` on its inputs in the dense model (one forward
     pass over ``calibration`` with Gram matrices): for runs whose method had no calibration walk."""
-    from .models import layer_weight
-
     names = list(masks)
     stats = collect_input_stats(loaded, names, calibration, want_gram=True, progress=progress)
     out = {}

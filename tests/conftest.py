@@ -2,7 +2,7 @@
 
 ``tiny_bert`` (BertForSequenceClassification, 2 labels), ``tiny_llama``
 (LlamaForCausalLM, grouped-query attention) and ``tiny_gpt2`` (GPT2LMHeadModel,
-Conv1D layers) are :class:`pruning.models.LoadedModel` objects, built once per
+Conv1D layers) are :class:`pruning.core.LoadedModel` objects, built once per
 session with fixed seeds. Tests must never modify them (evaluate through
 overrides). No downloads.
 """
@@ -75,7 +75,7 @@ def saved_folder(tmp_path_factory, loaded, name: str):
 
 
 def _loaded(name, model, tokenizer, task, max_length):
-    from pruning.models import LoadedModel
+    from pruning.core import LoadedModel
 
     model = model.float().eval()
     for p in model.parameters():
@@ -189,7 +189,7 @@ NEG = "bad awful boring dull hate worst".split()
 
 def make_tiny_sentiment():
     """96 two-class snippets, one sentiment word each (also built by subprocesses)."""
-    from pruning.data import ClassificationData
+    from pruning.loading.data import ClassificationData
 
     rng = random.Random(0)
     texts, labels = [], []
@@ -209,7 +209,7 @@ def tiny_sentiment():
 
 @pytest.fixture(scope="session")
 def tiny_text():
-    from pruning.data import LMText
+    from pruning.loading.data import LMText
 
     rng = random.Random(0)
     words = "the film was very good and the story was bad but the actor is great".split()

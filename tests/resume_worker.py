@@ -32,7 +32,7 @@ def main() -> int:
     from conftest import make_tiny_bert, make_tiny_sentiment
     from pruning.prune import prune
     from pruning.request import PruneRequest
-    from pruning.resume import TrainingCheckpoint, TrainingStopped
+    from pruning.store.resume import TrainingCheckpoint, TrainingStopped
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--method", default="mgpp")

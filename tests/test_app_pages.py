@@ -180,7 +180,7 @@ def test_candidates_sample_score_and_choose():
     at = open_page("candidates")
     assert_clean(at)
     if not at.button(key="ps_cand_run").value and any("not available yet" in i.value for i in at.info):
-        pytest.skip("pruning.seeds.randomized not available")
+        pytest.skip("pruning.procedures.randomized not available")
     at.number_input(key="ps_cand_k").set_value(3)
     at.slider(key="ps_cand_holdout").set_value(32)
     at.button(key="ps_cand_run").click().run()
@@ -207,8 +207,8 @@ def test_the_chosen_candidate_is_measured_on_the_test_split_downloaded_and_opene
     """No winner's curse: the chosen mask and the deterministic one are evaluated on the test split (examples the
     choice never saw, as many as the sidebar's evaluation size); the tie rule is said; the chosen mask's files are the
     ones the CLI writes, and it opens as a run in every view with exactly the sampled masks."""
-    from pruning.io import load_masks
-    from pruning.runs import runs_dir
+    from pruning.store.io import load_masks
+    from pruning.store.runs import runs_dir
 
     at = open_page("candidates")
     at.number_input(key="ps_cand_k").set_value(3)
@@ -657,7 +657,7 @@ def cli_runs(tiny_model_folder, tiny_csv):
 
 
 def test_runs_view_opens_a_cli_run_and_shows_it_in_every_view(cli_runs):
-    from pruning.io import read_report
+    from pruning.store.io import read_report
 
     at = open_page("runs")
     assert_clean(at)
@@ -771,7 +771,7 @@ def test_a_shared_run_folder_is_shown_as_text_and_its_counts_come_from_the_masks
 
 
 def test_two_runs_compare_side_by_side(cli_runs):
-    from pruning.io import load_masks
+    from pruning.store.io import load_masks
 
     a, b = load_masks(cli_runs / "mag50" / "masks.safetensors"), load_masks(cli_runs / "rand50" / "masks.safetensors")
     both = sum(int((a[n] & b[n]).sum()) for n in a)
@@ -967,7 +967,7 @@ def test_store_runs_one_job_of_a_kind_per_session_and_keeps_shared_ones():
 
 def _hold_ramp(monkeypatch, held_sparsities: list):
     """Make the ramp at ``held_sparsities`` stay mid-way (reporting progress) until it is stopped."""
-    import pruning.sweep as sweep
+    import pruning.analysis.sweep as sweep
 
     real = sweep.sparsity_ramp
 
@@ -1055,7 +1055,7 @@ def test_sensitivity_stopped_keeps_its_rows_and_goes_on_from_them(monkeypatch, d
     """Stop after two points: the page keeps the dense row and both points, draws them, and Measure measures only the rest."""
     import threading
 
-    import pruning.sweep as sweep
+    import pruning.analysis.sweep as sweep
     from app import jobs
 
     real = sweep.layer_sensitivity
@@ -1173,11 +1173,11 @@ def test_an_impossible_setting_is_an_error_in_the_sidebar_and_the_page():
 
 def test_a_criterion_registered_in_a_test_is_a_sidebar_choice(monkeypatch):
     """The sidebar half of "add a criterion": one score function and one register call, and the app offers it."""
-    from pruning import registry
-    from pruning.methods import _score_method
-    from pruning.models import layer_weight
+    from pruning import catalog, registry
+    from pruning.walk import score_method
+    from pruning.loading.models import layer_weight
 
-    monkeypatch.setattr(registry, "_METHODS", dict(registry.all_methods()))  # the registration ends with the test
+    monkeypatch.setattr(registry, "_METHODS", dict(catalog.all_methods()))  # the registration ends with the test
 
     def column_scores(ctx) -> dict:  # every weight scores its input column's total |W|: whole columns go first
         out = {}
@@ -1188,7 +1188,7 @@ def test_a_criterion_registered_in_a_test_is_a_sidebar_choice(monkeypatch):
 
     registry.register(
         registry.Method("toycolumns", "Toy column norm", "Prunes whole input columns of small total |W|.",
-                        run=_score_method("toycolumns", column_scores), scores=column_scores)
+                        run=score_method("toycolumns", column_scores), scores=column_scores)
     )
     at = open_page("masks")
     assert "Toy column norm" in at.sidebar.selectbox(key="ps_method").options
@@ -1201,7 +1201,7 @@ def test_a_criterion_registered_in_a_test_is_a_sidebar_choice(monkeypatch):
 def test_device_choice_lists_only_existing_devices_and_a_missing_one_is_an_error(monkeypatch):
     import torch
 
-    from pruning import devices
+    from pruning.loading import devices
 
     at = open_page("overview")
     assert at.sidebar.selectbox(key="ps_device").options == ["auto"] + devices.available_devices()

@@ -79,7 +79,7 @@ def _args(tmp_path, stop):
 
 
 def test_a_point_stopped_at_its_checkpoint_ends_the_run_cleanly(tmp_path, monkeypatch, capsys):
-    from pruning.resume import StopRequest, TrainingStopped
+    from pruning.store.resume import StopRequest, TrainingStopped
 
     started = []
 
@@ -104,7 +104,7 @@ def test_the_staged_magnitude_baseline_resumes_to_the_same_weights(tiny_bert, ti
     import pytest
     import torch
 
-    from pruning.resume import StopRequest, TrainingCheckpoint, TrainingStopped
+    from pruning.store.resume import StopRequest, TrainingCheckpoint, TrainingStopped
 
     pt = B.Point("randomized.magnitude.s0", "randomized", "magnitude", 0.9375, "layer", 0)
     st = {**B.randomized_settings(True), "holdout": 16}  # 4 stages of 2 x 2 + 2 = 6 steps

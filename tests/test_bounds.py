@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pruning.cli import main
-from pruning.data import load_classification
+from pruning.loading.data import load_classification
 from pruning.errors import PruneScopeError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,7 +20,7 @@ def test_the_server_binds_to_this_machine_only():
 
 
 def test_browser_paths_must_lie_under_an_allowed_root(tmp_path, monkeypatch):
-    from pruning.roots import check_allowed
+    from pruning.store.roots import check_allowed
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("PRUNESCOPE_DATA_DIRS", raising=False)

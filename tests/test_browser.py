@@ -369,7 +369,7 @@ MAX_SMALL_Y_TICKS = 2  # y tick labels on one small-multiple panel
 
 def views() -> list[str]:
     from app.pages_index import PAGES as INDEX
-    from pruning.registry import all_methods
+    from pruning.catalog import all_methods
 
     stepwise = [name for name, m in all_methods().items() if m.steps_view]
     paths = []
@@ -586,7 +586,7 @@ def metric_value(page, label: str) -> str:
 def test_a_cli_run_opens_in_every_view_and_two_runs_compare(browser, app_url, runs_root):
     """A run made headless (here by the CLI, as on a GPU box) is opened in the browser, shown by the
     Overview as the sidebar's method, and compared with a second run."""
-    from pruning.io import load_masks, read_report
+    from pruning.store.io import load_masks, read_report
 
     report = read_report(runs_root / "mag50" / "report.json")
     a, b = (load_masks(runs_root / n / "masks.safetensors") for n in ("mag50", "rand50"))

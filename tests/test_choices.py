@@ -12,7 +12,7 @@ import torch
 from pruning.allocations.owl import block_sparsities, outlier_ratio
 from pruning.criteria.ria import ria_scores
 from pruning.masks import keep_count, topk_keep
-from pruning.sparsegpt import hessian_inverse_factor, sparsegpt_solve
+from pruning.updates.sparsegpt_solver import hessian_inverse_factor, sparsegpt_solve
 from pruning.updates.dsnot import dsnot_update
 from pruning.updates.obs import obs_update
 from pruning.updates.reconstruction import reconstruction_error

@@ -38,14 +38,14 @@ def _clean(at: AppTest) -> None:
 
 def test_the_one_pass_label_follows_the_registry_not_calibration(monkeypatch):
     from app.resources import one_pass_approximation
-    from pruning import registry
+    from pruning import catalog, registry
 
-    monkeypatch.setattr(registry, "_METHODS", dict(registry.all_methods()))
+    monkeypatch.setattr(registry, "_METHODS", dict(catalog.all_methods()))
     dense_only = registry.Method("toydense", "Toy dense", "Scores from one dense pass are its masks.", run=lambda ctx: None,
                                  scores=lambda ctx: {}, needs_calibration=True)
     assert not one_pass_approximation(dense_only)  # a calibrated criterion by the recipe gets no false label
-    assert one_pass_approximation(registry.get_method("wanda")) and one_pass_approximation(registry.get_method("ria"))
-    assert not one_pass_approximation(registry.get_method("magnitude"))
+    assert one_pass_approximation(catalog.get_method("wanda")) and one_pass_approximation(catalog.get_method("ria"))
+    assert not one_pass_approximation(catalog.get_method("magnitude"))
 
 
 def test_the_update_select_reaches_the_request_the_url_and_the_overview_table():

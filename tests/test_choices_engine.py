@@ -9,11 +9,12 @@ import hashlib
 import pytest
 import torch
 
-from pruning.data import calibration_batches
-from pruning.functional import with_overrides
+from pruning.loading.data import calibration_batches
+from pruning.loading.functional import with_overrides
 from pruning.masks import keep_count
-from pruning.models import layer_weight, transformer_blocks
-from pruning.prune import prune, weight_overrides
+from pruning.loading.models import layer_weight, transformer_blocks
+from pruning.prune import prune
+from pruning.result import weight_overrides
 from pruning.request import PruneRequest as R
 
 
@@ -71,7 +72,7 @@ def test_ria_through_the_walk_is_the_brute_force_top_half_of_each_layer(tiny_lla
 
 
 def test_ria_is_listed_with_its_parameter_and_exact_masks_are_its_own():
-    from pruning.registry import get_method
+    from pruning.catalog import get_method
 
     m = get_method("ria")
     assert m.params["a"].default == 0.5 and m.needs_calibration and m.walks_blocks and m.takes_update
@@ -80,7 +81,7 @@ def test_ria_is_listed_with_its_parameter_and_exact_masks_are_its_own():
 
 # ------------------------------------------------------------------ updates
 def _block0_layers(loaded):
-    from pruning.models import prunable_layers
+    from pruning.loading.models import prunable_layers
 
     b0 = transformer_blocks(loaded.model)[0][0]
     return tuple(i.name for i in prunable_layers(loaded.model) if i.name.startswith(b0 + "."))
@@ -191,8 +192,8 @@ def test_sparsegpt_masks_and_weights_are_unchanged(tiny_llama, tiny_text, tiny_b
 def test_owl_gives_each_layer_its_blocks_sparsity_with_the_target_as_mean(tiny_llama, llama_calib):
     from pruning.allocations.owl import block_sparsities, outlier_ratio, owl_allocation
     from pruning.calibration import collect_input_stats
-    from pruning.models import prunable_layers
-    from pruning.scores import wanda_scores
+    from pruning.loading.models import prunable_layers
+    from pruning.criteria.wanda import wanda_scores
 
     names = [i.name for i in prunable_layers(tiny_llama.model)]
     params = {"m": 2.0, "lambda": 0.08}  # M = 2: the tiny random model has outliers at 2x the mean, not 5x
@@ -228,11 +229,11 @@ def test_reconstruction_error_is_zero_without_pruning(tiny_llama, llama_calib):
 
 # ------------------------------------------------------------------ registry and CLI
 def test_a_toy_calibrated_criterion_is_one_score_function_and_runs_with_any_update(tiny_llama, llama_calib, monkeypatch, capsys):
-    from pruning import registry
+    from pruning import catalog, registry
     from pruning.cli import main
     from pruning.walk import score_walk_run
 
-    monkeypatch.setattr(registry, "_METHODS", dict(registry.all_methods()))
+    monkeypatch.setattr(registry, "_METHODS", dict(catalog.all_methods()))
 
     def loud_inputs(ctx, name, weight, stats):  # keep the columns of the loudest inputs
         return stats.sq_sum.float().unsqueeze(0).expand_as(weight).clone()
@@ -265,7 +266,7 @@ def test_cli_rejects_a_bad_update_with_one_error_line(tmp_path, capsys):
 
 
 def test_a_sweep_row_says_which_update_it_ran(tiny_bert, tiny_sentiment):
-    from pruning.sweep import sparsity_ramp
+    from pruning.analysis.sweep import sparsity_ramp
 
     calib = calibration_batches(tiny_bert, tiny_sentiment, n_samples=4, seq_len=16, seed=0)
     rows = sparsity_ramp(tiny_bert, tiny_sentiment, [R.make("magnitude", update="dsnot")], sparsities=[0.5], calibration=calib, max_examples=16, split="train")

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from pruning.cli import main
-from pruning.io import load_masks, read_report
+from pruning.store.io import load_masks, read_report
 from pruning.masks import keep_count
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,7 +129,7 @@ def test_sweep_and_sensitivity_write_csv_and_json(tmp_path, tiny_folder, tiny_cs
 
 
 def test_report_summarises_randomized_selection_without_weight_samples():
-    from pruning.io import steps_summary
+    from pruning.store.io import steps_summary
 
     stage = {"sparsity": 0.5, "selection": "early", "selection_scores": [0.6, 0.7], "overlap_with_deterministic": [0.9, 0.8],
              "chosen": 1, "early_curves": [[{"step": 2, "value": 0.6}], [{"step": 2, "value": 0.7}]], "weight_sample": [0.1] * 3000}
@@ -140,7 +140,7 @@ def test_report_summarises_randomized_selection_without_weight_samples():
 
 
 def test_prune_with_an_allocation_file_keeps_exact_counts_and_records_it(tmp_path, tiny_folder, tiny_bert):
-    from pruning.models import prunable_layers
+    from pruning.loading.models import prunable_layers
 
     names = [i.name for i in prunable_layers(tiny_bert.model)]
     allocation = {names[0]: 0.25, names[4]: 0.75}
@@ -169,7 +169,7 @@ def test_prune_with_an_allocation_file_keeps_exact_counts_and_records_it(tmp_pat
     ],
 )
 def test_bad_allocation_files_are_one_line_and_exit_2(tmp_path, tiny_folder, tiny_bert, content, words):
-    from pruning.models import prunable_layers
+    from pruning.loading.models import prunable_layers
 
     path = tmp_path / "alloc.json"
     path.write_text(content.replace("LAYER", prunable_layers(tiny_bert.model)[0].name))

@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 import torch
 
-from pruning.data import (
+from pruning.loading.data import (
     RT_PLOT_SIZES,
     RT_SPLIT_SIZES,
     ClassificationData,
@@ -142,7 +142,7 @@ def test_a_single_text_file_is_cut_into_disjoint_parts(tmp_path, tiny_llama):
 def test_an_lm_is_validated_on_the_calibration_part_never_on_the_evaluated_text(tmp_path, tiny_llama):
     """Layer sensitivity measures on split="validation": for an LM, the windows of the part that
     the evaluation never reads, so an allocation chosen there is judged on other text."""
-    from pruning.evaluate import evaluation_plan, lm_plan
+    from pruning.analysis.evaluate import evaluation_plan, lm_plan
 
     path = tmp_path / "wiki.test.raw"
     path.write_text("".join(f" line {i} of the only file .\n" for i in range(400)))
@@ -159,7 +159,7 @@ def test_an_lm_is_validated_on_the_calibration_part_never_on_the_evaluated_text(
 
 def test_calibration_refuses_data_with_only_evaluated_sentences():
     data = ClassificationData("dev only", {"validation": (["a"], [0]), "test": (["a"], [0])}, ["n", "p"])
-    from pruning.data import training_texts
+    from pruning.loading.data import training_texts
 
     with pytest.raises(PruneScopeError, match="no training split"):
         training_texts(data)
@@ -191,7 +191,7 @@ def test_rotten_tomatoes_split_is_fixed_and_a_partition():
     assert {k: len(v[0]) for k, v in a.splits.items()} == RT_SPLIT_SIZES
     assert a.splits == b.splits and a.label_names == ["rotten", "fresh"]
     # together the splits are exactly the 12,808 labelled snippets, each row once
-    from pruning.data import _read_rt_corpus
+    from pruning.loading.data import _read_rt_corpus
 
     frame = _read_rt_corpus()
     rows = frame[frame["category"] != "plot"]

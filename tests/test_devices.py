@@ -17,14 +17,14 @@ import pytest
 import torch
 from torch import nn
 
-from pruning import devices
-from pruning.devices import Placement, onloaded, parse_dtype, parse_max_memory, private_copy, resolve_device, with_placement
+from pruning.loading import devices
+from pruning.loading.devices import Placement, onloaded, parse_dtype, parse_max_memory, private_copy, resolve_device, with_placement
 from pruning.cli import main
-from pruning.data import LMText
+from pruning.loading.data import LMText
 from pruning.errors import PruneScopeError
-from pruning.evaluate import evaluate, perplexity
-from pruning.io import read_report
-from pruning.models import load_model
+from pruning.analysis.evaluate import evaluate, perplexity
+from pruning.store.io import read_report
+from pruning.embedded import load_model
 from pruning.prune import prune as prune_request
 from pruning.request import PruneRequest
 
@@ -256,7 +256,7 @@ cuda_only = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CU
 
 def _reconstruction_errors(loaded, result, stats) -> dict[str, float]:
     """Relative output error tr(D G D^T) / tr(W G W^T), D = W - W', G = X X^T of the dense inputs."""
-    from pruning.models import layer_weight
+    from pruning.loading.models import layer_weight
 
     out = {}
     for name, mask in result.masks.items():
@@ -399,7 +399,7 @@ def test_blocks_are_onloaded_one_at_a_time(plain, calibration, monkeypatch):
 def test_peak_device_memory_is_about_one_block_not_the_model():
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from pruning.models import LoadedModel
+    from pruning.core import LoadedModel
 
     config = LlamaConfig(vocab_size=256, hidden_size=256, intermediate_size=1024, num_hidden_layers=16,
                          num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=128)

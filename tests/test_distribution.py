@@ -1,4 +1,4 @@
-"""pruning.distribution: histograms, mixture fits, spike/slab, mask pictures, the toy layer."""
+"""pruning.analysis.distribution: histograms, mixture fits, spike/slab, mask pictures, the toy layer."""
 
 import math
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from pruning.distribution import (
+from pruning.analysis.distribution import (
     bin_weights,
     equivalent_threshold,
     fit_gmm,
@@ -150,7 +150,7 @@ def test_bin_weights_quantile_range_puts_outliers_in_edge_bins():
 
 
 def test_score_picture_for_wanda_by_hand():
-    from pruning.distribution import score_picture
+    from pruning.analysis.distribution import score_picture
 
     # two input columns: column 0 quiet (norm 1), column 1 loud (norm 100)
     weight = np.array([[0.5, 0.01], [0.2, 0.02], [0.0, 0.3]])
@@ -171,7 +171,7 @@ def test_score_picture_for_wanda_by_hand():
 
 
 def test_score_picture_magnitude_boundary_is_flat_and_random_has_none():
-    from pruning.distribution import score_picture
+    from pruning.analysis.distribution import score_picture
 
     rng = np.random.default_rng(0)
     weight = rng.normal(size=(8, 6))
@@ -185,7 +185,7 @@ def test_score_picture_magnitude_boundary_is_flat_and_random_has_none():
 
 
 def test_agreement_of_two_masks_by_hand():
-    from pruning.distribution import agreement
+    from pruning.analysis.distribution import agreement
 
     a = np.array([[1, 1, 0, 0], [1, 0, 1, 0]], dtype=bool)
     b = np.array([[1, 0, 1, 0], [1, 0, 0, 1]], dtype=bool)

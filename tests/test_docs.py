@@ -93,7 +93,7 @@ def _doc_refs_in_app() -> list[tuple[str, str, str]]:
 
 
 def test_every_link_the_app_shows_lands_on_an_anchor():
-    from pruning.registry import all_methods
+    from pruning.catalog import all_methods
 
     refs = _doc_refs_in_app()
     refs += [("registry", "CLAIMS.md", m.claim) for m in all_methods().values() if m.claim]
@@ -104,7 +104,7 @@ def test_every_link_the_app_shows_lands_on_an_anchor():
 
 def test_every_claim_the_app_shows_has_measured_lines():
     from app.docs import claim_lines
-    from pruning.registry import all_methods
+    from pruning.catalog import all_methods
 
     for m in all_methods().values():
         if m.claim:

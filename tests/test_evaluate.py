@@ -7,9 +7,9 @@ import threading
 import pytest
 import torch
 
-from pruning.data import ClassificationData, LMText
+from pruning.loading.data import ClassificationData, LMText
 from pruning.errors import PruneScopeError
-from pruning.evaluate import (
+from pruning.analysis.evaluate import (
     accuracy,
     encode_sorted,
     evaluate,
@@ -18,7 +18,8 @@ from pruning.evaluate import (
     model_runner,
     perplexity,
 )
-from pruning.models import LoadedModel, layer_weight, param_key, prunable_layers, to_module_layout
+from pruning.core import LoadedModel
+from pruning.loading.models import layer_weight, param_key, prunable_layers, to_module_layout
 
 SENTENCES = [
     "a good film",
@@ -216,7 +217,7 @@ def test_evaluate_dispatches_on_the_task(tiny_bert, tiny_llama):
 
 
 def test_evaluation_carries_its_interval_and_per_item_values(tiny_bert, tiny_llama):
-    from pruning.stats import wilson_interval
+    from pruning.analysis.stats import wilson_interval
 
     labels = [i % 2 for i in range(12)]
     data = ClassificationData("toy", {"test": (SENTENCES, labels)}, ["negative", "positive"])
@@ -234,7 +235,7 @@ def test_evaluation_carries_its_interval_and_per_item_values(tiny_bert, tiny_lla
 
 
 def test_paired_difference_is_harm_positive_and_zero_for_the_same_model(tiny_bert, tiny_llama):
-    from pruning.evaluate import paired_difference, summary
+    from pruning.analysis.evaluate import paired_difference, summary
 
     labels = [i % 2 for i in range(12)]
     data = ClassificationData("toy", {"test": (SENTENCES, labels)}, ["negative", "positive"])
@@ -278,8 +279,8 @@ def test_bad_overrides_are_clear_errors(tiny_bert):
 @pytest.mark.integration
 def test_minilm_rt_is_a_sensible_classifier():
     """Uses the default cache: the first run fine-tunes (a few minutes on 2 cores), later runs load."""
-    from pruning.data import rotten_tomatoes_splits
-    from pruning.models import load_model
+    from pruning.loading.data import rotten_tomatoes_splits
+    from pruning.embedded import load_model
 
     loaded = load_model("minilm-rt")
     assert loaded.task == "classification" and loaded.info["label_names"] == ["rotten", "fresh"]
@@ -291,8 +292,8 @@ def test_minilm_rt_is_a_sensible_classifier():
 @pytest.mark.integration
 def test_smollm2_loads_and_has_a_sane_perplexity():
     """4 windows of 512 tokens of the rt-plots evaluation text (measured 48.5; WikiText-2 gives about 30)."""
-    from pruning.data import load_lm_text
-    from pruning.models import load_model
+    from pruning.loading.data import load_lm_text
+    from pruning.embedded import load_model
 
     loaded = load_model("smollm2-135m")
     assert loaded.task == "causal-lm" and len(prunable_layers(loaded.model)) == 30 * 7

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from pruning.checkpoint import MARK
+from pruning.store.checkpoint import MARK
 from pruning.cli import build_parser, main
 from pruning.errors import PruneScopeError
-from pruning.outputs import GRID_FIELDS, GRID_OPTIONS, NOT_NUMBERS, claim, run_header
+from pruning.store.outputs import GRID_FIELDS, GRID_OPTIONS, NOT_NUMBERS, claim, run_header
 from pruning.request import PruneRequest
 
 
@@ -190,7 +190,7 @@ def test_the_checkpoint_header_changes_with_every_option_and_request_field_that_
 @pytest.fixture()
 def stopped(tmp_path, tiny_folder, tiny_csv, monkeypatch):
     """A magnitude sweep whose checkpoint survives (as when it is stopped before writing its CSV), on a copy of the data."""
-    from pruning.checkpoint import Checkpoint
+    from pruning.store.checkpoint import Checkpoint
 
     data = tmp_path / "reviews.csv"
     shutil.copy(tiny_csv, data)
@@ -274,7 +274,7 @@ def test_a_failed_sensitivity_leaves_no_checkpoint(tmp_path, tiny_folder, tiny_c
 # ---------------------------------------------------------------- 3. one N:M rule
 def test_an_nm_pattern_the_inputs_cannot_hold_is_refused_for_every_method_with_one_message(tiny_bert, tiny_sentiment):
     from pruning.prune import prune
-    from pruning.registry import all_methods
+    from pruning.catalog import all_methods
 
     supporting = [m for m in all_methods().values() if "2:4" in m.granularities]
     assert {"magnitude", "random", "wanda", "sparsegpt", "sds", "randomized"} <= {m.name for m in supporting}
@@ -303,7 +303,7 @@ def test_show_checks_an_nm_run_groups_not_only_shapes(tmp_path, tiny_folder, cap
 
 # ---------------------------------------------------------------- 5. parameters checked fully
 def test_nan_and_infinities_are_refused_for_every_numeric_method_parameter():
-    from pruning.registry import all_methods
+    from pruning.catalog import all_methods
 
     checked = 0
     for m in all_methods().values():
@@ -318,7 +318,7 @@ def test_nan_and_infinities_are_refused_for_every_numeric_method_parameter():
 
 
 def test_every_parameter_that_sets_an_amount_of_work_has_a_bound():
-    from pruning.registry import all_methods
+    from pruning.catalog import all_methods
 
     for m in all_methods().values():
         for name, p in m.params.items():
@@ -330,13 +330,13 @@ def test_every_parameter_that_sets_an_amount_of_work_has_a_bound():
 
 
 def test_calibration_above_what_the_data_holds_is_capped_never_drawn_twice(tiny_bert, tiny_gpt2, tiny_text):
-    from pruning.data import ClassificationData, calibration_batches
+    from pruning.loading.data import ClassificationData, calibration_batches
 
     five = ClassificationData("five", {"train": ([f"sentence {i} is here" for i in range(5)], [0, 1, 0, 1, 0])}, ["a", "b"])
     batches = calibration_batches(tiny_bert, five, n_samples=50, seq_len=16)
     rows = [tuple(r.tolist()) for b in batches for r in b["input_ids"]]
     assert len(rows) == 5 and len(set(rows)) == 5
-    from pruning.data import token_ids
+    from pruning.loading.data import token_ids
 
     whole = token_ids(tiny_gpt2.tokenizer, tiny_text.train_text).numel() // 32
     windows = calibration_batches(tiny_gpt2, tiny_text, n_samples=10_000, seq_len=32)

@@ -17,15 +17,15 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def minilm():
-    from pruning.data import calibration_batches, load_classification
-    from pruning.models import load_model
+    from pruning.loading.data import calibration_batches, load_classification
+    from pruning.embedded import load_model
 
     loaded = load_model("minilm-rt")
     return loaded, load_classification("rotten-tomatoes"), calibration_batches(loaded, None, n_samples=16, seed=0)
 
 
 def test_minilm_rt_pruned_accuracy_ranges(minilm):
-    from pruning.evaluate import evaluate
+    from pruning.analysis.evaluate import evaluate
     from pruning.prune import prune
 
     loaded, data, calib = minilm
@@ -45,7 +45,7 @@ def test_sds_lifts_wanda_at_2_4_on_minilm_rt(minilm):
     """bench/results/seeds-minilm.md: on the whole test split Wanda 2:4 scores 0.767 and SDS
     from it 0.808 (seed 0, 16 calibration sentences). Here: the first 512 test sentences, fewer
     iterations (about 20 s), and the claim that a reader can check: SDS beats its start."""
-    from pruning.evaluate import evaluate
+    from pruning.analysis.evaluate import evaluate
     from pruning.masks import is_nm_valid
     from pruning.prune import prune
 

@@ -11,7 +11,7 @@ import json
 import pytest
 import torch
 
-from pruning import integrity
+from pruning.store import integrity
 
 
 def save_tiny(tiny, counter):
@@ -94,7 +94,9 @@ def test_weights_fingerprint_sees_one_changed_weight(tiny_bert):
 
 @pytest.mark.parametrize("name", ["minilm-rt", "smollm2-135m"])
 def test_both_defaults_rebuild_a_damaged_cache(name, tmp_path, monkeypatch, tiny_bert, tiny_llama):
-    from pruning import finetune, models
+    from pruning import embedded
+    from pruning.embedded import minilm_rt as finetune
+    from pruning.embedded import smollm2
 
     monkeypatch.setenv("PRUNESCOPE_CACHE", str(tmp_path))
     builds = []
@@ -108,13 +110,13 @@ def test_both_defaults_rebuild_a_damaged_cache(name, tmp_path, monkeypatch, tiny
         monkeypatch.setattr(finetune, "train_minilm_rt", train)
     else:
         build = save_tiny(tiny_llama, builds)
-        monkeypatch.setattr(models, "build_smollm2_copy", lambda folder, progress=None: build(folder))
-    first = models.load_model(name)
+        monkeypatch.setattr(smollm2, "build_smollm2_copy", lambda folder, progress=None: build(folder))
+    first = embedded.load_model(name)
     assert first.info.get("rebuilt") == integrity.NOT_BUILT and len(builds) == 1
-    assert "rebuilt" not in models.load_model(name).info and len(builds) == 1
+    assert "rebuilt" not in embedded.load_model(name).info and len(builds) == 1
     folder = next(p for p in tmp_path.iterdir() if p.is_dir())
     damage(folder / "model.safetensors")
-    again = models.load_model(name)
+    again = embedded.load_model(name)
     assert "model.safetensors" in again.info["rebuilt"] and len(builds) == 2
     w = next(iter(first.model.state_dict().values()))
     assert torch.equal(next(iter(again.model.state_dict().values())), w)
@@ -150,14 +152,14 @@ def test_a_verified_folder_is_trusted_by_identity_and_any_write_brings_the_hash_
 
 
 def test_prepare_verify_forgets_the_remembered_identities_before_loading(tmp_path, monkeypatch):
-    from pruning import cli, models
-    from pruning.finetune import minilm_rt_dir
+    from pruning import cli, embedded
+    from pruning.embedded.minilm_rt import minilm_rt_dir
 
     monkeypatch.setenv("PRUNESCOPE_CACHE", str(tmp_path))
     folder = minilm_rt_dir()
     folder.mkdir(parents=True)
     integrity.identities_file(folder).write_text("{}")
     seen = []
-    monkeypatch.setattr(models, "load_model", lambda name, progress=None: seen.append((name, integrity.identities_file(folder).exists())))
+    monkeypatch.setattr(embedded, "load_model", lambda name, progress=None: seen.append((name, integrity.identities_file(folder).exists())))
     assert cli.main(["prepare", "--verify", "minilm-rt"]) == 0
     assert seen == [("minilm-rt", False)]  # forgotten before the load, so the load hashes every file

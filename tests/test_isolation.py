@@ -60,7 +60,7 @@ def test_three_jobs_in_three_threads_give_exactly_their_solo_results(tiny_bert, 
 
 
 def test_dropout_masks_follow_the_seed(tiny_bert):
-    from pruning.training import trainable_copy
+    from pruning.procedures.training import trainable_copy
 
     batch = tiny_bert.tokenizer(["a very good film"], return_tensors="pt")
     outs = [trainable_copy(tiny_bert, seed=s)(**batch).logits for s in (5, 5, 6)]
@@ -71,8 +71,8 @@ def test_minilm_rt_fine_tune_gives_the_same_model_while_another_thread_draws_fro
     """The one-time fine-tune of the embedded classifier (which the app may run as a job) seeds its
     head, batch order and dropout from its own generators: two training steps on 16 sentences
     give bit-identical weights whether or not another thread draws from torch's global stream."""
-    from pruning import finetune
-    from pruning.data import rotten_tomatoes_splits
+    from pruning.embedded import minilm_rt as finetune
+    from pruning.loading.data import rotten_tomatoes_splits
 
     texts, labels = (part[:16] for part in rotten_tomatoes_splits().splits["train"])
     recipe = {**finetune.RECIPE, "batch_size": 8}

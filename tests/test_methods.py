@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from pruning.masks import is_nm_valid, keep_count, overall_sparsity
-from pruning.models import layer_weight, prunable_layers, transformer_blocks
+from pruning.loading.models import layer_weight, prunable_layers, transformer_blocks
 from pruning.prune import compute_scores, mask_ranker, prune
-from pruning.registry import all_methods, get_method
+from pruning.catalog import all_methods, get_method
 from pruning.request import PruneRequest
 
 R = PruneRequest.make
@@ -220,7 +220,7 @@ def test_wanda_dense_scores_match_the_walk_on_the_first_block(tiny_bert):
 
 
 def test_two_threads_prune_and_evaluate_one_shared_model(tiny_bert):
-    from pruning.functional import with_overrides
+    from pruning.loading.functional import with_overrides
 
     batch = _calibration(tiny_bert)[0]
     results, errors = {}, []
@@ -298,7 +298,7 @@ def test_calibration_chunk_is_one_batch_on_the_cpu_and_fits_the_budget_elsewhere
     from types import SimpleNamespace
 
     from pruning.budget import DEVICE_ACTIVATIONS, calibration_bytes, calibration_chunk
-    from pruning.devices import Placement
+    from pruning.loading.devices import Placement
 
     assert calibration_chunk(tiny_llama.model, 128, 2048, Placement()) == 128
     seven_b = SimpleNamespace(config=SimpleNamespace(hidden_size=4096, intermediate_size=11008, num_attention_heads=32))

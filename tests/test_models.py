@@ -5,17 +5,9 @@ import torch
 from torch import nn
 
 from pruning.errors import PruneScopeError
-from pruning.models import (
-    EMBEDDED_MODELS,
-    LoadedModel,
-    detect_task,
-    layer_weight,
-    load_model,
-    param_key,
-    prunable_layers,
-    to_module_layout,
-    transformer_blocks,
-)
+from pruning.loading.models import EMBEDDED_MODELS, detect_task, layer_weight, param_key, prunable_layers, to_module_layout, transformer_blocks
+from pruning.core import LoadedModel
+from pruning.embedded import load_model
 
 
 class _Config:
@@ -241,7 +233,7 @@ def test_atomic_dir_leaves_nothing_half_made(tmp_path):
 def test_cached_minilm_rt_returns_at_once(tmp_path):
     import time
 
-    from pruning.finetune import MINILM_RT_DIR, ensure_minilm_rt
+    from pruning.embedded.minilm_rt import MINILM_RT_DIR, ensure_minilm_rt
 
     folder = tmp_path / MINILM_RT_DIR
     folder.mkdir()
@@ -253,7 +245,7 @@ def test_cached_minilm_rt_returns_at_once(tmp_path):
 
 
 def test_bucketed_training_batches_cover_every_sentence_once():
-    from pruning.finetune import bucketed_batches
+    from pruning.embedded.minilm_rt import bucketed_batches
 
     lengths = [(i * 37) % 50 + 3 for i in range(1000)]
     a, b = bucketed_batches(lengths, 32, seed=0), bucketed_batches(lengths, 32, seed=0)
@@ -266,7 +258,7 @@ def test_bucketed_training_batches_cover_every_sentence_once():
 def test_layers_sort_by_block_then_role_not_alphabetically():
     from types import SimpleNamespace
 
-    from pruning.models import block_role_order, layer_role
+    from pruning.loading.models import block_role_order, layer_role
 
     names = [
         "bert.encoder.layer.1.attention.output.dense", "bert.encoder.layer.0.output.dense",
@@ -280,4 +272,4 @@ def test_layers_sort_by_block_then_role_not_alphabetically():
     llama = ["model.layers.0.mlp.down_proj", "model.layers.0.self_attn.o_proj", "model.layers.0.mlp.up_proj", "model.layers.0.mlp.gate_proj",
              "model.layers.0.self_attn.q_proj"]
     assert [layer_role(n)[1] for n in sorted(llama, key=lambda n: layer_role(n)[0])] == ["q", "attention out", "FFN gate", "FFN in", "FFN out"]
-    assert layer_role("something.else") == (len(__import__("pruning.models").models.LAYER_ROLES), "other")
+    assert layer_role("something.else") == (len(__import__("pruning.loading.models").loading.models.LAYER_ROLES), "other")

@@ -5,8 +5,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pruning import onednn
-from pruning.functional import shallow_copy
+from pruning.loading import onednn
+from pruning.loading.functional import shallow_copy
 
 pytestmark = pytest.mark.skipif(not onednn.available(), reason="this torch build has no oneDNN linear")
 

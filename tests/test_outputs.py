@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from pruning.checkpoint import MARK
+from pruning.store.checkpoint import MARK
 from pruning.cli import main
-from pruning.io import load_masks, read_report
-from pruning.outputs import claim
+from pruning.store.io import load_masks, read_report
+from pruning.store.outputs import claim
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -104,7 +104,7 @@ def sweep_args(model, data, out, *extra):
 @pytest.fixture()
 def stopped_sweep(tmp_path, tiny_folder, tiny_csv, monkeypatch):
     """A sweep whose checkpoint survives, as when a run is stopped before writing its CSV."""
-    from pruning.checkpoint import Checkpoint
+    from pruning.store.checkpoint import Checkpoint
 
     out = tmp_path / "sweep.csv"
     with monkeypatch.context() as m:

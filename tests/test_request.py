@@ -3,12 +3,12 @@
 import pytest
 import torch
 
-from pruning.data import ClassificationData
+from pruning.loading.data import ClassificationData
 from pruning.errors import PruneScopeError
 from pruning.masks import keep_count
-from pruning.models import prunable_layers
+from pruning.loading.models import prunable_layers
 from pruning.prune import mask_ranker, prune
-from pruning.registry import get_method
+from pruning.catalog import get_method
 from pruning.request import PruneRequest
 
 R = PruneRequest.make
@@ -111,7 +111,7 @@ def test_allocation_naming_a_layer_the_model_lacks_is_refused(tiny_bert):
 
 def test_ramp_passes_each_requests_parameters_and_data_to_prune(tiny_bert, monkeypatch):
     """The bug: ramps pruned with the method's default parameters and no task data."""
-    import pruning.sweep as sweep
+    import pruning.analysis.sweep as sweep
 
     seen = []
     real = sweep.prune
@@ -130,7 +130,7 @@ def test_ramp_passes_each_requests_parameters_and_data_to_prune(tiny_bert, monke
 
 
 def test_ramp_keeps_an_allocation_as_one_point_beside_uniform_ones():
-    from pruning.sweep import ramp_points
+    from pruning.analysis.sweep import ramp_points
 
     allocated = R("magnitude", 0.4, allocation={"a": 0.2, "b": 0.6})
     points = ramp_points([allocated, R("wanda")], None, [0.3, 0.5])
@@ -141,7 +141,7 @@ def test_ramp_keeps_an_allocation_as_one_point_beside_uniform_ones():
 
 
 def test_sensitivity_of_an_nm_pattern_uses_its_own_sparsity(tiny_bert):
-    from pruning.sweep import layer_sensitivity
+    from pruning.analysis.sweep import layer_sensitivity
 
     names = [i.name for i in prunable_layers(tiny_bert.model)][:2]
     request = R("magnitude", granularity="1:4", layers=names)
@@ -151,16 +151,16 @@ def test_sensitivity_of_an_nm_pattern_uses_its_own_sparsity(tiny_bert):
 
 def test_a_toy_criterion_is_one_function_and_one_register_call(tiny_bert, monkeypatch, capsys):
     """The "add a criterion" recipe of docs/ARCHITECTURE.md, end to end."""
-    from pruning import registry
+    from pruning import catalog, registry
     from pruning.cli import main
-    from pruning.methods import _score_method, _weights
+    from pruning.walk import layer_weights, score_method
 
-    monkeypatch.setattr(registry, "_METHODS", dict(registry.all_methods()))
+    monkeypatch.setattr(registry, "_METHODS", dict(catalog.all_methods()))
 
     def rows_first(ctx):  # keep the weights of the first rows: score = minus the row index
-        return {n: -torch.arange(w.shape[0], dtype=torch.float32).unsqueeze(1).expand_as(w).clone() for n, w in _weights(ctx).items()}
+        return {n: -torch.arange(w.shape[0], dtype=torch.float32).unsqueeze(1).expand_as(w).clone() for n, w in layer_weights(ctx).items()}
 
-    registry.register(registry.Method("toyrows", "Toy rows", "Keep the first rows.", _score_method("toyrows", rows_first), scores=rows_first))
+    registry.register(registry.Method("toyrows", "Toy rows", "Keep the first rows.", score_method("toyrows", rows_first), scores=rows_first))
     assert main(["methods"]) == 0
     assert "toyrows" in capsys.readouterr().out
     result = prune(tiny_bert, R("toyrows", 0.5))
@@ -170,7 +170,7 @@ def test_a_toy_criterion_is_one_function_and_one_register_call(tiny_bert, monkey
 
 
 def test_each_method_says_how_its_steps_are_shown():
-    from pruning.registry import all_methods
+    from pruning.catalog import all_methods
 
     views = {n: m.steps_view for n, m in all_methods().items()}
     assert {n: v for n, v in views.items() if n in ("mgpp", "gmp", "sds", "randomized", "magnitude", "wanda")} == {

@@ -1,4 +1,4 @@
-"""Training that resumes (pruning/resume.py): a run killed mid-way and run again ends exactly where an
+"""Training that resumes (pruning/store/resume.py): a run killed mid-way and run again ends exactly where an
 uninterrupted run ends; a damaged checkpoint is skipped for the previous one; other settings are refused."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch
 from pruning.errors import PruneScopeError
 from pruning.prune import prune
 from pruning.request import PruneRequest
-from pruning.resume import StopRequest, TrainingCheckpoint, TrainingStopped
+from pruning.store.resume import StopRequest, TrainingCheckpoint, TrainingStopped
 
 WORKER = Path(__file__).resolve().parent / "resume_worker.py"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE", "PYTHONHASHSEED": "0"}
@@ -160,7 +160,7 @@ def test_settings_are_read_from_the_request_not_listed_by_hand(tiny_bert, tiny_s
     """Every field of the request and every method parameter is part of the header."""
     import dataclasses
 
-    from pruning.resume import training_header
+    from pruning.store.resume import training_header
 
     request = _request("mgpp")
     header = training_header(tiny_bert, request, ["a"], tiny_sentiment)
@@ -209,7 +209,7 @@ def _sigterm_at_step_2(monkeypatch):
 
 def test_cli_prune_stops_at_a_checkpoint_on_sigterm_and_the_same_command_resumes(tmp_path, tiny_folder, split_data, monkeypatch, capsys):
     from pruning import cli
-    from pruning.io import load_masks, read_report
+    from pruning.store.io import load_masks, read_report
 
     assert cli.main(_cli_args(tiny_folder, split_data, tmp_path / "whole")) == 0
     assert "mgpp: step 6/6" in capsys.readouterr().err  # progress lines (with the time left while there is some)
@@ -292,7 +292,7 @@ def test_randomized_selection_resumes_inside_candidates_and_the_winners_fine_tun
 
 
 def test_sds_resumes_inside_its_dense_steps_and_its_adjustments(tiny_llama, tiny_text, tmp_path):
-    from pruning.models import prunable_layers
+    from pruning.loading.models import prunable_layers
 
     params = {"base": "wanda", "iters": 5, "adjust_iters": 3, "adjust_rule": "best", "lm_holdout": 1}
     request = PruneRequest.make("sds", 0.5, "2:4", params=params, seed=0, calib_samples=2, calib_len=32)
@@ -309,8 +309,8 @@ def test_sds_resumes_inside_its_dense_steps_and_its_adjustments(tiny_llama, tiny
 def test_the_minilm_rt_fine_tune_resumes_across_an_epoch_boundary(tmp_path):
     """The embedded classifier's one-time fine-tune (two epochs of 3 batches here) stopped after steps 2
     and 4 ends with the same weights and losses as one uninterrupted run."""
-    from pruning import finetune
-    from pruning.data import rotten_tomatoes_splits
+    from pruning.embedded import minilm_rt as finetune
+    from pruning.loading.data import rotten_tomatoes_splits
 
     texts, labels = (part[:24] for part in rotten_tomatoes_splits().splits["train"])
     recipe = {**finetune.RECIPE, "batch_size": 8, "epochs": 2}

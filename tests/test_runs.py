@@ -9,7 +9,7 @@ import torch
 
 from pruning.cli import main
 from pruning.errors import PruneScopeError
-from pruning.runs import check_masks, compare_masks, list_runs, open_run
+from pruning.store.runs import check_masks, compare_masks, list_runs, open_run
 
 
 def test_compare_counts_by_hand():
@@ -42,8 +42,8 @@ def test_a_mask_file_that_is_not_safetensors_is_a_clear_message(tmp_path, tiny_b
 
 
 def test_a_sparsegpt_run_reads_back_with_its_updated_weights(tmp_path, tiny_bert, tiny_folder, tiny_csv):
-    from pruning.evaluate import evaluate
-    from pruning.prune import masked_overrides
+    from pruning.analysis.evaluate import evaluate
+    from pruning.result import masked_overrides
 
     out = tmp_path / "runs" / "sgpt"
     assert main(["prune", "--model", str(tiny_folder), "--method", "sparsegpt", "--sparsity", "0.5", "--dataset", str(tiny_csv),
@@ -79,7 +79,7 @@ def test_an_app_download_is_a_run_the_cli_reads(tmp_path, tiny_bert, tiny_folder
 def test_metric_difference_is_b_minus_a_with_its_paired_interval():
     import numpy as np
 
-    from pruning.runs import metric_difference
+    from pruning.store.runs import metric_difference
 
     def acc(correct):
         c = np.asarray(correct, dtype=float)

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from pruning.masks import is_nm_valid, keep_count, layer_mask, nm_mask, overall_sparsity
-from pruning.seeds.mgpp import (
+from pruning.procedures.mgpp import (
     prior_threshold,
     cubic_sparsity,
     lambda_at,
@@ -21,7 +21,7 @@ from pruning.seeds.mgpp import (
     spike_posterior,
     spike_slab_grad,
 )
-from pruning.seeds.randomized import (
+from pruning.procedures.randomized import (
     draw_counts,
     jaccard_matrix,
     log_probabilities,
@@ -30,7 +30,7 @@ from pruning.seeds.randomized import (
     sampling_rounds,
     stage_sparsities,
 )
-from pruning.seeds.sds import magnitude_mask, reconstruction_error, sds_adjust, sds_dense_step, sds_objective, sds_third_step
+from pruning.procedures.sds import magnitude_mask, reconstruction_error, sds_adjust, sds_dense_step, sds_objective, sds_third_step
 from pruning.request import PruneRequest
 
 R = PruneRequest.make
@@ -261,7 +261,7 @@ def _check_exact(result, sparsity, granularity):
 
 
 def test_seed_methods_are_registered():
-    from pruning.registry import all_methods
+    from pruning.catalog import all_methods
 
     seeds = all_methods(family="seed")
     assert {"randomized", "mgpp", "gmp", "sds"} <= set(seeds)
@@ -305,7 +305,7 @@ def test_randomized_multi_stage_nests_masks(tiny_bert, tiny_sentiment):
 
 def test_candidate_pool_for_the_app(tiny_bert, tiny_sentiment):
     from pruning.prune import compute_scores
-    from pruning.seeds.randomized import candidate_pool
+    from pruning.procedures.randomized import candidate_pool
 
     scores = compute_scores(tiny_bert, R("magnitude"))
     request = R("randomized", 0.6, "row", params={"k": 3, "holdout": 16})
@@ -315,8 +315,8 @@ def test_candidate_pool_for_the_app(tiny_bert, tiny_sentiment):
     assert all(0 < o < 1 for o in info["overlap_with_deterministic"])
     assert info["deterministic_metric"]["metric"] == "accuracy"
     json.dumps(info)  # no per-item arrays in the summary
-    from pruning.evaluate import paired_difference
-    from pruning.stats import wilson_interval
+    from pruning.analysis.evaluate import paired_difference
+    from pruning.analysis.stats import wilson_interval
 
     det, first = pool.deterministic_score, pool.scores[0]
     assert det["n"] == 16 and det["per_item"]["correct"].size == 16
@@ -395,7 +395,7 @@ def test_sds_on_a_bare_encoder_runs_without_a_tracked_metric(tiny_bert):
 
 
 def test_held_out_perplexity_carries_its_interval_and_per_sequence_values(tiny_llama, tiny_text):
-    from pruning import training as T
+    from pruning.procedures import training as T
 
     task = T.task_data(tiny_llama, tiny_text, lm_sequences=1, lm_holdout=4)
     ev = T.held_out_metric(tiny_llama.model, task)

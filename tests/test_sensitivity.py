@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from pruning.data import ClassificationData, LMText
+from pruning.loading.data import ClassificationData, LMText
 from pruning.errors import PruneScopeError
-from pruning.evaluate import evaluation_plan
-from pruning.models import prunable_layers
-from pruning.prune import masked_overrides
-from pruning.scores import magnitude_scores
+from pruning.analysis.evaluate import evaluation_plan
+from pruning.loading.models import prunable_layers
+from pruning.result import masked_overrides
+from pruning.criteria.magnitude import magnitude_scores
 from pruning.masks import compute_masks
 from pruning.request import PruneRequest
-from pruning.sensitivity import (
+from pruning.analysis.sensitivity import (
     SensitivityProbe,
     distinguishable_layers,
     kl_divergence,
@@ -71,7 +71,7 @@ def test_prefix_cached_sensitivity_equals_full_passes(request, fixture, data, te
     full = SensitivityProbe(loaded, plan, cache=False)
     assert (cached.mode, full.mode) == ("cached", "full")
     for info in prunable_layers(loaded.model):
-        from pruning.models import layer_weight
+        from pruning.loading.models import layer_weight
 
         w = layer_weight(loaded.model, info.name)
         mask = compute_masks({info.name: magnitude_scores(w)}, 0.5, "layer", {info.name: w})
@@ -84,7 +84,7 @@ def test_prefix_cached_sensitivity_equals_full_passes(request, fixture, data, te
 
 
 def _magnitude_overrides(loaded, name, sparsity):
-    from pruning.models import layer_weight
+    from pruning.loading.models import layer_weight
 
     w = layer_weight(loaded.model, name)
     return masked_overrides(loaded, compute_masks({name: magnitude_scores(w)}, sparsity, "layer", {name: w}))
@@ -179,7 +179,7 @@ def test_allocation_meets_the_target_and_spares_sensitive_layers():
 
 def test_the_last_block_at_the_first_position_equals_the_whole_block(tiny_bert, data):
     """With padding in the batch, the shortcut's output is the block's own output at position 0."""
-    from pruning.first_position import first_position_forward, supports_first_position
+    from pruning.analysis.first_position import first_position_forward, supports_first_position
 
     block = tiny_bert.model.bert.encoder.layer[1]
     assert supports_first_position(tiny_bert.model, block)
@@ -202,7 +202,7 @@ def test_the_last_block_at_the_first_position_equals_the_whole_block(tiny_bert, 
 @pytest.mark.parametrize("boolean", [False, True])
 def test_folded_attention_equals_attention_over_projected_keys_and_values(boolean):
     """One query over every position, keys and values folded into it, against projecting them."""
-    from pruning.first_position import _attend_folded
+    from pruning.analysis.first_position import _attend_folded
 
     g = torch.Generator().manual_seed(0)
     batch, length, heads, size = 3, 7, 4, 5
@@ -234,7 +234,7 @@ def test_the_first_position_shortcut_is_used_only_where_checked(tiny_bert, tiny_
     assert set(probe._replays("bert.encoder.layer.1.attention.self.key")) == {"bert.embeddings", "bert.encoder.layer.0"}
     assert not SensitivityProbe(tiny_bert, bert_plan, cache=False).first_position  # full passes stay full
     assert not SensitivityProbe(tiny_llama, evaluation_plan(tiny_llama, text, None, "test")).first_position  # an LM reads every position
-    import pruning.first_position as fp
+    import pruning.analysis.first_position as fp
 
     monkeypatch.setattr(fp, "first_position_forward", lambda block, hidden, *a, **k: hidden[:, :1] * 2.0)
     assert not SensitivityProbe(tiny_bert, bert_plan).first_position  # a shortcut that disagrees is not used
@@ -242,7 +242,7 @@ def test_the_first_position_shortcut_is_used_only_where_checked(tiny_bert, tiny_
 
 def test_an_lm_probe_keeps_the_dense_log_probs_only_within_its_budget(tiny_llama, text):
     """Kept, every point skips the dense head and the dense half of the KL; the KL is the same."""
-    from pruning.models import layer_weight
+    from pruning.loading.models import layer_weight
 
     plan = evaluation_plan(tiny_llama, text, None, "test")
     kept = SensitivityProbe(tiny_llama, plan)
@@ -261,7 +261,7 @@ def test_an_lm_probe_keeps_the_dense_log_probs_only_within_its_budget(tiny_llama
 def test_progress_counts_blocks_run_and_reports_the_dense_pass(tiny_bert, data):
     """A layer of block 0 re-runs both blocks of the tiny BERT, one of block 1 only one: the progress share is time's
     share, not the points'. The dense pass reports its batches before any point (a Stop can land there too)."""
-    from pruning.sensitivity import point_cost
+    from pruning.analysis.sensitivity import point_cost
 
     assert [point_cost(b, 2) for b in (0, 1)] == [2, 1] and point_cost(None, 30) == 30
     calls = []

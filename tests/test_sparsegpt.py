@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from pruning.masks import is_nm_valid, keep_count, layer_mask
-from pruning.sparsegpt import hessian_inverse_factor, sparsegpt_solve
+from pruning.updates.sparsegpt_solver import hessian_inverse_factor, sparsegpt_solve
 
 
 def _correlated_inputs(d_in=64, n=512, seed=0):

@@ -1,4 +1,4 @@
-"""Mask stability across calibration draws and seeds, and flips (pruning/stability.py, pruning/flips.py)."""
+"""Mask stability across calibration draws and seeds, and flips (pruning/analysis/stability.py, pruning/analysis/flips.py)."""
 
 import json
 import math
@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from pruning.checkpoint import Checkpoint
-from pruning.data import ClassificationData
+from pruning.store.checkpoint import Checkpoint
+from pruning.loading.data import ClassificationData
 from pruning.errors import PruneScopeError
-from pruning.flips import flips, fragile_items, predict
+from pruning.analysis.flips import flips, fragile_items, predict
 from pruning.request import PruneRequest
-from pruning.stability import (
+from pruning.analysis.stability import (
     calibration_draws,
     frequency_summary,
     keep_counts,
@@ -24,7 +24,7 @@ from pruning.stability import (
     rank_methods,
     stability,
 )
-from pruning.stats import wilson_interval
+from pruning.analysis.stats import wilson_interval
 
 R = PruneRequest.make
 TRAIN = [f"{w} film number {i}" for i, w in enumerate(["good", "bad", "great", "awful", "fun", "dull"] * 8)]  # 48 sentences
@@ -68,7 +68,7 @@ def test_random_masks_with_independent_seeds_overlap_as_theory_says():
     """Two independent uniformly random k-subsets of N weights share k^2/N on average, so
     J = (1 - s) / (1 + s). On N = 10^6 weights the standard deviation of one pair's J is
     about 4e-4 (hypergeometric intersection); 0.003 is about 7 of them."""
-    from pruning.scores import random_scores
+    from pruning.criteria.random import random_scores
 
     weight = torch.zeros(1000, 1000)
     for s in (0.5, 0.7):
@@ -138,7 +138,7 @@ def test_disjoint_calibration_draws_are_disjoint(tiny_bert, tiny_llama, data, ti
 
 
 def test_resampled_draws_follow_their_seeds(tiny_bert, data):
-    from pruning.data import calibration_batches
+    from pruning.loading.data import calibration_batches
 
     draws = calibration_draws(tiny_bert, R("wanda", 0.5, calib_samples=4, seed=7), draws=3, kind="resample", source=data)
     assert [d.seed for d in draws] == [7, 8, 9]
@@ -173,7 +173,7 @@ def test_flips_of_hand_made_answers():
 
 def test_flips_on_a_tiny_classifier_match_a_sentence_by_sentence_count(tiny_bert, data):
     """Each sentence run alone, dense and pruned, argmax compared by hand."""
-    from pruning.functional import with_overrides
+    from pruning.loading.functional import with_overrides
     from pruning.prune import prune
 
     result = prune(tiny_bert, R("magnitude", 0.7))
@@ -291,7 +291,7 @@ def test_cli_prune_eval_reports_flips_that_add_up_to_the_accuracy_change(tmp_pat
 
 
 def test_the_layer_picture_is_block_means():
-    from pruning.stability import picture
+    from pruning.analysis.stability import picture
 
     rng = np.random.default_rng(0)
     counts = rng.integers(0, 5, size=(100, 70)).astype(np.uint8)  # 4 draws
@@ -307,7 +307,7 @@ def test_the_layer_picture_is_block_means():
 def test_cli_stability_resumes_a_killed_run_only_with_the_same_settings(tmp_path, tiny_folder, tiny_csv, capsys, monkeypatch):
     import csv
 
-    import pruning.stability as stab
+    import pruning.analysis.stability as stab
     from pruning.cli import main
 
     def argv(out, draws="3"):

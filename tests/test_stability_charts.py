@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from app import stability_charts as SC
-from pruning.stability import layer_summary, pack
+from pruning.analysis.stability import layer_summary, pack
 
 
 def _result():

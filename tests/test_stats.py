@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pruning.errors import PruneScopeError
-from pruning.stats import (
+from pruning.analysis.stats import (
     bootstrap_means,
     mean_interval,
     paired_interval,
@@ -98,7 +98,7 @@ def test_within_noise_is_about_covering_zero():
 def test_a_seeded_resample_table_is_drawn_once_and_equals_a_fresh_generator():
     """Hundreds of intervals over the same items (a sensitivity run) reuse one seeded table of
     resample counts: the numbers are exactly those of a fresh generator with that seed."""
-    from pruning.stats import _draws
+    from pruning.analysis.stats import _draws
 
     values = np.arange(40, dtype=np.float64) % 7
     fresh = bootstrap_means(values, rng=np.random.default_rng(3))

@@ -2,9 +2,9 @@
 
 import pytest
 
-from pruning.data import ClassificationData
+from pruning.loading.data import ClassificationData
 from pruning.request import PruneRequest
-from pruning.sweep import ramp_points, sparsity_ramp
+from pruning.analysis.sweep import ramp_points, sparsity_ramp
 
 R = PruneRequest.make
 

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from pruning.seeds import views as V
-from pruning.seeds.mgpp import ALPHA_END, schedule_curve, schedule_of
+from pruning.procedures import views as V
+from pruning.procedures.mgpp import ALPHA_END, schedule_curve, schedule_of
 
 PARAMS = {"t0": 2, "t1": 8, "interval": 2, "s_i": 0.3, "steps": 12}
 
@@ -108,7 +108,7 @@ def test_candidate_and_early_curve_rows():
 @pytest.mark.parametrize("steps", [1, 2, 3, 5, 10, 200])
 def test_default_schedule_scales_with_any_budget(steps):
     """The defaults (t0, t1, interval as fractions) give a valid schedule for every budget the sidebar allows."""
-    from pruning.registry import get_method
+    from pruning.catalog import get_method
 
     params = get_method("mgpp").resolve_params({"steps": steps})
     s = schedule_of(params, 0.5, "layer")
@@ -119,7 +119,7 @@ def test_default_schedule_scales_with_any_budget(steps):
 
 
 def test_schedule_points_are_fractions_below_one_and_steps_from_one():
-    from pruning.seeds.mgpp import schedule_step
+    from pruning.procedures.mgpp import schedule_step
 
     assert schedule_step(0.15, 200) == 30 and schedule_step(0.7, 200) == 140 and schedule_step(0.05, 200) == 10
     assert schedule_step(30, 200) == 30 and schedule_step(1, 200) == 1 and schedule_step(0, 200) == 0

@@ -18,6 +18,10 @@ from typing import Sequence
 
 import torch
 
+from ..calibration import collect_input_stats
+from ..criteria.wanda import wanda_scores
+from ..loading.models import layer_weight, transformer_blocks
+
 DEFAULT_M = 5.0
 DEFAULT_LAMBDA = 0.08
 
@@ -57,10 +61,6 @@ def owl_allocation(loaded, layers, calibration, sparsity: float, params: dict, p
     """Per-layer sparsities by OWL: one dense pass gives ``||X_j||`` per layer; the Wanda scores of each
     block's layers give its outlier ratio; every layer of a block gets the block's sparsity (a layer
     outside the blocks keeps the target)."""
-    from ..calibration import collect_input_stats
-    from ..models import layer_weight, transformer_blocks
-    from ..scores import wanda_scores
-
     stats = collect_input_stats(loaded, layers, calibration, progress=progress)
     blocks = [name for name, _ in transformer_blocks(loaded.model)]
     where = block_of(layers, blocks)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..errors import PruneScopeError
+from ..plugins import import_all
 from ..registry import Param
 
 
@@ -44,8 +45,6 @@ def register_allocation(allocation: Allocation) -> Allocation:
 
 
 def all_allocations() -> dict[str, Allocation]:
-    from ..plugins import import_all
-
     import_all("pruning.allocations")
     return dict(_ALLOCATIONS)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from ..sparsegpt import hessian_inverse_factor, sparsegpt_solve
+from .sparsegpt_solver import hessian_inverse_factor, sparsegpt_solve
 from .registry import Update, register_update
 
 

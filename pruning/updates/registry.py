@@ -14,6 +14,7 @@ from typing import Any, Callable
 import torch
 
 from ..errors import PruneScopeError
+from ..plugins import import_all
 
 
 @dataclass(frozen=True)
@@ -52,8 +53,6 @@ def register_update(update: Update) -> Update:
 
 
 def all_updates() -> dict[str, Update]:
-    from ..plugins import import_all
-
     import_all("pruning.updates")
     return dict(_UPDATES)
 

@@ -1,0 +1,2 @@
+"""Measuring what pruning did: evaluation, intervals, the sparsity ramp, layer sensitivity, stability over
+draws, prediction flips, weight distributions."""

@@ -1,0 +1,81 @@
+"""SparseGPT (Frantar & Alistarh 2023): the mask is chosen inside the OBS column walk, which also
+updates the kept weights (:mod:`pruning.updates.sparsegpt_solver`); its saliency before any update
+is :func:`sparsegpt_scores`."""
+
+from __future__ import annotations
+
+import torch
+
+from ..calibration import InputStats, collect_input_stats
+from ..result import PruneResult
+from ..registry import Method, Param, register
+from ..core import PruneContext
+from ..updates.sparsegpt_solver import hessian_inverse_factor, sparsegpt_solve
+from ..walk import ORDER_PARAM, criterion_walk, layer_sparsities, layer_weights
+
+
+def sparsegpt_scores(weight: torch.Tensor, hinv_diag: torch.Tensor) -> torch.Tensor:
+    """SparseGPT's saliency before any update: ``W_ij^2 / [H^-1]_jj^2`` (OBS error of pruning one weight)."""
+    return weight.detach().float() ** 2 / hinv_diag.float().unsqueeze(0) ** 2
+
+
+# ---------------------------------------------------------------- SparseGPT
+def _sparsegpt_run(ctx: PruneContext) -> PruneResult:
+    damp = ctx.params["damp"]
+    blocksize = ctx.params["blocksize"]
+
+    def dense_scores():
+        stats = collect_input_stats(ctx.loaded, ctx.layers, ctx.calibration, want_gram=True)
+        weights = layer_weights(ctx)
+        out = {}
+        for n in ctx.layers:
+            U, _ = _factor(stats[n], damp)
+            out[n] = sparsegpt_scores(weights[n], torch.diag(U))
+        return out
+
+    sparsity = layer_sparsities(ctx, dense_scores)
+    within = ctx.granularity.within_layer
+
+    def choose(names, weights, stats: InputStats, sparsity):
+        """Layers reading one input share U, so they are solved as one stacked matrix."""
+        U, dead = _factor(stats, damp)
+        bounds = torch.tensor([0] + [w.shape[0] for w in weights]).cumsum(0).tolist()
+        segments = list(zip(bounds[:-1], bounds[1:]))
+        new, mask = sparsegpt_solve(
+            torch.cat(weights), U, [sparsity[n] for n in names], within, segments=segments, dead=dead, blocksize=blocksize
+        )
+        return [(new[a:b], mask[a:b]) for a, b in segments]
+
+    masks, weights, info = criterion_walk(ctx, choose, sparsity)
+    return PruneResult("sparsegpt", ctx.sparsity, str(ctx.granularity), masks, weights or None, info=info)
+
+
+def _factor(stats: InputStats, damp: float):
+    """U and dead columns for one input group, computed once and shared by the group."""
+    key = ("sparsegpt", damp)
+    if key not in stats.cache:
+        stats.cache[key] = hessian_inverse_factor(stats.gram, stats.n_tokens, damp)
+    return stats.cache[key]
+
+
+register(
+    Method(
+        name="sparsegpt",
+        label="SparseGPT",
+        summary="Prune column by column using the inverse Hessian of the layer's reconstruction error, "
+        "updating the kept weights to compensate (its own update, obs). Weights change, not only the mask; "
+        "with update none its mask keeps the original weights.",
+        run=_sparsegpt_run,
+        needs_calibration=True,
+        updates_weights=True,
+        takes_update=True,
+        default_update="obs",
+        walks_blocks=True,
+        params={
+            "damp": Param(0.01, "dampening added to the Hessian diagonal, as a fraction of its mean", minimum=0.0),
+            "blocksize": Param(128, "columns per lazy-update block", minimum=1, maximum=65536),
+            "order": ORDER_PARAM,
+        },
+        reference="Frantar & Alistarh 2023, SparseGPT",
+    )
+)
