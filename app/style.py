@@ -3,7 +3,7 @@
 ``docs/VIEWS.md`` (section "One visual language") says the same in words. One colour pair
 means kept / pruned in every view; each method has one fixed colour in every view; red
 marks the thing to look at (a threshold, the chosen candidate, the target); black dashed
-is the dense reference. Nothing here draws: builders in ``app/charts.py`` use these.
+is the dense reference. Nothing here draws: the builders in ``app/charts/`` use these.
 """
 
 from __future__ import annotations

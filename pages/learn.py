@@ -4,7 +4,8 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from app import charts, ui
+from app import ui
+from app.charts import learn as charts
 from pruning.distribution import output_error, toy_layer
 from pruning.masks import compute_masks, parse_granularity
 from pruning.scores import magnitude_scores, random_scores, wanda_scores
@@ -63,8 +64,8 @@ def render() -> None:
 
     st.subheader("1. Weights W and the mask")
     row = ui.wrap_row()
-    ui.tile(row, MATRIX_WIDTH).altair_chart(charts.matrix_heatmap(frame(toy.weight), "W (dense)", "weight"), width="stretch")
-    ui.tile(row, MATRIX_WIDTH).altair_chart(charts.matrix_heatmap(frame(toy.weight, mask), f"W pruned: {criterion}, {pattern}", "weight"), width="stretch")
+    ui.chart(charts.matrix_heatmap(frame(toy.weight), "W (dense)", "weight"), ui.tile(row, MATRIX_WIDTH))
+    ui.chart(charts.matrix_heatmap(frame(toy.weight, mask), f"W pruned: {criterion}, {pattern}", "weight"), ui.tile(row, MATRIX_WIDTH))
     st.caption("Grey cells are pruned (set to zero). On the real model, the Weights view shows the histogram of kept and pruned weights and the Masks view the mask of a whole layer.")
     ui.links(("weights", "Weights: kept and pruned weights, threshold"), ("masks", "Masks: a whole layer's mask"))
 
@@ -83,10 +84,7 @@ def scores_section(toy, scores: dict, masks: dict, errors: dict) -> None:
         "random": "uniform random: the floor every method must beat.",
     }
     for col, name in zip(cols, CRITERIA):
-        col.altair_chart(
-            charts.matrix_heatmap(frame(scores[name].numpy(), masks[name]), name, "score", fmt=".2f", scheme="greens", domain_mid=None),
-            width="stretch",
-        )
+        ui.chart(charts.matrix_heatmap(frame(scores[name].numpy(), masks[name]), name, "score", fmt=".2f", scheme="greens", domain_mid=None), col)
         col.caption(f"{notes[name]} Output error {errors[name]:.1%}.")
     norms = pd.DataFrame({"input j": range(8), "||X_j|| (norm over 16 tokens)": toy.input_sq_sum**0.5})
     st.dataframe(norms.T, width="stretch")
@@ -117,7 +115,7 @@ def error_section(toy, scores: dict, granularity: str, shown_sparsity: float) ->
             g = "layer" if parse_granularity(granularity).is_nm else granularity
             m = compute_masks({"toy": sc}, sp, g)["toy"].numpy()
             curve.append({"criterion": name, "sparsity": sp, "error": output_error(toy.weight, m, toy.inputs)})
-    st.altair_chart(charts.error_curve(pd.DataFrame(curve), current=shown_sparsity), width="stretch")
+    ui.chart(charts.error_curve(pd.DataFrame(curve), current=shown_sparsity))
     st.caption(
         "How far the pruned layer's output moves from the dense one. On the real model the task metric plays this role: "
         "the Sparsity ramp draws it against sparsity, Layer sensitivity per layer, and "

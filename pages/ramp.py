@@ -5,7 +5,7 @@ import streamlit as st
 
 from app import allocation as A
 from app import downloads, resources, sweeps, ui
-from app import interval_charts as IC
+from app.charts import ramp as charts
 from app import intervals as I
 from app.state import GRANULARITIES
 
@@ -23,7 +23,7 @@ def draw(box, rows: list, metric_hint: str = "accuracy") -> None:
     metric = str(df["metric"].iloc[0]) if "metric" in df else metric_hint
     reference = dense.iloc[0].to_dict() if len(dense) else None
     if len(points):
-        box.altair_chart(IC.ramp_chart_ci(points, reference, metric, chance=st.session_state.get(CHANCE)), width="stretch")
+        ui.chart(charts.ramp_chart_ci(points, reference, metric, chance=st.session_state.get(CHANCE)), box)
     else:
         box.info(f"Dense model: {metric} {I.metric_text(reference)}. The pruned points follow.")
 
@@ -101,7 +101,7 @@ def table_downloads(rows: list, stem: str, key: str) -> None:
 def draw_allocated(box, rows: list) -> None:
     if rows:
         df = pd.DataFrame(rows)
-        box.altair_chart(IC.ramp_chart_ci(df, None, str(df["metric"].iloc[0])), width="stretch")
+        ui.chart(charts.ramp_chart_ci(df, None, str(df["metric"].iloc[0])), box)
 
 
 def allocated_section(s, loaded, data, chosen: list, sparsities: list, source) -> None:

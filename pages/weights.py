@@ -4,7 +4,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import charts, downloads, resources, runs, style, ui
+from app import downloads, resources, runs, style, ui
+from app.charts import weights as charts
+from app.charts.common import histogram_frame
 from pruning.distribution import SCORE_POWERS, histogram, score_picture, split_counts, to_numpy
 from pruning.models import block_role_order, layer_role
 
@@ -79,8 +81,8 @@ def draw_histogram(layer: str, binned, counts, n: int, fit, spike, threshold: fl
     lines = [{"x": t, "label": label} for t in (-threshold, threshold)] if threshold > 0 else []
     if spike.w_gmm is not None:
         lines += [{"x": c, "label": style.MIXTURE_CROSSING} for c in (-spike.w_gmm, spike.w_gmm)]
-    chart = charts.weight_histogram(charts.histogram_frame(counts), curves, pd.DataFrame(lines), log_count=log_count, title=layer)
-    st.altair_chart(chart, width="stretch")
+    chart = charts.weight_histogram(histogram_frame(counts), curves, pd.DataFrame(lines), log_count=log_count, title=layer)
+    ui.chart(chart)
     st.caption(
         f"{n:,} weights in {BINS} bins of width {width:.3g} over ±{binned.edges[-1]:.3g}, the {RANGE_QUANTILE:.0%} quantile of |w|: "
         f"zoomed to where the mass is. Outside it: {outside[0]:,} weights ({outside[0] / max(1, n):.2%}), reaching ±{outside[1]:.3g}, "
@@ -145,7 +147,7 @@ def small_multiples(s, loaded, mask_set, hide_zeros: bool) -> None:
     for r in rows:
         idx, sample = resources.small_sample(s, loaded, r.name)
         kept = to_numpy(mask_set.masks[r.name]).ravel()[idx]
-        bins = charts.histogram_frame(histogram(sample, kept, bins=30, hide_zeros=hide_zeros))
+        bins = histogram_frame(histogram(sample, kept, bins=30, hide_zeros=hide_zeros))
         title = f"block {r.block} · {layer_role(r.name)[1]}" if r.block is not None else ui.short_layer(r.name)
         ui.tile(row, PANEL_WIDTH + 45).vega_lite_chart(spec=charts.histogram_panel_spec(bins, title, width=PANEL_WIDTH), width="content")
     st.caption(
@@ -182,9 +184,9 @@ def score_section(s, loaded, layer: str) -> None:
     row = ui.wrap_row()
     left, right = ui.tile(row, 560), ui.tile(row, 380)
     boundary = pd.DataFrame(pic.boundary)
-    left.altair_chart(charts.score_plane(pd.DataFrame(pic.cells), boundary if len(boundary) else None, method), width="stretch")
-    hist = charts.histogram_frame({k: np.asarray(v) for k, v in pic.scores.items()})
-    right.altair_chart(charts.score_histogram(hist, pic.threshold, method), width="stretch")
+    ui.chart(charts.score_plane(pd.DataFrame(pic.cells), boundary if len(boundary) else None, method), left)
+    hist = histogram_frame({k: np.asarray(v) for k, v in pic.scores.items()})
+    ui.chart(charts.score_histogram(hist, pic.threshold, method), right)
     cut = "" if s.granularity == "layer" else f" With {s.granularity} granularity the cut is not one number per layer: the line is the layer's equivalent cut."
     approx = f" {method}'s scores here come from one pass of the dense model: the approximation the masks above are labelled with." if resources.one_pass_approximation(resources.method_info(method)) else ""
     st.caption(SCORE_NOTES.get(method, "") + cut + approx + " Input norms from the dense model over the sidebar's calibration set; zero weights left out.")
