@@ -168,11 +168,7 @@ def _load_builtin() -> None:
     from .plugins import import_all
 
     import_all("pruning.criteria")
-
-    try:
-        from . import seeds  # noqa: F401
-    except ImportError:  # seed methods are optional while being developed
-        pass
+    from . import seeds  # noqa: F401  (MGPP, GMP, SDS, randomized: a module that fails to import is an error, never a missing method)
 
 
 def all_methods(family: str | None = None) -> dict[str, Method]:

@@ -15,29 +15,13 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("streamlit.testing.v1")
-from streamlit.testing.v1 import AppTest  # noqa: E402
+from streamlit.testing.v1 import AppTest
 
 MAIN = str(Path(__file__).resolve().parent.parent / "app" / "main.py")
 TIMEOUT = 180
 
 
-@pytest.fixture(scope="module", autouse=True)
-def tiny_model_folder(tiny_bert, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny_bert_model")
-    tiny_bert.model.save_pretrained(folder)
-    tiny_bert.tokenizer.save_pretrained(folder)
-    env = ("PRUNESCOPE_TEST_MODEL", "PRUNESCOPE_EVAL_SIZE", "PRUNESCOPE_CALIBRATION", "PRUNESCOPE_DATA_DIRS", "PRUNESCOPE_RUNS_DIR")
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(PRUNESCOPE_TEST_MODEL=str(folder), PRUNESCOPE_EVAL_SIZE="32", PRUNESCOPE_CALIBRATION="8")
-    # the tests type paths under pytest's temporary folder: an allowed root, as PRUNESCOPE_DATA_DIRS makes it
-    os.environ.update(PRUNESCOPE_DATA_DIRS=str(tmp_path_factory.getbasetemp()), PRUNESCOPE_RUNS_DIR=str(tmp_path_factory.mktemp("runs")))
-    yield folder
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+pytestmark = pytest.mark.usefixtures("tiny_model_folder")  # tests/conftest.py: the app on the tiny BERT
 
 
 def open_page(page: str | None = None) -> AppTest:
@@ -179,8 +163,6 @@ def test_masks_disagreement_picture_beside_the_jaccard_number():
 def test_candidates_sample_score_and_choose():
     at = open_page("candidates")
     assert_clean(at)
-    if not at.button(key="ps_cand_run").value and any("not available yet" in i.value for i in at.info):
-        pytest.skip("pruning.seeds.randomized not available")
     at.number_input(key="ps_cand_k").set_value(3)
     at.slider(key="ps_cand_holdout").set_value(32)
     at.button(key="ps_cand_run").click().run()

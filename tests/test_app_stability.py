@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-pytest.importorskip("streamlit.testing.v1")
+from test_app_pages import assert_clean, open_page
 
-from test_app_pages import assert_clean, open_page, tiny_model_folder  # noqa: E402,F401 - the fixture sets the app's model
+pytestmark = pytest.mark.usefixtures("tiny_model_folder")  # tests/conftest.py: the app on the tiny BERT
 
 
 def test_stability_runs_from_its_button_and_shows_decided_magnitude():
