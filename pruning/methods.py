@@ -11,7 +11,7 @@ import torch
 from .calibration import ORDERS, InputStats, collect_input_stats
 from .masks import compute_masks
 from .prune import PruneResult
-from .registry import Method, Param, PruneContext, register
+from .registry import Method, Param, PruneContext, ScoreView, register
 from .scores import magnitude_scores, random_scores, wanda_scores
 from .sparsegpt import hessian_inverse_factor, sparsegpt_solve
 from .walk import criterion_walk, layer_sparsities, score_walk_run
@@ -51,6 +51,13 @@ register(
         scores=_magnitude,
         takes_update=True,
         reference="Han et al. 2015",
+        colour="#e6850e",  # orange
+        explain=ScoreView(
+            note="Magnitude's score is |W| alone: the boundary is a horizontal line, and the input norm plays no part.",
+            power=0.0,
+            toy=lambda weight, sq_sum, n_tokens, seed: magnitude_scores(weight),
+            toy_note="|W_ij|: big weights matter.",
+        ),
     )
 )
 register(
@@ -61,6 +68,12 @@ register(
         run=_score_method("random", _random, lambda ctx, n, w, stats: random_scores(w, ctx.seed, salt=n)),
         scores=_random,
         takes_update=True,
+        colour="#8c564b",  # brown
+        explain=ScoreView(
+            note="Random scores ignore both |W| and ||X_j||: kept and pruned weights mix everywhere, and there is no boundary to draw.",
+            toy=lambda weight, sq_sum, n_tokens, seed: random_scores(weight, seed, salt="toy"),
+            toy_note="uniform random: the floor every method must beat.",
+        ),
     )
 )
 
@@ -97,6 +110,14 @@ register(
         takes_update=True,
         walks_blocks=True,
         reference="Sun et al. 2023, A Simple and Effective Pruning Approach for LLMs",
+        colour="#2ca02c",  # green
+        explain=ScoreView(
+            note="Wanda's score is |W| x ||X_j||: the boundary |W| = t / ||X_j|| slopes down, so on loud inputs (right) "
+            "small weights are kept and on quiet inputs (left) larger ones are pruned.",
+            power=1.0,
+            toy=lambda weight, sq_sum, n_tokens, seed: wanda_scores(weight, sq_sum),
+            toy_note="|W_ij| x ||X_j||: a weight on a loud input matters more.",
+        ),
     )
 )
 
@@ -161,5 +182,6 @@ register(
             "order": ORDER_PARAM,
         },
         reference="Frantar & Alistarh 2023, SparseGPT",
+        colour="#9467bd",  # purple
     )
 )

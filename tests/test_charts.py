@@ -238,8 +238,8 @@ def test_one_colour_per_method_in_every_chart():
         scale = json.dumps(spec(chart))
         for name in ("wanda", "magnitude", "random"):
             if f'"{name}"' in scale:
-                assert style.METHOD_COLORS[name] in scale
-    used = list(style.METHOD_COLORS.values())
+                assert style.method_colors()[name] in scale
+    used = list(style.method_colors().values())
     assert len(set(used)) == len(used)  # no two methods share a colour
     assert not {style.KEPT_COLOR, style.PRUNED_COLOR, style.ACCENT_COLOR} & set(used)  # nor the kept/pruned pair or the accent
 
@@ -267,7 +267,7 @@ def test_agreement_picture_colours_each_method_only_in_its_own_colour():
     d = spec(masks.agreement_picture(cells, "magnitude", "wanda"))
     scale = d["encoding"]["color"]["scale"]
     assert scale["domain"] == ["kept by both", "kept by magnitude only", "kept by wanda only", "pruned by both"]
-    assert scale["range"] == [style.KEPT_COLOR, style.METHOD_COLORS["magnitude"], style.METHOD_COLORS["wanda"], style.PRUNED_COLOR]
+    assert scale["range"] == [style.KEPT_COLOR, style.method_colors()["magnitude"], style.method_colors()["wanda"], style.PRUNED_COLOR]
 
 
 # ---------------------------------------------------------------- intervals (issue 8)
