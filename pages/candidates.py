@@ -50,7 +50,7 @@ def render() -> None:
     data = resources.task_data(s, loaded)
     ans = resources.candidates(s, loaded, data, c)
     idle = f"Press the button to sample {c.k} masks and score each on {c.holdout} held-out training examples (results are cached)."
-    job, stale = ui.run_view(ans, "Sample and score the candidates", "ps_cand_run", idle, stale=True)
+    job, stale = ui.run_view(ans, "Sample and score the candidates", "btn_cand_run", idle, stale=True)
     if job is not None:
         show(job.value, "base" if stale else c.base)
         if not stale:

@@ -68,7 +68,7 @@ def render() -> None:
     st.session_state[CHANCE] = resources.majority_share(s, loaded, data)
     ans = resources.ramp(s, loaded, data, chosen, grans, sparsities)
     idle = "Press **Run the ramp**: points appear on the chart as they are computed, and stay cached for this model and these settings."
-    job, _ = ui.run_view(ans, "Run the ramp", "ps_ramp_run", idle, draw=draw)
+    job, _ = ui.run_view(ans, "Run the ramp", "btn_ramp_run", idle, draw=draw)
     if job is not None:
         table(job)
     source = st.session_state.get(A.SOURCE_KEY)
@@ -113,7 +113,7 @@ def allocated_section(s, loaded, data, chosen: list, sparsities: list, source) -
     )
     ans = resources.allocated_ramp(s, loaded, data, chosen, sparsities, source)
     idle = "Press **Compare allocated and uniform**: two points per method and sparsity, with the paired difference."
-    job, _ = ui.run_view(ans, "Compare allocated and uniform", "ps_ramp_alloc_run", idle, draw=draw_allocated)
+    job, _ = ui.run_view(ans, "Compare allocated and uniform", "btn_ramp_alloc_run", idle, draw=draw_allocated)
     if job is None:
         return
     df = pd.DataFrame(job.value)

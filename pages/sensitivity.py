@@ -99,12 +99,12 @@ def allocation(s, rows: list, layer_rows, signal: str) -> dict:
         "uniform target. Move the sparsity slider to re-allocate."
     )
     c1 = c2 = c3 = ui.wrap_row()  # each button as wide as its label, wrapping on a narrow window (never cut into twins)
-    c1.download_button("Download allocation (JSON)", A.to_json(alloc).encode(), file_name="prunescope_allocation.json", mime="application/json", key="ps_alloc_json", help="{layer: sparsity}: python -m pruning prune --allocation FILE.json", width="content")
-    c2.download_button("Download allocation (CSV)", A.to_csv(alloc, params).encode(), file_name="prunescope_allocation.csv", mime="text/csv", key="ps_alloc_csv", width="content")
+    c1.download_button("Download allocation (JSON)", A.to_json(alloc).encode(), file_name="prunescope_allocation.json", mime="application/json", key="dl_alloc_json", help="{layer: sparsity}: python -m pruning prune --allocation FILE.json", width="content")
+    c2.download_button("Download allocation (CSV)", A.to_csv(alloc, params).encode(), file_name="prunescope_allocation.csv", mime="text/csv", key="dl_alloc_csv", width="content")
     if partial:
         st.caption(f"Measured: {len(measured)} of {len(layer_rows)} layers. An allocation for the sidebar needs every layer: "
                    "**Measure every layer** above, then Apply.")
-    c3.button("Apply as the sidebar's granularity", type="primary", key="ps_alloc_apply", on_click=apply, args=(source,), disabled=partial, width="content",
+    c3.button("Apply as the sidebar's granularity", type="primary", key="btn_alloc_apply", on_click=apply, args=(source,), disabled=partial, width="content",
               help="Overview and the ramp then compare this allocation against uniform pruning at the same overall sparsity.")
     if st.session_state.get(A.SOURCE_KEY) == source and s.granularity == A.ALLOCATED:
         st.success(
@@ -187,7 +187,7 @@ def render() -> None:
     if kept:
         idle = (f"Stopped: {sum(r['layer'] != '-' for r in kept)} of {n_points} points were measured (drawn below). "
                 "**Measure sensitivity** measures the rest and keeps these.")
-    job, _ = ui.run_view(ans, "Measure sensitivity", "ps_sens_run", idle, draw=live)
+    job, _ = ui.run_view(ans, "Measure sensitivity", "btn_sens_run", idle, draw=live)
     if job is None and kept:
         draw(st.container(), kept, metric)
     if job is not None:

@@ -50,7 +50,7 @@ def render() -> None:
     )
     ans = S.stability(s, loaded, data, c)
     idle = f"Press the button to prune {c.draws} times per method and evaluate each pruned model on {s.eval_size} items."
-    job, stale = ui.run_view(ans, "Run stability", "ps_stab_run", idle, draw=draw_partial, stale=True)
+    job, stale = ui.run_view(ans, "Run stability", "btn_stab_run", idle, draw=draw_partial, stale=True)
     if job is not None:
         if stale:
             st.caption("Out of date: computed at earlier settings.")
