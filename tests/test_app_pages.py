@@ -343,7 +343,7 @@ def test_a_toy_criterion_gets_its_label_and_a_colour_in_the_sidebar_overview_and
     monkeypatch.setattr(registry, "_METHODS", dict(registry.all_methods()))
 
     def _smallest(ctx):  # keep the weights with the SMALLEST |W|: a criterion no built-in method is
-        return {n: -w.abs() for n, w in layer_weights(ctx).items()}
+        return {n: w.abs().amax() - w.abs() for n, w in layer_weights(ctx).items()}
 
     register(Method(name="toysmall", label="Toy: smallest |W| kept", summary="Keep the weights with the smallest |W| (a test's criterion).",
                     run=_score_method("toysmall", _smallest), scores=_smallest, granularity="layer", needs_calibration=False))

@@ -370,7 +370,7 @@ def views() -> list[str]:
     for spec in INDEX:
         if spec.url == "steps":
             paths += [f"steps?method={m}" for m in stepwise]
-        elif spec.url != "runs":  # Runs draws charts only once runs are opened and compared (its own test)
+        elif spec.charts_on_open:  # Runs draws charts only once runs are opened and compared (its own test)
             paths.append(spec.url)
     return paths
 
@@ -488,9 +488,10 @@ def _show_results(page, path: str) -> None:
 
 @pytest.mark.skipif(REAL, reason="layout check on the tiny model only")
 @pytest.mark.parametrize("width", [1400, 800])
-def test_every_chart_fits_and_reads(browser, app_url, width):
+def test_every_chart_fits_and_reads(browser, app_url, width, shot_dirs):
     """Every view at this width, with results drawn: no chart runs past the window, every plot area is
-    tall enough to read, no tick labels overlap."""
+    tall enough to read, no tick labels overlap. A full-page screenshot of each goes to the temporary folder
+    (``layout-<view>-<width>.png``) for a person to look at."""
     page = browser.new_context(viewport={"width": width, "height": 900}).new_page()
     page.set_default_timeout(WAIT_MS)
     only = [p for p in os.environ.get("PRUNESCOPE_LAYOUT_VIEWS", "").split(",") if p]
@@ -520,6 +521,7 @@ def test_every_chart_fits_and_reads(browser, app_url, width):
                 break
             page.wait_for_timeout(1500)
         print(f"{path} at {width} px:", [(c["name"], [round(p["h"]) for p in c["plots"] if p["leaf"]][:6]) for c in measured])
+        page.screenshot(path=str(Path(shot_dirs[0]) / f"layout-{path.replace('?method=', '-')}-{width}.png"), full_page=True)
         found += [f"{path}: {p}" for p in problems]
     page.context.close()
     assert not found, f"at {width} px:\n" + "\n".join(found)
