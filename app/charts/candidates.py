@@ -8,7 +8,7 @@ import altair as alt
 import pandas as pd
 
 from ..style import CHOSEN_SCALE, shown_value
-from .common import LEGEND, LEGEND_SPACE, band, ci_tooltips, in_points, require
+from .common import LEGEND, LEGEND_SPACE, ci_tooltips, in_points, reference_band, require
 
 
 def candidate_bars(df: pd.DataFrame, value: str, value_title: str, fmt: str = ".3f", metric: str | None = None, span: tuple | None = None,
@@ -68,5 +68,5 @@ def candidate_bars_ci(df: pd.DataFrame, value_title: str, reference: dict | None
             ],
         )
     )
-    layers = [bars, dots] if reference is None else [band(reference, "deterministic mask", value_title, fmt), bars, dots]
+    layers = [bars, dots] if reference is None else [reference_band(reference, "deterministic mask", value_title, fmt), bars, dots]
     return alt.layer(*layers).properties(height=260)

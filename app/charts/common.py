@@ -100,7 +100,7 @@ def stack_order(keys: list, status, counts):
     return order, y1 - counts, y1
 
 
-def stacked(bins: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+def stacked_bins(bins: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     """Add ``y0, y1``: pruned at the bottom of each bin, kept on top (bars with x and x2 need explicit y and y2)."""
     df = bins.reset_index(drop=True)
     keys = [pd.factorize(df[c])[0] for c in by] + [pd.factorize(df["left"])[0]]
@@ -133,7 +133,7 @@ def ci_tooltips(low: str = "ci_low", high: str = "ci_high", fmt: str = ".4g") ->
     return [alt.Tooltip(f"{low}:Q", title=f"{INTERVAL} from", format=fmt), alt.Tooltip(f"{high}:Q", title="to", format=fmt)]
 
 
-def band(reference: dict, label: str, metric: str, fmt: str = ".4g") -> alt.Chart:
+def reference_band(reference: dict, label: str, metric: str, fmt: str = ".4g") -> alt.Chart:
     """A horizontal band from ``ci_low`` to ``ci_high`` over the whole width, for a reference model."""
     frame = pd.DataFrame([{"label": label, "value": reference["value"], "ci_low": reference["ci_low"], "ci_high": reference["ci_high"]}])
     return (

@@ -8,7 +8,7 @@ import altair as alt
 import pandas as pd
 
 from ..style import DENSE_COLOR, method_scale, metric_title, shown_value
-from .common import DASH_LEGEND, LEGEND, LEGEND_SPACE, band, ci_tooltips, in_points, require
+from .common import DASH_LEGEND, LEGEND, LEGEND_SPACE, ci_tooltips, in_points, reference_band, require
 
 
 def ramp_chart(df: pd.DataFrame, dense: float | None = None, metric: str = "accuracy") -> alt.Chart:
@@ -77,7 +77,7 @@ def ramp_chart_ci(points: pd.DataFrame, dense: dict | None = None, metric: str =
     if dense is None:
         return alt.layer(base, bars, *floor).properties(height=380)
     band = in_points(pd.DataFrame([dense]), metric, "value", "ci_low", "ci_high").iloc[0].to_dict()
-    layers = [band(band, "dense model", metric), base, bars, *floor]
+    layers = [reference_band(band, "dense model", metric), base, bars, *floor]
     return alt.layer(*layers).properties(height=380)
 
 

@@ -11,7 +11,7 @@ import altair as alt
 import pandas as pd
 
 from ..style import ACCENT_COLOR, KEPT_FRACTION_SCALE, STATUS_SCALE, count_axis, line_scales
-from .common import LEGEND, LEGEND_SPACE, TOP_LEGEND, require, stack_order, stacked
+from .common import LEGEND, LEGEND_SPACE, TOP_LEGEND, require, stack_order, stacked_bins
 
 
 def weight_histogram(
@@ -30,7 +30,7 @@ def weight_histogram(
     ``y_max`` fixes the count axis (curves taller than it, such as a prior's narrow spike, are cut at the top).
     """
     require(bins, ["left", "right", "count", "status"], "weight_histogram")
-    stacked = stacked(bins, [])
+    stacked = stacked_bins(bins, [])
     top = float(y_max or (stacked["y1"].max() if len(stacked) else 1.0))
     y_title = "count (weights per bin, log scale)" if log_count else "count (weights per bin)"
     y_enc = count_axis(top, log_count, y_title)
@@ -103,7 +103,7 @@ def histogram_panel(bins: pd.DataFrame, title: str, width: int = 190, height: in
     """
     require(bins, ["left", "right", "count", "status"], "histogram_panel")
     return (
-        alt.Chart(stacked(bins, []))
+        alt.Chart(stacked_bins(bins, []))
         .mark_bar()
         .encode(
             x=alt.X("left:Q", title=None, axis=alt.Axis(tickCount=3, format="~g")),
@@ -206,7 +206,7 @@ def score_histogram(bins: pd.DataFrame, threshold: float, method: str = "") -> a
     ``bins``: ``left, right, count, status`` (score units).
     """
     require(bins, ["left", "right", "count", "status"], "score_histogram")
-    stacked = stacked(bins[bins["left"] > 0], [])
+    stacked = stacked_bins(bins[bins["left"] > 0], [])
     top = float(stacked["y1"].max()) if len(stacked) else 1.0
     bars = (
         alt.Chart(stacked)
