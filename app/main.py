@@ -27,8 +27,6 @@ import streamlit as st  # noqa: E402
 from app import sidebar  # noqa: E402
 from app.pages_index import PAGES, register  # noqa: E402
 
-BUTTON_SUFFIXES = ("_run", "_csv", "_json", "_apply")  # buttons and downloads: their state cannot be set
-
 st.set_page_config(page_title="PruneScope", page_icon="✂️", layout="wide")
 if _THREADS_ERROR:
     st.error(_THREADS_ERROR)
@@ -38,9 +36,11 @@ threads.apply()  # torch's thread counts, once per process (as the CLI does); en
 pages = [st.Page(str(ROOT / "pages" / p.file), title=p.title, icon=p.icon, url_path=p.url, default=(i == 0)) for i, p in enumerate(PAGES)]
 register(pages)
 navigation = st.navigation(pages, position="sidebar")
-# Page widgets (layer choice, toggles) keep their value when the user visits another page and comes back.
+# Page widgets (layer choice, toggles) keep their value when the user visits another page and comes back: every
+# "ps_" key is assigned again. So a widget whose value cannot be set (a button, a download) never has a "ps_" key:
+# "btn_..." and "dl_..." (tests/test_app_pages.py::test_no_button_key_starts_with_ps checks every page and app module).
 for key in list(st.session_state):
-    if key.startswith("ps_") and key not in sidebar.NOT_ASSIGNABLE and not key.endswith(BUTTON_SUFFIXES):
+    if key.startswith("ps_") and key not in sidebar.NOT_ASSIGNABLE:
         st.session_state[key] = st.session_state[key]
 sidebar.render()
 try:

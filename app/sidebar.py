@@ -18,6 +18,7 @@ from pruning.errors import PruneScopeError
 from . import runs, state, text, urls
 from .allocation import ALLOCATED, SOURCE_KEY
 from .state import CUSTOM_NM, DATA_CHOICES, DATA_HUB, DATA_PATH, DATA_UPLOAD, GRANULARITIES, OTHER_MODEL
+from .style import method_color
 
 MODEL_HELP = {
     "minilm-rt": "all-MiniLM-L6 (22M parameters) fine-tuned on Rotten Tomatoes snippets on first use; metric: accuracy",
@@ -49,12 +50,9 @@ def _save_upload(upload) -> str:
 
 
 def _method_options() -> tuple[list[str], dict]:
-    try:
-        from pruning.catalog import all_methods
+    from pruning.catalog import all_methods  # a registry that fails to load is a bug, shown with its traceback
 
-        methods = all_methods()
-    except Exception:  # noqa: BLE001 - the registry itself failing must not take the sidebar down
-        return ["magnitude"], {}
+    methods = all_methods()
     return list(methods), methods
 
 
@@ -78,8 +76,8 @@ def _param_widget(method, name: str, param) -> None:
     if key not in st.session_state:
         st.session_state[key] = param.default
     label, help_text = name, param.help
-    if param.choices is not None:
-        st.selectbox(label, list(param.choices), key=key, help=help_text)
+    if param.options is not None:
+        st.selectbox(label, list(param.options), key=key, help=help_text)
     elif isinstance(param.default, bool):
         st.checkbox(label, key=key, help=help_text)
     elif isinstance(param.default, int):
@@ -242,12 +240,15 @@ def method_section(sb) -> None:
         key="ps_method",
         on_change=_paper_granularity,
         format_func=lambda n: methods[n].label if n in methods else runs.label(n) if runs.is_run(n) else n,
-        help="Score-based methods (magnitude, random, Wanda) re-threshold cached scores as the slider moves; "
-        "the others prune again for each setting. Choosing a method sets the granularity its paper uses.",
+        help=f"Score-based methods ({', '.join(m.label for m in methods.values() if m.score_based)}) re-threshold cached scores "
+        "as the slider moves; the others prune again for each setting. Choosing a method sets the granularity its paper uses.",
     )
     method = methods.get(st.session_state["ps_method"])
     if method is not None:
-        sb.caption(text.md(method.summary) if runs.is_run(method.name) else method.summary)  # a run's names its folder and report
+        if runs.is_run(method.name):
+            sb.caption(text.md(method.summary))  # a run's names its folder and report
+        else:  # the method's colour in every chart, beside what it does
+            sb.caption(f'<span style="color:{method_color(method.name)}">&#9632;</span> {method.summary}', unsafe_allow_html=True)
         if method.params:
             with sb.expander(f"Parameters of {method.name}"):
                 param_widgets(method)

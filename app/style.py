@@ -3,7 +3,7 @@
 ``docs/VIEWS.md`` (section "One visual language") says the same in words. One colour pair
 means kept / pruned in every view; each method has one fixed colour in every view; red
 marks the thing to look at (a threshold, the chosen candidate, the target); black dashed
-is the dense reference. Nothing here draws: builders in ``app/charts.py`` use these.
+is the dense reference. Nothing here draws: the builders in ``app/charts/`` use these.
 """
 
 from __future__ import annotations
@@ -27,28 +27,39 @@ NEUTRAL_COLOR = "#555555"  # dark grey: a series that is neither a method nor ke
 SERIES_RANGE = ["#333333", ACCENT_COLOR, "#888888"]  # up to three non-method series: dark, accent, light
 
 # ---------------------------------------------------------------- one colour per method
-# Blue and grey are taken by kept/pruned and red by the accent, so no method uses them.
-METHOD_COLORS = {
-    "magnitude": "#e6850e",  # orange
-    "random": "#8c564b",  # brown
-    "wanda": "#2ca02c",  # green
-    "sparsegpt": "#9467bd",  # purple
-    "mgpp": "#17becf",  # cyan
-    "gmp": "#bcbd22",  # olive
-    "sds": "#e377c2",  # pink
-    "randomized": "#393b79",  # indigo
-    "suggested": "#7f7f7f",  # a sensitivity-based allocation, not a method
-}
-FALLBACK_COLORS = ("#637939", "#843c39", "#7b4173", "#5254a3", "#8ca252", "#bd9e39")
+# Each method gives its colour in its own registration (``Method.colour``, pruning/registry.py); one that gives none
+# takes the next free colour of PALETTE in registration order. Blue and grey are taken by kept/pruned and red by the
+# accent, so no method colour or palette entry uses them.
+PALETTE = ("#637939", "#843c39", "#7b4173", "#5254a3", "#8ca252", "#bd9e39", "#a55194", "#e7ba52")
+SERIES_COLORS = {"suggested": "#7f7f7f"}  # series that are not methods: a sensitivity-based allocation
+
+
+def method_colors() -> dict[str, str]:
+    """Every registered method's colour: its own ``Method.colour``, or the next palette colour no method has taken."""
+    from pruning.catalog import all_methods
+
+    methods = all_methods()
+    taken = {m.colour for m in methods.values() if m.colour}
+    free = [c for c in PALETTE if c not in taken] or list(PALETTE)
+    out, i = {}, 0
+    for name, m in methods.items():
+        if m.colour:
+            out[name] = m.colour
+        else:
+            out[name], i = free[i % len(free)], i + 1
+    return out
 
 
 def method_color(name: str) -> str:
     """The fixed colour of a method, whatever its series is called: "magnitude (current)" or "magnitude, 2:4" is
-    magnitude's orange (a method registered later gets a stable colour from its name)."""
+    magnitude's orange; a name the registry does not know (a run's label) gets a stable palette colour from its name."""
     base = str(name).split(" (")[0].split(", ")[0].strip()
-    if base in METHOD_COLORS:
-        return METHOD_COLORS[base]
-    return FALLBACK_COLORS[sum(map(ord, base)) % len(FALLBACK_COLORS)]
+    colours = method_colors()
+    if base in colours:
+        return colours[base]
+    if base in SERIES_COLORS:
+        return SERIES_COLORS[base]
+    return PALETTE[sum(map(ord, base)) % len(PALETTE)]
 
 
 def method_scale(names) -> alt.Scale:

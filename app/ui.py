@@ -13,14 +13,7 @@ from pruning.errors import PruneScopeError
 from pruning.store.integrity import NOT_BUILT
 
 from . import jobs, resources, sidebar, state, text
-
-
-def _missing_backend(exc: ImportError) -> str | None:
-    name = getattr(exc, "name", None) or ""
-    text = str(exc)
-    if name.startswith("pruning") or "pruning" in text:
-        return name or text
-    return None
+from .charts.common import served
 
 
 def guarded(body: Callable[[], None]) -> None:
@@ -37,11 +30,8 @@ def guarded(body: Callable[[], None]) -> None:
         st.info(f"{text.md(exc)} Press Run to start it again.")
     except PruneScopeError as exc:
         st.error(text.md(exc))  # it may quote a path, a column or an address value: text, never Markdown
-    except ImportError as exc:
-        missing = _missing_backend(exc)
-        if missing is None:
-            raise
-        st.info(f"This part of PruneScope is not available yet ({missing} is still being written).")
+    except ImportError:  # a module that does not import is a bug (every runtime package is in requirements.txt): Streamlit
+        raise  # shows it with its traceback. The one optional package, `datasets` (hub data), is named by pruning/loading/data.py's own error.
     except Exception as exc:  # noqa: BLE001 - a clear message instead of a traceback, details folded away
         st.error(f"Something went wrong: {type(exc).__name__}: {text.md(exc)}")
         with st.expander("Details"):
@@ -214,6 +204,13 @@ def layer_picker(container, names: list[str]) -> str:
     return container.selectbox("Layer", names, key="ps_layer")
 
 
+def chart(figure, where=None) -> None:
+    """Draw a chart builder's Altair chart (``app/charts/``) across the width of ``where`` (a column, tile or
+    placeholder; default: the page). Served through :func:`app.charts.common.served`: no schema validation on
+    each rerun (the builder's test validates it) and the plot area keeps the builder's height."""
+    (st if where is None else where).altair_chart(served(figure), width="stretch")
+
+
 def wrap_row():
     """A row that wraps: fixed-size pictures placed in it sit side by side on a wide window and
     one under the other on a narrow one, so none runs past the window."""
@@ -294,7 +291,7 @@ def data_note(data) -> None:
 def shown_table(df, metric: str):
     """``(table, column_config)``: metric rows in the unit the charts draw (accuracy in points), with headers that say
     it (downloads keep the engine's units)."""
-    from .charts import in_points
+    from .charts.common import in_points
     from .intervals import SHOWN_COLUMNS
 
     cols = [c for c in SHOWN_COLUMNS if c in df.columns]

@@ -3,8 +3,10 @@
 import pandas as pd
 import streamlit as st
 
-from app import charts, downloads, resources, runs, style, ui
-from app import interval_charts as IC
+from app import downloads, resources, runs, style, ui
+from app.charts import candidates as charts
+from app.charts import masks as mask_charts
+from app.charts.common import in_points
 from app import intervals as I
 from app.stability import flips_sentence
 
@@ -48,7 +50,7 @@ def render() -> None:
     data = resources.task_data(s, loaded)
     ans = resources.candidates(s, loaded, data, c)
     idle = f"Press the button to sample {c.k} masks and score each on {c.holdout} held-out training examples (results are cached)."
-    job, stale = ui.run_view(ans, "Sample and score the candidates", "ps_cand_run", idle, stale=True)
+    job, stale = ui.run_view(ans, "Sample and score the candidates", "btn_cand_run", idle, stale=True)
     if job is not None:
         show(job.value, "base" if stale else c.base)
         if not stale:
@@ -79,11 +81,11 @@ def show(pool, base: str) -> None:
     row = ui.wrap_row()
     left, right = ui.tile(row, 420), ui.tile(row, 440)
     jac = [{"a": names[i], "b": names[j], "value": pool.jaccard[i][j]} for i in range(len(names)) for j in range(len(names))]
-    left.altair_chart(charts.overlap_matrix(pd.DataFrame(jac), title="candidate x candidate (all layers)"), width="stretch")
+    ui.chart(mask_charts.overlap_matrix(pd.DataFrame(jac), title="candidate x candidate (all layers)"), left)
     with right:
         scores, band, unit = scores_shown(table, det, metric)
-        st.altair_chart(IC.candidate_bars_ci(scores, f"held-out {metric} (selection score{unit})", band), width="stretch")
-        st.altair_chart(charts.candidate_bars(table, "overlap", "overlap with the deterministic mask", ".3f", min_span=0.05), width="stretch")
+        ui.chart(charts.candidate_bars_ci(scores, f"held-out {metric} (selection score{unit})", band))
+        ui.chart(charts.candidate_bars(table, "overlap", "overlap with the deterministic mask", ".3f", min_span=0.05))
     st.caption(
         f"Chosen (red): the best held-out {metric}; the grey band is the deterministic {base} mask, {I.metric_text(det, held_out=True)}. "
         f"Lines: each candidate's 95% interval. {I.comparison_sentence(metric, 'the deterministic mask', 'The chosen candidate', best)} "
@@ -176,7 +178,7 @@ def open_as_run(loaded, chosen, c) -> None:
 def scores_shown(table: pd.DataFrame, det: dict, metric: str) -> tuple[pd.DataFrame, dict, str]:
     """The candidates' scores and the deterministic band in the unit the views show (accuracy in points),
     and that unit for the axis title."""
-    scores = charts.in_points(table.rename(columns={"value": "score"}), metric, "score", "ci_low", "ci_high")
+    scores = in_points(table.rename(columns={"value": "score"}), metric, "score", "ci_low", "ci_high")
     band = {k: style.shown_value(metric, det[k]) for k in ("value", "ci_low", "ci_high")}
     return scores, band, ", points" if metric == "accuracy" else ""
 

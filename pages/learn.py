@@ -4,14 +4,12 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from app import charts, ui
+from app import ui
+from app.charts import learn as charts
 from pruning.analysis.distribution import output_error, toy_layer
 from pruning.masks import compute_masks, parse_granularity
-from pruning.criteria.magnitude import magnitude_scores
-from pruning.criteria.random import random_scores
-from pruning.criteria.wanda import wanda_scores
+from pruning.catalog import all_methods
 
-CRITERIA = ("magnitude", "wanda", "random")
 MATRIX_WIDTH = 330  # px: an 8x8 matrix with its numbers readable; the row wraps on a narrow window
 PATTERNS = {"per-layer": "layer", "per-row": "row", "2:4": "2:4", "4:8": "4:8"}
 
@@ -24,13 +22,16 @@ def frame(matrix, kept=None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def criteria() -> dict:
+    """The criteria that show themselves on a toy layer (``Method.explain.toy``), in registration order."""
+    return {n: m for n, m in all_methods().items() if m.explain is not None and m.explain.toy is not None}
+
+
 def toy_scores(toy, seed: int) -> dict:
+    """Each criterion's scores of the toy layer, from its own registration (the 16 tokens are its calibration)."""
     w = torch.from_numpy(toy.weight).float()
-    return {
-        "magnitude": magnitude_scores(w),
-        "wanda": wanda_scores(w, torch.from_numpy(toy.input_sq_sum).float()),
-        "random": random_scores(w, seed, salt="toy"),
-    }
+    sq_sum = torch.from_numpy(toy.input_sq_sum).float()
+    return {n: m.explain.toy(w, sq_sum, toy.inputs.shape[1], seed) for n, m in criteria().items()}
 
 
 def render() -> None:
@@ -44,7 +45,7 @@ def render() -> None:
     )
     c1, c2, c3 = st.columns(3)
     pattern = c1.radio("Pattern (granularity)", list(PATTERNS), horizontal=True, key="ps_learn_pattern")
-    criterion = c2.radio("Criterion", CRITERIA, horizontal=True, key="ps_learn_criterion")
+    criterion = c2.radio("Criterion", list(criteria()), horizontal=True, key="ps_learn_criterion")
     ui.default("ps_learn_seed", 0)
     seed = c3.number_input("Example seed", min_value=0, max_value=999, key="ps_learn_seed")
     toy = toy_layer(8, 16, seed=int(seed))
@@ -65,8 +66,8 @@ def render() -> None:
 
     st.subheader("1. Weights W and the mask")
     row = ui.wrap_row()
-    ui.tile(row, MATRIX_WIDTH).altair_chart(charts.matrix_heatmap(frame(toy.weight), "W (dense)", "weight"), width="stretch")
-    ui.tile(row, MATRIX_WIDTH).altair_chart(charts.matrix_heatmap(frame(toy.weight, mask), f"W pruned: {criterion}, {pattern}", "weight"), width="stretch")
+    ui.chart(charts.matrix_heatmap(frame(toy.weight), "W (dense)", "weight"), ui.tile(row, MATRIX_WIDTH))
+    ui.chart(charts.matrix_heatmap(frame(toy.weight, mask), f"W pruned: {criterion}, {pattern}", "weight"), ui.tile(row, MATRIX_WIDTH))
     st.caption("Grey cells are pruned (set to zero). On the real model, the Weights view shows the histogram of kept and pruned weights and the Masks view the mask of a whole layer.")
     ui.links(("weights", "Weights: kept and pruned weights, threshold"), ("masks", "Masks: a whole layer's mask"))
 
@@ -78,22 +79,15 @@ def render() -> None:
 def scores_section(toy, scores: dict, masks: dict, errors: dict) -> None:
     st.subheader("2. Scores of each criterion")
     row = ui.wrap_row()
-    cols = [ui.tile(row, MATRIX_WIDTH) for _ in CRITERIA]
-    notes = {
-        "magnitude": "|W_ij|: big weights matter.",
-        "wanda": "|W_ij| x ||X_j||: a weight on a loud input matters more.",
-        "random": "uniform random: the floor every method must beat.",
-    }
-    for col, name in zip(cols, CRITERIA):
-        col.altair_chart(
-            charts.matrix_heatmap(frame(scores[name].numpy(), masks[name]), name, "score", fmt=".2f", scheme="greens", domain_mid=None),
-            width="stretch",
-        )
-        col.caption(f"{notes[name]} Output error {errors[name]:.1%}.")
+    shown = criteria()
+    cols = [ui.tile(row, MATRIX_WIDTH) for _ in shown]
+    for col, (name, method) in zip(cols, shown.items()):
+        ui.chart(charts.matrix_heatmap(frame(scores[name].numpy(), masks[name]), name, "score", fmt=".2f", scheme="greens", domain_mid=None), col)
+        col.caption(f"{method.explain.toy_note} Output error {errors[name]:.1%}.")
     norms = pd.DataFrame({"input j": range(8), "||X_j|| (norm over 16 tokens)": toy.input_sq_sum**0.5})
     st.dataframe(norms.T, width="stretch")
     st.caption(
-        "Wanda multiplies each weight by its input's norm, so columns of the two loud inputs score high even for small weights. "
+        "A criterion that multiplies each weight by its input's norm scores the columns of the two loud inputs high even for small weights. "
         "The Overview shows what these choices do to the real model's accuracy."
     )
     ui.links(("overview", "Overview: weights removed and metric change"), ("masks", "Masks: how much two criteria agree"))
@@ -119,7 +113,7 @@ def error_section(toy, scores: dict, granularity: str, shown_sparsity: float) ->
             g = "layer" if parse_granularity(granularity).is_nm else granularity
             m = compute_masks({"toy": sc}, sp, g)["toy"].numpy()
             curve.append({"criterion": name, "sparsity": sp, "error": output_error(toy.weight, m, toy.inputs)})
-    st.altair_chart(charts.error_curve(pd.DataFrame(curve), current=shown_sparsity), width="stretch")
+    ui.chart(charts.error_curve(pd.DataFrame(curve), current=shown_sparsity))
     st.caption(
         "How far the pruned layer's output moves from the dense one. On the real model the task metric plays this role: "
         "the Sparsity ramp draws it against sparsity, Layer sensitivity per layer, and "

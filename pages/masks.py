@@ -5,7 +5,8 @@ import itertools
 import pandas as pd
 import streamlit as st
 
-from app import charts, downloads, resources, runs, ui
+from app import downloads, resources, runs, ui
+from app.charts import masks as charts
 from pruning.analysis.distribution import AGREEMENT, agreement, mask_grid, to_numpy
 from pruning.masks import mask_overlap, nm_violations, sparsity_table
 
@@ -46,13 +47,13 @@ def render() -> None:
     ui.one_pass_note(s, loaded, mask_set, layer)
 
     cells, br, bc, note = picture(mask, view, lambda build: resources.of_masks(mask_set, f"grid {layer}", build))
-    st.altair_chart(charts.mask_heatmap(cells, br, bc, title=layer), width="stretch")
+    ui.chart(charts.mask_heatmap(cells, br, bc, title=layer))
     st.caption(note)
 
     st.subheader("Sparsity per layer")
     bars = table.assign(method=runs.display(s.method))[["layer", "method", "sparsity"]]
     bars["layer"] = bars["layer"].map(ui.short_layer)
-    st.altair_chart(charts.sparsity_bars(bars, target=mask_set.sparsity), width="stretch")
+    ui.chart(charts.sparsity_bars(bars, target=mask_set.sparsity))
     downloads.mask_set_buttons(st, loaded, mask_set, key="masks")
     nm_check(mask_set)
     compare(s, loaded, mask_set, layer)
@@ -139,9 +140,9 @@ def compare(s, loaded, mask_set, layer: str) -> None:
         per_layer.extend({"layer": ui.short_layer(n), "pair": f"{a} / {b}", "jaccard": v["jaccard"]} for n, v in ov["per_layer"].items())
     side = max(300, 90 * len(chosen) + 140)
     row = ui.wrap_row()
-    ui.tile(row, side).altair_chart(charts.overlap_matrix(pd.DataFrame(overall), title="all layers together"), width="stretch")
-    ui.tile(row, side).altair_chart(charts.overlap_matrix(pd.DataFrame(this_layer), title=ui.short_layer(layer)), width="stretch")
-    st.altair_chart(charts.layer_overlap_lines(pd.DataFrame(per_layer)), width="stretch")
+    ui.chart(charts.overlap_matrix(pd.DataFrame(overall), title="all layers together"), ui.tile(row, side))
+    ui.chart(charts.overlap_matrix(pd.DataFrame(this_layer), title=ui.short_layer(layer)), ui.tile(row, side))
+    ui.chart(charts.layer_overlap_lines(pd.DataFrame(per_layer)))
     downloads.table_button(st, pd.DataFrame(per_layer), "prunescope_overlap.csv", key="masks_overlap", label="Download the overlaps (CSV)")
     st.caption(
         "Jaccard overlap = weights kept by both / weights kept by either (1 = the same mask). Two independent random masks "
@@ -169,7 +170,7 @@ def disagreement(sets: dict, chosen: list, layer: str) -> None:
     for name in AGREEMENT:
         label = name.replace("A only", f"{runs.display(a)} only").replace("B only", f"{runs.display(b)} only")
         row.metric(label, f"{counts[name] / total:.1%}", help=f"{counts[name]:,} of {total:,} weights", width="content")
-    st.altair_chart(charts.agreement_picture(pd.DataFrame(found["cells"]), runs.display(a), runs.display(b), title=f"{ui.short_layer(layer)}: top-left corner"), width="stretch")
+    ui.chart(charts.agreement_picture(pd.DataFrame(found["cells"]), runs.display(a), runs.display(b), title=f"{ui.short_layer(layer)}: top-left corner"))
     st.caption(
         "One cell per weight of the layer's top-left corner (32 output rows x 64 input columns). Blue: kept by both, grey: pruned by both, "
         f"and in each method's own colour the weights only that method keeps. The Jaccard number is "

@@ -5,7 +5,8 @@ import dataclasses
 import pandas as pd
 import streamlit as st
 
-from app import charts, downloads, resources, runs, text, ui
+from app import downloads, resources, runs, text, ui
+from app.charts import masks as charts
 from app import intervals as I
 from app.allocation import ALLOCATED
 from app.stability import flips_sentence
@@ -143,7 +144,7 @@ def layers_table(s, loaded, table, counts, mask_set) -> None:
     long = rows.melt(id_vars=["layer"], value_vars=[c for c in rows.columns if c.startswith("sparsity")], var_name="method", value_name="sparsity")
     long["method"] = long["method"].str.replace("sparsity: ", "", regex=False)
     long["layer"] = long["layer"].map(ui.short_layer)
-    st.altair_chart(charts.sparsity_bars(long, target=mask_set.sparsity), width="stretch")
+    ui.chart(charts.sparsity_bars(long, target=mask_set.sparsity))
     config = {c: st.column_config.NumberColumn(format="percent") for c in rows.columns if c.startswith("sparsity")}
     config["parameters"] = st.column_config.NumberColumn(format="localized")
     config.update({c: st.column_config.NumberColumn(format="%.4f", help="||WX - W'X||^2 / ||WX||^2 on the layer's calibration inputs") for c in rows.columns if c.startswith("reconstruction")})

@@ -5,7 +5,7 @@ import streamlit as st
 
 from app import allocation as A
 from app import downloads, resources, sweeps, ui
-from app import interval_charts as IC
+from app.charts import ramp as charts
 from app import intervals as I
 from app.state import GRANULARITIES
 
@@ -23,7 +23,7 @@ def draw(box, rows: list, metric_hint: str = "accuracy") -> None:
     metric = str(df["metric"].iloc[0]) if "metric" in df else metric_hint
     reference = dense.iloc[0].to_dict() if len(dense) else None
     if len(points):
-        box.altair_chart(IC.ramp_chart_ci(points, reference, metric, chance=st.session_state.get(CHANCE)), width="stretch")
+        ui.chart(charts.ramp_chart_ci(points, reference, metric, chance=st.session_state.get(CHANCE)), box)
     else:
         box.info(f"Dense model: {metric} {I.metric_text(reference)}. The pruned points follow.")
 
@@ -68,7 +68,7 @@ def render() -> None:
     st.session_state[CHANCE] = resources.majority_share(s, loaded, data)
     ans = resources.ramp(s, loaded, data, chosen, grans, sparsities)
     idle = "Press **Run the ramp**: points appear on the chart as they are computed, and stay cached for this model and these settings."
-    job, _ = ui.run_view(ans, "Run the ramp", "ps_ramp_run", idle, draw=draw)
+    job, _ = ui.run_view(ans, "Run the ramp", "btn_ramp_run", idle, draw=draw)
     if job is not None:
         table(job)
     source = st.session_state.get(A.SOURCE_KEY)
@@ -101,7 +101,7 @@ def table_downloads(rows: list, stem: str, key: str) -> None:
 def draw_allocated(box, rows: list) -> None:
     if rows:
         df = pd.DataFrame(rows)
-        box.altair_chart(IC.ramp_chart_ci(df, None, str(df["metric"].iloc[0])), width="stretch")
+        ui.chart(charts.ramp_chart_ci(df, None, str(df["metric"].iloc[0])), box)
 
 
 def allocated_section(s, loaded, data, chosen: list, sparsities: list, source) -> None:
@@ -113,7 +113,7 @@ def allocated_section(s, loaded, data, chosen: list, sparsities: list, source) -
     )
     ans = resources.allocated_ramp(s, loaded, data, chosen, sparsities, source)
     idle = "Press **Compare allocated and uniform**: two points per method and sparsity, with the paired difference."
-    job, _ = ui.run_view(ans, "Compare allocated and uniform", "ps_ramp_alloc_run", idle, draw=draw_allocated)
+    job, _ = ui.run_view(ans, "Compare allocated and uniform", "btn_ramp_alloc_run", idle, draw=draw_allocated)
     if job is None:
         return
     df = pd.DataFrame(job.value)

@@ -3,7 +3,8 @@
 import pandas as pd
 import streamlit as st
 
-from app import charts, downloads, resources, runs, ui
+from app import downloads, resources, runs, ui
+from app.charts import masks as charts
 from app.stability import flips_sentence
 from app.text import md
 
@@ -95,7 +96,7 @@ def _compare(s, loaded, root, names: list) -> None:
         st.caption(flips_sentence(ev_a, ev_b, "run A", "run B"))
     per_layer = pd.DataFrame(rows[:-1])
     lines = per_layer.assign(layer=per_layer["layer"].map(ui.short_layer), pair=f"{a} / {b}")
-    st.altair_chart(charts.layer_overlap_lines(lines[["layer", "pair", "jaccard"]]), width="stretch")
+    ui.chart(charts.layer_overlap_lines(lines[["layer", "pair", "jaccard"]]))
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
     downloads.table_button(st, pd.DataFrame(rows), "prunescope_run_comparison.csv", key="runs_compare")
 

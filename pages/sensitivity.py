@@ -5,8 +5,8 @@ import pandas as pd
 import streamlit as st
 
 from app import allocation as A
-from app import charts, downloads, resources, sweeps, ui
-from app import interval_charts as IC
+from app import downloads, resources, sweeps, ui
+from app.charts import sensitivity as charts
 from app import intervals as I
 from pruning.analysis.sensitivity import point_cost
 from pruning.analysis.stats import within_noise
@@ -22,7 +22,7 @@ def draw(box, rows: list, metric: str) -> None:
     dense = next((r["value"] for r in rows if r["layer"] == "-"), None)
     signal = st.session_state.get("ps_sens_signal", "kl")
     value = signal if signal in df.columns else "drop"
-    box.altair_chart(charts.sensitivity_heatmap(df, metric, value=value, dense=dense), width="stretch")
+    ui.chart(charts.sensitivity_heatmap(df, metric, value=value, dense=dense), box)
 
 
 def _layer_text(signal: str, metric: str, row: dict, dense: float) -> str:
@@ -60,7 +60,7 @@ def ranking(s, df: pd.DataFrame, dense: dict, sparsities: list, metric: str) -> 
         st.session_state["ps_sens_at"] = sparsities[-1]
     at = c2.select_slider("At sparsity", options=sparsities, key="ps_sens_at", format_func=lambda v: f"{v:.0%}")
     one = df[df["sparsity"] == at].assign(layer=lambda d: d["layer"].map(ui.short_layer))
-    st.altair_chart(IC.sensitivity_bars_ci(one, metric, signal, dense=dense["value"]), width="stretch")
+    ui.chart(charts.sensitivity_bars_ci(one, metric, signal, dense=dense["value"]))
     for name in sorted(A.SIGNALS, key=lambda c: c != signal):  # the chosen signal first; the drop is the real noise test
         st.markdown(I.noise_summary(one, name, metric, at))
     worst = one.sort_values(signal, ascending=False).head(3)
@@ -92,19 +92,19 @@ def allocation(s, rows: list, layer_rows, signal: str) -> dict:
     source = A.AllocationSource.from_rows(s.model_key, st.session_state["ps_sens_method"], signal, rows, params, measured_granularity(s))
     alloc = source.at(target)
     alloc_df = pd.DataFrame([{"layer": ui.short_layer(n), "sparsity": v} for n, v in alloc.items()])
-    st.altair_chart(charts.allocation_bars(alloc_df, target), width="stretch")
+    ui.chart(charts.allocation_bars(alloc_df, target))
     st.caption(
         f"Built from the {A.SIGNALS[signal]}: sensitive layers are pruned less and robust ones more, so the parameter-weighted "
         f"mean stays at the sidebar's target {target:.0%} (here {A.mean_sparsity(alloc, params):.1%}); the dashed line is the "
         "uniform target. Move the sparsity slider to re-allocate."
     )
     c1 = c2 = c3 = ui.wrap_row()  # each button as wide as its label, wrapping on a narrow window (never cut into twins)
-    c1.download_button("Download allocation (JSON)", A.to_json(alloc).encode(), file_name="prunescope_allocation.json", mime="application/json", key="ps_alloc_json", help="{layer: sparsity}: python -m pruning prune --allocation FILE.json", width="content")
-    c2.download_button("Download allocation (CSV)", A.to_csv(alloc, params).encode(), file_name="prunescope_allocation.csv", mime="text/csv", key="ps_alloc_csv", width="content")
+    c1.download_button("Download allocation (JSON)", A.to_json(alloc).encode(), file_name="prunescope_allocation.json", mime="application/json", key="dl_alloc_json", help="{layer: sparsity}: python -m pruning prune --allocation FILE.json", width="content")
+    c2.download_button("Download allocation (CSV)", A.to_csv(alloc, params).encode(), file_name="prunescope_allocation.csv", mime="text/csv", key="dl_alloc_csv", width="content")
     if partial:
         st.caption(f"Measured: {len(measured)} of {len(layer_rows)} layers. An allocation for the sidebar needs every layer: "
                    "**Measure every layer** above, then Apply.")
-    c3.button("Apply as the sidebar's granularity", type="primary", key="ps_alloc_apply", on_click=apply, args=(source,), disabled=partial, width="content",
+    c3.button("Apply as the sidebar's granularity", type="primary", key="btn_alloc_apply", on_click=apply, args=(source,), disabled=partial, width="content",
               help="Overview and the ramp then compare this allocation against uniform pruning at the same overall sparsity.")
     if st.session_state.get(A.SOURCE_KEY) == source and s.granularity == A.ALLOCATED:
         st.success(
@@ -187,7 +187,7 @@ def render() -> None:
     if kept:
         idle = (f"Stopped: {sum(r['layer'] != '-' for r in kept)} of {n_points} points were measured (drawn below). "
                 "**Measure sensitivity** measures the rest and keeps these.")
-    job, _ = ui.run_view(ans, "Measure sensitivity", "ps_sens_run", idle, draw=live)
+    job, _ = ui.run_view(ans, "Measure sensitivity", "btn_sens_run", idle, draw=live)
     if job is None and kept:
         draw(st.container(), kept, metric)
     if job is not None:

@@ -5,7 +5,7 @@ import streamlit as st
 
 from app import downloads, ui
 from app import stability as S
-from app import stability_charts as SC
+from app.charts import stability as SC
 from app import resources
 from app.style import metric_text
 
@@ -50,7 +50,7 @@ def render() -> None:
     )
     ans = S.stability(s, loaded, data, c)
     idle = f"Press the button to prune {c.draws} times per method and evaluate each pruned model on {s.eval_size} items."
-    job, stale = ui.run_view(ans, "Run stability", "ps_stab_run", idle, draw=draw_partial, stale=True)
+    job, stale = ui.run_view(ans, "Run stability", "btn_stab_run", idle, draw=draw_partial, stale=True)
     if job is not None:
         if stale:
             st.caption("Out of date: computed at earlier settings.")
@@ -70,7 +70,7 @@ def draw_partial(box, rows) -> None:
 def show(loaded, results) -> None:
     summary(results)
     st.subheader("Per layer: how alike are the draws' masks?")
-    st.altair_chart(SC.jaccard_bars(SC.jaccard_frame(results)), width="stretch")
+    ui.chart(SC.jaccard_bars(SC.jaccard_frame(results)))
     st.caption(
         "Bars: the mean Jaccard overlap of the kept weights over every pair of draws (1 = every draw keeps the same weights); "
         "lines: plus and minus its standard deviation over the pairs. Random masks at sparsity s overlap by (1-s)/(1+s) "
@@ -122,9 +122,9 @@ def layer_picture(results) -> None:
     block = tuple(info["picture"]["block"])
     pics = ui.wrap_row()
     left, right = ui.tile(pics, 460), ui.tile(pics, 380)
-    left.altair_chart(SC.keep_heatmap(SC.picture_frame(info, value), block, value, title=ui.short_layer(layer)), width="stretch")
-    right.altair_chart(SC.keep_histogram(SC.histogram_frame(info), title=f"{len(res.rows)} draws"), width="stretch")
-    right.altair_chart(SC.row_lines(SC.row_frame(info)), width="stretch")
+    ui.chart(SC.keep_heatmap(SC.picture_frame(info, value), block, value, title=ui.short_layer(layer)), left)
+    ui.chart(SC.keep_histogram(SC.histogram_frame(info), title=f"{len(res.rows)} draws"), right)
+    ui.chart(SC.row_lines(SC.row_frame(info)), right)
     st.caption(
         f"{ui.short_layer(layer)}: mean Jaccard {info['jaccard']:.4f} (lowest pair {info['jaccard_min']:.4f}); kept by all draws "
         f"{info['kept_by_all']:.2%}, pruned by all {info['pruned_by_all']:.2%}, undecided {info['undecided']:.2%}. "
@@ -136,7 +136,7 @@ def draws_section(results) -> None:
     st.subheader("The model: the metric of each draw")
     df = SC.draws_frame(results)
     metric = str(df["metric"].iloc[0])
-    st.altair_chart(SC.draw_points(df, metric), width="stretch")
+    ui.chart(SC.draw_points(df, metric))
     st.caption("Each draw's metric with its 95% interval (evaluation noise); the spread between the points is what the draw changes.")
     st.dataframe(pd.DataFrame([row for r in results for row in r.rows]), hide_index=True)
 

@@ -11,7 +11,11 @@ errors. "candidates" (randomized selection): per stage, each candidate's score a
 import pandas as pd
 import streamlit as st
 
-from app import charts, resources, runs, sidebar, style, ui
+from app import resources, runs, sidebar, style, ui
+from app.charts import steps as charts
+from app.charts.candidates import candidate_bars
+from app.charts.common import histogram_frame
+from app.charts.weights import weight_histogram
 from app import intervals as I
 from app.docs import claim_lines, claim_ref
 from pruning.procedures import views as V
@@ -134,7 +138,7 @@ def draw_schedule(history: list, schedule: dict, prior: dict | None, done, seed:
     curve = pd.DataFrame(schedule_curve(schedule, prior["lam"] if prior else None))
     reached = pd.DataFrame(V.reached_sparsity(history) + V.spike_share(history))
     marks = pd.DataFrame([{"step": schedule["t0"], "label": "t0: first pruning"}, {"step": schedule["t1"], "label": "t1: last pruning, mask frozen"}])
-    st.altair_chart(charts.schedule_chart(curve, reached, marks), width="stretch")
+    ui.chart(charts.schedule_chart(curve, reached, marks))
     st.caption(
         f"Cubic schedule from s_i = {schedule['s_i']:.0%} at t0 = {schedule['t0']} to s_f = {schedule['s_f']:.0%} at t1 = {schedule['t1']}, "
         f"pruning every {schedule['interval']} steps in between (magnitude pruning at the sidebar's granularity; the paper prunes globally). Until t1 the pruned weights "
@@ -176,7 +180,7 @@ def snapshots(history: list, prior: dict | None, done, seed: int) -> None:
     labels = [f"step {h['step']}" for h in history]
     ridges = pd.DataFrame(V.ridge_rows([(x, h["sample"]) for x, h in zip(labels, history)], limit, GRID_BINS))
     spike = last.get("prior_threshold") if prior is not None else None
-    st.altair_chart(charts.ridgeline(ridges, labels, spike=spike), width="stretch")
+    ui.chart(charts.ridgeline(ridges, labels, spike=spike))
     st.caption(
         f"Stacked histograms over training (first snapshot on top): the same {len(last['sample']):,} randomly chosen targeted weights at every "
         f"snapshot, on one axis (±{limit:.3g}; rarer values in the edge bins), each ridge scaled to its own tallest bar of kept weights. "
@@ -192,7 +196,7 @@ def snapshots(history: list, prior: dict | None, done, seed: int) -> None:
     if len(curves):
         row = ui.wrap_row()
         for chart in charts.training_charts(curves):
-            ui.tile(row, 460).altair_chart(chart, width="stretch")
+            ui.chart(chart, ui.tile(row, 460))
     with st.expander("Every snapshot as a table"):
         st.dataframe(pd.DataFrame(V.history_rows(history)), hide_index=True, width="stretch")
 
@@ -215,8 +219,8 @@ def _snapshot_chart(sample, limit: float, title: str, done, k, seed: int, prior:
         rows += V.prior_curves(prior["lam"], prior["v0"], prior["v1"], x, scale=len(sample) * width)
     kept_top = float(max(counts["kept"]))
     y_max = 1.3 * kept_top if kept_top > 0 else float(max(counts["pruned"])) or 1.0
-    chart = charts.weight_histogram(charts.histogram_frame(counts), pd.DataFrame(rows), pd.DataFrame(lines), title=title, y_max=y_max)
-    st.altair_chart(chart, width="stretch")
+    chart = weight_histogram(histogram_frame(counts), pd.DataFrame(rows), pd.DataFrame(lines), title=title, y_max=y_max)
+    ui.chart(chart)
     zeros = int(sum(counts["pruned"]))
     if zeros:
         st.caption(f"{zeros:,} of the {len(sample):,} sampled weights are exactly zero: the grey bar at 0 is cut at the top so the rest stays readable.")
@@ -247,12 +251,12 @@ def draw_candidates(stages: list, info: dict | None, params: dict) -> None:
         row = ui.wrap_row()
         left, right = ui.tile(row, 440), ui.tile(row, 440)
         title = "early-evaluation score" if stage.get("selection") == "early" else f"held-out {metric}, no training"
-        left.altair_chart(charts.candidate_bars(rows, "score", title, ".4g", metric=metric), width="stretch")
+        ui.chart(candidate_bars(rows, "score", title, ".4g", metric=metric), left)
         if rows["overlap"].notna().all():
-            right.altair_chart(charts.candidate_bars(rows, "overlap", "overlap with the deterministic mask", ".3f"), width="stretch")
+            ui.chart(candidate_bars(rows, "overlap", "overlap with the deterministic mask", ".3f"), right)
         curves = pd.DataFrame(V.early_curve_rows(stage))
         if len(curves):
-            st.altair_chart(charts.early_curves_chart(curves, metric, params.get("n_last")), width="stretch")
+            ui.chart(charts.early_curves_chart(curves, metric, params.get("n_last")))
     st.caption(
         "Each candidate is a mask sampled around the base criterion's scores (the Random candidates view shows the sampling). "
         + (
@@ -280,7 +284,7 @@ def draw_stages(steps: list, info: dict | None, done, seed: int) -> None:
     st.subheader("Weights after each step")
     limit = V.common_limit([x["sample"] for x in steps])
     ridges = pd.DataFrame(V.ridge_rows([(x["stage"], x["sample"]) for x in steps], limit, GRID_BINS))
-    st.altair_chart(charts.ridgeline(ridges, labels), width="stretch")
+    ui.chart(charts.ridgeline(ridges, labels))
     st.caption(
         f"Stacked histograms, one ridge per step (top to bottom): the same {len(steps[0]['sample']):,} randomly chosen targeted weights "
         f"after each step, on one axis (±{limit:.3g}), each ridge scaled to its own tallest bar of kept weights. "
@@ -301,7 +305,7 @@ def draw_stages(steps: list, info: dict | None, done, seed: int) -> None:
     if len(metric_rows):
         metric = metric_rows["metric"].iloc[0]
         cols = ["stage", "value"] + [c for c in ("ci_low", "ci_high") if c in metric_rows.columns]
-        st.altair_chart(charts.stage_bars(metric_rows[cols], metric, order=labels), width="stretch")
+        ui.chart(charts.stage_bars(metric_rows[cols], metric, order=labels))
         held = (info or {}).get("held_out") or {}
         st.caption(f"Held-out slice of the TRAINING data ({held.get('examples', '?')} examples); the test-set figure of the final model is on the Overview.")
     else:
@@ -327,7 +331,7 @@ def draw_layer_errors(info: dict) -> None:
     c3.metric("Layers where the second pruning beats the first", f"{info['layers_where_second_pruning_beats_first']} of {n}")
     errors = pd.DataFrame(V.sds_layer_errors(info["layers"]))
     errors["layer"] = errors["layer"].map(ui.short_layer)
-    st.altair_chart(charts.layer_error_chart(errors, order=[ui.short_layer(x) for x in info["layers"]]), width="stretch")
+    ui.chart(charts.layer_error_chart(errors, order=[ui.short_layer(x) for x in info["layers"]]))
     st.caption(
         "Relative error of each layer's output against the dense layer, on the re-pruned model's inputs: after the first "
         "one-shot pruning, after the second one (on the re-densified weights), and after the adjustment (final). "

@@ -4,9 +4,12 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import charts, downloads, resources, runs, style, ui
-from pruning.analysis.distribution import SCORE_POWERS, histogram, score_picture, split_counts, to_numpy
+from app import downloads, resources, runs, style, ui
+from app.charts import weights as charts
+from app.charts.common import histogram_frame
+from pruning.analysis.distribution import histogram, score_picture, split_counts, to_numpy
 from pruning.loading.models import block_role_order, layer_role
+from pruning.registry import ScoreView
 
 BINS = 80
 GRID_ON_UP_TO = 48  # layers; a bigger model (SmolLM2: 210) shows the small multiples only when asked, a few blocks at a time
@@ -79,8 +82,8 @@ def draw_histogram(layer: str, binned, counts, n: int, fit, spike, threshold: fl
     lines = [{"x": t, "label": label} for t in (-threshold, threshold)] if threshold > 0 else []
     if spike.w_gmm is not None:
         lines += [{"x": c, "label": style.MIXTURE_CROSSING} for c in (-spike.w_gmm, spike.w_gmm)]
-    chart = charts.weight_histogram(charts.histogram_frame(counts), curves, pd.DataFrame(lines), log_count=log_count, title=layer)
-    st.altair_chart(chart, width="stretch")
+    chart = charts.weight_histogram(histogram_frame(counts), curves, pd.DataFrame(lines), log_count=log_count, title=layer)
+    ui.chart(chart)
     st.caption(
         f"{n:,} weights in {BINS} bins of width {width:.3g} over ±{binned.edges[-1]:.3g}, the {RANGE_QUANTILE:.0%} quantile of |w|: "
         f"zoomed to where the mass is. Outside it: {outside[0]:,} weights ({outside[0] / max(1, n):.2%}), reaching ±{outside[1]:.3g}, "
@@ -145,7 +148,7 @@ def small_multiples(s, loaded, mask_set, hide_zeros: bool) -> None:
     for r in rows:
         idx, sample = resources.small_sample(s, loaded, r.name)
         kept = to_numpy(mask_set.masks[r.name]).ravel()[idx]
-        bins = charts.histogram_frame(histogram(sample, kept, bins=30, hide_zeros=hide_zeros))
+        bins = histogram_frame(histogram(sample, kept, bins=30, hide_zeros=hide_zeros))
         title = f"block {r.block} · {layer_role(r.name)[1]}" if r.block is not None else ui.short_layer(r.name)
         ui.tile(row, PANEL_WIDTH + 45).vega_lite_chart(spec=charts.histogram_panel_spec(bins, title, width=PANEL_WIDTH), width="content")
     st.caption(
@@ -157,14 +160,17 @@ def small_multiples(s, loaded, mask_set, hide_zeros: bool) -> None:
 def score_section(s, loaded, layer: str) -> None:
     """The score picture: |W| against ||X_j|| with the kept/pruned boundary, and the score histogram."""
     st.subheader("Why these weights: the score picture")
-    methods = list(resources.score_methods())
-    ui.default("ps_weights_score_method", s.method if s.method in methods else ("wanda" if "wanda" in methods else methods[0]))
+    methods = resources.score_methods()
+    ui.default("ps_weights_score_method", s.method if s.method in methods else ("wanda" if "wanda" in methods else next(iter(methods))))
     last = st.session_state.get("ps_weights_score_follows")
     st.session_state["ps_weights_score_follows"] = s.method
     if last is not None and last != s.method and s.method in methods:  # the sidebar's method changed: the picture follows it
         st.session_state["ps_weights_score_method"] = s.method
     c1, c2 = st.columns([1, 2])
-    method = c1.selectbox("Criterion", methods, key="ps_weights_score_method", help="any score-based method, at the sidebar's sparsity and granularity")
+    method = c1.selectbox("Criterion", list(methods), key="ps_weights_score_method", format_func=lambda n: methods[n].label,
+                          help="any score-based method, at the sidebar's sparsity and granularity")
+    info = methods[method]
+    explain = info.explain or ScoreView()
     ui.default("ps_weights_score_on", True)
     if not st.toggle("Show the score picture", key="ps_weights_score_on"):
         return
@@ -173,29 +179,22 @@ def score_section(s, loaded, layer: str) -> None:
     scores = resources.ranker(s, loaded, method).scores[layer]
     weight = resources.dense_weight(s, loaded, layer)
     pic = resources.of_masks(
-        mask_set, f"score picture {layer}", lambda: score_picture(weight, norms[layer], mask_set.masks[layer], scores, SCORE_POWERS.get(method))
+        mask_set, f"score picture {layer}", lambda: score_picture(weight, norms[layer], mask_set.masks[layer], scores, explain.power)
     )
-    c2.caption(
-        f"{pic.kept_small_loud:,} weights below the layer's median |W| are kept by {method} because their input is louder than the median: "
-        "magnitude would drop them." if method == "wanda" else f"Threshold t = {pic.threshold:.4g} on the {method} score."
+    c2.caption(  # a score that grows with the input norm keeps small weights on loud inputs
+        f"{pic.kept_small_loud:,} weights below the layer's median |W| are kept by {info.label} because their input is louder than the median: "
+        "a cut in |W| alone would drop them." if (explain.power or 0) > 0 else f"Threshold t = {pic.threshold:.4g} on the {info.label} score."
     )
     row = ui.wrap_row()
     left, right = ui.tile(row, 560), ui.tile(row, 380)
     boundary = pd.DataFrame(pic.boundary)
-    left.altair_chart(charts.score_plane(pd.DataFrame(pic.cells), boundary if len(boundary) else None, method), width="stretch")
-    hist = charts.histogram_frame({k: np.asarray(v) for k, v in pic.scores.items()})
-    right.altair_chart(charts.score_histogram(hist, pic.threshold, method), width="stretch")
+    ui.chart(charts.score_plane(pd.DataFrame(pic.cells), boundary if len(boundary) else None, method), left)
+    hist = histogram_frame({k: np.asarray(v) for k, v in pic.scores.items()})
+    ui.chart(charts.score_histogram(hist, pic.threshold, method), right)
     cut = "" if s.granularity == "layer" else f" With {s.granularity} granularity the cut is not one number per layer: the line is the layer's equivalent cut."
-    approx = f" {method}'s scores here come from one pass of the dense model: the approximation the masks above are labelled with." if resources.one_pass_approximation(resources.method_info(method)) else ""
-    st.caption(SCORE_NOTES.get(method, "") + cut + approx + " Input norms from the dense model over the sidebar's calibration set; zero weights left out.")
-
-
-SCORE_NOTES = {
-    "magnitude": "Magnitude's score is |W| alone: the boundary is a horizontal line, and the input norm plays no part.",
-    "wanda": "Wanda's score is |W| x ||X_j||: the boundary |W| = t / ||X_j|| slopes down, so on loud inputs (right) "
-    "small weights are kept and on quiet inputs (left) larger ones are pruned.",
-    "random": "Random scores ignore both |W| and ||X_j||: kept and pruned weights mix everywhere, and there is no boundary to draw.",
-}
+    approx = f" {info.label}'s scores here come from one pass of the dense model: the approximation the masks above are labelled with." if resources.one_pass_approximation(info) else ""
+    note = explain.note or f"{info.label}: {info.summary}"  # a criterion that says nothing of its picture is described by its summary
+    st.caption(note + cut + approx + " Input norms from the dense model over the sidebar's calibration set; zero weights left out.")
 
 
 ui.guarded(render)

@@ -254,7 +254,8 @@ def cmd_methods(args) -> int:
         updates = "any --update" if m.takes_update else "no --update choice"
         print(f"  {'':10s} update: {m.default_update} by default; {updates}")
         for key, p in m.params.items():
-            print(f"  {'':10s} --param {key}={p.default}  {p.help}")
+            choices = f" (one of: {', '.join(map(str, p.options))})" if p.options else ""
+            print(f"  {'':10s} --param {key}={p.default}  {p.help}{choices}")
     print()
     print("Allocations: how many weights each layer keeps")
     for name, text in GRANULARITY_LABELS.items():

@@ -27,10 +27,15 @@ class Param:
 
     default: Any
     help: str
-    choices: tuple | None = None
+    choices: tuple | Callable[[], tuple] | None = None  # a tuple, or a function read when asked (SDS's base: the registry's block-walking criteria)
     minimum: float | None = None
     maximum: float | None = None
     group: str = "advanced"  # "budget": the few that set how long a run takes (shown first); "advanced": the rest
+
+    @property
+    def options(self) -> tuple | None:
+        """The allowed values (``choices`` resolved), or None when any value of the default's type is allowed."""
+        return tuple(self.choices()) if callable(self.choices) else self.choices
 
     def coerce(self, name: str, value: Any) -> Any:
         """Convert ``value`` to the default's type and check its range, or raise a clear error."""
@@ -46,13 +51,25 @@ class Param:
             raise PruneScopeError(f"parameter {name}: {value!r} is not a valid {kind.__name__}") from None
         if isinstance(out, float) and not math.isfinite(out):  # NaN passes every comparison below
             raise PruneScopeError(f"parameter {name}: {value!r} is not a finite number")
-        if self.choices is not None and out not in self.choices:
-            raise PruneScopeError(f"parameter {name}: {out!r} is not one of {', '.join(map(str, self.choices))}")
+        options = self.options
+        if options is not None and out not in options:
+            raise PruneScopeError(f"parameter {name}: {out!r} is not one of {', '.join(map(str, options))}")
         if self.minimum is not None and out < self.minimum:
             raise PruneScopeError(f"parameter {name}: {out!r} is below its minimum {self.minimum}")
         if self.maximum is not None and out > self.maximum:
             raise PruneScopeError(f"parameter {name}: {out!r} is above its maximum {self.maximum}")
         return out
+
+
+@dataclass(frozen=True)
+class ScoreView:
+    """How the app explains a criterion's scores, given in the criterion's own registration (no table elsewhere):
+    the Weights view's score picture (|W_ij| against the input norm ||X_j||) and the Learn view's 8x8 toy layer."""
+
+    note: str = ""  # the Weights view's sentence under its score picture
+    power: float | None = None  # score = |W_ij| * ||X_j||^power (magnitude 0, Wanda 1): the picture draws that boundary; None: no such line
+    toy: Callable[..., Any] | None = None  # toy(weight, sq_sum, n_tokens, seed) -> scores of one (d_out, d_in) layer: Learn shows it; None: not in Learn
+    toy_note: str = ""  # Learn's one line under its score matrix
 
 
 @dataclass(frozen=True)
@@ -76,6 +93,8 @@ class Method:
     takes_update: bool = False  # True: any registered update (none, obs, dsnot) may follow its mask (the block walk applies it)
     default_update: str = "none"  # the update a request gets when it names none (SparseGPT: "obs", its own reconstruction)
     walks_blocks: bool = False  # True: its own masks come from the block walk, so scores from one dense pass only approximate them
+    colour: str | None = None  # "#rrggbb": its colour in every view of the app; None: the next free one of app/style.py's palette
+    explain: ScoreView | None = None  # how the Weights and Learn views explain its scores (None: the generic words, not in Learn)
 
     @property
     def default_granularity(self) -> str:
@@ -107,6 +126,19 @@ def register(method: Method) -> Method:
     """Add ``method`` to the registry (a later registration under the same name replaces it)."""
     _METHODS[method.name] = method
     return method
+
+
+def walking_criteria() -> tuple[str, ...]:
+    """The one-shot criteria that prune block by block from calibration inputs (Wanda, SparseGPT, RIA and any
+    calibrated criterion added by the recipe), in registration order: what SDS may use as its base. Read when
+    a choice is checked or listed, after :mod:`pruning.catalog` registered every method."""
+    return tuple(n for n, m in registered().items() if m.family == "baseline" and m.walks_blocks)
+
+
+def score_criteria() -> tuple[str, ...]:
+    """The criteria whose mask at any sparsity is a top-k of scores computed once, in registration order:
+    what randomized selection samples around."""
+    return tuple(n for n, m in registered().items() if m.family == "baseline" and m.score_based)
 
 
 def registered() -> dict[str, Method]:

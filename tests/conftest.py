@@ -9,6 +9,7 @@ overrides). No downloads.
 
 from __future__ import annotations
 
+import os
 import random
 
 import pytest
@@ -166,6 +167,26 @@ def tiny_gpt2():
 def tiny_folder(tmp_path_factory, tiny_bert):
     """The tiny BERT saved as a model folder (what a user passes as --model)."""
     return saved_folder(tmp_path_factory, tiny_bert, "tiny-bert")
+
+
+APP_ENV = ("PRUNESCOPE_TEST_MODEL", "PRUNESCOPE_EVAL_SIZE", "PRUNESCOPE_CALIBRATION", "PRUNESCOPE_DATA_DIRS", "PRUNESCOPE_RUNS_DIR")
+
+
+@pytest.fixture(scope="module")
+def tiny_model_folder(tiny_bert, tmp_path_factory):
+    """The app's environment for one module of AppTest tests (``pytestmark = pytest.mark.usefixtures("tiny_model_folder")``):
+    the tiny BERT saved to a folder as the app's model, 32 evaluation examples, 8 calibration samples, pytest's temporary
+    folder an allowed root for typed paths, and an empty runs folder; the old environment comes back afterwards."""
+    folder = saved_folder(tmp_path_factory, tiny_bert, "tiny_bert_model")
+    old = {k: os.environ.get(k) for k in APP_ENV}
+    os.environ.update(PRUNESCOPE_TEST_MODEL=str(folder), PRUNESCOPE_EVAL_SIZE="32", PRUNESCOPE_CALIBRATION="8",
+                      PRUNESCOPE_DATA_DIRS=str(tmp_path_factory.getbasetemp()), PRUNESCOPE_RUNS_DIR=str(tmp_path_factory.mktemp("runs")))
+    yield folder
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 @pytest.fixture(scope="session")

@@ -15,29 +15,13 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("streamlit.testing.v1")
-from streamlit.testing.v1 import AppTest  # noqa: E402
+from streamlit.testing.v1 import AppTest
 
 MAIN = str(Path(__file__).resolve().parent.parent / "app" / "main.py")
 TIMEOUT = 180
 
 
-@pytest.fixture(scope="module", autouse=True)
-def tiny_model_folder(tiny_bert, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny_bert_model")
-    tiny_bert.model.save_pretrained(folder)
-    tiny_bert.tokenizer.save_pretrained(folder)
-    env = ("PRUNESCOPE_TEST_MODEL", "PRUNESCOPE_EVAL_SIZE", "PRUNESCOPE_CALIBRATION", "PRUNESCOPE_DATA_DIRS", "PRUNESCOPE_RUNS_DIR")
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(PRUNESCOPE_TEST_MODEL=str(folder), PRUNESCOPE_EVAL_SIZE="32", PRUNESCOPE_CALIBRATION="8")
-    # the tests type paths under pytest's temporary folder: an allowed root, as PRUNESCOPE_DATA_DIRS makes it
-    os.environ.update(PRUNESCOPE_DATA_DIRS=str(tmp_path_factory.getbasetemp()), PRUNESCOPE_RUNS_DIR=str(tmp_path_factory.mktemp("runs")))
-    yield folder
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+pytestmark = pytest.mark.usefixtures("tiny_model_folder")  # tests/conftest.py: the app on the tiny BERT
 
 
 def open_page(page: str | None = None) -> AppTest:
@@ -179,11 +163,9 @@ def test_masks_disagreement_picture_beside_the_jaccard_number():
 def test_candidates_sample_score_and_choose():
     at = open_page("candidates")
     assert_clean(at)
-    if not at.button(key="ps_cand_run").value and any("not available yet" in i.value for i in at.info):
-        pytest.skip("pruning.procedures.randomized not available")
     at.number_input(key="ps_cand_k").set_value(3)
     at.slider(key="ps_cand_holdout").set_value(32)
-    at.button(key="ps_cand_run").click().run()
+    at.button(key="btn_cand_run").click().run()
     assert_clean(at)
     assert metric(at, "Chosen candidate") in {"c1", "c2", "c3"}
     table = at.dataframe[0].value
@@ -195,7 +177,7 @@ def test_candidates_sample_score_and_choose():
     held_out = next(m for m in at.metric if m.label.startswith("Its held-out"))
     assert "95% CI" in held_out.help and "n = 32" in held_out.help
     at.number_input(key="ps_cand_k").set_value(4).run()
-    at.button(key="ps_cand_run").click().run()  # new settings sample only from the button
+    at.button(key="btn_cand_run").click().run()  # new settings sample only from the button
     assert_clean(at)
     assert len(at.dataframe[0].value) == 4
     set_sparsity(at, 0.8)
@@ -213,7 +195,7 @@ def test_the_chosen_candidate_is_measured_on_the_test_split_downloaded_and_opene
     at = open_page("candidates")
     at.number_input(key="ps_cand_k").set_value(3)
     at.slider(key="ps_cand_holdout").set_value(32)
-    at.button(key="ps_cand_run").click().run()
+    at.button(key="btn_cand_run").click().run()
     assert_clean(at)
     assert any(c.value.startswith("Tie rule: the highest held-out score wins") for c in at.caption)
     assert any("winner's curse" in c.value for c in at.caption)
@@ -244,7 +226,7 @@ def test_ramp_runs_and_reports_impossible_sparsity():
     at = open_page("ramp")
     assert_clean(at)
     at.text_input(key="ps_ramp_sparsities").set_value("0.3, 0.6").run()
-    at.button(key="ps_ramp_run").click().run()
+    at.button(key="btn_ramp_run").click().run()
     assert_clean(at)
     table = at.dataframe[0].value
     assert {"dense", "magnitude", "random"} <= set(table["method"])
@@ -266,7 +248,7 @@ def test_sensitivity_and_allocation_follow_the_slider():
     at = open_page("sensitivity")
     assert_clean(at)
     at.text_input(key="ps_sens_sparsities").set_value("0.5, 0.9").run()
-    at.button(key="ps_sens_run").click().run()
+    at.button(key="btn_sens_run").click().run()
     assert_clean(at)
     captions = [c.value for c in at.caption if "parameter-weighted mean" in c.value]
     assert captions and "target 50%" in captions[0]
@@ -288,6 +270,105 @@ def test_learn_small_matrix_is_live():
     errors = metric(at, "Output error")
     at.radio(key="ps_learn_criterion").set_value("random").run()
     assert metric(at, "Output error") != errors
+
+
+# ---------------------------------------------------------------- the page index is the one list of views
+ROOT = Path(MAIN).parent.parent
+
+
+def _index():
+    from app.pages_index import PAGES
+
+    return PAGES
+
+
+@pytest.mark.parametrize("spec", _index(), ids=lambda p: p.url)
+def test_every_view_of_the_index_opens_clean_under_its_title(spec):
+    at = open_page(spec.file.removesuffix(".py"))
+    assert_clean(at)
+    assert at.title and at.title[0].value.startswith(spec.title), (spec.title, [t.value for t in at.title])
+
+
+def test_the_index_names_every_page_file_once():
+    files = [p.file for p in _index()]
+    assert len(files) == len(set(files)) and len({p.url for p in _index()}) == len(files)
+    on_disk = sorted(f.name for f in (ROOT / "pages").glob("*.py"))
+    assert sorted(files) == on_disk, "a view is a file in pages/ and one line in app/pages_index.py: add or remove both"
+
+
+WIDGETS_WITHOUT_A_SETTABLE_VALUE = ("button", "download_button", "form_submit_button", "run_view")  # ui.run_view(ans, label, key, ...) draws a button
+
+
+def _button_keys(path: Path):
+    """``(line, key)`` of every button-like call in ``path`` whose key is a string literal or f-string (its literal start)."""
+    import ast
+
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(node, ast.Call):
+            continue
+        name = getattr(node.func, "attr", getattr(node.func, "id", None))
+        if name not in WIDGETS_WITHOUT_A_SETTABLE_VALUE:
+            continue
+        key = next((k.value for k in node.keywords if k.arg == "key"), None)
+        if key is None and name == "run_view" and len(node.args) >= 3:
+            key = node.args[2]
+        if isinstance(key, ast.JoinedStr):
+            key = key.values[0] if key.values else None
+        if isinstance(key, ast.Constant) and isinstance(key.value, str):
+            yield node.lineno, key.value
+
+
+def test_no_button_key_starts_with_ps():
+    """app/main.py assigns every "ps_" key again on each run, so a page widget keeps its value across pages; Streamlit
+    refuses that for a button or a download. Their keys start with "btn_" or "dl_" (docs/ARCHITECTURE.md, "Recipe: add a view")."""
+    files = [*(ROOT / "pages").glob("*.py"), *(ROOT / "app").rglob("*.py")]
+    found = [(f.relative_to(ROOT), line, key) for f in files for line, key in _button_keys(f)]
+    assert len(found) > 10  # the scan sees the views' buttons (it is not vacuous)
+    bad = [f"{f}:{line} key {key!r}" for f, line, key in found if key.startswith("ps_")]
+    assert not bad, "a button or download key must not start with 'ps_' (use 'btn_...' or 'dl_...'): " + "; ".join(bad)
+
+
+# ---------------------------------------------------------------- a criterion added in a test file
+def test_a_toy_criterion_gets_its_label_and_a_colour_in_the_sidebar_overview_and_weights(monkeypatch):
+    """The data-free criterion recipe of docs/ARCHITECTURE.md, followed in this file: one score function and one
+    register call. No table of the app is edited, yet the sidebar lists it by its label with its colour (the first
+    palette colour no method has taken), the Overview draws its per-layer sparsity in that colour, and the Weights
+    view offers its score picture with its own words."""
+    from app import style
+    from pruning import catalog, registry
+    from pruning.registry import Method, register
+    from pruning.walk import layer_weights
+    from pruning.walk import score_method as _score_method
+
+    monkeypatch.setattr(registry, "_METHODS", dict(catalog.all_methods()))
+
+    def _smallest(ctx):  # keep the weights with the SMALLEST |W|: a criterion no built-in method is
+        return {n: w.abs().amax() - w.abs() for n, w in layer_weights(ctx).items()}
+
+    register(Method(name="toysmall", label="Toy: smallest |W| kept", summary="Keep the weights with the smallest |W| (a test's criterion).",
+                    run=_score_method("toysmall", _smallest), scores=_smallest, granularity="layer", needs_calibration=False))
+    taken = {m.colour for m in catalog.all_methods().values() if m.colour}
+    colour = next(c for c in style.PALETTE if c not in taken)
+    assert style.method_color("toysmall") == colour and style.method_color("toysmall (current)") == colour
+
+    at = open_page()
+    method = at.sidebar.selectbox(key="ps_method")
+    assert "Toy: smallest |W| kept" in method.options
+    method.set_value("toysmall").run()
+    assert_clean(at)
+    assert any(colour in c.value and "smallest |W|" in c.value for c in at.sidebar.caption)  # its colour beside its summary
+    table = at.dataframe[0].value
+    assert (table["sparsity: toysmall (current)"] == 0.5).all()  # per layer, exactly half of each layer's weights
+    bars = next(spec for spec in chart_specs(at) if "toysmall (current)" in spec)
+    assert colour in bars
+
+    at.switch_page("../pages/weights.py").run()
+    assert_clean(at)
+    assert at.selectbox(key="ps_weights_score_method").value == "toysmall"  # the picture follows the sidebar's method
+    assert "Toy: smallest |W| kept" in at.selectbox(key="ps_weights_score_method").options
+    assert any("Toy: smallest |W| kept: Keep the weights with the smallest |W|" in c.value for c in at.caption)  # no words of its own: its summary
+    assert any("Threshold t = " in c.value and "Toy: smallest |W| kept score" in c.value for c in at.caption)
+    assert float(metric(at, "Layer sparsity").rstrip("%")) == 50.0
 
 
 # ---------------------------------------------------------------- bad input keeps the app working
@@ -818,7 +899,7 @@ def test_sensitivity_ranks_by_kl_with_intervals_and_the_allocation_downloads_and
 
     at = open_page("sensitivity")
     at.text_input(key="ps_sens_sparsities").set_value("0.5, 0.9").run()
-    at.button(key="ps_sens_run").click().run()
+    at.button(key="btn_sens_run").click().run()
     assert_clean(at)
     assert at.radio(key="ps_sens_signal").value == "kl"  # KL ranks by default; the metric drop is the other choice
     assert any("layers are distinguishable from zero by the KL divergence" in m.value for m in at.markdown)
@@ -835,7 +916,7 @@ def test_sensitivity_ranks_by_kl_with_intervals_and_the_allocation_downloads_and
     table = downloads["prunescope_sensitivity.csv"].decode().splitlines()[0].split(",")
     assert {"value", "ci_low", "ci_high", "n", "drop", "drop_ci_low", "drop_ci_high", "kl"} <= set(table)
 
-    at.button(key="ps_alloc_apply").click().run()
+    at.button(key="btn_alloc_apply").click().run()
     assert_clean(at)
     assert at.sidebar.selectbox(key="ps_granularity").value == "allocated"
     at.switch_page("../pages/overview.py").run()
@@ -844,7 +925,7 @@ def test_sensitivity_ranks_by_kl_with_intervals_and_the_allocation_downloads_and
     assert any("The allocation against uniform: accuracy change" in m.value for m in at.markdown)
     at.switch_page("../pages/ramp.py").run()
     at.text_input(key="ps_ramp_sparsities").set_value("0.3, 0.7").run()
-    at.button(key="ps_ramp_alloc_run").click().run()
+    at.button(key="btn_ramp_alloc_run").click().run()
     assert_clean(at)
     table = at.dataframe[-1].value  # per method and sparsity: uniform (the reference) and allocated, paired
     assert len(table) == 2 * 2 * 2 and list(table["granularity"][:2]) == ["layer", "allocated"]
@@ -858,11 +939,11 @@ def test_apply_keeps_the_measurement_on_screen_and_says_applied():
     (it was made at the granularity it names), and the page says what Apply did."""
     at = open_page("sensitivity")
     at.text_input(key="ps_sens_sparsities").set_value("0.5, 0.9").run()
-    at.button(key="ps_sens_run").click().run()
+    at.button(key="btn_sens_run").click().run()
     assert_clean(at)
     ranked = [c.value for c in at.caption if c.value.startswith("Dense accuracy:")]
     assert ranked
-    at.button(key="ps_alloc_apply").click().run()
+    at.button(key="btn_alloc_apply").click().run()
     assert_clean(at)
     assert at.sidebar.selectbox(key="ps_granularity").value == "allocated"
     assert [c.value for c in at.caption if c.value.startswith("Dense accuracy:")] == ranked  # same rows, not a new run
@@ -1005,7 +1086,7 @@ def test_stop_a_running_ramp_then_run_it_again(monkeypatch):
     at = open_page("ramp")
     at.text_input(key="ps_ramp_sparsities").set_value("0.2, 0.4").run()
     session = at.session_state["ps_session_id"]
-    follower = threading.Thread(target=lambda: at.button(key="ps_ramp_run").click().run())
+    follower = threading.Thread(target=lambda: at.button(key="btn_ramp_run").click().run())
     follower.start()  # the page follows the job, drawing its progress and its Stop button
     key, job = _running_job("sweep")
     assert session in job.followers
@@ -1018,7 +1099,7 @@ def test_stop_a_running_ramp_then_run_it_again(monkeypatch):
     assert jobs.store().peek("sweep", key) is None
     assert any("Press **Run the ramp**" in i.value for i in at.info)
     monkeypatch.undo()  # no longer held
-    at.button(key="ps_ramp_run").click().run()
+    at.button(key="btn_ramp_run").click().run()
     assert_clean(at)
     assert len(at.dataframe[0].value) == 1 + 2 * 2
 
@@ -1033,11 +1114,11 @@ def test_sensitivity_measures_chosen_blocks_and_roles_with_an_estimate_first(dow
     at.multiselect(key="ps_sens_blocks").set_value([1]).run()
     at.multiselect(key="ps_sens_roles").set_value(["q", "FFN out"]).run()
     assert any(m.value.startswith("2 of 12 layers x 2 sparsities = 4 evaluations") for m in at.markdown)
-    at.button(key="ps_sens_run").click().run()
+    at.button(key="btn_sens_run").click().run()
     assert_clean(at)
     rows = pd_rows(downloads)
     assert sorted({r for r in rows["layer"] if r != "-"}) == ["bert.encoder.layer.1.attention.self.query", "bert.encoder.layer.1.output.dense"]
-    assert at.button(key="ps_alloc_apply").disabled  # an allocation for the sidebar needs every layer
+    assert at.button(key="btn_alloc_apply").disabled  # an allocation for the sidebar needs every layer
     at.button(key="btn_sens_all").click().run()
     assert at.multiselect(key="ps_sens_blocks").value == [0, 1] and len(at.multiselect(key="ps_sens_roles").value) == 6
 
@@ -1080,7 +1161,7 @@ def test_sensitivity_stopped_keeps_its_rows_and_goes_on_from_them(monkeypatch, d
     at.multiselect(key="ps_sens_blocks").set_value([0]).run()
     at.multiselect(key="ps_sens_roles").set_value(["q", "k"]).run()
     session = at.session_state["ps_session_id"]
-    follower = threading.Thread(target=lambda: at.button(key="ps_sens_run").click().run())
+    follower = threading.Thread(target=lambda: at.button(key="btn_sens_run").click().run())
     follower.start()
     key, job = _running_job("sensitivity")
     while len(job.partial) < 2:
@@ -1093,7 +1174,7 @@ def test_sensitivity_stopped_keeps_its_rows_and_goes_on_from_them(monkeypatch, d
     assert not at.exception and not at.error
     assert any(i.value.startswith("Stopped: 2 of 4 points were measured") for i in at.info)
     assert chart_specs(at)  # the kept rows are drawn
-    at.button(key="ps_sens_run").click().run()
+    at.button(key="btn_sens_run").click().run()
     assert_clean(at)
     kept = seen["done_rows"]
     assert kept == job.partial[:2]  # both finished points, handed to the run that goes on
@@ -1107,12 +1188,12 @@ def test_a_new_setting_replaces_the_sessions_running_job(monkeypatch):
     _hold_ramp(monkeypatch, [0.15, 0.35])
     at = open_page("ramp")
     at.text_input(key="ps_ramp_sparsities").set_value("0.15, 0.35").run()
-    at.button(key="ps_ramp_run").click()
+    at.button(key="btn_ramp_run").click()
     with pytest.raises(RuntimeError, match="timed out"):
         at.run(timeout=15)  # the user moves on while the script still follows the job
     old_key, old = _running_job("sweep")
     at.text_input(key="ps_ramp_sparsities").set_value("0.3, 0.6")
-    at.button(key="ps_ramp_run").click().run()
+    at.button(key="btn_ramp_run").click().run()
     assert_clean(at)
     assert len(at.dataframe[0].value) == 1 + 2 * 2
     assert old.done.wait(10) and isinstance(old.error, jobs.Stopped)
@@ -1130,7 +1211,7 @@ def test_candidates_start_only_from_the_run_button():
     at.slider(key="ps_cand_holdout").set_value(16)
     at.select_slider(key="ps_cand_r").set_value(3e-4).run()
     before = pools()
-    at.button(key="ps_cand_run").click().run()
+    at.button(key="btn_cand_run").click().run()
     assert_clean(at)
     assert len(pools() - before) == 1 and len(at.dataframe[0].value) == 2
     assert not [w.value for w in at.warning]
@@ -1141,7 +1222,7 @@ def test_candidates_start_only_from_the_run_button():
     assert pools() == after_run  # slider moves sample nothing
     assert any("Settings changed" in w.value for w in at.warning)
     assert len(at.dataframe[0].value) == 2  # the earlier result stays, marked out of date
-    at.button(key="ps_cand_run").click().run()
+    at.button(key="btn_cand_run").click().run()
     assert_clean(at)
     assert len(pools() - after_run) == 1 and not [w.value for w in at.warning]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-pytest.importorskip("streamlit.testing.v1")
+from test_app_pages import assert_clean, open_page
 
-from test_app_pages import assert_clean, open_page, tiny_model_folder  # noqa: E402,F401 - the fixture sets the app's model
+pytestmark = pytest.mark.usefixtures("tiny_model_folder")  # tests/conftest.py: the app on the tiny BERT
 
 
 def test_stability_runs_from_its_button_and_shows_decided_magnitude():
@@ -16,7 +16,7 @@ def test_stability_runs_from_its_button_and_shows_decided_magnitude():
     at.multiselect(key="ps_stab_methods").set_value(["magnitude", "wanda"])
     at.number_input(key="ps_stab_draws").set_value(3)
     at.selectbox(key="ps_stab_kind").set_value("resample").run()
-    at.button(key="ps_stab_run").click().run()
+    at.button(key="btn_stab_run").click().run()
     assert_clean(at)
     values = [m.value for m in at.metric if m.label == "Mean Jaccard between draws"]
     assert values[0] == "1.000"  # magnitude: no calibration, no seed, the same mask every draw

@@ -38,16 +38,8 @@ WAIT_MS = 900_000 if REAL else 120_000
 ERRORS = '[data-testid="stException"], [data-testid="stAlertContentError"]'
 SCREENSHOT_LIMIT = 300_000  # bytes, for docs/screenshots
 
-# (page title in the navigation, file stem, button to press first, does the slider change its numbers?)
-PAGES = [
-    ("Overview", "overview", None, True),
-    ("Weights", "weights", None, True),
-    ("Masks", "masks", None, True),
-    ("Random candidates", "candidates", "Sample and score the candidates", False),
-    ("Sparsity ramp", "ramp", "Run the ramp", False),
-    ("Layer sensitivity", "sensitivity", "Measure sensitivity", True),
-    ("Learn", "learn", None, True),
-]
+sys.path.insert(0, str(ROOT))
+from app.pages_index import PAGES  # noqa: E402  (the one list of views: title, Run button, follows the slider, draws charts)
 
 
 def _free_port() -> int:
@@ -238,14 +230,16 @@ def test_every_page_moves_with_the_slider(browser, app_url, shot_dirs):
     assert page.locator("h1", has_text="Overview").count() == 1
     direction = "ArrowRight"
     only = [p for p in os.environ.get("PRUNESCOPE_SCREENSHOT_PAGES", "").split(",") if p]
-    for title, stem, button, follows_slider in PAGES:
+    for spec in PAGES:
+        title, stem = spec.title, spec.url
         if only and stem not in only:
             continue
-        if stem != "overview":
+        if spec is not PAGES[0]:
             goto(page, title)
+        page.locator("h1", has_text=title).first.wait_for(timeout=WAIT_MS)  # the index's title is the page's heading
         assert_no_errors(page, title)
-        if button:
-            page.get_by_role("button", name=button).click()
+        if spec.run:
+            page.get_by_role("button", name=spec.run).click()
             settled(page)
             page.locator('[data-testid="stVegaLiteChart"]').first.wait_for(timeout=WAIT_MS)
             assert_no_errors(page, title)
@@ -260,22 +254,22 @@ def test_every_page_moves_with_the_slider(browser, app_url, shot_dirs):
             arg=value,
         )
         settled(page)
-        if follows_slider:
+        if spec.follows_slider:
             deadline = time.time() + WAIT_MS / 1000
             while numbers(page) == before and time.time() < deadline:
                 time.sleep(0.2)
             assert numbers(page) != before, f"{title}: the numbers did not change when the slider moved"
         assert_no_errors(page, title)
-        if stem != "learn":
+        if spec.charts_on_open:
             assert page.locator('[data-testid="stVegaLiteChart"]').count() >= 1, f"{title}: no chart"
         if stem == "sensitivity":  # the ranked layers with their intervals, not the heatmap above them
             heading = page.get_by_role("heading", name="Most sensitive layers")
             heading.evaluate("e => e.scrollIntoView({block: 'start'})")
             page.wait_for_timeout(500)
-        screenshot(page, stem, shot_dirs)
+        screenshot(page, stem, shot_dirs if spec.charts_on_open else shot_dirs[:1])  # the docs show views with their charts
         direction = "ArrowLeft" if direction == "ArrowRight" else "ArrowRight"
-    for d in shot_dirs:
-        assert all((Path(d) / f"{stem}.png").exists() for _, stem, _, _ in PAGES if not only or stem in only)
+    for i, d in enumerate(shot_dirs):
+        assert all((Path(d) / f"{p.url}.png").exists() for p in PAGES if (not only or p.url in only) and (i == 0 or p.charts_on_open))
     page.close()
 
 
@@ -376,7 +370,7 @@ def views() -> list[str]:
     for spec in INDEX:
         if spec.url == "steps":
             paths += [f"steps?method={m}" for m in stepwise]
-        elif spec.url != "runs":  # Runs draws charts only once runs are opened and compared (its own test)
+        elif spec.charts_on_open:  # Runs draws charts only once runs are opened and compared (its own test)
             paths.append(spec.url)
     return paths
 
@@ -494,9 +488,10 @@ def _show_results(page, path: str) -> None:
 
 @pytest.mark.skipif(REAL, reason="layout check on the tiny model only")
 @pytest.mark.parametrize("width", [1400, 800])
-def test_every_chart_fits_and_reads(browser, app_url, width):
+def test_every_chart_fits_and_reads(browser, app_url, width, shot_dirs):
     """Every view at this width, with results drawn: no chart runs past the window, every plot area is
-    tall enough to read, no tick labels overlap."""
+    tall enough to read, no tick labels overlap. A full-page screenshot of each goes to the temporary folder
+    (``layout-<view>-<width>.png``) for a person to look at."""
     page = browser.new_context(viewport={"width": width, "height": 900}).new_page()
     page.set_default_timeout(WAIT_MS)
     only = [p for p in os.environ.get("PRUNESCOPE_LAYOUT_VIEWS", "").split(",") if p]
@@ -504,7 +499,7 @@ def test_every_chart_fits_and_reads(browser, app_url, width):
     for path in views():
         if only and path.split("?")[0] not in only and path not in only:
             continue
-        page.goto(f"{app_url}/{path}")
+        page.goto(f"{app_url}/{'' if path == PAGES[0].url else path}")  # the first view is the app's main page (no URL path of its own)
         settled(page)
         _show_results(page, path)
         try:
@@ -526,6 +521,10 @@ def test_every_chart_fits_and_reads(browser, app_url, width):
                 break
             page.wait_for_timeout(1500)
         print(f"{path} at {width} px:", [(c["name"], [round(p["h"]) for p in c["plots"] if p["leaf"]][:6]) for c in measured])
+        page.set_viewport_size({"width": width, "height": 6000})  # the page scrolls inside the app: a tall window shows all of it
+        page.wait_for_timeout(800)
+        page.screenshot(path=str(Path(shot_dirs[0]) / f"layout-{path.replace('?method=', '-')}-{width}.png"))
+        page.set_viewport_size({"width": width, "height": 900})
         found += [f"{path}: {p}" for p in problems]
     page.context.close()
     assert not found, f"at {width} px:\n" + "\n".join(found)

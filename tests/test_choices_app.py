@@ -3,32 +3,16 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-pytest.importorskip("streamlit.testing.v1")
-from streamlit.testing.v1 import AppTest  # noqa: E402
+from streamlit.testing.v1 import AppTest
 
 MAIN = str(Path(__file__).resolve().parent.parent / "app" / "main.py")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def tiny_model_folder(tiny_bert, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny_bert_model")
-    tiny_bert.model.save_pretrained(folder)
-    tiny_bert.tokenizer.save_pretrained(folder)
-    env = {"PRUNESCOPE_TEST_MODEL": str(folder), "PRUNESCOPE_EVAL_SIZE": "32", "PRUNESCOPE_CALIBRATION": "8",
-           "PRUNESCOPE_RUNS_DIR": str(tmp_path_factory.mktemp("runs"))}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    yield folder
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+pytestmark = pytest.mark.usefixtures("tiny_model_folder")  # tests/conftest.py: the app on the tiny BERT
 
 
 def _clean(at: AppTest) -> None:

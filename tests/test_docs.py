@@ -130,6 +130,7 @@ def test_every_command_says_what_it_is_for_and_points_at_the_cli_docs():
 
 def test_the_architecture_page_names_every_module():
     text = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
-    files = [*(ROOT / "pruning").rglob("*.py"), *(ROOT / "app").glob("*.py"), *(ROOT / "pages").glob("*.py")]
+    # the views in pages/ are listed by app/pages_index.py instead (tests/test_app_pages.py checks the index against the folder)
+    files = [*(ROOT / "pruning").rglob("*.py"), *(ROOT / "app").rglob("*.py")]
     missing = [str(f.relative_to(ROOT)) for f in files if f.name != "__init__.py" and f.name not in text]
     assert not missing, f"docs/ARCHITECTURE.md does not name: {missing}"

@@ -1,4 +1,4 @@
-"""The Stability view's frames and chart builders (app/stability_charts.py): pure, no Streamlit."""
+"""The Stability view's frames and chart builders (app/charts/stability.py): pure, no Streamlit."""
 
 import json
 from types import SimpleNamespace
@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from app import stability_charts as SC
+from app.charts import stability as SC
 from pruning.analysis.stability import layer_summary, pack
 
 

@@ -339,9 +339,6 @@ def output_error(weight, kept, inputs) -> float:
 
 
 # ---------------------------------------------------------------- the score picture: |W| against ||X_j||
-SCORE_POWERS = {"magnitude": 0.0, "wanda": 1.0}  # score = |W| * ||X_j||^power; random has no boundary in this plane
-
-
 @dataclass(frozen=True)
 class ScorePicture:
     """What a score-based criterion keeps, on the plane of ``|W_ij|`` (y) against ``||X_j||`` (x).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..registry import Method, register
+from ..registry import Method, ScoreView, register
 from ..core import PruneContext
 from ..walk import layer_weights, score_method
 
@@ -27,5 +27,12 @@ register(
         scores=_magnitude,
         takes_update=True,
         reference="Han et al. 2015",
+        colour="#e6850e",  # orange
+        explain=ScoreView(
+            note="Magnitude's score is |W| alone: the boundary is a horizontal line, and the input norm plays no part.",
+            power=0.0,
+            toy=lambda weight, sq_sum, n_tokens, seed: magnitude_scores(weight),
+            toy_note="|W_ij|: big weights matter.",
+        ),
     )
 )

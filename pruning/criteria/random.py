@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..registry import Method, register
+from ..registry import Method, ScoreView, register
 from ..core import PruneContext
 from ..walk import layer_weights, score_method
 
@@ -43,5 +43,11 @@ register(
         run=score_method("random", _random, lambda ctx, n, w, stats: random_scores(w, ctx.seed, salt=n)),
         scores=_random,
         takes_update=True,
+        colour="#8c564b",  # brown
+        explain=ScoreView(
+            note="Random scores ignore both |W| and ||X_j||: kept and pruned weights mix everywhere, and there is no boundary to draw.",
+            toy=lambda weight, sq_sum, n_tokens, seed: random_scores(weight, seed, salt="toy"),
+            toy_note="uniform random: the floor every method must beat.",
+        ),
     )
 )

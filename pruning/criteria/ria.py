@@ -33,7 +33,7 @@ def ria_scores(weight: torch.Tensor, sq_sum: torch.Tensor, n_tokens: int, a: flo
 # ---------------------------------------------------------------- the registered criterion
 # (the recipe: a score function of the weight and its layer's statistics, one register call)
 from ..calibration import collect_input_stats  # noqa: E402
-from ..registry import Method, Param, register  # noqa: E402
+from ..registry import Method, Param, ScoreView, register  # noqa: E402
 from ..walk import layer_weights, score_walk_run  # noqa: E402
 
 
@@ -64,5 +64,12 @@ register(
         takes_update=True,
         walks_blocks=True,
         reference="Zhang et al. 2024, Plug-and-Play: An Efficient Post-training Pruning Method for LLMs (ICLR)",
+        colour="#8c6d31",  # dark gold
+        explain=ScoreView(
+            note="RIA's score is |W| relative to its row's and its column's total |W|, times the input's RMS to the power a: "
+            "the relative part differs by row and column, so no one line in this plane separates kept from pruned.",
+            toy=lambda weight, sq_sum, n_tokens, seed: ria_scores(weight, sq_sum, n_tokens),
+            toy_note=f"|W_ij| over its row's and its column's total |W|, times RMS(X_j)^{DEFAULT_A}.",
+        ),
     )
 )

@@ -77,5 +77,6 @@ register(
             "order": ORDER_PARAM,
         },
         reference="Frantar & Alistarh 2023, SparseGPT",
+        colour="#9467bd",  # purple
     )
 )

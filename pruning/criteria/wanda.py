@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..calibration import collect_input_stats
-from ..registry import Method, register
+from ..registry import Method, ScoreView, register
 from ..core import PruneContext
 from ..walk import ORDER_PARAM, layer_weights, score_walk_run
 
@@ -39,5 +39,13 @@ register(
         takes_update=True,
         walks_blocks=True,
         reference="Sun et al. 2023, A Simple and Effective Pruning Approach for LLMs",
+        colour="#2ca02c",  # green
+        explain=ScoreView(
+            note="Wanda's score is |W| x ||X_j||: the boundary |W| = t / ||X_j|| slopes down, so on loud inputs (right) "
+            "small weights are kept and on quiet inputs (left) larger ones are pruned.",
+            power=1.0,
+            toy=lambda weight, sq_sum, n_tokens, seed: wanda_scores(weight, sq_sum),
+            toy_note="|W_ij| x ||X_j||: a weight on a loud input matters more.",
+        ),
     )
 )

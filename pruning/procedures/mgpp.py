@@ -372,7 +372,7 @@ def _params(prior: bool) -> dict:
 
 GRANULARITIES = ("global", "layer", "row", "2:4", "4:8")
 
-def _register_gradual(name: str, label: str, summary: str, prior: bool, reference: str) -> None:
+def _register_gradual(name: str, label: str, summary: str, prior: bool, reference: str, colour: str) -> None:
     """MGPP and its baseline GMP: the same training loop, schedule and steps view, with or without the prior."""
     register(
         Method(
@@ -390,6 +390,7 @@ def _register_gradual(name: str, label: str, summary: str, prior: bool, referenc
             resumable=True,
             params=_params(prior),
             reference=reference,
+            colour=colour,
         )
     )
 
@@ -401,6 +402,7 @@ _register_gradual(
     "gradual magnitude pruning (cubic schedule) removes them. Trains a copy of the model.",
     True,
     "Zhang, Sun, Liang: Mixture Gaussian prior pruning (MGPP) of large pretrained transformers",
+    "#17becf",  # cyan
 )
 _register_gradual(
     "gmp",
@@ -408,4 +410,5 @@ _register_gradual(
     "MGPP's baseline: the same fine-tuning, cubic schedule and budget, without the prior.",
     False,
     "Zhu & Gupta 2017, To prune, or not to prune (the schedule MGPP uses)",
+    "#bcbd22",  # olive
 )

@@ -49,7 +49,7 @@ from ..core import PruneContext
 from ..loading.functional import with_overrides
 from ..masks import compute_masks, parse_granularity
 from ..prune import prune
-from ..registry import Method, Param, register, registered_method
+from ..registry import Method, Param, register, registered_method, walking_criteria
 from ..result import PruneResult, weight_overrides
 from ..store.resume import checkpoint_step, resume_state
 from . import training as T
@@ -385,7 +385,7 @@ register(
     Method(
         name="sds",
         label="SDS (sparse-dense-sparse)",
-        summary="One-shot prune (Wanda or SparseGPT), re-densify every layer toward a pruning-friendly "
+        summary="One-shot prune (its base criterion: SparseGPT by default, as in the paper), re-densify every layer toward a pruning-friendly "
         "weight distribution (reconstruction + L1/L2, from the sparse model's inputs), prune again and "
         "adjust the kept weights. Weights change, not only the mask.",
         run=_sds_run,
@@ -398,7 +398,7 @@ register(
         claim="claim-sds",
         resumable=True,
         params={
-            "base": Param("sparsegpt", "the one-shot method used for both sparse steps", choices=("sparsegpt", "wanda")),
+            "base": Param("sparsegpt", "the one-shot criterion used for both sparse steps (any that walks the blocks)", choices=walking_criteria),
             "l1": Param(1e-3, "L1 weight of the dense step, relative (x mean diag(G) x mean|W|)", minimum=0.0),
             "l2": Param(1e-3, "L2 weight of the dense step, relative (x mean diag(G))", minimum=0.0),
             "iters": Param(100, "iterations of the dense step (FISTA, step 1/L)", minimum=0, maximum=100_000, group="budget"),
@@ -414,5 +414,6 @@ register(
             "lm_holdout": Param(8, "causal LM: held-out windows of training text for the tracked metric", minimum=1, maximum=10_000),
         },
         reference="Li et al. 2024, Enhancing One-shot Pruned Pre-trained Language Models through Sparse-Dense-Sparse Mechanism",
+        colour="#e377c2",  # pink
     )
 )

@@ -9,17 +9,12 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
-from .style import ACCENT_COLOR, KEPT_FRACTION_SCALE, NEUTRAL_COLOR, method_scale, shown_value
+from ..style import ACCENT_COLOR, KEPT_FRACTION_SCALE, NEUTRAL_COLOR, method_scale, shown_value
+from .common import require
 
 _LEGEND = alt.Legend(orient="bottom", direction="horizontal", titleLimit=0, gradientLength=160)
 LEGEND_SPACE = 0  # px: every chart here sizes only its width to the window (PLOT_SIZE), so a height is the plot's own
-PLOT_SIZE = alt.AutoSizeParams(type="fit-x", contains="padding")  # as app/charts.py serves its charts
-
-
-def _require(df: pd.DataFrame, columns: list[str], what: str) -> None:
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise ValueError(f"{what} needs columns {missing}; got {list(df.columns)}")
+PLOT_SIZE = alt.AutoSizeParams(type="fit-x", contains="padding")  # as common.served sizes the other views' charts
 
 
 def short(name: str) -> str:
@@ -82,7 +77,7 @@ def draws_frame(results) -> pd.DataFrame:
 def jaccard_bars(df: pd.DataFrame) -> alt.Chart:
     """Per-layer mean pairwise Jaccard of the kept sets, one bar per method and layer, with a rule from
     mean - sd to mean + sd over the pairs of draws. ``df``: :func:`jaccard_frame`."""
-    _require(df, ["method", "layer", "jaccard", "low", "high"], "jaccard_bars")
+    require(df, ["method", "layer", "jaccard", "low", "high"], "jaccard_bars")
     order = list(dict.fromkeys(df["layer"]))
     methods = list(dict.fromkeys(df["method"]))
     y = alt.Y("layer:N", sort=order, title=None, axis=alt.Axis(labelLimit=0))
@@ -103,7 +98,7 @@ def keep_heatmap(cells: pd.DataFrame, block: tuple[int, int], value: str = "keep
     """One layer's keep frequency (or undecided share) as a heatmap of the weight matrix in blocks of
     ``block = (rows, cols)`` weights, on the axes of the Masks view (output row and input column
     indices). ``cells``: :func:`picture_frame`."""
-    _require(cells, ["row", "col", "value"], "keep_heatmap")
+    require(cells, ["row", "col", "value"], "keep_heatmap")
     br, bc = block
     df = cells.assign(out_from=cells["row"] * br, out_to=(cells["row"] + 1) * br, in_from=cells["col"] * bc, in_to=(cells["col"] + 1) * bc)
     if value == "keep":
@@ -132,7 +127,7 @@ def keep_heatmap(cells: pd.DataFrame, block: tuple[int, int], value: str = "keep
 
 def keep_histogram(df: pd.DataFrame, title: str = "") -> alt.Chart:
     """Share of weights kept by exactly c of the R draws, c = 0..R. ``df``: :func:`histogram_frame`."""
-    _require(df, ["draws", "share", "weights", "status"], "keep_histogram")
+    require(df, ["draws", "share", "weights", "status"], "keep_histogram")
     scale = alt.Scale(domain=["pruned by all", "undecided", "kept by all"], range=["#b8b8b8", ACCENT_COLOR, "#2166ac"])
     return (
         alt.Chart(df)
@@ -149,7 +144,7 @@ def keep_histogram(df: pd.DataFrame, title: str = "") -> alt.Chart:
 
 def row_lines(df: pd.DataFrame) -> alt.Chart:
     """Per output row: the share of undecided weights. ``df``: :func:`row_frame`."""
-    _require(df, ["row", "undecided"], "row_lines")
+    require(df, ["row", "undecided"], "row_lines")
     return (
         alt.Chart(df)
         .mark_area(color=NEUTRAL_COLOR, opacity=0.7)
@@ -164,7 +159,7 @@ def row_lines(df: pd.DataFrame) -> alt.Chart:
 
 def draw_points(df: pd.DataFrame, metric: str) -> alt.Chart:
     """The metric of each draw with its 95% interval, per method. ``df``: :func:`draws_frame`."""
-    _require(df, ["method", "draw", "value", "ci_low", "ci_high"], "draw_points")
+    require(df, ["method", "draw", "value", "ci_low", "ci_high"], "draw_points")
     shown = df.assign(**{c: df[c].map(lambda v: shown_value(metric, v)) for c in ("value", "ci_low", "ci_high")})
     methods = list(dict.fromkeys(df["method"]))
     unit = " (points)" if metric == "accuracy" else ""
