@@ -22,6 +22,7 @@ PAGES = [
     PageSpec("ramp.py", "Sparsity ramp", ":material/trending_down:", "ramp"),
     PageSpec("sensitivity.py", "Layer sensitivity", ":material/tune:", "sensitivity"),
     PageSpec("stability.py", "Stability", ":material/shuffle:", "stability"),
+    PageSpec("compare.py", "Compare", ":material/compare:", "compare"),
     PageSpec("runs.py", "Runs", ":material/folder_open:", "runs"),
     PageSpec("learn.py", "Learn", ":material/school:", "learn"),
 ]
