@@ -121,7 +121,8 @@ def draw(box, first, second, rows, reference, metric) -> None:
         "Each cell: the metric with its 95% interval; the paired change against the reference (outlined in red), "
         + ("in accuracy points" if metric == "accuracy" else "in perplexity")
         + ", and whether its 95% interval covers 0 (within noise); n, the number of evaluated items. Colour: harm against the "
-        "reference (red worse, blue better) only where the difference is distinguishable from noise, on a scale fixed before the "
+        "reference (accuracy points lost, or the perplexity as a ratio to the reference's; red worse, blue better) only where the "
+        "difference is distinguishable from noise, grey where it is within noise, on a scale fixed before the "
         f"first cell ({CC.HARM_DOMAIN['accuracy'][1]:.0f} points either way, or {CC.HARM_DOMAIN['perplexity'][1]:.0f}x; beyond it the colour stays at its end)."
     )
 
@@ -138,7 +139,9 @@ def details(first, second, rows, c, metric, dense=None, stopped=False) -> None:
 
     if not rows:
         return
-    seen = {g["key"]: g for g in first + second}
+    seen = {}
+    for g in first + second:  # the allocations' uniform row is the matrix's cells: named once, as there
+        seen.setdefault(g["key"], g)
     frame = CC.cell_frame(list(seen.values()), rows, c.reference, metric)
     frame["cell"] = [f"{g['row']} + {g['col']}" if g in first else f"{g['row']}: {g['col']}" for g in seen.values()]
     st.subheader("Against the reference, with 95% intervals")
