@@ -110,18 +110,27 @@ def run_model(key: str, args) -> dict:
               f"{row.get('seconds') or 0:.1f} s; load {row.get('load_before')} -> {row.get('load_after')}", flush=True)
 
     # the matrix and OWL at every sparsity first (resumable), then the sensitivity run, then the KL cells (the rest resumed)
+    if args.stage in ("all", "matrix"):
+        for sparsity in args.sparsities:
+            compare(loaded, bases[sparsity], cells_for(None), data, REFERENCE, calibration=calib, max_examples=n, dense=False,
+                    on_cell=say, checkpoint=checkpoints[sparsity])
+    if args.stage == "matrix":
+        return None
+    kl = None
+    if not args.no_kl:
+        started = time.perf_counter()
+        kl_load = [round(x, 2) for x in os.getloadavg()]
+        kl = kl_allocations(loaded, sens_data, "wanda", calib, args.sparsities, sens_n, checkpoint=PARTIAL / f"{tag}-kl-{sens_n}.jsonl")
+        out["kl_seconds_this_run"] = round(time.perf_counter() - started, 1)
+        out["kl_load"] = {"before": kl_load, "after": [round(x, 2) for x in os.getloadavg()]}
+    else:
+        out["kl_sensitivity"] = "not measured in this run (--no-kl: the sensitivity run did not fit the time)"
+    if args.stage == "kl":
+        return None
     for sparsity in args.sparsities:
-        compare(loaded, bases[sparsity], cells_for(None), data, REFERENCE, calibration=calib, max_examples=n, dense=False,
-                on_cell=say, checkpoint=checkpoints[sparsity])
-    started = time.perf_counter()
-    kl_load = [round(x, 2) for x in os.getloadavg()]
-    kl = kl_allocations(loaded, sens_data, "wanda", calib, args.sparsities, sens_n, checkpoint=PARTIAL / f"{tag}-kl-{sens_n}.jsonl")
-    out["kl_seconds_this_run"] = round(time.perf_counter() - started, 1)
-    out["kl_load"] = {"before": kl_load, "after": [round(x, 2) for x in os.getloadavg()]}
-    for sparsity in args.sparsities:
-        res = compare(loaded, bases[sparsity], cells_for(kl[sparsity]), data, REFERENCE, calibration=calib, max_examples=n,
-                      on_cell=say, checkpoint=checkpoints[sparsity])
-        out["runs"].append({"sparsity": sparsity, "dense": res.dense, "rows": res.rows, "allocation_kl": kl[sparsity]})
+        res = compare(loaded, bases[sparsity], cells_for(None if kl is None else kl[sparsity]), data, REFERENCE, calibration=calib,
+                      max_examples=n, on_cell=say, checkpoint=checkpoints[sparsity])
+        out["runs"].append({"sparsity": sparsity, "dense": res.dense, "rows": res.rows, "allocation_kl": None if kl is None else kl[sparsity]})
     out["load_average_start"], out["load_average_end"] = start_load, [round(x, 2) for x in os.getloadavg()]
     return out
 
@@ -184,12 +193,19 @@ def main() -> None:
     p.add_argument("--sparsities", default="0.5,0.7")
     p.add_argument("--windows", type=int, default=16, help="SmolLM2 perplexity windows of 512 tokens (the engine bench's 16)")
     p.add_argument("--sens-windows", type=int, default=2, help="SmolLM2 windows the KL allocation's sensitivity run measures on")
+    p.add_argument("--stage", choices=["all", "matrix", "kl"], default="all",
+                   help="matrix: only the cells without the KL allocation (no results written); kl: only the sensitivity run; "
+                   "all: everything, resuming what the other stages finished, then the results")
+    p.add_argument("--no-kl", action="store_true", help="write the results without the KL allocation's cell (said in the results)")
     p.add_argument("--quick", action="store_true", help="smoke test: tiny evaluation sets, results under out/ (no figures)")
     args = p.parse_args()
     args.sparsities = [float(s) for s in args.sparsities.split(",")]
     for key in [k.strip() for k in args.models.split(",") if k.strip()]:
         started = machine()
-        result = {"machine": started, "date": started["date"], "commit": started["commit"], "quick": args.quick, **run_model(key, args)}
+        measured = run_model(key, args)
+        if measured is None:  # a stage that writes no results
+            continue
+        result = {"machine": started, "date": started["date"], "commit": started["commit"], "quick": args.quick, **measured}
         result["load_average"] = {"start": result["load_average_start"], "end": result["load_average_end"]}
         target = (PARTIAL / f"compare-{key}-quick") if args.quick else (ROOT / "bench" / "results" / f"compare-{key}")
         write_results(result, target, markdown)
