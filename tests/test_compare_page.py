@@ -200,3 +200,41 @@ def test_perplexity_cells_are_coloured_by_their_ratio_to_the_reference():
     chart = CC.differences_chart(frame.reset_index().assign(cell=lambda d: d["cell"]), "perplexity")
     spec = type(chart).to_dict(chart)
     assert spec["layer"][0]["encoding"]["x"]["field"] == "harm"  # the reference's 1x, dashed
+
+
+def test_the_allocation_applied_on_layer_sensitivity_is_compared_with_uniform_and_owl(downloads):
+    at = open_page("compare")
+    assert "Layer sensitivity" not in at.multiselect(key="ps_cmp_allocations").options  # none built yet
+    at.switch_page("../pages/sensitivity.py").run()
+    at.text_input(key="ps_sens_sparsities").set_value("0.5, 0.9").run()
+    at.button(key="ps_sens_run").click().run()
+    at.button(key="ps_alloc_apply").click().run()
+    assert_clean(at)
+    assert at.sidebar.selectbox(key="ps_granularity").value == "allocated"
+    at.switch_page("../pages/compare.py").run()
+    assert_clean(at)
+    assert at.multiselect(key="ps_cmp_allocations").options == ["uniform (layer)", "Layer sensitivity", "OWL"]
+    choose(at, ["magnitude"], ["none"], ["uniform", "sensitivity", "owl"], "magnitude+none")
+    at.button(key="ps_cmp_run").click().run()
+    assert_clean(at)
+    rows = csv_rows(downloads).set_index("cell")
+    assert list(rows.index) == ["magnitude+none", "magnitude+none@sensitivity", "magnitude+none@owl"]
+    assert list(rows["granularity"]) == ["layer", "allocated", "allocated"]  # the matrix prunes uniformly, per layer
+    # the sensitivity allocation keeps the target as its parameter-weighted mean: the masks' overall sparsity
+    assert rows.loc["magnitude+none@sensitivity", "sparsity"] == pytest.approx(0.5, abs=1e-3)
+    assert list(chart_data(at, 1).drop_duplicates("cell")["row"]) == ["uniform (layer)", "Layer sensitivity", "OWL"]
+
+
+def test_the_views_choices_live_in_the_address_and_a_name_no_registry_has_is_dropped():
+    from streamlit.testing.v1 import AppTest
+    from test_app_pages import MAIN, TIMEOUT
+
+    at = AppTest.from_file(MAIN, default_timeout=TIMEOUT)
+    at.query_params.update({"cmp_criteria": "wanda,nonsense,magnitude", "cmp_updates": "obs", "cmp_reference": "magnitude+obs"})
+    at.run()
+    at.switch_page("../pages/compare.py").run()
+    assert_clean(at)
+    assert at.multiselect(key="ps_cmp_criteria").value == ["wanda", "magnitude"]  # "nonsense" is no registered criterion
+    assert at.multiselect(key="ps_cmp_updates").value == ["obs"] and at.selectbox(key="ps_cmp_reference").value == "magnitude+obs"
+    at.multiselect(key="ps_cmp_updates").set_value(["none", "obs"]).run()
+    assert at.query_params["cmp_updates"] == "none,obs"  # the address follows the widgets, so it can be shared
