@@ -86,7 +86,7 @@ def cell_frame(grid: list[dict], rows: list[dict], reference: str, metric: str) 
         r = done.get(cell["key"])
         base = {"row": cell["row"], "col": cell["col"], "cell": cell["key"]}
         if r is None:
-            out.append({**base, "status": STATUS[3], "line1": "waiting", "line2": "", "line3": "", "line4": ""})
+            out.append({**base, "status": STATUS[3], "line1": "", "line2": "waiting", "line3": "", "line4": ""})
             continue
         if r.get("status") == "skipped":
             out.append({**base, "status": STATUS[4], "reason": r.get("reason", ""), "line1": "cannot run", "line2": "(see the table)", "line3": "", "line4": ""})

@@ -121,7 +121,7 @@ def test_stop_keeps_the_finished_cells(monkeypatch, downloads):
     assert set(kept["cell"]) == {"random+none", "magnitude+none"}  # the reference runs first, then the cells in order
     assert list(kept[kept["cell"] == "random+none"]["drop"]) == [0.0]
     matrix = chart_data(at, 0).drop_duplicates("cell").set_index("cell")
-    assert len(matrix) == 4 and list(matrix["line1"][matrix["status"] == "running or waiting"]) == ["waiting"] * 2  # drawn, not left out
+    assert len(matrix) == 4 and list(matrix["line2"][matrix["status"] == "running or waiting"]) == ["waiting"] * 2  # drawn, not left out
 
 
 def test_a_criterion_registered_in_a_test_is_a_row_with_its_own_label(monkeypatch, downloads):
@@ -238,3 +238,19 @@ def test_the_views_choices_live_in_the_address_and_a_name_no_registry_has_is_dro
     assert at.multiselect(key="ps_cmp_updates").value == ["obs"] and at.selectbox(key="ps_cmp_reference").value == "magnitude+obs"
     at.multiselect(key="ps_cmp_updates").set_value(["none", "obs"]).run()
     assert at.query_params["cmp_updates"] == "none,obs"  # the address follows the widgets, so it can be shared
+
+
+def test_a_cell_that_cannot_run_says_why_in_the_matrix_and_the_table(downloads):
+    at = open_page("compare")
+    at.sidebar.selectbox(key="ps_granularity").set_value("2:4").run()  # an N:M pattern fixes every layer's sparsity
+    choose(at, ["magnitude"], ["none"], ["uniform", "owl"], "magnitude+none")
+    at.button(key="ps_cmp_run").click().run()
+    assert_clean(at)
+    rows = csv_rows(downloads).set_index("cell")
+    assert rows.loc["magnitude+none", "status"] == "done" and rows.loc["magnitude+none", "granularity"] == "2:4"
+    skipped = rows.loc["magnitude+none@owl"]
+    assert skipped["status"] == "skipped" and "N:M pattern 2:4" in skipped["reason"]
+    cell = chart_data(at, 1).drop_duplicates("cell").set_index("cell").loc["magnitude+none@owl"]
+    assert (cell["status"], cell["line1"]) == ("cannot run", "cannot run")
+    table = at.dataframe[0].value.set_index("cell")
+    assert table.loc["magnitude+none@owl", "vs reference"] == skipped["reason"]
