@@ -148,7 +148,7 @@ def run_model(key: str, args) -> dict:
             missing = [c.label for c in cells if c.label not in done and not c.label.endswith("@kl")]
             out["not_measured"][f"{sparsity:g}"] = missing
             cells = [c for c in cells if c.label not in missing]
-        res = compare(loaded, bases[sparsity], cells, data, REFERENCE, calibration=calib,
+        res = compare(loaded, bases[sparsity], cells, data, REFERENCE, calibration=calib, dense=not args.no_dense,
                       max_examples=n, on_cell=say, checkpoint=checkpoints[sparsity])
         out["runs"].append({"sparsity": sparsity, "dense": res.dense, "rows": res.rows, "allocation_kl": None if kl is None else kl[sparsity]})
     out["load_average_start"], out["load_average_end"] = start_load, [round(x, 2) for x in os.getloadavg()]
@@ -186,7 +186,8 @@ def markdown(result: dict) -> str:
         rows = {r["cell"]: r for r in run["rows"]}
         metric = run["rows"][0]["metric"]
         dense = run["dense"]
-        lines += [f"**{run['sparsity']:.0%} sparsity** (dense {metric} {_value(dense, digits)}, n = {dense['n']})", ""]
+        said = f"dense {metric} {_value(dense, digits)}, n = {dense['n']}" if dense else "the dense model not evaluated in this run"
+        lines += [f"**{run['sparsity']:.0%} sparsity** ({said})", ""]
         lines += ["| criterion | update none | update OBS | update DSnoT |", "|---|---|---|---|"]
         for c in result["criteria"]:
             cells = [rows.get(f"{c}+{u}") for u in result["updates"]]
@@ -221,6 +222,7 @@ def main() -> None:
                    help="matrix: only the cells without the KL allocation (no results written); kl: the sensitivity run and the KL "
                    "cells; all: everything, resuming what the other stages finished, then the results; write: the results from the "
                    "finished cells only (the others listed as not measured)")
+    p.add_argument("--no-dense", action="store_true", help="skip the dense model's evaluation (said in the results)")
     p.add_argument("--no-kl", action="store_true", help="write the results without the KL allocation's cell (said in the results)")
     p.add_argument("--quick", action="store_true", help="smoke test: tiny evaluation sets, results under out/ (no figures)")
     args = p.parse_args()
