@@ -112,6 +112,10 @@ def run_model(key: str, args) -> dict:
     # the matrix and OWL at every sparsity first (resumable), then the sensitivity run, then the KL cells (the rest resumed)
     if args.stage in ("all", "matrix"):
         for sparsity in args.sparsities:
+            if args.reverse:  # a second worker on the same checkpoint, from the other end (pairs are computed when written)
+                compare(loaded, bases[sparsity], cells_for(None)[::-1], data, None, calibration=calib, max_examples=n, dense=False,
+                        on_cell=say, checkpoint=checkpoints[sparsity])
+                continue
             compare(loaded, bases[sparsity], cells_for(None), data, REFERENCE, calibration=calib, max_examples=n, dense=False,
                     on_cell=say, checkpoint=checkpoints[sparsity])
     if args.stage == "matrix":
@@ -222,6 +226,7 @@ def main() -> None:
                    help="matrix: only the cells without the KL allocation (no results written); kl: the sensitivity run and the KL "
                    "cells; all: everything, resuming what the other stages finished, then the results; write: the results from the "
                    "finished cells only (the others listed as not measured)")
+    p.add_argument("--reverse", action="store_true", help="stage matrix: run the cells from the last (a second worker on a busy machine)")
     p.add_argument("--no-dense", action="store_true", help="skip the dense model's evaluation (said in the results)")
     p.add_argument("--no-kl", action="store_true", help="write the results without the KL allocation's cell (said in the results)")
     p.add_argument("--quick", action="store_true", help="smoke test: tiny evaluation sets, results under out/ (no figures)")
