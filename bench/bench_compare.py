@@ -112,23 +112,47 @@ def run_model(key: str, args) -> dict:
     # the matrix and OWL at every sparsity first (resumable), then the sensitivity run, then the KL cells (the rest resumed)
     if args.stage in ("all", "matrix"):
         for sparsity in args.sparsities:
+            if args.reverse:  # a second worker on the same checkpoint, from the other end (pairs are computed when written)
+                compare(loaded, bases[sparsity], cells_for(None)[::-1], data, None, calibration=calib, max_examples=n, dense=False,
+                        on_cell=say, checkpoint=checkpoints[sparsity])
+                continue
             compare(loaded, bases[sparsity], cells_for(None), data, REFERENCE, calibration=calib, max_examples=n, dense=False,
                     on_cell=say, checkpoint=checkpoints[sparsity])
     if args.stage == "matrix":
         return None
     kl = None
+    kl_path = PARTIAL / f"{tag}-kl-{sens_n}.jsonl"
+    if args.stage == "write" and not args.no_kl:  # the KL cell only when its sensitivity run has finished (stage kl)
+        from pruning.models import prunable_layers
+
+        points = {(r.get("layer"), r.get("sparsity")) for r in Checkpoint(kl_path).rows()}
+        if len(points) < 1 + 3 * len(prunable_layers(loaded.model)):
+            args.no_kl = True
+            out["kl_sensitivity"] = f"not measured: its sensitivity run ({out['kl_sensitivity']}) had {len(points)} of " \
+                f"{1 + 3 * len(prunable_layers(loaded.model))} points when the time was up"
     if not args.no_kl:
         started = time.perf_counter()
         kl_load = [round(x, 2) for x in os.getloadavg()]
-        kl = kl_allocations(loaded, sens_data, "wanda", calib, args.sparsities, sens_n, checkpoint=PARTIAL / f"{tag}-kl-{sens_n}.jsonl")
+        kl = kl_allocations(loaded, sens_data, "wanda", calib, args.sparsities, sens_n, checkpoint=kl_path)
         out["kl_seconds_this_run"] = round(time.perf_counter() - started, 1)
         out["kl_load"] = {"before": kl_load, "after": [round(x, 2) for x in os.getloadavg()]}
-    else:
+    elif "not measured" not in out["kl_sensitivity"]:
         out["kl_sensitivity"] = "not measured in this run (--no-kl: the sensitivity run did not fit the time)"
     if args.stage == "kl":
+        if kl is not None:  # the KL cells now (the reference resumed, or computed when the matrix has not reached it)
+            for sparsity in args.sparsities:
+                compare(loaded, bases[sparsity], [Cell("wanda", "none"), cells_for(kl[sparsity])[-1]], data, REFERENCE,
+                        calibration=calib, max_examples=n, dense=False, on_cell=say, checkpoint=checkpoints[sparsity])
         return None
+    out["not_measured"] = {}
     for sparsity in args.sparsities:
-        res = compare(loaded, bases[sparsity], cells_for(None if kl is None else kl[sparsity]), data, REFERENCE, calibration=calib,
+        cells = cells_for(None if kl is None else kl[sparsity])
+        if args.stage == "write":  # the finished cells only (and the KL cell, computed now if need be)
+            done = {r["cell"] for r in checkpoints[sparsity].rows()}
+            missing = [c.label for c in cells if c.label not in done and not c.label.endswith("@kl")]
+            out["not_measured"][f"{sparsity:g}"] = missing
+            cells = [c for c in cells if c.label not in missing]
+        res = compare(loaded, bases[sparsity], cells, data, REFERENCE, calibration=calib, dense=not args.no_dense,
                       max_examples=n, on_cell=say, checkpoint=checkpoints[sparsity])
         out["runs"].append({"sparsity": sparsity, "dense": res.dense, "rows": res.rows, "allocation_kl": None if kl is None else kl[sparsity]})
     out["load_average_start"], out["load_average_end"] = start_load, [round(x, 2) for x in os.getloadavg()]
@@ -166,12 +190,14 @@ def markdown(result: dict) -> str:
         rows = {r["cell"]: r for r in run["rows"]}
         metric = run["rows"][0]["metric"]
         dense = run["dense"]
-        lines += [f"**{run['sparsity']:.0%} sparsity** (dense {metric} {_value(dense, digits)}, n = {dense['n']})", ""]
+        said = f"dense {metric} {_value(dense, digits)}, n = {dense['n']}" if dense else "the dense model not evaluated in this run"
+        lines += [f"**{run['sparsity']:.0%} sparsity** ({said})", ""]
         lines += ["| criterion | update none | update OBS | update DSnoT |", "|---|---|---|---|"]
         for c in result["criteria"]:
             cells = [rows.get(f"{c}+{u}") for u in result["updates"]]
             lines.append(f"| {c} | " + " | ".join(
-                ("skipped" if r is None or r["status"] != "done" else f"{_value(r, digits)}<br>vs ref {_diff(r, digits)}") for r in cells
+                ("not measured" if r is None else "skipped" if r["status"] != "done" else f"{_value(r, digits)}<br>vs ref {_diff(r, digits)}")
+                for r in cells
             ) + " |")
         lines += ["", "| cell | " + metric + " [95%] | vs reference [95%] | sparsity | recon. error | prune s | alloc s | eval s | load before -> after |",
                   "|---|---|---|---|---|---|---|---|---|"]
@@ -183,6 +209,9 @@ def markdown(result: dict) -> str:
                 f"| {r['cell']} | {_value(r, digits)} | {_diff(r, digits)} | {r['sparsity']:.4f} | {_num(r['reconstruction_error'], 4)} "
                 f"| {r['seconds']:.1f} | {r['allocation_seconds']:.1f} | {r['eval_seconds']:.1f} | {r['load_before']} -> {r['load_after']} |"
             )
+        missing = result.get("not_measured", {}).get(f"{run['sparsity']:g}")
+        if missing:
+            lines += ["", f"Not measured (the time ran out on this machine's load): {', '.join(missing)}."]
         lines.append("")
     return "\n".join(lines)
 
@@ -193,9 +222,12 @@ def main() -> None:
     p.add_argument("--sparsities", default="0.5,0.7")
     p.add_argument("--windows", type=int, default=16, help="SmolLM2 perplexity windows of 512 tokens (the engine bench's 16)")
     p.add_argument("--sens-windows", type=int, default=2, help="SmolLM2 windows the KL allocation's sensitivity run measures on")
-    p.add_argument("--stage", choices=["all", "matrix", "kl"], default="all",
-                   help="matrix: only the cells without the KL allocation (no results written); kl: only the sensitivity run; "
-                   "all: everything, resuming what the other stages finished, then the results")
+    p.add_argument("--stage", choices=["all", "matrix", "kl", "write"], default="all",
+                   help="matrix: only the cells without the KL allocation (no results written); kl: the sensitivity run and the KL "
+                   "cells; all: everything, resuming what the other stages finished, then the results; write: the results from the "
+                   "finished cells only (the others listed as not measured)")
+    p.add_argument("--reverse", action="store_true", help="stage matrix: run the cells from the last (a second worker on a busy machine)")
+    p.add_argument("--no-dense", action="store_true", help="skip the dense model's evaluation (said in the results)")
     p.add_argument("--no-kl", action="store_true", help="write the results without the KL allocation's cell (said in the results)")
     p.add_argument("--quick", action="store_true", help="smoke test: tiny evaluation sets, results under out/ (no figures)")
     args = p.parse_args()
