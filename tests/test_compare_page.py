@@ -254,3 +254,25 @@ def test_a_cell_that_cannot_run_says_why_in_the_matrix_and_the_table(downloads):
     assert (cell["status"], cell["line1"]) == ("cannot run", "cannot run")
     table = at.dataframe[0].value.set_index("cell")
     assert table.loc["magnitude+none@owl", "vs reference"] == skipped["reason"]
+
+
+def test_a_language_model_is_compared_by_perplexity_with_ratios(tiny_llama, tmp_path_factory, downloads):
+    from conftest import saved_folder
+    from streamlit.testing.v1 import AppTest
+    from test_app_pages import MAIN, TIMEOUT
+
+    folder = saved_folder(tmp_path_factory, tiny_llama, "compare_tiny_llama")  # under the allowed temporary root
+    at = AppTest.from_file(MAIN, default_timeout=TIMEOUT)
+    at.query_params.update({"model": str(folder), "cmp_criteria": "magnitude,wanda", "cmp_updates": "none", "cmp_reference": "magnitude+none"})
+    at.run()
+    at.switch_page("../pages/compare.py").run()
+    assert_clean(at)
+    at.button(key="ps_cmp_run").click().run()
+    assert_clean(at)
+    rows = csv_rows(downloads).set_index("cell")
+    assert set(rows["metric"]) == {"perplexity"} and (rows["value"] > 1).all()
+    matrix = chart_data(at, 0).drop_duplicates("cell").set_index("cell")
+    wanda = rows.loc["wanda+none"]
+    assert matrix.loc["wanda+none", "line1"] == f"{wanda['value']:,.2f}"
+    assert matrix.loc["wanda+none", "line3"] == f"{wanda['drop']:+,.2f} ppl vs reference"
+    assert matrix.loc["wanda+none", "harm"] == pytest.approx(wanda["value"] / rows.loc["magnitude+none", "value"], rel=1e-6)
