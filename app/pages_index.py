@@ -27,6 +27,7 @@ PAGES = [
     PageSpec("ramp.py", "Sparsity ramp", ":material/trending_down:", "ramp", run="Run the ramp", follows_slider=False),
     PageSpec("sensitivity.py", "Layer sensitivity", ":material/tune:", "sensitivity", run="Measure sensitivity"),
     PageSpec("stability.py", "Stability", ":material/shuffle:", "stability", run="Run stability", follows_slider=False),
+    PageSpec("compare.py", "Compare", ":material/compare:", "compare", run="Run the comparison", follows_slider=False),
     PageSpec("runs.py", "Runs", ":material/folder_open:", "runs", follows_slider=False, charts_on_open=False),  # charts once runs are compared
     PageSpec("learn.py", "Learn", ":material/school:", "learn"),
 ]

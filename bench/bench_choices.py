@@ -105,19 +105,28 @@ def sds_rows(setup: Setup, quick: bool) -> list[dict]:
     return rows
 
 
+def kl_allocations(loaded, data, method: str, calibration, targets, max_examples: int, checkpoint=None) -> dict[float, dict]:
+    """Layer sensitivity of ``method`` (KL, the page's defaults: each layer alone at 50/70/90%, per layer) on
+    ``max_examples`` validation sentences or windows, and the allocation it suggests at each target
+    (bench/bench_compare.py uses it too). ``checkpoint``: a path that makes the sensitivity run resumable."""
+    params = {i.name: i.params for i in prunable_layers(loaded.model)}
+    request = PruneRequest.make(method, granularity="layer")
+    sens = layer_sensitivity(loaded, data, request, (0.5, 0.7, 0.9), calibration=calibration, max_examples=max_examples,
+                             checkpoint=checkpoint)
+    return {target: suggest_allocation(sens, target, params) for target in targets}
+
+
 def allocation_rows(setup: Setup, methods, quick: bool, sens_windows: int = 16) -> list[dict]:
     """Layer sensitivity (KL, the page's defaults: per layer at 50/70/90%) of each method, its suggested
     allocation at 50% and 70%, and that allocation against uniform per-layer pruning at the same mean.
     The sensitivity run measures on 256 validation sentences (minilm-rt) or ``sens_windows`` windows."""
     sens_data = load_classification("rotten-tomatoes") if setup.loaded.task == "classification" else setup.data
-    params = {i.name: i.params for i in prunable_layers(setup.loaded.model)}
     rows = []
     for method in methods:
-        request = PruneRequest.make(method, granularity="layer")
-        sens = layer_sensitivity(setup.loaded, sens_data, request, (0.5, 0.7, 0.9), calibration=setup.calibration,
-                                 max_examples=16 if quick else (256 if setup.loaded.task == "classification" else sens_windows))
+        allocations = kl_allocations(setup.loaded, sens_data, method, setup.calibration, (0.5, 0.7),
+                                     16 if quick else (256 if setup.loaded.task == "classification" else sens_windows))
         for target in (0.5, 0.7):
-            alloc = suggest_allocation(sens, target, params)
+            alloc = allocations[target]
             uniform = setup.run(method, target, "layer")
             allocated = setup.run(method, target, None, allocation=alloc)
             rows.append(pair_row(setup, f"{method} {target:.0%} allocation (KL)", "uniform", uniform, "allocated", allocated))

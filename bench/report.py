@@ -87,6 +87,8 @@ PARTS: dict[str, tuple[str, Callable[[dict], str]]] = {
     "sensitivity-smollm": ("sensitivity-smollm.json", _renderer("bench_sensitivity", "markdown")),
     "choices-minilm": ("choices-minilm.json", _renderer("bench_choices", "markdown")),
     "choices-smollm": ("choices-smollm.json", _renderer("bench_choices", "markdown")),
+    "compare-smollm": ("compare-smollm.json", _renderer("bench_compare", "markdown")),
+    "compare-minilm": ("compare-minilm.json", _renderer("bench_compare", "markdown")),
     "app": ("app.json", _renderer("bench_app", "markdown")),
     "integrity": ("integrity.json", _renderer("bench_integrity", "markdown")),
     "seeds-minilm": ("seeds-minilm.json", _renderer("bench_seeds", "markdown")),

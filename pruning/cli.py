@@ -799,6 +799,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .stability_cli import register as add_stability
 
     add_stability(sub, sys.modules[__name__])  # `stability`: its own module, reusing this one's helpers
+    from .compare_cli import register as add_compare
+
+    add_compare(sub, sys.modules[__name__])  # `compare`: criteria x updates x allocations (pruning/compare_cli.py)
     return parser
 
 
