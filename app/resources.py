@@ -196,7 +196,7 @@ def masks(s: Settings, loaded, method: str | None = None, on_partial=None, exact
     req = request_for(s, method)
     m = req.method_info
     ident = (s.model_key, s.data_key, req.key)
-    if m.score_based and req.update == "none" and not (exact and one_pass_approximation(m)):  # an update changes what the scores keep
+    if m.score_based and req.update == "none" and req.numerics == "fast" and not (exact and one_pass_approximation(m)):  # an update or the reference numerics change what the scores keep
         r = ranker(s, loaded, req.method)
         one_pass = ("one-pass scores",) if one_pass_approximation(m) else ()  # never the same cache entry as the method's own masks
         return MaskSet(req.method, req.sparsity, str(req.granularity), r.masks(req.sparsity, req.granularity), ident=ident + one_pass)

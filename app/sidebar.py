@@ -248,11 +248,28 @@ def method_section(sb) -> None:
     method = methods.get(st.session_state["ps_method"])
     if method is not None:
         sb.caption(text.md(method.summary) if runs.is_run(method.name) else method.summary)  # a run's names its folder and report
-        if method.params:
+        if method.params or method.needs_calibration:
             with sb.expander(f"Parameters of {method.name}"):
                 param_widgets(method)
+                if method.needs_calibration:
+                    numerics_select()
         if method.takes_update:
             update_select(sb, method)
+
+
+def numerics_select() -> None:
+    """The calibration arithmetic of the block walk (PruneRequest.numerics)."""
+    from pruning.calibration import NUMERICS
+
+    _keep_valid("ps_numerics", list(NUMERICS))
+    st.selectbox(
+        "Numerics",
+        list(NUMERICS),
+        key="ps_numerics",
+        help="fast: all calibration samples through a block at once, exact counts. reference: the published Wanda/"
+        "SparseGPT code's arithmetic (one sample per pass, its running averages, SparseGPT's per-block rule), "
+        "slower; it runs the method itself rather than the slider's cached scores.",
+    )
 
 
 def update_select(sb, method) -> None:
