@@ -196,3 +196,30 @@ def test_cli_refuses_bogus_numerics(tmp_path, capsys):
     assert code == 2 and len(err) == 1
     assert err[0].startswith("error: ") and "numerics" in err[0] and "bogus" in err[0]
     assert not (tmp_path / "x").exists()
+
+
+@pytest.fixture()
+def app_env(tiny_bert, tmp_path, monkeypatch):
+    folder = tmp_path / "model"
+    tiny_bert.model.save_pretrained(folder)
+    tiny_bert.tokenizer.save_pretrained(folder)
+    for k, v in {"PRUNESCOPE_TEST_MODEL": str(folder), "PRUNESCOPE_EVAL_SIZE": "32", "PRUNESCOPE_CALIBRATION": "4",
+                 "PRUNESCOPE_RUNS_DIR": str(tmp_path / "runs")}.items():
+        monkeypatch.setenv(k, v)
+
+
+def test_the_sidebar_numerics_select_reaches_the_request_and_the_address(app_env):
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app" / "main.py"), default_timeout=180)
+    at.run()
+    assert not [s for s in at.sidebar.selectbox if s.key == "ps_numerics"]  # magnitude needs no calibration
+    at.sidebar.selectbox(key="ps_method").set_value("wanda").run()
+    select = at.sidebar.selectbox(key="ps_numerics")
+    assert select.value == "fast" and "numerics" not in at.query_params
+    select.set_value("reference").run()
+    assert not at.exception and not at.error, [e.value for e in list(at.exception) + list(at.error)]
+    assert at.query_params.get("numerics") in ("reference", ["reference"])
+    assert at.session_state["ps_numerics"] == "reference"
