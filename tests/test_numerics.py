@@ -223,3 +223,8 @@ def test_the_sidebar_numerics_select_reaches_the_request_and_the_address(app_env
     assert not at.exception and not at.error, [e.value for e in list(at.exception) + list(at.error)]
     assert at.query_params.get("numerics") in ("reference", ["reference"])
     assert at.session_state["ps_numerics"] == "reference"
+    at.switch_page("../pages/weights.py").run()  # the method's own masks: no one-pass approximation to label
+    assert not at.exception and not at.error, [e.value for e in list(at.exception) + list(at.error)]
+    assert not [c for c in at.caption if c.value.startswith("**Approximation:**")]
+    at.sidebar.selectbox(key="ps_numerics").set_value("fast").run()
+    assert [c for c in at.caption if c.value.startswith("**Approximation:**")]  # fast: the slider's one-pass scores again
