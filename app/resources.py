@@ -153,6 +153,9 @@ def needs_start(method) -> bool:
     return method.family == "seed" or method.needs_training_data
 
 
+ONE_PASS = "one-pass scores"  # the last entry of a mask set's key when its masks re-threshold one-pass scores
+
+
 def one_pass_approximation(method) -> bool:
     """Whether re-thresholding cached scores only approximates the method: its scores come from one
     dense pass, while the method itself walks the blocks in order (each block sees the pruned ones before
@@ -178,9 +181,9 @@ def masks(s: Settings, loaded, method: str | None = None, on_partial=None, exact
     req = request_for(s, method)
     m = req.method_info
     ident = (s.model_key, s.data_key, req.key)
-    if m.score_based and req.update == "none" and not (exact and one_pass_approximation(m)):  # an update changes what the scores keep
+    if m.score_based and req.update == "none" and req.numerics == "fast" and not (exact and one_pass_approximation(m)):  # an update or the reference numerics change what the scores keep
         r = ranker(s, loaded, req.method)
-        one_pass = ("one-pass scores",) if one_pass_approximation(m) else ()  # never the same cache entry as the method's own masks
+        one_pass = (ONE_PASS,) if one_pass_approximation(m) else ()  # never the same cache entry as the method's own masks
         return MaskSet(req.method, req.sparsity, str(req.granularity), r.masks(req.sparsity, req.granularity), ident=ident + one_pass)
     if m.needs_training_data and loaded.task == "encoder":
         raise PruneScopeError(f"{m.label} trains on the task, and this model has no task head")

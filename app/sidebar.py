@@ -249,11 +249,28 @@ def method_section(sb) -> None:
             sb.caption(text.md(method.summary))  # a run's names its folder and report
         else:  # the method's colour in every chart, beside what it does
             sb.caption(f'<span style="color:{method_color(method.name)}">&#9632;</span> {method.summary}', unsafe_allow_html=True)
-        if method.params:
+        if method.params or method.needs_calibration:
             with sb.expander(f"Parameters of {method.name}"):
                 param_widgets(method)
+                if method.needs_calibration:
+                    numerics_select()
         if method.takes_update:
             update_select(sb, method)
+
+
+def numerics_select() -> None:
+    """The calibration arithmetic of the block walk (PruneRequest.numerics)."""
+    from pruning.calibration import NUMERICS
+
+    _keep_valid("ps_numerics", list(NUMERICS))
+    st.selectbox(
+        "Numerics",
+        list(NUMERICS),
+        key="ps_numerics",
+        help="fast: all calibration samples through a block at once, exact counts. reference: the published Wanda/"
+        "SparseGPT code's arithmetic (one sample per pass, its running averages, SparseGPT's per-block rule), "
+        "slower; it runs the method itself rather than the slider's cached scores.",
+    )
 
 
 def update_select(sb, method) -> None:

@@ -66,6 +66,7 @@ DEFAULTS = {
     "ps_seed": 0,
     "ps_device": "auto",
     "ps_update": "default",
+    "ps_numerics": "fast",
 }
 
 UPDATE_DEFAULT = "default"  # the Update select's "the method's own" (none; SparseGPT: obs)
@@ -102,6 +103,7 @@ class Settings:
     allocation: tuple = ()  # granularity "allocated": sorted (layer, sparsity) pairs at the target sparsity
     device: str = "auto"  # where pruning and evaluation run; results do not depend on it, so no cache key holds it
     update: str = UPDATE_DEFAULT  # what happens to the kept weights (a registered update, or the method's own)
+    numerics: str = "fast"  # calibration arithmetic: "fast" or the published code's ("reference")
 
     def params_for(self, method: str) -> dict:
         """The parameters set in the sidebar for ``method`` (only the chosen method has any)."""
@@ -144,6 +146,7 @@ def _request(s: Settings):
         calib_samples=s.calibration,
         seed=s.seed,
         update=update,
+        numerics=s.numerics,
     )
 
 
@@ -201,6 +204,7 @@ def current() -> Settings:
         allocation=applied_allocation(granularity, sparsity),
         device=s["ps_device"],
         update=s.get("ps_update", UPDATE_DEFAULT),
+        numerics=s.get("ps_numerics", "fast"),
     )
 
 

@@ -245,8 +245,8 @@ def one_pass_note(s: state.Settings, loaded, mask_set, layer: str) -> None:
     """On the slider views, beside their numbers: the masks come from one-pass scores, an approximation of
     the method (Wanda), and how well they agree with the method's own masks, computed in the background."""
     method = resources.method_info(mask_set.method)
-    if not resources.one_pass_approximation(method):
-        return
+    if not resources.one_pass_approximation(method) or mask_set.key[-1:] != (resources.ONE_PASS,):
+        return  # the method's own masks (an update, the reference numerics, the exact metrics): nothing approximated
     job = resources.exact_agreement(s, loaded, mask_set)
     polling = job is not None and not job.done.is_set()
 

@@ -24,7 +24,7 @@ import streamlit as st
 
 from . import state
 
-SIDEBAR_KEYS = ("model", "data", "text_column", "label_column", "method", "granularity", "sparsity", "calibration", "eval", "seed", "update")
+SIDEBAR_KEYS = ("model", "data", "text_column", "label_column", "method", "granularity", "sparsity", "calibration", "eval", "seed", "update", "numerics")
 RUN_KEY = "run"
 PARAM_PREFIX = "p."
 READ_FLAG = "ps_url_read"
@@ -97,6 +97,14 @@ def _update(value: str) -> dict:
     return {"ps_update": state.UPDATE_DEFAULT if value == state.UPDATE_DEFAULT else get_update(value).name}
 
 
+def _numerics(value: str) -> dict:
+    from pruning.calibration import NUMERICS
+
+    if value not in NUMERICS:
+        raise ValueError(f"must be {' or '.join(NUMERICS)}")
+    return {"ps_numerics": value}
+
+
 def _granularity(value: str) -> dict:
     from pruning.masks import parse_granularity
 
@@ -148,6 +156,7 @@ PARSERS = {
     "eval": _int_between("ps_eval_size", 8, 20000),
     "seed": _int_between("ps_seed", 0, 2**63 - 1),  # as the CLI's --seed
     "update": _update,
+    "numerics": _numerics,
 }
 
 
@@ -323,6 +332,8 @@ def url_of(s: state.Settings) -> dict:
         out["method"] = s.method
         out.update({PARAM_PREFIX + k: _text(v) for k, v in s.params})
     out.update(granularity=s.granularity, sparsity=f"{s.sparsity:g}", calibration=str(s.calibration), eval=str(s.eval_size), seed=str(s.seed), update=s.update)
+    if s.numerics != "fast":  # the default stays out of the address
+        out["numerics"] = s.numerics
     for key, (session_key, _) in PAGE_KEYS.items():
         if session_key in st.session_state and st.session_state[session_key] is not None:
             out[key] = _text(st.session_state[session_key])

@@ -95,6 +95,7 @@ PARTS: dict[str, tuple[str, Callable[[dict], str]]] = {
     "seeds-sds-lm": ("seeds-sds-lm.json", _renderer("bench_seeds", "markdown")),
     "stability-minilm": ("stability-minilm.json", _renderer("bench_stability", "markdown")),
     "stability-smollm": ("stability-smollm.json", _renderer("bench_stability", "markdown")),
+    "numerics": ("numerics.json", _renderer("bench_numerics", "markdown")),
     "busy": ("busy.json", _renderer("bench_busy", "markdown")),
     "busy-threads": ("busy-threads.json", _renderer("bench_busy", "markdown")),
     "busy-passive": ("busy-passive.json", _renderer("bench_busy", "markdown")),

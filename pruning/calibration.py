@@ -24,6 +24,7 @@ factorisation.
 
 from __future__ import annotations
 
+import math
 import weakref
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -69,9 +70,10 @@ class InputStats:
         if self.want_gram:
             self.gram = torch.zeros(self.d_in, self.d_in, dtype=torch.float32, device=self.device)
 
-    def add(self, x: torch.Tensor) -> None:
-        """Add a (tokens, d_in) batch of inputs, in float32 slices of at most ``STATS_CHUNK`` tokens
-        (a paper-size calibration set in one float32 copy would take gigabytes of device memory)."""
+    def add(self, x: torch.Tensor, samples: int = 1) -> None:
+        """Add a (tokens, d_in) batch of inputs (from ``samples`` calibration samples), in float32 slices
+        of at most ``STATS_CHUNK`` tokens (a paper-size calibration set in one float32 copy would take
+        gigabytes of device memory)."""
         x = x.detach().reshape(-1, self.d_in)
         self.n_tokens += x.shape[0]
         for part in x.split(STATS_CHUNK):
@@ -80,6 +82,69 @@ class InputStats:
             self.lin_sum += part.sum(dim=0).to(self.lin_sum.dtype)
             if self.gram is not None:
                 self.gram += part.T @ part
+
+    def sq_norms(self) -> torch.Tensor:
+        """The per-feature ``||X_j||^2`` Wanda multiplies ``|W_ij|`` by (up to one factor for the whole layer)."""
+        return self.sq_sum
+
+    def hessian(self) -> torch.Tensor:
+        """SparseGPT's ``H = 2 X X^T / n`` (float32, a new tensor the caller may change)."""
+        return self.gram.to(torch.float32) * (2.0 / max(1, self.n_tokens))
+
+
+@dataclass
+class ReferenceStats(InputStats):
+    """:class:`InputStats` that also keeps the published Wanda and SparseGPT code's running averages
+    (``numerics="reference"``), fed one calibration sample per call.
+
+    Per batch of ``t`` samples, in float32: Wanda's ``s <- s * n/(n+t); n <- n+t; s <- s + ||X_j||^2 / n``
+    (the norm over the batch's tokens, squared), SparseGPT's ``H <- H * n/(n+t); n <- n+t;
+    H <- H + (sqrt(2/n) X)^T (sqrt(2/n) X)``, with ``n`` counting samples, not tokens. :meth:`sq_norms`
+    and :meth:`hessian` give those; the plain sums (RIA, DSnoT, the reconstruction error) are kept too.
+    """
+
+    n_samples: int = 0
+    scaler_row: torch.Tensor = field(init=False)
+    running_h: torch.Tensor | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.scaler_row = torch.zeros(self.d_in, dtype=torch.float32, device=self.device)
+        if self.want_gram:
+            self.running_h = torch.zeros(self.d_in, self.d_in, dtype=torch.float32, device=self.device)
+
+    def add(self, x: torch.Tensor, samples: int = 1) -> None:
+        super().add(x, samples)
+        cols = x.detach().reshape(-1, self.d_in).t()  # (d_in, tokens), as the reference's hook sees its input
+        before, self.n_samples = self.n_samples, self.n_samples + samples
+        self.scaler_row *= before / self.n_samples
+        self.scaler_row += torch.norm(cols.to(torch.float32), p=2, dim=1) ** 2 / self.n_samples
+        if self.running_h is not None:
+            self.running_h *= before / self.n_samples
+            scaled = math.sqrt(2 / self.n_samples) * cols.to(torch.float32)
+            self.running_h += scaled.matmul(scaled.t())
+
+    def sq_norms(self) -> torch.Tensor:
+        return self.scaler_row
+
+    def hessian(self) -> torch.Tensor:
+        return self.running_h.clone()
+
+
+NUMERICS = ("fast", "reference")
+
+
+def stats_plan(numerics: str, order: str, chunk: int | None) -> tuple[type, int | None]:
+    """The statistics class and samples per block pass for ``numerics``: ``"fast"`` as given;
+    ``"reference"`` the published code's way, one sample per pass with its running averages (only in
+    the one-pass ``order="block"``, the order that code has)."""
+    if numerics not in NUMERICS:
+        raise PruneScopeError(f"unknown numerics {numerics!r}: use {' or '.join(NUMERICS)}")
+    if numerics == "fast":
+        return InputStats, chunk
+    if order != "block":
+        raise PruneScopeError("numerics 'reference' follows the published code's block order; it cannot be combined with order 'sequential'")
+    return ReferenceStats, 1
 
 
 def merge_batches(batches: Sequence[dict], pad_id: int = 0) -> dict:
@@ -147,8 +212,9 @@ class _SharedInputs:
     a tensor is freed, and holding strong references would keep every activation.
     """
 
-    def __init__(self, want_gram: bool, token_mask: torch.Tensor | None):
+    def __init__(self, want_gram: bool, token_mask: torch.Tensor | None, stats_type: type = InputStats):
         self.want_gram, self.token_mask = want_gram, token_mask  # token_mask: of the slice of samples now running
+        self.stats_type = stats_type
         self._seen: dict[int, tuple[weakref.ref, InputStats]] = {}
         self._by_layer: dict[str, InputStats] = {}
 
@@ -159,8 +225,8 @@ class _SharedInputs:
         if entry is not None and entry[0]() is x:
             stats = entry[1]
         else:
-            stats = self._by_layer.get(layer) or InputStats(x.shape[-1], self.want_gram, x.device)
-            stats.add(_valid_tokens(x, self.token_mask))
+            stats = self._by_layer.get(layer) or self.stats_type(x.shape[-1], self.want_gram, x.device)
+            stats.add(_valid_tokens(x, self.token_mask), int(x.shape[0]) if x.dim() == 3 else 1)
             self._seen[id(x)] = (weakref.ref(x), stats)
         self._by_layer[layer] = stats
         return stats
@@ -318,6 +384,7 @@ def sequential_prune(
     progress=None,
     order: str = "block",
     chunk: int | None = None,
+    numerics: str = "fast",
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Walk the blocks in order, each block's inputs coming from the already-pruned blocks before it.
 
@@ -338,9 +405,13 @@ def sequential_prune(
     ``chunk``: calibration samples per block pass in the one-pass order (default:
     all of them on the CPU, a memory budget's worth on an accelerator); the
     per-layer order always runs them as one batch.
+
+    ``numerics="reference"`` (:func:`stats_plan`): one sample per block pass, statistics kept as the
+    published code's running averages (:class:`ReferenceStats`).
     """
     if order not in ORDERS:
         raise PruneScopeError(f"unknown statistics order {order!r}: use {' or '.join(ORDERS)}")
+    stats_type, chunk = stats_plan(numerics, order, chunk)
     step = _block_sequential if order == "sequential" else _block_once
     place = placement_of(loaded)
     model = private_copy(loaded.model)
@@ -357,7 +428,7 @@ def sequential_prune(
         names = [n for n in layers if n.startswith(prefix + ".")]
         if not names and walk.finished:
             break
-        shared = _SharedInputs(want_gram, token_mask)
+        shared = _SharedInputs(want_gram, token_mask, stats_type)
         with torch.inference_mode():
             hidden = step(walk, block, prefix, names, shared, _block_runner(block, hidden, rest, kwargs, spans, shared, token_mask))
         if walk.finished:

@@ -180,6 +180,7 @@ def _request(args, method: str, **changes):
         include=getattr(args, "include", None),
         exclude=getattr(args, "exclude", None),
         update=getattr(args, "update", None),
+        numerics=getattr(args, "numerics", None),
     )
     settings.update(changes)
     return PruneRequest.make(method, **settings)
@@ -450,7 +451,7 @@ def _prune(args, request, held) -> int:
     with held.folder() as tmp:  # the whole run appears in one rename
         report = write_run(tmp, loaded, result, evaluation, request, with_model=not args.no_model)
     print(
-        f"{args.method} {result.granularity} update {request.update}: {report['overall_sparsity']:.4f} sparsity "
+        f"{args.method} {result.granularity} update {request.update} numerics {request.numerics}: {report['overall_sparsity']:.4f} sparsity "
         f"({report['total'] - report['kept']:,d} of {report['total']:,d} weights) in {result.seconds:.1f} s"
     )
     if evaluation:
@@ -690,6 +691,11 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calib-len", type=_at_least(2), default=128, help="tokens per calibration sample for causal LMs")
     p.add_argument("--eval-size", type=_at_least(1), default=512, help="evaluation sentences / perplexity windows")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--numerics", default="fast", metavar="fast|reference",
+        help="calibration arithmetic: fast (default: all samples through a block at once, exact counts) or reference "
+        "(the published Wanda/SparseGPT code's: one sample per pass, its running averages, SparseGPT's per-block rule)",
+    )
 
 
 def _overwrite_arg(p: argparse.ArgumentParser) -> None:

@@ -18,6 +18,7 @@ from typing import Any, Mapping
 
 from .catalog import get_method
 from .core import MAX_SEED
+from .calibration import NUMERICS
 from .errors import PruneScopeError
 from .masks import Granularity, allocated, parse_granularity, validate_sparsity
 from .updates.registry import get_update
@@ -72,6 +73,7 @@ class PruneRequest:
     include: str | None = None
     exclude: str | None = None
     update: str = "none"  # what happens to the kept weights: a name from pruning.updates.registry
+    numerics: str = "fast"  # "fast", or "reference": the published Wanda/SparseGPT code's calibration arithmetic
 
     @classmethod
     def make(
@@ -90,13 +92,16 @@ class PruneRequest:
         include: str | None = None,
         exclude: str | None = None,
         update: str | None = None,
+        numerics: str | None = None,
     ) -> "PruneRequest":
         """Check every value once and build the request.
 
         ``granularity=None`` takes the method's paper default (:attr:`Method.default_granularity`);
         ``allocation`` (``{layer: sparsity}``) makes the granularity ``allocated`` and, when no
         ``layers`` are given, prunes exactly the listed layers. ``update=None`` takes the method's
-        own (:attr:`Method.default_update`: ``"none"``, SparseGPT ``"obs"``).
+        own (:attr:`Method.default_update`: ``"none"``, SparseGPT ``"obs"``). ``numerics`` (``None``:
+        ``"fast"``): ``"reference"`` runs the calibration walk one sample per block pass with the published
+        code's running averages and SparseGPT's per-block mask rule (docs/CLI.md, "Numerics").
         """
         m = get_method(method)
         resolved = m.resolve_params(dict(params or {}))
@@ -123,6 +128,7 @@ class PruneRequest:
             include=include or None,
             exclude=exclude or None,
             update=_update(m, update),
+            numerics=_numerics(numerics, resolved),
         )
 
     def replace(self, **changes) -> "PruneRequest":
@@ -183,6 +189,7 @@ class PruneRequest:
             "calibration": {"samples": self.calib_samples, "tokens_per_sample": self.calib_len},
             "seed": self.seed,
             "update": self.update,
+            "numerics": self.numerics,
         }
         if self.granularity.is_allocated:
             out["allocation"] = self.granularity.allocation_dict
@@ -217,6 +224,16 @@ def _update(method, update: str | None) -> str:
             f"method {method.name} does not take an update choice (its own is {method.default_update!r}); "
             "updates follow the one-shot criteria (see `python -m pruning methods`)"
         )
+    return name
+
+
+def _numerics(numerics: str | None, params: dict) -> str:
+    """The request's numerics, checked: ``fast`` or ``reference`` (which has only the block order)."""
+    name = "fast" if numerics is None or str(numerics).strip() == "" else str(numerics).strip().lower()
+    if name not in NUMERICS:
+        raise PruneScopeError(f"numerics must be {' or '.join(NUMERICS)}, got {numerics!r}")
+    if name == "reference" and params.get("order", "block") != "block":
+        raise PruneScopeError("numerics 'reference' follows the published code's block order; it cannot be combined with order 'sequential'")
     return name
 
 

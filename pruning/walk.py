@@ -76,7 +76,8 @@ def criterion_walk(ctx: PruneContext, choose: Chooser, sparsity: dict[str, float
         return out
 
     masks, new_weights = sequential_prune(
-        ctx.loaded, ctx.layers, ctx.calibration, prune_group, want_gram=True, progress=ctx.progress, order=ctx.params.get("order", "block")
+        ctx.loaded, ctx.layers, ctx.calibration, prune_group, want_gram=True, progress=ctx.progress, order=ctx.params.get("order", "block"),
+        numerics=ctx.request.numerics,
     )
     info = {"update": update.name, "reconstruction_error": {n: errors[n] for n in ctx.layers}, "reconstruction_inputs": WALK_INPUTS}
     return {n: masks[n] for n in ctx.layers}, new_weights, info

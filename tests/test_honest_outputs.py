@@ -170,7 +170,7 @@ def test_the_checkpoint_header_changes_with_every_option_and_request_field_that_
     # every request field is recorded, or names a grid point that each row is checked against
     replacements = {"dataset": "other.csv", "calib_samples": 3, "calib_len": 7, "seed": 5, "layers": ("bert.encoder.layer.0.attention.self.query",),
                     "include": "query", "exclude": "key", "method": "random", "granularity": "row", "sparsity": 0.3, "params": None,
-                    "update": "obs"}
+                    "update": "obs", "numerics": "reference"}
     fields = {f.name for f in dataclasses.fields(PruneRequest)}
     assert fields == set(replacements), fields ^ set(replacements)
     for name in sorted(fields - GRID_FIELDS):

@@ -593,7 +593,8 @@ def layer_sensitivity(
         dense = {"layer": "-", "sparsity": 0.0, **metric_columns(probe.dense, probe.dense), **zero}
         rows.insert(0, dense)  # first, also when rows of a stopped run are handed in
         append_row(checkpoint, dense)
-    exact_scores = request.method_info.score_based and request.update == "none"  # an update changes what the scores keep
+    # an update, or the reference numerics, change what the one-pass scores keep
+    exact_scores = request.method_info.score_based and request.update == "none" and request.numerics == "fast"
     ranker = mask_ranker(loaded, request.replace(layers=tuple(names)), calibration) if exact_scores else None
     todo = [(n, round(float(s), 6)) for n in names for s in sparsities if (n, round(float(s), 6)) not in done]
     todo.sort(key=lambda point: probe.block_of(point[0]))  # stable: block by block, as the probe walks

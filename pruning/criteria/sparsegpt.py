@@ -10,7 +10,7 @@ from ..calibration import InputStats, collect_input_stats
 from ..result import PruneResult
 from ..registry import Method, Param, register
 from ..core import PruneContext
-from ..updates.sparsegpt_solver import hessian_inverse_factor, sparsegpt_solve
+from ..updates.sparsegpt_solver import hessian_factor, sparsegpt_solve
 from ..walk import ORDER_PARAM, criterion_walk, layer_sparsities, layer_weights
 
 
@@ -36,25 +36,38 @@ def _sparsegpt_run(ctx: PruneContext) -> PruneResult:
     sparsity = layer_sparsities(ctx, dense_scores)
     within = ctx.granularity.within_layer
 
+    numerics = ctx.request.numerics
+
     def choose(names, weights, stats: InputStats, sparsity):
-        """Layers reading one input share U, so they are solved as one stacked matrix."""
+        """Layers reading one input share U, so they are solved as one stacked matrix (with the
+        reference numerics each on its own, as the published code does)."""
         U, dead = _factor(stats, damp)
-        bounds = torch.tensor([0] + [w.shape[0] for w in weights]).cumsum(0).tolist()
-        segments = list(zip(bounds[:-1], bounds[1:]))
-        new, mask = sparsegpt_solve(
-            torch.cat(weights), U, [sparsity[n] for n in names], within, segments=segments, dead=dead, blocksize=blocksize
-        )
-        return [(new[a:b], mask[a:b]) for a, b in segments]
+        out = []
+        for part in _solve_parts(names, numerics):
+            ws = [weights[i] for i in part]
+            bounds = torch.tensor([0] + [w.shape[0] for w in ws]).cumsum(0).tolist()
+            segments = list(zip(bounds[:-1], bounds[1:]))
+            new, mask = sparsegpt_solve(
+                torch.cat(ws), U, [sparsity[names[i]] for i in part], within, segments=segments, dead=dead,
+                blocksize=blocksize, numerics=numerics,
+            )
+            out += [(new[a:b], mask[a:b]) for a, b in segments]
+        return out
 
     masks, weights, info = criterion_walk(ctx, choose, sparsity)
     return PruneResult("sparsegpt", ctx.sparsity, str(ctx.granularity), masks, weights or None, info=info)
+
+
+def _solve_parts(names: list[str], numerics: str) -> list[list[int]]:
+    """Which layers of an input group are solved together: all of them, or one by one (reference)."""
+    return [[i] for i in range(len(names))] if numerics == "reference" else [list(range(len(names)))]
 
 
 def _factor(stats: InputStats, damp: float):
     """U and dead columns for one input group, computed once and shared by the group."""
     key = ("sparsegpt", damp)
     if key not in stats.cache:
-        stats.cache[key] = hessian_inverse_factor(stats.gram, stats.n_tokens, damp)
+        stats.cache[key] = hessian_factor(stats.hessian(), damp)
     return stats.cache[key]
 
 

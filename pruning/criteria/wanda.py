@@ -19,10 +19,10 @@ def _wanda_dense_scores(ctx: PruneContext) -> dict[str, torch.Tensor]:
     """Wanda scores with every layer's inputs taken from the dense model (one forward pass)."""
     stats = collect_input_stats(ctx.loaded, ctx.layers, ctx.calibration, progress=ctx.progress)
     weights = layer_weights(ctx)
-    return {n: wanda_scores(weights[n], stats[n].sq_sum) for n in ctx.layers}
+    return {n: wanda_scores(weights[n], stats[n].sq_norms()) for n in ctx.layers}
 
 
-_wanda_run = score_walk_run("wanda", lambda ctx, n, w, stats: wanda_scores(w, stats.sq_sum), _wanda_dense_scores)
+_wanda_run = score_walk_run("wanda", lambda ctx, n, w, stats: wanda_scores(w, stats.sq_norms()), _wanda_dense_scores)
 
 
 register(

@@ -40,6 +40,15 @@ NUMBER_KEYS = ("sparsity", "value", "ci_low", "ci_high", "drop", "drop_ci_low", 
 METRIC_RANGES = {"accuracy": (0.0, 1.0), "perplexity": (1.0, math.inf)}
 
 
+# Settings added after checkpoints were first written, and what a header without them was computed with.
+ADDED_LATER = {"numerics": "fast", "request.numerics": "fast"}
+
+
+def recorded_value(recorded: dict, key: str):
+    """``recorded[key]``, or for a header older than the setting the value it was computed with."""
+    return recorded.get(key, ADDED_LATER.get(key))
+
+
 def setting_name(key: str) -> str:
     """A header entry in words: its flag (``eval_size`` -> ``--eval-size``), or what it records."""
     if key in SETTING_NAMES:
@@ -190,10 +199,10 @@ class Checkpoint:
             )
         recorded = found[MARK]
         for key in dict.fromkeys([*self.header, *recorded]):
-            if recorded.get(key) != self.header.get(key):
+            if recorded_value(recorded, key) != self.header.get(key):
                 name = setting_name(key)
                 raise PruneScopeError(
-                    f"cannot resume from {self.path}: it was computed with {name} = {recorded.get(key)!r}, this run has "
+                    f"cannot resume from {self.path}: it was computed with {name} = {recorded_value(recorded, key)!r}, this run has "
                     f"{self.header.get(key)!r}; use the same setting, or pass --overwrite to start again"
                 )
 

@@ -217,10 +217,12 @@ class TrainingCheckpoint:
     def _check(self, path: Path, recorded: dict) -> None:
         if self.header is None:
             return
+        from .checkpoint import recorded_value
+
         for key in dict.fromkeys([*self.header, *recorded]):
-            if recorded.get(key) != self.header.get(key):
+            if recorded_value(recorded, key) != self.header.get(key):
                 raise PruneScopeError(
-                    f"cannot resume from {path}: it was made with {setting_name(key)} = {recorded.get(key)!r}, this run has "
+                    f"cannot resume from {path}: it was made with {setting_name(key)} = {recorded_value(recorded, key)!r}, this run has "
                     f"{self.header.get(key)!r}; use the same setting, or delete the checkpoint (CLI: --overwrite) to start again"
                 )
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from .sparsegpt_solver import hessian_inverse_factor, sparsegpt_solve
+from .sparsegpt_solver import hessian_factor, hessian_inverse_factor, sparsegpt_solve
 from .registry import Update, register_update
 
 
@@ -27,7 +27,7 @@ def obs_update(weight: torch.Tensor, keep: torch.Tensor, gram: torch.Tensor, n_t
 def _apply(weight, keep, stats, env):
     key = ("obs", 0.01)
     if key not in stats.cache:  # layers reading one input share the factorisation
-        stats.cache[key] = hessian_inverse_factor(stats.gram, stats.n_tokens, damp=0.01)
+        stats.cache[key] = hessian_factor(stats.hessian(), damp=0.01)  # the reference's running H under numerics "reference"
     U, dead = stats.cache[key]
     new, _ = sparsegpt_solve(weight.to(torch.float32), U, 0.0, "layer", dead=dead, keep=keep.to(torch.bool))
     return new, keep  # the mask stays exactly (a never-active input's kept weight is set to 0, harmlessly)

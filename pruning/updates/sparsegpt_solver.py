@@ -8,7 +8,9 @@ the number kept per block is apportioned so that the *layer* ends with exactly
 floor(N (1-s)) weights (the reference takes a per-block quantile, which can be
 off by a few), N:M groups always sit at absolute columns (a block edge never
 cuts one, whatever the block size), and several layers that read the same input (q/k/v, gate/up) can
-be solved together as row segments of one stacked matrix, sharing U.
+be solved together as row segments of one stacked matrix, sharing U. With
+``numerics="reference"`` the masks follow the reference's own rules instead (its per-block quantile,
+its N:M ``topk``), so that its masks can be reproduced.
 """
 
 from __future__ import annotations
@@ -29,7 +31,11 @@ def hessian_inverse_factor(gram: torch.Tensor, n_tokens: int, damp: float = 0.01
     Computed in float32 like the reference; if the dampened Hessian is still not
     positive definite, the dampening grows tenfold until it is.
     """
-    H = gram.to(torch.float32) * (2.0 / max(1, n_tokens))
+    return hessian_factor(gram.to(torch.float32) * (2.0 / max(1, n_tokens)), damp)
+
+
+def hessian_factor(H: torch.Tensor, damp: float = 0.01) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`hessian_inverse_factor` of a Hessian ``H`` itself (float32; changed in place)."""
     dead = torch.diag(H) == 0
     H[dead, dead] = 1.0
     eye = torch.eye(H.shape[0], dtype=H.dtype, device=H.device)
@@ -60,6 +66,7 @@ def sparsegpt_solve(
     dead: torch.Tensor | None = None,
     blocksize: int = 128,
     keep: torch.Tensor | None = None,
+    numerics: str = "fast",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Prune ``weight`` (rows, d_in) with SparseGPT; return ``(new_weight, mask)`` (True = kept).
 
@@ -71,7 +78,11 @@ def sparsegpt_solve(
     ``sparsity`` may give one value per segment. Per-layer and per-row
     granularities keep exactly ``floor(N (1-s))`` per segment or per row; N:M
     chooses, at every M-th column, the N lowest saliencies of each row.
+
+    ``numerics="reference"`` chooses the masks by the published code's rules instead
+    (:func:`reference_block_pruned`, :func:`reference_group_pruned`): its count per block is not exact.
     """
+    reference = numerics == "reference"
     g = parse_granularity(granularity)
     W = weight.detach().to(torch.float32).clone()
     rows, cols = W.shape
@@ -93,6 +104,9 @@ def sparsegpt_solve(
         mask1 = torch.zeros_like(W1, dtype=torch.bool)  # True = pruned
         if keep is not None:
             mask1 = ~keep[:, i1:i2].to(W.device)
+        elif reference and g.kind != "row" and not g.is_nm:
+            for (r1, r2), s in zip(segments, sparsities):
+                mask1[r1:r2] = reference_block_pruned(W1[r1:r2] ** 2 / d.unsqueeze(0) ** 2, s)
         elif not g.is_nm:
             saliency = prepare_scores(W1**2 / d.unsqueeze(0) ** 2, W1)
             for (r1, r2), s in zip(segments, sparsities):
@@ -101,9 +115,12 @@ def sparsegpt_solve(
             w = W1[:, i]
             if keep is None and g.is_nm and (i1 + i) % g.m == 0:  # groups start at absolute columns 0, M, 2M, ...
                 group = W1[:, i : i + g.m]
-                sal = prepare_scores(group**2 / d[i : i + g.m].unsqueeze(0) ** 2, group)
-                order = torch.sort(sal, dim=1, descending=True, stable=True).indices[:, g.m - g.n :]
-                mask1[:, i : i + g.m].scatter_(1, order, True)
+                if reference:
+                    mask1[:, i : i + g.m] = reference_group_pruned(group**2 / d[i : i + g.m].unsqueeze(0) ** 2, g.n)
+                else:
+                    sal = prepare_scores(group**2 / d[i : i + g.m].unsqueeze(0) ** 2, group)
+                    order = torch.sort(sal, dim=1, descending=True, stable=True).indices[:, g.m - g.n :]
+                    mask1[:, i : i + g.m].scatter_(1, order, True)
             q = w.clone()
             q[mask1[:, i]] = 0
             Q1[:, i] = q
@@ -143,3 +160,20 @@ def _block_keep(saliency: torch.Tensor, g: Granularity, sparsity: float, i1: int
         return keep
     k = _kept_before(i2, cols, rows, sparsity) - _kept_before(i1, cols, rows, sparsity)
     return topk_keep(saliency.flatten(), k).view(saliency.shape)
+
+
+def reference_block_pruned(saliency: torch.Tensor, sparsity: float) -> torch.Tensor:
+    """The published SparseGPT code's mask of one column block (True = pruned): every saliency at or
+    below the value at index ``int(numel * s)`` of the block's saliencies sorted ascending. That is at
+    least ``int(numel * s) + 1`` weights (more on ties), so the layer ends a little sparser than asked."""
+    flat = saliency.flatten()
+    index = min(int(flat.numel() * sparsity), flat.numel() - 1)
+    threshold = torch.sort(flat)[0][index]
+    return saliency <= threshold
+
+
+def reference_group_pruned(saliency: torch.Tensor, n: int) -> torch.Tensor:
+    """The published code's N:M rule for one group of M columns (True = pruned): the ``n`` lowest
+    saliencies of each row, as ``torch.topk(largest=False)`` picks them."""
+    pruned = torch.zeros_like(saliency, dtype=torch.bool)
+    return pruned.scatter_(1, torch.topk(saliency, n, dim=1, largest=False)[1], True)
