@@ -52,13 +52,18 @@ def _progress_bar(desc: str):
     return update
 
 
-def _floats(text: str, flag: str = "--sparsities") -> list[float]:
+MAX_POINTS = 40  # sparsities in one --sparsities list: each is a full prune (and evaluation) per method or layer
+
+
+def _floats(text: str, flag: str = "--sparsities", most: int = MAX_POINTS) -> list[float]:
     try:
         values = [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
         values = []
     if not values or any(v != v for v in values):
         raise PruneScopeError(f"{flag} expects comma-separated numbers such as 0.3,0.5,0.7, got {text!r}")
+    if len(values) > most:
+        raise PruneScopeError(f"{flag} takes at most {most} values (each is a full run), got {len(values)}")
     return values
 
 

@@ -317,6 +317,20 @@ def test_nan_and_infinities_are_refused_for_every_numeric_method_parameter():
     assert checked >= 30
 
 
+def test_a_sparsities_list_has_a_bound(tmp_path, tiny_folder, tiny_csv, capsys):
+    """41 sparsities would be 41 full runs per method: refused before the model loads, one error line, nothing written."""
+    from pruning.cli import MAX_POINTS
+
+    many = ",".join(f"{i / 100:.2f}" for i in range(MAX_POINTS + 1))
+    out = tmp_path / "sweep.csv"
+    args = sweep_args(tiny_folder, tiny_csv, out)
+    args[args.index("--sparsities") + 1] = many
+    assert main(args) == 2
+    err, _ = error_lines(capsys)
+    assert err == [f"error: --sparsities takes at most {MAX_POINTS} values (each is a full run), got {MAX_POINTS + 1}"]
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
 def test_every_parameter_that_sets_an_amount_of_work_has_a_bound():
     from pruning.catalog import all_methods
 
