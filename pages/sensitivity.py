@@ -233,6 +233,9 @@ def which_layers(layer_rows) -> list:
     roles = list(dict.fromkeys(layer_role(r.name)[1] for r in sorted(layer_rows, key=lambda r: layer_role(r.name)[0])))
     ui.default("ps_sens_blocks", sampled_blocks(blocks))
     ui.default("ps_sens_roles", roles)
+    for key, options, fallback in (("ps_sens_blocks", blocks, sampled_blocks(blocks)), ("ps_sens_roles", roles, roles)):
+        known = [x for x in st.session_state[key] if x in options]  # the address may name blocks or roles this model lacks
+        st.session_state[key] = known if known or not st.session_state[key] else fallback
     c1, c2, c3 = st.columns([3, 3, 2])
     chosen_blocks = c1.multiselect("Blocks", blocks, key="ps_sens_blocks", help="Each chosen block's layers are measured.")
     chosen_roles = c2.multiselect("Layer roles", roles, key="ps_sens_roles", help="q, k, v, attention out, FFN in, FFN out: which layers of each block.")

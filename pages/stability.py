@@ -26,6 +26,10 @@ def choice(s) -> S.StabilityChoice:
     ui.default("ps_stab_methods", [m for m in dict.fromkeys(["magnitude", "wanda", s.method]) if m in methods])
     ui.default("ps_stab_draws", 8)
     ui.default("ps_stab_kind", "calib")
+    st.session_state["ps_stab_methods"] = [m for m in st.session_state["ps_stab_methods"] if m in methods]  # the address may name others
+    st.session_state["ps_stab_draws"] = min(16, max(2, int(st.session_state["ps_stab_draws"])))
+    if st.session_state["ps_stab_kind"] not in KINDS:
+        st.session_state["ps_stab_kind"] = "calib"
     chosen = c1.multiselect("Methods", list(methods), format_func=lambda n: methods[n].label, key="ps_stab_methods", help="Several methods at the same budget are ranked by stability.")
     draws = c2.number_input("Draws R", min_value=2, max_value=16, key="ps_stab_draws", help="Each draw is one prune and one evaluation.")
     kind = c3.selectbox("What changes between draws", list(KINDS), format_func=KINDS.get, key="ps_stab_kind")

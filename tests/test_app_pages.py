@@ -1042,6 +1042,42 @@ def test_sensitivity_measures_chosen_blocks_and_roles_with_an_estimate_first(dow
     assert at.multiselect(key="ps_sens_blocks").value == [0, 1] and len(at.multiselect(key="ps_sens_roles").value) == 6
 
 
+def test_the_sensitivity_and_stability_choices_travel_in_the_url():
+    """The blocks and layer roles Layer sensitivity measures, and what Stability draws, change what those views show:
+    a shared link carries them; blocks, roles or methods the model or the app lacks fall back to the defaults."""
+    at = open_page("sensitivity")
+    at.multiselect(key="ps_sens_blocks").set_value([1]).run()
+    at.multiselect(key="ps_sens_roles").set_value(["q", "FFN out"]).run()
+    assert_clean(at)
+    link = dict(at.query_params)
+    assert link["sens_blocks"] == "1" and link["sens_roles"] == "q,FFN out"
+    fresh = AppTest.from_file(MAIN, default_timeout=TIMEOUT)
+    fresh.query_params.update(link)
+    fresh.run()
+    fresh.switch_page("../pages/sensitivity.py").run()
+    assert_clean(fresh)
+    assert not fresh.sidebar.warning
+    assert fresh.multiselect(key="ps_sens_blocks").value == [1]
+    assert fresh.multiselect(key="ps_sens_roles").value == ["q", "FFN out"]
+    assert any(m.value.startswith("2 of 12 layers x 3 sparsities = 6 evaluations") for m in fresh.markdown)
+
+    other = AppTest.from_file(MAIN, default_timeout=TIMEOUT)  # a link made on a deeper model: block 29, a role BERT lacks
+    other.query_params.update({"sens_blocks": "29", "sens_roles": "FFN gate"})
+    other.run()
+    other.switch_page("../pages/sensitivity.py").run()
+    assert_clean(other)
+    assert other.multiselect(key="ps_sens_blocks").value == [0, 1] and len(other.multiselect(key="ps_sens_roles").value) == 6
+
+    stab = AppTest.from_file(MAIN, default_timeout=TIMEOUT)
+    stab.query_params.update({"stab_methods": "random,nonsense", "stab_draws": "3", "stab_kind": "seed"})
+    stab.run()
+    stab.switch_page("../pages/stability.py").run()
+    assert_clean(stab)
+    assert stab.multiselect(key="ps_stab_methods").value == ["random"]
+    assert stab.number_input(key="ps_stab_draws").value == 3 and stab.selectbox(key="ps_stab_kind").value == "seed"
+    assert stab.query_params["stab_methods"] == "random" and stab.query_params["stab_draws"] == "3"
+
+
 def pd_rows(files):
     """The sensitivity rows the page offers as CSV (the dense row first)."""
     import io
