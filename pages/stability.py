@@ -7,7 +7,7 @@ from app import downloads, ui
 from app import stability as S
 from app import stability_charts as SC
 from app import resources
-from app.style import metric_text
+from app.style import metric_text, shown_value
 
 INTRO = (
     "One calibration draw gives one mask. Draw **R** calibration sets (disjoint slices of the calibration data, or seeded "
@@ -66,7 +66,8 @@ def draw_partial(box, rows) -> None:
     if not rows:
         box.info("No draw finished yet.")
     elif isinstance(rows, list) and rows and isinstance(rows[0], dict):
-        box.dataframe(pd.DataFrame(rows)[["method", "draw", "value", "flips"]], hide_index=True)
+        table, config = ui.shown_table(pd.DataFrame(rows)[["method", "draw", "metric", "value", "flips"]], str(rows[0].get("metric", "")))
+        box.dataframe(table, hide_index=True, column_config=config)
     else:
         box.empty()
 
@@ -107,7 +108,12 @@ def summary(results) -> None:
         from pruning.stability import rank_methods
 
         st.markdown("**Ranked by stability** (highest mean Jaccard first, at the same sparsity and granularity):")
-        st.dataframe(pd.DataFrame(rank_methods(results)), hide_index=True)
+        ranked = pd.DataFrame(rank_methods(results))
+        metric = str(ranked["metric"].iloc[0])
+        if metric == "accuracy":  # in points, as the draws' chart below
+            ranked = ranked.assign(**{c: ranked[c].map(lambda v: shown_value(metric, v)) for c in ("metric_mean", "metric_sd")})
+        config = {c: st.column_config.NumberColumn(f"{c} (points)", format="%.2f") for c in ("metric_mean", "metric_sd")} if metric == "accuracy" else {}
+        st.dataframe(ranked, hide_index=True, column_config=config)
 
 
 def layer_picture(results) -> None:
@@ -142,7 +148,8 @@ def draws_section(results) -> None:
     metric = str(df["metric"].iloc[0])
     st.altair_chart(SC.draw_points(df, metric), width="stretch")
     st.caption("Each draw's metric with its 95% interval (evaluation noise); the spread between the points is what the draw changes.")
-    st.dataframe(pd.DataFrame([row for r in results for row in r.rows]), hide_index=True)
+    table, config = ui.shown_table(pd.DataFrame([row for r in results for row in r.rows]), metric)  # in points, as the chart above
+    st.dataframe(table, hide_index=True, column_config=config)
 
 
 def flips_section(results) -> None:

@@ -397,6 +397,9 @@ def test_mgpp_waits_for_run_then_shows_its_schedule_and_snapshots():
     assert_clean(at)
     assert metric(at, "Snapshot") == "step 8 of 8"
     assert metric(at, "Sparsity (exact zeros)") == "50.0%"
+    history = next(d.value for d in at.dataframe if "prior_threshold" in d.value.columns)
+    accuracy = float(metric(at, "Held-out accuracy").rstrip("%"))
+    assert history["value"].iloc[-1] == pytest.approx(accuracy, abs=0.05)  # the snapshot table in points, as the metric and chart
     # 4 evenly spaced snapshots (0, 8/3, 16/3, 8 rounded) plus t0 = 2 and t1 = 6
     assert at.select_slider(key="ps_steps_snapshot").options == ["0", "2", "3", "5", "6", "8"]
     at.select_slider(key="ps_steps_snapshot").set_value(2).run()
@@ -429,6 +432,10 @@ def test_sds_shows_each_stage_and_the_layer_errors():
         "Layers the soft-mask adjustment changed", "Layers where the adjustment was skipped", "Layers where the second pruning beats the first"))
     assert skipped == beats  # the paper's rule: skipped exactly where the second pruning already beats the first
     assert changed <= 12 - skipped
+    table = next(d.value for d in at.dataframe if "zero_fraction" in d.value.columns)
+    spec = next(json.loads(s) for s in chart_specs(at) if "on held-out training data" in s)
+    drawn = sorted(r["value"] for rows in spec["datasets"].values() for r in rows if "stage" in r and "value" in r)
+    assert sorted(table["value"]) == pytest.approx(drawn) and max(drawn) > 1  # the stage table in points, as its chart
     at.radio(key="ps_steps_stage").set_value("dense step").run()
     assert_clean(at)
 
@@ -441,6 +448,11 @@ def test_randomized_selection_shows_each_stage_and_the_chosen_candidate():
     winner = next(m for m in at.metric if m.label.startswith("Winner after fine-tuning"))
     assert "95% CI" in winner.help and "n = 16" in winner.help  # 16 held-out examples
     assert [h.value for h in at.subheader][:2] == ["Stage 1: 29.3% sparsity", "Stage 2: 50.0% sparsity"]
+    overlap_axes = [json.loads(spec)["encoding"]["y"] for spec in chart_specs(at) if "overlap with the deterministic mask" in spec]
+    assert len(overlap_axes) == 2  # one per stage; the candidates differ in the fourth decimal: the axis must not magnify that
+    for y in overlap_axes:
+        low, high = y["scale"]["domain"]
+        assert high - low >= 0.05, (low, high)
 
 
 def test_snapshots_are_drawn_while_mgpp_runs(monkeypatch):

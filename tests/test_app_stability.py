@@ -27,6 +27,13 @@ def test_stability_runs_from_its_button_and_shows_decided_magnitude():
     assert list(ranking["method"]) == ["magnitude", "wanda"] and list(ranking["rank"]) == [1, 2]
     draws = next(d.value for d in at.dataframe if "draw" in d.value.columns and "flips" in d.value.columns)
     assert len(draws) == 6 and (draws[draws["method"] == "magnitude"]["flips"] == 0).all()
+    # tables in the unit of the charts: accuracy in points (the draws' chart draws value x 100)
+    import json
+
+    spec = next(json.loads(e.proto.spec) for e in at.get("vega_lite_chart") if "accuracy (points)" in e.proto.spec)
+    drawn = sorted(r["value"] for rows in spec["datasets"].values() for r in rows if "draw" in r and "value" in r)
+    assert sorted(draws["value"]) == pytest.approx(drawn) and max(drawn) > 1
+    assert list(ranking["metric_mean"]) == pytest.approx([draws[draws["method"] == m]["value"].mean() for m in ranking["method"]])
     at.selectbox(key="ps_stab_method").set_value("wanda").run()
     assert_clean(at)
     layer = at.selectbox(key="ps_stab_layer").value
