@@ -125,7 +125,7 @@ def measurement_downloads(rows: list, signal: str, alloc: dict) -> None:
 
     told = distinguishable_layers(rows, signal)
     summary = {"rows": rows, "signal": signal, "distinguishable_layers": told, "suggested_allocation": alloc}
-    c1, c2 = st.columns(2)
+    c1 = c2 = ui.wrap_row()  # each button as wide as its label, wrapping at 800 px (a half column cut the JSON one)
     downloads.table_button(c1, pd.DataFrame(rows), "prunescope_sensitivity.csv", key="sens_csv")
     downloads.json_button(c2, summary, "prunescope_sensitivity.json", key="sens_json", label="Download rows and allocation (JSON)")
 
@@ -236,12 +236,12 @@ def which_layers(layer_rows) -> list:
     for key, options, fallback in (("ps_sens_blocks", blocks, sampled_blocks(blocks)), ("ps_sens_roles", roles, roles)):
         known = [x for x in st.session_state[key] if x in options]  # the address may name blocks or roles this model lacks
         st.session_state[key] = known if known or not st.session_state[key] else fallback
-    c1, c2, c3 = st.columns([3, 3, 2])
+    c1, c2 = st.columns(2)
     chosen_blocks = c1.multiselect("Blocks", blocks, key="ps_sens_blocks", help="Each chosen block's layers are measured.")
     chosen_roles = c2.multiselect("Layer roles", roles, key="ps_sens_roles", help="q, k, v, attention out, FFN in, FFN out: which layers of each block.")
     every = set(chosen_blocks) == set(blocks) and set(chosen_roles) == set(roles)
-    c3.button("Measure every layer", key="btn_sens_all", on_click=_measure_all, args=(blocks, roles), disabled=every,
-              help="All blocks and roles: the full run (its time is estimated above once chosen).")
+    st.button("Measure every layer", key="btn_sens_all", on_click=_measure_all, args=(blocks, roles), disabled=every, width="content",
+              help="All blocks and roles: the full run (its time is estimated below once chosen).")  # its own line: a third column cut it at 800 px
     return [r for r in layer_rows if (r.block is None or r.block in chosen_blocks) and layer_role(r.name)[1] in chosen_roles]
 
 
