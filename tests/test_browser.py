@@ -383,6 +383,8 @@ def views() -> list[str]:
     for spec in INDEX:
         if spec.url == "steps":
             paths += [f"steps?method={m}" for m in stepwise]
+        elif spec is INDEX[0]:  # the default view lives at the root: /overview is "page not found" (then the root)
+            paths.append("")
         elif spec.url != "runs":  # Runs draws charts only once runs are opened and compared (its own test)
             paths.append(spec.url)
     return paths
@@ -547,7 +549,7 @@ def test_every_chart_fits_and_reads(browser, app_url, width, model):
     only = [p for p in os.environ.get("PRUNESCOPE_LAYOUT_VIEWS", "").split(",") if p]
     found = []
     for path in views():
-        if only and path.split("?")[0] not in only and path not in only:
+        if only and (path or "overview").split("?")[0] not in only and path not in only:
             continue
         page.goto(layout_url(app_url, path, model))
         settled(page)
@@ -561,7 +563,7 @@ def test_every_chart_fits_and_reads(browser, app_url, width, model):
         charts = page.locator('[data-testid="stVegaLiteChart"]').count()
         wide = page.evaluate(OVERFLOW)
         if wide:
-            found.append(f"{path}: {len(wide)} of {charts} charts run past the window: {wide[:5]}")
+            found.append(f"{path or 'overview'}: {len(wide)} of {charts} charts run past the window: {wide[:5]}")
         problems = []
         for _ in range(3):  # Vega lays a redrawn chart out asynchronously: a problem must still be there a moment later
             page.wait_for_function(DRAWN)
@@ -571,9 +573,9 @@ def test_every_chart_fits_and_reads(browser, app_url, width, model):
                 break
             page.wait_for_timeout(1500)
         if SHOTS:
-            full_page_screenshot(page, Path(SHOTS) / f"{model or 'tiny'}-{width}-{path.replace('?method=', '-')}.png", width)
-        print(f"{path} at {width} px:", [(c["name"], [round(p["h"]) for p in c["plots"] if p["leaf"]][:6]) for c in measured])
-        found += [f"{path}: {p}" for p in problems]
+            full_page_screenshot(page, Path(SHOTS) / f"{model or 'tiny'}-{width}-{(path or 'overview').replace('?method=', '-')}.png", width)
+        print(f"{path or 'overview'} at {width} px:", [(c["name"], [round(p["h"]) for p in c["plots"] if p["leaf"]][:6]) for c in measured])
+        found += [f"{path or 'overview'}: {p}" for p in problems]
     page.context.close()
     assert not found, f"{model or 'tiny model'} at {width} px:\n" + "\n".join(found)
 
