@@ -164,9 +164,14 @@ def render() -> None:
     chosen = which_layers(layer_rows)
     blocks = sorted({r.block for r in layer_rows if r.block is not None})
     n_points = len(chosen) * len(sparsities)
-    work = len(sparsities) * sum(point_cost(r.block, len(blocks)) for r in chosen)
+    ans = resources.sensitivity(s, loaded, data, method, sparsities, granularity=measured_granularity(s),
+                                layers=tuple(r.name for r in chosen), done_rows=lambda: kept_rows(None)) if chosen else None
+    kept = kept_rows(ans.key) if ans is not None else []
+    done = {(r["layer"], round(float(r["sparsity"]), 6)) for r in kept if r["layer"] != "-"}  # a stopped run's points: not measured again
+    work = sum(point_cost(r.block, len(blocks)) for r in chosen for x in sparsities if (r.name, round(float(x), 6)) not in done)
     estimate = resources.sensitivity_estimate(s, work, len(blocks))
-    when = (f" Estimated time: **about {_duration(estimate[0])}** ({estimate[1]}; a layer near the output costs a fraction of one near the input)."
+    rest = f" ({len(done)} measured before the Stop; the time is for the rest)" if done else ""
+    when = (f" Estimated time: **about {_duration(estimate[0])}**{rest} ({estimate[1]}; a layer near the output costs a fraction of one near the input)."
             if estimate else " No estimate yet: nothing has been evaluated on this model at this evaluation size; the progress bar's time left appears with the first points.")
     st.markdown(
         f"{len(chosen)} of {len(layer_rows)} layers x {len(sparsities)} sparsities = {n_points} evaluations of "
@@ -175,9 +180,6 @@ def render() -> None:
     if not chosen:
         st.info("Choose at least one block and one layer role.")
         return
-    ans = resources.sensitivity(s, loaded, data, method, sparsities, granularity=measured_granularity(s),
-                                layers=tuple(r.name for r in chosen), done_rows=lambda: kept_rows(None))
-    kept = kept_rows(ans.key)
 
     def live(box, rows):
         st.session_state[PARTIAL] = (ans.key, list(rows))  # kept if the run is stopped

@@ -1140,6 +1140,7 @@ def test_sensitivity_stopped_keeps_its_rows_and_goes_on_from_them(monkeypatch, d
     at.run()
     assert not at.exception and not at.error
     assert any(i.value.startswith("Stopped: 2 of 4 points were measured") for i in at.info)
+    assert any("(2 measured before the Stop; the time is for the rest)" in m.value for m in at.markdown)  # estimated: the rest only
     assert chart_specs(at)  # the kept rows are drawn
     at.button(key="ps_sens_run").click().run()
     assert_clean(at)
