@@ -524,9 +524,32 @@ REAL_BUDGETS = {
     "ramp": "ramp_sparsities=0.3,0.6,0.9",
     "stability": "stab_methods=magnitude,wanda&stab_draws=2",
 }
-# A perplexity window of SmolLM2 costs seconds on a small CPU: 16 windows, and Layer sensitivity on its last two blocks
-# (each point then re-runs one or two of its 30 blocks; the default's four blocks across depth cost far more).
-MODEL_BUDGETS = {"smollm2-135m": {"eval": "16", "sensitivity": "sens_blocks=28,29"}}
+# A perplexity window of SmolLM2 costs seconds on a small CPU: 8 windows (the least the sidebar takes), a few held-out
+# windows for the trained methods, Layer sensitivity on its last two blocks (each point then re-runs one or two of its
+# 30 blocks; the default's four blocks across depth cost far more), Stability with magnitude alone.
+MODEL_BUDGETS = {
+    "smollm2-135m": {
+        "eval": "8",
+        "sensitivity": "sens_blocks=28,29",
+        "stability": "stab_methods=magnitude",
+        "ramp": "ramp_sparsities=0.5,0.9",
+        "steps?method=mgpp": "p.holdout=4",
+        "steps?method=gmp": "p.holdout=4",
+        "steps?method=randomized": "p.holdout=4",
+        "steps?method=sds": "p.lm_holdout=2",
+        "candidates": "cand_holdout=16",
+    }
+}
+
+
+def _merged(*queries: str) -> str:
+    """Query strings joined, a later value of a name replacing an earlier one."""
+    out: dict = {}
+    for q in queries:
+        for part in filter(None, q.split("&")):
+            name, _, value = part.partition("=")
+            out[name] = value
+    return "&".join(f"{k}={v}" for k, v in out.items())
 
 
 def layout_url(app_url: str, path: str, model: str | None) -> str:
@@ -534,7 +557,7 @@ def layout_url(app_url: str, path: str, model: str | None) -> str:
     if model is None:
         return f"{app_url}/{path}"
     own = MODEL_BUDGETS.get(model, {})
-    extra = "&".join(x for x in (f"model={model}", f"eval={own.get('eval', '64')}", REAL_BUDGETS.get(path, ""), own.get(path, "")) if x)
+    extra = _merged(f"model={model}", f"eval={own.get('eval', '64')}", REAL_BUDGETS.get(path, ""), own.get(path, ""))
     return f"{app_url}/{path}{'&' if '?' in path else '?'}{extra}"
 
 
