@@ -47,6 +47,10 @@ def _bic_or_int(value: str):
     return value if value == "bic" else int(value)
 
 
+def _ints(value: str) -> list[int]:
+    return [int(x) for x in _list(value)]
+
+
 # The views' own settings: URL name -> (session-state key, parser). Their widgets check the values.
 PAGE_KEYS = {
     "layer": ("ps_layer", str),
@@ -65,6 +69,8 @@ PAGE_KEYS = {
     "sens_sparsities": ("ps_sens_sparsities", str),
     "sens_signal": ("ps_sens_signal", str),
     "sens_at": ("ps_sens_at", float),
+    "sens_blocks": ("ps_sens_blocks", _ints),
+    "sens_roles": ("ps_sens_roles", _list),
     "ramp_methods": ("ps_ramp_methods", _list),
     "ramp_granularities": ("ps_ramp_grans", _list),
     "ramp_sparsities": ("ps_ramp_sparsities", str),
@@ -79,6 +85,9 @@ PAGE_KEYS = {
     "cmp_allocations": ("ps_cmp_allocations", _list),
     "cmp_reference": ("ps_cmp_reference", str),
     "steps_k": ("ps_steps_k", int),
+    "stab_methods": ("ps_stab_methods", _list),
+    "stab_draws": ("ps_stab_draws", int),
+    "stab_kind": ("ps_stab_kind", str),
     "learn_pattern": ("ps_learn_pattern", str),
     "learn_criterion": ("ps_learn_criterion", str),
     "learn_seed": ("ps_learn_seed", int),

@@ -125,7 +125,7 @@ def measurement_downloads(rows: list, signal: str, alloc: dict) -> None:
 
     told = distinguishable_layers(rows, signal)
     summary = {"rows": rows, "signal": signal, "distinguishable_layers": told, "suggested_allocation": alloc}
-    c1, c2 = st.columns(2)
+    c1 = c2 = ui.wrap_row()  # each button as wide as its label, wrapping at 800 px (a half column cut the JSON one)
     downloads.table_button(c1, pd.DataFrame(rows), "prunescope_sensitivity.csv", key="sens_csv")
     downloads.json_button(c2, summary, "prunescope_sensitivity.json", key="sens_json", label="Download rows and allocation (JSON)")
 
@@ -164,9 +164,14 @@ def render() -> None:
     chosen = which_layers(layer_rows)
     blocks = sorted({r.block for r in layer_rows if r.block is not None})
     n_points = len(chosen) * len(sparsities)
-    work = len(sparsities) * sum(point_cost(r.block, len(blocks)) for r in chosen)
+    ans = resources.sensitivity(s, loaded, data, method, sparsities, granularity=measured_granularity(s),
+                                layers=tuple(r.name for r in chosen), done_rows=lambda: kept_rows(None)) if chosen else None
+    kept = kept_rows(ans.key) if ans is not None else []
+    done = {(r["layer"], round(float(r["sparsity"]), 6)) for r in kept if r["layer"] != "-"}  # a stopped run's points: not measured again
+    work = sum(point_cost(r.block, len(blocks)) for r in chosen for x in sparsities if (r.name, round(float(x), 6)) not in done)
     estimate = resources.sensitivity_estimate(s, work, len(blocks))
-    when = (f" Estimated time: **about {_duration(estimate[0])}** ({estimate[1]}; a layer near the output costs a fraction of one near the input)."
+    rest = f" ({len(done)} measured before the Stop; the time is for the rest)" if done else ""
+    when = (f" Estimated time: **about {_duration(estimate[0])}**{rest} ({estimate[1]}; a layer near the output costs a fraction of one near the input)."
             if estimate else " No estimate yet: nothing has been evaluated on this model at this evaluation size; the progress bar's time left appears with the first points.")
     st.markdown(
         f"{len(chosen)} of {len(layer_rows)} layers x {len(sparsities)} sparsities = {n_points} evaluations of "
@@ -175,9 +180,6 @@ def render() -> None:
     if not chosen:
         st.info("Choose at least one block and one layer role.")
         return
-    ans = resources.sensitivity(s, loaded, data, method, sparsities, granularity=measured_granularity(s),
-                                layers=tuple(r.name for r in chosen), done_rows=lambda: kept_rows(None))
-    kept = kept_rows(ans.key)
 
     def live(box, rows):
         st.session_state[PARTIAL] = (ans.key, list(rows))  # kept if the run is stopped
@@ -233,12 +235,15 @@ def which_layers(layer_rows) -> list:
     roles = list(dict.fromkeys(layer_role(r.name)[1] for r in sorted(layer_rows, key=lambda r: layer_role(r.name)[0])))
     ui.default("ps_sens_blocks", sampled_blocks(blocks))
     ui.default("ps_sens_roles", roles)
-    c1, c2, c3 = st.columns([3, 3, 2])
+    for key, options, fallback in (("ps_sens_blocks", blocks, sampled_blocks(blocks)), ("ps_sens_roles", roles, roles)):
+        known = [x for x in st.session_state[key] if x in options]  # the address may name blocks or roles this model lacks
+        st.session_state[key] = known if known or not st.session_state[key] else fallback
+    c1, c2 = st.columns(2)
     chosen_blocks = c1.multiselect("Blocks", blocks, key="ps_sens_blocks", help="Each chosen block's layers are measured.")
     chosen_roles = c2.multiselect("Layer roles", roles, key="ps_sens_roles", help="q, k, v, attention out, FFN in, FFN out: which layers of each block.")
     every = set(chosen_blocks) == set(blocks) and set(chosen_roles) == set(roles)
-    c3.button("Measure every layer", key="btn_sens_all", on_click=_measure_all, args=(blocks, roles), disabled=every,
-              help="All blocks and roles: the full run (its time is estimated above once chosen).")
+    st.button("Measure every layer", key="btn_sens_all", on_click=_measure_all, args=(blocks, roles), disabled=every, width="content",
+              help="All blocks and roles: the full run (its time is estimated below once chosen).")  # its own line: a third column cut it at 800 px
     return [r for r in layer_rows if (r.block is None or r.block in chosen_blocks) and layer_role(r.name)[1] in chosen_roles]
 
 

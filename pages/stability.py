@@ -7,7 +7,7 @@ from app import downloads, ui
 from app import stability as S
 from app.charts import stability as SC
 from app import resources
-from app.style import metric_text
+from app.style import metric_text, shown_value
 
 INTRO = (
     "One calibration draw gives one mask. Draw **R** calibration sets (disjoint slices of the calibration data, or seeded "
@@ -26,6 +26,10 @@ def choice(s) -> S.StabilityChoice:
     ui.default("ps_stab_methods", [m for m in dict.fromkeys(["magnitude", "wanda", s.method]) if m in methods])
     ui.default("ps_stab_draws", 8)
     ui.default("ps_stab_kind", "calib")
+    st.session_state["ps_stab_methods"] = [m for m in st.session_state["ps_stab_methods"] if m in methods]  # the address may name others
+    st.session_state["ps_stab_draws"] = min(16, max(2, int(st.session_state["ps_stab_draws"])))
+    if st.session_state["ps_stab_kind"] not in KINDS:
+        st.session_state["ps_stab_kind"] = "calib"
     chosen = c1.multiselect("Methods", list(methods), format_func=lambda n: methods[n].label, key="ps_stab_methods", help="Several methods at the same budget are ranked by stability.")
     draws = c2.number_input("Draws R", min_value=2, max_value=16, key="ps_stab_draws", help="Each draw is one prune and one evaluation.")
     kind = c3.selectbox("What changes between draws", list(KINDS), format_func=KINDS.get, key="ps_stab_kind")
@@ -62,7 +66,8 @@ def draw_partial(box, rows) -> None:
     if not rows:
         box.info("No draw finished yet.")
     elif isinstance(rows, list) and rows and isinstance(rows[0], dict):
-        box.dataframe(pd.DataFrame(rows)[["method", "draw", "value", "flips"]], hide_index=True)
+        table, config = ui.shown_table(pd.DataFrame(rows)[["method", "draw", "metric", "value", "flips"]], str(rows[0].get("metric", "")))
+        box.dataframe(table, hide_index=True, column_config=config)
     else:
         box.empty()
 
@@ -103,7 +108,12 @@ def summary(results) -> None:
         from pruning.analysis.stability import rank_methods
 
         st.markdown("**Ranked by stability** (highest mean Jaccard first, at the same sparsity and granularity):")
-        st.dataframe(pd.DataFrame(rank_methods(results)), hide_index=True)
+        ranked = pd.DataFrame(rank_methods(results))
+        metric = str(ranked["metric"].iloc[0])
+        if metric == "accuracy":  # in points, as the draws' chart below
+            ranked = ranked.assign(**{c: ranked[c].map(lambda v: shown_value(metric, v)) for c in ("metric_mean", "metric_sd")})
+        config = {c: st.column_config.NumberColumn(f"{c} (points)", format="%.2f") for c in ("metric_mean", "metric_sd")} if metric == "accuracy" else {}
+        st.dataframe(ranked, hide_index=True, column_config=config)
 
 
 def layer_picture(results) -> None:
@@ -138,7 +148,8 @@ def draws_section(results) -> None:
     metric = str(df["metric"].iloc[0])
     ui.chart(SC.draw_points(df, metric))
     st.caption("Each draw's metric with its 95% interval (evaluation noise); the spread between the points is what the draw changes.")
-    st.dataframe(pd.DataFrame([row for r in results for row in r.rows]), hide_index=True)
+    table, config = ui.shown_table(pd.DataFrame([row for r in results for row in r.rows]), metric)  # in points, as the chart above
+    st.dataframe(table, hide_index=True, column_config=config)
 
 
 def flips_section(results) -> None:

@@ -198,7 +198,14 @@ def snapshots(history: list, prior: dict | None, done, seed: int) -> None:
         for chart in charts.training_charts(curves):
             ui.chart(chart, ui.tile(row, 460))
     with st.expander("Every snapshot as a table"):
-        st.dataframe(pd.DataFrame(V.history_rows(history)), hide_index=True, width="stretch")
+        table, config = _table_in_points(pd.DataFrame(V.history_rows(history)))
+        st.dataframe(table, hide_index=True, width="stretch", column_config=config)
+
+
+def _table_in_points(rows: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """Rows with a ``metric`` column in the unit the charts above draw them (accuracy in points, said in the header)."""
+    known = rows["metric"].dropna() if "metric" in rows.columns else pd.Series([], dtype=object)
+    return ui.shown_table(rows, str(known.iloc[0]) if len(known) else "")
 
 
 def _snapshot_chart(sample, limit: float, title: str, done, k, seed: int, prior: dict | None, lines: list) -> None:
@@ -253,7 +260,8 @@ def draw_candidates(stages: list, info: dict | None, params: dict) -> None:
         title = "early-evaluation score" if stage.get("selection") == "early" else f"held-out {metric}, no training"
         ui.chart(candidate_bars(rows, "score", title, ".4g", metric=metric), left)
         if rows["overlap"].notna().all():
-            ui.chart(candidate_bars(rows, "overlap", "overlap with the deterministic mask", ".3f"), right)
+            # at least 0.05 of axis, as in Random candidates: candidates that differ in the fifth decimal must not look apart
+            ui.chart(candidate_bars(rows, "overlap", "overlap with the deterministic mask", ".3f", min_span=0.05), right)
         curves = pd.DataFrame(V.early_curve_rows(stage))
         if len(curves):
             ui.chart(charts.early_curves_chart(curves, metric, params.get("n_last")))
@@ -310,7 +318,8 @@ def draw_stages(steps: list, info: dict | None, done, seed: int) -> None:
         st.caption(f"Held-out slice of the TRAINING data ({held.get('examples', '?')} examples); the test-set figure of the final model is on the Overview.")
     else:
         st.caption("Not tracked in this run (parameter track_metric is off).")
-    st.dataframe(rows, hide_index=True, width="stretch", column_config={"zero_fraction": st.column_config.NumberColumn(format="percent")})
+    table, config = _table_in_points(rows)
+    st.dataframe(table, hide_index=True, width="stretch", column_config={**config, "zero_fraction": st.column_config.NumberColumn(format="percent")})
 
     if info is not None:
         draw_layer_errors(info)

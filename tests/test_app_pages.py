@@ -49,6 +49,18 @@ def chart_specs(at: AppTest) -> list[str]:
     return [e.proto.spec for e in at.get("vega_lite_chart")]
 
 
+def chart_rows(at: AppTest, text: str) -> list[dict]:
+    """The data rows of the first chart whose spec contains ``text``: inline in the spec, or sent beside it
+    as Arrow (``ui.chart`` serves a builder's data that way)."""
+    import pyarrow as pa
+
+    chart = next(e for e in at.get("vega_lite_chart") if text in e.proto.spec)
+    rows = [r for data in json.loads(chart.proto.spec).get("datasets", {}).values() for r in data]
+    for ds in chart.proto.datasets:
+        rows += pa.ipc.open_stream(ds.data.data).read_pandas().to_dict("records")
+    return rows
+
+
 def set_sparsity(at: AppTest, value: float) -> AppTest:
     at.sidebar.slider(key="ps_sparsity").set_value(value).run()
     return at
@@ -478,6 +490,9 @@ def test_mgpp_waits_for_run_then_shows_its_schedule_and_snapshots():
     assert_clean(at)
     assert metric(at, "Snapshot") == "step 8 of 8"
     assert metric(at, "Sparsity (exact zeros)") == "50.0%"
+    history = next(d.value for d in at.dataframe if "prior_threshold" in d.value.columns)
+    accuracy = float(metric(at, "Held-out accuracy").rstrip("%"))
+    assert history["value"].iloc[-1] == pytest.approx(accuracy, abs=0.05)  # the snapshot table in points, as the metric and chart
     # 4 evenly spaced snapshots (0, 8/3, 16/3, 8 rounded) plus t0 = 2 and t1 = 6
     assert at.select_slider(key="ps_steps_snapshot").options == ["0", "2", "3", "5", "6", "8"]
     at.select_slider(key="ps_steps_snapshot").set_value(2).run()
@@ -510,6 +525,9 @@ def test_sds_shows_each_stage_and_the_layer_errors():
         "Layers the soft-mask adjustment changed", "Layers where the adjustment was skipped", "Layers where the second pruning beats the first"))
     assert skipped == beats  # the paper's rule: skipped exactly where the second pruning already beats the first
     assert changed <= 12 - skipped
+    table = next(d.value for d in at.dataframe if "zero_fraction" in d.value.columns)
+    drawn = sorted(r["value"] for r in chart_rows(at, "on held-out training data") if "stage" in r and "value" in r)
+    assert sorted(table["value"]) == pytest.approx(drawn) and max(drawn) > 1  # the stage table in points, as its chart
     at.radio(key="ps_steps_stage").set_value("dense step").run()
     assert_clean(at)
 
@@ -522,6 +540,11 @@ def test_randomized_selection_shows_each_stage_and_the_chosen_candidate():
     winner = next(m for m in at.metric if m.label.startswith("Winner after fine-tuning"))
     assert "95% CI" in winner.help and "n = 16" in winner.help  # 16 held-out examples
     assert [h.value for h in at.subheader][:2] == ["Stage 1: 29.3% sparsity", "Stage 2: 50.0% sparsity"]
+    overlap_axes = [json.loads(spec)["encoding"]["y"] for spec in chart_specs(at) if "overlap with the deterministic mask" in spec]
+    assert len(overlap_axes) == 2  # one per stage; the candidates differ in the fourth decimal: the axis must not magnify that
+    for y in overlap_axes:
+        low, high = y["scale"]["domain"]
+        assert high - low >= 0.05, (low, high)
 
 
 def test_snapshots_are_drawn_while_mgpp_runs(monkeypatch):
@@ -1123,6 +1146,42 @@ def test_sensitivity_measures_chosen_blocks_and_roles_with_an_estimate_first(dow
     assert at.multiselect(key="ps_sens_blocks").value == [0, 1] and len(at.multiselect(key="ps_sens_roles").value) == 6
 
 
+def test_the_sensitivity_and_stability_choices_travel_in_the_url():
+    """The blocks and layer roles Layer sensitivity measures, and what Stability draws, change what those views show:
+    a shared link carries them; blocks, roles or methods the model or the app lacks fall back to the defaults."""
+    at = open_page("sensitivity")
+    at.multiselect(key="ps_sens_blocks").set_value([1]).run()
+    at.multiselect(key="ps_sens_roles").set_value(["q", "FFN out"]).run()
+    assert_clean(at)
+    link = dict(at.query_params)
+    assert link["sens_blocks"] == "1" and link["sens_roles"] == "q,FFN out"
+    fresh = AppTest.from_file(MAIN, default_timeout=TIMEOUT)
+    fresh.query_params.update(link)
+    fresh.run()
+    fresh.switch_page("../pages/sensitivity.py").run()
+    assert_clean(fresh)
+    assert not fresh.sidebar.warning
+    assert fresh.multiselect(key="ps_sens_blocks").value == [1]
+    assert fresh.multiselect(key="ps_sens_roles").value == ["q", "FFN out"]
+    assert any(m.value.startswith("2 of 12 layers x 3 sparsities = 6 evaluations") for m in fresh.markdown)
+
+    other = AppTest.from_file(MAIN, default_timeout=TIMEOUT)  # a link made on a deeper model: block 29, a role BERT lacks
+    other.query_params.update({"sens_blocks": "29", "sens_roles": "FFN gate"})
+    other.run()
+    other.switch_page("../pages/sensitivity.py").run()
+    assert_clean(other)
+    assert other.multiselect(key="ps_sens_blocks").value == [0, 1] and len(other.multiselect(key="ps_sens_roles").value) == 6
+
+    stab = AppTest.from_file(MAIN, default_timeout=TIMEOUT)
+    stab.query_params.update({"stab_methods": "random,nonsense", "stab_draws": "3", "stab_kind": "seed"})
+    stab.run()
+    stab.switch_page("../pages/stability.py").run()
+    assert_clean(stab)
+    assert stab.multiselect(key="ps_stab_methods").value == ["random"]
+    assert stab.number_input(key="ps_stab_draws").value == 3 and stab.selectbox(key="ps_stab_kind").value == "seed"
+    assert stab.query_params["stab_methods"] == "random" and stab.query_params["stab_draws"] == "3"
+
+
 def pd_rows(files):
     """The sensitivity rows the page offers as CSV (the dense row first)."""
     import io
@@ -1173,6 +1232,7 @@ def test_sensitivity_stopped_keeps_its_rows_and_goes_on_from_them(monkeypatch, d
     at.run()
     assert not at.exception and not at.error
     assert any(i.value.startswith("Stopped: 2 of 4 points were measured") for i in at.info)
+    assert any("(2 measured before the Stop; the time is for the rest)" in m.value for m in at.markdown)  # estimated: the rest only
     assert chart_specs(at)  # the kept rows are drawn
     at.button(key="btn_sens_run").click().run()
     assert_clean(at)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from test_app_pages import assert_clean, open_page
+from test_app_pages import assert_clean, chart_rows, open_page
 
 pytestmark = pytest.mark.usefixtures("tiny_model_folder")  # tests/conftest.py: the app on the tiny BERT
 
@@ -27,6 +27,10 @@ def test_stability_runs_from_its_button_and_shows_decided_magnitude():
     assert list(ranking["method"]) == ["magnitude", "wanda"] and list(ranking["rank"]) == [1, 2]
     draws = next(d.value for d in at.dataframe if "draw" in d.value.columns and "flips" in d.value.columns)
     assert len(draws) == 6 and (draws[draws["method"] == "magnitude"]["flips"] == 0).all()
+    # tables in the unit of the charts: accuracy in points (the draws' chart draws value x 100)
+    drawn = sorted(r["value"] for r in chart_rows(at, "accuracy (points)") if "draw" in r and "value" in r)
+    assert sorted(draws["value"]) == pytest.approx(drawn) and max(drawn) > 1
+    assert list(ranking["metric_mean"]) == pytest.approx([draws[draws["method"] == m]["value"].mean() for m in ranking["method"]])
     at.selectbox(key="ps_stab_method").set_value("wanda").run()
     assert_clean(at)
     layer = at.selectbox(key="ps_stab_layer").value

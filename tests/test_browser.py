@@ -6,7 +6,10 @@ settings carry across pages), moves the sparsity slider with the keyboard,
 checks that the shown numbers change and that no exception or error element
 appears, and saves a screenshot of each page into a temporary folder.
 
-By default the app runs on a tiny random BERT saved by the test (fast). With
+By default the app runs on a tiny random BERT saved by the test (fast).
+``PRUNESCOPE_LAYOUT_MODELS=minilm-rt,smollm2-135m`` runs the layout check
+(``-k test_every_chart_fits_and_reads``) on those real models instead, each view with a
+small budget in its address (docs/VIEWS.md, "One visual language"). With
 ``PRUNESCOPE_SCREENSHOTS=1`` it runs on the real embedded default (minilm-rt,
 fine-tuned on first use; evaluation size 64) and also writes small PNGs into
 ``docs/screenshots/`` for the README; ``PRUNESCOPE_SCREENSHOT_PAGES=weights,masks``
@@ -34,7 +37,10 @@ ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
 REAL = bool(os.environ.get("PRUNESCOPE_SCREENSHOTS"))
-WAIT_MS = 900_000 if REAL else 120_000
+# Opt-in (CI need not run it): the layout check on real models, e.g. PRUNESCOPE_LAYOUT_MODELS=minilm-rt,smollm2-135m
+LAYOUT_MODELS = [m.strip() for m in os.environ.get("PRUNESCOPE_LAYOUT_MODELS", "").split(",") if m.strip()]
+REAL_SERVER = REAL or bool(LAYOUT_MODELS)  # the app opens the embedded default, not the tiny BERT
+WAIT_MS = 900_000 if REAL_SERVER else 120_000
 ERRORS = '[data-testid="stException"], [data-testid="stAlertContentError"]'
 SCREENSHOT_LIMIT = 300_000  # bytes, for docs/screenshots
 
@@ -61,7 +67,7 @@ def chromium_path():
 @pytest.fixture(scope="module")
 def app_model(tmp_path_factory, request) -> str:
     """The model the app opens first: the tiny BERT saved by the test, or minilm-rt for screenshots."""
-    if REAL:
+    if REAL_SERVER:
         return "minilm-rt"
     from conftest import saved_folder
 
@@ -84,7 +90,7 @@ def app_url(tmp_path_factory, app_model, runs_root):
     env = dict(os.environ)
     env.pop("PRUNESCOPE_PROFILE", None)
     env["PRUNESCOPE_RUNS_DIR"] = str(runs_root)
-    if not REAL:
+    if not REAL_SERVER:
         env.update(PRUNESCOPE_TEST_MODEL=app_model, PRUNESCOPE_EVAL_SIZE="32", PRUNESCOPE_CALIBRATION="8")
     else:
         env.setdefault("PRUNESCOPE_EVAL_SIZE", "64")
@@ -359,6 +365,7 @@ def test_method_steps_runs_mgpp_on_a_budget_set_in_the_sidebar(browser, app_url,
 MIN_PLOT = 160  # px: the plot area of a chart (its axes' frame), legends and titles not counted
 MIN_SMALL = 80  # px: one panel of small multiples
 MAX_SMALL_Y_TICKS = 2  # y tick labels on one small-multiple panel
+SHOTS = os.environ.get("PRUNESCOPE_LAYOUT_SHOTS", "")  # a folder: a full-page screenshot of every view measured
 
 
 def views() -> list[str]:
@@ -370,6 +377,8 @@ def views() -> list[str]:
     for spec in INDEX:
         if spec.url == "steps":
             paths += [f"steps?method={m}" for m in stepwise]
+        elif spec is INDEX[0]:  # the default view lives at the root: /overview is "page not found" (then the root)
+            paths.append("")
         elif spec.charts_on_open:  # Runs draws charts only once runs are opened and compared (its own test)
             paths.append(spec.url)
     return paths
@@ -475,6 +484,16 @@ def readability_problems(charts: list) -> list[str]:
     return problems
 
 
+def full_page_screenshot(page, path: Path, width: int) -> None:
+    """The whole view (Streamlit scrolls inside its main block, so the window is made as tall as the view)."""
+    tall = page.evaluate("() => Math.max(...[...document.querySelectorAll('[data-testid=\"stMain\"] *')].map(e => e.scrollHeight))")
+    page.set_viewport_size({"width": width, "height": min(int(tall) + 100, 12000)})
+    page.wait_for_timeout(800)
+    page.screenshot(path=str(path))
+    page.set_viewport_size({"width": width, "height": 900})
+    page.wait_for_timeout(300)
+
+
 def _show_results(page, path: str) -> None:
     """Press the view's Run button (the first primary button of the page) when its results wait for it."""
     main = page.locator('[data-testid="stMain"]')
@@ -486,20 +505,71 @@ def _show_results(page, path: str) -> None:
         settled(page)
 
 
-@pytest.mark.skipif(REAL, reason="layout check on the tiny model only")
+# On a real model each view's address carries a small budget, so its Run finishes in minutes on a small CPU
+# (the charts are the same ones at any budget): the evaluation size, and the trained methods' steps.
+TRAINED_BUDGET = "p.steps=6&p.batch_size=4&p.history_points=4&p.holdout=32"
+REAL_BUDGETS = {
+    "weights": "all_layers=true",  # SmolLM2's 210 layers start without their small multiples: draw them too
+    "candidates": "cand_holdout=32",
+    "steps?method=mgpp": TRAINED_BUDGET,
+    "steps?method=gmp": TRAINED_BUDGET,
+    "steps?method=randomized": "p.k=3&p.steps=2&p.eval_every=1&p.n_last=1&p.final_steps=2&p.batch_size=4&p.holdout=32",
+    "steps?method=sds": "p.iters=10&p.adjust_iters=5&p.holdout=32",
+    "ramp": "ramp_sparsities=0.3,0.6,0.9",
+    "stability": "stab_methods=magnitude,wanda&stab_draws=2",
+}
+# A perplexity window of SmolLM2 costs seconds on a small CPU: 8 windows (the least the sidebar takes), a few held-out
+# windows for the trained methods, Layer sensitivity on its last two blocks (each point then re-runs one or two of its
+# 30 blocks; the default's four blocks across depth cost far more), Stability with magnitude alone.
+MODEL_BUDGETS = {
+    "smollm2-135m": {
+        "eval": "8",
+        "sensitivity": "sens_blocks=28,29",
+        "stability": "stab_methods=magnitude",
+        "ramp": "ramp_sparsities=0.5,0.9",
+        "steps?method=mgpp": "p.holdout=4",
+        "steps?method=gmp": "p.holdout=4",
+        "steps?method=randomized": "p.holdout=4",
+        "steps?method=sds": "p.lm_holdout=2",
+        "candidates": "cand_holdout=16",
+    }
+}
+
+
+def _merged(*queries: str) -> str:
+    """Query strings joined, a later value of a name replacing an earlier one."""
+    out: dict = {}
+    for q in queries:
+        for part in filter(None, q.split("&")):
+            name, _, value = part.partition("=")
+            out[name] = value
+    return "&".join(f"{k}={v}" for k, v in out.items())
+
+
+def layout_url(app_url: str, path: str, model: str | None) -> str:
+    """The view's address: as it is on the tiny model; on a real model, that model with the view's small budget."""
+    if model is None:
+        return f"{app_url}/{path}"
+    own = MODEL_BUDGETS.get(model, {})
+    extra = _merged(f"model={model}", f"eval={own.get('eval', '64')}", REAL_BUDGETS.get(path, ""), own.get(path, ""))
+    return f"{app_url}/{path}{'&' if '?' in path else '?'}{extra}"
+
+
+@pytest.mark.skipif(REAL and not LAYOUT_MODELS, reason="layout check on the tiny model, or on PRUNESCOPE_LAYOUT_MODELS")
+@pytest.mark.parametrize("model", LAYOUT_MODELS or [None])
 @pytest.mark.parametrize("width", [1400, 800])
-def test_every_chart_fits_and_reads(browser, app_url, width, shot_dirs):
+def test_every_chart_fits_and_reads(browser, app_url, width, model, shot_dirs):
     """Every view at this width, with results drawn: no chart runs past the window, every plot area is
     tall enough to read, no tick labels overlap. A full-page screenshot of each goes to the temporary folder
-    (``layout-<view>-<width>.png``) for a person to look at."""
+    (``<model>-<width>-<view>.png``) for a person to look at."""
     page = browser.new_context(viewport={"width": width, "height": 900}).new_page()
     page.set_default_timeout(WAIT_MS)
     only = [p for p in os.environ.get("PRUNESCOPE_LAYOUT_VIEWS", "").split(",") if p]
     found = []
     for path in views():
-        if only and path.split("?")[0] not in only and path not in only:
+        if only and (path or "overview").split("?")[0] not in only and path not in only:
             continue
-        page.goto(f"{app_url}/{'' if path == PAGES[0].url else path}")  # the first view is the app's main page (no URL path of its own)
+        page.goto(layout_url(app_url, path, model))
         settled(page)
         _show_results(page, path)
         try:
@@ -511,7 +581,7 @@ def test_every_chart_fits_and_reads(browser, app_url, width, shot_dirs):
         charts = page.locator('[data-testid="stVegaLiteChart"]').count()
         wide = page.evaluate(OVERFLOW)
         if wide:
-            found.append(f"{path}: {len(wide)} of {charts} charts run past the window: {wide[:5]}")
+            found.append(f"{path or 'overview'}: {len(wide)} of {charts} charts run past the window: {wide[:5]}")
         problems = []
         for _ in range(3):  # Vega lays a redrawn chart out asynchronously: a problem must still be there a moment later
             page.wait_for_function(DRAWN)
@@ -520,14 +590,12 @@ def test_every_chart_fits_and_reads(browser, app_url, width, shot_dirs):
             if not problems:
                 break
             page.wait_for_timeout(1500)
-        print(f"{path} at {width} px:", [(c["name"], [round(p["h"]) for p in c["plots"] if p["leaf"]][:6]) for c in measured])
-        page.set_viewport_size({"width": width, "height": 6000})  # the page scrolls inside the app: a tall window shows all of it
-        page.wait_for_timeout(800)
-        page.screenshot(path=str(Path(shot_dirs[0]) / f"layout-{path.replace('?method=', '-')}-{width}.png"))
-        page.set_viewport_size({"width": width, "height": 900})
-        found += [f"{path}: {p}" for p in problems]
+        folder = Path(SHOTS) if SHOTS else Path(shot_dirs[0])  # a person looks at them; PRUNESCOPE_LAYOUT_SHOTS keeps them
+        full_page_screenshot(page, folder / f"{model or 'tiny'}-{width}-{(path or 'overview').replace('?method=', '-')}.png", width)
+        print(f"{path or 'overview'} at {width} px:", [(c["name"], [round(p["h"]) for p in c["plots"] if p["leaf"]][:6]) for c in measured])
+        found += [f"{path or 'overview'}: {p}" for p in problems]
     page.context.close()
-    assert not found, f"at {width} px:\n" + "\n".join(found)
+    assert not found, f"{model or 'tiny model'} at {width} px:\n" + "\n".join(found)
 
 
 def test_a_view_opens_from_a_url_with_its_settings(browser, app_url):

@@ -102,6 +102,7 @@ def test_histogram_panel_spec_is_the_panel_chart_from_a_template():
     assert fast.pop("autosize") == {"type": "pad"}  # its width and height are the plot's: a small panel stays readable
     assert fast.pop("description") == "small multiple: block 1 · v"
     assert fast["encoding"]["y"]["axis"].pop("values") == [0, int(stacked["y1"].max())]  # two y ticks: 0 and the top
+    assert fast["encoding"]["y"]["axis"]["format"] == ",d"  # counts written whole ("914", "0"), never "0.9k" over "0k"
     assert fast == full  # the same encoding, scales, title and size
     pd.testing.assert_frame_equal(values[list(stacked.columns)], stacked, check_dtype=False)  # the same stacked bars
 

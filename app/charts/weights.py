@@ -108,7 +108,7 @@ def histogram_panel(bins: pd.DataFrame, title: str, width: int = 190, height: in
         .encode(
             x=alt.X("left:Q", title=None, axis=alt.Axis(tickCount=3, format="~g")),
             x2="right:Q",
-            y=alt.Y("y1:Q", title=None, axis=alt.Axis(tickCount=3, format="~s")),
+            y=alt.Y("y1:Q", title=None, axis=alt.Axis(tickCount=3, format=",d")),
             y2="y0:Q",
             color=alt.Color("status:N", scale=STATUS_SCALE, legend=None),
             tooltip=[
