@@ -154,8 +154,24 @@ def run_model(key: str, args) -> dict:
             cells = [c for c in cells if c.label not in missing]
         res = compare(loaded, bases[sparsity], cells, data, REFERENCE, calibration=calib, dense=not args.no_dense,
                       max_examples=n, on_cell=say, checkpoint=checkpoints[sparsity])
-        out["runs"].append({"sparsity": sparsity, "dense": res.dense, "rows": res.rows, "allocation_kl": None if kl is None else kl[sparsity]})
+        out["runs"].append({"sparsity": sparsity, "dense": res.dense, "rows": res.rows, "allocation_kl": None if kl is None else kl[sparsity],
+                            "own_baseline": own_baseline(res.evaluations)})
     out["load_average_start"], out["load_average_end"] = start_load, [round(x, 2) for x in os.getloadavg()]
+    return out
+
+
+def own_baseline(evaluations: dict) -> list[dict]:
+    """Each update and allocation against the same criterion with update none, uniform (paired, same items):
+    what the choice itself does, whatever the criterion."""
+    from pruning.analysis.evaluate import paired_difference
+
+    out = []
+    for label, ev in evaluations.items():
+        base = label.split("+")[0] + "+none"
+        if label == base or base not in evaluations:
+            continue
+        d = paired_difference(evaluations[base], ev)
+        out.append({"cell": label, "against": base, **{k: d[k] for k in ("drop", "drop_ci_low", "drop_ci_high", "within_noise")}})
     return out
 
 
@@ -209,6 +225,10 @@ def markdown(result: dict) -> str:
                 f"| {r['cell']} | {_value(r, digits)} | {_diff(r, digits)} | {r['sparsity']:.4f} | {_num(r['reconstruction_error'], 4)} "
                 f"| {r['seconds']:.1f} | {r['allocation_seconds']:.1f} | {r['eval_seconds']:.1f} | {r['load_before']} -> {r['load_after']} |"
             )
+        if run.get("own_baseline"):
+            lines += ["", "Each choice against its own criterion with update none, uniform (paired harm, positive: the choice is worse): "
+                      + "; ".join(f"{x['cell']} {x['drop']:+.{digits}f} [{x['drop_ci_low']:+.{digits}f}, {x['drop_ci_high']:+.{digits}f}]"
+                                  + (" within noise" if x["within_noise"] else "") for x in run["own_baseline"]) + "."]
         missing = result.get("not_measured", {}).get(f"{run['sparsity']:g}")
         if missing:
             lines += ["", f"Not measured (the time ran out on this machine's load): {', '.join(missing)}."]
