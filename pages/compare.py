@@ -85,13 +85,16 @@ def render() -> None:
     idle = "Press **Run the comparison**: every cell is pruned and evaluated in one job (with a Stop button); results stay cached."
     if kept:
         idle = f"Stopped: {len(kept)} of {n} cells finished (drawn below). **Run the comparison** computes them all again."
-    job, _ = ui.run_view(ans, "Run the comparison", "btn_cmp_run", idle, draw=live)
+    # stale: after the sidebar changes (another sparsity), the last finished matrix stays on screen, marked out of date
+    job, stale = ui.run_view(ans, "Run the comparison", "btn_cmp_run", idle, draw=live, stale=not kept)
     if job is None:
         if kept:
             draw(st.container(), first, second, kept, c.reference, metric)
             details(first, second, kept, c, metric, stopped=True)
         return
     result = job.value
+    if stale:
+        draw(st.container(), first, second, result.rows, c.reference, metric)
     if result.stopped:
         st.info(f"Stopped: {len(result.rows)} of {n} cells finished; they are shown above and in the table.")
     details(first, second, result.rows, c, metric, dense=result.dense, stopped=result.stopped)

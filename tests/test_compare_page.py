@@ -78,6 +78,26 @@ def test_the_matrix_runs_with_intervals_paired_against_the_reference_and_downloa
         assert r["vs reference"] in ("within noise", "distinguishable from 0")
 
 
+def test_after_the_sparsity_moves_the_last_matrix_stays_marked_out_of_date(downloads):
+    """The cells are at the sparsity they ran at: when the sidebar moves, the finished matrix stays on screen with a
+    warning that it is the previous settings' result, and Run measures the new sparsity."""
+    from test_app_pages import set_sparsity
+
+    at = open_page("compare")
+    choose(at, ["magnitude"], ["none"], ["uniform"], "magnitude+none")
+    at.button(key="btn_cmp_run").click().run()
+    assert_clean(at)
+    assert (csv_rows(downloads)["sparsity"].round(2) == 0.5).all()
+    set_sparsity(at, 0.7)
+    assert_clean(at)
+    assert any("Settings changed" in w.value and "previous settings" in w.value for w in at.warning)
+    assert list(chart_data(at, 0).drop_duplicates("cell")["cell"]) == ["magnitude+none"]  # the 50% matrix, still drawn
+    at.button(key="btn_cmp_run").click().run()
+    assert_clean(at)
+    assert not any("Settings changed" in w.value for w in at.warning)
+    assert (csv_rows(downloads)["sparsity"].round(2) == 0.7).all()
+
+
 def test_stop_keeps_the_finished_cells(monkeypatch, downloads):
     import pruning.analysis.compare as engine
     from app import jobs
