@@ -286,7 +286,7 @@ def update_select(sb, method) -> None:
         key="ps_update",
         format_func=lambda u: f"the method's own ({method.default_update})" if u == state.UPDATE_DEFAULT else updates[u].label,
         help="What happens to the kept weights: none, OBS (SparseGPT's reconstruction on this mask) or DSnoT "
-        "(prune-and-grow, same count per row). Any update other than none runs the method itself, not the slider's cached scores.",
+        "(prune-and-grow on the attention matrices, same count per row). Any update other than none runs the method itself, not the slider's cached scores.",
     )
 
 

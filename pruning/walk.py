@@ -10,6 +10,7 @@ the reference Wanda and SparseGPT order), so a calibrated criterion registered w
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable
 
 import torch
@@ -70,7 +71,7 @@ def criterion_walk(ctx: PruneContext, choose: Chooser, sparsity: dict[str, float
         out = []
         for name, w, (new_w, mask) in zip(names, weights, choose(names, weights, stats, sparsity)):
             if not (update.name == "obs" and new_w is not None):
-                new_w, mask = update.apply(w, mask, stats, env)
+                new_w, mask = update.apply(w, mask, stats, replace(env, layer=name))
             errors[name] = _error(w, (w if new_w is None else new_w) * mask, stats.gram)
             out.append((new_w, mask))
         return out

@@ -121,6 +121,19 @@ def test_dsnot_swaps_on_a_hand_checkable_row():
     assert got.tolist() == [[True, False, True, False]]
 
 
+def test_dsnot_walks_the_attention_matrices_only():
+    from pruning.updates.dsnot import walks_layer
+
+    walked = ["bert.encoder.layer.0.attention.self.query", "bert.encoder.layer.0.attention.self.key",
+              "bert.encoder.layer.0.attention.self.value", "bert.encoder.layer.0.attention.output.dense",
+              "model.layers.3.self_attn.q_proj", "model.layers.3.self_attn.o_proj", "transformer.h.0.attn.c_attn",
+              "transformer.h.0.attn.c_proj"]
+    kept = ["bert.encoder.layer.0.intermediate.dense", "bert.encoder.layer.0.output.dense", "model.layers.3.mlp.gate_proj",
+            "model.layers.3.mlp.up_proj", "model.layers.3.mlp.down_proj", "transformer.h.0.mlp.c_proj", "classifier", ""]
+    assert [n for n in walked if not walks_layer(n)] == []
+    assert [n for n in kept if walks_layer(n)] == []
+
+
 def test_dsnot_stops_below_the_threshold():
     W = torch.tensor([[0.05, -2.0, 3.0, 0.01]])
     keep = torch.tensor([[False, True, True, False]])  # error 0.06 <= 0.1: nothing to do

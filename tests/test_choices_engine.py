@@ -115,16 +115,24 @@ def test_magnitude_with_obs_runs_the_walk_and_keeps_magnitudes_mask(tiny_llama, 
         assert obs.info["reconstruction_error"][name] < _relative_error(w, w * mask, xs[name]), name
 
 
-def test_dsnot_keeps_each_rows_count_and_the_weights(tiny_llama, llama_calib):
+def test_dsnot_keeps_each_rows_count_and_the_weights_and_leaves_the_mlp_alone(tiny_llama, llama_calib):
+    """The authors' default (``--skip_layer mlp``): only q, k, v and o are walked; gate, up and
+    down keep Wanda's mask exactly (walking them too collapsed minilm-rt at 70%)."""
     layers = _block0_layers(tiny_llama)
     plain = prune(tiny_llama, R.make("wanda", 0.5, "layer", layers=layers), calibration=llama_calib)
     swapped = prune(tiny_llama, R.make("wanda", 0.5, "layer", layers=layers, update="dsnot"), calibration=llama_calib)
     assert swapped.weights is None
+    mlp = [n for n in layers if n.rsplit(".", 1)[-1] in ("gate_proj", "up_proj", "down_proj")]
+    attention = [n for n in layers if n.rsplit(".", 1)[-1] in ("q_proj", "k_proj", "v_proj", "o_proj")]
+    assert len(mlp) == 3 and len(attention) == 4 and len(layers) == 7
     changed = 0
     for name in layers:
         assert torch.equal(plain.masks[name].sum(dim=1), swapped.masks[name].sum(dim=1)), name
+    for name in mlp:
+        assert torch.equal(plain.masks[name], swapped.masks[name]), name
+    for name in attention:
         changed += int((plain.masks[name] != swapped.masks[name]).sum())
-    assert changed > 0  # DSnoT swapped some weights
+    assert changed > 0  # DSnoT swapped some attention weights
 
 
 def test_dsnot_on_2_4_keeps_the_pattern(tiny_llama, llama_calib):

@@ -19,9 +19,13 @@ row's error is ``e_i = sum of M_ij over its pruned weights``. Each cycle, per ro
 
 Defaults are the authors' command line (``--max_cycle_time 50 --update_threshold 0.1
 --pow_of_var_regrowing 1``; the sign rule is off for unstructured masks, as their
-``--without_same_sign`` default leaves it). Two deviations, both where their code walks past the
-end of a list: a row whose candidates of the needed sign run out stops (their pointer runs on
-into the other sign's candidates), and the variance is that of all calibration tokens together
+``--without_same_sign`` default leaves it), and like their ``--skip_layer mlp`` default (set in
+their first week and kept since) only the attention matrices (q, k, v, fused qkv, attention out)
+are walked: the FFN layers, and any layer whose role is not known, keep the criterion's mask.
+Walking the FFN layers too is what made 70% on minilm-rt collapse (accuracy on 512 sentences:
+Wanda 0.78, Wanda+DSnoT on every layer 0.42, on the attention matrices only 0.78; docs/BENCHMARKS.md).
+Two deviations, both where their code walks past the end of a list: a row whose candidates of
+the needed sign run out stops (their pointer runs on into the other sign's candidates), and the variance is that of all calibration tokens together
 (theirs averages the variances of single samples, because it feeds one sample at a time).
 """
 
@@ -29,12 +33,19 @@ from __future__ import annotations
 
 import torch
 
+from ..loading.models import layer_role
 from ..masks import Granularity, parse_granularity
 from .registry import Update, register_update
 
 DEFAULT_MAX_CYCLES = 50
 DEFAULT_THRESHOLD = 0.1
 DEFAULT_VAR_POWER = 1.0
+WALKED_ROLES = ("q", "k", "v", "qkv", "attention out")  # the authors' default skips the MLP
+
+
+def walks_layer(name: str) -> bool:
+    """Whether DSnoT changes this layer's mask: the attention matrices only (see the module doc)."""
+    return layer_role(name)[1] in WALKED_ROLES
 
 
 def _ordered(valid: torch.Tensor, key: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -127,6 +138,8 @@ def dsnot_inputs(stats, n_samples: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _apply(weight, keep, stats, env):
+    if not walks_layer(env.layer):
+        return None, keep
     w = weight.detach().to(torch.float32)  # on the walk's device; float64 inside where it is not the MPS
     x_sum, x_var = (t.to(w.device) for t in dsnot_inputs(stats, env.n_samples))
     score = w.abs() * stats.sq_sum.detach().to(w.device, torch.float32).clamp_min(0).sqrt().unsqueeze(0)
@@ -142,7 +155,8 @@ register_update(
         name="dsnot",
         label="DSnoT",
         summary="Training-free prune-and-grow: per output row, swap pruned and kept weights (same count per row) "
-        "to drive the row's expected output error towards zero. Weights keep their values; the mask changes.",
+        "to drive the row's expected output error towards zero. Weights keep their values; the mask changes. "
+        "As in the authors' code, only the attention matrices are walked; the FFN layers keep the criterion's mask.",
         apply=_apply,
         reference="Zhang et al. 2024, Dynamic Sparse No Training (ICLR)",
     )

@@ -23,6 +23,7 @@ class UpdateEnv:
 
     n_samples: int  # calibration samples (DSnoT averages its per-sample sums over them)
     granularity: Any  # the within-layer :class:`pruning.masks.Granularity` the mask was chosen at
+    layer: str = ""  # the layer's module name (DSnoT leaves the FFN layers alone, as its authors' default)
 
 
 @dataclass(frozen=True)
