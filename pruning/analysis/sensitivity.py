@@ -186,11 +186,14 @@ class _BlockRecord:
 
 # What every point pays whatever layer it prunes, as a share of one dense pass. A causal LM applies its output head
 # and takes the log-softmax, the NLL and the KL over its whole vocabulary at every position of every window, once per
-# point (the dense log-probabilities are re-derived per batch when they do not fit the memory budget): on SmolLM2
-# (30 blocks, a 49,152-token vocabulary) a point in the last block took 37 s where the whole dense pass took 19 s on
-# the same 8 windows, so that part alone is about two dense passes. A classifier's head and KL over a few labels
-# cost next to nothing.
-POINT_FIXED_SHARE = {"causal-lm": 1.9, "classification": 0.0}
+# point (the dense log-probabilities are re-derived per batch when they do not fit the memory budget). Measured on
+# SmolLM2 (30 blocks, a 49,152-token vocabulary, 16 windows, 2 threads, nice 10, load average 7-8): a point in block 0
+# took 50.4 s and one in block 29 17.4 s (neither recording blocks), so a block costs 1.14 s and every point 16.3 s on
+# top, 0.4 of the probe's 40.5 s dense pass (0.31 of a plain dense evaluation's 53 s). (The first point of a block
+# also records that block's dense values once, about one block run: a first point in block 29 after none before it
+# took 46.8 s, which is why a walk-through saw 37 s there against a 19 s dense pass.) A classifier's head and KL over
+# a few labels cost next to nothing.
+POINT_FIXED_SHARE = {"causal-lm": 0.4, "classification": 0.0}
 
 
 def point_fixed_blocks(task: str, n_blocks: int) -> float:
