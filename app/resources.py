@@ -423,17 +423,18 @@ def sensitivity_estimate(s: Settings, blocks_run: float, n_blocks: int, eval_siz
     ``None`` when nothing ran on this model and data."""
     size = s.eval_size if eval_size is None else int(eval_size)
     rates = {k[2]: v for k, v in list(_SENSITIVITY_RATES.items()) if k[:2] == (s.model_key, s.data_key)}
-    dense = {}  # size -> seconds of a finished dense evaluation of this model and data
+    dense = {}  # items evaluated -> seconds of a finished dense evaluation of this model and data
     for key, job in store().items("eval"):
         if len(key) == 4 and key[:2] == (s.model_key, s.data_key) and key[3] == "dense" and isinstance(job, Job) and job.done.is_set() \
                 and job.error is None and getattr(job, "seconds", 0.0) > 0:
-            dense[key[2]] = job.seconds
+            n = job.value.get("n") if isinstance(job.value, dict) else None
+            dense[int(n) if n else key[2]] = job.seconds  # what it evaluated: the text may hold fewer items than asked
     return estimate_from(blocks_run, n_blocks, size, rates, dense)
 
 
 def estimate_from(blocks_run: float, n_blocks: int, size: int, rates: dict, dense: dict) -> tuple[float, str] | None:
     """:func:`sensitivity_estimate` from ``rates`` (size -> (seconds per block run, seconds before the first point)
-    measured by sensitivity runs) and ``dense`` (size -> seconds of a dense evaluation)."""
+    measured by sensitivity runs) and ``dense`` (items evaluated -> seconds of a dense evaluation)."""
     if size in rates:
         per_block, before = rates[size]
         return before + per_block * blocks_run, "measured by the last sensitivity run on this model at this size, per block run"
