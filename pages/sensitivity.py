@@ -221,8 +221,8 @@ def eval_size_choice(s, task: str, metric: str) -> int:
         help="This view's own evaluation size: every layer x sparsity is one evaluation on this many items.",
     ))
     if size < s.eval_size:
-        st.caption(f"Each point is measured on {size} {unit}, fewer than the sidebar's {s.eval_size}, so the default run "
-                   "finishes in minutes; the intervals are wider than they would be on the sidebar's size. Raise it for a closer look.")
+        st.caption(f"Each point is measured on {size} {unit}, fewer than the sidebar's {s.eval_size}, so a run takes a "
+                   "fraction of the time; the intervals are wider than they would be on the sidebar's size. Raise it for a closer look.")
     return size
 
 
