@@ -253,6 +253,11 @@ class Store:
             items.move_to_end(key)
             self._bound(kind)
 
+    def items(self, kind: str) -> list:
+        """``(key, value)`` of every entry of ``kind`` held now (a copy: the store may change meanwhile)."""
+        with self._lock:
+            return list(self._kind(kind).items())
+
     def peek(self, kind: str, key):
         with self._lock:
             return self._items.get(kind, {}).get(key)

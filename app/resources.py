@@ -355,23 +355,34 @@ def majority_share(s: Settings, loaded, data) -> float | None:
     return memo(("majority", s.model_key, s.data_key, s.eval_size), build)
 
 
+SENSITIVITY_LM_SIZE = 16  # windows: a causal LM's Layer sensitivity default, so its default run takes minutes
+
+
+def sensitivity_eval_size(task: str, sidebar: int) -> int:
+    """Layer sensitivity's own evaluation size to start from: a few windows for a causal LM (every point pays the
+    output head and the KL over the whole vocabulary), the sidebar's size for a classifier."""
+    return min(int(sidebar), SENSITIVITY_LM_SIZE) if task == "causal-lm" else int(sidebar)
+
+
 _SENSITIVITY_RATES: dict = {}  # (model, data, evaluation size) -> seconds per block run by a point, measured on this server
 
 
 def sensitivity(s: Settings, loaded, data, method: str, sparsities: list, granularity: str | None = None,
-                layers: tuple | None = None, done_rows=None) -> Answer:
+                layers: tuple | None = None, done_rows=None, eval_size: int | None = None) -> Answer:
     """Layer sensitivity: the metric with one layer pruned at a time (rows: dense first, then layer x sparsity),
     at the sidebar's granularity within one layer (an N:M pattern fixes the only sparsity), or at ``granularity``
     (the one an applied allocation was measured at: applying it must not change what was measured).
-    ``layers``: measure only these; ``done_rows()``: rows kept from a stopped run at these settings (not measured again).
+    ``layers``: measure only these; ``done_rows()``: rows kept from a stopped run at these settings (not measured again);
+    ``eval_size``: the view's own number of examples or windows (default: the sidebar's).
     Each run records its seconds per block run (see :func:`sensitivity_estimate`)."""
+    size = s.eval_size if eval_size is None else int(eval_size)
     request = request_for(s, method)
     changes = {"sparsity": 0.5} if granularity is None else {"sparsity": 0.5, "granularity": granularity}
     if layers:
         changes["layers"] = tuple(layers)
     request = request.replace(**changes)
-    key = (s.model_key, s.data_key, request.key, tuple(sparsities), s.eval_size)
-    rate_key = (s.model_key, s.data_key, s.eval_size)
+    key = (s.model_key, s.data_key, request.key, tuple(sparsities), size)
+    rate_key = (s.model_key, s.data_key, size)
 
     def prepare():
         calib = calibration(s, loaded, data) if request.needs_calibration else None
@@ -394,7 +405,7 @@ def sensitivity(s: Settings, loaded, data, method: str, sparsities: list, granul
                 job.progress(done, total, message)
 
             return layer_sensitivity(
-                loaded, data, request, sparsities, calibration=calib, max_examples=s.eval_size, progress=progress, on_point=job.add,
+                loaded, data, request, sparsities, calibration=calib, max_examples=size, progress=progress, on_point=job.add,
                 done_rows=kept,
             )
 
@@ -403,20 +414,45 @@ def sensitivity(s: Settings, loaded, data, method: str, sparsities: list, granul
     return answer("sensitivity", key, "Layer sensitivity", prepare)
 
 
-def sensitivity_estimate(s: Settings, blocks_run: int, n_blocks: int) -> tuple[float, str] | None:
-    """Seconds a sensitivity run of ``blocks_run`` blocks (summed over its points) will take on this server, and how
-    that was measured: from an earlier sensitivity run on this model, data and evaluation size, else from the dense
-    model's evaluation (one pass through all ``n_blocks`` blocks, as the Overview ran it); ``None`` when neither ran."""
-    rate = _SENSITIVITY_RATES.get((s.model_key, s.data_key, s.eval_size))
-    if rate is not None:
-        per_block, dense = rate
-        return dense + per_block * blocks_run, "measured by the last sensitivity run on this model, per block run"
-    job = store().peek("eval", (s.model_key, s.data_key, s.eval_size, "dense"))
-    seconds = getattr(job, "seconds", 0.0) if isinstance(job, Job) and job.done.is_set() and job.error is None else 0.0
-    if seconds > 0:
-        per_block = seconds / max(1, n_blocks)
-        return seconds + per_block * blocks_run, f"from the dense evaluation ({seconds:.0f} s for all {n_blocks} blocks)"
-    return None
+def sensitivity_estimate(s: Settings, blocks_run: float, n_blocks: int, eval_size: int | None = None) -> tuple[float, str] | None:
+    """Seconds a sensitivity run of ``blocks_run`` blocks (summed over its points, with their fixed costs: see
+    :func:`pruning.analysis.sensitivity.point_cost`) will take on this server at ``eval_size`` items (default: the
+    sidebar's), and how that was measured: from an earlier sensitivity run on this model, data and size, else from the
+    dense model's evaluation at that size (one pass through all ``n_blocks`` blocks, as the Overview ran it); failing
+    both, either one at another size, scaled by the number of items (the work is linear in it), and said so.
+    ``None`` when nothing ran on this model and data."""
+    size = s.eval_size if eval_size is None else int(eval_size)
+    rates = {k[2]: v for k, v in list(_SENSITIVITY_RATES.items()) if k[:2] == (s.model_key, s.data_key)}
+    dense = {}  # items evaluated -> seconds of a finished dense evaluation of this model and data
+    for key, job in store().items("eval"):
+        if len(key) == 4 and key[:2] == (s.model_key, s.data_key) and key[3] == "dense" and isinstance(job, Job) and job.done.is_set() \
+                and job.error is None and getattr(job, "seconds", 0.0) > 0:
+            n = job.value.get("n") if isinstance(job.value, dict) else None
+            dense[int(n) if n else key[2]] = job.seconds  # what it evaluated: the text may hold fewer items than asked
+    return estimate_from(blocks_run, n_blocks, size, rates, dense)
+
+
+def estimate_from(blocks_run: float, n_blocks: int, size: int, rates: dict, dense: dict) -> tuple[float, str] | None:
+    """:func:`sensitivity_estimate` from ``rates`` (size -> (seconds per block run, seconds before the first point)
+    measured by sensitivity runs) and ``dense`` (items evaluated -> seconds of a dense evaluation)."""
+    if size in rates:
+        per_block, before = rates[size]
+        return before + per_block * blocks_run, "measured by the last sensitivity run on this model at this size, per block run"
+    if size in dense:
+        seconds = dense[size]
+        return seconds + seconds / max(1, n_blocks) * blocks_run, f"from the dense evaluation ({seconds:.0f} s for all {n_blocks} blocks)"
+    other = min(rates or dense, key=lambda n: abs(n - size), default=None)
+    if other is None:
+        return None
+    scale = size / other
+    if other in rates:
+        per_block, before = rates[other]
+        how = f"the last sensitivity run at {other} items"
+        seconds = (before + per_block * blocks_run) * scale
+    else:
+        how = f"the dense evaluation at {other} items ({dense[other]:.0f} s)"
+        seconds = dense[other] * scale * (1 + blocks_run / max(1, n_blocks))
+    return seconds, f"nothing measured at {size} items yet: scaled from {how} by the number of items"
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,7 @@ PAGE_KEYS = {
     "sens_at": ("ps_sens_at", float),
     "sens_blocks": ("ps_sens_blocks", _ints),
     "sens_roles": ("ps_sens_roles", _list),
+    "sens_eval": ("ps_sens_eval", int),
     "ramp_methods": ("ps_ramp_methods", _list),
     "ramp_granularities": ("ps_ramp_grans", _list),
     "ramp_sparsities": ("ps_ramp_sparsities", str),

@@ -8,7 +8,7 @@ from app import allocation as A
 from app import downloads, resources, sweeps, ui
 from app.charts import sensitivity as charts
 from app import intervals as I
-from pruning.analysis.sensitivity import point_cost
+from pruning.analysis.sensitivity import point_cost, point_fixed_blocks
 from pruning.analysis.stats import within_noise
 
 
@@ -162,20 +162,25 @@ def render() -> None:
         else "examples each (validation split; Overview evaluates the test split)"
     )
     chosen = which_layers(layer_rows)
+    size = eval_size_choice(s, loaded.task, metric)
     blocks = sorted({r.block for r in layer_rows if r.block is not None})
     n_points = len(chosen) * len(sparsities)
     ans = resources.sensitivity(s, loaded, data, method, sparsities, granularity=measured_granularity(s),
-                                layers=tuple(r.name for r in chosen), done_rows=lambda: kept_rows(None)) if chosen else None
+                                layers=tuple(r.name for r in chosen), done_rows=lambda: kept_rows(None), eval_size=size) if chosen else None
     kept = kept_rows(ans.key) if ans is not None else []
     done = {(r["layer"], round(float(r["sparsity"]), 6)) for r in kept if r["layer"] != "-"}  # a stopped run's points: not measured again
-    work = sum(point_cost(r.block, len(blocks)) for r in chosen for x in sparsities if (r.name, round(float(x), 6)) not in done)
-    estimate = resources.sensitivity_estimate(s, work, len(blocks))
+    fixed = point_fixed_blocks(loaded.task, len(blocks))
+    work = sum(point_cost(r.block, len(blocks), fixed) for r in chosen for x in sparsities if (r.name, round(float(x), 6)) not in done)
+    estimate = resources.sensitivity_estimate(s, work, len(blocks), eval_size=size)
     rest = f" ({len(done)} measured before the Stop; the time is for the rest)" if done else ""
-    when = (f" Estimated time: **about {_duration(estimate[0])}**{rest} ({estimate[1]}; a layer near the output costs a fraction of one near the input)."
-            if estimate else " No estimate yet: nothing has been evaluated on this model at this evaluation size; the progress bar's time left appears with the first points.")
+    per_point = ("; every point also pays the output head and the KL over the whole vocabulary, about "
+                 f"{fixed / max(1, len(blocks)):.1f} dense passes" if fixed else "")
+    when = (f" Estimated time: **about {_duration(estimate[0])}**{rest} ({estimate[1]}; a layer near the output costs a fraction of one near the input{per_point})."
+            if estimate else " No estimate yet: nothing has been evaluated on this model and data on this server (the Overview's "
+            "dense evaluation gives the first); the progress bar's time left appears with the first points.")
     st.markdown(
         f"{len(chosen)} of {len(layer_rows)} layers x {len(sparsities)} sparsities = {n_points} evaluations of "
-        f"{s.eval_size} {held_out}." + when
+        f"{size} {held_out}." + when
     )
     if not chosen:
         st.info("Choose at least one block and one layer role.")
@@ -198,6 +203,27 @@ def render() -> None:
 
 
 PARTIAL = "ps_sens_partial"  # (job key, rows) of the last run drawn live: what a Stop leaves
+EVAL_BASIS = "ps_sens_eval_basis"  # (model, sidebar's size) the view's size was defaulted for
+
+
+def eval_size_choice(s, task: str, metric: str) -> int:
+    """The number of examples or windows each point is measured on: its own control, defaulted again when the model
+    or the sidebar's evaluation size changes (a value from the address is kept when it is a number the control takes)."""
+    basis, default = (s.model_key, s.eval_size), resources.sensitivity_eval_size(task, s.eval_size)
+    value = st.session_state.get("ps_sens_eval")
+    seen = st.session_state.get(EVAL_BASIS)
+    if (seen is not None and seen != basis) or not isinstance(value, int) or not 8 <= value <= 20000:
+        st.session_state["ps_sens_eval"] = default
+    st.session_state[EVAL_BASIS] = basis
+    unit = "windows" if metric == "perplexity" else "examples"
+    size = int(st.number_input(
+        f"Evaluation size here ({unit} per point)", min_value=8, max_value=20000, step=8, key="ps_sens_eval",
+        help="This view's own evaluation size: every layer x sparsity is one evaluation on this many items.",
+    ))
+    if size < s.eval_size:
+        st.caption(f"Each point is measured on {size} {unit}, fewer than the sidebar's {s.eval_size}, so a run takes a "
+                   "fraction of the time; the intervals are wider than they would be on the sidebar's size. Raise it for a closer look.")
+    return size
 
 
 def kept_rows(key) -> list:

@@ -1182,6 +1182,55 @@ def test_the_sensitivity_and_stability_choices_travel_in_the_url():
     assert stab.query_params["stab_methods"] == "random" and stab.query_params["stab_draws"] == "3"
 
 
+def test_sensitivity_measures_on_its_own_evaluation_size_which_travels_in_the_url(downloads):
+    """The view's own number of examples: the sidebar's for a classifier (32 here), 16 when set; the result rows say
+    every point was evaluated on 16, the caption says the intervals are wider, and a shared link opens at 16."""
+    from app.resources import sensitivity_eval_size
+
+    assert sensitivity_eval_size("causal-lm", 256) == 16 and sensitivity_eval_size("causal-lm", 8) == 8
+    assert sensitivity_eval_size("classification", 256) == 256
+    at = open_page("sensitivity")
+    assert at.number_input(key="ps_sens_eval").value == at.sidebar.number_input(key="ps_eval_size").value == 32
+    at.number_input(key="ps_sens_eval").set_value(16).run()
+    at.text_input(key="ps_sens_sparsities").set_value("0.5").run()
+    at.multiselect(key="ps_sens_blocks").set_value([1]).run()
+    at.multiselect(key="ps_sens_roles").set_value(["q"]).run()
+    assert any(m.value.startswith("1 of 12 layers x 1 sparsities = 1 evaluations of 16 examples") for m in at.markdown)
+    assert any("fewer than the sidebar's 32" in c.value and "wider" in c.value for c in at.caption)
+    at.button(key="btn_sens_run").click().run()
+    assert_clean(at)
+    rows = pd_rows(downloads)
+    assert len(rows) == 2 and list(rows["n"]) == [16, 16]  # the dense row and the one point, each on 16 examples
+    link = dict(at.query_params)
+    assert link["sens_eval"] == "16" and link["eval"] == "32"
+    fresh = AppTest.from_file(MAIN, default_timeout=TIMEOUT)
+    fresh.query_params.update(link)
+    fresh.run()
+    fresh.switch_page("../pages/sensitivity.py").run()
+    assert_clean(fresh)
+    assert fresh.number_input(key="ps_sens_eval").value == 16
+    bad = AppTest.from_file(MAIN, default_timeout=TIMEOUT)  # a size the control does not take: back to the default
+    bad.query_params.update({"sens_eval": "3"})
+    bad.run()
+    bad.switch_page("../pages/sensitivity.py").run()
+    assert_clean(bad)
+    assert bad.number_input(key="ps_sens_eval").value == 32
+
+
+def test_the_sensitivity_estimate_is_measured_at_the_views_size_or_scaled_from_another():
+    """Hand-checkable: a run at 16 items measured 0.5 s per block and 10 s before its first point, so 100 blocks take
+    10 + 50 = 60 s. A dense evaluation of 4 s at 16 items over 30 blocks: 4 + 4/30 x 60 = 12 s for 60 blocks, and the
+    same from a dense evaluation of 64 s at 256 items scaled by 16/256, said so. Nothing measured: no number."""
+    from app.resources import estimate_from
+
+    assert estimate_from(100, 30, 16, {16: (0.5, 10.0)}, {})[0] == pytest.approx(60.0)
+    assert estimate_from(60, 30, 16, {}, {16: 4.0})[0] == pytest.approx(12.0)
+    seconds, how = estimate_from(60, 30, 16, {}, {256: 64.0})
+    assert seconds == pytest.approx(12.0) and "nothing measured at 16 items yet" in how and "256" in how
+    assert estimate_from(100, 30, 32, {16: (0.5, 10.0)}, {})[0] == pytest.approx(120.0)  # twice the items, twice the time
+    assert estimate_from(60, 30, 16, {}, {}) is None
+
+
 def pd_rows(files):
     """The sensitivity rows the page offers as CSV (the dense row first)."""
     import io

@@ -275,3 +275,32 @@ def test_progress_counts_blocks_run_and_reports_the_dense_pass(tiny_bert, data):
     batches = len(evaluation_plan(tiny_bert, data, 16, "test").batches)
     assert [c[2] for c in points].count(points[0][2]) == 1 + batches  # and each batch reports again: a Stop lands there
     assert calls[-1][:2] == (3, 3)
+
+
+def test_a_points_cost_adds_what_every_point_pays_for_the_head_and_the_metric():
+    """SmolLM2 has 30 blocks; a causal LM's point pays 0.4 of a dense pass for the output head and the KL over its
+    vocabulary (0.4 x 30 = 12 blocks) on top of the blocks it re-runs. The page's default run (blocks 0, 10, 19 and 29,
+    7 roles, 3 sparsities) then costs 21 x ((30 + 20 + 11 + 1) + 4 x 12) = 21 x 110 = 2310 blocks, where the blocks
+    alone were 21 x 62 = 1302. A classifier's few labels cost nothing on top."""
+    from pruning.analysis.sensitivity import point_cost, point_fixed_blocks
+
+    fixed = point_fixed_blocks("causal-lm", 30)
+    assert fixed == pytest.approx(12.0)
+    assert point_cost(29, 30, fixed) == pytest.approx(13.0) and point_cost(0, 30, fixed) == pytest.approx(42.0)
+    assert sum(21 * point_cost(b, 30, fixed) for b in (0, 10, 19, 29)) == pytest.approx(2310.0)
+    assert sum(21 * point_cost(b, 30) for b in (0, 10, 19, 29)) == 1302
+    assert point_fixed_blocks("classification", 2) == 0.0 and point_cost(1, 2, point_fixed_blocks("classification", 2)) == 1
+
+
+def test_progress_weighs_a_language_models_points_by_their_fixed_cost_too(tiny_llama, text):
+    """The tiny Llama has 2 blocks: a point pays 0.4 x 2 = 0.8 blocks on top, so block 0's point is 2.8 of the 4.6 run."""
+    from pruning.analysis.sensitivity import point_fixed_blocks
+
+    names = [i.name for i in prunable_layers(tiny_llama.model)]
+    first, last = next(n for n in names if ".0." in n), next(n for n in names if ".1." in n)
+    calls = []
+    request = PruneRequest.make("magnitude", granularity="layer", layers=(first, last))
+    layer_sensitivity(tiny_llama, text, request, [0.5], max_examples=4, progress=lambda *a: calls.append(a))
+    assert point_fixed_blocks("causal-lm", 2) == pytest.approx(0.8)
+    points = sorted({(round(c[0], 6), round(c[1], 6)) for c in calls if "point" in c[2]})
+    assert points == [(0.0, 4.6), (2.8, 4.6)]

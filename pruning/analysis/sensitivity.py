@@ -184,10 +184,28 @@ class _BlockRecord:
     groups: dict = field(default_factory=dict)  # local name -> locals reading the same input tensor
 
 
-def point_cost(block: int | None, n_blocks: int) -> int:
-    """Blocks run to evaluate one layer of block ``block`` pruned alone (``None``: a full pass): a layer near the
-    output costs a fraction of one near the input, so a time estimate must weigh points by their block."""
-    return max(1, int(n_blocks) - int(block or 0))
+# What every point pays whatever layer it prunes, as a share of one dense pass. A causal LM applies its output head
+# and takes the log-softmax, the NLL and the KL over its whole vocabulary at every position of every window, once per
+# point (the dense log-probabilities are re-derived per batch when they do not fit the memory budget). Measured on
+# SmolLM2 (30 blocks, a 49,152-token vocabulary, 16 windows, 2 threads, nice 10, load average 7-8): a point in block 0
+# took 50.4 s and one in block 29 17.4 s (neither recording blocks), so a block costs 1.14 s and every point 16.3 s on
+# top, 0.4 of the probe's 40.5 s dense pass (0.31 of a plain dense evaluation's 53 s). (The first point of a block
+# also records that block's dense values once, about one block run: a first point in block 29 after none before it
+# took 46.8 s, which is why a walk-through saw 37 s there against a 19 s dense pass.) A classifier's head and KL over
+# a few labels cost next to nothing.
+POINT_FIXED_SHARE = {"causal-lm": 0.4, "classification": 0.0}
+
+
+def point_fixed_blocks(task: str, n_blocks: int) -> float:
+    """A point's fixed cost (head and metric, :data:`POINT_FIXED_SHARE`) in blocks, when a dense pass counts as ``n_blocks``."""
+    return POINT_FIXED_SHARE.get(task, 0.0) * int(n_blocks)
+
+
+def point_cost(block: int | None, n_blocks: int, fixed: float = 0.0) -> float:
+    """What evaluating one layer of block ``block`` pruned alone costs, in blocks run (``None``: a full pass), plus
+    ``fixed`` (see :func:`point_fixed_blocks`): a layer near the output costs a fraction of one near the input,
+    so a time estimate must weigh points by their block, and by what each point pays on top."""
+    return max(1, int(n_blocks) - int(block or 0)) + float(fixed)
 
 
 def _dense_progress(progress):
@@ -285,10 +303,12 @@ class SensitivityProbe:
             return self._reference[i]
         return self._head(self._reference[i])
 
-    def point_cost(self, name: str) -> int:
+    def point_cost(self, name: str) -> float:
         """What evaluating one pruned layer costs, in transformer blocks run: the cached modes run only the blocks
-        from the layer's own to the last, a full pass runs them all (the time estimate weighs points by it)."""
-        return point_cost(self.block_of(name) if self.mode != "full" else 0, len(self.blocks))
+        from the layer's own to the last, a full pass runs them all; plus what every point pays for the output head
+        and the metric (the time estimate weighs points by it)."""
+        fixed = point_fixed_blocks(self.loaded.task, len(self.blocks))
+        return point_cost(self.block_of(name) if self.mode != "full" else 0, len(self.blocks), fixed)
 
     def block_of(self, name: str) -> int:
         for index, (prefix, _) in enumerate(self.blocks):
