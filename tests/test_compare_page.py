@@ -204,7 +204,8 @@ def test_the_matrix_keeps_every_cell_and_its_colour_scale_while_it_fills():
     assert list(frame["status"]) == ["reference", "distinguishable", "within noise", "distinguishable"]
     assert frame.loc["magnitude+obs", "shade"] == pytest.approx(5.0) and frame.loc["wanda+obs", "shade"] == pytest.approx(-6.0)
     assert pd.isna(frame.loc["wanda+none", "shade"])  # no colour claims a difference the interval does not show
-    assert frame.loc["magnitude+obs", "line3"] == "-5.0 pts vs reference"
+    assert frame.loc["magnitude+obs", "line3"] == "5.0 pts below the reference"  # reads as the legend's "points lost"
+    assert frame.loc["wanda+obs", "line3"] == "6.0 pts above the reference"
     assert frame.loc["wanda+none", "line4"] == "within noise, n = 200" and frame.loc["magnitude+none", "line3"] == "the reference"
     assert frame.loc["magnitude+obs", "line2"] == "95% CI 70.0 to 80.0"
 

@@ -62,11 +62,13 @@ def _bare(metric: str, value: float) -> str:
     return f"{100.0 * value:.1f}" if metric == "accuracy" else f"{value:,.2f}"
 
 
-def _signed_change(metric: str, drop: float) -> str:
-    """The paired change as the metric moved (accuracy up = +), in the cell's words."""
+def _change_words(metric: str, drop: float) -> str:
+    """The paired change against the reference in words that read the same way as the colour legend
+    (accuracy: "5.0 pts below the reference", not a sign the legend's "points lost" would flip)."""
     if metric == "accuracy":
-        return f"{-100.0 * drop + 0.0:+.1f} pts"
-    return f"{drop + 0.0:+,.2f} ppl"
+        points = -100.0 * drop + 0.0
+        return f"{abs(points):.1f} pts {'above' if points > 0 else 'below' if points < 0 else 'from'} the reference"
+    return f"{drop + 0.0:+,.2f} ppl vs reference"
 
 
 # ---------------------------------------------------------------- the frame
@@ -101,7 +103,7 @@ def cell_frame(grid: list[dict], rows: list[dict], reference: str, metric: str) 
         if is_ref:
             line3, noise = "the reference", ""
         elif have_diff:
-            line3, noise = f"{_signed_change(metric, r['drop'])} vs reference", (WITHIN_NOISE if within else "distinguishable") + ", "
+            line3, noise = _change_words(metric, r["drop"]), (WITHIN_NOISE if within else "distinguishable") + ", "
         else:
             line3, noise = "no reference yet", ""
         out.append(
