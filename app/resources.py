@@ -296,9 +296,9 @@ def allocated_ramp(s: Settings, loaded, data, methods: list, sparsities: list, s
     examples: per method and sparsity a ``layer`` and an ``allocated`` row (``value, ci_low, ci_high, n``),
     the allocated one with the paired ``drop, drop_ci_low, drop_ci_high`` against uniform (harm-positive).
     The allocation is rebuilt from ``source`` (an ``app.allocation.AllocationSource``) for every sparsity."""
-    from pruning.masks import allocated
+    from pruning.masks import allocated, supports
 
-    able = [m for m in methods if "allocated" in method_info(m).granularities]
+    able = [m for m in methods if supports(method_info(m), "allocated")]
     pairs = [
         (request_for(s, m).replace(granularity="layer", sparsity=sp), request_for(s, m).replace(granularity=allocated(source.at(sp)), sparsity=sp))
         for m in able

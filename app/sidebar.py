@@ -296,7 +296,9 @@ def back_to_uniform() -> None:
 
 
 def sparsity_section(sb) -> None:
-    from pruning.masks import GRANULARITY_LABELS
+    from pruning.masks import granularity_labels
+
+    labels = granularity_labels()
 
     source = st.session_state.get(SOURCE_KEY)
     grans = list(GRANULARITIES) + [CUSTOM_NM] + ([ALLOCATED] if source is not None else [])
@@ -305,7 +307,7 @@ def sparsity_section(sb) -> None:
         "Granularity",
         grans,
         key="ps_granularity",
-        format_func=lambda g: ALLOCATED_LABEL if g == ALLOCATED else GRANULARITY_LABELS.get(g, "custom N:M pattern (type it below)"),
+        format_func=lambda g: ALLOCATED_LABEL if g == ALLOCATED else labels.get(g, "custom N:M pattern (type it below)"),
         help="'allocated' appears once an allocation is applied on the Layer sensitivity page.",
     )
     if st.session_state["ps_granularity"] == ALLOCATED:

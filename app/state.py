@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import streamlit as st
 
+from pruning.masks import granularity_labels
+
 EMBEDDED_MODELS = ("minilm-rt", "smollm2-135m")
 OTHER_MODEL = "other (hub name, local folder or GGUF file)"
 TEST_MODEL_ENV = "PRUNESCOPE_TEST_MODEL"  # a local model folder the tests use instead of the default
@@ -25,7 +27,7 @@ DATA_UPLOAD = "upload a file"
 DATA_HUB = "hub name"
 DATA_CHOICES = (DATA_EMBEDDED, DATA_PATH, DATA_UPLOAD, DATA_HUB)
 
-GRANULARITIES = ("layer", "global", "row", "2:4", "4:8")
+GRANULARITIES = tuple(granularity_labels())  # the words of the rules in pruning/allocations/
 CUSTOM_NM = "custom N:M"
 
 SPARSITY_MIN, SPARSITY_MAX, SPARSITY_STEP = 0.0, 0.95, 0.05

@@ -133,25 +133,36 @@ def _method_params(pairs: list[str] | None) -> dict:
     return params
 
 
-def _allocation_rule(text: str | None):
-    """``--allocation NAME[:k=v,...]`` naming a registered allocation (OWL): ``(allocation, params)``, else ``None``."""
+def _threshold_rule(text: str | None) -> str | None:
+    """``--allocation`` naming a threshold rule (``layer``, ``row``, ``global``, ``2:4``): its word, which
+    means the same as ``--granularity`` with it; else ``None`` (a measured allocation or a file)."""
     if text is None or Path(text).exists():
         return None
-    from .allocations.registry import all_allocations, parse_spec
+    from .allocations.registry import parse_rule
+
+    return text.strip().lower() if parse_rule(text) is not None else None
+
+
+def _allocation_rule(text: str | None):
+    """``--allocation NAME[:k=v,...]`` naming a measured allocation (OWL): ``(allocation, params)``, else ``None``."""
+    if text is None or Path(text).exists() or _threshold_rule(text) is not None:
+        return None
+    from .allocations.registry import all_allocations, measured, parse_spec
 
     name, params = parse_spec(text)
-    rules = all_allocations()
+    rules = measured()
     if name not in rules:
         if text.lower().endswith(".json") or "/" in text:
             return None  # a file path (its absence is reported when it is read)
-        raise PruneScopeError(f"--allocation {text!r} is neither a file nor an allocation; allocations: {', '.join(sorted(rules))}")
+        raise PruneScopeError(f"--allocation {text!r} is neither a file nor an allocation; allocations: "
+                              f"{', '.join(n for n, a in all_allocations().items() if a.measured or n != 'allocated')}, or FILE.json")
     rule = rules[name]
     return rule, rule.resolve_params(params)
 
 
 def _allocation(path: str | None) -> dict | None:
     """``{layer: sparsity}`` from a JSON file (checked further by :meth:`PruneRequest.make`)."""
-    if path is None or _allocation_rule(path) is not None:
+    if path is None or _threshold_rule(path) is not None or _allocation_rule(path) is not None:
         return None
     try:
         value = json.loads(Path(path).read_text())
@@ -174,9 +185,15 @@ def _request(args, method: str, **changes):
         verb = "names" if len(named) == 1 else "name"
         raise PruneScopeError(f"{flags} {verb} a column of a CSV/TSV/JSONL file or a hub dataset; the embedded data has fixed columns (give --dataset)")
 
+    granularity = getattr(args, "granularity", None)
+    rule = _threshold_rule(getattr(args, "allocation", None))
+    if rule is not None:  # --allocation row is --granularity row
+        if granularity is not None and str(granularity).strip().lower() != rule:
+            raise PruneScopeError(f"--allocation {rule} and --granularity {granularity} name two different rules; give one")
+        granularity = rule
     settings = dict(
         sparsity=getattr(args, "sparsity", None),
-        granularity=getattr(args, "granularity", None),
+        granularity=granularity,
         params=_method_params(getattr(args, "param", None)),
         dataset=getattr(args, "dataset", None),
         calib_samples=args.calib,
@@ -242,8 +259,8 @@ def cmd_prepare(args) -> int:
 def cmd_methods(args) -> int:
     """The three choices: criteria (and the procedures built on them), allocations, updates."""
     from .allocations.registry import all_allocations
-    from .masks import GRANULARITY_LABELS
     from .catalog import all_methods
+    from .masks import supported_rules
     from .updates.registry import all_updates
 
     print("Criteria and methods (--method): which weights are kept")
@@ -256,19 +273,20 @@ def cmd_methods(args) -> int:
         if m.needs_training_data:
             flags.append("trains")
         print(f"  {m.name:10s} [{m.family}] {m.summary}" + (f" ({', '.join(flags)})" if flags else ""))
-        print(f"  {'':10s} granularities: {', '.join(m.granularities)} (default {m.default_granularity})")
+        print(f"  {'':10s} allocations: {', '.join(supported_rules(m))} (default {m.default_granularity})")
         updates = "any --update" if m.takes_update else "no --update choice"
         print(f"  {'':10s} update: {m.default_update} by default; {updates}")
         for key, p in m.params.items():
             choices = f" (one of: {', '.join(map(str, p.options))})" if p.options else ""
             print(f"  {'':10s} --param {key}={p.default}  {p.help}{choices}")
     print()
-    print("Allocations: how many weights each layer keeps")
-    for name, text in GRANULARITY_LABELS.items():
-        if name != "allocated":
-            print(f"  {name:10s} --granularity {name}: {text}")
-    print(f"  {'FILE.json':10s} --allocation FILE.json: each listed layer at its own sparsity {{layer: sparsity}}")
+    print("Allocations (--allocation, or --granularity for a rule): how many weights each layer keeps")
     for a in all_allocations().values():
+        if a.shape is not None:  # a threshold rule, named by its words
+            words = [w for w, _ in a.shape.words]
+            name = words[0] if len(words) == 1 else a.label
+            print(f"  {name:10s} --allocation {' | '.join(words)}: {a.summary}")
+            continue
         spec = ",".join(f"{k}={p.default:g}" if isinstance(p.default, float) else f"{k}={p.default}" for k, p in a.params.items())
         print(f"  {a.name:10s} --allocation {a.name}" + (f"[:{spec}]" if spec else "") + f": {a.summary}")
         for key, p in a.params.items():
@@ -298,7 +316,9 @@ def cmd_prune(args) -> int:
     from .store.outputs import claim, output_path
 
     request = _request(args, args.method, allocation=_allocation(args.allocation))  # every check before loading
-    if _allocation_rule(args.allocation) is not None and "allocated" not in request.method_info.granularities:
+    from .masks import supports
+
+    if _allocation_rule(args.allocation) is not None and not supports(request.method_info, "allocated"):
         raise PruneScopeError(f"method {request.method} cannot prune each layer at its own sparsity (no 'allocated' granularity)")
     if _allocation_rule(args.allocation) is not None and args.granularity is not None:
         raise PruneScopeError(f"--allocation {args.allocation} gives each layer its own sparsity; it cannot be combined with --granularity")

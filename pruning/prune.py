@@ -12,7 +12,7 @@ from .errors import PruneScopeError
 from .loading.data import calibration_batches
 from .loading.devices import peak_memory, placement_of, with_placement
 from .loading.models import layer_weight, prunable_layers
-from .masks import MaskRanker, check_nm_fits, mask_overlap
+from .masks import MaskRanker, check_fits, mask_overlap
 from .result import PruneResult
 from .store.resume import training_header
 
@@ -46,7 +46,7 @@ def context(loaded, request, calibration=None, data=None, progress=None, observe
     names = layer_names(loaded, request.layers, request.include, request.exclude)
     if request.granularity.is_nm:  # one rule for every method, before any of them runs
         widths = {i.name: i.shape[1] for i in prunable_layers(loaded.model)}
-        check_nm_fits(request.granularity, {n: widths[n] for n in names})
+        check_fits(request.granularity, {n: widths[n] for n in names})
     if request.needs_calibration and calibration is None:  # the method's, or its update's (OBS, DSnoT on magnitude)
         calibration = calibration_for(loaded, request)
     if request.needs_calibration and len(calibration) == 0:

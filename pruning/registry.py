@@ -83,7 +83,7 @@ class Method:
     needs_training_data: bool = False
     updates_weights: bool = False
     family: str = "baseline"  # "baseline" | "seed"
-    granularities: tuple[str, ...] = ("layer", "global", "row", "2:4", "4:8", "allocated")
+    granularities: tuple[str, ...] | None = None  # the allocation rules it takes (their words); None: every registered one (pruning.masks.supported_rules)
     params: dict[str, Param] = field(default_factory=dict)
     reference: str = ""
     granularity: str | Callable[[dict], str] = "layer"  # the paper's default, or a function of the resolved params

@@ -20,7 +20,7 @@ from .catalog import get_method
 from .core import MAX_SEED
 from .calibration import NUMERICS
 from .errors import PruneScopeError
-from .masks import Granularity, allocated, parse_granularity, validate_sparsity
+from .masks import Granularity, allocated, parse_granularity, supported_rules, supports, validate_sparsity
 from .updates.registry import get_update
 
 
@@ -207,9 +207,9 @@ def _granularity(method, granularity, allocation, params: dict) -> Granularity:
         g = parse_granularity(granularity)
     if g.is_allocated and not g.allocation:
         raise PruneScopeError("granularity 'allocated' needs an allocation {layer: sparsity}")
-    if str(g) not in method.granularities and not (g.is_nm and "2:4" in method.granularities):
+    if not supports(method, g):
         raise PruneScopeError(
-            f"method {method.name} does not support granularity {g}; it supports {', '.join(method.granularities)}"
+            f"method {method.name} does not support granularity {g}; it supports {', '.join(supported_rules(method))}"
         )
     return g
 

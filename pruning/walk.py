@@ -18,7 +18,7 @@ import torch
 from .calibration import InputStats, ORDERS, collect_input_stats, sequential_prune
 from .core import PruneContext
 from .loading.models import layer_weight
-from .masks import compute_masks, global_masks
+from .masks import compute_masks, layer_budgets
 from .registry import Param
 from .result import PruneResult
 from .updates.reconstruction import reconstruction_error
@@ -39,13 +39,8 @@ def layer_weights(ctx: PruneContext) -> dict[str, torch.Tensor]:
 def layer_sparsities(ctx: PruneContext, dense_scores: Callable[[], dict]) -> dict[str, float]:
     """Per-layer sparsity: the requested one, the allocated one, or for global the share a global
     threshold over ``dense_scores()`` (one dense pass) leaves."""
-    if ctx.granularity.is_allocated:
-        alloc = ctx.granularity.allocation_dict
-        return {n: alloc.get(n, 0.0) for n in ctx.layers}
-    if ctx.granularity.kind != "global":
-        return {n: ctx.sparsity for n in ctx.layers}
-    masks = global_masks(dense_scores(), ctx.sparsity, layer_weights(ctx))
-    return {n: 1.0 - int(m.sum()) / m.numel() for n, m in masks.items()}
+    return layer_budgets(ctx.layers, ctx.sparsity, ctx.granularity,
+                         lambda: compute_masks(dense_scores(), ctx.sparsity, ctx.granularity, layer_weights(ctx)))
 
 
 def n_samples(calibration) -> int:

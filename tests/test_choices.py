@@ -149,7 +149,7 @@ def test_dsnot_keeps_each_rows_count_and_the_nm_pattern():
     new = dsnot_update(W, keep, x, var, score, max_cycles=50, threshold=0.0)
     assert torch.equal(new.sum(dim=1), keep.sum(dim=1))
     assert not torch.equal(new, keep)
-    from pruning.masks import nm_mask
+    from pruning.allocations.nm import nm_mask
 
     nm = nm_mask(score, 2, 4)
     new_nm = dsnot_update(W, nm, x, var, score, granularity="2:4", threshold=0.0)

@@ -15,13 +15,13 @@ from pruning.masks import (
     keep_count,
     layer_mask,
     mask_overlap,
-    nm_mask,
     nm_violations,
     overall_sparsity,
     parse_granularity,
-    row_mask,
     validate_sparsity,
 )
+from pruning.allocations.nm import nm_mask
+from pruning.allocations.row import row_mask
 
 
 def test_keep_count_is_exact_in_spite_of_binary_floats():

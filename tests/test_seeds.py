@@ -11,7 +11,8 @@ import math
 import pytest
 import torch
 
-from pruning.masks import is_nm_valid, keep_count, layer_mask, nm_mask, overall_sparsity
+from pruning.allocations.nm import nm_mask
+from pruning.masks import is_nm_valid, keep_count, layer_mask, overall_sparsity
 from pruning.procedures.mgpp import (
     prior_threshold,
     cubic_sparsity,

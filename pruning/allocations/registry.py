@@ -1,11 +1,15 @@
-"""The registry of computed allocations: rules that measure the model to give each layer its own
-sparsity (``--allocation NAME``). Per layer, per row, global and N:M are granularities
-(:mod:`pruning.masks`); a fixed ``{layer: sparsity}`` file is ``--allocation FILE.json``.
+"""The registry of allocations: how many weights each layer (row, group) keeps at a target sparsity.
 
-Every file of ``pruning/allocations/`` that defines one registers it with :func:`register_allocation`;
-:func:`all_allocations` imports them all. An allocation's ``compute(loaded, layers, calibration,
-sparsity, params, progress)`` returns ``(allocation {layer: sparsity}, info)``; the request then
-prunes each layer at its own sparsity with the chosen criterion (granularity ``allocated``).
+Every file of ``pruning/allocations/`` registers one with :func:`register_allocation`;
+:func:`all_allocations` imports them all (no hand-kept list). There are two kinds:
+
+* a **rule** (per layer, per row, global, N:M, a fixed ``{layer: sparsity}``) says where the threshold
+  applies; its :class:`Shape` turns scores into masks (``pruning.masks.compute_masks`` and the slider's
+  ``MaskRanker`` call it), answers to its words (``--granularity row``, ``2:4``) and gives a block walk
+  each layer's sparsity;
+* a **measured** allocation (OWL) looks at the model first: its ``compute(loaded, layers, calibration,
+  sparsity, params, progress)`` returns ``(allocation {layer: sparsity}, info)``, and the request then
+  prunes each layer at its own sparsity with the chosen criterion (the rule ``allocated``).
 """
 
 from __future__ import annotations
@@ -14,8 +18,31 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..errors import PruneScopeError
+from ..maskmath import Granularity
 from ..plugins import import_all
 from ..registry import Param
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A rule's mask math, in the rule's own file.
+
+    ``parse(word)``: its :class:`pruning.maskmath.Granularity` for a word it answers to (``"row"``, ``"2:4"``),
+    else None. ``masks(scores, sparsity, g, weights)``: exact masks from ``{layer: scores}``.
+    ``ranked(ranker, sparsity, g, names)``: the same masks from a :class:`pruning.masks.MaskRanker`'s
+    prepared scores, caching what it ranks in ``ranker.cache`` (the slider re-thresholds in milliseconds).
+    ``budgets(names, sparsity, g, dense_masks)``: each layer's sparsity for a block walk, where
+    ``dense_masks()`` gives this rule's masks from one dense pass of the criterion (only a rule whose
+    threshold spans layers needs it). ``words``: how users name it (the sidebar's choices, ``methods``).
+    ``fits(g, d_in, layer)``: why a layer of that input size cannot hold the rule (N:M), else None."""
+
+    parse: Callable[[str], Granularity | None]
+    masks: Callable[..., dict]
+    ranked: Callable[..., dict]
+    budgets: Callable[..., dict[str, float]]
+    words: tuple[tuple[str, str], ...] = ()  # (word, label) pairs, e.g. ("2:4", "2:4 semi-structured ...")
+    fits: Callable[..., str | None] | None = None  # fits(g, d_in, layer) -> why a layer cannot hold the rule, or None
+    by_word: bool = True  # False: not chosen by a word (allocated: from a FILE.json or a measured allocation)
 
 
 @dataclass(frozen=True)
@@ -23,10 +50,17 @@ class Allocation:
     name: str
     label: str
     summary: str
-    compute: Callable[..., tuple[dict[str, float], dict]]
+    compute: Callable[..., tuple[dict[str, float], dict]] | None = None  # a measured allocation
     params: dict[str, Param] = field(default_factory=dict)
     needs_calibration: bool = True
     reference: str = ""
+    shape: Shape | None = None  # a rule (per layer, row, global, N:M, allocated)
+    order: int = 100  # where it is listed (the sidebar, `methods`): lower first
+
+    @property
+    def measured(self) -> bool:
+        """True when it measures the model first (``compute``); False for a threshold rule."""
+        return self.compute is not None
 
     def resolve_params(self, given: dict | None) -> dict[str, Any]:
         given = dict(given or {})
@@ -45,8 +79,46 @@ def register_allocation(allocation: Allocation) -> Allocation:
 
 
 def all_allocations() -> dict[str, Allocation]:
+    """Every allocation, rules first, each group in its listing order."""
     import_all("pruning.allocations")
-    return dict(_ALLOCATIONS)
+    return dict(sorted(_ALLOCATIONS.items(), key=lambda kv: (kv[1].measured, kv[1].order, kv[0])))
+
+
+def rules() -> dict[str, Allocation]:
+    """The threshold rules (allocations with a :class:`Shape`), by ``Granularity.kind``."""
+    return {a.name: a for a in all_allocations().values() if a.shape is not None}
+
+
+def measured() -> dict[str, Allocation]:
+    """The allocations that measure the model first (OWL), by name."""
+    return {a.name: a for a in all_allocations().values() if a.measured}
+
+
+def rule_of(g: Granularity) -> Shape:
+    """The :class:`Shape` of a parsed rule."""
+    found = rules().get(g.kind)
+    if found is None:
+        raise PruneScopeError(f"no allocation rule {g.kind!r}; rules: {', '.join(sorted(rules()))}")
+    return found.shape  # type: ignore[return-value]
+
+
+def parse_rule(text: str) -> Granularity | None:
+    """The rule a word names (``layer``, ``row``, ``global``, ``2:4``), or None when no rule answers to it."""
+    word = str(text).strip().lower()
+    for a in rules().values():
+        g = a.shape.parse(word)  # type: ignore[union-attr]
+        if g is not None:
+            return g
+    return None
+
+
+def rule_words() -> dict[str, str]:
+    """Every word a rule is chosen by (``--granularity``, the sidebar), with its label, in listing order."""
+    out: dict[str, str] = {}
+    for a in sorted(rules().values(), key=lambda a: (a.order, a.name)):
+        if a.shape.by_word:  # type: ignore[union-attr]
+            out.update(dict(a.shape.words))  # type: ignore[union-attr]
+    return out
 
 
 def get_allocation(name: str) -> Allocation:

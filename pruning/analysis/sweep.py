@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
-from ..masks import parse_granularity
+from ..masks import parse_granularity, supports
 from ..prune import prune
 from ..request import PruneRequest
 from .evaluate import evaluate
@@ -34,10 +34,9 @@ def ramp_points(
     and allocations have one fixed point (an allocation's at the request's sparsity)."""
     points = []
     for request in requests:
-        supported = request.method_info.granularities
         for gran in granularities or [request.granularity]:
             g = parse_granularity(gran)
-            if str(g) not in supported and not (g.is_nm and "2:4" in supported):
+            if not supports(request.method_info, g):
                 continue
             if g.is_nm or g.is_allocated:
                 points.append(request.replace(granularity=g))

@@ -84,6 +84,7 @@ register(
         takes_update=True,
         default_update="obs",
         walks_blocks=True,
+        granularities=("layer", "global", "row", "2:4", "4:8", "allocated"),  # the rules its solve knows how to choose inside
         params={
             "damp": Param(0.01, "dampening added to the Hessian diagonal, as a fraction of its mean", minimum=0.0),
             "blocksize": Param(128, "columns per lazy-update block", minimum=1, maximum=65536),

@@ -21,7 +21,8 @@ from safetensors.torch import load_file, save
 from ..analysis.evaluate import paired_difference
 from ..errors import PruneScopeError
 from ..loading.models import layer_weight, prunable_layers
-from ..masks import nm_misfit, nm_violations, parse_granularity, sparsity_table
+from ..allocations.nm import nm_misfit
+from ..masks import nm_violations, parse_granularity, sparsity_table
 from .io import build_report, load_masks, read_report, save_pruned_model
 
 RUNS_ENV = "PRUNESCOPE_RUNS_DIR"
