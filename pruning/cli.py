@@ -261,8 +261,10 @@ def cmd_methods(args) -> int:
                 print(f"  {'':10s} criterion name: --method {alias} ({m.label} = criterion {alias} + update {m.own_update})")
         print(f"  {'':10s} granularities: {', '.join(m.granularities)} (default {m.default_granularity})")
         updates = "any --update" if m.takes_update else "no --update choice"
-        depends = " with the default parameters (it follows them)" if callable(m.default_update) else ""  # SDS: its base's own
-        print(f"  {'':10s} update: {m.own_update} by default{depends}; {updates}")
+        if callable(m.default_update):  # SDS: its base's own
+            print(f"  {'':10s} update: by default the one its parameters give ({m.own_update} with the defaults); {updates}")
+        else:
+            print(f"  {'':10s} update: {m.own_update} by default; {updates}")
         for key, p in m.params.items():
             choices = f" (one of: {', '.join(map(str, p.options))})" if p.options else ""
             print(f"  {'':10s} --param {key}={p.default}  {p.help}{choices}")

@@ -223,7 +223,7 @@ def _update(method, update: str | None, params: dict) -> str:
     if name != own and not method.takes_update:
         raise PruneScopeError(
             f"method {method.name} does not take an update choice (its own is {own!r}); "
-            "updates follow the one-shot criteria (see `python -m pruning methods`)"
+            "updates follow the one-shot criteria and the procedures that take one (see `python -m pruning methods`)"
         )
     return name
 
