@@ -280,14 +280,23 @@ def update_select(sb, method) -> None:
     updates = all_updates()
     options = [state.UPDATE_DEFAULT] + list(updates)
     _keep_valid("ps_update", options)
+    own = own_update(method)
     sb.selectbox(
         "Update",
         options,
         key="ps_update",
-        format_func=lambda u: f"the method's own ({method.default_update})" if u == state.UPDATE_DEFAULT else updates[u].label,
+        format_func=lambda u: f"the method's own ({own})" if u == state.UPDATE_DEFAULT else updates[u].label,
         help="What happens to the kept weights: none, OBS (SparseGPT's reconstruction on this mask) or DSnoT "
         "(prune-and-grow on the attention matrices, same count per row). Any update other than none runs the method itself, not the slider's cached scores.",
     )
+
+
+def own_update(method) -> str:
+    """The update ``method`` gets when none is chosen, for the parameters its widgets hold now (SDS: its base's own)."""
+    try:
+        return method.update_for(method.resolve_params(dict(state.method_params(method.name))))
+    except PruneScopeError:  # a widget value the request will reject with its own message: the defaults' update
+        return method.own_update
 
 
 def back_to_uniform() -> None:

@@ -8,9 +8,8 @@ here: a typo in one procedure must not silently remove it.
 
 from __future__ import annotations
 
-from .errors import PruneScopeError
 from .plugins import import_all
-from .registry import Method, registered
+from .registry import Method, lookup, registered
 
 PACKAGES = ("pruning.criteria", "pruning.procedures", "pruning.allocations", "pruning.updates")
 
@@ -28,8 +27,5 @@ def all_methods(family: str | None = None) -> dict[str, Method]:
 
 
 def get_method(name: str) -> Method:
-    methods = all_methods()
-    key = str(name).strip().lower()
-    if key not in methods:
-        raise PruneScopeError(f"unknown method {name!r}; available: {', '.join(sorted(methods))}")
-    return methods[key]
+    """The method ``name``, or the one that gives ``name`` as an alias (SparseGPT for ``obs``); a clear error otherwise."""
+    return lookup(all_methods(), name)

@@ -273,9 +273,15 @@ def cmd_methods(args) -> int:
         if m.needs_training_data:
             flags.append("trains")
         print(f"  {m.name:10s} [{m.family}] {m.summary}" + (f" ({', '.join(flags)})" if flags else ""))
+        if m.aliases:
+            for alias in m.aliases:  # the criterion's name in the three choices; lookups accept it, lists show the method once
+                print(f"  {'':10s} criterion name: --method {alias} ({m.label} = criterion {alias} + update {m.own_update})")
         print(f"  {'':10s} allocations: {', '.join(supported_rules(m))} (default {m.default_granularity})")
         updates = "any --update" if m.takes_update else "no --update choice"
-        print(f"  {'':10s} update: {m.default_update} by default; {updates}")
+        if callable(m.default_update):  # SDS: its base's own
+            print(f"  {'':10s} update: by default the one its parameters give ({m.own_update} with the defaults); {updates}")
+        else:
+            print(f"  {'':10s} update: {m.own_update} by default; {updates}")
         for key, p in m.params.items():
             choices = f" (one of: {', '.join(map(str, p.options))})" if p.options else ""
             print(f"  {'':10s} --param {key}={p.default}  {p.help}{choices}")
@@ -476,7 +482,7 @@ def _prune(args, request, held) -> int:
     with held.folder() as tmp:  # the whole run appears in one rename
         report = write_run(tmp, loaded, result, evaluation, request, with_model=not args.no_model)
     print(
-        f"{args.method} {result.granularity} update {request.update} numerics {request.numerics}: {report['overall_sparsity']:.4f} sparsity "
+        f"{request.method} {result.granularity} update {request.update} numerics {request.numerics}: {report['overall_sparsity']:.4f} sparsity "
         f"({report['total'] - report['kept']:,d} of {report['total']:,d} weights) in {result.seconds:.1f} s"
     )
     if evaluation:
@@ -736,7 +742,7 @@ def _granularity_arg(p: argparse.ArgumentParser) -> None:
 def _update_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--update", help="what happens to the kept weights: none, obs (SparseGPT's reconstruction on the mask) or dsnot "
-        "(prune-and-grow); default: the method's own (none; SparseGPT: obs). See `methods`",
+        "(prune-and-grow); default: the method's own, as `methods` lists it (SDS: its base's)",
     )
 
 
@@ -773,7 +779,7 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(p)
     _layer_args(p)
     _data_args(p)
-    p.add_argument("--method", default="magnitude")
+    p.add_argument("--method", default="magnitude", help="a method or criterion from `methods` (or a criterion name it lists beside one)")
     p.add_argument("--sparsity", type=_finite, help="fraction of weights removed (default 0.5; N/M for N:M)")
     _granularity_arg(p)
     p.add_argument(

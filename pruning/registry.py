@@ -31,6 +31,7 @@ class Param:
     minimum: float | None = None
     maximum: float | None = None
     group: str = "advanced"  # "budget": the few that set how long a run takes (shown first); "advanced": the rest
+    normalize: Callable[[Any], Any] | None = None  # maps another accepted spelling to the canonical value before the check (a method's alias to its name)
 
     @property
     def options(self) -> tuple | None:
@@ -51,9 +52,13 @@ class Param:
             raise PruneScopeError(f"parameter {name}: {value!r} is not a valid {kind.__name__}") from None
         if isinstance(out, float) and not math.isfinite(out):  # NaN passes every comparison below
             raise PruneScopeError(f"parameter {name}: {value!r} is not a finite number")
+        given = out
+        if self.normalize is not None:
+            out = self.normalize(out)
         options = self.options
         if options is not None and out not in options:
-            raise PruneScopeError(f"parameter {name}: {out!r} is not one of {', '.join(map(str, options))}")
+            shown = repr(out) if out == given else f"{given!r} ({out})"
+            raise PruneScopeError(f"parameter {name}: {shown} is not one of {', '.join(map(str, options))}")
         if self.minimum is not None and out < self.minimum:
             raise PruneScopeError(f"parameter {name}: {out!r} is below its minimum {self.minimum}")
         if self.maximum is not None and out > self.maximum:
@@ -91,10 +96,11 @@ class Method:
     claim: str | None = None  # anchor of its paper's claim in docs/CLAIMS.md, measured at the paper's budget
     resumable: bool = False  # works in steps and takes a training checkpoint (ctx.checkpoint, pruning.store.resume)
     takes_update: bool = False  # True: any registered update (none, obs, dsnot) may follow its mask (the block walk applies it)
-    default_update: str = "none"  # the update a request gets when it names none (SparseGPT: "obs", its own reconstruction)
+    default_update: str | Callable[[dict], str] = "none"  # the update a request gets when it names none (SparseGPT: "obs", its own reconstruction), or a function of the resolved params (SDS: its base's)
     walks_blocks: bool = False  # True: its own masks come from the block walk, so scores from one dense pass only approximate them
     colour: str | None = None  # "#rrggbb": its colour in every view of the app; None: the next free one of app/style.py's palette
     explain: ScoreView | None = None  # how the Weights and Learn views explain its scores (None: the generic words, not in Learn)
+    aliases: tuple[str, ...] = ()  # other names every lookup accepts for it (SparseGPT: "obs", its criterion's name); never listed as methods
 
     @property
     def default_granularity(self) -> str:
@@ -104,6 +110,15 @@ class Method:
     def granularity_for(self, params: dict) -> str:
         """The paper's granularity for these resolved parameters (SDS: its base method's)."""
         return self.granularity(params) if callable(self.granularity) else self.granularity
+
+    def update_for(self, params: dict) -> str:
+        """The update a request with these resolved parameters gets when it names none (SDS: its base method's own)."""
+        return self.default_update(params) if callable(self.default_update) else self.default_update
+
+    @property
+    def own_update(self) -> str:
+        """The update a request with the default parameters gets when it names none."""
+        return self.update_for(self.resolve_params({}))
 
     @property
     def score_based(self) -> bool:
@@ -149,9 +164,27 @@ def registered() -> dict[str, Method]:
     return dict(_METHODS)
 
 
-def registered_method(name: str) -> Method:
-    """The registered method ``name`` (a clear error for an unknown one)."""
+def lookup(methods: dict[str, Method], name: str) -> Method:
+    """The method called ``name`` in ``methods``, by its name or one of its :attr:`Method.aliases`
+    (case and surrounding spaces ignored), or a clear error listing the names there are."""
     key = str(name).strip().lower()
-    if key not in _METHODS:
-        raise PruneScopeError(f"unknown method {name!r}; available: {', '.join(sorted(_METHODS))}")
-    return _METHODS[key]
+    if key in methods:
+        return methods[key]
+    for m in methods.values():
+        if key in m.aliases:
+            return m
+    raise PruneScopeError(f"unknown method {name!r}; available: {', '.join(sorted(methods))}")
+
+
+def method_name(value: Any) -> Any:
+    """The registered method's own name for ``value`` when it is a method's name or alias (``obs`` -> ``sparsegpt``),
+    else ``value`` unchanged (for a method-valued :class:`Param`: its choices then say what is allowed)."""
+    try:
+        return lookup(_METHODS, value).name
+    except PruneScopeError:
+        return value
+
+
+def registered_method(name: str) -> Method:
+    """The registered method ``name`` or alias (a clear error for an unknown one)."""
+    return lookup(_METHODS, name)

@@ -99,7 +99,7 @@ class PruneRequest:
         ``granularity=None`` takes the method's paper default (:attr:`Method.default_granularity`);
         ``allocation`` (``{layer: sparsity}``) makes the granularity ``allocated`` and, when no
         ``layers`` are given, prunes exactly the listed layers. ``update=None`` takes the method's
-        own (:attr:`Method.default_update`: ``"none"``, SparseGPT ``"obs"``). ``numerics`` (``None``:
+        own for these parameters (:meth:`Method.update_for`: ``"none"``, SparseGPT ``"obs"``, SDS its base's). ``numerics`` (``None``:
         ``"fast"``): ``"reference"`` runs the calibration walk one sample per block pass with the published
         code's running averages and SparseGPT's per-block mask rule (docs/CLI.md, "Numerics").
         """
@@ -127,7 +127,7 @@ class PruneRequest:
             layers=None if layers is None else _layer_tuple(layers),
             include=include or None,
             exclude=exclude or None,
-            update=_update(m, update),
+            update=_update(m, update, resolved),
             numerics=_numerics(numerics, resolved),
         )
 
@@ -138,14 +138,13 @@ class PruneRequest:
         ``granularity`` replaces an allocation.
         """
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        if "method" in changes and "params" not in changes and changes["method"] != self.method:
+        if "method" in changes and "params" not in changes and get_method(changes["method"]).name != self.method:
             fields["params"] = None
-        if "method" in changes and "update" not in changes and changes["method"] != self.method:
-            # the method's own update goes with it; a chosen one stays where the new method takes it
-            from .catalog import get_method
-
-            new = get_method(changes["method"])
-            own = self.update == self.method_info.default_update
+        if "update" not in changes and ({"method", "params"} & set(changes)):
+            # the method's own update (for its parameters: SDS's base's) goes with it; a chosen one stays where
+            # the new method takes it
+            new = get_method(changes.get("method", self.method))
+            own = self.update == self.method_info.update_for(self.param_dict)
             fields["update"] = None if own or not new.takes_update else self.update
         fields.update(changes)
         if "granularity" in changes and self.granularity.is_allocated and "layers" not in changes:
@@ -214,15 +213,17 @@ def _granularity(method, granularity, allocation, params: dict) -> Granularity:
     return g
 
 
-def _update(method, update: str | None) -> str:
-    """The request's update, checked: a registered one, and one the method takes."""
+def _update(method, update: str | None, params: dict) -> str:
+    """The request's update, checked: a registered one, and one the method takes (``None``: the method's own
+    for its resolved ``params``)."""
+    own = method.update_for(params)
     if update is None or str(update).strip() == "":
-        return method.default_update
+        return own
     name = get_update(update).name
-    if name != method.default_update and not method.takes_update:
+    if name != own and not method.takes_update:
         raise PruneScopeError(
-            f"method {method.name} does not take an update choice (its own is {method.default_update!r}); "
-            "updates follow the one-shot criteria (see `python -m pruning methods`)"
+            f"method {method.name} does not take an update choice (its own is {own!r}); "
+            "updates follow the one-shot criteria and the procedures that take one (see `python -m pruning methods`)"
         )
     return name
 

@@ -47,3 +47,26 @@ def test_the_update_select_reaches_the_request_the_url_and_the_overview_table():
     assert len(errors) == len(table) and bool((errors > 0).all()) and bool((errors < 1).all())
     at.sidebar.selectbox(key="ps_method").set_value("mgpp").run()
     assert not [s for s in at.sidebar.selectbox if s.key == "ps_update"]  # a seed procedure takes no update choice
+
+
+def test_sds_offers_the_update_select_labelled_with_its_bases_own_and_sparsegpt_is_listed_once():
+    at = AppTest.from_file(MAIN, default_timeout=180)
+    at.run()
+    at.switch_page("../pages/runs.py").run()  # a view that prunes nothing as it opens
+    method = at.sidebar.selectbox(key="ps_method")
+    assert "obs" not in method.options and method.options.count("SparseGPT") == 1  # the alias is looked up, never listed
+    method.set_value("sds").run()
+    _clean(at)
+    assert "the method's own (obs)" in at.sidebar.selectbox(key="ps_update").options  # SparseGPT's, the paper's
+    at.sidebar.toggle(key="ps_param_adv_sds").set_value(True).run()
+    at.sidebar.selectbox(key="ps_param_sds_base").set_value("wanda").run()
+    _clean(at)
+    assert "the method's own (none)" in at.sidebar.selectbox(key="ps_update").options  # Wanda's
+    at.sidebar.selectbox(key="ps_update").set_value("dsnot").run()
+    _clean(at)
+    assert at.query_params.get("update") in ("dsnot", ["dsnot"])
+    shared = AppTest.from_file(MAIN, default_timeout=180)
+    shared.query_params.update({"method": "obs"})  # an address naming the criterion opens SparseGPT itself
+    shared.run()
+    _clean(shared)
+    assert shared.session_state["ps_method"] == "sparsegpt"

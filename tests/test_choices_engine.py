@@ -196,6 +196,154 @@ def test_sparsegpt_masks_and_weights_are_unchanged(tiny_llama, tiny_text, tiny_b
             assert got[g][3] == weight_hash, (key, g)  # weights: bit for bit on this platform's BLAS
 
 
+# ------------------------------------------------------------------ obs: SparseGPT's criterion name
+def _same_result(a, b) -> None:
+    assert sorted(a.masks) == sorted(b.masks)
+    for name in a.masks:
+        assert torch.equal(a.masks[name], b.masks[name]), name
+    assert (a.weights is None) == (b.weights is None)
+    for name in a.weights or {}:
+        assert torch.equal(a.weights[name], b.weights[name]), name
+
+
+def test_criterion_obs_with_update_obs_is_sparsegpt_bit_for_bit(tiny_llama, llama_calib):
+    from pruning.catalog import get_method
+
+    assert get_method("obs") is get_method("sparsegpt") and get_method(" OBS ") is get_method("sparsegpt")
+    assert R.make("obs", 0.5, update="obs").method == "sparsegpt"
+    assert R.make("obs", 0.5, update="obs").key == R.make("sparsegpt", 0.5).key  # the paper's SparseGPT: criterion obs + update obs
+    own = prune(tiny_llama, R.make("sparsegpt", 0.5), calibration=llama_calib)
+    named = prune(tiny_llama, R.make("obs", 0.5, update="obs"), calibration=llama_calib)
+    assert own.weights is not None and named.method == "sparsegpt"
+    _same_result(own, named)
+    # update none: the walk's own mask on the original weights, whichever name chose it
+    bare = prune(tiny_llama, R.make("sparsegpt", 0.5, update="none"), calibration=llama_calib)
+    named_bare = prune(tiny_llama, R.make("obs", 0.5, update="none"), calibration=llama_calib)
+    assert bare.weights is None
+    _same_result(bare, named_bare)
+
+
+def test_obs_is_looked_up_but_never_listed_as_a_second_method(capsys):
+    from pruning import catalog, registry
+    from pruning.cli import main
+    from pruning.errors import PruneScopeError
+
+    assert "obs" not in catalog.all_methods() and "obs" not in registry.registered()
+    assert registry.registered_method("obs").name == "sparsegpt"
+    with pytest.raises(PruneScopeError, match=r"unknown method 'obz'; available: .*sparsegpt") as err:
+        R.make("obz", 0.5)
+    assert "obs" not in str(err.value).split("available:")[1].split(", ")  # the list names methods, not aliases
+    with pytest.raises(PruneScopeError, match="unknown method 'obz'"):
+        registry.registered_method("obz")
+    # a method-valued parameter takes the alias too (SDS's base)
+    assert R.make("sds", 0.5, params={"base": "obs"}).param_dict["base"] == "sparsegpt"
+    assert main(["methods"]) == 0
+    out = capsys.readouterr().out
+    methods = out.split("Allocations:")[0]  # the update obs has its row further down, under Updates
+    assert not any(line.startswith("  obs ") for line in methods.splitlines())  # no method row of its own
+    sparsegpt = methods.split("  sparsegpt ")[1].split("\n  wanda ")[0]
+    assert "criterion name: --method obs (SparseGPT = criterion obs + update obs)" in sparsegpt
+
+
+def test_cli_prune_with_method_obs_and_update_obs_writes_sparsegpts_run(tmp_path, tiny_folder, tiny_csv):
+    from safetensors.torch import load_file
+
+    from pruning.cli import main
+    from pruning.store.io import load_masks, read_report
+
+    common = ["--model", str(tiny_folder), "--sparsity", "0.5", "--dataset", str(tiny_csv), "--calib", "4"]
+    assert main(["prune", "--method", "obs", "--update", "obs", *common, "--out", str(tmp_path / "obs")]) == 0
+    assert main(["prune", "--method", "sparsegpt", *common, "--out", str(tmp_path / "sparsegpt")]) == 0
+    a, b = read_report(tmp_path / "obs" / "report.json"), read_report(tmp_path / "sparsegpt" / "report.json")
+    assert (a["method"], a["update"]) == (b["method"], b["update"]) == ("sparsegpt", "obs")
+    masks_a, masks_b = load_masks(tmp_path / "obs" / "masks.safetensors"), load_masks(tmp_path / "sparsegpt" / "masks.safetensors")
+    assert sorted(masks_a) == sorted(masks_b) and all(torch.equal(masks_a[n], masks_b[n]) for n in masks_a)
+    weights_a = load_file(next((tmp_path / "obs" / "model").glob("*.safetensors")))
+    weights_b = load_file(next((tmp_path / "sparsegpt" / "model").glob("*.safetensors")))
+    assert sorted(weights_a) == sorted(weights_b) and all(torch.equal(weights_a[k], weights_b[k]) for k in weights_a)
+
+
+# ------------------------------------------------------------------ SDS over any criterion and update
+SDS_PARAMS = {"iters": 4, "adjust_iters": 3, "track_metric": False}
+
+# SDS's masks and weights (sha256 of the bool bytes, of the float32 bytes) on the tiny llama with SDS_PARAMS at
+# 50%, computed with the code before SDS took an update (main at a3ab0b5): its base ran with its own update.
+SDS_BEFORE = {
+    "sparsegpt": ("1904c1341acc13ed", "86e4c4419f22b749"),
+    "wanda": ("13904e28ab49e322", "a4b29f0667689235"),
+}
+
+
+def _hashes(result) -> tuple[str, str]:
+    h, hw = hashlib.sha256(), hashlib.sha256()
+    for n in sorted(result.masks):
+        h.update(n.encode())
+        h.update(result.masks[n].to(torch.uint8).numpy().tobytes())
+        hw.update(result.weights[n].float().numpy().tobytes())
+    return h.hexdigest()[:16], hw.hexdigest()[:16]
+
+
+def _sds_recording(monkeypatch) -> list:
+    """The one-shot ``(request, result)`` pairs SDS's two sparse steps make (the real prune, recorded)."""
+    from pruning.procedures import sds
+
+    seen, real = [], sds.prune
+
+    def recording(loaded, request, **kw):
+        out = real(loaded, request, **kw)
+        seen.append((request, out))
+        return out
+
+    monkeypatch.setattr(sds, "prune", recording)
+    return seen
+
+
+@pytest.mark.parametrize("base,own", [("sparsegpt", "obs"), ("wanda", "none")])
+def test_sds_without_an_update_runs_its_base_with_the_bases_own_as_before(tiny_llama, llama_calib, monkeypatch, base, own):
+    request = R.make("sds", 0.5, params={**SDS_PARAMS, "base": base})
+    assert request.update == own
+    seen = _sds_recording(monkeypatch)
+    result = prune(tiny_llama, request, calibration=llama_calib)
+    assert [(r.method, r.update) for r, _ in seen] == [(base, own), (base, own)]
+    assert result.info["update"] == own
+    assert _hashes(result) == SDS_BEFORE[base]  # bit for bit on this platform's BLAS
+
+
+@pytest.mark.parametrize("update", ["obs", "dsnot"])
+def test_sds_runs_its_base_with_the_chosen_update(tiny_llama, llama_calib, monkeypatch, update):
+    seen = _sds_recording(monkeypatch)
+    request = R.make("sds", 0.5, params={**SDS_PARAMS, "base": "wanda"}, update=update)
+    result = prune(tiny_llama, request, calibration=llama_calib)
+    assert result.info["update"] == update and [(r.method, r.update) for r, _ in seen] == [("wanda", update)] * 2
+    # the first sparse step is exactly a plain Wanda run with that update on the same layers
+    first_request, first = seen[0]
+    plain = prune(tiny_llama, R.make("wanda", 0.5, layers=first_request.layers, update=update), calibration=llama_calib)
+    _same_result(first, plain)
+    wanda = prune(tiny_llama, R.make("wanda", 0.5, layers=first_request.layers), calibration=llama_calib)
+    if update == "obs":  # Wanda's mask (in the first block: later blocks read the reconstructed ones), its kept weights reconstructed
+        assert all(torch.equal(first.masks[n], wanda.masks[n]) for n in _block0_layers(tiny_llama))
+        assert first.weights is not None and any(not torch.equal(first.weights[n], layer_weight(tiny_llama.model, n)) for n in first.weights)
+    else:  # DSnoT swapped some of Wanda's attention weights, same count per row
+        assert first.weights is None and any(not torch.equal(first.masks[n], wanda.masks[n]) for n in wanda.masks)
+        assert all(torch.equal(first.masks[n].sum(dim=1), wanda.masks[n].sum(dim=1)) for n in wanda.masks)
+    assert {n: int(m.sum()) for n, m in result.masks.items()} == {n: int(m.sum()) for n, m in wanda.masks.items()}  # the base's count per layer
+
+
+def test_sds_report_names_the_update_and_the_cli_takes_one(tmp_path, tiny_folder, tiny_csv):
+    from pruning.cli import main
+    from pruning.store.io import read_report
+
+    common = ["--model", str(tiny_folder), "--sparsity", "0.5", "--dataset", str(tiny_csv), "--calib", "4", "--no-model",
+              "--param", "iters=2", "--param", "adjust_iters=2", "--param", "track_metric=false"]
+    for update in ("obs", "dsnot"):
+        out = tmp_path / update
+        assert main(["prune", "--method", "sds", "--param", "base=wanda", "--update", update, *common, "--out", str(out)]) == 0
+        report = read_report(out / "report.json")
+        assert (report["method"], report["params"]["base"], report["update"]) == ("sds", "wanda", update)
+    assert main(["prune", "--method", "sds", *common, "--out", str(tmp_path / "own")]) == 0
+    assert read_report(tmp_path / "own" / "report.json")["update"] == "obs"  # SparseGPT's own, the paper's
+
+
 # ------------------------------------------------------------------ OWL
 def test_owl_gives_each_layer_its_blocks_sparsity_with_the_target_as_mean(tiny_llama, llama_calib):
     from pruning.allocations.owl import block_sparsities, outlier_ratio, owl_allocation

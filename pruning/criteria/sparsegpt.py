@@ -1,6 +1,8 @@
 """SparseGPT (Frantar & Alistarh 2023): the mask is chosen inside the OBS column walk, which also
 updates the kept weights (:mod:`pruning.updates.sparsegpt_solver`); its saliency before any update
-is :func:`sparsegpt_scores`."""
+is :func:`sparsegpt_scores`. As one of the three choices it is criterion ``obs`` (registered as an
+alias: every lookup of ``obs`` gives this method) with its own update ``obs``; with update ``none``
+the walk's mask keeps the original weights."""
 
 from __future__ import annotations
 
@@ -92,5 +94,6 @@ register(
         },
         reference="Frantar & Alistarh 2023, SparseGPT",
         colour="#9467bd",  # purple
+        aliases=("obs",),  # the criterion's name in the three choices: --method obs --update obs is SparseGPT itself
     )
 )

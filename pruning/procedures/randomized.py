@@ -59,7 +59,7 @@ from ..errors import PruneScopeError
 from ..loading.functional import with_overrides
 from ..masks import Masks, compute_masks, keep_count, mask_overlap, parse_granularity, prepare_scores
 from ..prune import calibration_for
-from ..registry import Method, Param, register, registered_method, score_criteria
+from ..registry import Method, Param, method_name, register, registered_method, score_criteria
 from ..result import PruneResult, masked_weights, weight_overrides
 from ..store.resume import checkpoint_step, resume_state
 from . import training as T
@@ -621,7 +621,7 @@ register(
         claim="claim-randomized",
         resumable=True,
         params={
-            "base": Param("magnitude", "the criterion whose scores are sampled around (any score-based one)", choices=score_criteria),
+            "base": Param("magnitude", "the criterion whose scores are sampled around (any score-based one)", choices=score_criteria, normalize=method_name),
             "k": Param(4, "candidate masks per stage (8 in the paper)", minimum=1, maximum=64, group="budget"),
             "randomness": Param(
                 DEFAULT_RANDOMNESS, "r: rounds R = max(floor((N - k) r), 1); smaller = more random (paper: 5e-5..3e-4)", minimum=0.0, maximum=1e-3

@@ -1,12 +1,15 @@
 """SDS: sparse-dense-sparse (Li et al. 2024).
 
-1. **Sparse** - one-shot prune with Wanda or SparseGPT (:func:`pruning.prune.prune`).
+1. **Sparse** - one-shot prune with the base criterion (``base``: SparseGPT by default, Wanda, RIA or any
+   block-walking criterion) and the request's update (default: the base's own, so SparseGPT with its OBS
+   reconstruction and Wanda with none, as in the paper; ``obs``, ``dsnot`` or ``none`` on any base)
+   (:func:`pruning.prune.prune`).
 2. **Dense** - per layer, from the sparse weights with every entry trainable, minimize
    ``f(W) = ||W_dense X - W X||^2 / n + l1 ||W||_1 + l2 ||W||_2^2`` where ``X`` (``d_in x n``)
    are the layer's inputs in the *sparse* model. With ``G = X X^T / n`` the smooth part's
    gradient is ``2 (W - W_dense) G + 2 l2 W``; the L1 term is handled by a proximal
    soft-threshold. No pass over the tokens per iteration (:func:`sds_dense_step`).
-3. **Sparse again** - the same one-shot method on the densified model, then the soft-mask
+3. **Sparse again** - the same one-shot method and update on the densified model, then the soft-mask
    adjustment (:func:`sds_adjust`): minimize ``||W_dense X - (M * W) X||^2`` with the
    gradient passed straight through to every entry of ``W`` and ``M`` re-chosen by
    magnitude after each iteration (exact sparsity, same granularity). ``X`` here are the
@@ -49,7 +52,7 @@ from ..core import PruneContext
 from ..loading.functional import with_overrides
 from ..masks import compute_masks, parse_granularity
 from ..prune import prune
-from ..registry import Method, Param, register, registered_method, walking_criteria
+from ..registry import Method, Param, method_name, register, registered_method, walking_criteria
 from ..result import PruneResult, weight_overrides
 from ..store.resume import checkpoint_step, resume_state
 from . import training as T
@@ -329,6 +332,7 @@ def _sds_info(run: _SdsRun, per_layer: dict, started: float) -> dict:
         "steps": run.steps,
         "layers": per_layer,
         "base": run.ctx.params["base"],
+        "update": run.ctx.request.update,  # what both one-shot steps did to the weights their masks keep
         "adjust_rule": run.ctx.params["adjust_rule"],
         "layers_adjusted": sum(1 for v in per_layer.values() if v["adjusted"]),
         "layers_adjustment_skipped": sum(1 for v in per_layer.values() if v["adjustment_skipped"]),
@@ -350,7 +354,7 @@ def _sds_run(ctx: PruneContext):
     loaded, layers, calib = ctx.loaded, ctx.layers, ctx.calibration
     run.snapshot("dense", run.dense, loaded.model)
     # 1. sparse
-    base = ctx.request.replace(method=ctx.params["base"], layers=tuple(layers))
+    base = ctx.request.replace(method=ctx.params["base"], update=ctx.request.update, layers=tuple(layers))  # the base with this run's update
     r1 = prune(loaded, base, calibration=calib)
     W1 = r1.pruned_weights(loaded)
     sparse_model = run.model_with(W1)
@@ -385,7 +389,7 @@ register(
     Method(
         name="sds",
         label="SDS (sparse-dense-sparse)",
-        summary="One-shot prune (its base criterion: SparseGPT by default, as in the paper), re-densify every layer toward a pruning-friendly "
+        summary="One-shot prune (its base criterion and update: SparseGPT with its own OBS update by default, as in the paper), re-densify every layer toward a pruning-friendly "
         "weight distribution (reconstruction + L1/L2, from the sparse model's inputs), prune again and "
         "adjust the kept weights. Weights change, not only the mask.",
         run=_sds_run,
@@ -394,11 +398,13 @@ register(
         family="seed",
         granularities=("layer", "global", "row", "2:4", "4:8"),
         granularity=lambda params: registered_method(params["base"]).default_granularity,
+        takes_update=True,  # both one-shot steps run the base with the request's update
+        default_update=lambda params: registered_method(params["base"]).own_update,  # the base's own: SparseGPT obs, Wanda none
         steps_view="stages",
         claim="claim-sds",
         resumable=True,
         params={
-            "base": Param("sparsegpt", "the one-shot criterion used for both sparse steps (any that walks the blocks)", choices=walking_criteria),
+            "base": Param("sparsegpt", "the one-shot criterion used for both sparse steps (any that walks the blocks)", choices=walking_criteria, normalize=method_name),
             "l1": Param(1e-3, "L1 weight of the dense step, relative (x mean diag(G) x mean|W|)", minimum=0.0),
             "l2": Param(1e-3, "L2 weight of the dense step, relative (x mean diag(G))", minimum=0.0),
             "iters": Param(100, "iterations of the dense step (FISTA, step 1/L)", minimum=0, maximum=100_000, group="budget"),
