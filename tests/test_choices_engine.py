@@ -239,7 +239,7 @@ def test_obs_is_looked_up_but_never_listed_as_a_second_method(capsys):
     assert R.make("sds", 0.5, params={"base": "obs"}).param_dict["base"] == "sparsegpt"
     assert main(["methods"]) == 0
     out = capsys.readouterr().out
-    methods = out.split("Allocations:")[0]  # the update obs has its row further down, under Updates
+    methods = out.split("\nAllocations")[0]  # the update obs has its row further down, under Updates
     assert not any(line.startswith("  obs ") for line in methods.splitlines())  # no method row of its own
     sparsegpt = methods.split("  sparsegpt ")[1].split("\n  wanda ")[0]
     assert "criterion name: --method obs (SparseGPT = criterion obs + update obs)" in sparsegpt
