@@ -44,14 +44,17 @@ def updates() -> dict:
 
 
 def allocations(s: Settings, source) -> dict[str, str]:
-    """``{key: label}``: uniform (the sidebar's granularity), the Layer sensitivity allocation when one was
-    made on this model, and every registered allocation rule."""
-    from pruning.allocations.registry import all_allocations
+    """``{key: label}``: uniform (the sidebar's granularity), the Layer sensitivity allocation when one was made
+    on this model, every measured allocation (OWL), then the other threshold rules (global, row, 2:4, ...)."""
+    from pruning.allocations.registry import measured
+    from pruning.masks import granularity_labels
 
-    out = {UNIFORM: f"uniform ({uniform_granularity(s)})"}
+    uniform = uniform_granularity(s)
+    out = {UNIFORM: f"uniform ({uniform})"}
     if source is not None and source.fits(s.model_key):
         out[SENSITIVITY] = "Layer sensitivity"
-    out.update({name: a.label for name, a in all_allocations().items()})
+    out.update({name: a.label for name, a in measured().items()})
+    out.update({word: label.split(" (")[0] for word, label in granularity_labels().items() if word != uniform})
     return out
 
 

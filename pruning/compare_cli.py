@@ -32,7 +32,8 @@ def register(sub, cli) -> None:
     p.add_argument("--updates", default=DEFAULT_UPDATES, help="comma-separated updates: none, obs, dsnot (see `methods`)")
     p.add_argument(
         "--allocations", default="uniform", metavar="uniform,owl[:k=v,...],FILE.json",
-        help="comma-separated allocations: uniform (--granularity for every layer), a registered rule such as owl, a {layer: sparsity} file",
+        help="comma-separated allocations: uniform (--granularity for every layer), another rule (row, global, 2:4, ...), "
+        "a measured one such as owl, a {layer: sparsity} file (see `methods`)",
     )
     p.add_argument("--sparsity", type=cli._finite, default=0.5, help="fraction of weights removed in every cell (default 0.5)")
     p.add_argument("--granularity", default="layer", help="the uniform cells' granularity: layer, row, global or N:M (default layer)")
@@ -66,12 +67,13 @@ def allocation_choices(text: str, cli) -> tuple[list, dict]:
     for item in allocation_items(text):
         if item.lower() == "uniform":
             choices.append(UNIFORM)
-        elif cli._allocation_rule(item) is not None:
+        elif cli._threshold_rule(item) is not None or cli._allocation_rule(item) is not None:
             choices.append(rule_allocation(item))
         else:
             path = Path(item)
             if not path.is_file():
-                raise PruneScopeError(f"--allocations {item!r} is neither uniform, an allocation rule, nor an existing JSON file")
+                raise PruneScopeError(f"--allocations {item!r} is neither uniform, an allocation (a rule such as row or 2:4, or owl), "
+                                      "nor an existing JSON file")
             choices.append(fixed_allocation(path.name, cli._allocation(item)))
             files[str(path)] = file_digest(path)
     if not choices:

@@ -103,6 +103,19 @@ def test_a_fixed_allocation_prunes_each_layer_at_its_own_sparsity(tiny_llama, ti
     assert row["cell"] == "wanda+none@kl.json" and row["sparsity"] == pytest.approx(_expected_sparsity(tiny_llama, alloc), abs=1e-12)
 
 
+def test_another_threshold_rule_is_an_allocation_column_with_its_own_exact_counts(tiny_llama, tiny_text, calib):
+    cells = [Cell("wanda", "none"), Cell("wanda", "none", rule_allocation("row")), Cell("wanda", "none", rule_allocation("2:4"))]
+    res = compare(tiny_llama, _base(), cells, tiny_text, calibration=calib, max_examples=2, dense=False)
+    rows = {r["cell"]: r for r in res.rows}
+    assert set(rows) == {"wanda+none", "wanda+none@row", "wanda+none@2:4"}
+    assert rows["wanda+none@row"]["granularity"] == "row" and rows["wanda+none@row"]["sparsity"] == 0.5
+    assert rows["wanda+none@2:4"]["granularity"] == "2:4" and rows["wanda+none@2:4"]["sparsity"] == 0.5
+    row = prune(tiny_llama, R.make("wanda", 0.5, "row", calib_samples=4, calib_len=16), calibration=calib)
+    assert all(int(m.sum(dim=1).min()) == int(m.sum(dim=1).max()) == keep_count(m.shape[1], 0.5) for m in row.masks.values())
+    with pytest.raises(PruneScopeError, match="takes no parameters"):
+        rule_allocation("global:k=1")
+
+
 def test_a_stop_between_cells_keeps_the_finished_rows(tiny_llama, tiny_text, calib):
     done = []
     res = compare(tiny_llama, _base(), matrix(["magnitude", "wanda"], ["none"]), tiny_text, calibration=calib, max_examples=2,

@@ -51,8 +51,8 @@ import numpy as np
 from ..store.checkpoint import as_checkpoint
 from ..errors import PruneScopeError
 from ..request import PruneRequest
-from ..allocations.registry import get_allocation, parse_spec
-from ..masks import allocated, overall_sparsity
+from ..allocations.registry import get_allocation, parse_rule, parse_spec
+from ..masks import allocated, overall_sparsity, parse_granularity
 from ..catalog import get_method
 from ..updates.registry import get_update
 from .evaluate import evaluate, paired_difference, summary
@@ -71,27 +71,41 @@ CHECKPOINT_KEYS = ("cell", "metric", "per_item")  # what a checkpointed cell mus
 # ---------------------------------------------------------------- the choices of a cell
 @dataclass(frozen=True)
 class AllocationChoice:
-    """How many weights each layer keeps: ``uniform`` (the base request's granularity), a registered
-    rule measured on the model (``rule``, ``params``: OWL), or a fixed ``{layer: sparsity}`` (``fixed``)."""
+    """How many weights each layer keeps: ``uniform`` (the base request's granularity), another threshold
+    rule (``threshold``: row, global, 2:4, ...), a registered allocation measured on the model (``rule``,
+    ``params``: OWL), or a fixed ``{layer: sparsity}`` (``fixed``)."""
 
     label: str
     rule: str | None = None
     params: tuple[tuple[str, object], ...] = ()
     fixed: tuple[tuple[str, float], ...] | None = None
+    threshold: str | None = None
 
     @property
     def uniform(self) -> bool:
-        return self.rule is None and self.fixed is None
+        """The base request's own rule, unchanged."""
+        return self.rule is None and self.fixed is None and self.threshold is None
+
+    @property
+    def per_layer_sparsities(self) -> bool:
+        """Each layer at its own sparsity (measured or fixed)."""
+        return self.rule is not None or self.fixed is not None
 
 
 UNIFORM = AllocationChoice("uniform")
 
 
 def rule_allocation(spec: str) -> AllocationChoice:
-    """A registered allocation from ``"owl"`` or ``"owl:m=5,lambda=0.08"`` (parameters checked here)."""
+    """A registered allocation from ``"owl"`` or ``"owl:m=5,lambda=0.08"`` (parameters checked here), or a
+    threshold rule's word (``"row"``, ``"2:4"``): every layer at the base's sparsity under that rule."""
 
+    threshold = parse_rule(spec)
+    if threshold is not None:
+        return AllocationChoice(str(threshold), threshold=str(threshold))
     name, given = parse_spec(spec)
     rule = get_allocation(name)
+    if not rule.measured:
+        raise PruneScopeError(f"allocation {name!r} is a threshold rule that takes no parameters; name it alone")
     params = rule.resolve_params(given)
     label = rule.name if not given else f"{rule.name}:" + ",".join(f"{k}={v}" for k, v in sorted(given.items()))
     return AllocationChoice(label, rule=rule.name, params=tuple(sorted(params.items())))
@@ -149,6 +163,8 @@ def _cell_request(base: PruneRequest, cell: Cell) -> PruneRequest:
     request = base.replace(method=method.name, params=params, update=cell.update)
     if cell.allocation.uniform:
         return request
+    if cell.allocation.threshold is not None:
+        return request.replace(granularity=parse_granularity(cell.allocation.threshold))  # N:M: its own sparsity
     if request.granularity.is_nm:
         raise PruneScopeError(f"an allocation gives each layer its own sparsity; it cannot be combined with the N:M pattern {request.granularity}")
     probe = dict(cell.allocation.fixed) if cell.allocation.fixed is not None else {"-": request.sparsity}
@@ -234,7 +250,7 @@ def _base_row(planned: PlannedCell) -> dict:
     cell = planned.cell
     method = _method(cell.criterion)
     request = planned.request
-    gran = "allocated" if request is not None and not cell.allocation.uniform else (str(request.granularity) if request else "")
+    gran = "allocated" if request is not None and cell.allocation.per_layer_sparsities else (str(request.granularity) if request else "")
     return {
         "cell": cell.label, "criterion": method.name, "criterion_label": method.label, "update": cell.update,
         "update_label": get_update(cell.update).label, "allocation": cell.allocation.label, "granularity": gran,
@@ -382,7 +398,7 @@ def _allocation_request(loaded, base, p: PlannedCell, calib, allocations, progre
 def _run_cell(loaded, base, p: PlannedCell, data, calib, allocations, max_examples, split, progress) -> dict:
 
     load_before = _load()
-    request, alloc_seconds = (p.request, 0.0) if p.cell.allocation.uniform else _allocation_request(loaded, base, p, calib, allocations, progress)
+    request, alloc_seconds = (p.request, 0.0) if not p.cell.allocation.per_layer_sparsities else _allocation_request(loaded, base, p, calib, allocations, progress)
     calibration = _calibration(loaded, base, calib) if request.needs_calibration else None
     result = prune(loaded, request, calibration=calibration, data=data, progress=progress)
     errors = result.info.get("reconstruction_error")
