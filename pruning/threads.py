@@ -16,10 +16,11 @@ loaded (at ``import torch``), so they have to be in the environment before that:
 
 What is chosen (measured by ``bench/bench_busy.py``, figures in ``bench/results/busy.md``):
 
-* ``GOMP_SPINCOUNT`` = :data:`SPIN_COUNT`: a worker spins that many times, then sleeps.
-  A short spin keeps the quiet speed of back-to-back small operations and
-  stops the spinning under load (``OMP_WAIT_POLICY=PASSIVE``, no spin at all, was slower
-  quiet).
+* the wait, from the load at the start (:func:`wait_for`): on a quiet machine ``GOMP_SPINCOUNT`` =
+  :data:`SPIN_COUNT` (a worker spins that many times, then sleeps: the quiet speed of back-to-back
+  small operations, and little spinning under load); when at least as many other threads want a
+  CPU as this process may use, ``OMP_WAIT_POLICY=PASSIVE`` (no spin at all: measured 17% slower
+  than the short spin quiet, and 10-30% faster than it beside four busy processes).
 * intra-op threads (``torch.set_num_threads``, which also sets MKL's and oneDNN's, both
   running on the same OpenMP team): the CPUs this process may run on
   (``os.sched_getaffinity``: a ``taskset`` or a container's CPU set counts), not fewer under
@@ -107,10 +108,27 @@ def intra_threads(cpus: int, load: float | None) -> int:
     return cpus
 
 
+def wait_for(cpus: int, load: float | None) -> dict:
+    """The OpenMP wait for a process started on ``cpus`` CPUs while ``load`` other threads want one.
+
+    Measured side by side (``bench/results/busy.md``): beside four busy processes on two cores no spin at
+    all (PASSIVE) is 10-30% faster than the short spin, and on a quiet machine 17% slower; so the short
+    spin when the machine is quiet at the start, PASSIVE when it is full (``load >= cpus``). The load
+    is read once (libgomp reads its settings once): a run started busy stays passive when the machine
+    quiets down, one started quiet keeps the short spin (which already spins little).
+
+    >>> wait_for(2, 0.0), wait_for(2, 4.0), wait_for(2, None)
+    ({'GOMP_SPINCOUNT': '10000'}, {'OMP_WAIT_POLICY': 'PASSIVE'}, {'GOMP_SPINCOUNT': '10000'})
+    """
+    if load is not None and load >= cpus:
+        return {"OMP_WAIT_POLICY": "PASSIVE"}
+    return {"GOMP_SPINCOUNT": str(SPIN_COUNT)}
+
+
 def choose(environ: dict, cpus: int, load: float | None) -> Choice:
     """The settings for an entry point started with ``environ`` on ``cpus`` CPUs at ``load`` (pure)."""
     user = {k: environ[k] for k in WAIT_KEYS + THREAD_KEYS if environ.get(k, "").strip()}
-    env = {} if any(k in user for k in WAIT_KEYS) else {"GOMP_SPINCOUNT": str(SPIN_COUNT)}
+    env = {} if any(k in user for k in WAIT_KEYS) else wait_for(cpus, load)
     if "PRUNESCOPE_THREADS" in user:
         intra = _count(user["PRUNESCOPE_THREADS"], "PRUNESCOPE_THREADS")
     elif any(k in user for k in THREAD_KEYS):
@@ -200,7 +218,8 @@ def describe(choice: Choice | None = None) -> str:
         if choice.intra_op is not None
         else "the thread count from " + ", ".join(k for k in THREAD_KEYS if k in choice.user)
     )
+    when = "" if not choice.env else (" (the machine was busy at the start)" if "OMP_WAIT_POLICY" in choice.env else " (the machine was quiet at the start)")
     return (
-        f"threads: {wait}; {count}; 1 inter-op thread. Your own OMP_WAIT_POLICY / GOMP_SPINCOUNT and "
+        f"threads: {wait}{when}; {count}; 1 inter-op thread. Your own OMP_WAIT_POLICY / GOMP_SPINCOUNT and "
         "PRUNESCOPE_THREADS / OMP_NUM_THREADS / MKL_NUM_THREADS win (see pruning/threads.py)."
     )

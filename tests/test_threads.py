@@ -22,6 +22,15 @@ def test_nothing_set_by_the_user_gives_the_short_spin_and_the_free_cpus():
     assert c.env == {"GOMP_SPINCOUNT": str(threads.SPIN_COUNT)} and c.user == {}
     assert (c.intra_op, c.inter_op) == (2, 1)
     assert threads.choose({}, cpus=2, load=6.0).intra_op == 2  # not fewer under load: fewer would get a smaller share
+
+
+@pytest.mark.parametrize("cpus,load,passive", [(2, 0.0, False), (2, 1.0, False), (2, 2.0, True), (2, 6.0, True), (4, 3.0, False),
+                                               (4, 4.0, True), (2, None, False)])
+def test_a_machine_full_at_the_start_gets_the_passive_wait(cpus, load, passive):
+    c = threads.choose({}, cpus=cpus, load=load)
+    assert c.env == ({"OMP_WAIT_POLICY": "PASSIVE"} if passive else {"GOMP_SPINCOUNT": str(threads.SPIN_COUNT)})
+    assert c.intra_op == cpus
+    assert ("busy at the start" in threads.describe(c)) is passive
     assert threads.choose({}, cpus=3, load=None).intra_op == 3 and threads.choose({}, cpus=3, load=None).load is None
 
 
@@ -34,7 +43,7 @@ def test_the_users_wait_setting_wins(key):
 
 @pytest.mark.parametrize("key", ["OMP_NUM_THREADS", "MKL_NUM_THREADS"])
 def test_the_users_thread_count_wins(key):
-    c = threads.choose({key: "3"}, cpus=2, load=5.0)
+    c = threads.choose({key: "3"}, cpus=2, load=0.5)
     assert c.intra_op is None  # torch reads it itself; nothing is set over it
     assert c.env == {"GOMP_SPINCOUNT": str(threads.SPIN_COUNT)}
 
@@ -53,24 +62,47 @@ def _clean_env(**extra):
 
 
 def _gomp(cmd, **extra):
-    """What libgomp read when it loaded in a fresh process (it prints its settings with OMP_DISPLAY_ENV)."""
+    """What libgomp read when it loaded in a fresh process (it prints its settings with OMP_DISPLAY_ENV):
+    ``(spin count, wait policy, output)``."""
     out = subprocess.run(cmd, cwd=ROOT, env=_clean_env(OMP_DISPLAY_ENV="VERBOSE", **extra), capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    lines = [ln.strip() for ln in (out.stdout + out.stderr).splitlines() if "GOMP_SPINCOUNT = " in ln]
-    return lines[0].split("=", 1)[1].strip(" '"), out
+    lines = (out.stdout + out.stderr).splitlines()
+
+    def read(name):
+        return next(ln for ln in lines if f"{name} = " in ln).split("=", 1)[1].strip(" '")
+
+    return read("GOMP_SPINCOUNT"), read("OMP_WAIT_POLICY"), out
 
 
-def test_the_cli_sets_the_spin_count_before_libgomp_reads_it_and_the_user_wins():
+def _chosen(out) -> str:
+    """The wait the child says it chose (``--help``'s threads line, or the probe's CHOSE line)."""
+    text = " ".join(out.stdout.split())
+    return "passive" if ("OMP_WAIT_POLICY=PASSIVE" in text or "CHOSE {'OMP_WAIT_POLICY': 'PASSIVE'}" in text) else "spin"
+
+
+def _as_read(spin: str, policy: str) -> str:
+    """What libgomp shows for the two choices: PASSIVE (a spin count of 0), or the short spin. (Its displayed
+    OMP_WAIT_POLICY says PASSIVE for its own default too, which spins 300 000 times: the count tells.)"""
+    if spin == "0":
+        assert policy == "PASSIVE"
+        return "passive"
+    assert spin == str(threads.SPIN_COUNT), spin
+    return "spin"
+
+
+def test_the_cli_sets_the_wait_before_libgomp_reads_it_and_the_user_wins():
+    """The child chooses from the load it sees (quiet: the short spin; full: PASSIVE), so each run checks that
+    libgomp read exactly what the child says it chose."""
     probe = "import torch, pruning.threads as t; t.apply(); print('INTRA', torch.get_num_threads(), torch.get_num_interop_threads())"
-    before = "import pruning.threads as t; t.prepare(); " + probe
-    spin, out = _gomp([sys.executable, "-c", before])
-    assert spin == str(threads.SPIN_COUNT)
+    before = "import pruning.threads as t; print('CHOSE', t.prepare().env); " + probe
+    spin, policy, out = _gomp([sys.executable, "-c", before])
+    assert _as_read(spin, policy) == _chosen(out)
     assert "INTRA" in out.stdout and out.stdout.split("INTRA")[1].split()[1] == "1"  # one inter-op thread
-    spin, _ = _gomp([sys.executable, "-c", "import torch; import pruning.threads as t; t.prepare()"])
-    assert spin != str(threads.SPIN_COUNT)  # too late once torch is loaded: why the entry points prepare first
-    spin, out = _gomp([sys.executable, "-m", "pruning", "--help"])
-    assert spin == str(threads.SPIN_COUNT) and f"GOMP_SPINCOUNT={threads.SPIN_COUNT}" in out.stdout.replace("\n", " ")
-    spin, out = _gomp([sys.executable, "-m", "pruning", "--help"], GOMP_SPINCOUNT="777", PRUNESCOPE_THREADS="1")
+    spin, policy, _ = _gomp([sys.executable, "-c", "import torch; import pruning.threads as t; t.prepare()"])
+    assert spin not in (str(threads.SPIN_COUNT), "0")  # too late once torch is loaded: why the entry points prepare first
+    spin, policy, out = _gomp([sys.executable, "-m", "pruning", "--help"])
+    assert _as_read(spin, policy) == _chosen(out)
+    spin, _, out = _gomp([sys.executable, "-m", "pruning", "--help"], GOMP_SPINCOUNT="777", PRUNESCOPE_THREADS="1")
     assert spin == "777" and "GOMP_SPINCOUNT=777" in out.stdout.replace("\n", " ")
     assert "1 intra-op thread(s) from PRUNESCOPE_THREADS" in " ".join(out.stdout.split())
 
@@ -90,7 +122,7 @@ def test_the_report_records_the_settings_in_force(tmp_path, tiny_folder):
     rec = json.loads((out / "report.json").read_text())["threads"]
     assert rec["intra_op"] == 1 and rec["inter_op"] == 1
     assert rec["user"] == {"PRUNESCOPE_THREADS": "1"}
-    assert rec["wait"] == {"GOMP_SPINCOUNT": str(threads.SPIN_COUNT)} and rec["wait_in_force"] is True
+    assert rec["wait"] == threads.wait_for(rec["cpus"], rec["load_at_start"]) and rec["wait_in_force"] is True
 
 
 def _calls(tree):
