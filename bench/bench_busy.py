@@ -222,7 +222,8 @@ def markdown(result: dict) -> str:
         f"Load average (1 min) {result['load_avg_before']} before the run, {result['load_avg_after']} after; runs alternate old and new.",
         "",
         "Settings: **old** = torch's defaults (libgomp's 300 000-spin wait, every CPU); **new** = `pruning/threads.py` "
-        f"(GOMP_SPINCOUNT={result['spin_count']}, 1 inter-op thread; the intra-op threads of each run are listed below).",
+        f"({result.get('wait_rule') or 'GOMP_SPINCOUNT=' + str(result['spin_count'])}, "
+        "1 inter-op thread; the wait and intra-op threads of each run are listed below).",
         "",
         *[f"- Note: {n}" for n in result.get("notes", [])],
         *([""] if result.get("notes") else []),
@@ -279,6 +280,8 @@ def save(args, size, runs, app, start_load) -> dict:
         "load_avg_before": start_load,
         "load_avg_after": round(os.getloadavg()[0], 2),
         "spin_count": threads.SPIN_COUNT,
+        "wait_rule": f"the wait chosen from the load at the start: GOMP_SPINCOUNT={threads.SPIN_COUNT} when fewer other threads "
+        "want a CPU than the process may use, OMP_WAIT_POLICY=PASSIVE when at least as many (threads.wait_for)",
         "quick": args.quick,
         "size": size,
         "stand_ins": (
