@@ -71,11 +71,16 @@ def drop_label(metric: str) -> str:
     return "accuracy lost" if metric == "accuracy" else "perplexity added"
 
 
-def change_delta(metric: str, drop: float, within: bool, against: str = "") -> dict:
+def change_delta(metric: str, drop: float, within: bool, against: str = "", ratio: float | None = None) -> dict:
     """``st.metric`` delta arguments for a paired change: the signed move of the metric (points for
-    accuracy), the words "within noise" when its interval covers 0, and green meaning better."""
+    accuracy; for perplexity the ratio to the compared model when ``ratio`` is given, as docs/VIEWS.md's
+    one-unit rule says, with the difference beside it), the words "within noise" when its interval covers 0,
+    and green meaning better."""
     change = (-drop if metric == "accuracy" else drop) + 0.0  # as the metric moves (+0.0: no "-0.0")
-    text = f"{change * 100:+.1f} points" if metric == "accuracy" else f"{change:+,.2f}"
+    if metric == "accuracy":
+        text = f"{change * 100:+.1f} points"
+    else:
+        text = f"{ratio:.2f}x ({change:+,.2f})" if ratio is not None and math.isfinite(ratio) else f"{change:+,.2f}"
     noise = f", {WITHIN_NOISE}" if within else ""
     return {"delta": f"{text}{against}{noise}", "delta_color": "normal" if metric == "accuracy" else "inverse"}
 

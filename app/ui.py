@@ -288,6 +288,9 @@ def data_note(data) -> None:
     st.caption("Data: " + "; ".join(map(text.md, data_parts(data).values())) + ". Calibration and training never draw from the evaluated part.")
 
 
+RATIO_COLUMN = "ratio"
+
+
 def shown_table(df, metric: str):
     """``(table, column_config)``: metric rows in the unit the charts draw (accuracy in points), with headers that say
     it (downloads keep the engine's units)."""
@@ -296,5 +299,12 @@ def shown_table(df, metric: str):
 
     cols = [c for c in SHOWN_COLUMNS if c in df.columns]
     if metric != "accuracy":
+        if {"value", "drop"} <= set(df.columns):  # perplexity's harm as a ratio (docs/VIEWS.md): value / (value - drop)
+            ref = df["value"] - df["drop"]
+            at = list(df.columns).index("drop") + 1
+            df = df.copy()
+            df.insert(at, RATIO_COLUMN, (df["value"] / ref.where(ref != 0)).round(3))
+            return df, {RATIO_COLUMN: st.column_config.NumberColumn(
+                "ratio (x)", format="%.2fx", help="perplexity over the compared model's (dense, uniform or the reference cell): 1.50x = half as high again")}
         return df, {}
     return in_points(df, metric, *cols), {c: st.column_config.NumberColumn(f"{c} (points)", format="%.2f") for c in cols}

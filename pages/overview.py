@@ -97,7 +97,8 @@ def headline(table, removed: int, total: int, achieved: float, dense, pruned, di
         c4.metric(
             f"{name} (dense {I.value_text(name, dense['value'])})",
             I.value_text(name, pruned["value"]),
-            **I.change_delta(name, diff["drop"], diff["within_noise"]),
+            **I.change_delta(name, diff["drop"], diff["within_noise"],
+                             ratio=pruned["value"] / dense["value"] if dense["value"] else None),
             help=f"Pruned: {I.metric_text(pruned)}. Dense: {I.metric_text(dense)}. Change: paired over the same examples.",
         )
     else:

@@ -366,6 +366,23 @@ def test_interval_sentences():
         "pruned against dense: accuracy change -1.2 points (95% CI -2.7 to +0.4), within noise.")
     assert I.change_delta("accuracy", noisy["drop"], True)["delta"].startswith("-1.2 points")
     assert I.change_text("perplexity", real) == "perplexity change +12.50 (95% CI +9.00 to +16.25)"
+    # perplexity's harm as a ratio to dense (docs/VIEWS.md), the difference beside it
+    assert I.change_delta("perplexity", 12.5, False, ratio=37.5 / 25.0)["delta"] == "1.50x (+12.50)"
+    assert I.change_delta("perplexity", 12.5, False)["delta"] == "+12.50"
+
+
+def test_a_perplexity_table_carries_its_harm_as_a_ratio_to_the_compared_model():
+    import pandas as pd
+
+    from app import ui
+
+    df = pd.DataFrame({"method": ["wanda", "magnitude"], "value": [150.0, 40.0], "drop": [50.0, -10.0], "drop_ci_low": [40.0, -12.0]})
+    table, config = ui.shown_table(df, "perplexity")
+    assert list(table.columns) == ["method", "value", "drop", ui.RATIO_COLUMN, "drop_ci_low"]
+    assert table[ui.RATIO_COLUMN].tolist() == [1.5, 0.8]  # 150 / 100 and 40 / 50
+    assert ui.RATIO_COLUMN in config and "drop" in df.columns and ui.RATIO_COLUMN not in df.columns  # the caller's frame untouched
+    acc, _ = ui.shown_table(df.assign(value=[0.8, 0.7], drop=[0.1, 0.0]), "accuracy")
+    assert ui.RATIO_COLUMN not in acc.columns
 
 
 def test_a_line_style_legend_draws_the_line_style():
