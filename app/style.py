@@ -24,7 +24,8 @@ OTHER_COLOR = "#9ecae1"  # light blue: the candidates that were not chosen
 CHOSEN_SCALE = alt.Scale(domain=["chosen", "other"], range=[ACCENT_COLOR, OTHER_COLOR])
 DENSE_COLOR = "#000000"  # black dashed rule: the dense model
 NEUTRAL_COLOR = "#555555"  # dark grey: a series that is neither a method nor kept/pruned (stages, losses)
-SERIES_RANGE = ["#333333", ACCENT_COLOR, "#888888"]  # up to three non-method series: dark, accent, light
+SERIES_RANGE = ["#333333", "#999999", "#333333"]  # up to three non-method series: dark, light, dark dashed (never red:
+SERIES_DASH = [[1, 0], [1, 0], [6, 3]]  # red marks the one thing to look at; a third series is told by its dash)
 
 # ---------------------------------------------------------------- one colour per method
 # Each method gives its colour in its own registration (``Method.colour``, pruning/registry.py); one that gives none

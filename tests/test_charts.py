@@ -150,7 +150,11 @@ def test_steps_view_charts():
     assert acc["encoding"]["y"]["scale"] == {"domain": [0, 100]}  # accuracy in points; equal values still draw visible bars
     errors = pd.DataFrame({"layer": ["q", "q", "k", "k"], "stage": ["first sparse", "final"] * 2, "error": [0.2, 0.0, 0.3, 0.1]})
     d = spec(steps_charts.layer_error_chart(errors))
-    assert d["encoding"]["y"]["scale"]["type"] == "log" and d["encoding"]["x"]["sort"] == ["q", "k"]
+    last, rest = d["layer"]  # the result (red) underneath, the earlier stages dashed over it: equal values show both
+    assert last["encoding"]["y"]["scale"]["type"] == "log" and last["encoding"]["x"]["sort"] == ["q", "k"]
+    assert last["encoding"]["color"]["scale"]["range"][-1] == style.ACCENT_COLOR and style.ACCENT_COLOR not in rest["encoding"]["color"]["scale"]["range"][:-1]
+    assert style.ACCENT_COLOR not in style.SERIES_RANGE  # red marks the thing to look at, never a loss or lam_t line
+    assert rest["encoding"]["strokeDash"]["scale"]["domain"] == ["first sparse", "final"]
     with pytest.raises(ValueError):
         steps_charts.layer_error_chart(errors.drop(columns=["error"]))
     curves = pd.DataFrame({"candidate": ["c1", "c1", "c2", "c2"], "step": [2, 4, 2, 4], "value": [0.6, 0.7, 0.75, 0.8], "chosen": [False, False, True, True]})

@@ -7,7 +7,7 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
-from ..style import ACCENT_COLOR, CHOSEN_SCALE, NEUTRAL_COLOR, PRIOR_THRESHOLD, SERIES_RANGE, STATUS_SCALE, line_scales, metric_title
+from ..style import ACCENT_COLOR, CHOSEN_SCALE, NEUTRAL_COLOR, PRIOR_THRESHOLD, SERIES_DASH, SERIES_RANGE, STATUS_SCALE, line_scales, metric_title
 from .common import LEGEND, LEGEND_SPACE, TOP_LEGEND, in_points, interval_rules, require
 
 
@@ -72,10 +72,11 @@ def schedule_chart(curve: pd.DataFrame, reached: pd.DataFrame | None = None, mar
     """
     require(curve, ["step", "series", "value"], "schedule_chart")
     color = alt.Color("series:N", title=None, scale=alt.Scale(range=SERIES_RANGE), legend=LEGEND)
+    dash = alt.StrokeDash("series:N", title=None, scale=alt.Scale(range=SERIES_DASH), legend=LEGEND)
     x = alt.X("step:Q", title="training step", axis=alt.Axis(format="d", tickMinStep=1))
     y = alt.Y("value:Q", title="fraction (sparsity, or lam_t / lam)", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"))
     tooltip = [alt.Tooltip("series:N"), alt.Tooltip("step:Q"), alt.Tooltip("value:Q", format=".1%")]
-    layers = [alt.Chart(curve).mark_line(strokeWidth=2).encode(x=x, y=y, color=color, tooltip=tooltip)]
+    layers = [alt.Chart(curve).mark_line(strokeWidth=2).encode(x=x, y=y, color=color, strokeDash=dash, tooltip=tooltip)]
     if reached is not None and len(reached):
         require(reached, ["step", "series", "value"], "schedule_chart reached")
         layers.append(
@@ -116,6 +117,7 @@ def training_charts(df: pd.DataFrame) -> list[alt.Chart]:
                 x=alt.X("step:Q", title="training step"),
                 y=alt.Y("value:Q", title=title, scale=alt.Scale(zero=False), axis=alt.Axis(format=",.4~g")),
                 color=alt.Color("series:N", title=None, scale=alt.Scale(range=SERIES_RANGE), legend=LEGEND),
+                strokeDash=alt.StrokeDash("series:N", title=None, scale=alt.Scale(range=SERIES_DASH), legend=LEGEND),
                 tooltip=[alt.Tooltip("series:N"), alt.Tooltip("step:Q"), alt.Tooltip("value:Q", format=".4g")],
             )
             .properties(height=240 + LEGEND_SPACE)
@@ -157,17 +159,20 @@ def layer_error_chart(df: pd.DataFrame, order: list | None = None) -> alt.Chart:
     require(df, ["layer", "stage", "error"], "layer_error_chart")
     order = order or list(dict.fromkeys(df["layer"]))
     data = df.assign(error=df["error"].clip(lower=1e-8))
-    return (
-        alt.Chart(data)
-        .mark_line(point=True, strokeWidth=1.5)
-        .encode(
-            x=alt.X("layer:N", sort=order, title="layer (model order)", axis=alt.Axis(labelAngle=-60, labelLimit=160, labelOverlap=True)),
-            y=alt.Y("error:Q", title="relative error ||W_d X - W X||^2 / ||W_d X||^2 (log)", scale=alt.Scale(type="log")),
-            color=alt.Color("stage:N", title="weights", scale=alt.Scale(range=["#888888", "#333333", ACCENT_COLOR]), legend=LEGEND),
-            tooltip=[alt.Tooltip("layer:N"), alt.Tooltip("stage:N"), alt.Tooltip("error:Q", format=".3e")],
-        )
-        .properties(height=300 + LEGEND_SPACE)
+    stages = list(dict.fromkeys(data["stage"]))[-3:]  # first sparse, sparse again, final: the last (the result) in red
+    colours, dashes = ["#999999", "#333333", ACCENT_COLOR][-len(stages):], [[1, 0], [5, 3], [1, 0]][-len(stages):]
+    encoding = dict(
+        x=alt.X("layer:N", sort=order, title="layer (model order)", axis=alt.Axis(labelAngle=-60, labelLimit=160, labelOverlap=True)),
+        y=alt.Y("error:Q", title="relative error ||W_d X - W X||^2 / ||W_d X||^2 (log)", scale=alt.Scale(type="log")),
+        color=alt.Color("stage:N", title="weights", sort=stages, scale=alt.Scale(domain=stages, range=colours), legend=LEGEND),
+        strokeDash=alt.StrokeDash("stage:N", title="weights", sort=stages, scale=alt.Scale(domain=stages, range=dashes), legend=LEGEND),
+        tooltip=[alt.Tooltip("layer:N"), alt.Tooltip("stage:N"), alt.Tooltip("error:Q", format=".3e")],
     )
+    # the result first, underneath; the earlier stages over it, dashed, so a layer whose last step changed
+    # nothing (final = sparse again) shows both lines instead of the red one hiding the other
+    last = alt.Chart(data[data["stage"] == stages[-1]]).mark_line(point=alt.OverlayMarkDef(size=45), strokeWidth=2.5).encode(**encoding)
+    rest = alt.Chart(data[data["stage"] != stages[-1]]).mark_line(point=alt.OverlayMarkDef(size=20), strokeWidth=1.5).encode(**encoding)
+    return alt.layer(last, rest).properties(height=300 + LEGEND_SPACE)
 
 
 def early_curves_chart(df: pd.DataFrame, metric: str, n_last: int | None = None) -> alt.Chart:
