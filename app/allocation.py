@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 ALLOCATED = "allocated"
 SOURCE_KEY = "ps_allocation_source"  # session-state key of the applied AllocationSource
+PENDING_KEY = "ps_allocation_pending"  # a source measured during a run, applied by the sidebar before its widgets are drawn
 SIGNALS = {"kl": "KL divergence from the dense model", "drop": "metric drop"}
 
 
@@ -46,16 +47,11 @@ class AllocationSource:
 
     def mismatch(self, model_key: tuple) -> str | None:
         """What is wrong when the allocation is used with another model (None when it fits)."""
-        if self.fits(model_key):
-            return None
-        from .text import md  # model names come from the address or a typed path: text, never Markdown
+        return None if self.fits(model_key) else _mismatch(model_key, self.model_name())
 
-        here, there = md(model_key[0]), md(self.model_name())
-        return (
-            f"The applied per-layer allocation was measured on **{there}**, and names that model's layers; "
-            f"**{here}** has other layers, so it cannot be pruned with it. Go back to uniform pruning (one sparsity "
-            f"for every layer), or switch the model back to {there}."
-        )
+    @property
+    def label(self) -> str:
+        return "Layer sensitivity"
 
     def at(self, target: float) -> dict[str, float]:
         """``{layer: sparsity}`` with the parameter-weighted mean at ``target``."""
@@ -63,6 +59,54 @@ class AllocationSource:
 
     def describe(self) -> str:
         return f"from the {self.method} layer sensitivity, ranked by {SIGNALS.get(self.signal, self.signal)}"
+
+
+def _mismatch(model_key: tuple, measured_on: str) -> str:
+    from .text import md  # model names come from the address or a typed path: text, never Markdown
+
+    here, there = md(model_key[0]), md(measured_on)
+    return (
+        f"The applied per-layer allocation was measured on **{there}**, and names that model's layers; "
+        f"**{here}** has other layers, so it cannot be pruned with it. Go back to uniform pruning (one sparsity "
+        f"for every layer), or switch the model back to {there}."
+    )
+
+
+@dataclass(frozen=True)
+class MeasuredSource:
+    """A registered measured allocation (OWL) as measured once on one model with one calibration set: what its
+    ``compute`` found (``info``, kept as JSON so the source is hashable), rebuilt for any target by its ``rebuild``."""
+
+    model_key: tuple
+    name: str  # the registered allocation's name
+    label: str
+    params: tuple  # its resolved (name, value) parameters
+    info_json: str
+    calibration: str  # in words: what it measured on
+    granularity: str = "layer"  # each layer is pruned per layer at its own sparsity
+
+    def model_name(self) -> str:
+        return str(self.model_key[0])
+
+    def fits(self, model_key: tuple) -> bool:
+        return tuple(model_key) == self.model_key
+
+    def mismatch(self, model_key: tuple) -> str | None:
+        return None if self.fits(model_key) else _mismatch(model_key, self.model_name())
+
+    def at(self, target: float) -> dict[str, float]:
+        """``{layer: sparsity}`` at ``target``, by the allocation's own rule (OWL: the mean over its blocks)."""
+        return dict(_rebuild(self, round(float(target), 6)))
+
+    def describe(self) -> str:
+        return f"by {self.label}, measured on this model's {self.calibration}"
+
+
+@functools.lru_cache(maxsize=64)
+def _rebuild(source: MeasuredSource, target: float) -> tuple:
+    from pruning.allocations.registry import get_allocation
+
+    return tuple(get_allocation(source.name).rebuild(json.loads(source.info_json), target, dict(source.params)).items())
 
 
 @functools.lru_cache(maxsize=64)

@@ -51,8 +51,10 @@ def allocations(s: Settings, source) -> dict[str, str]:
 
     uniform = uniform_granularity(s)
     out = {UNIFORM: f"uniform ({uniform})"}
-    if source is not None and source.fits(s.model_key):
-        out[SENSITIVITY] = "Layer sensitivity"
+    from .allocation import AllocationSource
+
+    if isinstance(source, AllocationSource) and source.fits(s.model_key):  # an applied OWL is OWL's own column below
+        out[SENSITIVITY] = source.label
     out.update({name: a.label for name, a in measured().items()})
     out.update({word: label.split(" (")[0] for word, label in granularity_labels().items() if word != uniform})
     return out

@@ -88,6 +88,30 @@ def calibration(s: Settings, loaded, data):
     return result("calibration", key, "Preparing calibration data", build)
 
 
+def measured_allocation(s: Settings, loaded, data, name: str):
+    """A registered measured allocation (OWL) measured on this model with the sidebar's calibration, as an
+    :class:`app.allocation.MeasuredSource` the sidebar's "allocated" rebuilds for any target (one dense pass)."""
+    import json
+
+    from pruning.allocations.registry import get_allocation
+    from pruning.prune import layer_names
+
+    from .allocation import MeasuredSource
+
+    rule = get_allocation(name)
+    params = rule.resolve_params({})
+    calib = calibration(s, loaded, data)
+    r = s.request
+    key = (s.model_key, s.data_key, r.calib_samples, r.calib_len, r.seed, name)
+
+    def build(job: Job):
+        _, info = rule.compute(loaded, layer_names(loaded), calib, r.sparsity, params, progress=job.progress)
+        return MeasuredSource(s.model_key, name, rule.label, tuple(sorted(params.items())), json.dumps(info),
+                              f"{r.calib_samples} calibration samples (seed {r.seed})")
+
+    return result("measured-allocation", key, f"Measuring {rule.label} on {s.model}", build)
+
+
 @dataclass(frozen=True)
 class LayerRow:
     name: str

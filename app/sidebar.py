@@ -16,7 +16,7 @@ import streamlit as st
 from pruning.errors import PruneScopeError
 
 from . import runs, state, text, urls
-from .allocation import ALLOCATED, SOURCE_KEY
+from .allocation import ALLOCATED, PENDING_KEY, SOURCE_KEY
 from .state import CUSTOM_NM, DATA_CHOICES, DATA_HUB, DATA_PATH, DATA_UPLOAD, GRANULARITIES, OTHER_MODEL
 from .style import method_color
 
@@ -299,6 +299,11 @@ def own_update(method) -> str:
         return method.own_update
 
 
+def allocated_label(source) -> str:
+    """The select's words for an applied allocation: where it came from."""
+    return ALLOCATED_LABEL if source is None else f"allocated (per-layer sparsity from {source.label})"
+
+
 def back_to_uniform() -> None:
     """Leave an applied allocation: one sparsity for every layer (granularity "layer"); the allocation stays offered."""
     st.session_state["ps_granularity"] = "layer"
@@ -309,6 +314,9 @@ def sparsity_section(sb) -> None:
 
     labels = granularity_labels()
 
+    pending = st.session_state.pop(PENDING_KEY, None)
+    if pending is not None:  # measured by a page during the last run (OWL): applied before the select is drawn
+        st.session_state[SOURCE_KEY], st.session_state["ps_granularity"] = pending, ALLOCATED
     source = st.session_state.get(SOURCE_KEY)
     grans = list(GRANULARITIES) + [CUSTOM_NM] + ([ALLOCATED] if source is not None else [])
     _keep_valid("ps_granularity", grans)
@@ -316,8 +324,9 @@ def sparsity_section(sb) -> None:
         "Granularity",
         grans,
         key="ps_granularity",
-        format_func=lambda g: ALLOCATED_LABEL if g == ALLOCATED else labels.get(g, "custom N:M pattern (type it below)"),
-        help="'allocated' appears once an allocation is applied on the Layer sensitivity page.",
+        format_func=lambda g: allocated_label(source) if g == ALLOCATED else labels.get(g, "custom N:M pattern (type it below)"),
+        help="'allocated' appears once an allocation is applied on the Layer sensitivity page (the one its measurement "
+        "builds, or one measured in one pass such as OWL).",
     )
     if st.session_state["ps_granularity"] == ALLOCATED:
         problem = source.mismatch(state.current().model_key)

@@ -200,6 +200,34 @@ def render() -> None:
     if job is not None:
         st.session_state.pop(PARTIAL, None)
         results(s, job.value, sparsities, metric, layer_rows)
+    measured_allocations(s, loaded, data)
+
+
+def measured_allocations(s, loaded, data) -> None:
+    """The registered allocations that measure the model in one pass (OWL): measure one and apply it as the sidebar's
+    "allocated", beside the allocation this view's sensitivity builds."""
+    from pruning.allocations.registry import measured
+
+    rules = measured()
+    if not rules:
+        return
+    st.subheader("Or an allocation measured in one pass")
+    st.caption("These look at the dense model once (its calibration inputs) instead of pruning each layer alone: "
+               "faster, but they never see what pruning a layer does to the output.")
+    source = st.session_state.get(A.SOURCE_KEY)
+    row = ui.wrap_row()
+    for name, rule in rules.items():
+        tile = ui.tile(row, 320)
+        tile.markdown(f"**{rule.label}**: {rule.summary}")
+        if tile.button(f"Measure {rule.label} and apply", key=f"btn_measure_{name}", width="content",
+                       help=f"{rule.reference}. One pass of the sidebar's calibration data; then every layer's sparsity follows the target slider."):
+            st.session_state[A.PENDING_KEY] = resources.measured_allocation(s, loaded, data, name)
+            st.rerun()  # the sidebar applies it before it draws its granularity select
+        if isinstance(source, A.MeasuredSource) and source.name == name and source.fits(s.model_key) and s.granularity == A.ALLOCATED:
+            alloc = source.at(s.request.sparsity)
+            spread = f"{min(alloc.values()):.0%} to {max(alloc.values()):.0%}" if alloc else "-"
+            tile.success(f"Applied: the sidebar's granularity is **allocated** ({rule.label}); layer sparsities {spread} "
+                         f"at the target {s.request.sparsity:.0%}.")
 
 
 PARTIAL = "ps_sens_partial"  # (job key, rows) of the last run drawn live: what a Stop leaves

@@ -974,6 +974,33 @@ def test_apply_keeps_the_measurement_on_screen_and_says_applied():
     assert any(m.value.startswith("Applied: the sidebar's granularity is now **allocated**") for m in at.success)
 
 
+def test_owl_measured_in_one_pass_applies_as_the_sidebar_allocation_and_follows_the_slider():
+    """A measured allocation (OWL) from the Layer sensitivity page: one button measures it on the sidebar's calibration and
+    applies it; the sidebar's "allocated" then rebuilds it for every target by OWL's own rule (the blocks' outlier ratios,
+    measured once), and the Overview prunes at the target's overall sparsity."""
+    from pruning.allocations.owl import block_sparsities
+
+    from app.allocation import SOURCE_KEY, MeasuredSource
+
+    at = open_page("sensitivity")
+    at.button(key="btn_measure_owl").click().run()
+    assert_clean(at)
+    assert at.sidebar.selectbox(key="ps_granularity").value == "allocated"
+    source = at.session_state[SOURCE_KEY]
+    assert isinstance(source, MeasuredSource) and source.name == "owl" and source.label == "OWL"
+    info = json.loads(source.info_json)
+    blocks = [b["block"] for b in info["blocks"]]
+    ratios = [b["outlier_ratio"] for b in info["blocks"]]
+    assert len(blocks) == 2 and set(info["layers"].values()) == set(blocks)
+    for target in (0.5, 0.7):
+        want = block_sparsities(ratios, target, 0.08)
+        assert source.at(target) == {layer: want[blocks.index(block)] for layer, block in info["layers"].items()}
+    assert any(m.value.startswith("Applied: the sidebar's granularity is **allocated** (OWL)") for m in at.success)
+    at.switch_page("../pages/overview.py").run()
+    assert_clean(at)
+    assert metric(at, "Overall sparsity") == "50.0%"  # both blocks the same size: OWL's mean over blocks is the target
+
+
 def test_an_allocation_of_another_model_is_explained_with_a_way_back(tmp_path):
     """An allocation applied on one model, then another model chosen: a warning that names both models and a
     button back to uniform pruning, never an error about unknown layers."""

@@ -69,10 +69,20 @@ def owl_allocation(loaded, layers, calibration, sparsity: float, params: dict, p
     for b in used:
         scores = [wanda_scores(layer_weight(loaded.model, n), stats[n].sq_sum) for n in layers if where[n] == b]
         ratios.append(outlier_ratio(scores, params["m"]))
-    per_block = dict(zip(used, block_sparsities(ratios, sparsity, params["lambda"]))) if used else {}
-    allocation = {n: per_block.get(where[n], float(sparsity)) for n in layers}
-    info = {"blocks": [{"block": b, "outlier_ratio": r, "sparsity": per_block[b]} for b, r in zip(used, ratios)]}
+    info = {"blocks": [{"block": b, "outlier_ratio": r} for b, r in zip(used, ratios)], "layers": where}
+    allocation = owl_rebuild(info, sparsity, params)
+    for row in info["blocks"]:
+        row["sparsity"] = allocation[next(n for n in layers if where[n] == row["block"])]
     return allocation, info
+
+
+def owl_rebuild(info: dict, sparsity: float, params: dict) -> dict[str, float]:
+    """The allocation at another target from one measurement (the blocks' outlier ratios do not depend on
+    the target): every layer of a block at the block's sparsity, a layer outside the blocks at the target."""
+    used = [row["block"] for row in info["blocks"]]
+    ratios = [row["outlier_ratio"] for row in info["blocks"]]
+    per_block = dict(zip(used, block_sparsities(ratios, sparsity, params["lambda"]))) if used else {}
+    return {n: per_block.get(b, float(sparsity)) for n, b in info["layers"].items()}
 
 
 register_allocation(
@@ -82,6 +92,7 @@ register_allocation(
         summary="Outlier-weighted layerwise sparsity: blocks whose Wanda scores hold more outliers (above M times "
         "their mean) keep more weights; block sparsities spread over +-lambda around the target, mean = target.",
         compute=owl_allocation,
+        rebuild=owl_rebuild,
         params={
             "m": Param(DEFAULT_M, "outlier threshold: a score above M times its block's mean is an outlier", minimum=0.0),
             "lambda": Param(DEFAULT_LAMBDA, "how far block sparsities may spread from the target (+-lambda)", minimum=0.0, maximum=0.5),

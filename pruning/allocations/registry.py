@@ -56,6 +56,8 @@ class Allocation:
     reference: str = ""
     shape: Shape | None = None  # a rule (per layer, row, global, N:M, allocated)
     order: int = 100  # where it is listed (the sidebar, `methods`): lower first
+    rebuild: Callable[[dict, float, dict], dict[str, float]] | None = None  # (info, sparsity, params) -> the allocation at
+    # another target from what one measurement found (``compute``'s info), so the app re-allocates on every slider move
 
     @property
     def measured(self) -> bool:
