@@ -22,8 +22,25 @@ PENDING_KEY = "ps_allocation_pending"  # a source measured during a run, applied
 SIGNALS = {"kl": "KL divergence from the dense model", "drop": "metric drop"}
 
 
+class MeasuredOnModel:
+    """What every applied allocation answers: which model it was measured on, and whether it fits another."""
+
+    model_key: tuple
+
+    def model_name(self) -> str:
+        return str(self.model_key[0])
+
+    def fits(self, model_key: tuple) -> bool:
+        """Whether this allocation was measured on the model ``model_key`` names (its layers are that model's)."""
+        return tuple(model_key) == self.model_key
+
+    def mismatch(self, model_key: tuple) -> str | None:
+        """What is wrong when the allocation is used with another model (None when it fits)."""
+        return None if self.fits(model_key) else _mismatch(model_key, self.model_name())
+
+
 @dataclass(frozen=True)
-class AllocationSource:
+class AllocationSource(MeasuredOnModel):
     """What an allocation is built from: one sensitivity measurement of one model (hashable)."""
 
     model_key: tuple
@@ -37,17 +54,6 @@ class AllocationSource:
     def from_rows(cls, model_key: tuple, method: str, signal: str, rows, params: dict, granularity: str = "layer") -> "AllocationSource":
         points = tuple((r["layer"], float(r["sparsity"]), float(r[signal])) for r in rows if r["layer"] != "-")
         return cls(tuple(model_key), method, signal, points, tuple(sorted(params.items())), str(granularity))
-
-    def model_name(self) -> str:
-        return str(self.model_key[0])
-
-    def fits(self, model_key: tuple) -> bool:
-        """Whether this allocation was measured on the model ``model_key`` names (its layers are that model's)."""
-        return tuple(model_key) == self.model_key
-
-    def mismatch(self, model_key: tuple) -> str | None:
-        """What is wrong when the allocation is used with another model (None when it fits)."""
-        return None if self.fits(model_key) else _mismatch(model_key, self.model_name())
 
     @property
     def label(self) -> str:
@@ -73,7 +79,7 @@ def _mismatch(model_key: tuple, measured_on: str) -> str:
 
 
 @dataclass(frozen=True)
-class MeasuredSource:
+class MeasuredSource(MeasuredOnModel):
     """A registered measured allocation (OWL) as measured once on one model with one calibration set: what its
     ``compute`` found (``info``, kept as JSON so the source is hashable), rebuilt for any target by its ``rebuild``."""
 
@@ -84,15 +90,6 @@ class MeasuredSource:
     info_json: str
     calibration: str  # in words: what it measured on
     granularity: str = "layer"  # each layer is pruned per layer at its own sparsity
-
-    def model_name(self) -> str:
-        return str(self.model_key[0])
-
-    def fits(self, model_key: tuple) -> bool:
-        return tuple(model_key) == self.model_key
-
-    def mismatch(self, model_key: tuple) -> str | None:
-        return None if self.fits(model_key) else _mismatch(model_key, self.model_name())
 
     def at(self, target: float) -> dict[str, float]:
         """``{layer: sparsity}`` at ``target``, by the allocation's own rule (OWL: the mean over its blocks)."""

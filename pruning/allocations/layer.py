@@ -4,7 +4,7 @@ setting for a matrix; the default of most criteria)."""
 from __future__ import annotations
 
 from ..maskmath import Granularity, below, fraction, keep_count, layer_mask, layer_ranks
-from .registry import Allocation, Shape, register_allocation
+from .registry import Allocation, Shape, register_allocation, same_everywhere
 
 WORDS = ("layer", "per-layer")
 
@@ -23,17 +23,13 @@ def ranked(ranker, sparsity, g, names):
     return {n: below(ranks[n], keep_count(ranks[n].numel(), sparsity)) for n in names}
 
 
-def budgets(names, sparsity, g, dense_masks):
-    return {n: sparsity for n in names}
-
-
 register_allocation(
     Allocation(
         name="layer",
         label="per layer",
         summary="every matrix keeps the same share of its own weights (its top scores)",
         needs_calibration=False,
-        shape=Shape(parse, masks, ranked, budgets, words=(("layer", "per-layer (each matrix keeps its top scores)"),)),
+        shape=Shape(parse, masks, ranked, same_everywhere, words=(("layer", "per-layer (each matrix keeps its top scores)"),)),
         order=0,
     )
 )

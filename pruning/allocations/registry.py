@@ -72,6 +72,11 @@ class Allocation:
         return {k: p.coerce(k, given.get(k)) for k, p in self.params.items()}
 
 
+def same_everywhere(names, sparsity, g, dense_masks) -> dict[str, float]:
+    """``Shape.budgets`` of a rule that prunes every layer at the target itself (per layer, per row)."""
+    return {n: sparsity for n in names}
+
+
 _ALLOCATIONS: dict[str, Allocation] = {}
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from ..maskmath import Granularity, below, fraction, keep_count, prepare_scores
-from .registry import Allocation, Shape, register_allocation
+from .registry import Allocation, Shape, register_allocation, same_everywhere
 
 WORDS = ("row", "per-row")
 
@@ -48,17 +48,13 @@ def ranked(ranker, sparsity, g, names):
     return {n: below(ranks[n], keep_count(ranks[n].shape[1], sparsity)) for n in names}
 
 
-def budgets(names, sparsity, g, dense_masks):
-    return {n: sparsity for n in names}
-
-
 register_allocation(
     Allocation(
         name="row",
         label="per row",
         summary="every output row keeps the same share of its weights (Wanda's comparison group)",
         needs_calibration=False,
-        shape=Shape(parse, masks, ranked, budgets, words=(("row", "per-output-row (each row keeps its top scores)"),)),
+        shape=Shape(parse, masks, ranked, same_everywhere, words=(("row", "per-output-row (each row keeps its top scores)"),)),
         order=2,
     )
 )
