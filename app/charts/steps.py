@@ -94,7 +94,7 @@ def schedule_chart(curve: pd.DataFrame, reached: pd.DataFrame | None = None, mar
         layers.append(
             alt.Chart(marks).mark_rule(color="#888888", strokeDash=[4, 3]).encode(x="step:Q", tooltip=[alt.Tooltip("label:N"), alt.Tooltip("step:Q")])
         )
-    return alt.layer(*layers).resolve_scale(color="independent").properties(height=300 + 2 * LEGEND_SPACE)
+    return alt.layer(*layers).resolve_scale(color="independent", strokeDash="independent").properties(height=300 + 2 * LEGEND_SPACE)
 
 
 def training_charts(df: pd.DataFrame) -> list[alt.Chart]:
