@@ -379,7 +379,7 @@ def majority_share(s: Settings, loaded, data) -> float | None:
     return memo(("majority", s.model_key, s.data_key, s.eval_size), build)
 
 
-SENSITIVITY_LM_SIZE = 16  # windows: a causal LM's Layer sensitivity default, so its default run takes minutes
+SENSITIVITY_LM_SIZE = 8  # windows: a causal LM's Layer sensitivity default, so its default run takes minutes (docs/VIEWS.md)
 
 
 def sensitivity_eval_size(task: str, sidebar: int) -> int:
