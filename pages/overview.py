@@ -46,7 +46,7 @@ def against_uniform(s, loaded, data, allocated_set) -> str:
     uniform = resources.masks(dataclasses.replace(s, granularity="layer", allocation=()), loaded, exact=True)
     first, second, diff = resources.comparison(s, loaded, data, uniform, allocated_set)
     return (
-        f"Uniform per-layer pruning at the same overall sparsity ({s.sparsity:.0%}) gives {I.metric_text(first)}; "
+        f"Uniform per-layer pruning at the same overall sparsity ({s.sparsity:.0%}) gives {I.metric_text(first)}. "
         + I.comparison_sentence(first["metric"], "uniform", "The allocation", diff)
     )
 
