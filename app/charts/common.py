@@ -149,3 +149,20 @@ def reference_band(reference: dict, label: str, metric: str, fmt: str = ".4g") -
             ],
         )
     )
+
+
+def weight_grid(df: pd.DataFrame, color, value_tooltip) -> alt.Chart:
+    """A weight matrix drawn as rectangles, one per block of weights (``out_from, out_to, in_from, in_to``): output
+    rows down, input columns across, coloured by ``color``; its tooltip names the block and ``value_tooltip``."""
+    return (
+        alt.Chart(df)
+        .mark_rect()
+        .encode(
+            x=alt.X("in_from:Q", title="input column (d_in index)", scale=alt.Scale(nice=False)),
+            x2="in_to:Q",
+            y=alt.Y("out_from:Q", title="output row (d_out index)", scale=alt.Scale(reverse=True, nice=False)),
+            y2="out_to:Q",
+            color=color,
+            tooltip=[alt.Tooltip("out_from:Q", title="first output row"), alt.Tooltip("in_from:Q", title="first input column"), value_tooltip],
+        )
+    )

@@ -10,7 +10,7 @@ import pandas as pd
 from pruning.analysis.distribution import AGREEMENT
 
 from ..style import ACCENT_COLOR, KEPT_COLOR, KEPT_FRACTION_SCALE, PRUNED_COLOR, method_color, method_scale
-from .common import LEGEND, LEGEND_SPACE, ROW_PX, require
+from .common import LEGEND, LEGEND_SPACE, ROW_PX, require, weight_grid
 
 
 def mask_heatmap(cells: pd.DataFrame, block_rows: int, block_cols: int, title: str = "") -> alt.Chart:
@@ -23,19 +23,10 @@ def mask_heatmap(cells: pd.DataFrame, block_rows: int, block_cols: int, title: s
     df = cells.assign(out_to=cells["out_from"] + block_rows, in_to=cells["in_from"] + block_cols)
     unit = "weight" if block_rows * block_cols == 1 else f"block of {block_rows}x{block_cols} weights"
     return (
-        alt.Chart(df)
-        .mark_rect()
-        .encode(
-            x=alt.X("in_from:Q", title="input column (d_in index)", scale=alt.Scale(nice=False)),
-            x2="in_to:Q",
-            y=alt.Y("out_from:Q", title="output row (d_out index)", scale=alt.Scale(reverse=True, nice=False)),
-            y2="out_to:Q",
-            color=alt.Color("kept:Q", title="fraction kept", scale=KEPT_FRACTION_SCALE, legend=alt.Legend(format="%", orient="bottom", titleLimit=0)),
-            tooltip=[
-                alt.Tooltip("out_from:Q", title="first output row"),
-                alt.Tooltip("in_from:Q", title="first input column"),
-                alt.Tooltip("kept:Q", title=f"kept ({unit})", format=".0%"),
-            ],
+        weight_grid(
+            df,
+            alt.Color("kept:Q", title="fraction kept", scale=KEPT_FRACTION_SCALE, legend=alt.Legend(format="%", orient="bottom", titleLimit=0)),
+            alt.Tooltip("kept:Q", title=f"kept ({unit})", format=".0%"),
         )
         .properties(title=title, height=360 + LEGEND_SPACE)
     )

@@ -10,7 +10,7 @@ import altair as alt
 import pandas as pd
 
 from ..style import ACCENT_COLOR, KEPT_FRACTION_SCALE, NEUTRAL_COLOR, method_scale, shown_value
-from .common import require
+from .common import require, weight_grid
 
 _LEGEND = alt.Legend(orient="bottom", direction="horizontal", titleLimit=0, gradientLength=160)
 LEGEND_SPACE = 0  # px: every chart here sizes only its width to the window (PLOT_SIZE), so a height is the plot's own
@@ -107,20 +107,8 @@ def keep_heatmap(cells: pd.DataFrame, block: tuple[int, int], value: str = "keep
         scale, what = alt.Scale(domain=[0, 1], range=["#ffffff", ACCENT_COLOR]), "share of undecided weights"
     unit = "weight" if br == bc == 1 else f"block of {br}x{bc} weights"
     return (
-        alt.Chart(df)
-        .mark_rect()
-        .encode(
-            x=alt.X("in_from:Q", title="input column (d_in index)", scale=alt.Scale(nice=False)),
-            x2="in_to:Q",
-            y=alt.Y("out_from:Q", title="output row (d_out index)", scale=alt.Scale(reverse=True, nice=False)),
-            y2="out_to:Q",
-            color=alt.Color("value:Q", title=what, scale=scale, legend=_LEGEND),
-            tooltip=[
-                alt.Tooltip("out_from:Q", title="first output row"),
-                alt.Tooltip("in_from:Q", title="first input column"),
-                alt.Tooltip("value:Q", format=".3f", title=f"{what}, mean over the {unit}"),
-            ],
-        )
+        weight_grid(df, alt.Color("value:Q", title=what, scale=scale, legend=_LEGEND),
+                    alt.Tooltip("value:Q", format=".3f", title=f"{what}, mean over the {unit}"))
         .properties(title=title, height=340 + LEGEND_SPACE, autosize=PLOT_SIZE)
     )
 
