@@ -195,3 +195,43 @@ def test_loading_a_model_does_not_import_the_fine_tuner():
     graph = import_graph()
     pulled = reachable(graph, "pruning.loading.models") | reachable(graph, "pruning.loading")
     assert not {m for m in pulled if m.startswith(("pruning.embedded", "pruning.procedures", "pruning.catalog"))}, pulled
+
+
+def undefined_names(paths) -> list[str]:
+    """Every name used but never bound, as pyflakes reports it (file:line name). A name like this
+    only fails when its line runs, so a path the tests never take (a first-time build) hides it."""
+    from pyflakes.api import checkPath
+    from pyflakes.messages import UndefinedExport, UndefinedLocal, UndefinedName
+    from pyflakes.reporter import Reporter
+
+    class Collect(Reporter):
+        def __init__(self):
+            super().__init__(None, None)
+            self.found = []
+
+        def flake(self, message):
+            if isinstance(message, (UndefinedName, UndefinedLocal, UndefinedExport)):
+                self.found.append(f"{message.filename}:{message.lineno} {message.message_args[0]}")
+
+        def syntaxError(self, filename, msg, lineno, offset, text):
+            self.found.append(f"{filename}:{lineno} syntax error: {msg}")
+
+        def unexpectedError(self, filename, msg):
+            self.found.append(f"{filename}: {msg}")
+
+    reporter = Collect()
+    for path in paths:
+        checkPath(str(path), reporter)
+    return reporter.found
+
+
+def test_the_undefined_name_check_finds_one_in_a_function_body(tmp_path):
+    (tmp_path / "m.py").write_text("import json\n\ndef f(x):\n    return json.dumps(x) + fingerprint(x)\n")
+    assert undefined_names([tmp_path / "m.py"]) == [f"{tmp_path / 'm.py'}:4 fingerprint"]
+
+
+def test_no_undefined_name_in_the_project():
+    paths = [p for d in ("pruning", "app", "pages", "bench", "scripts", "tests") for p in sorted((ROOT / d).rglob("*.py"))]
+    assert len(paths) > 100
+    found = undefined_names(paths)
+    assert not found, "names used but never defined:\n" + "\n".join(found)

@@ -35,8 +35,8 @@ from ..procedures.training import (
     set_generator_states,
     trainable_state,
 )
-from ..store.integrity import ensure_cached, load_verified
-from ..store.resume import TrainingCheckpoint, checkpoint_step, resume_state
+from ..store.integrity import ensure_cached, load_verified, weights_fingerprint
+from ..store.resume import TrainingCheckpoint, checkpoint_step, data_fingerprint, resume_state
 from .cached import cached_loader
 
 MINILM_RT_DIR = "minilm-rt-v3"
