@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -28,8 +29,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))  # provenance.py, also when a test loads this file by path
 
 from pruning import threads  # noqa: E402
+from provenance import commit  # noqa: E402
 
 threads.prepare()  # the entry point's OpenMP wait settings, before torch loads (pruning/threads.py)
 
@@ -40,6 +43,7 @@ threads.apply()
 from pruning.loading.devices import Placement, host_peak_mb, reset_device_peak  # noqa: E402
 from pruning.core import LoadedModel  # noqa: E402
 from pruning.loading.models import prunable_layers  # noqa: E402
+from pruning.paths import atomic_file  # noqa: E402
 from pruning.prune import prune  # noqa: E402
 from pruning.request import PruneRequest  # noqa: E402
 
@@ -102,6 +106,7 @@ def block_clock(loaded: LoadedModel, device: str):
         if name in finishing:
             _sync(device)
             stamps.append(time.perf_counter())
+            print(f"  block {finishing[name]} done at {stamps[-1] - stamps[0]:.1f} s", file=sys.stderr, flush=True)
 
     return progress, stamps
 
@@ -142,21 +147,40 @@ def run_one(loaded: LoadedModel, shape: str, method: str, n: int, length: int, g
 
 
 def machine(device: str) -> dict:
-    out = {"python": platform.python_version(), "torch": torch.__version__, "device": device}
+    import transformers
+
+    out = {"cpu": f"{os.cpu_count()}-core host", "python": platform.python_version(), "torch": torch.__version__,
+           "transformers": transformers.__version__, "device": device, "thread_settings": threads.record()}
     if device.startswith("cuda"):
         props = torch.cuda.get_device_properties(torch.device(device))
         out.update(gpu=props.name, gpu_memory_gb=round(props.total_memory / 2**30, 1), cuda=torch.version.cuda)
+        out["cpu"] = f"{props.name} ({out['gpu_memory_gb']} GiB), {out['cpu']}"
     return out
 
 
+def provenance() -> dict:
+    """When, where in the history and under what load the figures were taken (bench/report.py prints it)."""
+    return {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "load_average": [round(x, 2) for x in os.getloadavg()], "commit": commit()}
+
+
+def render(result: dict) -> str:
+    """The table of a result file (bench/report.py's renderer)."""
+    return markdown(result["rows"], result["machine"])
+
+
 def markdown(rows: list[dict], info: dict) -> str:
-    head = "| shape | parameters | method | calibration | dtype | whole model (s) | per block, median (s) | peak device (GB) | peak host (GB) | paper (s) |"
-    lines = [f"Machine: {json.dumps(info)}", "", head, "|" + "---|" * 10]
+    head = ("| shape | parameters | method | calibration | dtype | whole model (s) | per block, median (s) | peak device (GB) "
+            "| peak host (GB) | target (issue 12) | paper (s) |")
+    lines = [f"Machine: {json.dumps(info)}", "", head, "|" + "---|" * 11]
     for r in rows:
         paper = "(lead: from the paper)" if r["paper_seconds"] is None else r["paper_seconds"]
+        target = "-"
+        if "target_seconds" in r:
+            met = "met" if r["meets_targets"] else "**missed**"
+            target = f"<= {r['target_seconds']:.0f} s, <= {TARGETS_7B['peak_device_gb']:.0f} GB: {met}"
         lines.append(
             f"| {r['shape']} | {r['parameters'] / 1e6:,.0f}M | {r['method']} | {r['calibration']} | {r['dtype']} | {r['seconds']} | "
-            f"{r['seconds_per_block_median']} | {r['peak_device_memory_gb']} | {r['peak_host_memory_gb']} | {paper} |"
+            f"{r['seconds_per_block_median']} | {r['peak_device_memory_gb']} | {r['peak_host_memory_gb']} | {target} | {paper} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -175,23 +199,30 @@ def main(argv=None) -> int:
     placement = Placement.make(args.device, args.dtype or "float32")
     if args.dtype is None and not placement.on_cpu:
         placement = Placement.make(args.device, "bfloat16")
-    rows = []
-    for shape in [s.strip() for s in args.shapes.split(",") if s.strip()]:
+    shapes = [s.strip() for s in args.shapes.split(",") if s.strip()]
+    for shape in shapes:
         if shape not in SHAPES:
             parser.error(f"unknown shape {shape!r}: use {', '.join(SHAPES)}")
+    info, out, rows = machine(placement.device), Path(args.out), []
+    stamp = provenance()  # taken before the run: its own work is no load
+    for shape in shapes:
         loaded = build_model(shape, placement.torch_dtype)  # once per shape: pruning never changes it
         loaded.placement = placement
         for method in [m.strip() for m in args.methods.split(",") if m.strip()]:
             row = run_one(loaded, shape, method, args.calib, args.calib_len, args.granularity)
             print(json.dumps(row), flush=True)
             rows.append(row)
-    info = machine(placement.device)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps({"machine": info, "rows": rows}, indent=2))
-    out.with_suffix(".md").write_text(markdown(rows, info))
+            write(out, rows, info, stamp)  # after every row: a run stopped at a time limit keeps what finished
+        del loaded
     print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.md')}")
     return 0
+
+
+def write(out: Path, rows: list[dict], info: dict, stamp: dict) -> None:
+    """The JSON and markdown results, each renamed into place whole."""
+    for suffix, text in ((".json", json.dumps({"machine": info, **stamp, "rows": rows}, indent=2)), (".md", markdown(rows, info))):
+        with atomic_file(out.with_suffix(suffix)) as tmp:
+            tmp.write_text(text)
 
 
 if __name__ == "__main__":

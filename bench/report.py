@@ -99,6 +99,7 @@ PARTS: dict[str, tuple[str, Callable[[dict], str]]] = {
     "busy": ("busy.json", _renderer("bench_busy", "markdown")),
     "busy-threads": ("busy-threads.json", _renderer("bench_busy", "markdown")),
     "busy-passive": ("busy-passive.json", _renderer("bench_busy", "markdown")),
+    "gpu": ("gpu.json", _renderer("bench_gpu", "render")),
     "claims": ("claims", _claims),
     "headline": ("engine-minilm.json, engine-smollm.json", _headline),
 }

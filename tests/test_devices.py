@@ -397,21 +397,33 @@ def test_blocks_are_onloaded_one_at_a_time(plain, calibration, monkeypatch):
 
 @cuda_only
 def test_peak_device_memory_is_about_one_block_not_the_model():
+    """Blocks are onloaded one at a time, so the run's device peak is a few blocks' worth, never the model.
+
+    CUDA keeps fixed allocations of its own that count as allocated memory: cuBLAS and cuBLASLt
+    workspaces (32 MiB each on Hopper) made on a stream's first matrix product and kept. On an H200
+    they alone were more than a quarter of a 64 MB model, so the peak is measured above what is
+    allocated after one warm-up product of each kind, not from zero.
+    """
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from pruning.core import LoadedModel
 
-    config = LlamaConfig(vocab_size=256, hidden_size=256, intermediate_size=1024, num_hidden_layers=16,
+    config = LlamaConfig(vocab_size=256, hidden_size=256, intermediate_size=1024, num_hidden_layers=48,
                          num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=128)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = LlamaForCausalLM(config).eval().requires_grad_(False)
     loaded = LoadedModel("mid", model, None, "causal-lm", 128, "random", placement=Placement.make("cuda"))
     ids = torch.randint(0, 256, (2, 32), generator=torch.Generator().manual_seed(0))
+    a = torch.ones(64, 64, device="cuda")
+    torch.nn.functional.linear(a, a, a[0]), a @ a  # the workspaces, made once and kept
+    torch.cuda.synchronize()
+    baseline_mb = torch.cuda.memory_allocated() / 2**20
     devices.reset_device_peak(loaded.placement)  # as an entry point does
     result = prune(loaded, "wanda", 0.5, calibration=[{"input_ids": ids}])
-    model_mb = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20  # 16 blocks of 4 MB
-    assert result.info["resources"]["peak_device_memory_mb"] < 0.25 * model_mb
+    model_mb = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20  # 48 blocks of 4 MB
+    run_mb = result.info["resources"]["peak_device_memory_mb"] - baseline_mb
+    assert 0 < run_mb < 0.25 * model_mb, (run_mb, baseline_mb, model_mb)  # at most 12 blocks' worth of 48
 
 
 @cuda_only
