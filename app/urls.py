@@ -118,6 +118,14 @@ def _numerics(value: str) -> dict:
 def _granularity(value: str) -> dict:
     from pruning.masks import parse_granularity
 
+    from .allocation import ALLOCATED
+
+    if value.strip() == ALLOCATED:  # the CLI's reason would point to --allocation FILE.json
+        raise ValueError(
+            "a link does not carry an applied allocation, which lives in the session that measured it: open Layer "
+            "sensitivity (its settings are in this link; on the same server the measurement is cached) and press Apply, "
+            "or open a saved run"
+        )
     g = str(parse_granularity(value))
     return {"ps_granularity": g} if g in state.GRANULARITIES else {"ps_granularity": state.CUSTOM_NM, "ps_custom_nm": g}
 

@@ -641,6 +641,7 @@ def test_url_values_that_cannot_work_together_are_dropped():
     assert not at.exception and not at.error, [e.value for e in at.error]
     warnings = " ".join(w.value for w in at.sidebar.warning)
     assert "p.nosuch='1'" in warnings and "p.steps='-5'" in warnings and "granularity='allocated'" in warnings
+    assert "does not carry an applied allocation" in warnings and "Layer sensitivity" in warnings  # what to do instead
     assert at.sidebar.selectbox(key="ps_method").value == "mgpp"
     assert at.sidebar.slider(key="ps_sparsity").value == 0.6
     assert not any(k.startswith("p.") for k in at.query_params) and at.query_params["granularity"] == "layer"
