@@ -163,24 +163,13 @@ def render() -> None:
     )
     chosen = which_layers(layer_rows)
     size = eval_size_choice(s, loaded.task, metric)
-    blocks = sorted({r.block for r in layer_rows if r.block is not None})
     n_points = len(chosen) * len(sparsities)
     ans = resources.sensitivity(s, loaded, data, method, sparsities, granularity=measured_granularity(s),
                                 layers=tuple(r.name for r in chosen), done_rows=lambda: kept_rows(None), eval_size=size) if chosen else None
     kept = kept_rows(ans.key) if ans is not None else []
-    done = {(r["layer"], round(float(r["sparsity"]), 6)) for r in kept if r["layer"] != "-"}  # a stopped run's points: not measured again
-    fixed = point_fixed_blocks(loaded.task, len(blocks))
-    work = sum(point_cost(r.block, len(blocks), fixed) for r in chosen for x in sparsities if (r.name, round(float(x), 6)) not in done)
-    estimate = resources.sensitivity_estimate(s, work, len(blocks), eval_size=size)
-    rest = f" ({len(done)} measured before the Stop; the time is for the rest)" if done else ""
-    per_point = ("; every point also pays the output head and the KL over the whole vocabulary, about "
-                 f"{fixed / max(1, len(blocks)):.1f} dense passes" if fixed else "")
-    when = (f" Estimated time: **about {_duration(estimate[0])}**{rest} ({estimate[1]}; a layer near the output costs a fraction of one near the input{per_point})."
-            if estimate else " No estimate yet: nothing has been evaluated on this model and data on this server (the Overview's "
-            "dense evaluation gives the first); the progress bar's time left appears with the first points.")
     st.markdown(
         f"{len(chosen)} of {len(layer_rows)} layers x {len(sparsities)} sparsities = {n_points} evaluations of "
-        f"{size} {held_out}." + when
+        f"{size} {held_out}." + time_sentence(s, loaded.task, layer_rows, chosen, sparsities, kept, size)
     )
     if not chosen:
         st.info("Choose at least one block and one layer role.")
@@ -201,6 +190,24 @@ def render() -> None:
         st.session_state.pop(PARTIAL, None)
         results(s, job.value, sparsities, metric, layer_rows)
     measured_allocations(s, loaded, data)
+
+
+def time_sentence(s, task: str, layer_rows, chosen, sparsities, kept: list[dict], size: int) -> str:
+    """The run's estimated time before the click, from this server's measured costs by block position (points a
+    stopped run kept are not counted), or why there is none yet."""
+    blocks = sorted({r.block for r in layer_rows if r.block is not None})
+    done = {(r["layer"], round(float(r["sparsity"]), 6)) for r in kept if r["layer"] != "-"}  # a stopped run's points: not measured again
+    fixed = point_fixed_blocks(task, len(blocks))
+    work = sum(point_cost(r.block, len(blocks), fixed) for r in chosen for x in sparsities if (r.name, round(float(x), 6)) not in done)
+    estimate = resources.sensitivity_estimate(s, work, len(blocks), eval_size=size)
+    if not estimate:
+        return (" No estimate yet: nothing has been evaluated on this model and data on this server (the Overview's "
+                "dense evaluation gives the first); the progress bar's time left appears with the first points.")
+    rest = f" ({len(done)} measured before the Stop; the time is for the rest)" if done else ""
+    per_point = ("; every point also pays the output head and the KL over the whole vocabulary, about "
+                 f"{fixed / max(1, len(blocks)):.1f} dense passes" if fixed else "")
+    return (f" Estimated time: **about {_duration(estimate[0])}**{rest} ({estimate[1]}; a layer near the output costs a "
+            f"fraction of one near the input{per_point}).")
 
 
 def measured_allocations(s, loaded, data) -> None:

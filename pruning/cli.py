@@ -430,14 +430,7 @@ def _prune(args, request, held) -> int:
     calibration = _calibration(loaded, request)
     rule_info = None
     if rule is not None:  # a measured allocation (OWL): one dense pass, then each layer at its own sparsity
-        from .prune import calibration_for, layer_names
-
-        rule_calibration = calibration if calibration is not None else calibration_for(loaded, request)
-        allocator, params = rule
-        names = layer_names(loaded, request.layers, request.include, request.exclude)
-        alloc, info = allocator.compute(loaded, names, rule_calibration, request.sparsity, params, progress=_progress_bar(allocator.name))
-        rule_info = {"name": allocator.name, "params": params, **info}
-        request = _request(args, args.method, allocation=alloc, sparsity=request.sparsity)
+        request, rule_info = _measure_allocation(args, loaded, request, calibration, rule)
     from .loading.devices import reset_device_peak
 
     reset_device_peak(loaded.placement)  # the entry point may: report.json gets this run's own peak
@@ -457,23 +450,8 @@ def _prune(args, request, held) -> int:
     if rule_info is not None:
         result.info["allocation_rule"] = rule_info
     if "reconstruction_error" not in result.info:  # no calibration walk: one dense pass measures it
-        from .prune import calibration_for
-        from .walk import DENSE_INPUTS, dense_reconstruction_errors
-
-        calib = calibration if calibration is not None else calibration_for(loaded, request)
-        result.info["reconstruction_error"] = dense_reconstruction_errors(loaded, result.masks, result.weights, calib)
-        result.info["reconstruction_inputs"] = DENSE_INPUTS
-    evaluation = None
-    if args.eval:
-        from .analysis.evaluate import paired_difference
-        from .analysis.flips import evaluation_flips, predict
-
-        dense = predict(loaded, data, None, max_examples=args.eval_size).evaluation  # evaluate()'s result, with every answer
-        pruned = predict(loaded, data, result.overrides(loaded), max_examples=args.eval_size).evaluation
-        evaluation = {"dense": dense, "pruned": pruned, "difference": paired_difference(dense, pruned)}
-        evaluation["flips"] = evaluation_flips(dense, pruned)
-        if pruned["n"] < args.eval_size:  # evaluation runs in batches: a larger request is capped, never held at once
-            print(f"note: --eval-size {args.eval_size} capped at the {pruned['n']} examples the evaluation data has", file=sys.stderr)
+        _dense_errors(loaded, request, result, calibration)
+    evaluation = _evaluate(args, loaded, data, result) if args.eval else None
     if data is not None:
         from .loading.data import data_parts
 
@@ -486,20 +464,60 @@ def _prune(args, request, held) -> int:
         f"({report['total'] - report['kept']:,d} of {report['total']:,d} weights) in {result.seconds:.1f} s"
     )
     if evaluation:
-        d, p, diff = evaluation["dense"], evaluation["pruned"], evaluation["difference"]
-        noise = " (within noise)" if diff["within_noise"] else ""
-        print(
-            f"{d['metric']}: dense {d['value']:.4f} [{d['ci_low']:.4f}, {d['ci_high']:.4f}] -> pruned {p['value']:.4f} "
-            f"[{p['ci_low']:.4f}, {p['ci_high']:.4f}] (n={p['n']}); drop {diff['drop']:+.4f} "
-            f"[{diff['drop_ci_low']:+.4f}, {diff['drop_ci_high']:+.4f}]{noise}"
-        )
-        from .stability_cli import flips_line
-
-        print(flips_line(evaluation["flips"], d["metric"]))
+        _print_evaluation(evaluation)
     if checkpoint is not None:
         checkpoint.remove()  # the run is written: its training state is not needed any more
     print(f"wrote {out}/report.json, {out}/masks.safetensors" + ("" if args.no_model else f", {out}/model/"))
     return 0
+
+
+def _measure_allocation(args, loaded, request, calibration, rule):
+    """A measured allocation rule (OWL) run on the dense model: the request at its per-layer sparsities, and what the
+    rule measured (for report.json)."""
+    from .prune import calibration_for, layer_names
+
+    rule_calibration = calibration if calibration is not None else calibration_for(loaded, request)
+    allocator, params = rule
+    names = layer_names(loaded, request.layers, request.include, request.exclude)
+    alloc, info = allocator.compute(loaded, names, rule_calibration, request.sparsity, params, progress=_progress_bar(allocator.name))
+    return _request(args, args.method, allocation=alloc, sparsity=request.sparsity), {"name": allocator.name, "params": params, **info}
+
+
+def _dense_errors(loaded, request, result, calibration) -> None:
+    """Each layer's reconstruction error on the dense model's inputs, into ``result.info`` (methods without a walk)."""
+    from .prune import calibration_for
+    from .walk import DENSE_INPUTS, dense_reconstruction_errors
+
+    calib = calibration if calibration is not None else calibration_for(loaded, request)
+    result.info["reconstruction_error"] = dense_reconstruction_errors(loaded, result.masks, result.weights, calib)
+    result.info["reconstruction_inputs"] = DENSE_INPUTS
+
+
+def _evaluate(args, loaded, data, result) -> dict:
+    """Dense and pruned on the same examples (--eval-size): both evaluations, the paired difference and the flips."""
+    from .analysis.evaluate import paired_difference
+    from .analysis.flips import evaluation_flips, predict
+
+    dense = predict(loaded, data, None, max_examples=args.eval_size).evaluation  # evaluate()'s result, with every answer
+    pruned = predict(loaded, data, result.overrides(loaded), max_examples=args.eval_size).evaluation
+    evaluation = {"dense": dense, "pruned": pruned, "difference": paired_difference(dense, pruned)}
+    evaluation["flips"] = evaluation_flips(dense, pruned)
+    if pruned["n"] < args.eval_size:  # evaluation runs in batches: a larger request is capped, never held at once
+        print(f"note: --eval-size {args.eval_size} capped at the {pruned['n']} examples the evaluation data has", file=sys.stderr)
+    return evaluation
+
+
+def _print_evaluation(evaluation: dict) -> None:
+    from .stability_cli import flips_line
+
+    d, p, diff = evaluation["dense"], evaluation["pruned"], evaluation["difference"]
+    noise = " (within noise)" if diff["within_noise"] else ""
+    print(
+        f"{d['metric']}: dense {d['value']:.4f} [{d['ci_low']:.4f}, {d['ci_high']:.4f}] -> pruned {p['value']:.4f} "
+        f"[{p['ci_low']:.4f}, {p['ci_high']:.4f}] (n={p['n']}); drop {diff['drop']:+.4f} "
+        f"[{diff['drop_ci_low']:+.4f}, {diff['drop_ci_high']:+.4f}]{noise}"
+    )
+    print(flips_line(evaluation["flips"], d["metric"]))
 
 
 def _signal_number(name: str) -> int:
