@@ -772,27 +772,8 @@ def _command(sub, name: str, help: str) -> argparse.ArgumentParser:
     return sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".", epilog=DOCS_HINT)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from . import threads
-
-    parser = _Parser(
-        prog="python -m pruning",
-        description="PruneScope: prune a transformer and see what it costs.",
-        epilog=f"{threads.describe()} {DOCS_HINT}",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    _command(sub, "models", help="list the embedded default models").set_defaults(func=cmd_models)
-    _command(sub, "methods", help="list the pruning methods and their parameters").set_defaults(func=cmd_methods)
-    p = _command(sub, "prepare", help="build the embedded default models into the user cache now, with progress")
-    p.add_argument("models", nargs="*", help="which defaults (all when none is named)")
-    p.add_argument("--verify", action="store_true", help="hash every cached file again, even those unchanged since their last check")
-    p.set_defaults(func=cmd_prepare)
-
-    p = _command(sub, "layers", help="list a model's prunable layers")
-    _model_args(p)
-    _layer_args(p)
-    p.set_defaults(func=cmd_layers)
-
+def _add_prune(sub) -> None:
+    """The `prune` command and its options."""
     p = _command(sub, "prune", help="prune once; write the model, the masks and a JSON report")
     _model_args(p)
     _layer_args(p)
@@ -821,12 +802,9 @@ def build_parser() -> argparse.ArgumentParser:
     _overwrite_arg(p)
     p.set_defaults(func=cmd_prune)
 
-    p = _command(sub, "show", help="read a run folder back, check its masks against the model, and compare it with another")
-    p.add_argument("run", help="a folder written by prune (or the app's masks.safetensors + report.json)")
-    p.add_argument("--against", help="a second run folder: weights kept by both, by one only")
-    _model_args(p)
-    p.set_defaults(func=cmd_show)
 
+def _add_sweep_and_sensitivity(sub) -> None:
+    """The `sweep` and `sensitivity` commands and their options."""
     p = _command(sub, "sweep", help="metric vs sparsity for methods and granularities (CSV and JSON)")
     _model_args(p)
     _data_args(p)
@@ -850,6 +828,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="out/sensitivity.csv")
     _overwrite_arg(p)
     p.set_defaults(func=cmd_sensitivity)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import threads
+
+    parser = _Parser(
+        prog="python -m pruning",
+        description="PruneScope: prune a transformer and see what it costs.",
+        epilog=f"{threads.describe()} {DOCS_HINT}",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    _command(sub, "models", help="list the embedded default models").set_defaults(func=cmd_models)
+    _command(sub, "methods", help="list the pruning methods and their parameters").set_defaults(func=cmd_methods)
+    p = _command(sub, "prepare", help="build the embedded default models into the user cache now, with progress")
+    p.add_argument("models", nargs="*", help="which defaults (all when none is named)")
+    p.add_argument("--verify", action="store_true", help="hash every cached file again, even those unchanged since their last check")
+    p.set_defaults(func=cmd_prepare)
+
+    p = _command(sub, "layers", help="list a model's prunable layers")
+    _model_args(p)
+    _layer_args(p)
+    p.set_defaults(func=cmd_layers)
+
+    _add_prune(sub)
+
+    p = _command(sub, "show", help="read a run folder back, check its masks against the model, and compare it with another")
+    p.add_argument("run", help="a folder written by prune (or the app's masks.safetensors + report.json)")
+    p.add_argument("--against", help="a second run folder: weights kept by both, by one only")
+    _model_args(p)
+    p.set_defaults(func=cmd_show)
+
+    _add_sweep_and_sensitivity(sub)
 
     from .stability_cli import register as add_stability
 
