@@ -563,6 +563,70 @@ def _flips_between_draws(answers: list[np.ndarray]) -> dict:
     }
 
 
+@dataclass
+class _Draws:
+    """What the draws gave, in draw order: each layer's packed masks (and shape), answers, evaluations and rows."""
+
+    packed: dict = field(default_factory=dict)
+    shapes: dict = field(default_factory=dict)
+    answers: list = field(default_factory=list)
+    evaluations: list = field(default_factory=list)
+    rows: list = field(default_factory=list)
+
+    def add(self, row: dict, packed, shapes_r, ev, answer) -> None:
+        for n, bits in packed.items():
+            self.packed.setdefault(n, []).append(bits)
+            self.shapes[n] = tuple(shapes_r[n])
+        self.answers.append(np.asarray(answer))
+        self.evaluations.append(ev)
+        self.rows.append(row)
+
+    def summed_up(self, request, kind: str, dense, tokenizer, fragile_top: int) -> "StabilityResult":
+        """The masks' agreement by layer and overall, the metric across draws, the flips and the verdict."""
+        layers = [layer_summary(n, self.packed[n], self.shapes[n])[0] for n in self.packed]
+        overall = overall_summary(layers, self.packed)
+        metric = _metric_across_draws(self.rows, self.evaluations)
+        return StabilityResult(
+            request=request,
+            kind=kind,
+            rows=self.rows,
+            layers=layers,
+            overall=overall,
+            metric=metric,
+            between=_flips_between_draws(self.answers),
+            fragile=fragile_items(dense, self.answers, tokenizer, top=fragile_top),
+            dense=summary(dense.evaluation),
+            verdict=verdict(overall["jaccard"], metric["moves"]),
+            seconds=0.0,
+            info={"needs_calibration": request.method_info.needs_calibration},
+        )
+
+
+def _checkpoint_and_store(checkpoint, store):
+    """The checkpoint (or ``None``) and where the draws' masks and answers go (default: beside the checkpoint)."""
+    ckpt = as_checkpoint(checkpoint)
+    if store is None and ckpt is not None:
+        store = ckpt.path.with_suffix(".draws")
+    return ckpt, DrawStore(store) if store is not None and not isinstance(store, DrawStore) else store
+
+
+def _dense_on_plan(loaded, data, plan, dense):
+    """The dense model's predictions on the plan's items: ``dense`` when given (checked to be on them), else made."""
+    if dense is None:
+        return predict(loaded, data, None, plan=plan)
+    if dense.metric != plan.metric or dense.evaluation["n"] != _plan_items(plan):
+        raise PruneScopeError("the dense predictions given were made on other items than this evaluation's")
+    return dense
+
+
+def _keep_draw(ckpt, store, r: int, row: dict, packed, shapes_r, ev, answer) -> None:
+    """A finished draw saved for a rerun: its masks and answers in the store, its row in the checkpoint."""
+    if store is not None:
+        store.save(r, packed, shapes_r, {"answers": answer, **_per_item(ev)})
+    if ckpt is not None:
+        ckpt.append(row)
+
+
 def stability(
     loaded,
     request: PruneRequest,
@@ -589,10 +653,7 @@ def stability(
     same data, ``max_examples`` and ``split``) saves its evaluation when several methods are compared.
     """
     draws, kind = check_draws(draws), check_kind(kind)
-    ckpt = as_checkpoint(checkpoint)
-    if store is None and ckpt is not None:
-        store = ckpt.path.with_suffix(".draws")
-    store = DrawStore(store) if store is not None and not isinstance(store, DrawStore) else store
+    ckpt, store = _checkpoint_and_store(checkpoint, store)
     start = time.perf_counter()
     done_rows, saved = _resumed_draws(ckpt, store, request, kind)
     total = draws + 2
@@ -601,53 +662,24 @@ def stability(
     cal, reqs = _requests_of_draws(loaded, request, draws, kind, data)
     plan = evaluation_plan(loaded, data, max_examples, split)
     report(1, total, "dense model")
-    if dense is None:
-        dense = predict(loaded, data, None, plan=plan)
-    elif dense.metric != plan.metric or dense.evaluation["n"] != _plan_items(plan):
-        raise PruneScopeError("the dense predictions given were made on other items than this evaluation's")
-    packed_layers: dict[str, list[np.ndarray]] = {}
-    shapes: dict[str, tuple] = {}
-    answers, evaluations, rows = [], [], []
+    dense = _dense_on_plan(loaded, data, plan, dense)
+    got = _Draws()
     for r in range(draws):
         if r in done_rows:
-            row = done_rows[r]
-            packed, shapes_r, arrays = saved[r]
-            ev = _restore_evaluation(row, arrays)
-            answer = arrays["answers"]
+            row, (packed, shapes_r, arrays) = done_rows[r], saved[r]
+            ev, answer = _restore_evaluation(row, arrays), arrays["answers"]
         else:
             def sub(done, all_, message, r=r):  # the engine reports often: Stop reaches inside a draw
                 report(1 + r, total, f"draw {r + 1}/{draws}: {message}")
 
             row, packed, shapes_r, ev, answer = _one_draw(loaded, request, reqs[r], r, kind, cal, data, plan, dense, sub)
-            if store is not None:
-                store.save(r, packed, shapes_r, {"answers": answer, **_per_item(ev)})
-            if ckpt is not None:
-                ckpt.append(row)
-        for n, bits in packed.items():
-            packed_layers.setdefault(n, []).append(bits)
-            shapes[n] = tuple(shapes_r[n])
-        answers.append(np.asarray(answer))
-        evaluations.append(ev)
-        rows.append(row)
+            _keep_draw(ckpt, store, r, row, packed, shapes_r, ev, answer)
+        got.add(row, packed, shapes_r, ev, answer)
         if on_draw is not None:
             on_draw(row)
     report(draws + 1, total, "summing up")
-    layers = [layer_summary(n, packed_layers[n], shapes[n])[0] for n in packed_layers]
-    overall = overall_summary(layers, packed_layers)
-    metric = _metric_across_draws(rows, evaluations)
-    fragile = fragile_items(dense, answers, loaded.tokenizer, top=fragile_top)
+    result = got.summed_up(request, kind, dense, loaded.tokenizer, fragile_top)
+    result.seconds = time.perf_counter() - start
+    result.info = {"draws_resumed": len(done_rows), **result.info}
     report(total, total, "done")
-    return StabilityResult(
-        request=request,
-        kind=kind,
-        rows=rows,
-        layers=layers,
-        overall=overall,
-        metric=metric,
-        between=_flips_between_draws(answers),
-        fragile=fragile,
-        dense=summary(dense.evaluation),
-        verdict=verdict(overall["jaccard"], metric["moves"]),
-        seconds=time.perf_counter() - start,
-        info={"draws_resumed": len(done_rows), "needs_calibration": request.method_info.needs_calibration},
-    )
+    return result
