@@ -296,12 +296,7 @@ def compare(
     seed and the layers; each cell replaces its method and update. ``calibration`` (batches) is built
     from ``base`` once when a cell needs it and none is given; ``data`` is the evaluation data (and
     the task data of methods that train)."""
-    planned = plan(base, cells, reference)
-    runnable = [p.cell for p in planned if p.request is not None]
-    if not runnable:
-        raise PruneScopeError(f"none of the cells can run: {planned[0].cell.label}: {planned[0].reason}")
-    ref_cell = find_cell(cells, reference) if reference is not None else runnable[0]
-    order = sorted(planned, key=lambda p: p.cell != ref_cell)  # the reference first, the rest in their order
+    runnable, ref_cell, order = _run_order(plan(base, cells, reference), cells, reference)
     ckpt = as_checkpoint(checkpoint)
     grid = {c.label for c in runnable}
     done_rows = {r["cell"]: r for r in (ckpt.in_grid(lambda r: r["cell"], grid) if ckpt is not None else [])}
@@ -324,23 +319,9 @@ def compare(
             state.dense = _summary(_evaluate(loaded, data, None, max_examples, split, None))
         for i, p in enumerate(order):
             report(i, p.cell.label)
-            row = _base_row(p)
-            if p.request is None:
-                row["resumed"] = False
-            elif p.cell.label in done_rows:
-                saved = done_rows[p.cell.label]
-                row.update({k: saved[k] for k in saved if k not in ("per_item",)})
-                row["resumed"] = True
-                state.resumed += 1
-                state.evaluations[p.cell.label] = _from_row(saved)
-            else:
-                inner = lambda d, t, m, i=i, label=p.cell.label: report(i, f"{label}: {m}")  # noqa: E731
-                row.update(_run_cell(loaded, base, p, data, calib, allocations, max_examples, split, inner))
-                evaluation = row.pop("_evaluation")
-                state.evaluations[p.cell.label] = evaluation
-                row["resumed"] = False
-                if ckpt is not None:
-                    ckpt.append({**{k: v for k, v in row.items() if k not in ("drop", "drop_ci_low", "drop_ci_high", "within_noise", "verdict", "reference")}, "per_item": _per_item_json(evaluation)})
+            inner = lambda d, t, m, i=i, label=p.cell.label: report(i, f"{label}: {m}")  # noqa: E731
+            run = lambda p=p, inner=inner: _run_cell(loaded, base, p, data, calib, allocations, max_examples, split, inner)  # noqa: E731
+            row = _cell_row(p, done_rows.get(p.cell.label), state, ckpt, run)
             if p.request is not None:
                 if p.cell == ref_cell:
                     ref_eval = state.evaluations[p.cell.label]
@@ -353,6 +334,38 @@ def compare(
         state.stopped = True
     state.rows = [_complete(rows[c.label]) for c in cells if c.label in rows]
     return state
+
+
+def _run_order(planned, cells: Sequence[Cell], reference):
+    """The cells that can run, the reference cell (default: the first of them) and the planned cells in the order
+    they run: the reference first, the rest as given."""
+    runnable = [p.cell for p in planned if p.request is not None]
+    if not runnable:
+        raise PruneScopeError(f"none of the cells can run: {planned[0].cell.label}: {planned[0].reason}")
+    ref_cell = find_cell(cells, reference) if reference is not None else runnable[0]
+    return runnable, ref_cell, sorted(planned, key=lambda p: p.cell != ref_cell)
+
+
+def _cell_row(p, saved: dict | None, state: CompareResult, ckpt, run: Callable[[], dict]) -> dict:
+    """One cell's row: not runnable (its reason), resumed from its checkpointed row, or run now by ``run()`` (and
+    checkpointed); its evaluation goes into ``state``."""
+    row = _base_row(p)
+    if p.request is None:
+        row["resumed"] = False
+    elif saved is not None:
+        row.update({k: saved[k] for k in saved if k not in ("per_item",)})
+        row["resumed"] = True
+        state.resumed += 1
+        state.evaluations[p.cell.label] = _from_row(saved)
+    else:
+        row.update(run())
+        evaluation = row.pop("_evaluation")
+        state.evaluations[p.cell.label] = evaluation
+        row["resumed"] = False
+        if ckpt is not None:
+            paired = ("drop", "drop_ci_low", "drop_ci_high", "within_noise", "verdict", "reference")  # recomputed on resume
+            ckpt.append({**{k: v for k, v in row.items() if k not in paired}, "per_item": _per_item_json(evaluation)})
+    return row
 
 
 def _complete(row: dict) -> dict:
