@@ -581,8 +581,9 @@ class _Draws:
         self.evaluations.append(ev)
         self.rows.append(row)
 
-    def summed_up(self, request, kind: str, dense, tokenizer, fragile_top: int) -> "StabilityResult":
-        """The masks' agreement by layer and overall, the metric across draws, the flips and the verdict."""
+    def summed_up(self, request, kind: str, dense, tokenizer, fragile_top: int, start: float, resumed: int) -> "StabilityResult":
+        """The masks' agreement by layer and overall, the metric across draws, the flips and the verdict (``start``:
+        when the run began, by ``time.perf_counter``; ``resumed``: how many draws came from a checkpoint)."""
         layers = [layer_summary(n, self.packed[n], self.shapes[n])[0] for n in self.packed]
         overall = overall_summary(layers, self.packed)
         metric = _metric_across_draws(self.rows, self.evaluations)
@@ -597,8 +598,8 @@ class _Draws:
             fragile=fragile_items(dense, self.answers, tokenizer, top=fragile_top),
             dense=summary(dense.evaluation),
             verdict=verdict(overall["jaccard"], metric["moves"]),
-            seconds=0.0,
-            info={"needs_calibration": request.method_info.needs_calibration},
+            seconds=time.perf_counter() - start,
+            info={"draws_resumed": resumed, "needs_calibration": request.method_info.needs_calibration},
         )
 
 
@@ -678,8 +679,6 @@ def stability(
         if on_draw is not None:
             on_draw(row)
     report(draws + 1, total, "summing up")
-    result = got.summed_up(request, kind, dense, loaded.tokenizer, fragile_top)
-    result.seconds = time.perf_counter() - start
-    result.info = {"draws_resumed": len(done_rows), **result.info}
+    result = got.summed_up(request, kind, dense, loaded.tokenizer, fragile_top, start, len(done_rows))
     report(total, total, "done")
     return result
